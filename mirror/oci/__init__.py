@@ -1,0 +1,1 @@
+"""Pure OCI nouns: digests, names, references, media types. No I/O."""
