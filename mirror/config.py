@@ -1,0 +1,249 @@
+"""Typed, frozen configuration: defaults in code, a TOML file, ``MIRROR_*`` environment overrides.
+
+Every problem is reported as a ``ConfigError`` that names the offending key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union, get_args, get_origin, get_type_hints
+
+from mirror.oci.names import is_host
+
+MiB = 1024 * 1024
+
+
+class ConfigError(Exception):
+    """A configuration value is missing, malformed or inconsistent; the message names the key."""
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """How the HTTP server listens."""
+
+    # host:port to listen on; loopback by default (plain HTTP is for node-local use).
+    listen: str = "127.0.0.1:5016"
+    # Write one access-log line per request.
+    access_log: bool = True
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    """Where the cache and its metadata live."""
+
+    # Directory holding blobs/, metadata/ and tmp/.
+    data_dir: str = "./data"
+    # I/O chunk size when reading from upstream and serving from disk (1 MiB is the sweet spot).
+    chunk_size: int = 1 * MiB
+
+
+@dataclass(frozen=True)
+class CacheConfig:
+    """Freshness and fill behaviour."""
+
+    # Seconds a tag's digest is trusted before it is revalidated with an upstream HEAD.
+    tag_ttl: float = 60.0
+    # Seconds past its TTL a cached tag may still be served when upstream is failing.
+    max_stale: float = 7 * 24 * 3600.0
+    # Upper bound, in seconds, on a blob fill that continues after its clients went away.
+    fill_timeout: float = 3600.0
+    # Seconds between flushes of batched last-pull times to the metadata store.
+    last_pull_flush_interval: float = 5.0
+
+
+@dataclass(frozen=True)
+class UpstreamConfig:
+    """One upstream registry the mirror pulls through to."""
+
+    # Registry host as clients name it (containerd's ?ns=, the path prefix), e.g. "docker.io".
+    host: str
+    # Base URL the mirror talks to, e.g. "https://registry-1.docker.io".
+    url: str
+    # Other host names that select this upstream (e.g. "registry-1.docker.io").
+    aliases: tuple[str, ...] = ()
+    # Prefix single-component names with "library/" (Docker Hub's official images).
+    library_prefix: bool = False
+    # Credentials for the upstream (token or Basic auth); anonymous when unset.
+    username: str | None = None
+    password: str | None = None
+    # Seconds to connect, and to wait between bytes of a response.
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+    # Retries of idempotent requests on connect errors and 5xx.
+    retries: int = 3
+
+
+def _default_upstreams() -> tuple[UpstreamConfig, ...]:
+    return (
+        UpstreamConfig(
+            host="docker.io",
+            url="https://registry-1.docker.io",
+            aliases=("registry-1.docker.io", "index.docker.io"),
+            library_prefix=True,
+        ),
+        UpstreamConfig(host="ghcr.io", url="https://ghcr.io"),
+        UpstreamConfig(host="quay.io", url="https://quay.io"),
+        UpstreamConfig(host="registry.k8s.io", url="https://registry.k8s.io"),
+    )
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole mirror configuration."""
+
+    server: ServerConfig = field(default_factory=ServerConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    cache: CacheConfig = field(default_factory=CacheConfig)
+    upstreams: tuple[UpstreamConfig, ...] = field(default_factory=_default_upstreams)
+    # Upstream host used for bare names (no ?ns= and no host path prefix); "" for none.
+    default_upstream: str = "docker.io"
+
+    def upstream(self, host: str) -> UpstreamConfig | None:
+        """The upstream selected by ``host`` (its host or one of its aliases)."""
+        for upstream in self.upstreams:
+            if host == upstream.host or host in upstream.aliases:
+                return upstream
+        return None
+
+    def validate(self) -> Config:
+        """Check cross-field consistency; returns self or raises ``ConfigError``."""
+        host, sep, port = self.server.listen.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"server.listen: expected HOST:PORT, got {self.server.listen!r}")
+        seen: set[str] = set()
+        for i, upstream in enumerate(self.upstreams):
+            for name in (upstream.host, *upstream.aliases):
+                if not is_host(name):
+                    raise ConfigError(f"upstreams[{i}].host: not a registry host: {name!r}")
+                if name in seen:
+                    raise ConfigError(f"upstreams[{i}].host: {name!r} configured twice")
+                seen.add(name)
+            if not upstream.url.startswith(("http://", "https://")):
+                raise ConfigError(f"upstreams[{i}].url: expected http(s)://..., got {upstream.url!r}")
+        if self.default_upstream and self.upstream(self.default_upstream) is None:
+            raise ConfigError(
+                f"default_upstream: {self.default_upstream!r} is not a configured upstream"
+            )
+        if self.storage.chunk_size < 4096:
+            raise ConfigError("storage.chunk_size: must be at least 4096")
+        for name in ("tag_ttl", "max_stale", "fill_timeout", "last_pull_flush_interval"):
+            if getattr(self.cache, name) < 0:
+                raise ConfigError(f"cache.{name}: must not be negative")
+        return self
+
+
+def _coerce(value: Any, kind: Any, key: str) -> Any:
+    """Convert a TOML or environment value to the field's type, or raise naming ``key``."""
+    origin = get_origin(kind)
+    if origin in (Union, types.UnionType):
+        options = [a for a in get_args(kind) if a is not type(None)]
+        if value is None:
+            return None
+        return _coerce(value, options[0], key)
+    if origin is tuple:
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v]
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        return tuple(_coerce(v, get_args(kind)[0], key) for v in value)
+    if kind is bool:
+        if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false",
+                                                        "no", "off"):
+            return value.lower() in ("1", "true", "yes", "on")
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    if kind in (int, float):
+        if isinstance(value, bool):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        try:
+            return kind(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key}: expected a number, got {value!r}") from None
+    if kind is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{key}: unsupported type")
+
+
+def _build(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
+    """Build dataclass ``cls`` from ``data``, rejecting unknown keys."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{prefix.rstrip('.')}: expected a table")
+    hints = get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in names:
+            raise ConfigError(f"{prefix}{key}: unknown key")
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        key = f"{prefix}{f.name}"
+        if f.name not in data:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ConfigError(f"{key}: required")
+            continue
+        value = data[f.name]
+        kind = hints[f.name]
+        if dataclasses.is_dataclass(kind):
+            kwargs[f.name] = _build(kind, value, f"{key}.")  # type: ignore[arg-type]
+        elif f.name == "upstreams":
+            if not isinstance(value, list):
+                raise ConfigError(f"{key}: expected an array of tables")
+            kwargs[f.name] = tuple(
+                _build(UpstreamConfig, item, f"{key}[{i}].") for i, item in enumerate(value)
+            )
+        else:
+            kwargs[f.name] = _coerce(value, kind, key)
+    return cls(**kwargs)
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Collect ``MIRROR_<SECTION>_<KEY>`` (and ``MIRROR_DEFAULT_UPSTREAM``) into a nested dict."""
+    result: dict[str, Any] = {}
+    sections = {"server": ServerConfig, "storage": StorageConfig, "cache": CacheConfig}
+    for section, cls in sections.items():
+        for f in dataclasses.fields(cls):
+            name = f"MIRROR_{section}_{f.name}".upper()
+            if name in environ:
+                result.setdefault(section, {})[f.name] = environ[name]
+    if "MIRROR_DEFAULT_UPSTREAM" in environ:
+        result["default_upstream"] = environ["MIRROR_DEFAULT_UPSTREAM"]
+    return result
+
+
+def merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Deep-merge ``override`` into a copy of ``base`` (tables merge, other values replace)."""
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge(dict(out[key]), value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_config(
+    path: Path | None = None,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Load the configuration: defaults < TOML file < environment < ``overrides`` (CLI flags)."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {path}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    data = merge(data, env_overrides(os.environ if environ is None else environ))
+    data = merge(data, overrides or {})
+    return _build(Config, data, "").validate()  # type: ignore[no-any-return]

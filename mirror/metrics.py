@@ -1,0 +1,64 @@
+"""Prometheus metrics, in a registry owned by the app (no process-global collectors)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+
+class Metrics:
+    """Every metric the mirror exports, registered in its own ``CollectorRegistry``."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "mirror_http_requests", "HTTP requests answered", ["route", "method", "status"],
+            registry=r,
+        )
+        self.request_seconds = Histogram(
+            "mirror_http_request_seconds", "Time to answer, until the body was sent", ["route"],
+            registry=r,
+        )
+        self.cache_hits = Counter(
+            "mirror_cache_hits", "Requests answered from the cache", ["kind"], registry=r
+        )
+        self.cache_misses = Counter(
+            "mirror_cache_misses", "Requests that needed upstream", ["kind"], registry=r
+        )
+        self.bytes_from_cache = Counter(
+            "mirror_bytes_served_from_cache", "Blob bytes sent from committed cache", registry=r
+        )
+        self.bytes_from_upstream = Counter(
+            "mirror_bytes_fetched_upstream", "Blob bytes received from upstreams", registry=r
+        )
+        self.upstream_requests = Counter(
+            "mirror_upstream_requests", "Requests sent to upstreams", ["upstream", "method",
+                                                                        "status"],
+            registry=r,
+        )
+        self.fills_started = Counter("mirror_fills_started", "Blob fills started", registry=r)
+        self.fills_committed = Counter(
+            "mirror_fills_committed", "Blob fills verified and committed", registry=r
+        )
+        self.fills_aborted = Counter(
+            "mirror_fills_aborted", "Blob fills that ended without committing", ["reason"],
+            registry=r,
+        )
+        self.digest_mismatches = Counter(
+            "mirror_digest_mismatches", "Upstream content that did not match its digest", ["kind"],
+            registry=r,
+        )
+        self.singleflight_joins = Counter(
+            "mirror_singleflight_joins", "Requests that joined an in-flight upstream fetch",
+            ["kind"], registry=r,
+        )
+        self.stale_served = Counter(
+            "mirror_stale_served", "Tags served stale because upstream failed", registry=r
+        )
+        self.fills_in_progress = Gauge(
+            "mirror_fills_in_progress", "Blob fills currently running", registry=r
+        )
+
+    def exposition(self) -> bytes:
+        """The text exposition format of every metric."""
+        return generate_latest(self.registry)

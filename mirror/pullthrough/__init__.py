@@ -1,0 +1,1 @@
+"""Pull-through services: blobs and manifests fetched from upstream, verified, cached."""

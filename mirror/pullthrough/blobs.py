@@ -1,0 +1,167 @@
+"""Blobs pulled through: warm from the store, cold streamed from one shared, verified fill."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncGenerator, Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from mirror.errors import DigestMismatch, RegistryError, UpstreamUnavailable
+from mirror.metrics import Metrics
+from mirror.oci.digest import Digest
+from mirror.pullthrough.fill import Fill
+from mirror.pullthrough.singleflight import SingleFlight
+from mirror.ranges import ByteRange, resolve_range
+from mirror.routing import Target
+from mirror.store.blobs import BlobStore, RangeReader, iter_range
+from mirror.upstream.client import UpstreamClient
+from mirror.verify import Verifier
+
+log = logging.getLogger(__name__)
+
+
+class Upstreams(Protocol):
+    """Looks up the client of an upstream by its canonical host."""
+
+    def __call__(self, host: str) -> UpstreamClient: ...
+
+
+@dataclass(frozen=True, slots=True)
+class BlobBody:
+    """A blob ready to send: its size, the range answered (``None`` for all), and the bytes."""
+
+    size: int
+    range: ByteRange | None
+    chunks: AsyncGenerator[bytes, None]
+    from_cache: bool
+
+
+class BlobService:
+    """Serves blobs by digest, filling the cache from upstream exactly once per digest."""
+
+    def __init__(
+        self,
+        store: BlobStore,
+        upstreams: Upstreams,
+        metrics: Metrics,
+        *,
+        chunk_size: int,
+        fill_timeout: float,
+        on_commit: Callable[[Digest, int], None] | None = None,
+    ) -> None:
+        self._store = store
+        self._upstreams = upstreams
+        self._metrics = metrics
+        self._chunk_size = chunk_size
+        self._fill_timeout = fill_timeout
+        self._on_commit = on_commit
+        self._fills: dict[Digest, Fill] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._heads: SingleFlight[int] = SingleFlight()
+
+    async def stat(self, target: Target, digest: Digest) -> int:
+        """The blob's size: from the cache, a running fill, or an upstream ``HEAD``."""
+        size = await self._store.stat(digest)
+        if size is not None:
+            self._metrics.cache_hits.labels("blob_head").inc()
+            return size
+        fill = self._fills.get(digest)
+        if fill is not None:
+            return await fill.wait_started()
+        self._metrics.cache_misses.labels("blob_head").inc()
+        client = self._upstreams(target.upstream)
+        return await self._heads.do(
+            (target.upstream, digest), lambda: client.head_blob(target.repo, digest)
+        )
+
+    async def open(
+        self, target: Target, digest: Digest, range_spec: tuple[int | None, int | None] | None
+    ) -> BlobBody:
+        """Open the blob for sending, the whole of it or one range."""
+        opened = await self._store.open(digest)
+        if opened is not None:
+            reader, size = opened
+            byte_range = resolve_range(range_spec, size) if range_spec else None
+            self._metrics.cache_hits.labels("blob").inc()
+            first, last = (byte_range.first, byte_range.last) if byte_range else (0, size - 1)
+            return BlobBody(size, byte_range, self._warm(reader, first, last), True)
+        fill = self._fills.get(digest)
+        if fill is None:
+            self._metrics.cache_misses.labels("blob").inc()
+            fill = self._start_fill(target, digest)
+        else:
+            self._metrics.singleflight_joins.labels("blob").inc()
+        size = await fill.wait_started()
+        byte_range = resolve_range(range_spec, size) if range_spec else None
+        first, last = (byte_range.first, byte_range.last) if byte_range else (0, size - 1)
+        return BlobBody(size, byte_range, fill.stream(first, last, self._chunk_size), False)
+
+    async def _warm(self, reader: RangeReader, first: int, last: int) -> AsyncGenerator[bytes, None]:
+        try:
+            async for chunk in iter_range(reader, first, last, self._chunk_size):
+                self._metrics.bytes_from_cache.inc(len(chunk))
+                yield chunk
+        finally:
+            await reader.close()
+
+    def _start_fill(self, target: Target, digest: Digest) -> Fill:
+        fill = Fill(digest, self._store.create(digest))
+        self._fills[digest] = fill
+        task = asyncio.create_task(self._run_fill(fill, target))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return fill
+
+    async def _run_fill(self, fill: Fill, target: Target) -> None:
+        """Download, verify and commit one blob; runs on its own, whatever its clients do."""
+        self._metrics.fills_started.inc()
+        self._metrics.fills_in_progress.inc()
+        client = self._upstreams(target.upstream)
+        try:
+            async with asyncio.timeout(self._fill_timeout):
+                async with client.open_blob(target.repo, fill.digest) as blob:
+                    if blob.size is None:
+                        raise UpstreamUnavailable("upstream blob answer has no Content-Length",
+                                                  detail={"digest": str(fill.digest)})
+                    fill.started(blob.size)
+                    verifier = Verifier(fill.digest, blob.size)
+                    async for chunk in blob.iter_chunks(self._chunk_size):
+                        verifier.update(chunk)
+                        await fill.writer.write(chunk)
+                        self._metrics.bytes_from_upstream.inc(len(chunk))
+                        fill.advanced(len(chunk))
+                    verifier.verify()
+            await fill.writer.commit()
+        except BaseException as exc:
+            await fill.writer.abort()
+            reason = type(exc).__name__
+            if isinstance(exc, DigestMismatch):
+                self._metrics.digest_mismatches.labels("blob").inc()
+                log.error("upstream %s sent bad content for %s: %s", target.upstream, fill.digest,
+                          exc)
+            elif isinstance(exc, TimeoutError):
+                log.error("fill of %s timed out after %ss", fill.digest, self._fill_timeout)
+            elif isinstance(exc, RegistryError) and exc.status < 500:
+                log.info("fill of %s from %s refused: %s", fill.digest, target.upstream, exc)
+            else:
+                log.warning("fill of %s from %s failed: %r", fill.digest, target.upstream, exc)
+            self._metrics.fills_aborted.labels(reason).inc()
+            fill.failed(exc)
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            self._metrics.fills_committed.inc()
+            fill.finished()
+            if self._on_commit is not None:
+                self._on_commit(fill.digest, fill.written)
+        finally:
+            self._metrics.fills_in_progress.dec()
+            self._fills.pop(fill.digest, None)
+
+    async def close(self) -> None:
+        """Cancel fills still running (at shutdown); their temp files are discarded."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -1,0 +1,96 @@
+"""Tags lists and referrers, passed through from upstream and cached for stale-if-error."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from mirror.clock import Clock
+from mirror.errors import UpstreamThrottled, UpstreamUnavailable
+from mirror.metrics import Metrics
+from mirror.oci.digest import Digest
+from mirror.oci.media import OCI_INDEX
+from mirror.pullthrough.blobs import Upstreams
+from mirror.routing import Target
+from mirror.store.metadata import CachedResponse, Metadata
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """A JSON answer to pass on: body, content type, extra headers, and whether it is stale."""
+
+    body: bytes
+    content_type: str
+    headers: dict[str, str]
+    stale: bool = False
+
+
+class ListingService:
+    """``tags/list`` and ``referrers`` through the cache."""
+
+    def __init__(self, metadata: Metadata, upstreams: Upstreams, metrics: Metrics, clock: Clock,
+                 *, ttl: float, max_stale: float) -> None:
+        self._metadata = metadata
+        self._upstreams = upstreams
+        self._metrics = metrics
+        self._clock = clock
+        self._ttl = ttl
+        self._max_stale = max_stale
+
+    async def tags(self, target: Target, n: int | None, last: str | None) -> Listing:
+        """The upstream's tags of ``target``, with the name and ``Link`` in the client's terms."""
+        key = f"n={n}&last={last}"
+
+        async def fetch() -> CachedResponse:
+            doc, link = await self._upstreams(target.upstream).get_tags(target.repo, n, last)
+            doc = {**doc, "name": target.name}
+            headers: tuple[tuple[str, str], ...] = ()
+            if link:
+                headers = (("Link", link.replace(f"/v2/{target.repo}/", f"/v2/{target.name}/")),)
+            return CachedResponse(json.dumps(doc).encode(), "application/json", headers,
+                                  self._clock.now())
+
+        return await self._through("tags", target, key, fetch)
+
+    async def referrers(self, target: Target, digest: Digest,
+                        artifact_type: str | None) -> Listing:
+        """The referrers index of ``digest``, filtered by ``artifact_type`` if given."""
+        key = f"{digest}|{artifact_type or ''}"
+
+        async def fetch() -> CachedResponse:
+            client = self._upstreams(target.upstream)
+            body, content_type, headers = await client.get_referrers(target.repo, digest,
+                                                                     artifact_type)
+            applied = headers.get("OCI-Filters-Applied", "")
+            if artifact_type and "artifactType" not in applied:
+                doc = json.loads(body)
+                doc["manifests"] = [m for m in doc.get("manifests", [])
+                                    if m.get("artifactType") == artifact_type]
+                body = json.dumps(doc).encode()
+            out = (("OCI-Filters-Applied", "artifactType"),) if artifact_type else ()
+            return CachedResponse(body, content_type or OCI_INDEX, out, self._clock.now())
+
+        return await self._through("referrers", target, key, fetch)
+
+    async def _through(self, kind: str, target: Target, key: str,
+                       fetch: Callable[[], Awaitable[CachedResponse]]) -> Listing:
+        cached = self._metadata.response(kind, target.upstream, target.repo, key)
+        now = self._clock.now()
+        if cached is not None and now - cached.fetched_at < self._ttl:
+            self._metrics.cache_hits.labels(kind).inc()
+            return Listing(cached.body, cached.content_type, dict(cached.headers))
+        self._metrics.cache_misses.labels(kind).inc()
+        try:
+            fresh = await fetch()
+        except (UpstreamUnavailable, UpstreamThrottled) as exc:
+            if cached is None or now - cached.fetched_at > self._ttl + self._max_stale:
+                raise
+            log.warning("serving stale %s of %s/%s: %s", kind, target.upstream, target.repo, exc)
+            self._metrics.stale_served.inc()
+            return Listing(cached.body, cached.content_type, dict(cached.headers), stale=True)
+        self._metadata.set_response(kind, target.upstream, target.repo, key, fresh)
+        return Listing(fresh.body, fresh.content_type, dict(fresh.headers))

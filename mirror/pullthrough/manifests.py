@@ -1,0 +1,200 @@
+"""Manifests pulled through: digests are immutable, tags are revalidated after a TTL with an
+upstream ``HEAD``, and a cached tag is served stale when upstream fails."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from mirror.clock import Clock
+from mirror.errors import (
+    DigestMismatch,
+    ErrorCode,
+    RegistryError,
+    UpstreamThrottled,
+    UpstreamUnavailable,
+)
+from mirror.metrics import Metrics
+from mirror.oci.digest import Digest, is_digest
+from mirror.oci.media import (
+    IMAGE_TYPES,
+    INDEX_TYPES,
+    MANIFEST_TYPES,
+    acceptable,
+    default_platform_child,
+    parse_manifest,
+)
+from mirror.oci.names import validate_tag
+from mirror.pullthrough.blobs import Upstreams
+from mirror.pullthrough.singleflight import SingleFlight
+from mirror.routing import Target
+from mirror.store.blobs import BlobStore
+from mirror.store.metadata import ManifestRecord, Metadata, TagRecord
+
+log = logging.getLogger(__name__)
+
+# What the mirror asks upstream for: every manifest type, so the cached one is canonical.
+UPSTREAM_ACCEPT = (*MANIFEST_TYPES,)
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    """A manifest ready to send."""
+
+    digest: Digest
+    media_type: str
+    body: bytes
+    # Set when upstream failed and a cached tag was served past its TTL.
+    stale: bool = False
+
+
+class ManifestService:
+    """Serves manifests by tag or digest through the cache."""
+
+    def __init__(
+        self,
+        store: BlobStore,
+        metadata: Metadata,
+        upstreams: Upstreams,
+        metrics: Metrics,
+        clock: Clock,
+        *,
+        tag_ttl: float,
+        max_stale: float,
+    ) -> None:
+        self._store = store
+        self._metadata = metadata
+        self._upstreams = upstreams
+        self._metrics = metrics
+        self._clock = clock
+        self._tag_ttl = tag_ttl
+        self._max_stale = max_stale
+        self._flights: SingleFlight[Manifest] = SingleFlight()
+
+    async def get(self, target: Target, reference: str, accept: Sequence[str]) -> Manifest:
+        """The manifest ``reference`` (tag or digest) of ``target``, negotiated by ``accept``."""
+        if is_digest(reference):
+            manifest = await self.by_digest(target, Digest.parse(reference))
+        else:
+            manifest = await self.by_tag(target, validate_tag(reference))
+        return await self._negotiate(target, manifest, accept)
+
+    def record_pull(self, target: Target, manifest: Manifest) -> None:
+        """Note that a client pulled this image now (feeds retention)."""
+        self._metadata.record_pull(target.upstream, target.repo, str(manifest.digest),
+                                   self._clock.now())
+
+    async def _negotiate(self, target: Target, manifest: Manifest,
+                         accept: Sequence[str]) -> Manifest:
+        if acceptable(manifest.media_type, accept):
+            return manifest
+        if manifest.media_type in INDEX_TYPES and any(t in IMAGE_TYPES for t in accept):
+            child = default_platform_child(parse_manifest(manifest.body, manifest.media_type))
+            if child is not None:
+                chosen = await self.by_digest(target, Digest.parse(child))
+                if acceptable(chosen.media_type, accept):
+                    return chosen
+        raise RegistryError(
+            ErrorCode.MANIFEST_UNKNOWN,
+            "manifest found, but its media type is not in the Accept header",
+            detail={"mediaType": manifest.media_type, "accept": list(accept)},
+        )
+
+    async def by_digest(self, target: Target, digest: Digest) -> Manifest:
+        """A manifest by digest: immutable, so a cached one never needs upstream."""
+        cached = await self._cached(digest)
+        if cached is not None:
+            self._metrics.cache_hits.labels("manifest").inc()
+            return cached
+        self._metrics.cache_misses.labels("manifest").inc()
+        key = ("digest", target.upstream, str(digest))
+        if self._flights.joined(key):
+            self._metrics.singleflight_joins.labels("manifest").inc()
+        return await self._flights.do(key, lambda: self._fetch(target, str(digest), digest))
+
+    async def by_tag(self, target: Target, tag: str) -> Manifest:
+        """A manifest by tag: from cache within the TTL, else revalidated with upstream."""
+        record = self._metadata.tag(target.upstream, target.repo, tag)
+        now = self._clock.now()
+        if record is not None and now - record.fetched_at < self._tag_ttl:
+            cached = await self._cached(Digest.parse(record.digest))
+            if cached is not None:
+                self._metrics.cache_hits.labels("tag").inc()
+                return cached
+        self._metrics.cache_misses.labels("tag").inc()
+        key = ("tag", target.upstream, target.repo, tag)
+        if self._flights.joined(key):
+            self._metrics.singleflight_joins.labels("tag").inc()
+        return await self._flights.do(key, lambda: self._revalidate(target, tag, record))
+
+    async def _revalidate(self, target: Target, tag: str, record: TagRecord | None) -> Manifest:
+        client = self._upstreams(target.upstream)
+        try:
+            if record is not None:
+                head = await client.head_manifest(target.repo, tag, UPSTREAM_ACCEPT)
+                if head.digest is not None and str(head.digest) == record.digest:
+                    cached = await self._cached(Digest.parse(record.digest))
+                    if cached is not None:
+                        self._metadata.touch_tag(target.upstream, target.repo, tag,
+                                                 self._clock.now())
+                        return cached
+            manifest = await self._fetch(target, tag, None)
+        except (UpstreamUnavailable, UpstreamThrottled, DigestMismatch) as exc:
+            stale = await self._stale(target, tag, record)
+            if stale is None:
+                if isinstance(exc, DigestMismatch):
+                    raise RegistryError(ErrorCode.UNAVAILABLE, "upstream manifest did not match "
+                                        "its digest", detail={"digest": exc.expected}) from exc
+                raise
+            log.warning("serving stale %s/%s:%s from %s: upstream failed: %s", target.upstream,
+                        target.repo, tag, stale.digest, exc)
+            self._metrics.stale_served.inc()
+            return stale
+        self._metadata.set_tag(
+            target.upstream, target.repo, tag,
+            TagRecord(str(manifest.digest), manifest.media_type, len(manifest.body),
+                      self._clock.now()),
+        )
+        return manifest
+
+    async def _stale(self, target: Target, tag: str, record: TagRecord | None) -> Manifest | None:
+        if record is None:
+            return None
+        if self._clock.now() - record.fetched_at > self._tag_ttl + self._max_stale:
+            return None
+        cached = await self._cached(Digest.parse(record.digest))
+        if cached is None:
+            return None
+        return Manifest(cached.digest, cached.media_type, cached.body, stale=True)
+
+    async def _cached(self, digest: Digest) -> Manifest | None:
+        record = self._metadata.manifest(str(digest))
+        if record is None:
+            return None
+        body = await self._store.get(digest)
+        if body is None:
+            return None
+        return Manifest(digest, record.media_type, body)
+
+    async def _fetch(self, target: Target, reference: str, expected: Digest | None) -> Manifest:
+        """GET a manifest from upstream, verify it against its digest, and cache it."""
+        client = self._upstreams(target.upstream)
+        upstream = await client.get_manifest(target.repo, reference, UPSTREAM_ACCEPT)
+        algorithm = expected.algorithm if expected else "sha256"
+        actual = Digest.of(upstream.body, algorithm)
+        claimed = expected or upstream.digest
+        if claimed is not None and claimed != actual:
+            self._metrics.digest_mismatches.labels("manifest").inc()
+            log.error("upstream %s sent a manifest for %s that hashes to %s", target.upstream,
+                      claimed, actual)
+            raise DigestMismatch(str(claimed), str(actual))
+        info = parse_manifest(upstream.body, upstream.media_type)
+        await self._store.put(actual, upstream.body)
+        self._metadata.set_manifest(
+            str(actual),
+            ManifestRecord(info.media_type, len(upstream.body), info.references,
+                           self._clock.now()),
+        )
+        self._metadata.add_repository(target.upstream, target.repo)
+        return Manifest(actual, info.media_type, upstream.body)

@@ -1,0 +1,67 @@
+"""Single-range ``Range`` requests on blobs (RFC 9110 §14; distribution-spec "Pulling blobs")."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from mirror.errors import ErrorCode, RegistryError
+
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+@dataclass(frozen=True, slots=True)
+class ByteRange:
+    """An inclusive byte range ``first..last`` within an object of ``size`` bytes."""
+
+    first: int
+    last: int
+    size: int
+
+    @property
+    def length(self) -> int:
+        return self.last - self.first + 1
+
+    def content_range(self) -> str:
+        """The ``Content-Range`` header value of a 206 answer."""
+        return f"bytes {self.first}-{self.last}/{self.size}"
+
+
+def parse_range(header: str | None) -> tuple[int | None, int | None] | None:
+    """Parse a ``Range`` header into ``(first, last)`` before the size is known.
+
+    Returns ``None`` when there is no header. ``(None, n)`` is a suffix range (last n bytes).
+    Raises ``RANGE_INVALID`` for syntax the mirror does not serve (multiple ranges, other units).
+    """
+    if header is None:
+        return None
+    match = _RANGE.match(header.strip())
+    if not match or (not match.group(1) and not match.group(2)):
+        raise RegistryError(ErrorCode.RANGE_INVALID, detail={"range": header})
+    first = int(match.group(1)) if match.group(1) else None
+    last = int(match.group(2)) if match.group(2) else None
+    if first is not None and last is not None and last < first:
+        raise RegistryError(ErrorCode.RANGE_INVALID, detail={"range": header})
+    return first, last
+
+
+def resolve_range(spec: tuple[int | None, int | None], size: int) -> ByteRange:
+    """Fit a parsed range to an object of ``size`` bytes.
+
+    Raises ``RANGE_INVALID`` (416, with ``Content-Range: bytes */size``) when unsatisfiable.
+    """
+    first, last = spec
+    unsatisfiable = RegistryError(
+        ErrorCode.RANGE_INVALID,
+        detail={"size": size},
+        headers={"Content-Range": f"bytes */{size}"},
+    )
+    if first is None:
+        assert last is not None
+        if last == 0 or size == 0:
+            raise unsatisfiable
+        return ByteRange(max(0, size - last), size - 1, size)
+    if first >= size:
+        raise unsatisfiable
+    end = size - 1 if last is None else min(last, size - 1)
+    return ByteRange(first, end, size)

@@ -1,0 +1,93 @@
+"""The content-addressed blob store interface.
+
+Blobs and manifest bodies alike are stored by digest. An object becomes visible only through
+``BlobWriter.commit``, after the writer's content was verified against its digest; until then
+it lives in a temporary file that joiners of an in-progress fill may read as it grows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Protocol
+
+from mirror.oci.digest import Digest
+
+
+class RangeReader(Protocol):
+    """Random access to the bytes of one object (committed, or a fill in progress)."""
+
+    async def read(self, offset: int, length: int) -> bytes:
+        """Up to ``length`` bytes at ``offset``; fewer only at the end of what exists."""
+        ...
+
+    async def close(self) -> None:
+        """Release the reader's file handle."""
+        ...
+
+
+class BlobWriter(Protocol):
+    """A new object being written. Exactly one of ``commit`` or ``abort`` ends it."""
+
+    async def write(self, chunk: bytes) -> None:
+        """Append ``chunk``; raises ``OSError`` (e.g. ENOSPC) when the disk refuses it."""
+        ...
+
+    def reader(self) -> RangeReader:
+        """A reader of what has been written so far; it stays valid after commit or abort."""
+        ...
+
+    async def commit(self) -> None:
+        """Make the object visible under its digest (durably: fsync, then atomic rename).
+
+        The caller has verified the content; the store trusts it.
+        """
+        ...
+
+    async def abort(self) -> None:
+        """Discard what was written; nothing becomes visible."""
+        ...
+
+
+class BlobStore(Protocol):
+    """Content-addressed storage of verified objects."""
+
+    async def stat(self, digest: Digest) -> int | None:
+        """The object's size, or ``None`` if it is not stored."""
+        ...
+
+    async def open(self, digest: Digest) -> tuple[RangeReader, int] | None:
+        """A reader of the object and its size, or ``None`` if it is not stored."""
+        ...
+
+    async def get(self, digest: Digest) -> bytes | None:
+        """The whole (small) object, or ``None``: for manifests."""
+        ...
+
+    async def put(self, digest: Digest, data: bytes) -> None:
+        """Store a small object whose content the caller has verified."""
+        ...
+
+    def create(self, digest: Digest) -> BlobWriter:
+        """Start writing a new object named ``digest``."""
+        ...
+
+    async def delete(self, digest: Digest) -> bool:
+        """Remove the object; ``False`` if it was not there."""
+        ...
+
+    def digests(self) -> Iterator[Digest]:
+        """Every stored object's digest."""
+        ...
+
+
+async def iter_range(
+    reader: RangeReader, first: int, last: int, chunk_size: int
+) -> AsyncIterator[bytes]:
+    """Yield the bytes ``first..last`` (inclusive) of a committed object in chunks."""
+    offset = first
+    while offset <= last:
+        data = await reader.read(offset, min(chunk_size, last - offset + 1))
+        if not data:
+            raise EOFError(f"object ended at {offset}, expected up to {last}")
+        offset += len(data)
+        yield data

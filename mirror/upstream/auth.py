@@ -1,0 +1,204 @@
+"""Answering an upstream's ``WWW-Authenticate`` challenges.
+
+Bearer: the distribution token flow. Anonymous clients ``GET realm?service=..&scope=..``; with
+credentials we first ``POST`` the OAuth2 password form (as containerd does) and fall back to the
+``GET`` with Basic auth when the token server does not take POSTs. Tokens are cached per scope
+until shortly before they expire, on a clock passed in. Basic: credentials are sent when (and
+from then on, whenever) the upstream challenges with Basic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from mirror.errors import ErrorCode, RegistryError, UpstreamUnavailable
+from mirror.upstream.challenge import Challenge, parse_challenges
+from mirror.upstream.status import error_for, read_capped
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Authenticator", "Challenge", "Token", "parse_challenges", "parse_token_response"]
+
+Clock = Callable[[], float]
+OnResponse = Callable[[str, int], None]
+
+DEFAULT_EXPIRES_IN = 60.0
+TOKEN_BODY_LIMIT = 1024 * 1024
+# Token servers without the OAuth2 POST answer these; containerd falls back to GET on the same.
+POST_FALLBACK_STATUSES = frozenset({400, 401, 404, 405})
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    """A bearer token and when (on the authenticator's clock) to stop using it."""
+
+    value: str
+    expires_at: float
+
+    @property
+    def header(self) -> str:
+        return f"Bearer {self.value}"
+
+
+def parse_token_response(body: bytes, *, received_at: float, margin: float) -> Token:
+    """A :class:`Token` from a token endpoint's JSON (``token`` or ``access_token``).
+
+    The lifetime counts from ``received_at`` on our clock, not from ``issued_at``: a server's
+    wall clock may be skewed, and the cached token is retried once fresh after any 401.
+    """
+    try:
+        document: Any = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        document = None
+    if not isinstance(document, dict):
+        raise UpstreamUnavailable("token endpoint answered no JSON object")
+    value = document.get("token") or document.get("access_token")
+    if not isinstance(value, str) or not value:
+        raise UpstreamUnavailable("token endpoint answered no token")
+    expires_in = document.get("expires_in")
+    if isinstance(expires_in, bool) or not isinstance(expires_in, int | float) or expires_in <= 0:
+        expires_in = DEFAULT_EXPIRES_IN
+    lifetime = float(expires_in) - min(margin, float(expires_in) / 2)
+    return Token(value, received_at + lifetime)
+
+
+class Authenticator:
+    """Answers challenges for one upstream: bearer tokens per scope, or Basic credentials."""
+
+    def __init__(
+        self,
+        username: str | None = None,
+        password: str | None = None,
+        *,
+        clock: Clock = time.monotonic,
+        margin: float = 10.0,
+        client_id: str = "mirror",
+        on_response: OnResponse | None = None,
+    ) -> None:
+        self._credentials = (username, password) if username is not None else None
+        self._basic = (
+            aiohttp.BasicAuth(username, password or "").encode() if username is not None else None
+        )
+        self._clock = clock
+        self._margin = margin
+        self._client_id = client_id
+        self._on_response = on_response
+        self._basic_challenged = False
+        self._tokens: dict[str, Token] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def authorization(self, scope: str) -> str | None:
+        """The ``Authorization`` value to send up front for ``scope``, if one is known."""
+        token = self._tokens.get(scope)
+        if token is not None and self._clock() < token.expires_at:
+            return token.header
+        if self._basic_challenged:
+            return self._basic
+        return None
+
+    async def answer(
+        self,
+        session: aiohttp.ClientSession,
+        challenges: list[Challenge],
+        scope: str,
+        *,
+        rejected: str | None = None,
+    ) -> str | None:
+        """The ``Authorization`` value to retry with, or None when we cannot meet the challenge.
+
+        ``rejected`` is the value the upstream just refused; it is never offered again.
+        """
+        for challenge in challenges:
+            if challenge.scheme == "bearer" and challenge.realm:
+                token = await self.token(session, challenge, scope, rejected=rejected)
+                return token.header
+        for challenge in challenges:
+            if challenge.scheme == "basic" and self._basic and self._basic != rejected:
+                self._basic_challenged = True
+                return self._basic
+        return None
+
+    async def token(
+        self,
+        session: aiohttp.ClientSession,
+        challenge: Challenge,
+        scope: str,
+        *,
+        rejected: str | None = None,
+    ) -> Token:
+        """A valid token for ``scope``: cached, or fetched once even when asked concurrently."""
+        lock = self._locks.setdefault(scope, asyncio.Lock())
+        async with lock:
+            cached = self._tokens.get(scope)
+            if (
+                cached is not None
+                and self._clock() < cached.expires_at
+                and cached.header != rejected
+            ):
+                return cached
+            token = await self._fetch(session, challenge, scope)
+            now = self._clock()
+            self._tokens = {s: t for s, t in self._tokens.items() if t.expires_at > now}
+            self._tokens[scope] = token
+            return token
+
+    async def _fetch(
+        self, session: aiohttp.ClientSession, challenge: Challenge, scope: str
+    ) -> Token:
+        realm = challenge.realm or ""
+        form = {"service": challenge.service or "", "scope": challenge.scope or scope}
+        query = {key: value for key, value in form.items() if value}
+        started = self._clock()
+        if self._credentials is not None:
+            username, password = self._credentials
+            post_form = {
+                "grant_type": "password",
+                "username": username or "",
+                "password": password or "",
+                "client_id": self._client_id,
+                **query,
+            }
+            status, body = await self._call(session, "POST", realm, data=post_form)
+            if status in POST_FALLBACK_STATUSES:
+                log.debug("token POST to %s answered %d, falling back to GET", realm, status)
+                status, body = await self._call(
+                    session, "GET", realm, params=query, headers={"Authorization": self._basic}
+                )
+        else:
+            status, body = await self._call(session, "GET", realm, params=query)
+        if status != 200:
+            raise _token_error(status, body, realm)
+        return parse_token_response(body, received_at=started, margin=self._margin)
+
+    async def _call(
+        self, session: aiohttp.ClientSession, method: str, url: str, **kwargs: Any
+    ) -> tuple[int, bytes]:
+        try:
+            async with session.request(method, url, **kwargs) as resp:
+                if self._on_response is not None:
+                    self._on_response(method, resp.status)
+                body = await read_capped(resp, TOKEN_BODY_LIMIT)
+                return resp.status, body or b""
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            if self._on_response is not None:
+                self._on_response(method, 0)
+            raise UpstreamUnavailable(
+                f"token endpoint unreachable: {exc!r}", detail={"realm": url}
+            ) from exc
+
+
+def _token_error(status: int, body: bytes, realm: str) -> RegistryError:
+    """Token endpoints: 401 means bad credentials; anything odd means a broken upstream."""
+    if status in (401, 403, 429) or status >= 500:
+        return error_for(status, body, unknown=ErrorCode.UNAUTHORIZED)
+    return UpstreamUnavailable(
+        f"token endpoint answered {status}", detail={"realm": realm, "upstream_status": status}
+    )

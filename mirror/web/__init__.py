@@ -1,0 +1,1 @@
+"""HTTP layer: the OCI distribution read API, one module per endpoint family."""

@@ -1,0 +1,44 @@
+"""What the handlers need, wired once by the app and stored under one typed ``AppKey``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from mirror.errors import ErrorCode, RegistryError
+from mirror.metrics import Metrics
+from mirror.pullthrough.blobs import BlobService
+from mirror.pullthrough.listing import ListingService
+from mirror.pullthrough.manifests import ManifestService
+from mirror.routing import Router, Target
+from mirror.store.metadata import Metadata
+
+
+@dataclass(frozen=True)
+class Services:
+    """The services behind the routes."""
+
+    router: Router
+    blobs: BlobService
+    manifests: ManifestService
+    listing: ListingService
+    metadata: Metadata
+    metrics: Metrics
+    chunk_size: int
+
+
+SERVICES = web.AppKey("services", Services)
+
+
+def services(request: web.Request) -> Services:
+    """The app's services."""
+    return request.app[SERVICES]
+
+
+def target(request: web.Request) -> Target:
+    """Resolve the request's repository name and ``?ns=`` to an upstream target."""
+    name = request.match_info.get("name")
+    if name is None:
+        raise RegistryError(ErrorCode.NAME_INVALID)
+    return services(request).router.resolve(name, request.query.get("ns"))

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Install everything the test suite needs on Debian 12: the real peers (CNCF distribution,
+# skopeo, containerd, nginx) from Debian, the project and its test extras from PyPI in .venv.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+need=()
+for pkg in docker-registry skopeo containerd runc nginx-light; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+. scripts/venv.sh
+python -m pip install -q --disable-pip-version-check -e '.[test]'
