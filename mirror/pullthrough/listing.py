@@ -47,7 +47,10 @@ class ListingService:
 
         async def fetch() -> CachedResponse:
             doc, link = await self._upstreams(target.upstream).get_tags(target.repo, n, last)
-            doc = {**doc, "name": target.name}
+            tags = doc.get("tags")
+            # The spec wants lexical order; distribution 2.8 does not sort without ``n``.
+            doc = {**doc, "name": target.name,
+                   "tags": sorted(tags) if isinstance(tags, list) else tags}
             headers: tuple[tuple[str, str], ...] = ()
             if link:
                 headers = (("Link", link.replace(f"/v2/{target.repo}/", f"/v2/{target.name}/")),)

@@ -415,9 +415,10 @@ class Registry:
 def _answers(url: str) -> bool:
     """Whether an HTTP server answers ``GET url`` at all."""
     try:
-        with urllib.request.urlopen(url, timeout=1.0):
+        with urllib.request.urlopen(url, timeout=0.5):
             return True
-    except urllib.error.HTTPError:
+    except urllib.error.HTTPError as error:
+        error.close()  # it holds the response's socket open
         return True
     except OSError:
         return False

@@ -10,6 +10,7 @@ from then on, whenever) the upstream challenges with Basic.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import time
@@ -70,6 +71,12 @@ def parse_token_response(body: bytes, *, received_at: float, margin: float) -> T
     return Token(value, received_at + lifetime)
 
 
+def basic_authorization(username: str, password: str) -> str:
+    """An RFC 7617 ``Authorization`` value (UTF-8, as registries' htpasswd expects)."""
+    userpass = f"{username}:{password}".encode()
+    return "Basic " + base64.b64encode(userpass).decode("ascii")
+
+
 class Authenticator:
     """Answers challenges for one upstream: bearer tokens per scope, or Basic credentials."""
 
@@ -83,10 +90,8 @@ class Authenticator:
         client_id: str = "mirror",
         on_response: OnResponse | None = None,
     ) -> None:
-        self._credentials = (username, password) if username is not None else None
-        self._basic = (
-            aiohttp.BasicAuth(username, password or "").encode() if username is not None else None
-        )
+        self._credentials = (username, password or "") if username is not None else None
+        self._basic = basic_authorization(*self._credentials) if self._credentials else None
         self._clock = clock
         self._margin = margin
         self._client_id = client_id
@@ -157,12 +162,12 @@ class Authenticator:
         form = {"service": challenge.service or "", "scope": challenge.scope or scope}
         query = {key: value for key, value in form.items() if value}
         started = self._clock()
-        if self._credentials is not None:
+        if self._credentials is not None and self._basic is not None:
             username, password = self._credentials
             post_form = {
                 "grant_type": "password",
-                "username": username or "",
-                "password": password or "",
+                "username": username,
+                "password": password,
                 "client_id": self._client_id,
                 **query,
             }

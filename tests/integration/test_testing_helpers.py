@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 import random
+import socket
 import tarfile
 import urllib.error
 import urllib.request
@@ -28,7 +29,12 @@ from mirror.testing.images import (
     build_image,
     random_layer,
 )
-from mirror.testing.registry import Registry, parse_access_log, write_htpasswd
+from mirror.testing.registry import (
+    Registry,
+    RegistryStartError,
+    parse_access_log,
+    write_htpasswd,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -217,6 +223,41 @@ def test_htpasswd_registry_requires_credentials(
     with pytest.raises(urllib.error.HTTPError) as anonymous:
         urllib.request.urlopen(f"{registry.url}/v2/")
     assert anonymous.value.code == 401
+    anonymous.value.close()
     registry.push(layout, "v1", "private/app", creds=("alice", "secret"))
     registry.copy_to_dir("private/app", "v1", tmp_path / "out", creds=("alice", "secret"))
     assert (tmp_path / "out" / "manifest.json").exists()
+
+
+async def test_async_lifecycle_push_copy_and_pull(
+    tmp_path: Path, rng: random.Random, hosts_dir: Path
+) -> None:
+    """The async variants, as tests with an in-process mirror in the same loop need them."""
+    layout = tmp_path / "layout"
+    image = build_image(layout, "v1", [random_layer(rng, 2048) for _ in range(2)])
+    async with Registry(tmp_path / "registry") as registry:
+        assert registry.pid is not None
+        await registry.push_async(layout, "v1", "async/app")
+        await registry.copy_to_dir_async("async/app", "v1", tmp_path / "out")
+        _assert_blobs_equal(image, tmp_path / "out")
+
+        write_hosts_toml(hosts_dir, registry.host, registry.url, registry.url)
+        async with Containerd(tmp_path / "containerd") as daemon:
+            done = await daemon.pull_async(registry.reference("async/app", "v1"), hosts_dir)
+            assert done.returncode == 0, done.stderr
+            assert {blob.digest for blob in image.blobs()} <= daemon.content_digests()
+        assert daemon.pid is None
+    assert registry.pid is None
+
+
+def test_start_failures_raise_with_the_registry_log(
+    tmp_path: Path, registry_factory: Callable[..., Registry]
+) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))  # bound, not listening: probes are refused at once
+        port = busy.getsockname()[1]
+        with pytest.raises(RegistryStartError, match="address already in use"):
+            Registry(tmp_path / "clash", port=port).start_sync()
+    # docker-registry as a proxy exits at start when its upstream is unreachable.
+    with pytest.raises(RegistryStartError, match="exited with status"):
+        Registry(tmp_path / "proxy", proxy_remote_url=f"http://127.0.0.1:{port}").start_sync()

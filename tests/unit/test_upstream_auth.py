@@ -38,29 +38,48 @@ JSON = {"Content-Type": "application/json"}
             ],
             id="docker-hub-bearer",
         ),
-        pytest.param('Basic realm="Registry Realm"', [Challenge("basic", {"realm": "Registry Realm"})],
-                     id="basic-quoted-space"),
-        pytest.param("basic realm=registry", [Challenge("basic", {"realm": "registry"})],
-                     id="lowercase-scheme-unquoted-value"),
+        pytest.param(
+            'Basic realm="Registry Realm"',
+            [Challenge("basic", {"realm": "Registry Realm"})],
+            id="basic-quoted-space",
+        ),
+        pytest.param(
+            "basic realm=registry",
+            [Challenge("basic", {"realm": "registry"})],
+            id="lowercase-scheme-unquoted-value",
+        ),
         pytest.param(
             'Bearer realm="https://a/token?x=1,2", scope="repository:a:pull,push"',
-            [Challenge("bearer", {"realm": "https://a/token?x=1,2", "scope": "repository:a:pull,push"})],
+            [
+                Challenge(
+                    "bearer", {"realm": "https://a/token?x=1,2", "scope": "repository:a:pull,push"}
+                )
+            ],
             id="commas-inside-quotes",
         ),
         pytest.param(
             'Bearer realm="r",error="insufficient_scope", Basic realm="b"',
-            [Challenge("bearer", {"realm": "r", "error": "insufficient_scope"}),
-             Challenge("basic", {"realm": "b"})],
+            [
+                Challenge("bearer", {"realm": "r", "error": "insufficient_scope"}),
+                Challenge("basic", {"realm": "b"}),
+            ],
             id="two-challenges-one-header",
         ),
-        pytest.param('Basic realm="say \\"hi\\""', [Challenge("basic", {"realm": 'say "hi"'})],
-                     id="escaped-quote"),
-        pytest.param('Bearer REALM = "r" , Service="s"', [Challenge("bearer", {"realm": "r", "service": "s"})],
-                     id="case-and-whitespace"),
+        pytest.param(
+            'Basic realm="say \\"hi\\""',
+            [Challenge("basic", {"realm": 'say "hi"'})],
+            id="escaped-quote",
+        ),
+        pytest.param(
+            'Bearer REALM = "r" , Service="s"',
+            [Challenge("bearer", {"realm": "r", "service": "s"})],
+            id="case-and-whitespace",
+        ),
         pytest.param("Bearer", [Challenge("bearer", {})], id="scheme-only"),
         pytest.param("", [], id="empty"),
-        pytest.param('"garbage", Basic realm=x', [Challenge("basic", {"realm": "x"})],
-                     id="garbage-skipped"),
+        pytest.param(
+            '"garbage", Basic realm=x', [Challenge("basic", {"realm": "x"})], id="garbage-skipped"
+        ),
     ],
 )
 def test_parse_challenges(header: str, expected: list[Challenge]) -> None:
@@ -77,10 +96,16 @@ def test_parse_challenges_across_several_headers() -> None:
     ("body", "value", "expires_at"),
     [
         pytest.param(b'{"token": "t1", "expires_in": 300}', "t1", 1000 + 300 - 10, id="token"),
-        pytest.param(b'{"access_token": "t2", "expires_in": 300}', "t2", 1000 + 290, id="access_token"),
+        pytest.param(
+            b'{"access_token": "t2", "expires_in": 300}', "t2", 1000 + 290, id="access_token"
+        ),
         pytest.param(b'{"token": "t3"}', "t3", 1000 + 60 - 10, id="default-60s"),
-        pytest.param(b'{"token": "t4", "expires_in": 8, "issued_at": "2020-01-01T00:00:00Z"}', "t4",
-                     1000 + 4, id="short-lifetime-half-margin"),
+        pytest.param(
+            b'{"token": "t4", "expires_in": 8, "issued_at": "2020-01-01T00:00:00Z"}',
+            "t4",
+            1000 + 4,
+            id="short-lifetime-half-margin",
+        ),
     ],
 )
 def test_parse_token_response(body: bytes, value: str, expires_at: float) -> None:
@@ -111,6 +136,7 @@ class TokenUpstream:
     token_requests: list[dict[str, Any]] = field(default_factory=list)
     registry_auth: list[str | None] = field(default_factory=list)
     issued: int = 0
+    revoked: set[str] = field(default_factory=set)
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -122,27 +148,43 @@ class TokenUpstream:
         auth = request.headers.get("Authorization")
         self.registry_auth.append(auth)
         repo = request.match_info["repo"]
-        if auth is None or not auth.startswith("Bearer ") or f":{repo}:" not in auth:
+        valid = auth is not None and auth.startswith("Bearer ") and auth[7:] not in self.revoked
+        if not valid or f":{repo}:" not in (auth or ""):
             realm = f"{request.url.origin()}/token"
             challenge = f'Bearer realm="{realm}",service="fake",scope="repository:{repo}:pull"'
-            return web.json_response({"errors": [{"code": "UNAUTHORIZED"}]}, status=401,
-                                     headers={"WWW-Authenticate": challenge})
+            return web.json_response(
+                {"errors": [{"code": "UNAUTHORIZED"}]},
+                status=401,
+                headers={"WWW-Authenticate": challenge},
+            )
         return web.json_response({"name": repo, "tags": ["v1"]})
 
     async def token(self, request: web.Request) -> web.Response:
         form = dict(await request.post()) if request.method == "POST" else {}
-        self.token_requests.append({"method": request.method, "query": dict(request.query),
-                                    "form": form, "auth": request.headers.get("Authorization")})
+        self.token_requests.append(
+            {
+                "method": request.method,
+                "query": dict(request.query),
+                "form": form,
+                "auth": request.headers.get("Authorization"),
+            }
+        )
         if request.method == "POST" and not self.accept_post:
             return web.Response(status=405)
-        if self.credentials is not None and not self._authorised(request.method, form,
-                                                                 request.headers):
+        if self.credentials is not None and not self._authorised(
+            request.method, form, request.headers
+        ):
             return web.json_response({"details": "bad credentials"}, status=401)
         scope = form.get("scope") if request.method == "POST" else request.query.get("scope")
         self.issued += 1
         key = "access_token" if request.method == "POST" else "token"
-        return web.json_response({key: f"{self.issued}:{scope}:", "expires_in": self.expires_in,
-                                  "issued_at": "2024-01-01T00:00:00Z"})
+        return web.json_response(
+            {
+                key: f"{self.issued}:{scope}:",
+                "expires_in": self.expires_in,
+                "issued_at": "2024-01-01T00:00:00Z",
+            }
+        )
 
     def _authorised(self, method: str, form: dict[str, Any], headers: Any) -> bool:
         user, password = self.credentials or ("", "")
@@ -178,8 +220,12 @@ async def test_credentials_use_the_oauth2_post_form(aiohttp_server: ServerFactor
     [request] = upstream.token_requests
     assert request["method"] == "POST"
     assert request["form"] == {
-        "grant_type": "password", "username": "alice", "password": "s3cret",
-        "client_id": "mirror", "service": "fake", "scope": "repository:team/app:pull",
+        "grant_type": "password",
+        "username": "alice",
+        "password": "s3cret",
+        "client_id": "mirror",
+        "service": "fake",
+        "scope": "repository:team/app:pull",
     }
 
 
@@ -233,23 +279,71 @@ async def test_rejected_cached_token_is_refetched_once(aiohttp_server: ServerFac
     server = await aiohttp_server(upstream.app())
     async with UpstreamClient(endpoint_for(server)) as client:
         await client.get_tags("a/one")
-        upstream.issued = 100  # the server forgets its tokens, e.g. after a key rotation
-        original_tags = upstream.tags
+        upstream.revoked.add("1:repository:a/one:pull:")  # e.g. the upstream rotated its keys
+        tags, _ = await client.get_tags("a/one")
+    assert tags["tags"] == ["v1"]
+    assert len(upstream.token_requests) == 2
+    assert upstream.registry_auth[2:] == [
+        "Bearer 1:repository:a/one:pull:",
+        "Bearer 2:repository:a/one:pull:",
+    ]
 
-        async def reject_old(request: web.Request) -> web.Response:
-            if request.headers.get("Authorization", "").startswith("Bearer 1:"):
-                upstream.registry_auth.append(request.headers["Authorization"])
-                return web.Response(status=401, headers={"WWW-Authenticate":
-                                    f'Bearer realm="{request.url.origin()}/token",service="fake"'})
-            return await original_tags(request)
 
-        upstream.tags = reject_old  # type: ignore[method-assign]
-        server.app.router._frozen = False  # noqa: SLF001 - not possible; route kept below
-    # The route object was bound at start-up, so exercise the path through a fresh server.
-    fresh = TokenUpstream()
-    fresh_server = await aiohttp_server(fresh.app())
-    clock = FakeClock()
-    async with UpstreamClient(endpoint_for(fresh_server), clock=clock) as client:
-        await client.get_tags("a/one")
-        fresh.issued = 100
-        assert fresh.registry_auth == [None, "Bearer 1:repository:a/one:pull:"]
+@dataclass
+class BasicUpstream:
+    """A registry behind htpasswd-style Basic auth."""
+
+    user: str = "bob"
+    password: str = "hunter2"
+    seen: list[str | None] = field(default_factory=list)
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/v2/{repo:.+}/tags/list", self.tags)
+        return app
+
+    async def tags(self, request: web.Request) -> web.Response:
+        auth = request.headers.get("Authorization")
+        self.seen.append(auth)
+        expected = "Basic " + base64.b64encode(f"{self.user}:{self.password}".encode()).decode()
+        if auth != expected:
+            body = {"errors": [{"code": "UNAUTHORIZED", "message": "authentication required"}]}
+            return web.json_response(
+                body, status=401, headers={"WWW-Authenticate": 'Basic realm="fake"'}
+            )
+        return web.json_response({"name": request.match_info["repo"], "tags": []})
+
+
+async def test_basic_upstream_gets_credentials_once_challenged(
+    aiohttp_server: ServerFactory,
+) -> None:
+    upstream = BasicUpstream()
+    server = await aiohttp_server(upstream.app())
+    endpoint = endpoint_for(server, username="bob", password="hunter2")
+    async with UpstreamClient(endpoint) as client:
+        first, _ = await client.get_tags("x/y")
+        await client.get_tags("x/z")
+    basic = "Basic " + base64.b64encode(b"bob:hunter2").decode()
+    assert first["name"] == "x/y"
+    # Nothing is sent before the challenge; afterwards Basic goes out up front, for any repo.
+    assert upstream.seen == [None, basic, basic]
+
+
+@pytest.mark.parametrize(
+    "credentials",
+    [
+        pytest.param({}, id="anonymous"),
+        pytest.param({"username": "bob", "password": "wrong"}, id="bad-password"),
+    ],
+)
+async def test_basic_upstream_refusal_is_unauthorized(
+    aiohttp_server: ServerFactory, credentials: dict[str, str]
+) -> None:
+    upstream = BasicUpstream()
+    server = await aiohttp_server(upstream.app())
+    async with UpstreamClient(endpoint_for(server, **credentials)) as client:
+        with pytest.raises(RegistryError) as caught:
+            await client.get_tags("x/y")
+    assert caught.value.code is ErrorCode.UNAUTHORIZED
+    assert caught.value.status == 401
+    assert len(upstream.seen) == (2 if credentials else 1)
