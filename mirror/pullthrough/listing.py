@@ -48,12 +48,19 @@ class ListingService:
         async def fetch() -> CachedResponse:
             doc, link = await self._upstreams(target.upstream).get_tags(target.repo, n, last)
             tags = doc.get("tags")
-            # The spec wants lexical order; distribution 2.8 does not sort without ``n``.
-            doc = {**doc, "name": target.name,
-                   "tags": sorted(tags) if isinstance(tags, list) else tags}
             headers: tuple[tuple[str, str], ...] = ()
             if link:
                 headers = (("Link", link.replace(f"/v2/{target.repo}/", f"/v2/{target.name}/")),)
+            if isinstance(tags, list):
+                # The spec wants lexical order and n/last honoured; distribution 2.8 does
+                # neither, so the mirror paginates what it got (a no-op on a compliant page).
+                tags = sorted(t for t in tags if isinstance(t, str) and (last is None or t > last))
+                if n is not None and len(tags) > n:
+                    tags = tags[:n]
+                    next_page = f"/v2/{target.name}/tags/list?last={tags[-1]}&n={n}" if tags \
+                        else None
+                    headers = (("Link", f'<{next_page}>; rel="next"'),) if next_page else ()
+            doc = {**doc, "name": target.name, "tags": tags}
             return CachedResponse(json.dumps(doc).encode(), "application/json", headers,
                                   self._clock.now())
 

@@ -2,52 +2,31 @@
 from it with ``skopeo``.
 
 Measured on this machine: the registry writes one Apache "combined" access-log line per request
-to **stdout** once the response is finished, e.g.::
-
-    127.0.0.1 - - [27/Nov/2026:01:48:01 +0000] "GET /v2/r/blobs/sha256:... HTTP/1.1" 404 157 "" "UA"
-
-and its own logrus lines (``level=info msg="response completed" ...``) to **stderr**. The
-access log is kept in ``access.log`` and parsed by :meth:`Registry.count_requests`; stderr goes
-to ``registry.log``. The config is written as JSON, which the registry's YAML parser accepts.
+to **stdout** once the response is finished (see :mod:`mirror.testing.accesslog`), and its own
+logrus lines (``level=info msg="response completed" ...``) to **stderr**. The access log is kept
+in ``access.log`` and parsed by :meth:`Registry.count_requests`; stderr goes to ``registry.log``.
+The config is written as JSON, which the registry's YAML parser accepts.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import re
 import subprocess
 import time
 import urllib.error
 import urllib.request
-import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import NoReturn
 
+from mirror.testing.accesslog import AccessLogEntry, parse_access_log
 from mirror.testing.ports import free_port
 from mirror.testing.skopeo import skopeo_copy, skopeo_copy_async
 
 REGISTRY_BINARY = "docker-registry"
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 5.0
-
-_ACCESS_LINE = re.compile(
-    r'^(?P<remote>\S+) \S+ \S+ \[[^\]]*\] "(?P<method>[A-Z]+) (?P<path>\S+) [^"]*" '
-    r'(?P<status>\d{3}) (?P<size>\d+|-) "[^"]*" "(?P<agent>[^"]*)"'
-)
-
-
-@dataclass(frozen=True, slots=True)
-class AccessLogEntry:
-    """One request as the registry logged it; ``path`` includes any query string."""
-
-    method: str
-    path: str
-    status: int
-    size: int
-    user_agent: str
 
 
 class RegistryStartError(RuntimeError):
@@ -56,43 +35,6 @@ class RegistryStartError(RuntimeError):
     def __init__(self, message: str, log_tail: str) -> None:
         super().__init__(f"{message}\n--- registry.log (tail) ---\n{log_tail}")
         self.log_tail = log_tail
-
-
-def parse_access_log(text: str) -> list[AccessLogEntry]:
-    """Parse the combined-format lines of ``text``; other lines are ignored."""
-    entries = []
-    for line in text.splitlines():
-        match = _ACCESS_LINE.match(line)
-        if match:
-            size = match["size"]
-            entries.append(
-                AccessLogEntry(
-                    match["method"],
-                    match["path"],
-                    int(match["status"]),
-                    0 if size == "-" else int(size),
-                    match["agent"],
-                )
-            )
-    return entries
-
-
-def write_htpasswd(path: Path, users: dict[str, str]) -> Path:
-    """Write an htpasswd file (bcrypt, as docker-registry requires) for ``users``.
-
-    Uses libxcrypt through the ``crypt`` module (deprecated, present up to Python 3.12) at the
-    lowest cost so that each authenticated request stays fast.
-    """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        import crypt
-
-    lines = [
-        f"{user}:{crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16))}\n"
-        for user, password in users.items()
-    ]
-    path.write_text("".join(lines))
-    return path
 
 
 class Registry:

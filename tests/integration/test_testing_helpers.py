@@ -18,8 +18,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from mirror.testing.accesslog import parse_access_log
 from mirror.testing.containerd import Containerd, write_hosts_toml
 from mirror.testing.factory import ImageFactory
+from mirror.testing.htpasswd import write_htpasswd
 from mirror.testing.images import (
     OCI_INDEX,
     OCI_LAYER_TAR,
@@ -29,12 +31,7 @@ from mirror.testing.images import (
     build_image,
     random_layer,
 )
-from mirror.testing.registry import (
-    Registry,
-    RegistryStartError,
-    parse_access_log,
-    write_htpasswd,
-)
+from mirror.testing.registry import Registry, RegistryStartError
 
 pytestmark = pytest.mark.integration
 
