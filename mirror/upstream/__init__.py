@@ -1,7 +1,7 @@
 """The upstream registry client: one pooled session per upstream, token auth, mapped errors.
 
-Below the pull-through service, above the pure core: it imports only ``mirror.errors`` and
-``mirror.oci``.
+Below the pull-through service, above the pure core: it imports only ``mirror.errors``,
+``mirror.oci`` and the package version (for the User-Agent).
 """
 
 from mirror.upstream.auth import Authenticator, Challenge, Token, parse_challenges

@@ -46,6 +46,7 @@ class Token:
 
     @property
     def header(self) -> str:
+        """The ``Authorization`` header value."""
         return f"Bearer {self.value}"
 
 

@@ -22,14 +22,17 @@ class Challenge:
 
     @property
     def realm(self) -> str | None:
+        """The token endpoint (Bearer) or protection space (Basic)."""
         return self.params.get("realm")
 
     @property
     def service(self) -> str | None:
+        """The service name to ask the token endpoint for."""
         return self.params.get("service")
 
     @property
     def scope(self) -> str | None:
+        """The scope the upstream wants, e.g. ``repository:library/alpine:pull``."""
         return self.params.get("scope")
 
 

@@ -104,6 +104,7 @@ class Transport:
 
     @property
     def session(self) -> aiohttp.ClientSession:
+        """The open session; RuntimeError before :meth:`start`."""
         if self._session is None:
             raise RuntimeError(f"upstream client for {self.endpoint.host} is not started")
         return self._session

@@ -18,9 +18,7 @@ from mirror.ranges import ByteRange, parse_range, resolve_range
         pytest.param("bytes=-3", (None, 3), id="suffix"),
         pytest.param("bytes=7-7", (7, 7), id="single-byte"),
         pytest.param(" bytes=1-2 ", (1, 2), id="surrounding-whitespace"),
-        pytest.param(
-            "bytes=0-99999999999999999999", (0, 99999999999999999999), id="huge-last"
-        ),
+        pytest.param("bytes=0-99999999999999999999", (0, 99999999999999999999), id="huge-last"),
     ],
 )
 def test_parse_range(header: str | None, expected: tuple[int | None, int | None] | None) -> None:

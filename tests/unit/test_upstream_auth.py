@@ -3,6 +3,7 @@ per-scope token caching on a fake clock, and Basic-auth upstreams."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -160,7 +161,7 @@ class TokenUpstream:
         return web.json_response({"name": repo, "tags": ["v1"]})
 
     async def token(self, request: web.Request) -> web.Response:
-        form = dict(await request.post()) if request.method == "POST" else {}
+        form = {k: str(v) for k, v in (await request.post()).items()}
         self.token_requests.append(
             {
                 "method": request.method,
@@ -347,3 +348,12 @@ async def test_basic_upstream_refusal_is_unauthorized(
     assert caught.value.code is ErrorCode.UNAUTHORIZED
     assert caught.value.status == 401
     assert len(upstream.seen) == (2 if credentials else 1)
+
+
+async def test_concurrent_requests_fetch_one_token(aiohttp_server: ServerFactory) -> None:
+    upstream = TokenUpstream()
+    server = await aiohttp_server(upstream.app())
+    async with UpstreamClient(endpoint_for(server)) as client:
+        pages = await asyncio.gather(*(client.get_tags("a/one") for _ in range(5)))
+    assert all(tags["tags"] == ["v1"] for tags, _ in pages)
+    assert len(upstream.token_requests) == 1

@@ -17,6 +17,7 @@ from mirror import __version__
 from mirror.errors import ErrorCode, RegistryError, UpstreamThrottled, UpstreamUnavailable
 from mirror.oci.digest import Digest
 from mirror.upstream import MANIFEST_LIMIT, RetryPolicy, UpstreamClient, UpstreamEndpoint
+from mirror.upstream.status import error_for, parse_retry_after
 
 ServerFactory = Callable[[web.Application], Awaitable[TestServer]]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -441,3 +442,50 @@ def test_endpoint_rejects_bad_config(kwargs: dict[str, Any]) -> None:
 def test_endpoint_repr_hides_password() -> None:
     endpoint = UpstreamEndpoint(host="x", url="https://x", username="u", password="hunter2")
     assert "hunter2" not in repr(endpoint)
+
+
+@pytest.mark.parametrize(
+    ("value", "date", "seconds"),
+    [
+        pytest.param("3", None, 3.0, id="delta-seconds"),
+        pytest.param(" 0 ", None, 0.0, id="zero"),
+        pytest.param("-1", None, None, id="negative"),
+        pytest.param(
+            "Wed, 21 Oct 2015 07:28:30 GMT", "Wed, 21 Oct 2015 07:28:00 GMT", 30.0, id="http-date"
+        ),
+        pytest.param("Wed, 21 Oct 2015 07:28:30 GMT", None, None, id="http-date-without-date"),
+        pytest.param("soon", None, None, id="garbage"),
+        pytest.param(None, None, None, id="absent"),
+    ],
+)
+def test_parse_retry_after(value: str | None, date: str | None, seconds: float | None) -> None:
+    assert parse_retry_after(value, date) == seconds
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "code"),
+    [
+        pytest.param(401, b"", ErrorCode.UNAUTHORIZED, id="401"),
+        pytest.param(
+            403, b'{"errors":[{"code":"DENIED","message":"no"}]}', ErrorCode.DENIED, id="403"
+        ),
+        pytest.param(
+            404,
+            b'{"errors":[{"code":"BLOB_UNKNOWN"}]}',
+            ErrorCode.BLOB_UNKNOWN,
+            id="404-upstream-code",
+        ),
+        pytest.param(
+            404,
+            b'{"errors":[{"code":"NOT_A_CODE"}]}',
+            ErrorCode.MANIFEST_UNKNOWN,
+            id="404-unknown-code",
+        ),
+        pytest.param(400, b"", ErrorCode.UNAVAILABLE, id="unexpected-4xx"),
+        pytest.param(502, b"", ErrorCode.UNAVAILABLE, id="5xx"),
+    ],
+)
+def test_error_for_status(status: int, body: bytes, code: ErrorCode) -> None:
+    error = error_for(status, body, unknown=ErrorCode.MANIFEST_UNKNOWN)
+    assert error.code is code
+    assert error.detail == {"upstream_status": status}

@@ -1,0 +1,227 @@
+"""Failure paths: bad upstream bytes, hang-ups, outages, thundering herds, impatient clients.
+
+A 200 with wrong bytes must never complete, nothing corrupt may enter the cache, and a cached
+tag outlives an upstream outage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import time
+from typing import Any
+
+import aiohttp
+import pytest
+
+from mirror.testing.factory import ImageFactory
+from mirror.testing.registry import Registry
+
+from .conftest import Mirror, MirrorFactory
+from .fake_upstream import FakeUpstream, digest_of
+
+pytestmark = pytest.mark.integration
+
+FAKE_HOST = "fake.test"
+
+
+@pytest.fixture
+async def fake() -> FakeUpstream:
+    return FakeUpstream()
+
+
+@pytest.fixture
+async def fake_server(aiohttp_server: Any, fake: FakeUpstream) -> Any:
+    return await aiohttp_server(fake.app(), host="127.0.0.1")
+
+
+@pytest.fixture
+async def faulty(mirror_factory: MirrorFactory, fake_server: Any) -> Mirror:
+    """A mirror whose only upstream is the fake one."""
+    return await mirror_factory({FAKE_HOST: f"http://127.0.0.1:{fake_server.port}"},
+                                tag_ttl=60.0, max_stale=3600.0)
+
+
+async def fetch(url: str, **kwargs: Any) -> tuple[int, bytes, dict[str, str]]:
+    async with aiohttp.ClientSession() as http:
+        async with http.get(url, **kwargs) as resp:
+            return resp.status, await resp.read(), dict(resp.headers)
+
+
+def cache_is_empty(mirror: Mirror) -> bool:
+    return mirror.cached_blob_files() == [] and os.listdir(mirror.data_dir / "tmp") == []
+
+
+@pytest.mark.parametrize("mode", ["corrupt", "truncate"], ids=["wrong-bytes", "hang-up"])
+async def test_bad_upstream_blob_aborts_the_response_and_caches_nothing(
+    faulty: Mirror, fake: FakeUpstream, mode: str
+) -> None:
+    data = os.urandom(300_000)
+    digest = fake.add_blob(data)
+    fake.blob_mode[digest] = mode
+    url = f"{faulty.url}/v2/team/app/blobs/{digest}"
+    with pytest.raises(aiohttp.ClientPayloadError):
+        await fetch(url)
+    assert cache_is_empty(faulty)
+    assert faulty.metric("mirror_fills_committed_total") == 0
+    if mode == "corrupt":
+        assert faulty.metric("mirror_digest_mismatches_total", kind="blob") == 1
+
+    del fake.blob_mode[digest]  # upstream heals: the next pull fills correctly
+    status, body, _ = await fetch(url)
+    assert status == 200 and body == data
+    assert len(faulty.cached_blob_files()) == 1
+
+
+async def test_wrong_manifest_bytes_are_not_cached(faulty: Mirror, fake: FakeUpstream) -> None:
+    digest, _ = fake.add_image("team/app", "v1", [b"layer"])
+    fake.manifest_mode[digest] = "corrupt"
+    for reference in (digest, "v1"):
+        status, body, _ = await fetch(f"{faulty.url}/v2/team/app/manifests/{reference}")
+        assert status == 503, body
+        assert b"UNAVAILABLE" in body
+    assert faulty.services.metadata.manifest(digest) is None
+    assert cache_is_empty(faulty)
+
+
+async def test_fifty_concurrent_cold_pulls_cause_one_upstream_get(
+    mirror: Mirror, image_factory: ImageFactory, upstream_registry: Registry
+) -> None:
+    pushed = image_factory.push("big", layers=1, layer_size=8 * 1024 * 1024)
+    layer = pushed.image.layers[0]
+    expected = hashlib.sha256(layer.read_bytes()).hexdigest()
+    url = f"{mirror.url}/v2/{pushed.repo}/blobs/{layer.digest}"
+
+    async def pull(http: aiohttp.ClientSession) -> str:
+        async with http.get(url) as resp:
+            assert resp.status == 200
+            return hashlib.sha256(await resp.read()).hexdigest()
+
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as http:
+        digests = await asyncio.gather(*(pull(http) for _ in range(50)))
+    assert digests == [expected] * 50
+    assert await upstream_registry.wait_for_requests("GET", layer.digest) == 1
+    await asyncio.sleep(0.2)
+    assert upstream_registry.count_requests("GET", layer.digest) == 1
+    assert mirror.metric("mirror_fills_started_total") == 1
+    assert mirror.metric("mirror_singleflight_joins_total", kind="blob") >= 1
+
+
+async def test_client_disconnect_mid_fill_does_not_cancel_the_fill(
+    faulty: Mirror, fake: FakeUpstream
+) -> None:
+    data = os.urandom(2 * 1024 * 1024)
+    digest = fake.add_blob(data)
+    fake.blob_mode[digest] = "slow"
+    url = f"{faulty.url}/v2/team/app/blobs/{digest}"
+    async with aiohttp.ClientSession() as http:
+        async with http.get(url) as resp:
+            assert resp.status == 200
+            await resp.content.readexactly(64 * 1024)
+            resp.close()  # the client goes away mid-blob
+    deadline = time.monotonic() + 10
+    while faulty.metric("mirror_fills_committed_total") < 1 and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert faulty.metric("mirror_fills_committed_total") == 1
+    status, body, _ = await fetch(url)
+    assert status == 200 and body == data
+    assert fake.count("GET", digest) == 1, "the second pull must be warm"
+
+
+async def test_upstream_down_serves_stale_tag_and_fails_fast_for_uncached(
+    faulty: Mirror, fake: FakeUpstream, fake_server: Any
+) -> None:
+    digest, manifest = fake.add_image("team/app", "v1", [b"layer-one"])
+    fake.add_image("team/app", "v2", [b"layer-two"])
+    status, body, _ = await fetch(f"{faulty.url}/v2/team/app/manifests/v1")
+    assert status == 200 and body == manifest
+    await fake_server.close()  # upstream goes away
+    faulty.clock.advance(120)  # past the tag TTL: the mirror must revalidate, and cannot
+
+    status, body, headers = await fetch(f"{faulty.url}/v2/team/app/manifests/v1")
+    assert status == 200 and body == manifest
+    assert headers["Warning"].startswith("110")
+    assert headers["Docker-Content-Digest"] == digest
+    assert faulty.metric("mirror_stale_served_total") == 1
+
+    started = time.monotonic()
+    for path in ("manifests/v2", f"blobs/{digest_of(b'never-cached')}"):
+        status, body, _ = await fetch(f"{faulty.url}/v2/team/app/{path}")
+        assert status == 503 and b"UNAVAILABLE" in body
+    assert time.monotonic() - started < 5
+
+    faulty.clock.advance(3600)  # past max_stale: no longer served
+    status, body, _ = await fetch(f"{faulty.url}/v2/team/app/manifests/v1")
+    assert status == 503
+    # A digest reference is immutable: served from cache however long upstream is away.
+    status, body, _ = await fetch(f"{faulty.url}/v2/team/app/manifests/{digest}")
+    assert status == 200 and body == manifest
+
+
+async def test_tag_revalidation_uses_head_and_follows_a_moved_tag(
+    faulty: Mirror, fake: FakeUpstream
+) -> None:
+    first, _ = fake.add_image("team/app", "latest", [b"one"])
+    url = f"{faulty.url}/v2/team/app/manifests/latest"
+    assert (await fetch(url))[2]["Docker-Content-Digest"] == first
+    assert (await fetch(url))[2]["Docker-Content-Digest"] == first
+    assert fake.count("GET", "/manifests/") == 1 and fake.count("HEAD", "/manifests/") == 0
+
+    faulty.clock.advance(61)
+    assert (await fetch(url))[2]["Docker-Content-Digest"] == first
+    assert fake.count("HEAD", "/manifests/latest") == 1
+    assert fake.count("GET", "/manifests/") == 1, "unchanged tag: no body refetch"
+
+    second, _ = fake.add_image("team/app", "latest", [b"two"])
+    faulty.clock.advance(61)
+    assert (await fetch(url))[2]["Docker-Content-Digest"] == second
+    assert fake.count("GET", "/manifests/latest") == 2
+
+
+async def test_upstream_429_is_toomanyrequests_with_retry_after(
+    faulty: Mirror, fake: FakeUpstream
+) -> None:
+    digest = fake.add_blob(b"rate-limited")
+    fake.blob_mode[digest] = "429"
+    status, body, headers = await fetch(f"{faulty.url}/v2/team/app/blobs/{digest}")
+    assert status == 429
+    assert b"TOOMANYREQUESTS" in body
+    assert headers["Retry-After"] == "30"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "headers", "status", "code"),
+    [
+        ("GET", "/v2/Team/App/manifests/v1", {}, 400, "NAME_INVALID"),
+        ("GET", "/v2/team/app/manifests/-bad-tag", {}, 400, "TAG_INVALID"),
+        ("GET", "/v2/team/app/manifests/sha256:abc", {}, 400, "DIGEST_INVALID"),
+        ("GET", "/v2/team/app/blobs/sha256:xyz", {}, 400, "DIGEST_INVALID"),
+        ("GET", "/v2/team/app/blobs/md5:" + "0" * 32, {}, 400, "DIGEST_INVALID"),
+        ("GET", f"/v2/team/app/blobs/{digest_of(b'x')}", {"Range": "bytes=5-1"}, 416,
+         "RANGE_INVALID"),
+        ("GET", f"/v2/team/app/blobs/{digest_of(b'x')}", {"Range": "bytes=0-1,3-4"}, 416,
+         "RANGE_INVALID"),
+        ("GET", "/v2/team/app/manifests/v1?ns=elsewhere.example", {}, 404, "NAME_UNKNOWN"),
+        ("GET", "/v2/team/app/tags/list?n=abc", {}, 400, "PAGINATION_NUMBER_INVALID"),
+        ("PUT", "/v2/team/app/manifests/v1", {}, 405, "UNSUPPORTED"),
+        ("DELETE", "/v2/team/app/manifests/v1", {}, 405, "UNSUPPORTED"),
+        ("POST", "/v2/team/app/blobs/uploads/", {}, 405, "UNSUPPORTED"),
+        ("PATCH", "/v2/team/app/blobs/uploads/some-uuid", {}, 405, "UNSUPPORTED"),
+        ("DELETE", f"/v2/team/app/blobs/{digest_of(b'x')}", {}, 405, "UNSUPPORTED"),
+    ],
+    ids=["upper-case-name", "bad-tag", "short-digest", "non-hex-digest", "unknown-algorithm",
+         "reversed-range", "multi-range", "unmirrored-ns", "bad-page-size", "push-manifest",
+         "delete-manifest", "start-upload", "patch-upload", "delete-blob"],
+)
+async def test_bad_requests_get_spec_errors_before_any_upstream_call(
+    faulty: Mirror, fake: FakeUpstream, method: str, path: str, headers: dict[str, str],
+    status: int, code: str
+) -> None:
+    async with aiohttp.ClientSession() as http:
+        async with http.request(method, f"{faulty.url}{path}", headers=headers) as resp:
+            assert resp.status == status
+            assert (await resp.json())["errors"][0]["code"] == code
+    assert sum(fake.requests.values()) == 0
+    assert cache_is_empty(faulty)
