@@ -60,8 +60,9 @@ async def _flush_last_pulls(metadata: Metadata, interval: float) -> None:
             log.exception("flushing last-pull times failed")
 
 
-def build_app(config: Config, *, clock: Clock | None = None,
-              metrics: Metrics | None = None) -> web.Application:
+def build_app(
+    config: Config, *, clock: Clock | None = None, metrics: Metrics | None = None
+) -> web.Application:
     """The mirror as an aiohttp application (resources open on startup, close on cleanup)."""
     app = web.Application(middlewares=[errors_middleware])
     clock = clock or SystemClock()
@@ -76,6 +77,7 @@ def build_app(config: Config, *, clock: Clock | None = None,
         metadata = Metadata(data_dir / "metadata")
         clients: dict[str, UpstreamClient] = {}
         for upstream in config.upstreams:
+
             def count(method: str, status: int, host: str = upstream.host) -> None:
                 metrics.upstream_requests.labels(host, method, str(status)).inc()
 
@@ -83,14 +85,39 @@ def build_app(config: Config, *, clock: Clock | None = None,
             await client.start()
             clients[upstream.host] = client
         cache = config.cache
-        blobs = BlobService(store, clients.__getitem__, metrics,
-                            chunk_size=config.storage.chunk_size, fill_timeout=cache.fill_timeout)
-        manifests = ManifestService(store, metadata, clients.__getitem__, metrics, clock,
-                                    tag_ttl=cache.tag_ttl, max_stale=cache.max_stale)
-        listing = ListingService(metadata, clients.__getitem__, metrics, clock,
-                                 ttl=cache.tag_ttl, max_stale=cache.max_stale)
-        app[SERVICES] = Services(router_of(config), blobs, manifests, listing, metadata, metrics,
-                                 config.storage.chunk_size)
+        blobs = BlobService(
+            store,
+            clients.__getitem__,
+            metrics,
+            chunk_size=config.storage.chunk_size,
+            fill_timeout=cache.fill_timeout,
+        )
+        manifests = ManifestService(
+            store,
+            metadata,
+            clients.__getitem__,
+            metrics,
+            clock,
+            tag_ttl=cache.tag_ttl,
+            max_stale=cache.max_stale,
+        )
+        listing = ListingService(
+            metadata,
+            clients.__getitem__,
+            metrics,
+            clock,
+            ttl=cache.tag_ttl,
+            max_stale=cache.max_stale,
+        )
+        app[SERVICES] = Services(
+            router_of(config),
+            blobs,
+            manifests,
+            listing,
+            metadata,
+            metrics,
+            config.storage.chunk_size,
+        )
         flusher = asyncio.create_task(
             _flush_last_pulls(metadata, max(cache.last_pull_flush_interval, 0.05))
         )

@@ -33,8 +33,14 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", type=Path, help="TOML configuration file")
     serve.add_argument("--listen", help="HOST:PORT to listen on (default 127.0.0.1:5016)")
     serve.add_argument("--data-dir", help="directory for the cache and metadata")
-    serve.add_argument("--upstream", action="append", type=_upstream_flag, default=[],
-                       metavar="HOST=URL", help="an upstream registry (repeatable)")
+    serve.add_argument(
+        "--upstream",
+        action="append",
+        type=_upstream_flag,
+        default=[],
+        metavar="HOST=URL",
+        help="an upstream registry (repeatable)",
+    )
     serve.add_argument("--default-upstream", help="upstream host for bare repository names")
     serve.add_argument("--tag-ttl", type=float, help="seconds before a tag is revalidated")
 
@@ -58,9 +64,13 @@ def config_from_args(args: argparse.Namespace) -> Config:
         flagged = {u["host"] for u in args.upstream}
         configured = load_config(args.config).upstreams
         kept = [
-            {k: list(v) if isinstance(v, tuple) else v
-             for k, v in dataclasses.asdict(u).items() if v is not None}
-            for u in configured if u.host not in flagged
+            {
+                k: list(v) if isinstance(v, tuple) else v
+                for k, v in dataclasses.asdict(u).items()
+                if v is not None
+            }
+            for u in configured
+            if u.host not in flagged
         ]
         overrides["upstreams"] = [*kept, *args.upstream]
     base = load_config(args.config, overrides=overrides)
@@ -79,8 +89,12 @@ async def serve(config: Config) -> None:
     host, _, port = config.server.listen.rpartition(":")
     site = web.TCPSite(runner, host.strip("[]"), int(port), reuse_address=True)
     await site.start()
-    log.info("mirror listening on http://%s (data in %s, upstreams: %s)", config.server.listen,
-             config.storage.data_dir, ", ".join(u.host for u in config.upstreams))
+    log.info(
+        "mirror listening on http://%s (data in %s, upstreams: %s)",
+        config.server.listen,
+        config.storage.data_dir,
+        ", ".join(u.host for u in config.upstreams),
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -95,8 +109,9 @@ async def serve(config: Config) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``mirror`` console script."""
     args = parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     if args.command == "serve":
         try:
             config = config_from_args(args)

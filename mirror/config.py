@@ -125,7 +125,9 @@ class Config:
                     raise ConfigError(f"upstreams[{i}].host: {name!r} configured twice")
                 seen.add(name)
             if not upstream.url.startswith(("http://", "https://")):
-                raise ConfigError(f"upstreams[{i}].url: expected http(s)://..., got {upstream.url!r}")
+                raise ConfigError(
+                    f"upstreams[{i}].url: expected http(s)://..., got {upstream.url!r}"
+                )
         if self.default_upstream and self.upstream(self.default_upstream) is None:
             raise ConfigError(
                 f"default_upstream: {self.default_upstream!r} is not a configured upstream"
@@ -153,8 +155,16 @@ def _coerce(value: Any, kind: Any, key: str) -> Any:
             raise ConfigError(f"{key}: expected a list, got {value!r}")
         return tuple(_coerce(v, get_args(kind)[0], key) for v in value)
     if kind is bool:
-        if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false",
-                                                        "no", "off"):
+        if isinstance(value, str) and value.lower() in (
+            "1",
+            "true",
+            "yes",
+            "on",
+            "0",
+            "false",
+            "no",
+            "off",
+        ):
             return value.lower() in ("1", "true", "yes", "on")
         if isinstance(value, bool):
             return value
@@ -246,4 +256,5 @@ def load_config(
             raise ConfigError(f"{path}: invalid TOML: {exc}") from None
     data = merge(data, env_overrides(os.environ if environ is None else environ))
     data = merge(data, overrides or {})
-    return _build(Config, data, "").validate()  # type: ignore[no-any-return]
+    config: Config = _build(Config, data, "")
+    return config.validate()

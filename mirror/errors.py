@@ -87,7 +87,10 @@ class UpstreamThrottled(RegistryError):
     def __init__(self, retry_after: float | None, *, detail: Any = None) -> None:
         headers = {"Retry-After": str(int(retry_after))} if retry_after is not None else {}
         super().__init__(
-            ErrorCode.TOOMANYREQUESTS, "upstream registry rate limit", detail=detail, headers=headers
+            ErrorCode.TOOMANYREQUESTS,
+            "upstream registry rate limit",
+            detail=detail,
+            headers=headers,
         )
         self.retry_after = retry_after
 
@@ -95,8 +98,14 @@ class UpstreamThrottled(RegistryError):
 class DigestMismatch(Exception):
     """Content did not hash to the digest it was named by, or was not of the declared size."""
 
-    def __init__(self, expected: str, actual: str, *, expected_size: int | None = None,
-                 actual_size: int | None = None) -> None:
+    def __init__(
+        self,
+        expected: str,
+        actual: str,
+        *,
+        expected_size: int | None = None,
+        actual_size: int | None = None,
+    ) -> None:
         self.expected = expected
         self.actual = actual
         self.expected_size = expected_size

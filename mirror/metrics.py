@@ -12,11 +12,15 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
-            "mirror_http_requests", "HTTP requests answered", ["route", "method", "status"],
+            "mirror_http_requests",
+            "HTTP requests answered",
+            ["route", "method", "status"],
             registry=r,
         )
         self.request_seconds = Histogram(
-            "mirror_http_request_seconds", "Time to answer, until the body was sent", ["route"],
+            "mirror_http_request_seconds",
+            "Time to answer, until the body was sent",
+            ["route"],
             registry=r,
         )
         self.cache_hits = Counter(
@@ -32,8 +36,9 @@ class Metrics:
             "mirror_bytes_fetched_upstream", "Blob bytes received from upstreams", registry=r
         )
         self.upstream_requests = Counter(
-            "mirror_upstream_requests", "Requests sent to upstreams", ["upstream", "method",
-                                                                        "status"],
+            "mirror_upstream_requests",
+            "Requests sent to upstreams",
+            ["upstream", "method", "status"],
             registry=r,
         )
         self.fills_started = Counter("mirror_fills_started", "Blob fills started", registry=r)
@@ -41,16 +46,22 @@ class Metrics:
             "mirror_fills_committed", "Blob fills verified and committed", registry=r
         )
         self.fills_aborted = Counter(
-            "mirror_fills_aborted", "Blob fills that ended without committing", ["reason"],
+            "mirror_fills_aborted",
+            "Blob fills that ended without committing",
+            ["reason"],
             registry=r,
         )
         self.digest_mismatches = Counter(
-            "mirror_digest_mismatches", "Upstream content that did not match its digest", ["kind"],
+            "mirror_digest_mismatches",
+            "Upstream content that did not match its digest",
+            ["kind"],
             registry=r,
         )
         self.singleflight_joins = Counter(
-            "mirror_singleflight_joins", "Requests that joined an in-flight upstream fetch",
-            ["kind"], registry=r,
+            "mirror_singleflight_joins",
+            "Requests that joined an in-flight upstream fetch",
+            ["kind"],
+            registry=r,
         )
         self.stale_served = Counter(
             "mirror_stale_served", "Tags served stale because upstream failed", registry=r

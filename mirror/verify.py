@@ -23,13 +23,15 @@ class Verifier:
         """Absorb ``chunk``; raises ``DigestMismatch`` as soon as the size is exceeded."""
         self.count += len(chunk)
         if self.size is not None and self.count > self.size:
-            raise DigestMismatch(str(self.digest), "(too long)", expected_size=self.size,
-                                 actual_size=self.count)
+            raise DigestMismatch(
+                str(self.digest), "(too long)", expected_size=self.size, actual_size=self.count
+            )
         self._hash.update(chunk)
 
     def verify(self) -> None:
         """Raise ``DigestMismatch`` unless exactly the expected content was seen."""
         actual = f"{self.digest.algorithm}:{self._hash.hexdigest()}"
         if actual != str(self.digest) or (self.size is not None and self.count != self.size):
-            raise DigestMismatch(str(self.digest), actual, expected_size=self.size,
-                                 actual_size=self.count)
+            raise DigestMismatch(
+                str(self.digest), actual, expected_size=self.size, actual_size=self.count
+            )

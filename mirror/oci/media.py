@@ -54,9 +54,14 @@ def parse_manifest(body: bytes, content_type: str | None) -> ManifestInfo:
         if isinstance(child, dict) and isinstance(child.get("digest"), str):
             references.append(child["digest"])
             platform = child.get("platform") or {}
-            children.append((child["digest"], str(platform.get("os", "")),
-                             str(platform.get("architecture", "")),
-                             str(platform.get("variant", ""))))
+            children.append(
+                (
+                    child["digest"],
+                    str(platform.get("os", "")),
+                    str(platform.get("architecture", "")),
+                    str(platform.get("variant", "")),
+                )
+            )
     return ManifestInfo(str(media_type), tuple(references), tuple(children))
 
 

@@ -6,7 +6,6 @@ import asyncio
 import logging
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
-from typing import Protocol
 
 from mirror.errors import DigestMismatch, RegistryError, UpstreamUnavailable
 from mirror.metrics import Metrics
@@ -22,10 +21,8 @@ from mirror.verify import Verifier
 log = logging.getLogger(__name__)
 
 
-class Upstreams(Protocol):
-    """Looks up the client of an upstream by its canonical host."""
-
-    def __call__(self, host: str) -> UpstreamClient: ...
+# Looks up the client of an upstream by its canonical host.
+Upstreams = Callable[[str], UpstreamClient]
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +95,9 @@ class BlobService:
         first, last = (byte_range.first, byte_range.last) if byte_range else (0, size - 1)
         return BlobBody(size, byte_range, fill.stream(first, last, self._chunk_size), False)
 
-    async def _warm(self, reader: RangeReader, first: int, last: int) -> AsyncGenerator[bytes, None]:
+    async def _warm(
+        self, reader: RangeReader, first: int, last: int
+    ) -> AsyncGenerator[bytes, None]:
         try:
             async for chunk in iter_range(reader, first, last, self._chunk_size):
                 self._metrics.bytes_from_cache.inc(len(chunk))
@@ -123,8 +122,10 @@ class BlobService:
             async with asyncio.timeout(self._fill_timeout):
                 async with client.open_blob(target.repo, fill.digest) as blob:
                     if blob.size is None:
-                        raise UpstreamUnavailable("upstream blob answer has no Content-Length",
-                                                  detail={"digest": str(fill.digest)})
+                        raise UpstreamUnavailable(
+                            "upstream blob answer has no Content-Length",
+                            detail={"digest": str(fill.digest)},
+                        )
                     fill.started(blob.size)
                     verifier = Verifier(fill.digest, blob.size)
                     async for chunk in blob.iter_chunks(self._chunk_size):
@@ -139,8 +140,9 @@ class BlobService:
             reason = type(exc).__name__
             if isinstance(exc, DigestMismatch):
                 self._metrics.digest_mismatches.labels("blob").inc()
-                log.error("upstream %s sent bad content for %s: %s", target.upstream, fill.digest,
-                          exc)
+                log.error(
+                    "upstream %s sent bad content for %s: %s", target.upstream, fill.digest, exc
+                )
             elif isinstance(exc, TimeoutError):
                 log.error("fill of %s timed out after %ss", fill.digest, self._fill_timeout)
             elif isinstance(exc, RegistryError) and exc.status < 500:

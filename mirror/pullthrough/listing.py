@@ -32,8 +32,16 @@ class Listing:
 class ListingService:
     """``tags/list`` and ``referrers`` through the cache."""
 
-    def __init__(self, metadata: Metadata, upstreams: Upstreams, metrics: Metrics, clock: Clock,
-                 *, ttl: float, max_stale: float) -> None:
+    def __init__(
+        self,
+        metadata: Metadata,
+        upstreams: Upstreams,
+        metrics: Metrics,
+        clock: Clock,
+        *,
+        ttl: float,
+        max_stale: float,
+    ) -> None:
         self._metadata = metadata
         self._upstreams = upstreams
         self._metrics = metrics
@@ -57,37 +65,41 @@ class ListingService:
                 tags = sorted(t for t in tags if isinstance(t, str) and (last is None or t > last))
                 if n is not None and len(tags) > n:
                     tags = tags[:n]
-                    next_page = f"/v2/{target.name}/tags/list?last={tags[-1]}&n={n}" if tags \
-                        else None
+                    next_page = (
+                        f"/v2/{target.name}/tags/list?last={tags[-1]}&n={n}" if tags else None
+                    )
                     headers = (("Link", f'<{next_page}>; rel="next"'),) if next_page else ()
             doc = {**doc, "name": target.name, "tags": tags}
-            return CachedResponse(json.dumps(doc).encode(), "application/json", headers,
-                                  self._clock.now())
+            return CachedResponse(
+                json.dumps(doc).encode(), "application/json", headers, self._clock.now()
+            )
 
         return await self._through("tags", target, key, fetch)
 
-    async def referrers(self, target: Target, digest: Digest,
-                        artifact_type: str | None) -> Listing:
+    async def referrers(self, target: Target, digest: Digest, artifact_type: str | None) -> Listing:
         """The referrers index of ``digest``, filtered by ``artifact_type`` if given."""
         key = f"{digest}|{artifact_type or ''}"
 
         async def fetch() -> CachedResponse:
             client = self._upstreams(target.upstream)
-            body, content_type, headers = await client.get_referrers(target.repo, digest,
-                                                                     artifact_type)
+            body, content_type, headers = await client.get_referrers(
+                target.repo, digest, artifact_type
+            )
             applied = headers.get("OCI-Filters-Applied", "")
             if artifact_type and "artifactType" not in applied:
                 doc = json.loads(body)
-                doc["manifests"] = [m for m in doc.get("manifests", [])
-                                    if m.get("artifactType") == artifact_type]
+                doc["manifests"] = [
+                    m for m in doc.get("manifests", []) if m.get("artifactType") == artifact_type
+                ]
                 body = json.dumps(doc).encode()
             out = (("OCI-Filters-Applied", "artifactType"),) if artifact_type else ()
             return CachedResponse(body, content_type or OCI_INDEX, out, self._clock.now())
 
         return await self._through("referrers", target, key, fetch)
 
-    async def _through(self, kind: str, target: Target, key: str,
-                       fetch: Callable[[], Awaitable[CachedResponse]]) -> Listing:
+    async def _through(
+        self, kind: str, target: Target, key: str, fetch: Callable[[], Awaitable[CachedResponse]]
+    ) -> Listing:
         cached = self._metadata.response(kind, target.upstream, target.repo, key)
         now = self._clock.now()
         if cached is not None and now - cached.fetched_at < self._ttl:

@@ -82,11 +82,13 @@ class ManifestService:
 
     def record_pull(self, target: Target, manifest: Manifest) -> None:
         """Note that a client pulled this image now (feeds retention)."""
-        self._metadata.record_pull(target.upstream, target.repo, str(manifest.digest),
-                                   self._clock.now())
+        self._metadata.record_pull(
+            target.upstream, target.repo, str(manifest.digest), self._clock.now()
+        )
 
-    async def _negotiate(self, target: Target, manifest: Manifest,
-                         accept: Sequence[str]) -> Manifest:
+    async def _negotiate(
+        self, target: Target, manifest: Manifest, accept: Sequence[str]
+    ) -> Manifest:
         if acceptable(manifest.media_type, accept):
             return manifest
         if manifest.media_type in INDEX_TYPES and any(t in IMAGE_TYPES for t in accept):
@@ -136,25 +138,38 @@ class ManifestService:
                 if head.digest is not None and str(head.digest) == record.digest:
                     cached = await self._cached(Digest.parse(record.digest))
                     if cached is not None:
-                        self._metadata.touch_tag(target.upstream, target.repo, tag,
-                                                 self._clock.now())
+                        self._metadata.touch_tag(
+                            target.upstream, target.repo, tag, self._clock.now()
+                        )
                         return cached
             manifest = await self._fetch(target, tag, None)
         except (UpstreamUnavailable, UpstreamThrottled, DigestMismatch) as exc:
             stale = await self._stale(target, tag, record)
             if stale is None:
                 if isinstance(exc, DigestMismatch):
-                    raise RegistryError(ErrorCode.UNAVAILABLE, "upstream manifest did not match "
-                                        "its digest", detail={"digest": exc.expected}) from exc
+                    raise RegistryError(
+                        ErrorCode.UNAVAILABLE,
+                        "upstream manifest did not match its digest",
+                        detail={"digest": exc.expected},
+                    ) from exc
                 raise
-            log.warning("serving stale %s/%s:%s from %s: upstream failed: %s", target.upstream,
-                        target.repo, tag, stale.digest, exc)
+            log.warning(
+                "serving stale %s/%s:%s from %s: upstream failed: %s",
+                target.upstream,
+                target.repo,
+                tag,
+                stale.digest,
+                exc,
+            )
             self._metrics.stale_served.inc()
             return stale
         self._metadata.set_tag(
-            target.upstream, target.repo, tag,
-            TagRecord(str(manifest.digest), manifest.media_type, len(manifest.body),
-                      self._clock.now()),
+            target.upstream,
+            target.repo,
+            tag,
+            TagRecord(
+                str(manifest.digest), manifest.media_type, len(manifest.body), self._clock.now()
+            ),
         )
         return manifest
 
@@ -186,15 +201,18 @@ class ManifestService:
         claimed = expected or upstream.digest
         if claimed is not None and claimed != actual:
             self._metrics.digest_mismatches.labels("manifest").inc()
-            log.error("upstream %s sent a manifest for %s that hashes to %s", target.upstream,
-                      claimed, actual)
+            log.error(
+                "upstream %s sent a manifest for %s that hashes to %s",
+                target.upstream,
+                claimed,
+                actual,
+            )
             raise DigestMismatch(str(claimed), str(actual))
         info = parse_manifest(upstream.body, upstream.media_type)
         await self._store.put(actual, upstream.body)
         self._metadata.set_manifest(
             str(actual),
-            ManifestRecord(info.media_type, len(upstream.body), info.references,
-                           self._clock.now()),
+            ManifestRecord(info.media_type, len(upstream.body), info.references, self._clock.now()),
         )
         self._metadata.add_repository(target.upstream, target.repo)
         return Manifest(actual, info.media_type, upstream.body)

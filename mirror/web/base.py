@@ -15,8 +15,11 @@ async def version_check(request: web.Request) -> web.Response:
 
 async def unsupported(request: web.Request) -> web.Response:
     """Push, delete and upload: a pull-through mirror has no hosted repositories yet."""
-    raise RegistryError(ErrorCode.UNSUPPORTED, "this mirror is read-only",
-                        detail={"method": request.method, "path": request.path})
+    raise RegistryError(
+        ErrorCode.UNSUPPORTED,
+        "this mirror is read-only",
+        detail={"method": request.method, "path": request.path},
+    )
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -36,6 +39,7 @@ async def readyz(request: web.Request) -> web.Response:
     try:
         next(iter(svc.metadata.repositories()), None)
     except Exception as exc:
-        return web.json_response({"status": "unavailable", "reason": type(exc).__name__},
-                                 status=503)
+        return web.json_response(
+            {"status": "unavailable", "reason": type(exc).__name__}, status=503
+        )
     return web.json_response({"status": "ok"})

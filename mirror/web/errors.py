@@ -29,8 +29,9 @@ def error_response(request: web.Request, error: RegistryError) -> web.Response:
     headers = dict(error.headers)
     if error.code is ErrorCode.UNAUTHORIZED:
         headers.setdefault("WWW-Authenticate", 'Basic realm="mirror"')
-    response = web.Response(status=error.status, body=body, content_type="application/json",
-                            headers=headers)
+    response = web.Response(
+        status=error.status, body=body, content_type="application/json", headers=headers
+    )
     if request.method == "HEAD":
         response.body = None
         response.headers["Content-Length"] = str(len(body))
@@ -41,8 +42,11 @@ def _as_registry_error(exc: BaseException) -> RegistryError:
     if isinstance(exc, RegistryError):
         return exc
     if isinstance(exc, DigestMismatch):
-        return RegistryError(ErrorCode.UNAVAILABLE, "upstream content did not match its digest",
-                             detail={"digest": exc.expected})
+        return RegistryError(
+            ErrorCode.UNAVAILABLE,
+            "upstream content did not match its digest",
+            detail={"digest": exc.expected},
+        )
     if isinstance(exc, web.HTTPMethodNotAllowed):
         return RegistryError(ErrorCode.UNSUPPORTED, detail={"method": exc.method})
     if isinstance(exc, web.HTTPNotFound):

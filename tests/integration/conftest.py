@@ -59,8 +59,9 @@ async def mirror_factory(aiohttp_server: Any, tmp_path: Path) -> MirrorFactory:
     """Start mirrors in front of given upstreams (``{host: url}``), default = the first."""
     count = 0
 
-    async def start(upstreams: dict[str, str], *, data_dir: Path | None = None,
-                    **cache: Any) -> Mirror:
+    async def start(
+        upstreams: dict[str, str], *, data_dir: Path | None = None, **cache: Any
+    ) -> Mirror:
         nonlocal count
         count += 1
         data_dir = data_dir or tmp_path / f"mirror-{count}"

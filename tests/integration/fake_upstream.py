@@ -42,24 +42,35 @@ class FakeUpstream:
 
     def add_image(self, repo: str, tag: str, layers: list[bytes]) -> tuple[str, bytes]:
         """Store layers, a config and a manifest tagged ``tag``; returns (digest, manifest)."""
-        config = json.dumps({"architecture": "amd64", "os": "linux",
-                             "rootfs": {"type": "layers", "diff_ids": []}}).encode()
-        manifest = json.dumps({
-            "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
-            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-                       "digest": self.add_blob(config), "size": len(config)},
-            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
-                        "digest": self.add_blob(layer), "size": len(layer)} for layer in layers],
-        }).encode()
+        config = json.dumps(
+            {"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}}
+        ).encode()
+        manifest = json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": OCI_MANIFEST,
+                "config": {
+                    "mediaType": "application/vnd.oci.image.config.v1+json",
+                    "digest": self.add_blob(config),
+                    "size": len(config),
+                },
+                "layers": [
+                    {
+                        "mediaType": "application/vnd.oci.image.layer.v1.tar",
+                        "digest": self.add_blob(layer),
+                        "size": len(layer),
+                    }
+                    for layer in layers
+                ],
+            }
+        ).encode()
         digest = digest_of(manifest)
         self.manifests[digest] = manifest
         self.tags[(repo, tag)] = digest
         return digest, manifest
 
     def count(self, method: str, fragment: str) -> int:
-        return sum(n for (m, path), n in self.requests.items()
-                   if m == method and fragment in path)
+        return sum(n for (m, path), n in self.requests.items() if m == method and fragment in path)
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -98,14 +109,16 @@ class FakeUpstream:
         if mode == "503":
             return web.json_response({"errors": [{"code": "UNAVAILABLE"}]}, status=503)
         if mode == "429":
-            return web.json_response({"errors": [{"code": "TOOMANYREQUESTS"}]}, status=429,
-                                     headers={"Retry-After": "30"})
+            return web.json_response(
+                {"errors": [{"code": "TOOMANYREQUESTS"}]}, status=429, headers={"Retry-After": "30"}
+            )
         data = self.blobs.get(digest)
         if data is None:
             return web.json_response({"errors": [{"code": "BLOB_UNKNOWN"}]}, status=404)
         if request.method == "HEAD":
-            return web.Response(headers={"Content-Length": str(len(data)),
-                                         "Docker-Content-Digest": digest})
+            return web.Response(
+                headers={"Content-Length": str(len(data)), "Docker-Content-Digest": digest}
+            )
         if mode == "corrupt":
             data = bytes([data[0] ^ 0xFF]) + data[1:]
         response = web.StreamResponse(headers={"Docker-Content-Digest": digest})
@@ -119,7 +132,7 @@ class FakeUpstream:
             return response
         step = self.slow_chunk if mode == "slow" else len(data)
         for offset in range(0, len(data), step):
-            await response.write(data[offset:offset + step])
+            await response.write(data[offset : offset + step])
             if mode == "slow":
                 await asyncio.sleep(self.slow_delay)
         await response.write_eof()

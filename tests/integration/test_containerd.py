@@ -21,8 +21,11 @@ pytestmark = pytest.mark.integration
 
 
 async def test_ctr_pulls_through_the_mirror_with_ns(
-    mirror: Mirror, image_factory: ImageFactory, upstream_registry: Registry,
-    containerd: Containerd, hosts_dir: Path
+    mirror: Mirror,
+    image_factory: ImageFactory,
+    upstream_registry: Registry,
+    containerd: Containerd,
+    hosts_dir: Path,
 ) -> None:
     pushed = image_factory.push("v1", layers=3, layer_size=100_000)
     write_hosts_toml(hosts_dir, upstream_registry.host, upstream_registry.url, mirror.url)
@@ -31,25 +34,40 @@ async def test_ctr_pulls_through_the_mirror_with_ns(
     assert done.returncode == 0, done.stderr
 
     blobs = pushed.image.blobs()
-    assert {b.digest for b in blobs} | {pushed.image.manifest_digest} <= \
-        containerd.content_digests()
+    assert {b.digest for b in blobs} | {
+        pushed.image.manifest_digest
+    } <= containerd.content_digests()
     # The mirror, not the origin, served every blob: each was fetched upstream by the mirror
     # (user agent oci-mirror) exactly once, and never by containerd itself.
     for blob in blobs:
         await upstream_registry.wait_for_requests("GET", blob.digest)
-        fetchers = [e.user_agent for e in upstream_registry.requests()
-                    if e.method == "GET" and blob.digest in e.path]
+        fetchers = [
+            e.user_agent
+            for e in upstream_registry.requests()
+            if e.method == "GET" and blob.digest in e.path
+        ]
         assert len(fetchers) == 1 and fetchers[0].startswith("oci-mirror/"), fetchers
     ns = upstream_registry.host
-    assert mirror.metric("mirror_http_requests_total", route="/v2/{name}/manifests/{reference}",
-                         method="HEAD", status="200") >= 1
+    assert (
+        mirror.metric(
+            "mirror_http_requests_total",
+            route="/v2/{name}/manifests/{reference}",
+            method="HEAD",
+            status="200",
+        )
+        >= 1
+    )
     assert mirror.metric("mirror_fills_committed_total") == len(blobs)
     assert mirror.services.metadata.tag(ns, pushed.repo, "v1") is not None
 
 
 async def test_a_second_node_pulls_warm(
-    mirror: Mirror, image_factory: ImageFactory, upstream_registry: Registry,
-    containerd: Containerd, hosts_dir: Path, tmp_path: Path
+    mirror: Mirror,
+    image_factory: ImageFactory,
+    upstream_registry: Registry,
+    containerd: Containerd,
+    hosts_dir: Path,
+    tmp_path: Path,
 ) -> None:
     pushed = image_factory.push("v1", layers=2, layer_size=100_000)
     write_hosts_toml(hosts_dir, upstream_registry.host, upstream_registry.url, mirror.url)

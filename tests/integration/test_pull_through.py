@@ -18,18 +18,24 @@ from .conftest import Mirror
 pytestmark = pytest.mark.integration
 
 ALL_MANIFEST_TYPES = ", ".join(
-    [DOCKER_MANIFEST, "application/vnd.docker.distribution.manifest.list.v2+json", OCI_MANIFEST,
-     OCI_INDEX]
+    [
+        DOCKER_MANIFEST,
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+        OCI_MANIFEST,
+        OCI_INDEX,
+    ]
 )
 
 
 async def skopeo_pull(mirror: Mirror, ref: str, out: Path, *options: str) -> None:
-    await skopeo_copy_async(f"docker://{mirror.host}/{ref}", f"dir:{out}",
-                            "--src-tls-verify=false", *options)
+    await skopeo_copy_async(
+        f"docker://{mirror.host}/{ref}", f"dir:{out}", "--src-tls-verify=false", *options
+    )
 
 
-async def test_skopeo_copy_cold_then_warm(mirror: Mirror, image_factory: ImageFactory,
-                                          upstream_registry: Registry, tmp_path: Path) -> None:
+async def test_skopeo_copy_cold_then_warm(
+    mirror: Mirror, image_factory: ImageFactory, upstream_registry: Registry, tmp_path: Path
+) -> None:
     pushed = image_factory.push("v1", layers=3, layer_size=300_000)
     await skopeo_pull(mirror, f"{pushed.repo}:v1", tmp_path / "cold")
     for layer in pushed.image.layers:
@@ -44,18 +50,19 @@ async def test_skopeo_copy_cold_then_warm(mirror: Mirror, image_factory: ImageFa
     assert mirror.metric("mirror_cache_hits_total", kind="blob") == len(pushed.image.blobs())
 
 
-async def test_skopeo_copy_all_platforms_of_an_index(mirror: Mirror, image_factory: ImageFactory,
-                                                     tmp_path: Path) -> None:
+async def test_skopeo_copy_all_platforms_of_an_index(
+    mirror: Mirror, image_factory: ImageFactory, tmp_path: Path
+) -> None:
     pushed = image_factory.push_index("multi")
     await skopeo_pull(mirror, f"{pushed.repo}:multi", tmp_path / "out", "--all")
     assert (tmp_path / "out" / "manifest.json").read_bytes() == pushed.index.index_bytes
     for image in pushed.index.images:
         for layer in image.layers:
-            assert (tmp_path / "out" / layer.digest.split(":")[1]).read_bytes() == \
-                layer.read_bytes()
+            assert (
+                tmp_path / "out" / layer.digest.split(":")[1]
+            ).read_bytes() == layer.read_bytes()
     # The index and every child manifest are cached by digest.
-    for digest in (pushed.index.index_digest,
-                   *(i.manifest_digest for i in pushed.index.images)):
+    for digest in (pushed.index.index_digest, *(i.manifest_digest for i in pushed.index.images)):
         assert mirror.services.metadata.manifest(digest) is not None
 
 
@@ -64,8 +71,9 @@ async def test_docker_schema2_media_types_pass_unchanged(
 ) -> None:
     pushed = image_factory.push("v2s2", docker_v2s2=True)
     async with aiohttp.ClientSession() as http:
-        async with http.get(f"{mirror.url}/v2/{pushed.repo}/manifests/v2s2",
-                            headers={"Accept": ALL_MANIFEST_TYPES}) as resp:
+        async with http.get(
+            f"{mirror.url}/v2/{pushed.repo}/manifests/v2s2", headers={"Accept": ALL_MANIFEST_TYPES}
+        ) as resp:
             body = await resp.read()
             assert resp.status == 200
             assert resp.headers["Content-Type"] == DOCKER_MANIFEST
@@ -74,8 +82,9 @@ async def test_docker_schema2_media_types_pass_unchanged(
     assert (tmp_path / "out" / "manifest.json").read_bytes() == body
 
 
-async def test_manifest_headers_by_tag_and_digest(mirror: Mirror,
-                                                  image_factory: ImageFactory) -> None:
+async def test_manifest_headers_by_tag_and_digest(
+    mirror: Mirror, image_factory: ImageFactory
+) -> None:
     pushed = image_factory.push("v1")
     digest = pushed.image.manifest_digest
     expected = pushed.image.manifest_bytes
@@ -83,8 +92,9 @@ async def test_manifest_headers_by_tag_and_digest(mirror: Mirror,
         for reference in ("v1", digest):
             url = f"{mirror.url}/v2/{pushed.repo}/manifests/{reference}"
             for method in ("HEAD", "GET"):
-                async with http.request(method, url,
-                                        headers={"Accept": ALL_MANIFEST_TYPES}) as resp:
+                async with http.request(
+                    method, url, headers={"Accept": ALL_MANIFEST_TYPES}
+                ) as resp:
                     assert resp.status == 200
                     assert resp.headers["Docker-Content-Digest"] == digest
                     assert resp.headers["Content-Type"] == OCI_MANIFEST
@@ -99,8 +109,9 @@ async def test_manifest_not_acceptable_is_manifest_unknown(
 ) -> None:
     pushed = image_factory.push("v1")
     async with aiohttp.ClientSession() as http:
-        async with http.get(f"{mirror.url}/v2/{pushed.repo}/manifests/v1",
-                            headers={"Accept": DOCKER_MANIFEST}) as resp:
+        async with http.get(
+            f"{mirror.url}/v2/{pushed.repo}/manifests/v1", headers={"Accept": DOCKER_MANIFEST}
+        ) as resp:
             assert resp.status == 404
             assert (await resp.json())["errors"][0]["code"] == "MANIFEST_UNKNOWN"
 
@@ -111,8 +122,9 @@ async def test_index_to_a_client_without_index_support_gets_linux_amd64(
     pushed = image_factory.push_index("multi")
     amd64 = pushed.index.image_for(("linux", "amd64"))
     async with aiohttp.ClientSession() as http:
-        async with http.get(f"{mirror.url}/v2/{pushed.repo}/manifests/multi",
-                            headers={"Accept": OCI_MANIFEST}) as resp:
+        async with http.get(
+            f"{mirror.url}/v2/{pushed.repo}/manifests/multi", headers={"Accept": OCI_MANIFEST}
+        ) as resp:
             assert resp.status == 200
             assert resp.headers["Docker-Content-Digest"] == amd64.manifest_digest
 
@@ -129,9 +141,14 @@ async def test_index_to_a_client_without_index_support_gets_linux_amd64(
     ],
     ids=["first-byte", "from-offset", "suffix", "past-end-clipped", "no-range"],
 )
-async def test_blob_ranges(mirror: Mirror, image_factory: ImageFactory, warm: bool,
-                           range_header: str | None, status: int,
-                           window: tuple[int, int | None]) -> None:
+async def test_blob_ranges(
+    mirror: Mirror,
+    image_factory: ImageFactory,
+    warm: bool,
+    range_header: str | None,
+    status: int,
+    window: tuple[int, int | None],
+) -> None:
     pushed = image_factory.push("v1", layers=1, layer_size=50_000)
     layer = pushed.image.layers[0]
     data = layer.read_bytes()
@@ -147,28 +164,33 @@ async def test_blob_ranges(mirror: Mirror, image_factory: ImageFactory, warm: bo
             assert resp.headers["Accept-Ranges"] == "bytes"
             assert resp.headers["Docker-Content-Digest"] == layer.digest
             first, last = window
-            expected = data[first:] if last is None else data[first:last + 1]
+            expected = data[first:] if last is None else data[first : last + 1]
             assert body == expected
             assert resp.headers["Content-Length"] == str(len(expected))
             if status == 206:
                 start = first if first >= 0 else len(data) + first
-                assert resp.headers["Content-Range"] == \
-                    f"bytes {start}-{start + len(expected) - 1}/{len(data)}"
+                assert (
+                    resp.headers["Content-Range"]
+                    == f"bytes {start}-{start + len(expected) - 1}/{len(data)}"
+                )
 
 
 async def test_unsatisfiable_range_is_416(mirror: Mirror, image_factory: ImageFactory) -> None:
     pushed = image_factory.push("v1", layers=1, layer_size=1000)
     layer = pushed.image.layers[0]
     async with aiohttp.ClientSession() as http:
-        async with http.get(f"{mirror.url}/v2/{pushed.repo}/blobs/{layer.digest}",
-                            headers={"Range": f"bytes={layer.size}-"}) as resp:
+        async with http.get(
+            f"{mirror.url}/v2/{pushed.repo}/blobs/{layer.digest}",
+            headers={"Range": f"bytes={layer.size}-"},
+        ) as resp:
             assert resp.status == 416
             assert resp.headers["Content-Range"] == f"bytes */{layer.size}"
             assert (await resp.json())["errors"][0]["code"] == "RANGE_INVALID"
 
 
-async def test_blob_head_cold_does_not_download(mirror: Mirror, image_factory: ImageFactory,
-                                                upstream_registry: Registry) -> None:
+async def test_blob_head_cold_does_not_download(
+    mirror: Mirror, image_factory: ImageFactory, upstream_registry: Registry
+) -> None:
     pushed = image_factory.push("v1", layers=1, layer_size=20_000)
     layer = pushed.image.layers[0]
     heads_by_push = upstream_registry.count_requests("HEAD", layer.digest)
@@ -177,8 +199,10 @@ async def test_blob_head_cold_does_not_download(mirror: Mirror, image_factory: I
             assert resp.status == 200
             assert resp.headers["Content-Length"] == str(layer.size)
             assert resp.headers["Docker-Content-Digest"] == layer.digest
-    assert await upstream_registry.wait_for_requests("HEAD", layer.digest,
-                                                     heads_by_push + 1) == heads_by_push + 1
+    assert (
+        await upstream_registry.wait_for_requests("HEAD", layer.digest, heads_by_push + 1)
+        == heads_by_push + 1
+    )
     assert upstream_registry.count_requests("GET", layer.digest) == 0
     assert mirror.cached_blob_files() == []
 
@@ -201,8 +225,9 @@ async def test_tags_list_and_catalog(mirror: Mirror, image_factory: ImageFactory
             assert pushed.repo in (await resp.json())["repositories"]
 
 
-async def test_referrers_passes_upstream_answer(mirror: Mirror,
-                                                image_factory: ImageFactory) -> None:
+async def test_referrers_passes_upstream_answer(
+    mirror: Mirror, image_factory: ImageFactory
+) -> None:
     # distribution 2.8 has no referrers API: its 404 reaches the client as a spec error, so
     # clients fall back to the referrers tag schema as the spec says.
     pushed = image_factory.push("v1")
@@ -210,8 +235,7 @@ async def test_referrers_passes_upstream_answer(mirror: Mirror,
         url = f"{mirror.url}/v2/{pushed.repo}/referrers/{pushed.image.manifest_digest}"
         async with http.get(url) as resp:
             assert resp.status == 404
-            assert (await resp.json())["errors"][0]["code"] in ("MANIFEST_UNKNOWN",
-                                                                 "NAME_UNKNOWN")
+            assert (await resp.json())["errors"][0]["code"] in ("MANIFEST_UNKNOWN", "NAME_UNKNOWN")
 
 
 async def test_version_check_health_and_metrics(mirror: Mirror) -> None:

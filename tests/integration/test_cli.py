@@ -1,0 +1,98 @@
+"""The ``mirror`` command as an operator runs it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from mirror.testing.ports import free_port
+
+pytestmark = pytest.mark.integration
+
+MIRROR = [sys.executable, "-m", "mirror"]
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*MIRROR, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (["serve", "--listen", "nonsense"], {}, "server.listen"),
+        (["serve", "--upstream", "no-equals-sign"], {}, "expected HOST=URL"),
+        (["serve", "--upstream", "a.test=ftp://x"], {}, "upstreams[4].url"),
+        (["serve", "--default-upstream", "nowhere.test"], {}, "default_upstream"),
+        (["serve"], {"MIRROR_CACHE_TAG_TTL": "soon"}, "cache.tag_ttl"),
+        (["serve", "--config", "/nonexistent.toml"], {}, "config file not found"),
+    ],
+    ids=[
+        "bad-listen",
+        "bad-upstream-flag",
+        "bad-upstream-url",
+        "unknown-default",
+        "bad-env",
+        "missing-file",
+    ],
+)
+def test_bad_configuration_exits_non_zero_naming_the_key(
+    args: list[str], env: dict[str, str], message: str
+) -> None:
+    done = run(*args, env=env)
+    assert done.returncode != 0
+    assert message in done.stderr
+
+
+def test_serve_logs_where_it_listens_and_stops_on_sigterm(tmp_path: Path) -> None:
+    port = free_port()
+    config = tmp_path / "mirror.toml"
+    config.write_text(
+        f'[server]\nlisten = "127.0.0.1:{port}"\n[storage]\ndata_dir = "{tmp_path / "data"}"\n'
+    )
+    proc = subprocess.Popen(
+        [*MIRROR, "serve", "--config", str(config)], stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        assert f"listening on http://127.0.0.1:{port}" in line
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/") as resp:
+            assert resp.status == 200
+        assert (tmp_path / "data" / "metadata").is_dir()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+
+
+def test_serve_refuses_a_port_in_use(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        started = time.monotonic()
+        done = run("serve", "--listen", f"127.0.0.1:{port}", "--data-dir", str(tmp_path))
+    assert done.returncode == 1
+    assert "cannot serve" in done.stderr
+    assert time.monotonic() - started < 30
+
+
+def test_demo_pulls_cold_then_warm_offline() -> None:
+    done = run("demo")
+    assert done.returncode == 0, done.stderr
+    assert "cold pull" in done.stdout and "warm pull" in done.stdout
+    assert "blob cache hits: 5" in done.stdout
