@@ -4,6 +4,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-test-deps.sh
 . scripts/venv.sh
-ruff check mirror tests benchmarks
+ruff check .
 mypy mirror
 python -m pytest -q -p no:cacheprovider "$@"
