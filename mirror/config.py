@@ -6,6 +6,7 @@ Every problem is reported as a ``ConfigError`` that names the offending key.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 import types
@@ -173,9 +174,16 @@ def _coerce(value: Any, kind: Any, key: str) -> Any:
         if isinstance(value, bool):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
         try:
-            return kind(value)
+            number = float(value)
         except (TypeError, ValueError):
             raise ConfigError(f"{key}: expected a number, got {value!r}") from None
+        if not math.isfinite(number):
+            raise ConfigError(f"{key}: expected a finite number, got {value!r}")
+        if kind is int:
+            if not number.is_integer():
+                raise ConfigError(f"{key}: expected a whole number, got {value!r}")
+            return int(number)
+        return number
     if kind is str:
         if not isinstance(value, str):
             raise ConfigError(f"{key}: expected a string, got {value!r}")

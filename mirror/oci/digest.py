@@ -26,7 +26,7 @@ class Digest:
         """Parse ``text``; raises ``RegistryError(DIGEST_INVALID)`` on anything malformed."""
         algorithm, sep, encoded = text.partition(":")
         pattern = _ENCODED.get(algorithm)
-        if not sep or pattern is None or not pattern.match(encoded):
+        if not sep or pattern is None or not pattern.fullmatch(encoded):
             raise RegistryError(ErrorCode.DIGEST_INVALID, "invalid digest", detail={"digest": text})
         return cls(algorithm, encoded)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from mirror.errors import ErrorCode, RegistryError
 
@@ -47,13 +48,15 @@ def parse_manifest(body: bytes, content_type: str | None) -> ManifestInfo:
     if isinstance(config, dict) and isinstance(config.get("digest"), str):
         references.append(config["digest"])
     for key in ("layers", "blobs"):
-        for layer in doc.get(key) or ():
+        for layer in _list(doc, key):
             if isinstance(layer, dict) and isinstance(layer.get("digest"), str):
                 references.append(layer["digest"])
-    for child in doc.get("manifests") or ():
+    for child in _list(doc, "manifests"):
         if isinstance(child, dict) and isinstance(child.get("digest"), str):
             references.append(child["digest"])
-            platform = child.get("platform") or {}
+            platform = child.get("platform")
+            if not isinstance(platform, dict):
+                platform = {}
             children.append(
                 (
                     child["digest"],
@@ -63,6 +66,15 @@ def parse_manifest(body: bytes, content_type: str | None) -> ManifestInfo:
                 )
             )
     return ManifestInfo(str(media_type), tuple(references), tuple(children))
+
+
+def _list(doc: dict[str, Any], key: str) -> list[Any]:
+    value = doc.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise RegistryError(ErrorCode.MANIFEST_INVALID, detail={"reason": f"{key} is not a list"})
+    return value
 
 
 def parse_accept(headers: Sequence[str]) -> list[str]:

@@ -17,18 +17,20 @@ MAX_NAME_LENGTH = 255
 
 def validate_name(name: str) -> str:
     """Return ``name`` if it is a valid repository name, else raise ``NAME_INVALID``."""
-    if len(name) > MAX_NAME_LENGTH or not NAME_PATTERN.match(name):
+    if len(name) > MAX_NAME_LENGTH or not NAME_PATTERN.fullmatch(name):
         raise RegistryError(ErrorCode.NAME_INVALID, detail={"name": name})
     return name
 
 
 def validate_tag(tag: str) -> str:
     """Return ``tag`` if it is a valid tag, else raise ``TAG_INVALID``."""
-    if not TAG_PATTERN.match(tag):
+    if not TAG_PATTERN.fullmatch(tag):
         raise RegistryError(ErrorCode.TAG_INVALID, "invalid tag", detail={"tag": tag})
     return tag
 
 
 def is_host(text: str) -> bool:
     """Whether ``text`` is shaped like a registry host (``host[:port]``)."""
-    return bool(HOST_PATTERN.match(text)) and ("." in text or ":" in text or text == "localhost")
+    return bool(HOST_PATTERN.fullmatch(text)) and (
+        "." in text or ":" in text or text == "localhost"
+    )

@@ -106,7 +106,7 @@ class BlobService:
             await reader.close()
 
     def _start_fill(self, target: Target, digest: Digest) -> Fill:
-        fill = Fill(digest, self._store.create(digest))
+        fill = Fill(digest, self._store.create(digest), lambda: self._store.open(digest))
         self._fills[digest] = fill
         task = asyncio.create_task(self._run_fill(fill, target))
         self._tasks.add(task)

@@ -7,10 +7,10 @@ client that goes away cancels nothing, and every joiner of a cold blob shares on
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 
 from mirror.oci.digest import Digest
-from mirror.store.blobs import BlobWriter
+from mirror.store.blobs import BlobWriter, RangeReader
 
 
 class FillFailed(Exception):
@@ -25,9 +25,16 @@ class FillFailed(Exception):
 class Fill:
     """Progress of one blob fill: size once known, bytes written, and how it ended."""
 
-    def __init__(self, digest: Digest, writer: BlobWriter) -> None:
+    def __init__(
+        self,
+        digest: Digest,
+        writer: BlobWriter,
+        reopen: Callable[[], Awaitable[tuple[RangeReader, int] | None]] | None = None,
+    ) -> None:
         self.digest = digest
         self.writer = writer
+        # How to read the object once committed (its temp file is gone by then).
+        self._reopen = reopen
         self.size: int | None = None
         self.written = 0
         self.committed = False
@@ -86,13 +93,24 @@ class Fill:
             await asyncio.shield(self._progress)
         return self.written
 
+    async def _reader(self) -> RangeReader:
+        """A reader of the temp file, or of the committed object if the fill already ended."""
+        try:
+            return self.writer.reader()
+        except FileNotFoundError:
+            if self.committed and self._reopen is not None:
+                opened = await self._reopen()
+                if opened is not None:
+                    return opened[0]
+            raise FillFailed(self.digest, self.error or FileNotFoundError("fill ended")) from None
+
     async def stream(self, first: int, last: int, chunk_size: int) -> AsyncGenerator[bytes, None]:
         """Yield bytes ``first..last`` as they are written.
 
         Raises ``FillFailed`` if the fill fails before the last byte was verified, even when
         every requested byte had already been written: unverified content never completes.
         """
-        reader = self.writer.reader()
+        reader = await self._reader()
         self.readers += 1
         try:
             offset = first

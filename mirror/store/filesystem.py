@@ -7,6 +7,7 @@ import asyncio
 import logging
 import os
 import secrets
+import shutil
 from collections.abc import Iterator
 from concurrent.futures import Executor
 from pathlib import Path
@@ -95,7 +96,10 @@ class FilesystemBlobStore:
         """Delete temp files left by an earlier process; returns how many. Call at start-up."""
         count = 0
         for entry in self.tmp_dir.iterdir():
-            entry.unlink(missing_ok=True)
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
             count += 1
         if count:
             log.info("swept %d partial fills from %s", count, self.tmp_dir)

@@ -166,6 +166,27 @@ def test_not_a_json_object_is_manifest_invalid(body: bytes) -> None:
     assert caught.value.status == 400
 
 
+@pytest.mark.parametrize(
+    "doc",
+    [
+        pytest.param({"layers": 5}, id="layers-a-number"),
+        pytest.param({"blobs": {"digest": LAYER_1}}, id="blobs-an-object"),
+        pytest.param({"manifests": True}, id="manifests-a-bool"),
+    ],
+)
+def test_descriptor_list_that_is_not_a_list_is_manifest_invalid(doc: dict[str, Any]) -> None:
+    with pytest.raises(RegistryError) as caught:
+        parse_manifest(json.dumps(doc).encode(), OCI_INDEX)
+
+    assert caught.value.code is ErrorCode.MANIFEST_INVALID
+
+
+def test_platform_that_is_not_an_object_counts_as_no_platform() -> None:
+    body = index(OCI_INDEX, descriptor(OCI_MANIFEST, AMD64, platform="linux/amd64"))
+
+    assert parse_manifest(body, None).children == ((AMD64, "", "", ""),)
+
+
 # Accept ---------------------------------------------------------------------------------------
 
 
