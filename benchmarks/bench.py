@@ -1,0 +1,136 @@
+"""The shared bench: the upstream registry (seeded once), nginx, and factories for fresh
+mirrors and distribution proxies, plus reading the upstream's access log between marks."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from benchmarks.procs import Processes
+from benchmarks.results import Results
+from benchmarks.seed import Seeded
+from benchmarks.servers import MirrorServer, MirrorVariant, Nginx
+from benchmarks.settings import Settings
+from mirror.testing.accesslog import AccessLogEntry, parse_access_log
+from mirror.testing.registry import Registry
+
+T = TypeVar("T")
+
+
+def rotated(items: Sequence[T], rep: int) -> list[T]:
+    """``items`` in a different order on each repetition: rotated by ``rep``, and reversed on
+    odd repetitions, so no target is always first or always after the same one."""
+    n = len(items)
+    order = [items[(i + rep) % n] for i in range(n)]
+    return order[::-1] if rep % 2 else order
+
+
+@dataclass
+class Bench:
+    """What every scenario runs against."""
+
+    settings: Settings
+    work: Path
+    processes: Processes
+    results: Results
+    upstream: Registry
+    nginx: Nginx
+    seeded: Seeded
+    started: float
+    _serial: int = 0
+
+    def progress(self, message: str) -> None:
+        """One progress line with the elapsed time."""
+        print(f"[{time.monotonic() - self.started:6.1f}s] {message}", flush=True)
+
+    def _next_dir(self, kind: str) -> Path:
+        self._serial += 1
+        return self.work / f"{kind}-{self._serial}"
+
+    def mirror(
+        self, variant: MirrorVariant | None = None, tag_ttl: float | None = None
+    ) -> MirrorServer:
+        """A fresh mirror (empty cache) in front of the upstream, started."""
+        variant = variant or MirrorVariant("mirror", self.settings.mirror_args)
+        server = MirrorServer(
+            self._next_dir("mirror"), self.upstream.host, self.upstream.url, variant, tag_ttl
+        )
+        return server.start(self.processes)
+
+    def stop_mirror(self, server: MirrorServer) -> None:
+        """Stop a mirror and delete its cache."""
+        server.stop(self.processes)
+
+    def proxy(self) -> Registry:
+        """A fresh distribution pull-through proxy (empty cache) in front of the upstream."""
+        registry = Registry(self._next_dir("proxy"), proxy_remote_url=self.upstream.url)
+        registry.start_sync()
+        self.processes.add_callback(f"proxy {registry.root_dir.name}", registry.stop_sync)
+        return registry
+
+    def stop_proxy(self, registry: Registry) -> None:
+        """Stop a proxy by PID and delete its cache."""
+        registry.stop_sync()
+        self.processes.remove(f"proxy {registry.root_dir.name}")
+        shutil.rmtree(registry.root_dir, ignore_errors=True)
+
+    # Blob URLs ---------------------------------------------------------------------------
+
+    @staticmethod
+    def blob_url(base: str, repo: str, digest: str) -> str:
+        return f"{base}/v2/{repo}/blobs/{digest}"
+
+    def nginx_url(self, digest: str) -> str:
+        """The upstream's own data file of ``digest``, served by nginx."""
+        hexa = digest.removeprefix("sha256:")
+        return f"{self.nginx.url}/docker/registry/v2/blobs/sha256/{hexa[:2]}/{hexa}/data"
+
+    # Upstream access log -----------------------------------------------------------------
+
+    def mark(self) -> int:
+        """The current end of the upstream's access log."""
+        path = self.upstream.access_log_path
+        return path.stat().st_size if path.exists() else 0
+
+    def upstream_since(self, mark: int) -> list[AccessLogEntry]:
+        """Upstream requests logged after ``mark``."""
+        with self.upstream.access_log_path.open("rb") as log:
+            log.seek(mark)
+            return parse_access_log(log.read().decode(errors="replace"))
+
+    def settle(
+        self, mark: int, cached: Sequence[Path] = (), within: float | None = None
+    ) -> list[AccessLogEntry]:
+        """Wait until every path in ``cached`` exists (a proxy may still be fetching in the
+        background after its client got the bytes) and the upstream has logged nothing new
+        for ``settings.settle_quiet`` seconds, at most ``within``; return the upstream
+        requests logged after ``mark``."""
+        deadline = time.monotonic() + (within or self.settings.transfer_timeout)
+        size, quiet_since = -1, time.monotonic()
+        while time.monotonic() < deadline:
+            now_size = self.mark()
+            if now_size != size:
+                size, quiet_since = now_size, time.monotonic()
+            elif time.monotonic() - quiet_since >= self.settings.settle_quiet and all(
+                path.exists() for path in cached
+            ):
+                break
+            time.sleep(0.05)
+        else:
+            self.progress(f"  warning: upstream did not settle within {within} s")
+        return self.upstream_since(mark)
+
+
+def proxy_blob_path(registry: Registry, digest: str) -> Path:
+    """Where a distribution registry stores a committed blob."""
+    hexa = digest.removeprefix("sha256:")
+    return registry.storage_dir / "docker/registry/v2/blobs/sha256" / hexa[:2] / hexa / "data"
+
+
+def blob_gets(entries: list[AccessLogEntry], digest: str) -> list[AccessLogEntry]:
+    """The upstream ``GET``\\ s of blob ``digest`` among ``entries``."""
+    return [e for e in entries if e.method == "GET" and f"/blobs/{digest}" in e.path]

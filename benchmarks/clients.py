@@ -1,0 +1,188 @@
+"""The clients that measure: curl to /dev/null, skopeo, ctr, the load generator, and an RSS
+sampler. Every call is bounded by a timeout; children are killed if we are interrupted."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmarks.procs import stop_process
+from benchmarks.servers import REPO_ROOT
+from mirror.testing.containerd import Containerd
+from mirror.testing.skopeo import skopeo_copy
+
+CURL_FORMAT = "%{http_code} %{size_download} %{time_total}"
+
+
+@dataclass(frozen=True)
+class Download:
+    """One curl download: HTTP status, bytes received, seconds."""
+
+    status: int
+    size: int
+    seconds: float
+
+    @property
+    def rate(self) -> float:
+        """Bytes per second."""
+        return self.size / self.seconds if self.seconds > 0 else 0.0
+
+
+def curl_argv(url: str, timeout: float) -> list[str]:
+    """``curl`` fetching ``url`` to /dev/null and printing status, size and time."""
+    return ["curl", "-sS", "-o", "/dev/null", "--max-time", str(timeout), "-w", CURL_FORMAT, url]
+
+
+def _parse(out: str) -> Download:
+    status, size, seconds = out.split()
+    return Download(int(status), int(size), float(seconds))
+
+
+def curl(url: str, timeout: float) -> Download:
+    """One download; raises ``RuntimeError`` unless it answered 200."""
+    done = subprocess.run(
+        curl_argv(url, timeout), capture_output=True, text=True, timeout=timeout + 5, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"curl {url} failed ({done.returncode}): {done.stderr.strip()}")
+    result = _parse(done.stdout)
+    if result.status != 200:
+        raise RuntimeError(f"curl {url} answered {result.status}")
+    return result
+
+
+def curl_many(url: str, count: int, timeout: float) -> tuple[float, list[Download]]:
+    """``count`` concurrent downloads of ``url``; returns the wall time from the first start
+    to the last exit and each download. Raises ``RuntimeError`` if any failed."""
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        started = time.perf_counter()
+        for _ in range(count):
+            procs.append(
+                subprocess.Popen(
+                    curl_argv(url, timeout), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+                )
+            )
+        outputs = [p.communicate(timeout=timeout + 5) for p in procs]
+        wall = time.perf_counter() - started
+    finally:
+        for p in procs:
+            stop_process(p, timeout=1.0)
+    failed = [
+        (p.returncode, err) for p, (_, err) in zip(procs, outputs, strict=True) if p.returncode
+    ]
+    if failed:
+        raise RuntimeError(f"{len(failed)} of {count} curls failed, e.g. {failed[0]!r}")
+    downloads = [_parse(out.decode()) for out, _ in outputs]
+    bad = [d for d in downloads if d.status != 200]
+    if bad:
+        raise RuntimeError(f"{len(bad)} of {count} curls answered {bad[0].status}")
+    return wall, downloads
+
+
+def skopeo_pull(ref: str, out_dir: Path) -> float:
+    """``skopeo copy docker://REF dir:OUT`` into a fresh directory; returns seconds."""
+    shutil.rmtree(out_dir, ignore_errors=True)
+    started = time.perf_counter()
+    skopeo_copy(f"docker://{ref}", f"dir:{out_dir}", "--src-tls-verify=false")
+    seconds = time.perf_counter() - started
+    shutil.rmtree(out_dir, ignore_errors=True)
+    return seconds
+
+
+def ctr_fetch(ref: str, base_dir: Path) -> tuple[float, int]:
+    """``ctr content fetch --plain-http REF`` with a brand-new containerd (empty content
+    store) under ``base_dir``; returns seconds (of the fetch only) and blobs in the store."""
+    shutil.rmtree(base_dir, ignore_errors=True)
+    hosts = base_dir / "hosts"
+    hosts.mkdir(parents=True)
+    try:
+        with Containerd(base_dir / "ctd", namespace="bench") as containerd:
+            started = time.perf_counter()
+            done = containerd.pull(ref, hosts)
+            seconds = time.perf_counter() - started
+            if done.returncode != 0:
+                raise RuntimeError(f"ctr content fetch {ref} failed: {done.stderr.strip()}")
+            count = len(containerd.content_digests())
+    finally:
+        shutil.rmtree(base_dir, ignore_errors=True)
+    return seconds, count
+
+
+def loadgen(
+    url: str, method: str, headers: list[str], connections: int, duration: float, warmup: float
+) -> dict[str, object]:
+    """Run :mod:`benchmarks.loadgen` in its own process; returns its JSON summary."""
+    argv = [
+        sys.executable,
+        "-m",
+        "benchmarks.loadgen",
+        "--url",
+        url,
+        "--method",
+        method,
+        "--connections",
+        str(connections),
+        "--duration",
+        str(duration),
+        "--warmup",
+        str(warmup),
+    ]
+    for header in headers:
+        argv += ["--header", header]
+    done = subprocess.run(
+        argv,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=duration + warmup + 30,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"loadgen failed: {done.stderr.strip()[-2000:]}")
+    result: dict[str, object] = json.loads(done.stdout)
+    return result
+
+
+def proc_status_kib(pid: int, field_name: str) -> int:
+    """A ``/proc/PID/status`` field in KiB (``VmRSS``, ``VmHWM``), 0 if the process is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith(field_name + ":"):
+                    return int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return 0
+
+
+class RssSampler:
+    """Samples ``VmRSS`` of ``pid`` every ``interval`` seconds in a thread; ``peak`` in KiB."""
+
+    def __init__(self, pid: int, interval: float = 0.02) -> None:
+        self.pid = pid
+        self.interval = interval
+        self.peak = 0
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, proc_status_kib(self.pid, "VmRSS"))
+            self.samples += 1
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()

@@ -1,0 +1,100 @@
+"""Run the selected scenarios against one seeded upstream, then write the report."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+from benchmarks import report
+from benchmarks.bench import Bench
+from benchmarks.machine import describe
+from benchmarks.plots import write_plots
+from benchmarks.procs import Processes, sigterm_as_interrupt
+from benchmarks.results import Results
+from benchmarks.scenarios import SCENARIOS
+from benchmarks.seed import seed
+from benchmarks.servers import Nginx
+from benchmarks.settings import Settings
+from benchmarks.targets import evaluate
+from mirror.testing.registry import Registry
+
+
+def _settings_doc(s: Settings) -> dict[str, object]:
+    doc = dataclasses.asdict(s)
+    for key in ("out", "work_dir", "keep", "scenarios"):
+        doc.pop(key, None)
+    doc["large_size_MiB"] = round(s.large_size / 2**20, 1)
+    doc.pop("large_size")
+    return doc
+
+
+def run(settings: Settings) -> tuple[Results, bool]:
+    """Start the upstream and nginx, seed, run every selected scenario (a failing scenario
+    is reported and the others still run), stop everything, write the report. Returns the
+    results and whether every scenario ran to completion."""
+    results = Results(machine=describe(), settings=_settings_doc(settings))
+    started = time.monotonic()
+    processes = Processes()
+    work = Path(tempfile.mkdtemp(prefix="mirror-bench-", dir=settings.work_dir))
+    complete = True
+    try:
+        with sigterm_as_interrupt():
+            print(f"[   0.0s] work dir {work}", flush=True)
+            upstream = Registry(work / "upstream")
+            upstream.start_sync()
+            processes.add_callback("upstream registry", upstream.stop_sync)
+            print(
+                f"[{time.monotonic() - started:6.1f}s] upstream on {upstream.url}; seeding "
+                f"({settings.large_size / 2**20:.0f} MiB layer, {settings.layer_count} layers)",
+                flush=True,
+            )
+            seeded = seed(
+                upstream,
+                work,
+                large_size=settings.large_size,
+                layer_count=settings.layer_count,
+                layer_size=settings.layer_size,
+            )
+            nginx = Nginx(work / "nginx", upstream.storage_dir).start(processes)
+            bench = Bench(settings, work, processes, results, upstream, nginx, seeded, started)
+            for number in settings.scenarios:
+                module = SCENARIOS[number]
+                bench.progress(f"scenario {number}: {module.TITLE}")
+                try:
+                    module.run(bench)
+                    results.scenarios_run.append(number)
+                except KeyboardInterrupt:
+                    raise
+                except Exception as exc:
+                    complete = False
+                    traceback.print_exc()
+                    results.notes.append(f"scenario {number} failed: {exc!r}"[:500])
+                    results.scenarios_run.append(number)
+            bench.progress("all scenarios done; stopping servers")
+    finally:
+        processes.close()
+        if settings.keep:
+            print(f"kept {work}", flush=True)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    results.notes.append(
+        "Scenario 7 (retention dry run over 100,000 cached images) is left out: the mirror "
+        "has no retention yet."
+    )
+    write(results, settings)
+    return results, complete
+
+
+def write(results: Results, settings: Settings) -> None:
+    """Evaluate the targets and write results.json, PNGs and results.md into ``out``."""
+    out = settings.out
+    out.mkdir(parents=True, exist_ok=True)
+    results.checks = evaluate(results, settings.herd, settings.memory_clients)
+    plots = write_plots(results, out)
+    results.save(out / "results.json")
+    titles = {n: m.TITLE for n, m in SCENARIOS.items()}
+    (out / "results.md").write_text(report.render(results, plots, titles))

@@ -1,0 +1,92 @@
+"""Scenario 3: ``herd`` concurrent cold pulls of one large blob: exactly one upstream GET, and
+the wall time against one cold pull through a fresh mirror in the same repetition."""
+
+from __future__ import annotations
+
+from benchmarks.bench import Bench, blob_gets, proxy_blob_path
+from benchmarks.clients import RssSampler, curl, curl_many
+from benchmarks.results import PROXY
+from benchmarks.seed import LARGE_REPO
+
+NUMBER = 3
+TITLE = "Concurrent cold pulls of one blob"
+MIRROR = "mirror"
+
+
+def run(bench: Bench) -> None:
+    """Per repetition: one cold pull, then the herd, each through a fresh mirror; the proxy's
+    herd once, as a reference for upstream GETs."""
+    s, r = bench.settings, bench.results
+    digest, size = bench.seeded.large.digest, bench.seeded.large.size
+    case = f"{s.herd} concurrent cold pulls"
+    for rep in range(s.reps):
+        single = bench.mirror()
+        try:
+            one = curl(bench.blob_url(single.url, LARGE_REPO, digest), s.transfer_timeout)
+        finally:
+            bench.stop_mirror(single)
+        server = bench.mirror()
+        try:
+            mark = bench.mark()
+            with RssSampler(server.pid) as rss:
+                wall, downloads = curl_many(
+                    bench.blob_url(server.url, LARGE_REPO, digest), s.herd, s.transfer_timeout
+                )
+            gets = blob_gets(bench.settle(mark), digest)
+        finally:
+            bench.stop_mirror(server)
+        if any(d.size != size for d in downloads):
+            raise RuntimeError("a herd download got the wrong number of bytes")
+        r.add(NUMBER, "1 cold pull", MIRROR, "wall time", "s", one.seconds, higher_is_better=False)
+        r.add(NUMBER, case, MIRROR, "wall time", "s", wall, higher_is_better=False)
+        r.add(
+            NUMBER,
+            case,
+            MIRROR,
+            "wall time / 1 cold pull",
+            "x",
+            wall / one.seconds,
+            higher_is_better=False,
+        )
+        r.add(
+            NUMBER,
+            case,
+            MIRROR,
+            "aggregate throughput",
+            "MB/s",
+            s.herd * size / wall / 1e6,
+            higher_is_better=True,
+        )
+        r.add(NUMBER, case, MIRROR, "peak RSS", "MiB", rss.peak / 1024, higher_is_better=False)
+        r.fact(NUMBER, MIRROR, f"upstream GETs of the blob ({s.herd} clients)", len(gets), 1)
+        bench.progress(
+            f"  rep {rep + 1}/{s.reps}: {wall:.2f} s for {s.herd}, 1 pull {one.seconds:.2f} s"
+        )
+    _proxy_herd(bench, case)
+
+
+def _proxy_herd(bench: Bench, case: str) -> None:
+    s, r = bench.settings, bench.results
+    digest, size = bench.seeded.large.digest, bench.seeded.large.size
+    proxy = bench.proxy()
+    try:
+        mark = bench.mark()
+        wall, _ = curl_many(
+            bench.blob_url(proxy.url, LARGE_REPO, digest), s.herd, s.transfer_timeout
+        )
+        gets = blob_gets(bench.settle(mark, [proxy_blob_path(proxy, digest)]), digest)
+    finally:
+        bench.stop_proxy(proxy)
+    r.add(NUMBER, case, PROXY, "wall time", "s", wall, higher_is_better=False)
+    r.add(
+        NUMBER,
+        case,
+        PROXY,
+        "aggregate throughput",
+        "MB/s",
+        s.herd * size / wall / 1e6,
+        higher_is_better=True,
+    )
+    r.fact(NUMBER, PROXY, f"upstream GETs of the blob ({s.herd} clients)", len(gets))
+    r.fact(NUMBER, PROXY, "upstream bytes / blob size", sum(e.size for e in gets) / size)
+    bench.progress(f"  proxy: {wall:.2f} s for {s.herd}, {len(gets)} upstream GETs")

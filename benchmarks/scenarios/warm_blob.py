@@ -1,0 +1,54 @@
+"""Scenario 1: warm large-blob pull, curl to /dev/null: every mirror variant vs the
+distribution proxy (warm), the upstream registry itself and nginx ``sendfile``."""
+
+from __future__ import annotations
+
+from benchmarks.bench import Bench, proxy_blob_path, rotated
+from benchmarks.clients import curl
+from benchmarks.results import NGINX, PROXY, UPSTREAM
+from benchmarks.seed import LARGE_REPO
+from benchmarks.servers import mirror_variants
+
+NUMBER = 1
+TITLE = "Warm large-blob pull (curl to /dev/null)"
+CASE = "large blob, warm"
+
+
+def run(bench: Bench) -> None:
+    """Warm each cache with one pull, then pull from every target in rotating order."""
+    s = bench.settings
+    digest = bench.seeded.large.digest
+    proxy = bench.proxy()
+    mirrors = [bench.mirror(v) for v in mirror_variants(s.mirror_args)]
+    try:
+        urls = {
+            NGINX: bench.nginx_url(digest),
+            UPSTREAM: bench.blob_url(bench.upstream.url, LARGE_REPO, digest),
+            PROXY: bench.blob_url(proxy.url, LARGE_REPO, digest),
+        }
+        for server in mirrors:
+            urls[server.variant.label] = bench.blob_url(server.url, LARGE_REPO, digest)
+        mark = bench.mark()
+        for label, url in urls.items():
+            if label not in (NGINX, UPSTREAM):
+                curl(url, s.transfer_timeout)
+        bench.settle(mark, [proxy_blob_path(proxy, digest)])
+        for rep in range(s.warm_reps):
+            for label in rotated(list(urls), rep):
+                got = curl(urls[label], s.transfer_timeout)
+                if got.size != bench.seeded.large.size:
+                    raise RuntimeError(f"{label} sent {got.size} bytes, expected the blob size")
+                bench.results.add(
+                    NUMBER,
+                    CASE,
+                    label,
+                    "throughput",
+                    "MB/s",
+                    got.rate / 1e6,
+                    higher_is_better=True,
+                )
+            bench.progress(f"  rep {rep + 1}/{s.warm_reps} done")
+    finally:
+        for server in mirrors:
+            bench.stop_mirror(server)
+        bench.stop_proxy(proxy)

@@ -1,0 +1,175 @@
+"""The servers under test: our mirror (a separate ``python -m mirror serve`` process) and an
+nginx ``sendfile`` ceiling. The registries come from :mod:`mirror.testing.registry`."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from benchmarks.procs import Processes, stop_process, wait_http
+from mirror.testing.ports import free_port
+
+START_TIMEOUT = 20.0
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class MirrorVariant:
+    """One way to run the mirror: a label for the tables plus extra CLI flags and TOML.
+
+    Add a variant (e.g. encryption off) by listing another one in :func:`mirror_variants`.
+    """
+
+    label: str
+    args: tuple[str, ...] = ()
+    toml: str = ""
+
+
+def encryption_supported() -> bool:
+    """Whether this checkout of the mirror has an ``[encryption]`` config section."""
+    from mirror.config import Config
+
+    return "encryption" in {f.name for f in Config.__dataclass_fields__.values()}
+
+
+def mirror_variants(extra_args: tuple[str, ...] = ()) -> list[MirrorVariant]:
+    """The mirror configurations of scenario 1: the default, plus encryption off once the
+    mirror has encryption (which is on by default)."""
+    if not encryption_supported():
+        return [MirrorVariant("mirror (no encryption in this build)", extra_args)]
+    return [
+        MirrorVariant("mirror, encryption on (default)", extra_args),
+        MirrorVariant("mirror, encryption off", extra_args, "[encryption]\nenabled = false\n"),
+    ]
+
+
+@dataclass
+class MirrorServer:
+    """A mirror process with its own port, data directory and log."""
+
+    base_dir: Path
+    upstream_host: str
+    upstream_url: str
+    variant: MirrorVariant = field(default_factory=lambda: MirrorVariant("mirror"))
+    tag_ttl: float | None = None
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.base_dir / "data"
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def argv(self) -> list[str]:
+        """``python -m mirror serve ...`` (uvloop, as the CLI always runs)."""
+        argv = [sys.executable, "-m", "mirror", "--log-level", "WARNING", "serve"]
+        if self.variant.toml:
+            config = self.base_dir / "mirror.toml"
+            config.write_text(self.variant.toml)
+            argv += ["--config", str(config)]
+        argv += [
+            "--listen",
+            self.host,
+            "--data-dir",
+            str(self.data_dir),
+            "--upstream",
+            f"{self.upstream_host}={self.upstream_url}",
+            "--default-upstream",
+            self.upstream_host,
+        ]
+        if self.tag_ttl is not None:
+            argv += ["--tag-ttl", str(self.tag_ttl)]
+        return [*argv, *self.variant.args]
+
+    def start(self, processes: Processes) -> MirrorServer:
+        """Start, register with ``processes`` and wait for ``GET /v2/``."""
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+        env = {k: v for k, v in env.items() if not k.startswith("MIRROR_")}
+        with (self.base_dir / "mirror.log").open("ab") as log:
+            self.process = subprocess.Popen(
+                self.argv(),
+                cwd=REPO_ROOT,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        processes.add_process(self.name, self.process)
+        wait_http(f"{self.url}/v2/", self.process, START_TIMEOUT, self.name)
+        return self
+
+    @property
+    def name(self) -> str:
+        return f"mirror {self.base_dir.name}"
+
+    def stop(self, processes: Processes, *, remove_data: bool = True) -> None:
+        """Stop the process by PID and (by default) delete its data directory."""
+        if self.process is not None:
+            stop_process(self.process)
+            processes.remove(self.name)
+        if remove_data:
+            shutil.rmtree(self.base_dir, ignore_errors=True)
+
+
+@dataclass
+class Nginx:
+    """nginx serving ``root`` with ``sendfile on``: the ceiling for a plain file over HTTP."""
+
+    prefix: Path
+    root: Path
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def config(self) -> str:
+        """A self-contained config: foreground, pid and logs in ``prefix``, one location."""
+        user = "user root;\n" if os.geteuid() == 0 else ""
+        return (
+            f"{user}daemon off;\nworker_processes auto;\npid {self.prefix}/nginx.pid;\n"
+            f"error_log {self.prefix}/error.log warn;\n"
+            "events { worker_connections 1024; }\n"
+            "http {\n"
+            "  default_type application/octet-stream;\n"
+            f"  access_log {self.prefix}/access.log;\n"
+            f"  client_body_temp_path {self.prefix}/body;\n"
+            "  sendfile on;\n  tcp_nopush on;\n  keepalive_requests 100000;\n"
+            f"  server {{\n    listen 127.0.0.1:{self.port};\n"
+            f"    location / {{ root {self.root}; }}\n  }}\n"
+            "}\n"
+        )
+
+    def start(self, processes: Processes) -> Nginx:
+        """Write the config into ``prefix`` and run ``nginx -c CONF -p PREFIX``."""
+        self.prefix.mkdir(parents=True, exist_ok=True)
+        conf = self.prefix / "nginx.conf"
+        conf.write_text(self.config())
+        with (self.prefix / "stderr.log").open("ab") as log:
+            self.process = subprocess.Popen(
+                ["nginx", "-c", str(conf), "-p", str(self.prefix)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        processes.add_process("nginx", self.process)
+        wait_http(f"{self.url}/", self.process, START_TIMEOUT, "nginx")
+        return self

@@ -1,0 +1,56 @@
+"""Sizes, repetitions and durations of a run: ``full`` (the published numbers) or ``quick``
+(CI: small sizes, one repetition, same scenarios and correctness facts)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+MiB = 1024 * 1024
+ALL_SCENARIOS = (1, 2, 3, 4, 5, 6)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a run is parameterised by."""
+
+    quick: bool
+    out: Path
+    scenarios: tuple[int, ...] = ALL_SCENARIOS
+    # Content bytes of the single large layer (the tar is a few KiB larger).
+    large_size: int = 1024 * MiB
+    layer_count: int = 50
+    layer_size: int = 1 * MiB
+    # Repetitions: scenario 1 gets ``warm_reps``, the others ``reps``.
+    warm_reps: int = 5
+    reps: int = 3
+    herd: int = 32
+    memory_clients: int = 16
+    # Seconds per load-generator cell (after ``load_warmup``).
+    load_duration: float = 2.0
+    load_warmup: float = 0.3
+    # Upper bound on any one download, in seconds.
+    transfer_timeout: float = 300.0
+    # Seconds without new upstream log lines before a cold fill counts as settled.
+    settle_quiet: float = 1.0
+    mirror_args: tuple[str, ...] = field(default_factory=tuple)
+    work_dir: Path | None = None
+    keep: bool = False
+
+    @classmethod
+    def for_mode(cls, quick: bool, out: Path, **overrides: object) -> Settings:
+        """The defaults of the mode, then ``overrides`` (``None`` values ignored)."""
+        base: dict[str, object] = {"quick": quick, "out": out}
+        if quick:
+            base.update(
+                large_size=16 * MiB,
+                layer_size=16 * 1024,
+                warm_reps=2,
+                reps=1,
+                load_duration=0.4,
+                load_warmup=0.1,
+                transfer_timeout=60.0,
+                settle_quiet=0.3,
+            )
+        base.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**base)  # type: ignore[arg-type]

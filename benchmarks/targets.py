@@ -1,0 +1,202 @@
+"""The issue's targets, evaluated from a run's results (so a saved ``results.json`` can be
+re-reported). Each gives the measured ratio or value and whether it is met."""
+
+from __future__ import annotations
+
+from benchmarks.results import NGINX, PROXY, Check, Results
+from benchmarks.scenarios import manifests
+
+MIRROR = "mirror"
+
+
+def _median(r: Results, scenario: int, case: str, target: str, metric: str) -> float | None:
+    m = r.get(scenario, case, target, metric)
+    return m.median if m and m.values else None
+
+
+def _ratio_check(
+    r: Results,
+    scenario: int,
+    text: str,
+    num: tuple[str, str, str],
+    den: tuple[str, str, str],
+    at_least: float,
+) -> Check:
+    """``median(num) / median(den) >= at_least``; each is (case, target, metric)."""
+    a, b = _median(r, scenario, *num), _median(r, scenario, *den)
+    if a is None or b is None or b == 0:
+        return Check(scenario, text, "not measured", None)
+    ratio = a / b
+    return Check(scenario, text, f"{ratio:.2f}x", ratio >= at_least)
+
+
+def _limit_check(
+    r: Results, scenario: int, text: str, key: tuple[str, str, str], at_most: float, unit: str
+) -> Check:
+    value = _median(r, scenario, *key)
+    if value is None:
+        return Check(scenario, text, "not measured", None)
+    shown = f"{value:.2f}x" if unit == "x" else f"{value:.2f} {unit}"
+    return Check(scenario, text, shown, value <= at_most)
+
+
+def _fact_check(r: Results, scenario: int, text: str, target: str, prefix: str) -> Check:
+    facts = [
+        f
+        for f in r.facts
+        if f.scenario == scenario and f.target == target and f.name.startswith(prefix)
+    ]
+    if not facts:
+        return Check(scenario, text, "not measured", None)
+    values = ", ".join(f"{f.value:g}" for f in facts)
+    return Check(scenario, text, values, all(f.holds for f in facts))
+
+
+def _scenario1(r: Results) -> list[Check]:
+    labels = sorted(
+        {m.target for m in r.measurements if m.scenario == 1 and m.target.startswith(MIRROR)}
+    )
+    if not labels:
+        return [Check(1, "warm large-blob pull", "not measured", None)]
+    case, metric = "large blob, warm", "throughput"
+    on = next((x for x in labels if "encryption on" in x), labels[0])
+    off = next((x for x in labels if "encryption off" in x), None)
+    checks = [
+        _ratio_check(
+            r, 1, f"{on}: ≥ 0.85x nginx sendfile", (case, on, metric), (case, NGINX, metric), 0.85
+        ),
+    ]
+    if off is None:
+        text = f"{on} (stands in for encryption off): ≥ 1.0x proxy warm"
+        checks.append(_ratio_check(r, 1, text, (case, on, metric), (case, PROXY, metric), 1.0))
+    else:
+        checks.append(
+            _ratio_check(
+                r, 1, f"{off}: ≥ 1.0x proxy warm", (case, off, metric), (case, PROXY, metric), 1.0
+            )
+        )
+    return checks
+
+
+def evaluate(r: Results, herd_size: int, clients: int) -> list[Check]:
+    """Every target of issue 6 for the scenarios that ran."""
+    checks: list[Check] = []
+    ran = set(r.scenarios_run)
+    if 1 in ran:
+        checks += _scenario1(r)
+    if 2 in ran:
+        case = "large blob, cold"
+        checks.append(
+            _ratio_check(
+                r,
+                2,
+                "cold throughput ≥ 1.5x proxy cold",
+                (case, MIRROR, "throughput"),
+                (case, PROXY, "throughput"),
+                1.5,
+            )
+        )
+        checks.append(
+            _fact_check(r, 2, "upstream bytes = 1.0x blob size", MIRROR, "upstream bytes")
+        )
+    if 3 in ran:
+        case = f"{herd_size} concurrent cold pulls"
+        checks.append(
+            _fact_check(
+                r, 3, f"{herd_size} cold pulls: exactly 1 upstream GET", MIRROR, "upstream GETs"
+            )
+        )
+        checks.append(
+            _limit_check(
+                r,
+                3,
+                "wall time ≤ 1.3x one cold pull",
+                (case, MIRROR, "wall time / 1 cold pull"),
+                1.3,
+                "x",
+            )
+        )
+    if 4 in ran:
+        warm, ttl0, dig = manifests.TAG_WARM, manifests.TAG_TTL0, manifests.DIGEST
+        mirror0 = manifests.MIRROR_TTL0
+        for conns in manifests.CONNECTIONS:
+            checks.append(
+                _limit_check(
+                    r,
+                    4,
+                    f"tag warm p99 ≤ 2 ms ({conns} conn)",
+                    (f"{warm}, {conns} conn", MIRROR, "p99"),
+                    2.0,
+                    "ms",
+                )
+            )
+        for conns in manifests.CONNECTIONS:
+            c = f"{warm}, {conns} conn"
+            checks.append(
+                _ratio_check(
+                    r,
+                    4,
+                    f"tag warm req/s ≥ 5x proxy ({conns} conn)",
+                    (c, MIRROR, "requests/s"),
+                    (c, PROXY, "requests/s"),
+                    5.0,
+                )
+            )
+        for conns in manifests.CONNECTIONS:
+            c = f"{ttl0}, {conns} conn"
+            checks.append(
+                _ratio_check(
+                    r,
+                    4,
+                    f"tag TTL 0 req/s ≥ 1.0x proxy ({conns} conn)",
+                    (c, mirror0, "requests/s"),
+                    (c, PROXY, "requests/s"),
+                    1.0,
+                )
+            )
+        for conns in manifests.CONNECTIONS:
+            checks.append(
+                _limit_check(
+                    r,
+                    4,
+                    f"digest p50 ≤ 1 ms ({conns} conn)",
+                    (f"{dig}, {conns} conn", MIRROR, "p50"),
+                    1.0,
+                    "ms",
+                )
+            )
+    if 5 in ran:
+        for client in ("skopeo copy", "ctr content fetch"):
+            for temp in ("cold", "warm"):
+                c = f"{client}, {temp}"
+                # Time: the proxy's time over ours, so ≥ 1 means no slower.
+                checks.append(
+                    _ratio_check(
+                        r,
+                        5,
+                        f"{c}: no slower than proxy (proxy ÷ mirror time)",
+                        (c, PROXY, "time"),
+                        (c, MIRROR, "time"),
+                        1.0,
+                    )
+                )
+    if 6 in ran:
+        for case in (
+            f"{clients} concurrent pulls, cold",
+            f"{clients} concurrent pulls, warm",
+            "whole run (VmHWM)",
+        ):
+            checks.append(
+                _limit_check(
+                    r, 6, f"peak RSS ≤ 200 MiB: {case}", (case, MIRROR, "peak RSS"), 200.0, "MiB"
+                )
+            )
+    checks.append(
+        Check(
+            7,
+            "retention dry run over 100,000 images < 60 s",
+            "not run: the mirror has no retention yet",
+            None,
+        )
+    )
+    return checks
