@@ -22,10 +22,11 @@ T = TypeVar("T")
 
 
 def rotated(items: Sequence[T], rep: int) -> list[T]:
-    """``items`` in a different order on each repetition: rotated by ``rep``, and reversed on
-    odd repetitions, so no target is always first or always after the same one."""
+    """``items`` in a different order on each repetition: rotated by ``rep // 2`` and reversed
+    on odd repetitions, so with two targets they alternate, and with three every order
+    appears within six repetitions."""
     n = len(items)
-    order = [items[(i + rep) % n] for i in range(n)]
+    order = [items[(i + rep // 2) % n] for i in range(n)]
     return order[::-1] if rep % 2 else order
 
 
