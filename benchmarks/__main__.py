@@ -20,9 +20,15 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--quick", action="store_true", help="small sizes, one repetition (CI)")
     run.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     run.add_argument("--only", help="comma-separated scenario numbers (default: all)")
-    run.add_argument("--reps", type=int, help="repetitions per scenario (scenario 1: +2)")
+    run.add_argument("--reps", type=int, help="repetitions per scenario (scenarios 1 and 5: +2)")
     run.add_argument("--large-mib", type=int, help="size of the large layer in MiB")
     run.add_argument("--work-dir", type=Path, help="parent of the temporary work directory")
+    run.add_argument(
+        "--wait-idle",
+        type=float,
+        metavar="SECONDS",
+        help="first wait up to SECONDS for the load average to drop below 0.5",
+    )
     run.add_argument("--keep", action="store_true", help="keep the work directory")
     run.add_argument(
         "--mirror-arg",
@@ -51,9 +57,11 @@ def main(argv: list[str] | None = None) -> int:
         scenarios=scenarios,
         reps=args.reps,
         warm_reps=args.reps + 2 if args.reps else None,
+        image_reps=args.reps + 2 if args.reps else None,
         large_size=args.large_mib * MiB if args.large_mib else None,
         work_dir=args.work_dir,
         keep=args.keep or None,
+        wait_idle=args.wait_idle,
         mirror_args=tuple(args.mirror_arg) or None,
     )
     results, complete = run(settings)

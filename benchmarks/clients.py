@@ -4,6 +4,7 @@ sampler. Every call is bounded by a timeout; children are killed if we are inter
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -148,6 +149,29 @@ def loadgen(
         raise RuntimeError(f"loadgen failed: {done.stderr.strip()[-2000:]}")
     result: dict[str, object] = json.loads(done.stdout)
     return result
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` (all its threads) and of its live child processes
+    (nginx's workers), from ``/proc``."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        fields = _stat_fields(int(entry))
+        # fields[1] is the parent PID; utime and stime are fields 14 and 15 of stat(5).
+        if fields is not None and (int(entry) == pid or int(fields[1]) == pid):
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
 
 
 def proc_status_kib(pid: int, field_name: str) -> int:

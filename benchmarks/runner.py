@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 import tempfile
 import time
@@ -25,18 +26,33 @@ from mirror.testing.registry import Registry
 
 def _settings_doc(s: Settings) -> dict[str, object]:
     doc = dataclasses.asdict(s)
-    for key in ("out", "work_dir", "keep", "scenarios"):
+    for key in ("out", "work_dir", "keep", "scenarios", "wait_idle"):
         doc.pop(key, None)
     doc["large_size_MiB"] = round(s.large_size / 2**20, 1)
     doc.pop("large_size")
     return doc
 
 
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def _wait_idle(limit: float) -> None:
+    """Wait up to ``limit`` seconds for the 1-minute load average to drop below 0.5 (other
+    work on the machine skews every number)."""
+    deadline = time.monotonic() + limit
+    while os.getloadavg()[0] >= 0.5 and time.monotonic() < deadline:
+        print(f"waiting for an idle machine: load average {_load()}", flush=True)
+        time.sleep(min(10.0, max(0.0, deadline - time.monotonic())))
+
+
 def run(settings: Settings) -> tuple[Results, bool]:
     """Start the upstream and nginx, seed, run every selected scenario (a failing scenario
     is reported and the others still run), stop everything, write the report. Returns the
     results and whether every scenario ran to completion."""
+    _wait_idle(settings.wait_idle)
     results = Results(machine=describe(), settings=_settings_doc(settings))
+    results.machine["load average at start"] = _load()
     started = time.monotonic()
     processes = Processes()
     work = Path(tempfile.mkdtemp(prefix="mirror-bench-", dir=settings.work_dir))
@@ -81,6 +97,7 @@ def run(settings: Settings) -> tuple[Results, bool]:
             print(f"kept {work}", flush=True)
         else:
             shutil.rmtree(work, ignore_errors=True)
+    results.machine["load average at end"] = _load()
     results.notes.append(
         "Scenario 7 (retention dry run over 100,000 cached images) is left out: the mirror "
         "has no retention yet."

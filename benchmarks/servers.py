@@ -78,7 +78,7 @@ class MirrorServer:
 
     def argv(self) -> list[str]:
         """``python -m mirror serve ...`` (uvloop, as the CLI always runs)."""
-        argv = [sys.executable, "-m", "mirror", "--log-level", "WARNING", "serve"]
+        argv = [sys.executable, "-m", "mirror", "serve"]
         if self.variant.toml:
             config = self.base_dir / "mirror.toml"
             config.write_text(self.variant.toml)

@@ -21,9 +21,11 @@ class Settings:
     large_size: int = 1024 * MiB
     layer_count: int = 50
     layer_size: int = 1 * MiB
-    # Repetitions: scenario 1 gets ``warm_reps``, the others ``reps``.
+    # Repetitions: scenario 1 gets ``warm_reps``, 5 ``image_reps``, the others ``reps``.
     warm_reps: int = 5
     reps: int = 3
+    # Whole-image pulls (scenario 5) are short and noisy: more repetitions.
+    image_reps: int = 5
     herd: int = 32
     memory_clients: int = 16
     # Seconds per load-generator cell (after ``load_warmup``).
@@ -35,6 +37,8 @@ class Settings:
     settle_quiet: float = 1.0
     mirror_args: tuple[str, ...] = field(default_factory=tuple)
     work_dir: Path | None = None
+    # Seconds to wait, at most, for the machine's load average to drop below 0.5 first.
+    wait_idle: float = 0.0
     keep: bool = False
 
     @classmethod
@@ -47,6 +51,7 @@ class Settings:
                 layer_size=16 * 1024,
                 warm_reps=2,
                 reps=1,
+                image_reps=1,
                 load_duration=0.4,
                 load_warmup=0.1,
                 transfer_timeout=60.0,

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks.bench import Bench, blob_gets, proxy_blob_path, rotated
-from benchmarks.clients import curl
+from benchmarks.clients import cpu_seconds, curl
 from benchmarks.results import PROXY
 from benchmarks.seed import LARGE_REPO
 
@@ -24,22 +24,46 @@ def _once(bench: Bench, label: str) -> None:
     cached: list[Path] = []
     if label == MIRROR:
         server = bench.mirror()
-        url = server.url
+        url, pid = server.url, server.pid
         stop = lambda: bench.stop_mirror(server)  # noqa: E731
     else:
         proxy = bench.proxy()
         url, cached = proxy.url, [proxy_blob_path(proxy, digest)]
+        assert proxy.pid is not None
+        pid = proxy.pid
         stop = lambda: bench.stop_proxy(proxy)  # noqa: E731
     try:
         mark = bench.mark()
+        before = cpu_seconds(pid)
         got = curl(bench.blob_url(url, LARGE_REPO, digest), s.transfer_timeout)
+        during = cpu_seconds(pid) - before
         gets = blob_gets(bench.settle(mark, cached), digest)
+        settled = cpu_seconds(pid) - before
     finally:
         stop()
     if got.size != size:
         raise RuntimeError(f"{label} sent {got.size} bytes of {size}")
     r = bench.results
     r.add(NUMBER, CASE, label, "throughput", "MB/s", got.rate / 1e6, higher_is_better=True)
+    gib = size / 1024**3
+    r.add(
+        NUMBER,
+        CASE,
+        label,
+        "server CPU per GiB, during the pull",
+        "CPU-s",
+        during / gib,
+        higher_is_better=False,
+    )
+    r.add(
+        NUMBER,
+        CASE,
+        label,
+        "server CPU per GiB, incl. background work",
+        "CPU-s",
+        settled / gib,
+        higher_is_better=False,
+    )
     fetched = sum(e.size for e in gets)
     r.add(
         NUMBER,

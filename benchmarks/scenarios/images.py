@@ -75,8 +75,9 @@ def _target(bench: Bench, client: str, label: str) -> None:
 
 def run(bench: Bench) -> None:
     """Per repetition and client: each target in rotating order."""
-    for rep in range(bench.settings.reps):
+    reps = bench.settings.image_reps
+    for rep in range(reps):
         for client in ("skopeo copy", "ctr content fetch"):
             for label in rotated(TARGETS, rep):
                 _target(bench, client, label)
-        bench.progress(f"  rep {rep + 1}/{bench.settings.reps} done")
+        bench.progress(f"  rep {rep + 1}/{reps} done")

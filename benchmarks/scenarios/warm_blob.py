@@ -4,7 +4,7 @@ distribution proxy (warm), the upstream registry itself and nginx ``sendfile``."
 from __future__ import annotations
 
 from benchmarks.bench import Bench, proxy_blob_path, rotated
-from benchmarks.clients import curl
+from benchmarks.clients import cpu_seconds, curl
 from benchmarks.results import NGINX, PROXY, UPSTREAM
 from benchmarks.seed import LARGE_REPO
 from benchmarks.servers import mirror_variants
@@ -12,6 +12,7 @@ from benchmarks.servers import mirror_variants
 NUMBER = 1
 TITLE = "Warm large-blob pull (curl to /dev/null)"
 CASE = "large blob, warm"
+GiB = 1024**3
 
 
 def run(bench: Bench) -> None:
@@ -26,8 +27,11 @@ def run(bench: Bench) -> None:
             UPSTREAM: bench.blob_url(bench.upstream.url, LARGE_REPO, digest),
             PROXY: bench.blob_url(proxy.url, LARGE_REPO, digest),
         }
+        assert bench.nginx.process is not None and bench.upstream.pid and proxy.pid
+        pids = {NGINX: bench.nginx.process.pid, UPSTREAM: bench.upstream.pid, PROXY: proxy.pid}
         for server in mirrors:
             urls[server.variant.label] = bench.blob_url(server.url, LARGE_REPO, digest)
+            pids[server.variant.label] = server.pid
         mark = bench.mark()
         for label, url in urls.items():
             if label not in (NGINX, UPSTREAM):
@@ -35,17 +39,23 @@ def run(bench: Bench) -> None:
         bench.settle(mark, [proxy_blob_path(proxy, digest)])
         for rep in range(s.warm_reps):
             for label in rotated(list(urls), rep):
+                before = cpu_seconds(pids[label])
                 got = curl(urls[label], s.transfer_timeout)
+                cpu = cpu_seconds(pids[label]) - before
                 if got.size != bench.seeded.large.size:
                     raise RuntimeError(f"{label} sent {got.size} bytes, expected the blob size")
-                bench.results.add(
+                r = bench.results
+                r.add(
+                    NUMBER, CASE, label, "throughput", "MB/s", got.rate / 1e6, higher_is_better=True
+                )
+                r.add(
                     NUMBER,
                     CASE,
                     label,
-                    "throughput",
-                    "MB/s",
-                    got.rate / 1e6,
-                    higher_is_better=True,
+                    "server CPU per GiB",
+                    "CPU-s",
+                    cpu / (got.size / GiB),
+                    higher_is_better=False,
                 )
             bench.progress(f"  rep {rep + 1}/{s.warm_reps} done")
     finally:
