@@ -74,6 +74,9 @@ def facts_table(r: Results) -> list[str]:
     return lines
 
 
+_HEADLINE = ("date", "nproc", "memory", "cpu", "kernel")
+
+
 def render(r: Results, plots: list[str], titles: dict[int, str]) -> str:
     """The whole Markdown report."""
     m = r.machine
@@ -85,12 +88,7 @@ def render(r: Results, plots: list[str], titles: dict[int, str]) -> str:
         f"{m.get('memory', '?')} RAM, Linux {m.get('kernel', '?')}; all servers and clients on "
         "127.0.0.1 of this one machine.",
         "",
-        "Versions: "
-        + "; ".join(
-            f"{k} {v}"
-            for k, v in m.items()
-            if k not in ("date", "nproc", "memory", "cpu", "kernel")
-        ),
+        *(f"- {k}: {v}" for k, v in m.items() if k not in _HEADLINE),
         "",
         "Settings: " + ", ".join(f"{k}={v}" for k, v in s.items()),
         "",
