@@ -64,7 +64,11 @@ def main(argv: list[str] | None = None) -> int:
         wait_idle=args.wait_idle,
         mirror_args=tuple(args.mirror_arg) or None,
     )
-    results, complete = run(settings)
+    try:
+        results, complete = run(settings)
+    except KeyboardInterrupt:
+        print("interrupted: everything the harness started was stopped", file=sys.stderr)
+        return 130
     print((args.out / "results.md").read_text())
     violated = [f for f in results.facts if f.holds is False]
     for fact in violated:
