@@ -36,12 +36,21 @@ def parser() -> argparse.ArgumentParser:
         default=[],
         help="extra argument for every 'mirror serve' (repeatable), e.g. --mirror-arg=--config=F",
     )
+    again = commands.add_parser("report", help="re-render results.md and plots from results.json")
+    again.add_argument("dir", type=Path, help="a results folder written by 'run'")
     return top
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run and print the Markdown report; exit 1 if a scenario failed or a fact was violated."""
     args = parser().parse_args(argv)
+    if args.command == "report":
+        from benchmarks.results import Results
+        from benchmarks.runner import render
+
+        render(Results.load(args.dir / "results.json"), args.dir)
+        print(args.dir / "results.md")
+        return 0
     from benchmarks.runner import run
 
     scenarios: tuple[int, ...] = ALL_SCENARIOS

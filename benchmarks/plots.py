@@ -39,7 +39,10 @@ def write_plots(r: Results, out: Path) -> list[str]:
         return []
     written = []
     groups = [
-        ("Warm large blob", [m for m in r.measurements if m.scenario == 1]),
+        (
+            "Warm large blob",
+            [m for m in r.measurements if m.scenario == 1 and m.metric == "throughput"],
+        ),
         (
             "Cold large blob",
             [m for m in r.measurements if m.scenario == 2 and m.metric == "throughput"],

@@ -117,9 +117,13 @@ def run(settings: Settings) -> tuple[Results, bool]:
 
 def write(results: Results, settings: Settings) -> None:
     """Evaluate the targets and write results.json, PNGs and results.md into ``out``."""
-    out = settings.out
-    out.mkdir(parents=True, exist_ok=True)
     results.checks = evaluate(results, settings.herd, settings.memory_clients)
+    render(results, settings.out)
+
+
+def render(results: Results, out: Path) -> None:
+    """Write results.json, the PNGs and results.md into ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
     plots = write_plots(results, out)
     results.save(out / "results.json")
     titles = {n: m.TITLE for n, m in SCENARIOS.items()}
