@@ -114,3 +114,26 @@ class DigestMismatch(Exception):
             f"digest mismatch: expected {expected} ({expected_size} bytes), "
             f"got {actual} ({actual_size} bytes)"
         )
+
+
+class CorruptObject(Exception):
+    """A cached object failed its integrity check (tag, header, size or digest): never serve
+    it. Raised after the store has evicted it."""
+
+    def __init__(self, digest: str, reason: str) -> None:
+        self.digest = digest
+        self.reason = reason
+        super().__init__(f"cached object {digest} is corrupt: {reason}")
+
+
+class KeyUnavailable(RegistryError):
+    """An object is wrapped by a KEK this cache knows but the loaded keyring lacks (e.g. a
+    rotation the server has not picked up): answer 503, evict nothing."""
+
+    def __init__(self, digest: str, kek_ids: list[str]) -> None:
+        super().__init__(
+            ErrorCode.UNAVAILABLE,
+            "cache key not loaded",
+            detail={"digest": digest, "kek": kek_ids},
+        )
+        self.kek_ids = kek_ids

@@ -1,0 +1,1 @@
+"""Encryption at rest: key-encryption keys, the chunked AEAD object format, key sources."""
