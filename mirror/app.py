@@ -21,7 +21,7 @@ from mirror.pullthrough.blobs import BlobService
 from mirror.pullthrough.listing import ListingService
 from mirror.pullthrough.manifests import ManifestService
 from mirror.routing import Route, Router
-from mirror.store.filesystem import FilesystemBlobStore
+from mirror.storage import open_store
 from mirror.store.metadata import Metadata
 from mirror.upstream.client import UpstreamClient
 from mirror.upstream.endpoint import UpstreamEndpoint
@@ -42,6 +42,8 @@ def endpoint_of(upstream: UpstreamConfig) -> UpstreamEndpoint:
         connect_timeout=upstream.connect_timeout,
         read_timeout=upstream.read_timeout,
         retries=upstream.retries,
+        ca_file=upstream.ca_file,
+        verify_tls=upstream.verify_tls,
     )
 
 
@@ -72,7 +74,7 @@ def build_app(
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         data_dir = Path(config.storage.data_dir)
-        store = FilesystemBlobStore(data_dir)
+        store = open_store(config, on_corrupt=lambda _error: metrics.corrupt_objects.inc())
         store.sweep()
         metadata = Metadata(data_dir / "metadata")
         clients: dict[str, UpstreamClient] = {}

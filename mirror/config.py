@@ -6,6 +6,7 @@ Every problem is reported as a ``ConfigError`` that names the offending key.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import math
 import os
 import tomllib
@@ -32,6 +33,13 @@ class ServerConfig:
     listen: str = "127.0.0.1:5016"
     # Write one access-log line per request.
     access_log: bool = True
+    # PEM certificate chain and private key: serve HTTPS when both are set.
+    tls_cert: str = ""
+    tls_key: str = ""
+    # PEM CA bundle: require client certificates signed by it (mTLS); needs tls_cert.
+    tls_client_ca: str = ""
+    # Allow plain HTTP on an address other than loopback (node-local use only).
+    allow_plain_http: bool = False
 
 
 @dataclass(frozen=True)
@@ -59,6 +67,28 @@ class CacheConfig:
 
 
 @dataclass(frozen=True)
+class EncryptionConfig:
+    """Encryption at rest of every cached object (blobs and manifests)."""
+
+    # Encrypt the cache; false keeps plaintext files (for disks that are already encrypted).
+    enabled: bool = True
+    # Where the key-encryption keys (KEKs) come from: "file", "env" or "command".
+    kek_source: str = "file"
+    # Key file, created with mode 0600 for a new cache; refused if others may read it.
+    kek_file: str = "./mirror.kek"
+    # Environment variable holding the keyring, for kek_source = "env".
+    kek_env: str = "MIRROR_KEKS"
+    # Command printing the keyring on stdout, for kek_source = "command".
+    kek_command: tuple[str, ...] = ()
+    # Seconds between runs of kek_command to pick up a new current KEK.
+    kek_command_refresh: float = 60.0
+    # "auto" (AES-256-GCM with AES instructions, else ChaCha20-Poly1305), or either by name.
+    cipher: str = "auto"
+    # Plaintext bytes per sealed chunk: a range read decrypts only the chunks it covers.
+    chunk_size: int = 1 * MiB
+
+
+@dataclass(frozen=True)
 class UpstreamConfig:
     """One upstream registry the mirror pulls through to."""
 
@@ -78,6 +108,10 @@ class UpstreamConfig:
     read_timeout: float = 60.0
     # Retries of idempotent requests on connect errors and 5xx.
     retries: int = 3
+    # PEM CA bundle to verify the upstream's TLS certificate (system CAs when unset).
+    ca_file: str | None = None
+    # Verify the upstream's TLS certificate (turn off only for tests).
+    verify_tls: bool = True
 
 
 def _default_upstreams() -> tuple[UpstreamConfig, ...]:
@@ -101,6 +135,7 @@ class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
+    encryption: EncryptionConfig = field(default_factory=EncryptionConfig)
     upstreams: tuple[UpstreamConfig, ...] = field(default_factory=_default_upstreams)
     # Upstream host used for bare names (no ?ns= and no host path prefix); "" for none.
     default_upstream: str = "docker.io"
@@ -117,6 +152,8 @@ class Config:
         host, sep, port = self.server.listen.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ConfigError(f"server.listen: expected HOST:PORT, got {self.server.listen!r}")
+        _validate_tls(self.server)
+        _validate_encryption(self.encryption)
         seen: set[str] = set()
         for i, upstream in enumerate(self.upstreams):
             for name in (upstream.host, *upstream.aliases):
@@ -139,6 +176,49 @@ class Config:
             if getattr(self.cache, name) < 0:
                 raise ConfigError(f"cache.{name}: must not be negative")
         return self
+
+
+def _is_loopback(host: str) -> bool:
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _validate_tls(server: ServerConfig) -> None:
+    if bool(server.tls_cert) != bool(server.tls_key):
+        raise ConfigError("server.tls_cert: set both tls_cert and tls_key, or neither")
+    if server.tls_client_ca and not server.tls_cert:
+        raise ConfigError("server.tls_client_ca: client certificates need tls_cert and tls_key")
+    host = server.listen.rpartition(":")[0]
+    if not server.tls_cert and not server.allow_plain_http and not _is_loopback(host):
+        raise ConfigError(
+            f"server.tls_cert: required to listen on {server.listen} (plain HTTP is for "
+            "loopback; set server.allow_plain_http = true for a node-local address)"
+        )
+
+
+def _validate_encryption(enc: EncryptionConfig) -> None:
+    if enc.kek_source not in ("file", "env", "command"):
+        raise ConfigError(
+            f"encryption.kek_source: expected file, env or command, got {enc.kek_source!r}"
+        )
+    if enc.enabled and enc.kek_source == "command" and not enc.kek_command:
+        raise ConfigError("encryption.kek_command: required when kek_source = command")
+    if enc.enabled and enc.kek_source == "file" and not enc.kek_file:
+        raise ConfigError("encryption.kek_file: required when kek_source = file")
+    if enc.cipher not in ("auto", "aes-256-gcm", "chacha20-poly1305"):
+        raise ConfigError(
+            "encryption.cipher: expected auto, aes-256-gcm or chacha20-poly1305, "
+            f"got {enc.cipher!r}"
+        )
+    if not 4096 <= enc.chunk_size <= 64 * MiB:
+        raise ConfigError("encryption.chunk_size: must be between 4096 and 67108864")
+    if enc.kek_command_refresh < 0:
+        raise ConfigError("encryption.kek_command_refresh: must not be negative")
 
 
 def _coerce(value: Any, kind: Any, key: str) -> Any:
@@ -225,7 +305,12 @@ def _build(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
 def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     """Collect ``MIRROR_<SECTION>_<KEY>`` (and ``MIRROR_DEFAULT_UPSTREAM``) into a nested dict."""
     result: dict[str, Any] = {}
-    sections = {"server": ServerConfig, "storage": StorageConfig, "cache": CacheConfig}
+    sections = {
+        "server": ServerConfig,
+        "storage": StorageConfig,
+        "cache": CacheConfig,
+        "encryption": EncryptionConfig,
+    }
     for section, cls in sections.items():
         for f in dataclasses.fields(cls):
             name = f"MIRROR_{section}_{f.name}".upper()

@@ -66,6 +66,11 @@ class Metrics:
         self.stale_served = Counter(
             "mirror_stale_served", "Tags served stale because upstream failed", registry=r
         )
+        self.corrupt_objects = Counter(
+            "mirror_corrupt_objects",
+            "Cached objects that failed an integrity check (tag, header, size, digest), evicted",
+            registry=r,
+        )
         self.fills_in_progress = Gauge(
             "mirror_fills_in_progress", "Blob fills currently running", registry=r
         )

@@ -7,7 +7,7 @@ import logging
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 
-from mirror.errors import DigestMismatch, RegistryError, UpstreamUnavailable
+from mirror.errors import CorruptObject, DigestMismatch, RegistryError, UpstreamUnavailable
 from mirror.metrics import Metrics
 from mirror.oci.digest import Digest
 from mirror.pullthrough.fill import Fill
@@ -80,10 +80,21 @@ class BlobService:
         opened = await self._store.open(digest)
         if opened is not None:
             reader, size = opened
-            byte_range = resolve_range(range_spec, size) if range_spec else None
-            self._metrics.cache_hits.labels("blob").inc()
-            first, last = (byte_range.first, byte_range.last) if byte_range else (0, size - 1)
-            return BlobBody(size, byte_range, self._warm(reader, first, last), True)
+            try:
+                byte_range = resolve_range(range_spec, size) if range_spec else None
+                first, last = (byte_range.first, byte_range.last) if byte_range else (0, size - 1)
+                # Read the first piece before any header is sent: if it fails its check, the
+                # store has evicted the object and this request refetches it instead.
+                head = await reader.read(first, min(self._chunk_size, last - first + 1))
+            except CorruptObject:
+                await reader.close()
+            except BaseException:
+                await reader.close()
+                raise
+            else:
+                self._metrics.cache_hits.labels("blob").inc()
+                chunks = self._warm(reader, head, first + len(head), last)
+                return BlobBody(size, byte_range, chunks, True)
         fill = self._fills.get(digest)
         if fill is None:
             self._metrics.cache_misses.labels("blob").inc()
@@ -96,9 +107,14 @@ class BlobService:
         return BlobBody(size, byte_range, fill.stream(first, last, self._chunk_size), False)
 
     async def _warm(
-        self, reader: RangeReader, first: int, last: int
+        self, reader: RangeReader, head: bytes, first: int, last: int
     ) -> AsyncGenerator[bytes, None]:
+        """The rest of a cached blob after ``head``; a chunk that fails its check raises
+        ``CorruptObject`` (the store evicted it; the route cuts the connection)."""
         try:
+            if head:
+                self._metrics.bytes_from_cache.inc(len(head))
+                yield head
             async for chunk in iter_range(reader, first, last, self._chunk_size):
                 self._metrics.bytes_from_cache.inc(len(chunk))
                 yield chunk

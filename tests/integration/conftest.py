@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from ssl import SSLContext
 from typing import Any
 
 import pytest
@@ -36,7 +37,7 @@ class Mirror:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}"
+        return f"{self.server.scheme}://{self.host}"
 
     @property
     def services(self) -> Services:
@@ -60,14 +61,24 @@ async def mirror_factory(aiohttp_server: Any, tmp_path: Path) -> MirrorFactory:
     count = 0
 
     async def start(
-        upstreams: dict[str, str], *, data_dir: Path | None = None, **cache: Any
+        upstreams: dict[str, str],
+        *,
+        data_dir: Path | None = None,
+        encryption: dict[str, Any] | None = None,
+        server: dict[str, Any] | None = None,
+        ssl: SSLContext | None = None,
+        **cache: Any,
     ) -> Mirror:
         nonlocal count
         count += 1
         data_dir = data_dir or tmp_path / f"mirror-{count}"
         config = load_config(
             overrides={
+                "server": server or {},
                 "storage": {"data_dir": str(data_dir), "chunk_size": 64 * 1024},
+                # The key file lives beside the data directory, never inside it.
+                "encryption": {"kek_file": str(data_dir.with_name(data_dir.name + ".kek"))}
+                | (encryption or {}),
                 "cache": cache,
                 "upstreams": [{"host": h, "url": u} for h, u in upstreams.items()],
                 "default_upstream": next(iter(upstreams)),
@@ -77,8 +88,8 @@ async def mirror_factory(aiohttp_server: Any, tmp_path: Path) -> MirrorFactory:
         clock = ManualClock()
         metrics = Metrics()
         app = build_app(config, clock=clock, metrics=metrics)
-        server = await aiohttp_server(app, host="127.0.0.1")
-        return Mirror(server, config, clock, metrics, data_dir, app)
+        test_server = await aiohttp_server(app, host="127.0.0.1", ssl=ssl)
+        return Mirror(test_server, config, clock, metrics, data_dir, app)
 
     return start
 

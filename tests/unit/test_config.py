@@ -78,6 +78,7 @@ def test_toml_file_sets_sections_and_replaces_upstreams(tmp_path: Path) -> None:
         [server]
         listen = "0.0.0.0:8080"
         access_log = false
+        allow_plain_http = true
 
         [storage]
         data_dir = "/var/cache/mirror"
@@ -127,10 +128,10 @@ def test_toml_file_sets_sections_and_replaces_upstreams(tmp_path: Path) -> None:
     [
         pytest.param({"MIRROR_CACHE_TAG_TTL": "5"}, "cache", "tag_ttl", 5.0, id="cache-tag-ttl"),
         pytest.param(
-            {"MIRROR_SERVER_LISTEN": "0.0.0.0:9000"},
+            {"MIRROR_SERVER_LISTEN": "127.0.0.1:9000"},
             "server",
             "listen",
-            "0.0.0.0:9000",
+            "127.0.0.1:9000",
             id="server-listen",
         ),
         pytest.param(

@@ -21,6 +21,8 @@ LAYERS: dict[str, int] = {
     "mirror.ranges": 0,
     "mirror.verify": 0,
     "mirror.metrics": 0,
+    "mirror.crypto": 0,
+    "mirror.tls": 0,
     "mirror.testing": 1,
     "mirror.store": 1,
     "mirror.upstream": 1,
@@ -29,8 +31,10 @@ LAYERS: dict[str, int] = {
     "mirror.pullthrough": 2,
     "mirror.web": 3,
     "mirror.app": 4,
+    "mirror.storage": 4,
     "mirror.cli": 5,
     "mirror.demo": 5,
+    "mirror.admin": 5,
     "mirror.__main__": 6,
 }
 
