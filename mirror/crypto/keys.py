@@ -114,7 +114,10 @@ class Keyring:
                 key = base64.b64decode(encoded.strip(), validate=True)
             except (binascii.Error, ValueError):
                 raise KeyringError(f"{where}: KEK {kek_id.strip()}: not base64") from None
-            keks.append(Kek(kek_id.strip(), key))
+            try:
+                keks.append(Kek(kek_id.strip(), key))
+            except KeyringError as exc:
+                raise KeyringError(f"{where}: {exc}") from None
         if not keks:
             raise KeyringError(f"{where}: holds no KEK")
         try:

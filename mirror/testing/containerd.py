@@ -43,16 +43,22 @@ def write_hosts_toml(
     mirror_url: str,
     *,
     capabilities: tuple[str, ...] = ("pull", "resolve"),
+    ca: Path | None = None,
+    client: tuple[Path, Path] | None = None,
 ) -> Path:
     """Write ``<hosts_dir>/<registry_host>/hosts.toml`` sending pulls of ``registry_host``
-    images to ``mirror_url`` first and ``origin_url`` (the ``server``) as fallback."""
+    images to ``mirror_url`` first and ``origin_url`` (the ``server``) as fallback; ``ca``
+    verifies an HTTPS mirror, ``client`` is a (certificate, key) pair for mTLS."""
     host_dir = hosts_dir / registry_host
     host_dir.mkdir(parents=True, exist_ok=True)
     caps = ", ".join(f'"{cap}"' for cap in capabilities)
     path = host_dir / "hosts.toml"
-    path.write_text(
-        f'server = "{origin_url}"\n\n[host."{mirror_url}"]\n  capabilities = [{caps}]\n'
-    )
+    text = f'server = "{origin_url}"\n\n[host."{mirror_url}"]\n  capabilities = [{caps}]\n'
+    if ca is not None:
+        text += f'  ca = "{ca}"\n'
+    if client is not None:
+        text += f'  client = [["{client[0]}", "{client[1]}"]]\n'
+    path.write_text(text)
     return path
 
 
