@@ -94,7 +94,7 @@ def test_header_round_trips_and_unwraps() -> None:
 
     assert parsed == header
     assert len(header.pack()) == HEADER_SIZE
-    (index, slot), = parsed.candidates()
+    ((index, slot),) = parsed.candidates()
     assert index == 0 and slot.kek_id == "k1"
     assert unwrap_key(KEK, slot, parsed, DIGEST) == data_key
 
