@@ -94,3 +94,11 @@ def test_upstream_ca_bundle_reaches_the_client() -> None:
     assert (
         endpoint_of(UpstreamConfig(host="r", url="https://r", verify_tls=False)).verify_tls is False
     )
+
+
+def test_the_example_configuration_is_the_defaults() -> None:
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[2] / "conf" / "mirror.example.toml"
+
+    assert load_config(example, environ={}) == Config()
