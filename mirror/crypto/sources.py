@@ -82,7 +82,7 @@ class KeyFile:
 
     def save(self, ring: Keyring) -> None:
         """Replace the file atomically (same mode 0600)."""
-        temp = self.path.with_name(f".{self.path.name}.new")
+        temp = self.path.with_name(f".{self.path.name}.{os.getpid()}.new")
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as out:
             out.write(ring.format())

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -47,7 +48,8 @@ class KeyRegistry:
 
     def save(self, keks: dict[str, str]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        temp = self.path.with_name(f".{REGISTRY_NAME}.new")
+        # Unique per process and thread: a rotation may run beside the server.
+        temp = self.path.with_name(f".{REGISTRY_NAME}.{os.getpid()}.{threading.get_ident()}")
         temp.write_text(json.dumps({"format": 1, "keks": keks}, indent=2, sort_keys=True) + "\n")
         os.replace(temp, self.path)
 
@@ -75,6 +77,8 @@ class CacheKeys:
         self.source = source
         self.registry = registry
         self.ring = ring
+        # Reloads and registrations run on executor threads.
+        self._lock = threading.RLock()
 
     @classmethod
     def open(
@@ -116,16 +120,18 @@ class CacheKeys:
 
     def register(self, kek: Kek) -> None:
         """Record ``kek`` in ``keys.json`` before anything is wrapped with it."""
-        registered = self.registry.load()
-        if registered.get(kek.id) != kek.check_value():
-            registered[kek.id] = kek.check_value()
-            self.registry.save(registered)
+        with self._lock:
+            registered = self.registry.load()
+            if registered.get(kek.id) != kek.check_value():
+                registered[kek.id] = kek.check_value()
+                self.registry.save(registered)
 
     def unregister(self, kek_id: str) -> None:
         """Forget a retired KEK."""
-        registered = self.registry.load()
-        if registered.pop(kek_id, None) is not None:
-            self.registry.save(registered)
+        with self._lock:
+            registered = self.registry.load()
+            if registered.pop(kek_id, None) is not None:
+                self.registry.save(registered)
 
     def is_registered(self, kek_id: str) -> bool:
         return kek_id in self.registry.load()
@@ -133,19 +139,20 @@ class CacheKeys:
     def refresh(self) -> bool:
         """Reload the keyring if its source changed; returns whether it did. A reloaded
         keyring that lost or changed a registered KEK is refused (logged; the old one stays)."""
-        if not self.source.changed():
-            return False
-        try:
-            ring = self.source.load()
-            check_keyring(ring, self.registry.load(), self.source.describe())
-        except KeyringError as exc:
-            log.error("keeping the loaded keyring: %s", exc)
-            return False
-        if ring.current.id != self.ring.current.id:
-            log.info("KEK %s is now current (was %s)", ring.current.id, self.ring.current.id)
-            self.register(ring.current)
-        self.ring = ring
-        return True
+        with self._lock:
+            if not self.source.changed():
+                return False
+            try:
+                ring = self.source.load()
+                check_keyring(ring, self.registry.load(), self.source.describe())
+            except KeyringError as exc:
+                log.error("keeping the loaded keyring: %s", exc)
+                return False
+            if ring.current.id != self.ring.current.id:
+                log.info("KEK %s is now current (was %s)", ring.current.id, self.ring.current.id)
+                self.register(ring.current)
+            self.ring = ring
+            return True
 
     def find(self, kek_id: str) -> Kek | None:
         """The KEK ``kek_id``, reloading the keyring once if it is not known yet."""
