@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from mirror.errors import DigestMismatch, RegistryError, UpstreamUnavailable
 from mirror.metrics import Metrics
@@ -128,11 +130,7 @@ class BlobService:
                         )
                     fill.started(blob.size)
                     verifier = Verifier(fill.digest, blob.size)
-                    async for chunk in blob.iter_chunks(self._chunk_size):
-                        verifier.update(chunk)
-                        await fill.writer.write(chunk)
-                        self._metrics.bytes_from_upstream.inc(len(chunk))
-                        fill.advanced(len(chunk))
+                    await self._copy(blob.iter_chunks(self._chunk_size), verifier, fill)
                     verifier.verify()
             await fill.writer.commit()
         except BaseException as exc:
@@ -161,6 +159,35 @@ class BlobService:
         finally:
             self._metrics.fills_in_progress.dec()
             self._fills.pop(fill.digest, None)
+
+    async def _copy(self, chunks: AsyncIterator[bytes], verifier: Verifier, fill: Fill) -> None:
+        """Hash and write each chunk off the event loop, in order, while the next one arrives.
+
+        Hashing and writing of chunk N run in worker threads (both release the GIL) in
+        parallel with each other and with the network read of chunk N+1.
+        """
+        loop = asyncio.get_running_loop()
+        pending: asyncio.Future[Any] | None = None
+        pending_size = 0
+        try:
+            async for chunk in chunks:
+                if pending is not None:
+                    await pending
+                    fill.advanced(pending_size)
+                pending = asyncio.gather(
+                    loop.run_in_executor(None, verifier.update, chunk), fill.writer.write(chunk)
+                )
+                pending_size = len(chunk)
+                self._metrics.bytes_from_upstream.inc(pending_size)
+            if pending is not None:
+                await pending
+                fill.advanced(pending_size)
+                pending = None
+        finally:
+            if pending is not None and not pending.done():
+                pending.cancel()
+                with contextlib.suppress(BaseException):
+                    await pending
 
     async def close(self) -> None:
         """Cancel fills still running (at shutdown); their temp files are discarded."""
