@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from mirror.oci.media import OCI_MANIFEST
+from mirror.oci.media import OCI_INDEX, OCI_MANIFEST
 
 
 def digest_of(data: bytes) -> str:
@@ -31,6 +31,8 @@ class FakeUpstream:
     # digest -> "corrupt" | "truncate" | "slow" | "503" | "429"
     blob_mode: dict[str, str] = field(default_factory=dict)
     manifest_mode: dict[str, str] = field(default_factory=dict)
+    # subject digest -> descriptors of the manifests that refer to it
+    referrers: dict[str, list[dict[str, object]]] = field(default_factory=dict)
     requests: Counter[tuple[str, str]] = field(default_factory=Counter)
     slow_chunk: int = 64 * 1024
     slow_delay: float = 0.01
@@ -77,6 +79,7 @@ class FakeUpstream:
         app.router.add_get("/v2/", self._ping)
         app.router.add_get(r"/v2/{name:.+}/manifests/{reference}", self._manifest)
         app.router.add_get(r"/v2/{name:.+}/blobs/{digest}", self._blob)
+        app.router.add_get(r"/v2/{name:.+}/referrers/{digest}", self._referrers)
         return app
 
     async def _ping(self, request: web.Request) -> web.Response:
@@ -101,6 +104,16 @@ class FakeUpstream:
         if request.method == "HEAD":
             return web.Response(headers={**headers, "Content-Length": str(len(body))})
         return web.Response(body=body, headers=headers)
+
+    async def _referrers(self, request: web.Request) -> web.Response:
+        """An upstream that does not apply the ``artifactType`` filter (the spec allows it)."""
+        self._count(request)
+        index = {
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX,
+            "manifests": self.referrers.get(request.match_info["digest"], []),
+        }
+        return web.json_response(index, content_type=OCI_INDEX)
 
     async def _blob(self, request: web.Request) -> web.StreamResponse:
         self._count(request)
