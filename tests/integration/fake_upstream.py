@@ -28,7 +28,7 @@ class FakeUpstream:
     blobs: dict[str, bytes] = field(default_factory=dict)
     manifests: dict[str, bytes] = field(default_factory=dict)
     tags: dict[tuple[str, str], str] = field(default_factory=dict)
-    # digest -> "corrupt" | "truncate" | "slow" | "503" | "429"
+    # digest -> "corrupt" | "truncate" | "truncate-once" | "slow" | "503" | "429"
     blob_mode: dict[str, str] = field(default_factory=dict)
     manifest_mode: dict[str, str] = field(default_factory=dict)
     # subject digest -> descriptors of the manifests that refer to it
@@ -134,10 +134,18 @@ class FakeUpstream:
             )
         if mode == "corrupt":
             data = bytes([data[0] ^ 0xFF]) + data[1:]
+        if mode == "truncate-once":
+            del self.blob_mode[digest]
         response = web.StreamResponse(headers={"Docker-Content-Digest": digest})
+        size = len(data)
+        offset = int(request.headers.get("Range", "bytes=0-")[6:].rstrip("-") or 0)
+        if offset:
+            response.set_status(206)
+            response.headers["Content-Range"] = f"bytes {offset}-{size - 1}/{size}"
+            data = data[offset:]
         response.content_length = len(data)
         await response.prepare(request)
-        if mode == "truncate":
+        if mode in ("truncate", "truncate-once"):
             await response.write(data[: len(data) // 2])
             await asyncio.sleep(0.05)
             assert request.transport is not None

@@ -320,3 +320,16 @@ async def test_pulls_are_recorded_for_retention(faulty: Mirror, fake: FakeUpstre
         async with http.head(f"{faulty.url}/v2/team/app/manifests/v1"):
             pass
     assert metadata.flush() == 0
+
+
+async def test_a_transfer_broken_mid_blob_is_resumed_with_range(
+    faulty: Mirror, fake: FakeUpstream
+) -> None:
+    data = os.urandom(1_000_000)
+    digest = fake.add_blob(data)
+    fake.blob_mode[digest] = "truncate-once"
+    status, body, _ = await fetch(f"{faulty.url}/v2/team/app/blobs/{digest}")
+    assert status == 200 and body == data
+    assert fake.count("GET", digest) == 2
+    assert faulty.metric("mirror_fills_resumed_total") == 1
+    assert faulty.metric("mirror_fills_committed_total") == 1
