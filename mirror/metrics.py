@@ -51,6 +51,9 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.fills_resumed = Counter(
+            "mirror_fills_resumed", "Blob transfers resumed with Range after breaking", registry=r
+        )
         self.digest_mismatches = Counter(
             "mirror_digest_mismatches",
             "Upstream content that did not match its digest",

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from mirror.errors import CorruptObject, DigestMismatch, RegistryError, UpstreamUnavailable
 from mirror.metrics import Metrics
@@ -46,6 +47,7 @@ class BlobService:
         *,
         chunk_size: int,
         fill_timeout: float,
+        resume_attempts: int = 3,
         on_commit: Callable[[Digest, int], None] | None = None,
     ) -> None:
         self._store = store
@@ -53,6 +55,7 @@ class BlobService:
         self._metrics = metrics
         self._chunk_size = chunk_size
         self._fill_timeout = fill_timeout
+        self._resume_attempts = resume_attempts
         self._on_commit = on_commit
         self._fills: dict[Digest, Fill] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -133,23 +136,9 @@ class BlobService:
         """Download, verify and commit one blob; runs on its own, whatever its clients do."""
         self._metrics.fills_started.inc()
         self._metrics.fills_in_progress.inc()
-        client = self._upstreams(target.upstream)
         try:
             async with asyncio.timeout(self._fill_timeout):
-                async with client.open_blob(target.repo, fill.digest) as blob:
-                    if blob.size is None:
-                        raise UpstreamUnavailable(
-                            "upstream blob answer has no Content-Length",
-                            detail={"digest": str(fill.digest)},
-                        )
-                    fill.started(blob.size)
-                    verifier = Verifier(fill.digest, blob.size)
-                    async for chunk in blob.iter_chunks(self._chunk_size):
-                        verifier.update(chunk)
-                        await fill.writer.write(chunk)
-                        self._metrics.bytes_from_upstream.inc(len(chunk))
-                        fill.advanced(len(chunk))
-                    verifier.verify()
+                await self._download(fill, target)
             await fill.writer.commit()
         except BaseException as exc:
             await fill.writer.abort()
@@ -177,6 +166,79 @@ class BlobService:
         finally:
             self._metrics.fills_in_progress.dec()
             self._fills.pop(fill.digest, None)
+
+    async def _download(self, fill: Fill, target: Target) -> None:
+        """Fetch the whole blob into the fill's writer and verify it.
+
+        A transfer that breaks mid-blob is resumed with ``Range`` from the last byte absorbed,
+        up to ``resume_attempts`` times; the hash carries on over the resumed bytes.
+        """
+        client = self._upstreams(target.upstream)
+        verifier: Verifier | None = None
+        attempt = 0
+        while True:
+            try:
+                async with client.open_blob(target.repo, fill.digest, fill.written) as blob:
+                    if blob.size is None:
+                        raise UpstreamUnavailable(
+                            "upstream blob answer has no Content-Length",
+                            detail={"digest": str(fill.digest)},
+                        )
+                    if verifier is None:
+                        fill.started(blob.size)
+                        verifier = Verifier(fill.digest, blob.size)
+                    elif blob.size != fill.size:
+                        raise DigestMismatch(
+                            str(fill.digest),
+                            "(size changed on resume)",
+                            expected_size=fill.size,
+                            actual_size=blob.size,
+                        )
+                    await self._copy(blob.iter_chunks(self._chunk_size), verifier, fill)
+                verifier.verify()
+                return
+            except UpstreamUnavailable as exc:
+                attempt += 1
+                if verifier is None or attempt > self._resume_attempts:
+                    raise
+                self._metrics.fills_resumed.inc()
+                log.warning(
+                    "resuming fill of %s at byte %d (attempt %d): %s",
+                    fill.digest,
+                    fill.written,
+                    attempt,
+                    exc,
+                )
+
+    async def _copy(self, chunks: AsyncIterator[bytes], verifier: Verifier, fill: Fill) -> None:
+        """Hash and write each chunk off the event loop, in order, while the next one arrives.
+
+        Hashing and writing of chunk N run in worker threads (both release the GIL) in
+        parallel with each other and with the network read of chunk N+1. When the transfer
+        breaks, the chunk in flight is still absorbed, so ``fill.written`` is exactly what the
+        writer and the hash have seen.
+        """
+        loop = asyncio.get_running_loop()
+        pending: asyncio.Future[Any] | None = None
+        pending_size = 0
+
+        async def drain() -> None:
+            nonlocal pending
+            if pending is not None:
+                job, pending = pending, None
+                await job
+                fill.advanced(pending_size)
+
+        try:
+            async for chunk in chunks:
+                await drain()
+                pending = asyncio.gather(
+                    loop.run_in_executor(None, verifier.update, chunk), fill.writer.write(chunk)
+                )
+                pending_size = len(chunk)
+                self._metrics.bytes_from_upstream.inc(pending_size)
+        finally:
+            await drain()
 
     async def close(self) -> None:
         """Cancel fills still running (at shutdown); their temp files are discarded."""
