@@ -1,0 +1,1 @@
+"""Pure cryptography: signed bearer tokens and slow salted hashes of secrets."""
