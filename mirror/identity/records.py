@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from mirror.crypto.secrets import SecretHash
 from mirror.errors import ErrorCode, RegistryError
+from mirror.oci.names import is_host, validate_name
 
 ADMINISTRATORS = "administrators"
 # Tenancy namespaces are one repository-name component without dots, so they never look like
@@ -37,6 +38,19 @@ def user_name(value: object) -> str:
 def group_name(value: object) -> str:
     """A valid group or policy name, or ``REQUEST_INVALID``."""
     return _check(_GROUP, "group", value)
+
+
+def repository_name(value: object) -> str:
+    """A repository name inside a tenancy: a distribution name, optionally after a registry
+    host (the default tenancy's proxy repositories: ``127.0.0.1:5000/test/app``)."""
+    if not isinstance(value, str):
+        raise RegistryError(ErrorCode.NAME_INVALID, detail={"name": value})
+    first, sep, rest = value.partition("/")
+    if sep and is_host(first):
+        validate_name(rest)
+    else:
+        validate_name(value)
+    return value
 
 
 @dataclass(frozen=True, slots=True)

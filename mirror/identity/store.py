@@ -28,6 +28,7 @@ from mirror.identity.records import (
     User,
     format_token,
     group_name,
+    repository_name,
     tenancy_name,
     user_name,
 )
@@ -317,7 +318,7 @@ class IdentityStore:
         self, tenancy: str, name: str, now: float, *, public: bool = False, exist_ok: bool = False
     ) -> Repository:
         self.require_tenancy(tenancy)
-        validate_name(name)
+        repository_name(name)
         with self._db.transact():
             found = self.repository(tenancy, name)
             if found is not None:

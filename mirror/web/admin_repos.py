@@ -10,8 +10,7 @@ from aiohttp import web
 
 from mirror.auth.access import RepoRef
 from mirror.errors import ErrorCode, RegistryError
-from mirror.identity.records import PullThroughRule
-from mirror.oci.names import validate_name
+from mirror.identity.records import PullThroughRule, repository_name
 from mirror.policy.grammar import Verb
 from mirror.web.admin import PREFIX, as_tenancy_admin, body, caller, deny, ok
 from mirror.web.auth import AUTH
@@ -42,9 +41,8 @@ async def delete_policy(request: web.Request) -> web.Response:
 
 
 def _repo_ref(tenancy: str, name: object) -> RepoRef:
-    if not isinstance(name, str):
-        raise RegistryError(ErrorCode.REQUEST_INVALID, "name: expected a repository name")
-    return RepoRef(tenancy, validate_name(name), f"{tenancy}/{name}")
+    valid = repository_name(name)
+    return RepoRef(tenancy, valid, f"{tenancy}/{valid}")
 
 
 def _managing(request: web.Request, name: object) -> RepoRef:
