@@ -22,6 +22,7 @@ from .test_auth_tokens import basic
 pytestmark = pytest.mark.integration
 
 BOT = ("acme-bot", "acme-upstream-s3cret")
+ONLY_OTHER = "target.repo.name = 'priv/corp/other'"
 ACCEPT = {"Accept": "application/vnd.oci.image.manifest.v1+json"}
 
 
@@ -81,9 +82,7 @@ async def world(
             *mirror.user(
                 "acme",
                 "carol",
-                policy=[
-                    "allow any-user to read repos in tenancy where target.repo.name = 'priv/corp/other'"
-                ],
+                policy=[f"allow any-user to read repos in tenancy where {ONLY_OTHER}"],
             )
         ),
         "bob": basic(
@@ -134,7 +133,7 @@ async def test_knowing_a_private_digest_is_not_access(
 async def test_public_proxy_pulls_anonymously_and_proves_content_per_repository(
     world: Any, upstream_registry: Registry
 ) -> None:
-    mirror, _, users = world
+    mirror, _, _ = world
     ns = f"?ns={upstream_registry.host}"
 
     assert await status_of(mirror, f"/v2/pub/other/manifests/v1{ns}", {}) == 200
