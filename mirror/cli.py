@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from mirror.admincli import add_admin_parser, run_admin
 from mirror.config import Config, ConfigError, load_config
 
 log = logging.getLogger("mirror")
@@ -43,6 +44,8 @@ def parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--default-upstream", help="upstream host for bare repository names")
     serve.add_argument("--tag-ttl", type=float, help="seconds before a tag is revalidated")
+
+    add_admin_parser(commands)
 
     demo = commands.add_parser("demo", help="pull through the mirror from a local origin, twice")
     demo.add_argument("--work-dir", type=Path, help="keep files here (default: a temp dir)")
@@ -126,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"mirror: cannot serve on {config.server.listen}: {exc}", file=sys.stderr)
             return 1
         return 0
+    if args.command == "admin":
+        return run_admin(args)
     if args.command == "demo":
         from mirror.demo import run_demo
 

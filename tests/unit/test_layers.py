@@ -36,6 +36,7 @@ LAYERS: dict[str, int] = {
     "mirror.app": 4,
     "mirror.app_auth": 4,
     "mirror.cli": 5,
+    "mirror.admincli": 5,
     "mirror.demo": 5,
     "mirror.__main__": 6,
 }
