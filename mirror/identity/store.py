@@ -1,89 +1,34 @@
-"""The identity store: records in an embedded diskcache (SQLite) database of their own.
+"""The identity store: tenancies, users, groups and auth tokens in an embedded diskcache
+(SQLite) database of their own, with the tenancy resources of :class:`TenancyResources`.
 
 Keys are tuples whose second element is the tenancy, so a tenancy's records are found and
-deleted together. The hot lookups of every request (groups of a user, a tenancy's parsed
-statements, rules, repositories) are memoised and forgotten on any write.
+deleted together.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from dataclasses import replace
-from pathlib import Path
-from typing import Any, TypeVar
-
-import diskcache
 
 from mirror.crypto.secrets import DEFAULT_COST, hash_secret, new_token_id, new_token_secret
 from mirror.errors import ErrorCode, RegistryError
+from mirror.identity.base import exists, unknown
 from mirror.identity.records import (
     ADMINISTRATORS,
     MAX_ACTIVE_TOKENS,
     AuthToken,
     Group,
-    Policy,
-    PullThroughRule,
-    Repository,
     Tenancy,
     User,
     format_token,
     group_name,
-    repository_name,
     tenancy_name,
     user_name,
 )
-from mirror.oci.names import validate_name
-from mirror.policy.grammar import PolicyError, Statement, parse_statements
-
-T = TypeVar("T")
+from mirror.identity.resources import TenancyResources
 
 
-def _unknown(kind: str, **detail: str) -> RegistryError:
-    return RegistryError(ErrorCode.RESOURCE_UNKNOWN, f"{kind} unknown", detail=detail)
-
-
-def _exists(kind: str, **detail: str) -> RegistryError:
-    return RegistryError(ErrorCode.RESOURCE_EXISTS, f"{kind} already exists", detail=detail)
-
-
-class IdentityStore:
+class IdentityStore(TenancyResources):
     """Tenancies and everything in them. One instance per process, closed explicitly."""
-
-    def __init__(self, directory: Path) -> None:
-        self._db = diskcache.Cache(str(directory), eviction_policy="none", size_limit=2**40)
-        self._memo: dict[tuple[Any, ...], Any] = {}
-
-    def close(self) -> None:
-        self._db.close()
-
-    # Plumbing ---------------------------------------------------------------------------
-
-    def _get(self, key: tuple[str, ...], kind: type[T]) -> T | None:
-        value = self._db.get(key)
-        return value if isinstance(value, kind) else None
-
-    def _put(self, key: tuple[str, ...], value: object) -> None:
-        self._db.set(key, value)
-        self._memo.clear()
-
-    def _delete(self, key: tuple[str, ...]) -> None:
-        self._db.delete(key)
-        self._memo.clear()
-
-    def _scan(self, kind: str, tenancy: str, cls: type[T]) -> list[T]:
-        found = [
-            value
-            for key in self._db.iterkeys()
-            if isinstance(key, tuple) and key[:2] == (kind, tenancy)
-            if isinstance(value := self._db.get(key), cls)
-        ]
-        return sorted(found, key=repr)
-
-    def _memoised(self, key: tuple[Any, ...], compute: Callable[[], T]) -> T:
-        if key not in self._memo:
-            self._memo[key] = compute()
-        value: T = self._memo[key]
-        return value
 
     # Tenancies --------------------------------------------------------------------------
 
@@ -92,20 +37,11 @@ class IdentityStore:
         tenancy_name(name)
         with self._db.transact():
             if self.tenancy(name) is not None:
-                raise _exists("tenancy", tenancy=name)
+                raise exists("tenancy", tenancy=name)
             record = Tenancy(name, now)
             self._put(("tenancy", name), record)
             self._put(("group", name, ADMINISTRATORS), Group(name, ADMINISTRATORS))
         return record
-
-    def tenancy(self, name: str) -> Tenancy | None:
-        return self._memoised(("tenancy", name), lambda: self._get(("tenancy", name), Tenancy))
-
-    def require_tenancy(self, name: str) -> Tenancy:
-        found = self.tenancy(name)
-        if found is None:
-            raise _unknown("tenancy", tenancy=name)
-        return found
 
     def tenancies(self) -> list[Tenancy]:
         return sorted(
@@ -137,7 +73,7 @@ class IdentityStore:
         user_name(name)
         with self._db.transact():
             if self.user(tenancy, name) is not None:
-                raise _exists("user", user=f"{tenancy}/{name}")
+                raise exists("user", user=f"{tenancy}/{name}")
             record = User(tenancy, name, now)
             self._put(("user", tenancy, name), record)
         return record
@@ -150,7 +86,7 @@ class IdentityStore:
     def require_user(self, tenancy: str, name: str) -> User:
         found = self.user(tenancy, name)
         if found is None:
-            raise _unknown("user", user=f"{tenancy}/{name}")
+            raise unknown("user", user=f"{tenancy}/{name}")
         return found
 
     def users(self, tenancy: str) -> list[User]:
@@ -173,7 +109,7 @@ class IdentityStore:
         group_name(name)
         with self._db.transact():
             if self.group(tenancy, name) is not None:
-                raise _exists("group", group=name)
+                raise exists("group", group=name)
             record = Group(tenancy, name)
             self._put(("group", tenancy, name), record)
         return record
@@ -184,7 +120,7 @@ class IdentityStore:
     def require_group(self, tenancy: str, name: str) -> Group:
         found = self.group(tenancy, name)
         if found is None:
-            raise _unknown("group", group=name)
+            raise unknown("group", group=name)
         return found
 
     def groups(self, tenancy: str) -> list[Group]:
@@ -258,7 +194,7 @@ class IdentityStore:
     def revoke_token(self, tenancy: str, user: str, token_id: str, now: float) -> AuthToken:
         token = self.token(token_id)
         if token is None or (token.tenancy, token.user) != (tenancy, user):
-            raise _unknown("token", token=token_id)
+            raise unknown("token", token=token_id)
         if token.revoked_at is None:
             token = replace(token, revoked_at=now)
             self._put(("token", token_id), token)
@@ -270,119 +206,6 @@ class IdentityStore:
         if token is not None and (token.last_used_at or 0.0) + resolution <= now:
             self._put(("token", token_id), replace(token, last_used_at=now))
 
-    # Policies ---------------------------------------------------------------------------
-
-    def set_policy(self, tenancy: str, name: str, statements: object) -> Policy:
-        """Create or replace a policy; every statement must parse or nothing is saved."""
-        self.require_tenancy(tenancy)
-        group_name(name)
-        if not isinstance(statements, list) or not all(isinstance(s, str) for s in statements):
-            raise RegistryError(ErrorCode.REQUEST_INVALID, "statements: expected a list of strings")
-        try:
-            parse_statements(statements)
-        except PolicyError as exc:
-            raise RegistryError(
-                ErrorCode.POLICY_INVALID,
-                str(exc),
-                detail={
-                    "statement": exc.index,
-                    "column": exc.column,
-                    "expected": exc.expected,
-                    "found": exc.found,
-                },
-            ) from None
-        record = Policy(tenancy, name, tuple(statements))
-        self._put(("policy", tenancy, name), record)
-        return record
-
-    def policies(self, tenancy: str) -> list[Policy]:
-        return self._scan("policy", tenancy, Policy)
-
-    def delete_policy(self, tenancy: str, name: str) -> None:
-        if self._get(("policy", tenancy, name), Policy) is None:
-            raise _unknown("policy", policy=name)
-        self._delete(("policy", tenancy, name))
-
-    def statements(self, tenancy: str) -> tuple[Statement, ...]:
-        """Every parsed statement of the tenancy's policies."""
-        return self._memoised(
-            ("statements", tenancy),
-            lambda: tuple(
-                s for p in self.policies(tenancy) for s in parse_statements(list(p.statements))
-            ),
-        )
-
-    # Repositories -----------------------------------------------------------------------
-
-    def create_repository(
-        self, tenancy: str, name: str, now: float, *, public: bool = False, exist_ok: bool = False
-    ) -> Repository:
-        self.require_tenancy(tenancy)
-        repository_name(name)
-        with self._db.transact():
-            found = self.repository(tenancy, name)
-            if found is not None:
-                if exist_ok:
-                    return found
-                raise _exists("repository", repository=f"{tenancy}/{name}")
-            record = Repository(tenancy, name, public, now)
-            self._put(("repo", tenancy, name), record)
-        return record
-
-    def repository(self, tenancy: str, name: str) -> Repository | None:
-        return self._memoised(
-            ("repo", tenancy, name), lambda: self._get(("repo", tenancy, name), Repository)
-        )
-
-    def repositories(self, tenancy: str) -> list[Repository]:
-        return self._scan("repo", tenancy, Repository)
-
-    def set_public(self, tenancy: str, name: str, public: bool) -> Repository:
-        record = self.repository(tenancy, name)
-        if record is None:
-            raise _unknown("repository", repository=f"{tenancy}/{name}")
-        record = replace(record, public=public)
-        self._put(("repo", tenancy, name), record)
-        return record
-
-    def delete_repository(self, tenancy: str, name: str) -> None:
-        if self.repository(tenancy, name) is None:
-            raise _unknown("repository", repository=f"{tenancy}/{name}")
-        self._delete(("repo", tenancy, name))
-
-    # Pull-through rules -----------------------------------------------------------------
-
-    def create_rule(self, rule: PullThroughRule) -> PullThroughRule:
-        self.require_tenancy(rule.tenancy)
-        validate_name(rule.prefix)
-        if not rule.url.startswith(("http://", "https://")):
-            raise RegistryError(ErrorCode.REQUEST_INVALID, "url: expected http(s)://...")
-        if (rule.username is None) != (rule.password is None):
-            raise RegistryError(ErrorCode.REQUEST_INVALID, "set username and password, or neither")
-        with self._db.transact():
-            if self.rule(rule.tenancy, rule.prefix) is not None:
-                raise _exists("rule", prefix=rule.prefix)
-            self._put(("rule", rule.tenancy, rule.prefix), rule)
-        return rule
-
-    def rule(self, tenancy: str, prefix: str) -> PullThroughRule | None:
-        return self._get(("rule", tenancy, prefix), PullThroughRule)
-
-    def rules(self, tenancy: str) -> list[PullThroughRule]:
-        return self._memoised(
-            ("rules", tenancy), lambda: self._scan("rule", tenancy, PullThroughRule)
-        )
-
-    def rule_by_key(self, key: str) -> PullThroughRule | None:
-        """The rule whose upstream key (``<tenancy>/<prefix>``) is ``key``."""
-        tenancy, _, prefix = key.partition("/")
-        return self.rule(tenancy, prefix) if prefix else None
-
-    def delete_rule(self, tenancy: str, prefix: str) -> None:
-        if self.rule(tenancy, prefix) is None:
-            raise _unknown("rule", prefix=prefix)
-        self._delete(("rule", tenancy, prefix))
-
     # Bootstrap --------------------------------------------------------------------------
 
     def bootstrapped(self) -> bool:
@@ -390,7 +213,3 @@ class IdentityStore:
 
     def mark_bootstrapped(self) -> None:
         self._put(("bootstrap",), True)
-
-    def keys(self) -> Iterator[tuple[Any, ...]]:
-        """Every key (for tests and diagnostics)."""
-        yield from self._db.iterkeys()
