@@ -9,11 +9,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from aiohttp import web
 
+from mirror.app_auth import open_auth, print_once
 from mirror.clock import Clock, SystemClock
 from mirror.config import Config, UpstreamConfig
 from mirror.metrics import Metrics
@@ -25,6 +26,9 @@ from mirror.storage import open_store
 from mirror.store.metadata import Metadata
 from mirror.upstream.client import UpstreamClient
 from mirror.upstream.endpoint import UpstreamEndpoint
+from mirror.upstream.pool import UpstreamPool
+from mirror.web.auth import AUTH
+from mirror.web.auth_routes import install_auth
 from mirror.web.context import SERVICES, Services
 from mirror.web.errors import common_headers, errors_middleware
 from mirror.web.routes import add_routes
@@ -63,13 +67,22 @@ async def _flush_last_pulls(metadata: Metadata, interval: float) -> None:
 
 
 def build_app(
-    config: Config, *, clock: Clock | None = None, metrics: Metrics | None = None
+    config: Config,
+    *,
+    clock: Clock | None = None,
+    metrics: Metrics | None = None,
+    announce: Callable[[str], None] = print_once,
 ) -> web.Application:
-    """The mirror as an aiohttp application (resources open on startup, close on cleanup)."""
+    """The mirror as an aiohttp application (resources open on startup, close on cleanup).
+
+    With ``auth.enabled`` the first start's administrator token goes to ``announce``.
+    """
     app = web.Application(middlewares=[errors_middleware])
     clock = clock or SystemClock()
     metrics = metrics or Metrics()
     add_routes(app)
+    if config.auth.enabled:
+        install_auth(app)
     app.on_response_prepare.append(common_headers)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
@@ -86,10 +99,18 @@ def build_app(
             client = UpstreamClient(endpoint_of(upstream), on_response=count)
             await client.start()
             clients[upstream.host] = client
+
+        def make_client(endpoint: UpstreamEndpoint) -> UpstreamClient:
+            def count(method: str, status: int, host: str = endpoint.host) -> None:
+                metrics.upstream_requests.labels(host, method, str(status)).inc()
+
+            return UpstreamClient(endpoint, on_response=count)
+
+        pool = UpstreamPool(clients, make_client)
         cache = config.cache
         blobs = BlobService(
             store,
-            clients.__getitem__,
+            pool.get,
             metrics,
             chunk_size=config.storage.chunk_size,
             fill_timeout=cache.fill_timeout,
@@ -97,7 +118,7 @@ def build_app(
         manifests = ManifestService(
             store,
             metadata,
-            clients.__getitem__,
+            pool.get,
             metrics,
             clock,
             tag_ttl=cache.tag_ttl,
@@ -105,14 +126,17 @@ def build_app(
         )
         listing = ListingService(
             metadata,
-            clients.__getitem__,
+            pool.get,
             metrics,
             clock,
             ttl=cache.tag_ttl,
             max_stale=cache.max_stale,
         )
+        router = router_of(config)
+        if config.auth.enabled:
+            app[AUTH] = open_auth(config, router, metadata, pool, clock, announce)
         app[SERVICES] = Services(
-            router_of(config),
+            router,
             blobs,
             manifests,
             listing,
@@ -130,6 +154,9 @@ def build_app(
             with contextlib.suppress(asyncio.CancelledError):
                 await flusher
             await blobs.close()
+            await pool.close()
+            if AUTH in app:
+                app[AUTH].identity.close()
             for client in clients.values():
                 await client.close()
             metadata.close()

@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mirror import admin
+from mirror import maintenance
+from mirror.admincli import add_admin_parser, run_admin
 from mirror.config import Config, ConfigError, load_config
 from mirror.crypto.keys import KeyringError
 from mirror.tls import TlsError, server_context
@@ -47,9 +48,11 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--default-upstream", help="upstream host for bare repository names")
     serve.add_argument("--tag-ttl", type=float, help="seconds before a tag is revalidated")
 
+    add_admin_parser(commands)
+
     demo = commands.add_parser("demo", help="pull through the mirror from a local origin, twice")
     demo.add_argument("--work-dir", type=Path, help="keep files here (default: a temp dir)")
-    admin.add_commands(commands)
+    maintenance.add_commands(commands)
     return top
 
 
@@ -139,8 +142,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"mirror: cannot serve on {config.server.listen}: {exc}", file=sys.stderr)
             return 1
         return 0
-    if args.command in admin.COMMANDS:
-        return admin.run(args)
+    if args.command in maintenance.COMMANDS:
+        return maintenance.run(args)
+    if args.command == "admin":
+        return run_admin(args)
     if args.command == "demo":
         from mirror.demo import run_demo
 

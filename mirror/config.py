@@ -9,6 +9,7 @@ import dataclasses
 import ipaddress
 import math
 import os
+import re
 import tomllib
 import types
 from collections.abc import Mapping
@@ -19,6 +20,7 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 from mirror.oci.names import is_host
 
 MiB = 1024 * 1024
+_TENANCY = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 
 
 class ConfigError(Exception):
@@ -114,6 +116,35 @@ class UpstreamConfig:
     verify_tls: bool = True
 
 
+@dataclass(frozen=True)
+class AuthConfig:
+    """Tenancies, users, auth tokens and policies. Off: anonymous pull-through, as before."""
+
+    # Require credentials or bearer tokens on the registry API; serve /auth/token and /admin/v1.
+    enabled: bool = False
+    # Token service name: the challenge's service=, the tokens' issuer and audience.
+    service: str = "mirror"
+    # Token endpoint URL sent to clients; "" derives it from the request's Host header.
+    realm: str = ""
+    # Seconds a bearer token is valid.
+    token_ttl: float = 300.0
+    # Ed25519 private key (PEM) signing bearer tokens; "" = <data_dir>/auth/signing-key.pem.
+    signing_key: str = ""
+    # Tenancy of ?ns=, host-prefixed and bare names (node-local mode); "" refuses those names.
+    default_tenancy: str = ""
+    # Anyone, without credentials, may pull the default tenancy's proxy repositories.
+    public_proxy: bool = False
+    # Tenancy created at first start; its administrators administer every tenancy.
+    admin_tenancy: str = "admin"
+    # Failed logins from one source within failed_login_window seconds before it is refused.
+    max_failed_logins: int = 10
+    failed_login_window: float = 60.0
+    # Seconds a source that failed too often is refused (429 with Retry-After).
+    lockout: float = 60.0
+    # scrypt cost N (a power of two) of stored auth token hashes.
+    hash_cost: int = 16384
+
+
 def _default_upstreams() -> tuple[UpstreamConfig, ...]:
     return (
         UpstreamConfig(
@@ -137,6 +168,7 @@ class Config:
     cache: CacheConfig = field(default_factory=CacheConfig)
     encryption: EncryptionConfig = field(default_factory=EncryptionConfig)
     upstreams: tuple[UpstreamConfig, ...] = field(default_factory=_default_upstreams)
+    auth: AuthConfig = field(default_factory=AuthConfig)
     # Upstream host used for bare names (no ?ns= and no host path prefix); "" for none.
     default_upstream: str = "docker.io"
 
@@ -175,7 +207,27 @@ class Config:
         for name in ("tag_ttl", "max_stale", "fill_timeout", "last_pull_flush_interval"):
             if getattr(self.cache, name) < 0:
                 raise ConfigError(f"cache.{name}: must not be negative")
+        self._validate_auth()
         return self
+
+    def _validate_auth(self) -> None:
+        auth = self.auth
+        cost = auth.hash_cost
+        if cost < 2 or cost & (cost - 1):
+            raise ConfigError("auth.hash_cost: must be a power of two >= 2")
+        for name in ("token_ttl", "failed_login_window", "lockout"):
+            if getattr(auth, name) <= 0:
+                raise ConfigError(f"auth.{name}: must be positive")
+        if auth.max_failed_logins < 1:
+            raise ConfigError("auth.max_failed_logins: must be at least 1")
+        for name in ("default_tenancy", "admin_tenancy"):
+            value = getattr(auth, name)
+            if value and not _TENANCY.fullmatch(value):
+                raise ConfigError(f"auth.{name}: not a tenancy name: {value!r}")
+        if auth.enabled and not auth.admin_tenancy:
+            raise ConfigError("auth.admin_tenancy: required when auth is enabled")
+        if auth.realm and not auth.realm.startswith(("http://", "https://")):
+            raise ConfigError(f"auth.realm: expected http(s)://..., got {auth.realm!r}")
 
 
 def _is_loopback(host: str) -> bool:
@@ -305,11 +357,12 @@ def _build(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
 def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     """Collect ``MIRROR_<SECTION>_<KEY>`` (and ``MIRROR_DEFAULT_UPSTREAM``) into a nested dict."""
     result: dict[str, Any] = {}
-    sections = {
+    sections: dict[str, type] = {
         "server": ServerConfig,
         "storage": StorageConfig,
         "cache": CacheConfig,
         "encryption": EncryptionConfig,
+        "auth": AuthConfig,
     }
     for section, cls in sections.items():
         for f in dataclasses.fields(cls):

@@ -33,6 +33,12 @@ class ErrorCode(enum.Enum):
     PAGINATION_NUMBER_INVALID = (400, "invalid number of results requested")
     UNAVAILABLE = (503, "upstream registry unavailable")
     UNKNOWN = (500, "unknown error")
+    # Administration API (identity, policies, repositories, pull-through rules).
+    RESOURCE_UNKNOWN = (404, "resource unknown")
+    RESOURCE_EXISTS = (409, "resource already exists")
+    LIMIT_EXCEEDED = (409, "limit exceeded")
+    REQUEST_INVALID = (400, "request invalid")
+    POLICY_INVALID = (400, "policy statement does not parse")
 
     @property
     def status(self) -> int:

@@ -1,1 +1,2 @@
-"""Encryption at rest: key-encryption keys, the chunked AEAD object format, key sources."""
+"""Pure cryptography: the chunked AEAD object format and key-encryption keys (encryption at
+rest), key sources, signed bearer tokens and slow salted hashes of secrets."""

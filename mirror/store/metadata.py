@@ -7,7 +7,7 @@ flushed every few seconds (and at close), so a crash loses at most one flush int
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -96,6 +96,30 @@ class Metadata:
         for key in self._db.iterkeys():
             if isinstance(key, tuple) and key[0] == "repo":
                 yield key[1], key[2]
+
+    # Repository links: content a repository is known to reference (authorisation-aware cache)
+
+    def link(self, upstream: str, repo: str, digests: Iterable[str]) -> None:
+        """Record that ``repo`` at ``upstream`` references these manifests and blobs."""
+        for digest in digests:
+            key = ("link", upstream, repo, digest)
+            if key not in self._db:
+                self._db.set(key, True)
+
+    def linked(self, upstream: str, repo: str, digest: str) -> bool:
+        """Whether ``repo`` at ``upstream`` is known to reference ``digest``."""
+        return ("link", upstream, repo, digest) in self._db
+
+    def unlink(self, upstream: str, repo: str) -> int:
+        """Forget every link of ``repo`` at ``upstream``; returns how many."""
+        keys = [
+            key
+            for key in self._db.iterkeys()
+            if isinstance(key, tuple) and key[:3] == ("link", upstream, repo)
+        ]
+        for key in keys:
+            self._db.delete(key)
+        return len(keys)
 
     # Passed-through responses -----------------------------------------------------------
 
