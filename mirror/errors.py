@@ -33,6 +33,11 @@ class ErrorCode(enum.Enum):
     PAGINATION_NUMBER_INVALID = (400, "invalid number of results requested")
     UNAVAILABLE = (503, "upstream registry unavailable")
     UNKNOWN = (500, "unknown error")
+    # The mirror's admin API (retention policies), answered in the same body shape.
+    POLICY_UNKNOWN = (404, "retention policy unknown")
+    POLICY_INVALID = (400, "retention policy invalid")
+    POLICY_CONFLICT = (409, "retention policy conflict")
+    RETENTION_BUSY = (409, "the data directory is in use by a running mirror")
 
     @property
     def status(self) -> int:

@@ -3,22 +3,30 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+from collections import Counter
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 
 from mirror.errors import DigestMismatch, RegistryError, UpstreamUnavailable
 from mirror.metrics import Metrics
 from mirror.oci.digest import Digest
-from mirror.pullthrough.fill import Fill
+from mirror.pullthrough.fill import Fill, FillFailed
+from mirror.pullthrough.guard import Guarded
 from mirror.pullthrough.singleflight import SingleFlight
 from mirror.ranges import ByteRange, resolve_range
 from mirror.routing import Target
-from mirror.store.blobs import BlobStore, RangeReader, iter_range
+from mirror.store.blobs import BlobStore, BlobWriter, RangeReader, iter_range
 from mirror.upstream.client import UpstreamClient
 from mirror.verify import Verifier
 
 log = logging.getLogger(__name__)
+
+
+def _reason(exc: OSError) -> str:
+    """A metric label for why the disk refused: the errno name (``ENOSPC``)."""
+    return errno.errorcode.get(exc.errno or 0, "OSError")
 
 
 # Looks up the client of an upstream by its canonical host.
@@ -55,6 +63,9 @@ class BlobService:
         self._fill_timeout = fill_timeout
         self._on_commit = on_commit
         self._fills: dict[Digest, Fill] = {}
+        # Blobs being served, by digest: retention leaves them alone.
+        self._leases: Counter[str] = Counter()
+        self._spills_reported: set[Digest] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._heads: SingleFlight[int] = SingleFlight()
 
@@ -73,17 +84,64 @@ class BlobService:
             (target.upstream, digest), lambda: client.head_blob(target.repo, digest)
         )
 
+    def in_use(self, digest: str) -> bool:
+        """Whether a blob is being filled or served now (retention must not delete it)."""
+        return self._leases[digest] > 0 or any(str(d) == digest for d in self._fills)
+
+    def _lease(self, digest: Digest) -> Callable[[], None]:
+        """Hold ``digest`` in use until the returned release is called (once)."""
+        key = str(digest)
+        self._leases[key] += 1
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self._leases[key] -= 1
+                if self._leases[key] <= 0:
+                    del self._leases[key]
+
+        return release
+
     async def open(
         self, target: Target, digest: Digest, range_spec: tuple[int | None, int | None] | None
     ) -> BlobBody:
-        """Open the blob for sending, the whole of it or one range."""
+        """Open the blob for sending, the whole of it or one range.
+
+        The body holds a lease on the blob until it is exhausted or closed.
+        """
+        release = self._lease(digest)
+        try:
+            return await self._open(target, digest, range_spec, release)
+        except BaseException:
+            release()
+            raise
+
+    async def _open(
+        self,
+        target: Target,
+        digest: Digest,
+        range_spec: tuple[int | None, int | None] | None,
+        release: Callable[[], None],
+    ) -> BlobBody:
         opened = await self._store.open(digest)
         if opened is not None:
             reader, size = opened
-            byte_range = resolve_range(range_spec, size) if range_spec else None
+            try:
+                byte_range = resolve_range(range_spec, size) if range_spec else None
+            except BaseException:
+                await reader.close()
+                raise
             self._metrics.cache_hits.labels("blob").inc()
             first, last = (byte_range.first, byte_range.last) if byte_range else (0, size - 1)
-            return BlobBody(size, byte_range, self._warm(reader, first, last), True)
+
+            async def close_warm() -> None:
+                release()
+                await reader.close()
+
+            chunks = Guarded(self._warm(reader, first, last), close_warm)
+            return BlobBody(size, byte_range, chunks, True)
         fill = self._fills.get(digest)
         if fill is None:
             self._metrics.cache_misses.labels("blob").inc()
@@ -93,20 +151,61 @@ class BlobService:
         size = await fill.wait_started()
         byte_range = resolve_range(range_spec, size) if range_spec else None
         first, last = (byte_range.first, byte_range.last) if byte_range else (0, size - 1)
-        return BlobBody(size, byte_range, fill.stream(first, last, self._chunk_size), False)
+        if not fill.can_serve(first):
+            # The fill stopped caching and no longer holds these bytes: go to upstream alone.
+            self._metrics.uncached_streams.labels("late_joiner").inc()
+            inner = self._direct(target, digest, size, first, last)
+        else:
+            inner = fill.stream(first, last, self._chunk_size)
+
+        async def close_fill() -> None:
+            release()
+            await inner.aclose()
+
+        return BlobBody(size, byte_range, Guarded(inner, close_fill), False)
 
     async def _warm(
         self, reader: RangeReader, first: int, last: int
     ) -> AsyncGenerator[bytes, None]:
+        async for chunk in iter_range(reader, first, last, self._chunk_size):
+            self._metrics.bytes_from_cache.inc(len(chunk))
+            yield chunk
+
+    async def _direct(
+        self, target: Target, digest: Digest, size: int, first: int, last: int
+    ) -> AsyncGenerator[bytes, None]:
+        """Bytes ``first..last`` straight from upstream, uncached but verified: the whole blob
+        is hashed and the last chunk held until it matched."""
+        client = self._upstreams(target.upstream)
+        verifier = Verifier(digest, size)
+        held = b""
+        offset = 0
         try:
-            async for chunk in iter_range(reader, first, last, self._chunk_size):
-                self._metrics.bytes_from_cache.inc(len(chunk))
-                yield chunk
-        finally:
-            await reader.close()
+            async with client.open_blob(target.repo, digest) as blob:
+                async for chunk in blob.iter_chunks(self._chunk_size):
+                    verifier.update(chunk)
+                    self._metrics.bytes_from_upstream.inc(len(chunk))
+                    part = chunk[max(first - offset, 0) : max(last + 1 - offset, 0)]
+                    offset += len(chunk)
+                    if part:
+                        if held:
+                            yield held
+                        held = part
+            verifier.verify()
+        except (RegistryError, DigestMismatch) as exc:
+            raise FillFailed(digest, exc) from exc
+        if held:
+            yield held
 
     def _start_fill(self, target: Target, digest: Digest) -> Fill:
-        fill = Fill(digest, self._store.create(digest), lambda: self._store.open(digest))
+        try:
+            writer: BlobWriter | None = self._store.create(digest)
+        except OSError as exc:
+            # Not even a temp file: relay this blob to its readers from memory.
+            log.warning("cannot cache %s (%s); streaming it uncached", digest, exc)
+            self._metrics.uncached_streams.labels(_reason(exc)).inc()
+            writer = None
+        fill = Fill(digest, writer, lambda: self._store.open(digest))
         self._fills[digest] = fill
         task = asyncio.create_task(self._run_fill(fill, target))
         self._tasks.add(task)
@@ -127,16 +226,19 @@ class BlobService:
                             detail={"digest": str(fill.digest)},
                         )
                     fill.started(blob.size)
+                    await fill.reserve(blob.size)
+                    self._note_spill(fill)
                     verifier = Verifier(fill.digest, blob.size)
                     async for chunk in blob.iter_chunks(self._chunk_size):
                         verifier.update(chunk)
-                        await fill.writer.write(chunk)
+                        await fill.append(chunk)
+                        self._note_spill(fill)
                         self._metrics.bytes_from_upstream.inc(len(chunk))
-                        fill.advanced(len(chunk))
                     verifier.verify()
-            await fill.writer.commit()
+                committed = await fill.complete()
+                self._note_spill(fill)
         except BaseException as exc:
-            await fill.writer.abort()
+            await fill.discard()
             reason = type(exc).__name__
             if isinstance(exc, DigestMismatch):
                 self._metrics.digest_mismatches.labels("blob").inc()
@@ -154,13 +256,26 @@ class BlobService:
             if not isinstance(exc, Exception):
                 raise
         else:
-            self._metrics.fills_committed.inc()
-            fill.finished()
-            if self._on_commit is not None:
-                self._on_commit(fill.digest, fill.written)
+            if committed:
+                self._metrics.fills_committed.inc()
+                if self._on_commit is not None:
+                    self._on_commit(fill.digest, fill.written)
         finally:
             self._metrics.fills_in_progress.dec()
             self._fills.pop(fill.digest, None)
+            self._spills_reported.discard(fill.digest)
+
+    def _note_spill(self, fill: Fill) -> None:
+        """Report, once, that a fill stopped caching."""
+        if fill.spilled is not None and fill.digest not in self._spills_reported:
+            self._spills_reported.add(fill.digest)
+            log.warning(
+                "cannot cache %s (%s); relaying it to its %d reader(s) uncached",
+                fill.digest,
+                fill.spilled,
+                fill.readers,
+            )
+            self._metrics.uncached_streams.labels(_reason(fill.spilled)).inc()
 
     async def close(self) -> None:
         """Cancel fills still running (at shutdown); their temp files are discarded."""
