@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from aiohttp import web
@@ -20,11 +20,17 @@ from mirror.metrics import Metrics
 from mirror.pullthrough.blobs import BlobService
 from mirror.pullthrough.listing import ListingService
 from mirror.pullthrough.manifests import ManifestService
+from mirror.retention.audit import AuditLog
+from mirror.retention.capacity import CapacityLimit
+from mirror.retention.service import RetentionService
 from mirror.routing import Route, Router
 from mirror.store.filesystem import FilesystemBlobStore
+from mirror.store.lock import DataDirLock
 from mirror.store.metadata import Metadata
+from mirror.store.retention import Policy, RetentionStore
 from mirror.upstream.client import UpstreamClient
 from mirror.upstream.endpoint import UpstreamEndpoint
+from mirror.web.admin import RETENTION, add_admin_routes
 from mirror.web.context import SERVICES, Services
 from mirror.web.errors import common_headers, errors_middleware
 from mirror.web.routes import add_routes
@@ -51,6 +57,43 @@ def router_of(config: Config) -> Router:
     return Router(routes, config.default_upstream or None)
 
 
+def declared_policies(config: Config, router: Router) -> list[tuple[Policy, tuple[str, ...]]]:
+    """The config file's retention policies, repositories resolved to ``HOST/REPO``."""
+    declared = []
+    for p in config.retention.policies:
+        policy = Policy(p.name, p.not_pulled_days, p.not_tagged_days, p.exempt_tags, p.match)
+        targets = [router.resolve(name, None) for name in p.repositories]
+        declared.append((policy, tuple(f"{t.upstream}/{t.repo}" for t in targets)))
+    return declared
+
+
+def retention_of(
+    config: Config,
+    metadata: Metadata,
+    cache: CapacityLimit,
+    metrics: Metrics,
+    clock: Clock,
+    in_use: Callable[[str], bool],
+) -> RetentionService:
+    """The retention service over the data directory's retention state and audit log."""
+    settings = config.retention
+    data_dir = Path(config.storage.data_dir)
+    audit = Path(settings.audit_log) if settings.audit_log else None
+    service = RetentionService(
+        metadata,
+        cache,
+        RetentionStore(data_dir / "retention"),
+        AuditLog(audit or data_dir / "retention" / "audit.jsonl", clock),
+        metrics,
+        clock,
+        in_use=in_use,
+        cooling_period=settings.cooling_period,
+        capacity=cache if settings.max_size else None,
+    )
+    service.declare(declared_policies(config, router_of(config)))
+    return service
+
+
 async def _flush_last_pulls(metadata: Metadata, interval: float) -> None:
     while True:
         await asyncio.sleep(interval)
@@ -61,19 +104,36 @@ async def _flush_last_pulls(metadata: Metadata, interval: float) -> None:
 
 
 def build_app(
-    config: Config, *, clock: Clock | None = None, metrics: Metrics | None = None
+    config: Config,
+    *,
+    clock: Clock | None = None,
+    metrics: Metrics | None = None,
+    store_factory: Callable[[Path], FilesystemBlobStore] = FilesystemBlobStore,
 ) -> web.Application:
     """The mirror as an aiohttp application (resources open on startup, close on cleanup)."""
     app = web.Application(middlewares=[errors_middleware])
     clock = clock or SystemClock()
     metrics = metrics or Metrics()
     add_routes(app)
+    add_admin_routes(app)
     app.on_response_prepare.append(common_headers)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         data_dir = Path(config.storage.data_dir)
-        store = FilesystemBlobStore(data_dir)
+        lock = DataDirLock(data_dir)
+        lock.acquire(exclusive=False)
+        store = store_factory(data_dir)
         store.sweep()
+        limits = config.retention
+        capped = CapacityLimit(
+            store,
+            metrics,
+            max_size=limits.max_size,
+            high=limits.high_watermark,
+            low=limits.low_watermark,
+        )
+        if limits.max_size:
+            await capped.measure()
         metadata = Metadata(data_dir / "metadata")
         clients: dict[str, UpstreamClient] = {}
         for upstream in config.upstreams:
@@ -86,14 +146,14 @@ def build_app(
             clients[upstream.host] = client
         cache = config.cache
         blobs = BlobService(
-            store,
+            capped,
             clients.__getitem__,
             metrics,
             chunk_size=config.storage.chunk_size,
             fill_timeout=cache.fill_timeout,
         )
         manifests = ManifestService(
-            store,
+            capped,
             metadata,
             clients.__getitem__,
             metrics,
@@ -121,16 +181,27 @@ def build_app(
         flusher = asyncio.create_task(
             _flush_last_pulls(metadata, max(cache.last_pull_flush_interval, 0.05))
         )
+        retention = retention_of(config, metadata, capped, metrics, clock, blobs.in_use)
+        capped.evictor = retention.evict_to
+        app[RETENTION] = retention
+        scheduled = None
+        if limits.interval > 0:
+            scheduled = asyncio.create_task(retention.run_periodically(limits.interval))
         try:
             yield
         finally:
-            flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await flusher
+            for task in (flusher, scheduled):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+            await capped.close()
             await blobs.close()
             for client in clients.values():
                 await client.close()
             metadata.close()
+            retention.close()
+            lock.release()
 
     app.cleanup_ctx.append(resources)
     return app

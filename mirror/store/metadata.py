@@ -153,7 +153,7 @@ class Metadata:
         found.update(self._pending_pulls)
         return found
 
-    def evict_image(self, upstream: str, repo: str, digest: str, when: float) -> tuple[str, ...]:
+    def evict_image(self, upstream: str, repo: str, digest: str) -> tuple[str, ...]:
         """Forget image ``digest`` in ``repo``: its tags there, its last pull and its tag
         history; returns the tags removed. The manifest record is the caller's to delete."""
         removed: list[str] = []
@@ -170,6 +170,12 @@ class Metadata:
             if kept != history:
                 self._db.set(("tag-history", upstream, repo), kept)
         return tuple(sorted(removed))
+
+    def has_images(self, upstream: str, repo: str) -> bool:
+        """Whether any tag or last pull of ``repo`` is recorded."""
+        if any(key[:2] == (upstream, repo) for key in self._pending_pulls):
+            return True
+        return any(True for kind in ("tag", "pull") for _ in self._keys(kind, upstream, repo))
 
     def delete_repository(self, upstream: str, repo: str) -> None:
         """Forget a repository with no cached image left (it leaves the catalog)."""

@@ -27,9 +27,11 @@ LAYERS: dict[str, int] = {
     "mirror.routing": 1,
     "mirror.config": 1,
     "mirror.pullthrough": 2,
+    "mirror.retention": 2,
     "mirror.web": 3,
     "mirror.app": 4,
     "mirror.cli": 5,
+    "mirror.retention_cli": 5,
     "mirror.demo": 5,
     "mirror.__main__": 6,
 }
