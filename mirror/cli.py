@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from mirror import retention_cli
 from mirror.config import Config, ConfigError, load_config
 
 log = logging.getLogger("mirror")
@@ -46,6 +47,7 @@ def parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="pull through the mirror from a local origin, twice")
     demo.add_argument("--work-dir", type=Path, help="keep files here (default: a temp dir)")
+    retention_cli.add_commands(commands)
     return top
 
 
@@ -126,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"mirror: cannot serve on {config.server.listen}: {exc}", file=sys.stderr)
             return 1
         return 0
+    if args.command == "retention":
+        return retention_cli.main(args)
     if args.command == "demo":
         from mirror.demo import run_demo
 

@@ -137,6 +137,10 @@ class RetentionConfig:
                 value = getattr(policy, days)
                 if value is not None and value < 0:
                     raise ConfigError(f"{key}.{days}: must not be negative")
+            if policy.name == "global" and policy.repositories:
+                raise ConfigError(
+                    f"{key}.repositories: the global policy governs every unattached repository"
+                )
             if policy.match not in ("any", "all"):
                 raise ConfigError(f'{key}.match: expected "any" or "all"')
 

@@ -118,15 +118,19 @@ class RetentionService:
     def policies(self) -> list[dict[str, Any]]:
         """Every policy with its repositories and when its cooling period ends."""
         state = self._state.state()
-        return [
-            policy.as_json()
-            | {
-                "global": policy.is_global,
-                "repositories": list(state.repositories(policy.name)),
-                "cooling_until": iso(policy.widened_at + self.cooling_period),
-            }
-            for policy in state.policies
-        ]
+        now = self._clock.now()
+        described = []
+        for policy in state.policies:
+            until = policy.widened_at + self.cooling_period
+            described.append(
+                policy.as_json()
+                | {
+                    "global": policy.is_global,
+                    "repositories": list(state.repositories(policy.name)),
+                    "cooling_until": iso(until) if until > now else None,
+                }
+            )
+        return described
 
     def policy(self, name: str) -> dict[str, Any]:
         for described in self.policies():
