@@ -78,24 +78,27 @@ class Collector:
         self._steps = 0
 
     def pulled_since_snapshot(self, decision: Decision) -> bool:
+        """Whether a member of the image's group was pulled after the snapshot."""
         image = decision.image
-        return any(
-            self._metadata.last_pull(image.upstream, image.repo, digest)
-            != self._own_pulls.get((image.upstream, image.repo, digest))
-            for digest in image.group
-        )
+        for digest in image.group:
+            now = self._metadata.last_pull(image.upstream, image.repo, digest)
+            if now is not None and now != self._own_pulls.get((image.upstream, image.repo, digest)):
+                return True
+        return False
 
     async def evict(self, decisions: Iterable[Decision]) -> None:
         """Evict every image of ``decisions`` (one group at a time), then collect."""
-        spared_groups: set[tuple[str, str, tuple[str, ...]]] = set()
+        spared: set[tuple[str, str, tuple[str, ...]]] = set()
+        cleared: set[tuple[str, str, tuple[str, ...]]] = set()
         touched: set[tuple[str, str]] = set()
         for decision in decisions:
             image = decision.image
             group = (image.upstream, image.repo, image.group)
-            if group in spared_groups or self.pulled_since_snapshot(decision):
-                spared_groups.add(group)
+            if group not in cleared and (group in spared or self.pulled_since_snapshot(decision)):
+                spared.add(group)
                 self.outcome.spared.append(decision)
                 continue
+            cleared.add(group)
             tags = self._metadata.evict_image(image.upstream, image.repo, image.digest)
             touched.add((image.upstream, image.repo))
             self.outcome.evicted.append(decision)

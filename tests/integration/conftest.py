@@ -15,7 +15,10 @@ from mirror.app import build_app
 from mirror.clock import ManualClock
 from mirror.config import Config, load_config
 from mirror.metrics import Metrics
+from mirror.retention.service import RetentionService
+from mirror.store.filesystem import FilesystemBlobStore
 from mirror.testing.registry import Registry
+from mirror.web.admin import RETENTION
 from mirror.web.context import SERVICES, Services
 
 
@@ -42,6 +45,10 @@ class Mirror:
     def services(self) -> Services:
         return self.app[SERVICES]
 
+    @property
+    def retention(self) -> RetentionService:
+        return self.app[RETENTION]
+
     def metric(self, name: str, **labels: str) -> float:
         """The current value of a metric sample (0 when it was never touched)."""
         value = self.metrics.registry.get_sample_value(name, labels or None)
@@ -60,7 +67,12 @@ async def mirror_factory(aiohttp_server: Any, tmp_path: Path) -> MirrorFactory:
     count = 0
 
     async def start(
-        upstreams: dict[str, str], *, data_dir: Path | None = None, **cache: Any
+        upstreams: dict[str, str],
+        *,
+        data_dir: Path | None = None,
+        retention: dict[str, Any] | None = None,
+        store_factory: Callable[[Path], FilesystemBlobStore] = FilesystemBlobStore,
+        **cache: Any,
     ) -> Mirror:
         nonlocal count
         count += 1
@@ -71,12 +83,13 @@ async def mirror_factory(aiohttp_server: Any, tmp_path: Path) -> MirrorFactory:
                 "cache": cache,
                 "upstreams": [{"host": h, "url": u} for h, u in upstreams.items()],
                 "default_upstream": next(iter(upstreams)),
+                "retention": retention or {},
             },
             environ={},
         )
         clock = ManualClock()
         metrics = Metrics()
-        app = build_app(config, clock=clock, metrics=metrics)
+        app = build_app(config, clock=clock, metrics=metrics, store_factory=store_factory)
         server = await aiohttp_server(app, host="127.0.0.1")
         return Mirror(server, config, clock, metrics, data_dir, app)
 
