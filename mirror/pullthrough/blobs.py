@@ -269,12 +269,7 @@ class BlobService:
         """Report, once, that a fill stopped caching."""
         if fill.spilled is not None and fill.digest not in self._spills_reported:
             self._spills_reported.add(fill.digest)
-            log.warning(
-                "cannot cache %s (%s); relaying it to its %d reader(s) uncached",
-                fill.digest,
-                fill.spilled,
-                fill.readers,
-            )
+            log.warning("cannot cache %s (%s); relaying it uncached", fill.digest, fill.spilled)
             self._metrics.uncached_streams.labels(_reason(fill.spilled)).inc()
 
     async def close(self) -> None:

@@ -60,6 +60,9 @@ class CapacityLimit:
 
     async def claim(self, size: int) -> None:
         """Claim ``size`` bytes, evicting first if needed; ``OSError(ENOSPC)`` if no room."""
+        if self.max_size and size > self.max_size:
+            # Never fits: evicting the whole cache for it would only hurt.
+            raise OSError(errno.ENOSPC, f"{size} bytes exceed the cache size {self.max_size}")
         if not self._fits(size) and self.evictor is not None:
             await self.evictor(max(min(self.low_bytes, self.max_size - size), 0))
         if not self._fits(size):

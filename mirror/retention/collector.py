@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 
 # Yield to the event loop after this many deletions (pulls keep being served during a run).
 YIELD_EVERY = 64
+# How long a blob that was not cached when it became garbage stays on the deferred list, in
+# case a client that already had its manifest fills it afterwards.
+DEFERRED_GRACE = 3600.0
 
 
 @dataclass
@@ -60,6 +63,7 @@ class Collector:
         *,
         trigger: str,
         run_id: str,
+        now: float,
     ) -> None:
         self._inventory = inventory
         self._metadata = metadata
@@ -76,6 +80,8 @@ class Collector:
         for record in inventory.manifests.values():
             self._counts.update(record.references)
         self._steps = 0
+        self._now = now
+        self._previously_deferred = state.deferred()
 
     def pulled_since_snapshot(self, decision: Decision) -> bool:
         """Whether a member of the image's group was pulled after the snapshot."""
@@ -120,14 +126,16 @@ class Collector:
                 self._metadata.delete_repository(upstream, repo)
 
     async def collect_deferred(self) -> None:
-        """Retry blobs deferred by earlier runs that are still unreferenced."""
-        for digest in sorted(self._state.deferred()):
+        """Retry blobs deferred by earlier runs that are still unreferenced (in use then, or
+        not yet cached: a client that already had the manifest may fill them after it went)."""
+        for digest, since in sorted(self._previously_deferred.items()):
             if self._counts[digest] <= 0 and digest not in self._inventory.manifests:
-                await self._delete_blob(digest, "deferred from an earlier run")
+                expired = self._now - since > DEFERRED_GRACE
+                await self._delete_blob(digest, "deferred from an earlier run", retry=expired)
 
     def save_deferred(self) -> None:
-        previous = self._state.deferred()
-        still = {d for d in previous if self._counts[d] <= 0} | self.outcome.deferred
+        previous = self._previously_deferred
+        still = {d: previous.get(d, self._now) for d in self.outcome.deferred}
         if still != previous:
             self._state.set_deferred(still)
 
@@ -145,20 +153,22 @@ class Collector:
         for reference in record.references:
             await self._release(reference, f"only referenced by manifest {digest}")
 
-    async def _delete_blob(self, digest: str, reason: str) -> None:
+    async def _delete_blob(self, digest: str, reason: str, *, retry: bool = False) -> None:
         if self._in_use(digest):
             self.outcome.deferred.add(digest)
             self._metrics.deletions_deferred.inc()
             self._audit.write("defer-blob", run=self._run_id, digest=digest, reason="in use")
             return
         self.outcome.deferred.discard(digest)
-        await self._delete_object("blob", digest, reason)
+        if not await self._delete_object("blob", digest, reason) and not retry:
+            # Not cached (yet): look again next run, in case a pull still fills it.
+            self.outcome.deferred.add(digest)
 
-    async def _delete_object(self, kind: str, digest: str, reason: str) -> None:
+    async def _delete_object(self, kind: str, digest: str, reason: str) -> bool:
         parsed = Digest.parse(digest)
         size = await self._store.stat(parsed)
         if size is None or not await self._store.delete(parsed):
-            return
+            return False
         self.outcome.deleted.append((kind, digest, size))
         self._metrics.objects_deleted.labels(kind).inc()
         self._metrics.bytes_freed.labels(self._trigger).inc(size)
@@ -168,3 +178,4 @@ class Collector:
         self._steps += 1
         if self._steps % YIELD_EVERY == 0:
             await asyncio.sleep(0)
+        return True

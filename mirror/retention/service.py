@@ -179,7 +179,7 @@ class RetentionService:
 
     # Runs -------------------------------------------------------------------------------
 
-    def _collector(self, inventory: Inventory, trigger: str, run_id: str) -> Collector:
+    def _collector(self, inventory: Inventory, trigger: str, run_id: str, now: float) -> Collector:
         return Collector(
             inventory,
             self._metadata,
@@ -190,6 +190,7 @@ class RetentionService:
             self._metrics,
             trigger=trigger,
             run_id=run_id,
+            now=now,
         )
 
     async def run(self, *, dry_run: bool, trigger: str = "manual") -> Report:
@@ -208,7 +209,7 @@ class RetentionService:
             self._metrics.retention_runs.labels(trigger, "dry-run" if dry_run else "run").inc()
             if dry_run:
                 return report
-            collector = self._collector(inventory, trigger, run_id)
+            collector = self._collector(inventory, trigger, run_id, now)
             await collector.collect_deferred()
             await collector.evict(d for d in decisions if d.delete)
             collector.save_deferred()
@@ -246,7 +247,7 @@ class RetentionService:
             inventory = Inventory.load(self._metadata, now)
             state = self._state.state()
             governing = {i.repository: state.governing(i.repository)[0] for i in inventory.images}
-            collector = self._collector(inventory, "capacity", run_id)
+            collector = self._collector(inventory, "capacity", run_id, now)
             self._metrics.retention_runs.labels("capacity", "run").inc()
             await collector.collect_deferred()
             for group in least_recently_pulled(list(inventory.images), governing):

@@ -301,13 +301,14 @@ class RetentionStore:
         for repository in repositories:
             self.attach(policy.name, repository, now, move=True)
 
-    def deferred(self) -> frozenset[str]:
-        """Blobs left for a later run because they were in use when they became garbage."""
+    def deferred(self) -> dict[str, float]:
+        """Blobs left for a later run, with when they were first left: in use then, or not
+        cached yet (a client that already had the manifest may still fill them)."""
         value = self._db.get("deferred")
-        return value if isinstance(value, frozenset) else frozenset()
+        return dict(value) if isinstance(value, dict) else {}
 
-    def set_deferred(self, digests: Iterable[str]) -> None:
-        self._db.set("deferred", frozenset(digests))
+    def set_deferred(self, deferred: Mapping[str, float]) -> None:
+        self._db.set("deferred", dict(deferred))
 
     def close(self) -> None:
         self._db.close()

@@ -152,14 +152,14 @@ def test_policies_persist_across_reopening(tmp_path: Path) -> None:
     first = RetentionStore(tmp_path / "retention")
     first.create(Policy("a", not_pulled_days=30, exempt_tags=("v*",)), T0)
     first.attach("a", "registry.test/team/app", T0)
-    first.set_deferred({"sha256:" + "f" * 64})
+    first.set_deferred({"sha256:" + "f" * 64: T0})
     first.close()
 
     again = RetentionStore(tmp_path / "retention")
     try:
         assert again.state().policy("a").exempt_tags == ("v*",)
         assert again.state().repositories("a") == ("registry.test/team/app",)
-        assert again.deferred() == {"sha256:" + "f" * 64}
+        assert again.deferred() == {"sha256:" + "f" * 64: T0}
     finally:
         again.close()
 
