@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mirror import maintenance
+from mirror import maintenance, retention_cli
 from mirror.admincli import add_admin_parser, run_admin
 from mirror.config import Config, ConfigError, load_config
 from mirror.crypto.keys import KeyringError
@@ -53,6 +53,7 @@ def parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="pull through the mirror from a local origin, twice")
     demo.add_argument("--work-dir", type=Path, help="keep files here (default: a temp dir)")
     maintenance.add_commands(commands)
+    retention_cli.add_commands(commands)
     return top
 
 
@@ -146,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         return maintenance.run(args)
     if args.command == "admin":
         return run_admin(args)
+    if args.command == "retention":
+        return retention_cli.main(args)
     if args.command == "demo":
         from mirror.demo import run_demo
 

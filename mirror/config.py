@@ -145,6 +145,71 @@ class AuthConfig:
     hash_cost: int = 16384
 
 
+@dataclass(frozen=True)
+class PolicyConfig:
+    """A retention policy declared in the config file (created or updated at start-up)."""
+
+    # Policy name; "global" edits the global policy (which has no repositories).
+    name: str
+    # Select images whose last pull (by tag or digest) is older than this many days.
+    not_pulled_days: float | None = None
+    # Select images that have had no tag pointing at them in this mirror for this many days.
+    not_tagged_days: float | None = None
+    # Never delete images carrying one of these tags (exact, or globs such as "v*").
+    exempt_tags: tuple[str, ...] = ()
+    # "any": one matching criterion selects an image; "all": every set criterion must match.
+    match: str = "any"
+    # Repositories under this policy, as "HOST/REPO" (moved here from any other policy).
+    repositories: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RetentionConfig:
+    """Retention policies, garbage collection and the cache size limit."""
+
+    # Seconds between background retention runs inside the server; 0 disables them.
+    interval: float = 3600.0
+    # Seconds a new or widened policy (or a newly attached repository) waits before it
+    # deletes anything, so a mistake shows in a dry run first.
+    cooling_period: float = 6 * 3600.0
+    # Maximum cache size in bytes (blobs, manifests and fills in progress); 0 = no limit.
+    max_size: int = 0
+    # Above high_watermark * max_size the least recently pulled images are evicted until the
+    # cache is below low_watermark * max_size.
+    high_watermark: float = 0.9
+    low_watermark: float = 0.8
+    # JSON-lines audit log of every deletion; "" means <data_dir>/retention/audit.jsonl.
+    audit_log: str = ""
+    # Policies declared here; the config file wins over API edits at each start.
+    policies: tuple[PolicyConfig, ...] = ()
+
+    def check(self) -> None:
+        """Raise ``ConfigError`` naming the first inconsistent ``retention.*`` key."""
+        for name in ("interval", "cooling_period", "max_size"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"retention.{name}: must not be negative")
+        if not 0 < self.low_watermark <= self.high_watermark <= 1:
+            raise ConfigError(
+                "retention.low_watermark: need 0 < low_watermark <= high_watermark <= 1"
+            )
+        names: set[str] = set()
+        for i, policy in enumerate(self.policies):
+            key = f"retention.policies[{i}]"
+            if policy.name in names:
+                raise ConfigError(f"{key}.name: policy {policy.name!r} declared twice")
+            names.add(policy.name)
+            for days in ("not_pulled_days", "not_tagged_days"):
+                value = getattr(policy, days)
+                if value is not None and value < 0:
+                    raise ConfigError(f"{key}.{days}: must not be negative")
+            if policy.name == "global" and policy.repositories:
+                raise ConfigError(
+                    f"{key}.repositories: the global policy governs every unattached repository"
+                )
+            if policy.match not in ("any", "all"):
+                raise ConfigError(f'{key}.match: expected "any" or "all"')
+
+
 def _default_upstreams() -> tuple[UpstreamConfig, ...]:
     return (
         UpstreamConfig(
@@ -169,6 +234,7 @@ class Config:
     encryption: EncryptionConfig = field(default_factory=EncryptionConfig)
     upstreams: tuple[UpstreamConfig, ...] = field(default_factory=_default_upstreams)
     auth: AuthConfig = field(default_factory=AuthConfig)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
     # Upstream host used for bare names (no ?ns= and no host path prefix); "" for none.
     default_upstream: str = "docker.io"
 
@@ -208,6 +274,7 @@ class Config:
             if getattr(self.cache, name) < 0:
                 raise ConfigError(f"cache.{name}: must not be negative")
         self._validate_auth()
+        self.retention.check()
         return self
 
     def _validate_auth(self) -> None:
@@ -349,6 +416,12 @@ def _build(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
             kwargs[f.name] = tuple(
                 _build(UpstreamConfig, item, f"{key}[{i}].") for i, item in enumerate(value)
             )
+        elif get_origin(kind) is tuple and dataclasses.is_dataclass(get_args(kind)[0]):
+            if not isinstance(value, list):
+                raise ConfigError(f"{key}: expected an array of tables")
+            kwargs[f.name] = tuple(
+                _build(get_args(kind)[0], item, f"{key}[{i}].") for i, item in enumerate(value)
+            )
         else:
             kwargs[f.name] = _coerce(value, kind, key)
     return cls(**kwargs)
@@ -363,9 +436,12 @@ def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
         "cache": CacheConfig,
         "encryption": EncryptionConfig,
         "auth": AuthConfig,
+        "retention": RetentionConfig,
     }
     for section, cls in sections.items():
         for f in dataclasses.fields(cls):
+            if f.name == "policies":
+                continue
             name = f"MIRROR_{section}_{f.name}".upper()
             if name in environ:
                 result.setdefault(section, {})[f.name] = environ[name]

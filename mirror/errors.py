@@ -38,7 +38,12 @@ class ErrorCode(enum.Enum):
     RESOURCE_EXISTS = (409, "resource already exists")
     LIMIT_EXCEEDED = (409, "limit exceeded")
     REQUEST_INVALID = (400, "request invalid")
-    POLICY_INVALID = (400, "policy statement does not parse")
+    # Policies: auth policy statements and retention policies alike.
+    POLICY_INVALID = (400, "policy invalid")
+    # The mirror's admin API for retention policies, answered in the same body shape.
+    POLICY_UNKNOWN = (404, "retention policy unknown")
+    POLICY_CONFLICT = (409, "retention policy conflict")
+    RETENTION_BUSY = (409, "the data directory is in use by a running mirror")
 
     @property
     def status(self) -> int:

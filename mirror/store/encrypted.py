@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
 from pathlib import Path
 
-from mirror.crypto.envelope import HEADER_SIZE, Header, aead, unwrap_key
+from mirror.crypto.envelope import HEADER_SIZE, Header, Layout, aead, unwrap_key
 from mirror.crypto.keys import Kek
 from mirror.errors import CorruptObject, KeyUnavailable
 from mirror.oci.digest import Digest
@@ -193,6 +193,10 @@ class EncryptedBlobStore:
 
     def digests(self) -> Iterator[Digest]:
         return self.files.digests()
+
+    def footprint(self, size: int) -> int:
+        # Objects written under an earlier chunk size differ by a few tag bytes at most.
+        return Layout(self.chunk_size).file_size(size)
 
     def _current_kek(self) -> Kek:
         self.keys.refresh()

@@ -37,6 +37,20 @@ class ManifestRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class TagMove:
+    """A tag of a repository started pointing at ``to_digest`` (``None``: it was removed)."""
+
+    tag: str
+    from_digest: str | None
+    to_digest: str | None
+    at: float
+
+
+# Tag moves kept per repository (moves of evicted images are pruned before this bites).
+TAG_HISTORY_LIMIT = 10_000
+
+
+@dataclass(frozen=True, slots=True)
 class CachedResponse:
     """A passed-through upstream answer (tags list, referrers) kept for stale-if-error."""
 
@@ -62,7 +76,12 @@ class Metadata:
 
     def set_tag(self, upstream: str, repo: str, tag: str, record: TagRecord) -> None:
         """Record where a tag points, and that the repository is cached."""
+        old = self.tag(upstream, repo, tag)
         self._db.set(("tag", upstream, repo, tag), record)
+        if old is None or old.digest != record.digest:
+            previous = old.digest if old else None
+            move = TagMove(tag, previous, record.digest, record.fetched_at)
+            self._record_move(upstream, repo, move)
         self.add_repository(upstream, repo)
 
     def touch_tag(self, upstream: str, repo: str, tag: str, fetched_at: float) -> None:
@@ -120,6 +139,83 @@ class Metadata:
         for key in keys:
             self._db.delete(key)
         return len(keys)
+
+    # Retention: tag history, enumeration and eviction ----------------------------------
+
+    def _record_move(self, upstream: str, repo: str, move: TagMove) -> None:
+        key = ("tag-history", upstream, repo)
+        with self._db.transact():
+            history = self.tag_history(upstream, repo)
+            self._db.set(key, (*history, move)[-TAG_HISTORY_LIMIT:])
+
+    def tag_history(self, upstream: str, repo: str) -> tuple[TagMove, ...]:
+        """Every recorded move of a tag of ``repo``, oldest first."""
+        history = self._db.get(("tag-history", upstream, repo))
+        return history if isinstance(history, tuple) else ()
+
+    def tags(self) -> Iterator[tuple[str, str, str, TagRecord]]:
+        """Every cached ``(upstream, repo, tag, record)``."""
+        for key in self._keys("tag"):
+            record = self._db.get(key)
+            if isinstance(record, TagRecord):
+                yield key[1], key[2], key[3], record
+
+    def manifests(self) -> Iterator[tuple[str, ManifestRecord]]:
+        """Every cached ``(digest, record)``."""
+        for key in self._keys("manifest"):
+            record = self._db.get(key)
+            if isinstance(record, ManifestRecord):
+                yield key[1], record
+
+    def pulls(self) -> dict[tuple[str, str, str], float]:
+        """Last pull of every ``(upstream, repo, digest)``, batched ones included."""
+        found: dict[tuple[str, str, str], float] = {}
+        for key in self._keys("pull"):
+            value = self._db.get(key)
+            if value is not None:
+                found[(key[1], key[2], key[3])] = float(value)
+        found.update(self._pending_pulls)
+        return found
+
+    def evict_image(self, upstream: str, repo: str, digest: str) -> tuple[str, ...]:
+        """Forget image ``digest`` in ``repo``: its tags there, its last pull and its tag
+        history; returns the tags removed. The manifest record is the caller's to delete."""
+        removed: list[str] = []
+        with self._db.transact():
+            for key in list(self._keys("tag", upstream, repo)):
+                record = self._db.get(key)
+                if isinstance(record, TagRecord) and record.digest == digest:
+                    self._db.delete(key)
+                    removed.append(key[3])
+            self._pending_pulls.pop((upstream, repo, digest), None)
+            self._db.delete(("pull", upstream, repo, digest))
+            history = self.tag_history(upstream, repo)
+            kept = tuple(m for m in history if digest not in (m.from_digest, m.to_digest))
+            if kept != history:
+                self._db.set(("tag-history", upstream, repo), kept)
+        return tuple(sorted(removed))
+
+    def has_images(self, upstream: str, repo: str) -> bool:
+        """Whether any tag or last pull of ``repo`` is recorded."""
+        if any(key[:2] == (upstream, repo) for key in self._pending_pulls):
+            return True
+        return any(True for kind in ("tag", "pull") for _ in self._keys(kind, upstream, repo))
+
+    def delete_repository(self, upstream: str, repo: str) -> None:
+        """Forget a repository with no cached image left (it leaves the catalog)."""
+        with self._db.transact():
+            self._db.delete(("repo", upstream, repo))
+            self._db.delete(("tag-history", upstream, repo))
+            for key in list(self._keys("response", None, upstream, repo)):
+                self._db.delete(key)
+
+    def _keys(self, kind: str, *prefix: str | None) -> Iterator[tuple[str, ...]]:
+        """Keys of ``kind`` whose next parts equal ``prefix`` (``None`` matches anything)."""
+        for key in self._db.iterkeys():
+            if not isinstance(key, tuple) or key[0] != kind or len(key) <= len(prefix):
+                continue
+            if all(p is None or key[i + 1] == p for i, p in enumerate(prefix)):
+                yield key
 
     # Passed-through responses -----------------------------------------------------------
 

@@ -17,7 +17,10 @@ from mirror.clock import ManualClock
 from mirror.config import Config, load_config
 from mirror.identity.store import IdentityStore
 from mirror.metrics import Metrics
+from mirror.retention.service import RetentionService
+from mirror.store.filesystem import FilesystemBlobStore
 from mirror.testing.registry import Registry
+from mirror.web.admin_retention import RETENTION
 from mirror.web.auth import AUTH
 from mirror.web.context import SERVICES, Services
 
@@ -45,6 +48,10 @@ class Mirror:
     def services(self) -> Services:
         return self.app[SERVICES]
 
+    @property
+    def retention(self) -> RetentionService:
+        return self.app[RETENTION]
+
     def metric(self, name: str, **labels: str) -> float:
         """The current value of a metric sample (0 when it was never touched)."""
         value = self.metrics.registry.get_sample_value(name, labels or None)
@@ -69,6 +76,8 @@ async def mirror_factory(aiohttp_server: Any, tmp_path: Path) -> MirrorFactory:
         encryption: dict[str, Any] | None = None,
         server: dict[str, Any] | None = None,
         ssl: SSLContext | None = None,
+        retention: dict[str, Any] | None = None,
+        store_factory: Callable[[Path], FilesystemBlobStore] | None = None,
         **cache: Any,
     ) -> Mirror:
         nonlocal count
@@ -84,12 +93,13 @@ async def mirror_factory(aiohttp_server: Any, tmp_path: Path) -> MirrorFactory:
                 "cache": cache,
                 "upstreams": [{"host": h, "url": u} for h, u in upstreams.items()],
                 "default_upstream": next(iter(upstreams)),
+                "retention": retention or {},
             },
             environ={},
         )
         clock = ManualClock()
         metrics = Metrics()
-        app = build_app(config, clock=clock, metrics=metrics)
+        app = build_app(config, clock=clock, metrics=metrics, store_factory=store_factory)
         test_server = await aiohttp_server(app, host="127.0.0.1", ssl=ssl)
         return Mirror(test_server, config, clock, metrics, data_dir, app)
 
