@@ -16,14 +16,11 @@ it; without auth it is open, like the rest of a loopback or node-local mirror.
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 from aiohttp import web
 
 from mirror.errors import ErrorCode, RegistryError
 from mirror.retention.service import RetentionService
-from mirror.web.admin import as_system_admin
+from mirror.web.admin import as_system_admin, body
 from mirror.web.auth import AUTH
 from mirror.web.context import services
 
@@ -38,22 +35,6 @@ def retention(request: web.Request) -> RetentionService:
     return request.app[RETENTION]
 
 
-async def _body(request: web.Request) -> dict[str, Any]:
-    """The JSON object in the request body (``{}`` when empty)."""
-    raw = await request.read()
-    if not raw.strip():
-        return {}
-    try:
-        body = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RegistryError(
-            ErrorCode.POLICY_INVALID, "request body is not JSON", detail={"reason": str(exc)}
-        ) from None
-    if not isinstance(body, dict):
-        raise RegistryError(ErrorCode.POLICY_INVALID, "request body must be a JSON object")
-    return body
-
-
 def repository(request: web.Request) -> str:
     """The ``{repo}`` path part as ``HOST/REPO``, resolved like a client's repository name
     (so ``library/alpine`` names the default upstream's repository)."""
@@ -66,7 +47,7 @@ async def list_policies(request: web.Request) -> web.Response:
 
 
 async def create_policy(request: web.Request) -> web.Response:
-    created = retention(request).create(await _body(request))
+    created = retention(request).create(await body(request))
     return web.json_response(created, status=201)
 
 
@@ -75,7 +56,7 @@ async def get_policy(request: web.Request) -> web.Response:
 
 
 async def edit_policy(request: web.Request) -> web.Response:
-    changes = await _body(request)
+    changes = await body(request)
     return web.json_response(retention(request).edit(request.match_info["policy"], changes))
 
 
@@ -85,7 +66,7 @@ async def delete_policy(request: web.Request) -> web.Response:
 
 
 async def attach(request: web.Request) -> web.Response:
-    move = (await _body(request)).get("move", False)
+    move = (await body(request)).get("move", False)
     if not isinstance(move, bool):
         raise RegistryError(ErrorCode.POLICY_INVALID, "move must be true or false")
     policy = request.match_info["policy"]
@@ -98,7 +79,7 @@ async def detach(request: web.Request) -> web.Response:
 
 
 async def run(request: web.Request) -> web.Response:
-    dry_run = (await _body(request)).get("dry_run", False)
+    dry_run = (await body(request)).get("dry_run", False)
     if not isinstance(dry_run, bool):
         raise RegistryError(ErrorCode.POLICY_INVALID, "dry_run must be true or false")
     report = await retention(request).run(dry_run=dry_run, trigger="api")

@@ -68,7 +68,7 @@ async def test_policy_lifecycle_over_the_api(mirror: Mirror, upstream_registry: 
         pytest.param(
             "POST", "/policies", {"name": "x", "days": 1}, 400, "POLICY_INVALID", id="unknown-field"
         ),
-        pytest.param("POST", "/policies", [1], 400, "POLICY_INVALID", id="not-an-object"),
+        pytest.param("POST", "/policies", [1], 400, "REQUEST_INVALID", id="not-an-object"),
         pytest.param(
             "POST", "/policies", {"name": "global"}, 409, "POLICY_CONFLICT", id="duplicate"
         ),
