@@ -37,7 +37,7 @@ class RecordsDb:
 
     def keys(self) -> Iterator[tuple[Any, ...]]:
         """Every key (for tests and diagnostics)."""
-        yield from self._db.iterkeys()
+        yield from iter(self._db)
 
     # Plumbing ---------------------------------------------------------------------------
 
@@ -56,7 +56,7 @@ class RecordsDb:
     def _scan(self, kind: str, tenancy: str, cls: type[T]) -> list[T]:
         found = [
             value
-            for key in self._db.iterkeys()
+            for key in iter(self._db)
             if isinstance(key, tuple) and key[:2] == (kind, tenancy)
             if isinstance(value := self._db.get(key), cls)
         ]

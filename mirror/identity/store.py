@@ -47,7 +47,7 @@ class IdentityStore(TenancyResources):
         return sorted(
             (
                 v
-                for k in self._db.iterkeys()
+                for k in iter(self._db)
                 if k[0] == "tenancy"
                 if isinstance(v := self._db.get(k), Tenancy)
             ),
@@ -58,7 +58,7 @@ class IdentityStore(TenancyResources):
         """Delete a tenancy and everything in it (tokens included)."""
         self.require_tenancy(name)
         with self._db.transact():
-            for key in list(self._db.iterkeys()):
+            for key in list(iter(self._db)):
                 if isinstance(key, tuple) and len(key) > 1 and key[1] == name:
                     self._db.delete(key)
             for token in self._all_tokens():
@@ -182,7 +182,7 @@ class IdentityStore(TenancyResources):
     def _all_tokens(self) -> list[AuthToken]:
         return [
             value
-            for key in self._db.iterkeys()
+            for key in iter(self._db)
             if isinstance(key, tuple) and key[0] == "token"
             if isinstance(value := self._db.get(key), AuthToken)
         ]

@@ -105,7 +105,7 @@ class Collector:
                 self.outcome.spared.append(decision)
                 continue
             cleared.add(group)
-            tags = self._metadata.evict_image(image.upstream, image.repo, image.digest)
+            tags = self._metadata.evict_image(image.upstream, image.repo, image.digest, image.tags)
             touched.add((image.upstream, image.repo))
             self.outcome.evicted.append(decision)
             self._metrics.evictions.labels(self._trigger, decision.rule).inc()
@@ -121,9 +121,8 @@ class Collector:
                 reason=decision.reason,
             )
             await self._release(image.digest, f"evicted {image.name}")
-        for upstream, repo in sorted(touched):
-            if not self._metadata.has_images(upstream, repo):
-                self._metadata.delete_repository(upstream, repo)
+        if touched:
+            self._metadata.forget_empty_repositories(touched)
 
     async def collect_deferred(self) -> None:
         """Retry blobs deferred by earlier runs that are still unreferenced (in use then, or

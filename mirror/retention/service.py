@@ -199,7 +199,8 @@ class RetentionService:
         async with self._lock:
             now = self._clock.now()
             run_id = f"{int(now)}-{secrets.token_hex(3)}"
-            inventory = Inventory.load(self._metadata, now)
+            # Off the event loop: a large cache takes seconds to read, and pulls go on meanwhile.
+            inventory = await asyncio.to_thread(Inventory.load, self._metadata, now)
             state = self._state.state()
             decisions = []
             for image in inventory.images:
@@ -244,7 +245,8 @@ class RetentionService:
                 return
             now = self._clock.now()
             run_id = f"{int(now)}-{secrets.token_hex(3)}"
-            inventory = Inventory.load(self._metadata, now)
+            # Off the event loop: a large cache takes seconds to read, and pulls go on meanwhile.
+            inventory = await asyncio.to_thread(Inventory.load, self._metadata, now)
             state = self._state.state()
             governing = {i.repository: state.governing(i.repository)[0] for i in inventory.images}
             collector = self._collector(inventory, "capacity", run_id, now)

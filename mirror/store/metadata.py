@@ -112,7 +112,7 @@ class Metadata:
 
     def repositories(self) -> Iterator[tuple[str, str]]:
         """Every cached ``(upstream, repo)``."""
-        for key in self._db.iterkeys():
+        for key in iter(self._db):
             if isinstance(key, tuple) and key[0] == "repo":
                 yield key[1], key[2]
 
@@ -133,7 +133,7 @@ class Metadata:
         """Forget every link of ``repo`` at ``upstream``; returns how many."""
         keys = [
             key
-            for key in self._db.iterkeys()
+            for key in iter(self._db)
             if isinstance(key, tuple) and key[:3] == ("link", upstream, repo)
         ]
         for key in keys:
@@ -177,12 +177,22 @@ class Metadata:
         found.update(self._pending_pulls)
         return found
 
-    def evict_image(self, upstream: str, repo: str, digest: str) -> tuple[str, ...]:
+    def evict_image(
+        self, upstream: str, repo: str, digest: str, tags: Iterable[str] | None = None
+    ) -> tuple[str, ...]:
         """Forget image ``digest`` in ``repo``: its tags there, its last pull and its tag
-        history; returns the tags removed. The manifest record is the caller's to delete."""
+        history; returns the tags removed. The manifest record is the caller's to delete.
+
+        ``tags`` names the tags that may point at it (from a retention snapshot), sparing a
+        scan of the whole database; ``None`` scans.
+        """
+        if tags is None:
+            keys = list(self._keys("tag", upstream, repo))
+        else:
+            keys = [("tag", upstream, repo, tag) for tag in tags]
         removed: list[str] = []
         with self._db.transact():
-            for key in list(self._keys("tag", upstream, repo)):
+            for key in keys:
                 record = self._db.get(key)
                 if isinstance(record, TagRecord) and record.digest == digest:
                     self._db.delete(key)
@@ -195,23 +205,32 @@ class Metadata:
                 self._db.set(("tag-history", upstream, repo), kept)
         return tuple(sorted(removed))
 
-    def has_images(self, upstream: str, repo: str) -> bool:
-        """Whether any tag or last pull of ``repo`` is recorded."""
-        if any(key[:2] == (upstream, repo) for key in self._pending_pulls):
-            return True
-        return any(True for kind in ("tag", "pull") for _ in self._keys(kind, upstream, repo))
-
-    def delete_repository(self, upstream: str, repo: str) -> None:
-        """Forget a repository with no cached image left (it leaves the catalog)."""
+    def forget_empty_repositories(self, candidates: Iterable[tuple[str, str]]) -> set[str]:
+        """Forget those of ``candidates`` (``(upstream, repo)``) with no tag or last pull left,
+        so they leave the catalog; one pass over the database. Returns ``HOST/REPO`` names."""
+        wanted = set(candidates)
+        busy = {key[:2] for key in self._pending_pulls if key[:2] in wanted}
+        responses: list[tuple[str, ...]] = []
+        for key in iter(self._db):
+            if not isinstance(key, tuple) or len(key) < 3:
+                continue
+            if key[0] in ("tag", "pull") and (key[1], key[2]) in wanted:
+                busy.add((key[1], key[2]))
+            elif key[0] == "response" and len(key) >= 4 and (key[2], key[3]) in wanted:
+                responses.append(key)
+        empty = wanted - busy
         with self._db.transact():
-            self._db.delete(("repo", upstream, repo))
-            self._db.delete(("tag-history", upstream, repo))
-            for key in list(self._keys("response", None, upstream, repo)):
-                self._db.delete(key)
+            for upstream, repo in empty:
+                self._db.delete(("repo", upstream, repo))
+                self._db.delete(("tag-history", upstream, repo))
+            for key in responses:
+                if (key[2], key[3]) in empty:
+                    self._db.delete(key)
+        return {f"{upstream}/{repo}" for upstream, repo in empty}
 
     def _keys(self, kind: str, *prefix: str | None) -> Iterator[tuple[str, ...]]:
         """Keys of ``kind`` whose next parts equal ``prefix`` (``None`` matches anything)."""
-        for key in self._db.iterkeys():
+        for key in iter(self._db):
             if not isinstance(key, tuple) or key[0] != kind or len(key) <= len(prefix):
                 continue
             if all(p is None or key[i + 1] == p for i, p in enumerate(prefix)):
