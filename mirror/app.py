@@ -9,22 +9,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from aiohttp import web
 
+from mirror.app_auth import open_auth, print_once
 from mirror.clock import Clock, SystemClock
 from mirror.config import Config, UpstreamConfig
 from mirror.metrics import Metrics
 from mirror.pullthrough.blobs import BlobService
 from mirror.pullthrough.listing import ListingService
 from mirror.pullthrough.manifests import ManifestService
+from mirror.retention.audit import AuditLog
+from mirror.retention.capacity import CapacityLimit
+from mirror.retention.service import RetentionService
 from mirror.routing import Route, Router
-from mirror.store.filesystem import FilesystemBlobStore
+from mirror.storage import BlobStoreImpl, open_store
+from mirror.store.lock import DataDirLock
 from mirror.store.metadata import Metadata
+from mirror.store.retention import Policy, RetentionStore
 from mirror.upstream.client import UpstreamClient
 from mirror.upstream.endpoint import UpstreamEndpoint
+from mirror.upstream.pool import UpstreamPool
+from mirror.web.admin_retention import RETENTION, add_admin_routes
+from mirror.web.auth import AUTH
+from mirror.web.auth_routes import install_auth
 from mirror.web.context import SERVICES, Services
 from mirror.web.errors import common_headers, errors_middleware
 from mirror.web.routes import add_routes
@@ -42,6 +52,8 @@ def endpoint_of(upstream: UpstreamConfig) -> UpstreamEndpoint:
         connect_timeout=upstream.connect_timeout,
         read_timeout=upstream.read_timeout,
         retries=upstream.retries,
+        ca_file=upstream.ca_file,
+        verify_tls=upstream.verify_tls,
     )
 
 
@@ -49,6 +61,43 @@ def router_of(config: Config) -> Router:
     """The request router for the configured upstreams."""
     routes = [Route(u.host, u.aliases, u.library_prefix) for u in config.upstreams]
     return Router(routes, config.default_upstream or None)
+
+
+def declared_policies(config: Config, router: Router) -> list[tuple[Policy, tuple[str, ...]]]:
+    """The config file's retention policies, repositories resolved to ``HOST/REPO``."""
+    declared = []
+    for p in config.retention.policies:
+        policy = Policy(p.name, p.not_pulled_days, p.not_tagged_days, p.exempt_tags, p.match)
+        targets = [router.resolve(name, None) for name in p.repositories]
+        declared.append((policy, tuple(f"{t.upstream}/{t.repo}" for t in targets)))
+    return declared
+
+
+def retention_of(
+    config: Config,
+    metadata: Metadata,
+    cache: CapacityLimit,
+    metrics: Metrics,
+    clock: Clock,
+    in_use: Callable[[str], bool],
+) -> RetentionService:
+    """The retention service over the data directory's retention state and audit log."""
+    settings = config.retention
+    data_dir = Path(config.storage.data_dir)
+    audit = Path(settings.audit_log) if settings.audit_log else None
+    service = RetentionService(
+        metadata,
+        cache,
+        RetentionStore(data_dir / "retention"),
+        AuditLog(audit or data_dir / "retention" / "audit.jsonl", clock),
+        metrics,
+        clock,
+        in_use=in_use,
+        cooling_period=settings.cooling_period,
+        capacity=cache if settings.max_size else None,
+    )
+    service.declare(declared_policies(config, router_of(config)))
+    return service
 
 
 async def _flush_last_pulls(metadata: Metadata, interval: float) -> None:
@@ -61,19 +110,46 @@ async def _flush_last_pulls(metadata: Metadata, interval: float) -> None:
 
 
 def build_app(
-    config: Config, *, clock: Clock | None = None, metrics: Metrics | None = None
+    config: Config,
+    *,
+    clock: Clock | None = None,
+    metrics: Metrics | None = None,
+    announce: Callable[[str], None] = print_once,
+    store_factory: Callable[[Path], BlobStoreImpl] | None = None,
 ) -> web.Application:
-    """The mirror as an aiohttp application (resources open on startup, close on cleanup)."""
+    """The mirror as an aiohttp application (resources open on startup, close on cleanup).
+
+    With ``auth.enabled`` the first start's administrator token goes to ``announce``.
+    """
     app = web.Application(middlewares=[errors_middleware])
     clock = clock or SystemClock()
     metrics = metrics or Metrics()
     add_routes(app)
+    if config.auth.enabled:
+        install_auth(app)
+    add_admin_routes(app)
     app.on_response_prepare.append(common_headers)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         data_dir = Path(config.storage.data_dir)
-        store = FilesystemBlobStore(data_dir)
+        if store_factory is not None:
+            store = store_factory(data_dir)
+        else:
+            store = open_store(config, on_corrupt=lambda _error: metrics.corrupt_objects.inc())
+        # Taken once the keys checked out, so a refused start leaves the data dir untouched.
+        lock = DataDirLock(data_dir)
+        lock.acquire(exclusive=False)
         store.sweep()
+        limits = config.retention
+        capped = CapacityLimit(
+            store,
+            metrics,
+            max_size=limits.max_size,
+            high=limits.high_watermark,
+            low=limits.low_watermark,
+        )
+        if limits.max_size:
+            await capped.measure()
         metadata = Metadata(data_dir / "metadata")
         clients: dict[str, UpstreamClient] = {}
         for upstream in config.upstreams:
@@ -84,18 +160,26 @@ def build_app(
             client = UpstreamClient(endpoint_of(upstream), on_response=count)
             await client.start()
             clients[upstream.host] = client
+
+        def make_client(endpoint: UpstreamEndpoint) -> UpstreamClient:
+            def count(method: str, status: int, host: str = endpoint.host) -> None:
+                metrics.upstream_requests.labels(host, method, str(status)).inc()
+
+            return UpstreamClient(endpoint, on_response=count)
+
+        pool = UpstreamPool(clients, make_client)
         cache = config.cache
         blobs = BlobService(
-            store,
-            clients.__getitem__,
+            capped,
+            pool.get,
             metrics,
             chunk_size=config.storage.chunk_size,
             fill_timeout=cache.fill_timeout,
         )
         manifests = ManifestService(
-            store,
+            capped,
             metadata,
-            clients.__getitem__,
+            pool.get,
             metrics,
             clock,
             tag_ttl=cache.tag_ttl,
@@ -103,14 +187,17 @@ def build_app(
         )
         listing = ListingService(
             metadata,
-            clients.__getitem__,
+            pool.get,
             metrics,
             clock,
             ttl=cache.tag_ttl,
             max_stale=cache.max_stale,
         )
+        router = router_of(config)
+        if config.auth.enabled:
+            app[AUTH] = open_auth(config, router, metadata, pool, clock, announce)
         app[SERVICES] = Services(
-            router_of(config),
+            router,
             blobs,
             manifests,
             listing,
@@ -121,16 +208,30 @@ def build_app(
         flusher = asyncio.create_task(
             _flush_last_pulls(metadata, max(cache.last_pull_flush_interval, 0.05))
         )
+        retention = retention_of(config, metadata, capped, metrics, clock, blobs.in_use)
+        capped.evictor = retention.evict_to
+        app[RETENTION] = retention
+        scheduled = None
+        if limits.interval > 0:
+            scheduled = asyncio.create_task(retention.run_periodically(limits.interval))
         try:
             yield
         finally:
-            flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await flusher
+            for task in (flusher, scheduled):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+            await capped.close()
             await blobs.close()
+            await pool.close()
+            if AUTH in app:
+                app[AUTH].identity.close()
             for client in clients.values():
                 await client.close()
             metadata.close()
+            retention.close()
+            lock.release()
 
     app.cleanup_ctx.append(resources)
     return app

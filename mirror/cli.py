@@ -11,7 +11,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from mirror import maintenance, retention_cli
+from mirror.admincli import add_admin_parser, run_admin
 from mirror.config import Config, ConfigError, load_config
+from mirror.crypto.keys import KeyringError
+from mirror.tls import TlsError, server_context
 
 log = logging.getLogger("mirror")
 
@@ -44,8 +48,12 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--default-upstream", help="upstream host for bare repository names")
     serve.add_argument("--tag-ttl", type=float, help="seconds before a tag is revalidated")
 
+    add_admin_parser(commands)
+
     demo = commands.add_parser("demo", help="pull through the mirror from a local origin, twice")
     demo.add_argument("--work-dir", type=Path, help="keep files here (default: a temp dir)")
+    maintenance.add_commands(commands)
+    retention_cli.add_commands(commands)
     return top
 
 
@@ -83,14 +91,17 @@ async def serve(config: Config) -> None:
 
     from mirror.app import build_app
 
+    tls = config.server
+    context = server_context(tls.tls_cert, tls.tls_key, tls.tls_client_ca) if tls.tls_cert else None
     app = build_app(config)
     runner = web.AppRunner(app, access_log=log if config.server.access_log else None)
     await runner.setup()
     host, _, port = config.server.listen.rpartition(":")
-    site = web.TCPSite(runner, host.strip("[]"), int(port), reuse_address=True)
+    site = web.TCPSite(runner, host.strip("[]"), int(port), reuse_address=True, ssl_context=context)
     await site.start()
     log.info(
-        "mirror listening on http://%s (data in %s, upstreams: %s)",
+        "mirror listening on %s://%s (data in %s, upstreams: %s)",
+        "https" if context else "http",
         config.server.listen,
         config.storage.data_dir,
         ", ".join(u.host for u in config.upstreams),
@@ -122,10 +133,22 @@ def main(argv: list[str] | None = None) -> int:
 
         try:
             uvloop.run(serve(config))
+        except KeyringError as exc:
+            print(f"mirror: key error: {exc}", file=sys.stderr)
+            return 2
+        except TlsError as exc:
+            print(f"mirror: TLS error: {exc}", file=sys.stderr)
+            return 2
         except OSError as exc:
             print(f"mirror: cannot serve on {config.server.listen}: {exc}", file=sys.stderr)
             return 1
         return 0
+    if args.command in maintenance.COMMANDS:
+        return maintenance.run(args)
+    if args.command == "admin":
+        return run_admin(args)
+    if args.command == "retention":
+        return retention_cli.main(args)
     if args.command == "demo":
         from mirror.demo import run_demo
 

@@ -55,6 +55,7 @@ async def run_demo(work_dir: Path | None) -> int:
                 overrides={
                     "server": {"listen": f"127.0.0.1:{port}"},
                     "storage": {"data_dir": str(base / "mirror-data")},
+                    "encryption": {"kek_file": str(base / "mirror.kek")},
                     "upstreams": [{"host": origin.host, "url": origin.url}],
                     "default_upstream": origin.host,
                 },

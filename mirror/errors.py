@@ -33,6 +33,17 @@ class ErrorCode(enum.Enum):
     PAGINATION_NUMBER_INVALID = (400, "invalid number of results requested")
     UNAVAILABLE = (503, "upstream registry unavailable")
     UNKNOWN = (500, "unknown error")
+    # Administration API (identity, policies, repositories, pull-through rules).
+    RESOURCE_UNKNOWN = (404, "resource unknown")
+    RESOURCE_EXISTS = (409, "resource already exists")
+    LIMIT_EXCEEDED = (409, "limit exceeded")
+    REQUEST_INVALID = (400, "request invalid")
+    # Policies: auth policy statements and retention policies alike.
+    POLICY_INVALID = (400, "policy invalid")
+    # The mirror's admin API for retention policies, answered in the same body shape.
+    POLICY_UNKNOWN = (404, "retention policy unknown")
+    POLICY_CONFLICT = (409, "retention policy conflict")
+    RETENTION_BUSY = (409, "the data directory is in use by a running mirror")
 
     @property
     def status(self) -> int:
@@ -114,3 +125,26 @@ class DigestMismatch(Exception):
             f"digest mismatch: expected {expected} ({expected_size} bytes), "
             f"got {actual} ({actual_size} bytes)"
         )
+
+
+class CorruptObject(Exception):
+    """A cached object failed its integrity check (tag, header, size or digest): never serve
+    it. Raised after the store has evicted it."""
+
+    def __init__(self, digest: str, reason: str) -> None:
+        self.digest = digest
+        self.reason = reason
+        super().__init__(f"cached object {digest} is corrupt: {reason}")
+
+
+class KeyUnavailable(RegistryError):
+    """An object is wrapped by a KEK this cache knows but the loaded keyring lacks (e.g. a
+    rotation the server has not picked up): answer 503, evict nothing."""
+
+    def __init__(self, digest: str, kek_ids: list[str]) -> None:
+        super().__init__(
+            ErrorCode.UNAVAILABLE,
+            "cache key not loaded",
+            detail={"digest": digest, "kek": kek_ids},
+        )
+        self.kek_ids = kek_ids

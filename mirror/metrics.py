@@ -51,6 +51,9 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.fills_resumed = Counter(
+            "mirror_fills_resumed", "Blob transfers resumed with Range after breaking", registry=r
+        )
         self.digest_mismatches = Counter(
             "mirror_digest_mismatches",
             "Upstream content that did not match its digest",
@@ -66,8 +69,46 @@ class Metrics:
         self.stale_served = Counter(
             "mirror_stale_served", "Tags served stale because upstream failed", registry=r
         )
+        self.corrupt_objects = Counter(
+            "mirror_corrupt_objects",
+            "Cached objects that failed an integrity check (tag, header, size, digest), evicted",
+            registry=r,
+        )
         self.fills_in_progress = Gauge(
             "mirror_fills_in_progress", "Blob fills currently running", registry=r
+        )
+        # Retention, garbage collection and capacity (issue 4).
+        self.uncached_streams = Counter(
+            "mirror_uncached_streams",
+            "Blobs or manifests served without caching because the disk refused them",
+            ["reason"],
+            registry=r,
+        )
+        self.retention_runs = Counter(
+            "mirror_retention_runs", "Retention runs", ["trigger", "mode"], registry=r
+        )
+        self.evictions = Counter(
+            "mirror_retention_evictions",
+            "Images evicted from the cache, by the rule that selected them",
+            ["trigger", "rule"],
+            registry=r,
+        )
+        self.objects_deleted = Counter(
+            "mirror_retention_objects_deleted",
+            "Manifests and blobs deleted from disk",
+            ["kind"],
+            registry=r,
+        )
+        self.bytes_freed = Counter(
+            "mirror_retention_bytes_freed", "Bytes freed by deletions", ["trigger"], registry=r
+        )
+        self.deletions_deferred = Counter(
+            "mirror_retention_deletions_deferred",
+            "Blobs left for a later run because a client was reading them",
+            registry=r,
+        )
+        self.cache_size = Gauge(
+            "mirror_cache_size_bytes", "Bytes in the cache, fills in progress included", registry=r
         )
 
     def exposition(self) -> bytes:

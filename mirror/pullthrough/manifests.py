@@ -209,7 +209,13 @@ class ManifestService:
             )
             raise DigestMismatch(str(claimed), str(actual))
         info = parse_manifest(upstream.body, upstream.media_type)
-        await self._store.put(actual, upstream.body)
+        try:
+            await self._store.put(actual, upstream.body)
+        except OSError as exc:
+            # Disk full or over the cache limit: serve it anyway, uncached.
+            log.warning("cannot cache manifest %s (%s); serving it uncached", actual, exc)
+            self._metrics.uncached_streams.labels("manifest").inc()
+            return Manifest(actual, info.media_type, upstream.body)
         self._metadata.set_manifest(
             str(actual),
             ManifestRecord(info.media_type, len(upstream.body), info.references, self._clock.now()),

@@ -79,6 +79,10 @@ class BlobStore(Protocol):
         """Every stored object's digest."""
         ...
 
+    def footprint(self, size: int) -> int:
+        """Bytes on disk of an object of ``size`` bytes (what a cache size limit counts)."""
+        ...
+
 
 async def iter_range(
     reader: RangeReader, first: int, last: int, chunk_size: int

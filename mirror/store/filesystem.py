@@ -147,6 +147,9 @@ class FilesystemBlobStore:
             return False
         return True
 
+    def footprint(self, size: int) -> int:
+        return size
+
     def digests(self) -> Iterator[Digest]:
         for alg_dir in sorted(self.blob_dir.iterdir()):
             for sub in sorted(alg_dir.iterdir()):

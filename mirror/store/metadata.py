@@ -7,7 +7,7 @@ flushed every few seconds (and at close), so a crash loses at most one flush int
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -37,6 +37,20 @@ class ManifestRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class TagMove:
+    """A tag of a repository started pointing at ``to_digest`` (``None``: it was removed)."""
+
+    tag: str
+    from_digest: str | None
+    to_digest: str | None
+    at: float
+
+
+# Tag moves kept per repository (moves of evicted images are pruned before this bites).
+TAG_HISTORY_LIMIT = 10_000
+
+
+@dataclass(frozen=True, slots=True)
 class CachedResponse:
     """A passed-through upstream answer (tags list, referrers) kept for stale-if-error."""
 
@@ -62,7 +76,12 @@ class Metadata:
 
     def set_tag(self, upstream: str, repo: str, tag: str, record: TagRecord) -> None:
         """Record where a tag points, and that the repository is cached."""
+        old = self.tag(upstream, repo, tag)
         self._db.set(("tag", upstream, repo, tag), record)
+        if old is None or old.digest != record.digest:
+            previous = old.digest if old else None
+            move = TagMove(tag, previous, record.digest, record.fetched_at)
+            self._record_move(upstream, repo, move)
         self.add_repository(upstream, repo)
 
     def touch_tag(self, upstream: str, repo: str, tag: str, fetched_at: float) -> None:
@@ -93,9 +112,129 @@ class Metadata:
 
     def repositories(self) -> Iterator[tuple[str, str]]:
         """Every cached ``(upstream, repo)``."""
-        for key in self._db.iterkeys():
+        for key in iter(self._db):
             if isinstance(key, tuple) and key[0] == "repo":
                 yield key[1], key[2]
+
+    # Repository links: content a repository is known to reference (authorisation-aware cache)
+
+    def link(self, upstream: str, repo: str, digests: Iterable[str]) -> None:
+        """Record that ``repo`` at ``upstream`` references these manifests and blobs."""
+        for digest in digests:
+            key = ("link", upstream, repo, digest)
+            if key not in self._db:
+                self._db.set(key, True)
+
+    def linked(self, upstream: str, repo: str, digest: str) -> bool:
+        """Whether ``repo`` at ``upstream`` is known to reference ``digest``."""
+        return ("link", upstream, repo, digest) in self._db
+
+    def unlink(self, upstream: str, repo: str) -> int:
+        """Forget every link of ``repo`` at ``upstream``; returns how many."""
+        keys = [
+            key
+            for key in iter(self._db)
+            if isinstance(key, tuple) and key[:3] == ("link", upstream, repo)
+        ]
+        for key in keys:
+            self._db.delete(key)
+        return len(keys)
+
+    # Retention: tag history, enumeration and eviction ----------------------------------
+
+    def _record_move(self, upstream: str, repo: str, move: TagMove) -> None:
+        key = ("tag-history", upstream, repo)
+        with self._db.transact():
+            history = self.tag_history(upstream, repo)
+            self._db.set(key, (*history, move)[-TAG_HISTORY_LIMIT:])
+
+    def tag_history(self, upstream: str, repo: str) -> tuple[TagMove, ...]:
+        """Every recorded move of a tag of ``repo``, oldest first."""
+        history = self._db.get(("tag-history", upstream, repo))
+        return history if isinstance(history, tuple) else ()
+
+    def tags(self) -> Iterator[tuple[str, str, str, TagRecord]]:
+        """Every cached ``(upstream, repo, tag, record)``."""
+        for key in self._keys("tag"):
+            record = self._db.get(key)
+            if isinstance(record, TagRecord):
+                yield key[1], key[2], key[3], record
+
+    def manifests(self) -> Iterator[tuple[str, ManifestRecord]]:
+        """Every cached ``(digest, record)``."""
+        for key in self._keys("manifest"):
+            record = self._db.get(key)
+            if isinstance(record, ManifestRecord):
+                yield key[1], record
+
+    def pulls(self) -> dict[tuple[str, str, str], float]:
+        """Last pull of every ``(upstream, repo, digest)``, batched ones included."""
+        found: dict[tuple[str, str, str], float] = {}
+        for key in self._keys("pull"):
+            value = self._db.get(key)
+            if value is not None:
+                found[(key[1], key[2], key[3])] = float(value)
+        found.update(self._pending_pulls)
+        return found
+
+    def evict_image(
+        self, upstream: str, repo: str, digest: str, tags: Iterable[str] | None = None
+    ) -> tuple[str, ...]:
+        """Forget image ``digest`` in ``repo``: its tags there, its last pull and its tag
+        history; returns the tags removed. The manifest record is the caller's to delete.
+
+        ``tags`` names the tags that may point at it (from a retention snapshot), sparing a
+        scan of the whole database; ``None`` scans.
+        """
+        if tags is None:
+            keys = list(self._keys("tag", upstream, repo))
+        else:
+            keys = [("tag", upstream, repo, tag) for tag in tags]
+        removed: list[str] = []
+        with self._db.transact():
+            for key in keys:
+                record = self._db.get(key)
+                if isinstance(record, TagRecord) and record.digest == digest:
+                    self._db.delete(key)
+                    removed.append(key[3])
+            self._pending_pulls.pop((upstream, repo, digest), None)
+            self._db.delete(("pull", upstream, repo, digest))
+            history = self.tag_history(upstream, repo)
+            kept = tuple(m for m in history if digest not in (m.from_digest, m.to_digest))
+            if kept != history:
+                self._db.set(("tag-history", upstream, repo), kept)
+        return tuple(sorted(removed))
+
+    def forget_empty_repositories(self, candidates: Iterable[tuple[str, str]]) -> set[str]:
+        """Forget those of ``candidates`` (``(upstream, repo)``) with no tag or last pull left,
+        so they leave the catalog; one pass over the database. Returns ``HOST/REPO`` names."""
+        wanted = set(candidates)
+        busy = {key[:2] for key in self._pending_pulls if key[:2] in wanted}
+        responses: list[tuple[str, ...]] = []
+        for key in iter(self._db):
+            if not isinstance(key, tuple) or len(key) < 3:
+                continue
+            if key[0] in ("tag", "pull") and (key[1], key[2]) in wanted:
+                busy.add((key[1], key[2]))
+            elif key[0] == "response" and len(key) >= 4 and (key[2], key[3]) in wanted:
+                responses.append(key)
+        empty = wanted - busy
+        with self._db.transact():
+            for upstream, repo in empty:
+                self._db.delete(("repo", upstream, repo))
+                self._db.delete(("tag-history", upstream, repo))
+            for key in responses:
+                if (key[2], key[3]) in empty:
+                    self._db.delete(key)
+        return {f"{upstream}/{repo}" for upstream, repo in empty}
+
+    def _keys(self, kind: str, *prefix: str | None) -> Iterator[tuple[str, ...]]:
+        """Keys of ``kind`` whose next parts equal ``prefix`` (``None`` matches anything)."""
+        for key in iter(self._db):
+            if not isinstance(key, tuple) or key[0] != kind or len(key) <= len(prefix):
+                continue
+            if all(p is None or key[i + 1] == p for i, p in enumerate(prefix)):
+                yield key
 
     # Passed-through responses -----------------------------------------------------------
 

@@ -16,13 +16,13 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
 from typing import NoReturn
+
+from mirror.testing.process import ServiceProcess
 
 CONTAINERD_BINARY = "containerd"
 CTR_BINARY = "ctr"
 START_TIMEOUT = 10.0
-STOP_TIMEOUT = 5.0
 CTR_TIMEOUT = 120.0
 # sun_path holds 108 bytes; pytest's tmp paths plus "/containerd.sock.ttrpc" can exceed it.
 _MAX_SOCKET_DIR_LENGTH = 80
@@ -43,20 +43,26 @@ def write_hosts_toml(
     mirror_url: str,
     *,
     capabilities: tuple[str, ...] = ("pull", "resolve"),
+    ca: Path | None = None,
+    client: tuple[Path, Path] | None = None,
 ) -> Path:
     """Write ``<hosts_dir>/<registry_host>/hosts.toml`` sending pulls of ``registry_host``
-    images to ``mirror_url`` first and ``origin_url`` (the ``server``) as fallback."""
+    images to ``mirror_url`` first and ``origin_url`` (the ``server``) as fallback; ``ca``
+    verifies an HTTPS mirror, ``client`` is a (certificate, key) pair for mTLS."""
     host_dir = hosts_dir / registry_host
     host_dir.mkdir(parents=True, exist_ok=True)
     caps = ", ".join(f'"{cap}"' for cap in capabilities)
     path = host_dir / "hosts.toml"
-    path.write_text(
-        f'server = "{origin_url}"\n\n[host."{mirror_url}"]\n  capabilities = [{caps}]\n'
-    )
+    text = f'server = "{origin_url}"\n\n[host."{mirror_url}"]\n  capabilities = [{caps}]\n'
+    if ca is not None:
+        text += f'  ca = "{ca}"\n'
+    if client is not None:
+        text += f'  client = [["{client[0]}", "{client[1]}"]]\n'
+    path.write_text(text)
     return path
 
 
-class Containerd:
+class Containerd(ServiceProcess):
     """A ``containerd`` process whose files all live under ``base_dir``.
 
     Use ``async with`` / ``await start()``, or ``with`` / ``start_sync()``. ``ctr`` commands
@@ -85,11 +91,6 @@ class Containerd:
     def log_path(self) -> Path:
         """The daemon's log (stdout and stderr)."""
         return self.base_dir / "containerd.log"
-
-    @property
-    def pid(self) -> int | None:
-        """PID of the running daemon, or ``None``."""
-        return self._process.pid if self._process else None
 
     def config(self) -> str:
         """The daemon config: private root/state/sockets, no CRI, no debug or metrics."""
@@ -122,47 +123,10 @@ class Containerd:
                 self._fail(f"socket missing after {START_TIMEOUT:.0f} s")
             time.sleep(0.02)
 
-    async def stop(self) -> None:
-        """Terminate the daemon (then kill it after a grace period)."""
-        await asyncio.to_thread(self.stop_sync)
-
-    def stop_sync(self) -> None:
-        """Blocking :meth:`stop`."""
-        process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    def _after_stop(self) -> None:
         if self._own_socket_dir:
             shutil.rmtree(self._socket_dir, ignore_errors=True)
             self._socket_dir, self._own_socket_dir = self.base_dir, False
-
-    async def __aenter__(self) -> Containerd:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
-
-    def __enter__(self) -> Containerd:
-        self.start_sync()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop_sync()
 
     def ctr_args(self, *args: str) -> list[str]:
         """``ctr -a SOCK -n NAMESPACE ARGS...``."""

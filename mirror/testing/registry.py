@@ -17,16 +17,15 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from types import TracebackType
 from typing import NoReturn
 
 from mirror.testing.accesslog import AccessLogEntry, parse_access_log
 from mirror.testing.ports import free_port
+from mirror.testing.process import ServiceProcess
 from mirror.testing.skopeo import skopeo_copy, skopeo_copy_async
 
 REGISTRY_BINARY = "docker-registry"
 START_TIMEOUT = 10.0
-STOP_TIMEOUT = 5.0
 
 
 class RegistryStartError(RuntimeError):
@@ -37,7 +36,7 @@ class RegistryStartError(RuntimeError):
         self.log_tail = log_tail
 
 
-class Registry:
+class Registry(ServiceProcess):
     """A ``docker-registry`` process with its own storage and logs under ``root_dir``.
 
     ``proxy_remote_url`` makes it a pull-through cache of that upstream; ``htpasswd`` turns
@@ -93,11 +92,6 @@ class Registry:
         """Filesystem storage root."""
         return self.root_dir / "storage"
 
-    @property
-    def pid(self) -> int | None:
-        """PID of the running process, or ``None``."""
-        return self._process.pid if self._process else None
-
     def config(self) -> dict[str, object]:
         """The registry configuration for the current port and options."""
         config: dict[str, object] = {
@@ -144,46 +138,6 @@ class Registry:
                 time.sleep(0.02)
             if self._process is not None:
                 return
-
-    async def stop(self) -> None:
-        """Terminate the process (then kill it after a grace period)."""
-        await asyncio.to_thread(self.stop_sync)
-
-    def stop_sync(self) -> None:
-        """Blocking :meth:`stop`."""
-        process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-    async def __aenter__(self) -> Registry:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
-
-    def __enter__(self) -> Registry:
-        self.start_sync()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop_sync()
 
     def requests(self) -> list[AccessLogEntry]:
         """Every request logged so far, oldest first."""

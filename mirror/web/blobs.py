@@ -6,6 +6,7 @@ import logging
 
 from aiohttp import web
 
+from mirror.errors import CorruptObject
 from mirror.oci.digest import Digest
 from mirror.pullthrough.fill import FillFailed
 from mirror.ranges import parse_range
@@ -37,7 +38,7 @@ async def blob(request: web.Request) -> web.StreamResponse:
         await response.prepare(request)
         async for chunk in body.chunks:
             await response.write(chunk)
-    except FillFailed as exc:
+    except (FillFailed, CorruptObject) as exc:
         # Headers are out: the only honest answer is to cut the connection short.
         log.error("aborting response for %s: %s", digest, exc)
         if request.transport is not None:

@@ -29,6 +29,8 @@ class Services:
 
 
 SERVICES = web.AppKey("services", Services)
+# The target resolved by the auth middleware (tenancy repositories and their rules), if any.
+TARGET = web.RequestKey("target", Target)
 
 
 def services(request: web.Request) -> Services:
@@ -38,6 +40,9 @@ def services(request: web.Request) -> Services:
 
 def target(request: web.Request) -> Target:
     """Resolve the request's repository name and ``?ns=`` to an upstream target."""
+    resolved = request.get(TARGET)
+    if resolved is not None:
+        return resolved
     name = request.match_info.get("name")
     if name is None:
         raise RegistryError(ErrorCode.NAME_INVALID)

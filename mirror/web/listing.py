@@ -8,6 +8,7 @@ from mirror.errors import ErrorCode, RegistryError
 from mirror.oci.digest import Digest
 from mirror.oci.names import validate_tag
 from mirror.pullthrough.listing import Listing
+from mirror.web.auth import visible_repositories
 from mirror.web.context import services, target
 
 
@@ -55,6 +56,7 @@ async def catalog(request: web.Request) -> web.Response:
         repo if svc.router.is_default(upstream) else f"{upstream}/{repo}"
         for upstream, repo in svc.metadata.repositories()
     )
+    names = visible_repositories(request, names)
     if last is not None:
         names = [name for name in names if name > last]
     headers: dict[str, str] = {}

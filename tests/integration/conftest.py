@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from ssl import SSLContext
 from typing import Any
 
 import pytest
@@ -14,8 +15,13 @@ from aiohttp.test_utils import TestServer
 from mirror.app import build_app
 from mirror.clock import ManualClock
 from mirror.config import Config, load_config
+from mirror.identity.store import IdentityStore
 from mirror.metrics import Metrics
+from mirror.retention.service import RetentionService
+from mirror.store.filesystem import FilesystemBlobStore
 from mirror.testing.registry import Registry
+from mirror.web.admin_retention import RETENTION
+from mirror.web.auth import AUTH
 from mirror.web.context import SERVICES, Services
 
 
@@ -36,11 +42,15 @@ class Mirror:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}"
+        return f"{self.server.scheme}://{self.host}"
 
     @property
     def services(self) -> Services:
         return self.app[SERVICES]
+
+    @property
+    def retention(self) -> RetentionService:
+        return self.app[RETENTION]
 
     def metric(self, name: str, **labels: str) -> float:
         """The current value of a metric sample (0 when it was never touched)."""
@@ -60,25 +70,38 @@ async def mirror_factory(aiohttp_server: Any, tmp_path: Path) -> MirrorFactory:
     count = 0
 
     async def start(
-        upstreams: dict[str, str], *, data_dir: Path | None = None, **cache: Any
+        upstreams: dict[str, str],
+        *,
+        data_dir: Path | None = None,
+        encryption: dict[str, Any] | None = None,
+        server: dict[str, Any] | None = None,
+        ssl: SSLContext | None = None,
+        retention: dict[str, Any] | None = None,
+        store_factory: Callable[[Path], FilesystemBlobStore] | None = None,
+        **cache: Any,
     ) -> Mirror:
         nonlocal count
         count += 1
         data_dir = data_dir or tmp_path / f"mirror-{count}"
         config = load_config(
             overrides={
+                "server": server or {},
                 "storage": {"data_dir": str(data_dir), "chunk_size": 64 * 1024},
+                # The key file lives beside the data directory, never inside it.
+                "encryption": {"kek_file": str(data_dir.with_name(data_dir.name + ".kek"))}
+                | (encryption or {}),
                 "cache": cache,
                 "upstreams": [{"host": h, "url": u} for h, u in upstreams.items()],
                 "default_upstream": next(iter(upstreams)),
+                "retention": retention or {},
             },
             environ={},
         )
         clock = ManualClock()
         metrics = Metrics()
-        app = build_app(config, clock=clock, metrics=metrics)
-        server = await aiohttp_server(app, host="127.0.0.1")
-        return Mirror(server, config, clock, metrics, data_dir, app)
+        app = build_app(config, clock=clock, metrics=metrics, store_factory=store_factory)
+        test_server = await aiohttp_server(app, host="127.0.0.1", ssl=ssl)
+        return Mirror(test_server, config, clock, metrics, data_dir, app)
 
     return start
 
@@ -87,3 +110,90 @@ async def mirror_factory(aiohttp_server: Any, tmp_path: Path) -> MirrorFactory:
 async def mirror(mirror_factory: MirrorFactory, upstream_registry: Registry) -> Mirror:
     """A mirror whose default (and only) upstream is the module's real ``docker-registry``."""
     return await mirror_factory({upstream_registry.host: upstream_registry.url})
+
+
+@dataclass
+class AuthMirror:
+    """A mirror with auth enabled: its first administrator's token and the identity store."""
+
+    mirror: Mirror
+    admin_token: str
+    announcements: list[str]
+
+    @property
+    def url(self) -> str:
+        return self.mirror.url
+
+    @property
+    def host(self) -> str:
+        return self.mirror.host
+
+    @property
+    def identity(self) -> IdentityStore:
+        return self.mirror.app[AUTH].identity
+
+    def user(
+        self, tenancy: str, name: str, *groups: str, policy: list[str] | None = None
+    ) -> tuple[str, str]:
+        """Create (tenancy if needed,) groups, a user in them, a policy; return its login."""
+        now = self.mirror.clock.now()
+        store = self.identity
+        if store.tenancy(tenancy) is None:
+            store.create_tenancy(tenancy, now)
+        store.create_user(tenancy, name, now)
+        for group in groups:
+            if store.group(tenancy, group) is None:
+                store.create_group(tenancy, group)
+            store.set_member(tenancy, group, name, True)
+        if policy:
+            store.set_policy(tenancy, f"{name}-policy", policy)
+        _, token = store.create_token(tenancy, name, "test", now, cost=AUTH_TEST_HASH_COST)
+        return f"{tenancy}/{name}", token
+
+
+AUTH_TEST_HASH_COST = 2**8
+AuthMirrorFactory = Callable[..., Awaitable[AuthMirror]]
+
+
+@pytest.fixture
+async def auth_mirror_factory(aiohttp_server: Any, tmp_path: Path) -> AuthMirrorFactory:
+    """Start mirrors with ``[auth] enabled`` (fast token hashes, default tenancy ``nodes``)."""
+    count = 0
+
+    async def start(upstreams: dict[str, str], **auth: Any) -> AuthMirror:
+        nonlocal count
+        count += 1
+        data_dir = tmp_path / f"auth-mirror-{count}"
+        settings = {
+            "enabled": True,
+            "hash_cost": AUTH_TEST_HASH_COST,
+            "default_tenancy": "nodes",
+            **auth,
+        }
+        config = load_config(
+            overrides={
+                "storage": {"data_dir": str(data_dir), "chunk_size": 64 * 1024},
+                "upstreams": [{"host": h, "url": u} for h, u in upstreams.items()],
+                "default_upstream": next(iter(upstreams)),
+                "auth": settings,
+            },
+            environ={},
+        )
+        clock = ManualClock()
+        metrics = Metrics()
+        announcements: list[str] = []
+        app = build_app(config, clock=clock, metrics=metrics, announce=announcements.append)
+        server = await aiohttp_server(app, host="127.0.0.1")
+        mirror = Mirror(server, config, clock, metrics, data_dir, app)
+        token = announcements[0].rsplit(" ", 1)[1] if announcements else ""
+        return AuthMirror(mirror, token, announcements)
+
+    return start
+
+
+@pytest.fixture
+async def auth_mirror(
+    auth_mirror_factory: AuthMirrorFactory, upstream_registry: Registry
+) -> AuthMirror:
+    """An auth-enabled mirror in front of the module's real ``docker-registry``."""
+    return await auth_mirror_factory({upstream_registry.host: upstream_registry.url})

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from mirror.oci.media import OCI_MANIFEST
+from mirror.oci.media import OCI_INDEX, OCI_MANIFEST
 
 
 def digest_of(data: bytes) -> str:
@@ -28,9 +28,11 @@ class FakeUpstream:
     blobs: dict[str, bytes] = field(default_factory=dict)
     manifests: dict[str, bytes] = field(default_factory=dict)
     tags: dict[tuple[str, str], str] = field(default_factory=dict)
-    # digest -> "corrupt" | "truncate" | "slow" | "503" | "429"
+    # digest -> "corrupt" | "truncate" | "truncate-once" | "slow" | "503" | "429"
     blob_mode: dict[str, str] = field(default_factory=dict)
     manifest_mode: dict[str, str] = field(default_factory=dict)
+    # subject digest -> descriptors of the manifests that refer to it
+    referrers: dict[str, list[dict[str, object]]] = field(default_factory=dict)
     requests: Counter[tuple[str, str]] = field(default_factory=Counter)
     slow_chunk: int = 64 * 1024
     slow_delay: float = 0.01
@@ -77,6 +79,7 @@ class FakeUpstream:
         app.router.add_get("/v2/", self._ping)
         app.router.add_get(r"/v2/{name:.+}/manifests/{reference}", self._manifest)
         app.router.add_get(r"/v2/{name:.+}/blobs/{digest}", self._blob)
+        app.router.add_get(r"/v2/{name:.+}/referrers/{digest}", self._referrers)
         return app
 
     async def _ping(self, request: web.Request) -> web.Response:
@@ -102,6 +105,16 @@ class FakeUpstream:
             return web.Response(headers={**headers, "Content-Length": str(len(body))})
         return web.Response(body=body, headers=headers)
 
+    async def _referrers(self, request: web.Request) -> web.Response:
+        """An upstream that does not apply the ``artifactType`` filter (the spec allows it)."""
+        self._count(request)
+        index = {
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX,
+            "manifests": self.referrers.get(request.match_info["digest"], []),
+        }
+        return web.json_response(index, content_type=OCI_INDEX)
+
     async def _blob(self, request: web.Request) -> web.StreamResponse:
         self._count(request)
         digest = request.match_info["digest"]
@@ -121,10 +134,18 @@ class FakeUpstream:
             )
         if mode == "corrupt":
             data = bytes([data[0] ^ 0xFF]) + data[1:]
+        if mode == "truncate-once":
+            del self.blob_mode[digest]
         response = web.StreamResponse(headers={"Docker-Content-Digest": digest})
+        size = len(data)
+        offset = int(request.headers.get("Range", "bytes=0-")[6:].rstrip("-") or 0)
+        if offset:
+            response.set_status(206)
+            response.headers["Content-Range"] = f"bytes {offset}-{size - 1}/{size}"
+            data = data[offset:]
         response.content_length = len(data)
         await response.prepare(request)
-        if mode == "truncate":
+        if mode in ("truncate", "truncate-once"):
             await response.write(data[: len(data) // 2])
             await asyncio.sleep(0.05)
             assert request.transport is not None

@@ -61,14 +61,16 @@ def test_serve_logs_where_it_listens_and_stops_on_sigterm(tmp_path: Path) -> Non
     config = tmp_path / "mirror.toml"
     config.write_text(
         f'[server]\nlisten = "127.0.0.1:{port}"\n[storage]\ndata_dir = "{tmp_path / "data"}"\n'
+        f'[encryption]\nkek_file = "{tmp_path / "kek"}"\n'
     )
     proc = subprocess.Popen(
         [*MIRROR, "serve", "--config", str(config)], stderr=subprocess.PIPE, text=True
     )
     try:
         assert proc.stderr is not None
-        line = proc.stderr.readline()
-        assert f"listening on http://127.0.0.1:{port}" in line
+        lines = [proc.stderr.readline() for _ in range(2)]
+        assert "created key file" in lines[0]
+        assert f"listening on http://127.0.0.1:{port}" in lines[1]
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/") as resp:
             assert resp.status == 200
         assert (tmp_path / "data" / "metadata").is_dir()
@@ -85,7 +87,14 @@ def test_serve_refuses_a_port_in_use(tmp_path: Path) -> None:
         busy.listen()
         port = busy.getsockname()[1]
         started = time.monotonic()
-        done = run("serve", "--listen", f"127.0.0.1:{port}", "--data-dir", str(tmp_path))
+        done = run(
+            "serve",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--data-dir",
+            str(tmp_path),
+            env={"MIRROR_ENCRYPTION_KEK_FILE": str(tmp_path / "kek")},
+        )
     assert done.returncode == 1
     assert "cannot serve" in done.stderr
     assert time.monotonic() - started < 30

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 import time
 from typing import Any
@@ -107,7 +108,9 @@ async def test_fifty_concurrent_cold_pulls_cause_one_upstream_get(
     await asyncio.sleep(0.2)
     assert upstream_registry.count_requests("GET", layer.digest) == 1
     assert mirror.metric("mirror_fills_started_total") == 1
-    assert mirror.metric("mirror_singleflight_joins_total", kind="blob") >= 1
+    joined = mirror.metric("mirror_singleflight_joins_total", kind="blob")
+    warm = mirror.metric("mirror_cache_hits_total", kind="blob")
+    assert joined >= 1 and joined + warm == 49
 
 
 async def test_client_disconnect_mid_fill_does_not_cancel_the_fill(
@@ -255,3 +258,78 @@ async def test_bad_requests_get_spec_errors_before_any_upstream_call(
             assert (await resp.json())["errors"][0]["code"] == code
     assert sum(fake.requests.values()) == 0
     assert cache_is_empty(faulty)
+
+
+async def test_referrers_are_filtered_cached_and_served_stale(
+    faulty: Mirror, fake: FakeUpstream, fake_server: Any
+) -> None:
+    subject, _ = fake.add_image("team/app", "v1", [b"layer"])
+    sbom = {
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "digest": digest_of(b"sbom"),
+        "size": 4,
+        "artifactType": "application/spdx+json",
+    }
+    sig = {
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "digest": digest_of(b"sig"),
+        "size": 3,
+        "artifactType": "application/vnd.dev.sig",
+    }
+    fake.referrers[subject] = [sbom, sig]
+    url = f"{faulty.url}/v2/team/app/referrers/{subject}"
+
+    status, body, headers = await fetch(url)
+    assert status == 200
+    assert [m["digest"] for m in json.loads(body)["manifests"]] == [sbom["digest"], sig["digest"]]
+    assert headers["Content-Type"] == "application/vnd.oci.image.index.v1+json"
+
+    status, body, headers = await fetch(f"{url}?artifactType=application/spdx%2Bjson")
+    assert status == 200
+    assert [m["digest"] for m in json.loads(body)["manifests"]] == [sbom["digest"]]
+    assert headers["OCI-Filters-Applied"] == "artifactType"
+
+    await fetch(url)  # within the TTL: from cache
+    assert fake.count("GET", "/referrers/") == 2
+
+    await fake_server.close()
+    faulty.clock.advance(120)
+    status, body, headers = await fetch(url)
+    assert status == 200 and headers["Warning"].startswith("110")
+    assert len(json.loads(body)["manifests"]) == 2
+
+
+async def test_path_prefix_selects_the_upstream(faulty: Mirror, fake: FakeUpstream) -> None:
+    digest, manifest = fake.add_image("team/app", "v1", [b"layer"])
+    status, body, headers = await fetch(f"{faulty.url}/v2/{FAKE_HOST}/team/app/manifests/v1")
+    assert status == 200 and body == manifest
+    status, body, _ = await fetch(f"{faulty.url}/v2/team/app/manifests/v1?ns={FAKE_HOST}")
+    assert status == 200 and body == manifest
+    assert headers["Docker-Content-Digest"] == digest
+
+
+async def test_pulls_are_recorded_for_retention(faulty: Mirror, fake: FakeUpstream) -> None:
+    digest, _ = fake.add_image("team/app", "v1", [b"layer"])
+    faulty.clock.advance(1000)
+    await fetch(f"{faulty.url}/v2/team/app/manifests/v1")
+    metadata = faulty.services.metadata
+    assert metadata.last_pull(FAKE_HOST, "team/app", digest) == faulty.clock.now()
+    assert metadata.flush() == 1  # batched in memory until flushed
+    assert metadata.last_pull(FAKE_HOST, "team/app", digest) == faulty.clock.now()
+    async with aiohttp.ClientSession() as http:  # HEAD resolves, it is not a pull
+        async with http.head(f"{faulty.url}/v2/team/app/manifests/v1"):
+            pass
+    assert metadata.flush() == 0
+
+
+async def test_a_transfer_broken_mid_blob_is_resumed_with_range(
+    faulty: Mirror, fake: FakeUpstream
+) -> None:
+    data = os.urandom(1_000_000)
+    digest = fake.add_blob(data)
+    fake.blob_mode[digest] = "truncate-once"
+    status, body, _ = await fetch(f"{faulty.url}/v2/team/app/blobs/{digest}")
+    assert status == 200 and body == data
+    assert fake.count("GET", digest) == 2
+    assert faulty.metric("mirror_fills_resumed_total") == 1
+    assert faulty.metric("mirror_fills_committed_total") == 1

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from mirror.config import Config, ConfigError, UpstreamConfig, load_config
+from mirror.config import Config, ConfigError, PolicyConfig, UpstreamConfig, load_config
 
 
 def write_toml(tmp_path: Path, text: str) -> Path:
@@ -78,6 +79,7 @@ def test_toml_file_sets_sections_and_replaces_upstreams(tmp_path: Path) -> None:
         [server]
         listen = "0.0.0.0:8080"
         access_log = false
+        allow_plain_http = true
 
         [storage]
         data_dir = "/var/cache/mirror"
@@ -127,10 +129,10 @@ def test_toml_file_sets_sections_and_replaces_upstreams(tmp_path: Path) -> None:
     [
         pytest.param({"MIRROR_CACHE_TAG_TTL": "5"}, "cache", "tag_ttl", 5.0, id="cache-tag-ttl"),
         pytest.param(
-            {"MIRROR_SERVER_LISTEN": "0.0.0.0:9000"},
+            {"MIRROR_SERVER_LISTEN": "127.0.0.1:9000"},
             "server",
             "listen",
-            "0.0.0.0:9000",
+            "127.0.0.1:9000",
             id="server-listen",
         ),
         pytest.param(
@@ -343,3 +345,85 @@ def test_empty_default_upstream_means_none() -> None:
     config = load_config(environ={"MIRROR_DEFAULT_UPSTREAM": ""})
 
     assert config.default_upstream == ""
+
+
+def test_example_file_states_the_defaults() -> None:
+    example = Path(__file__).resolve().parents[2] / "conf" / "mirror.example.toml"
+
+    assert load_config(example, environ={}) == Config()
+
+
+@pytest.mark.parametrize(
+    ("retention", "message"),
+    [
+        pytest.param({"interval": -1}, "retention.interval", id="negative-interval"),
+        pytest.param({"max_size": -5}, "retention.max_size", id="negative-size"),
+        pytest.param(
+            {"low_watermark": 0.95, "high_watermark": 0.9},
+            "retention.low_watermark",
+            id="low-above-high",
+        ),
+        pytest.param({"high_watermark": 1.5}, "retention.low_watermark", id="high-above-one"),
+        pytest.param({"policies": {"name": "x"}}, "retention.policies", id="not-an-array"),
+        pytest.param({"policies": [{}]}, "retention.policies[0].name: required", id="no-name"),
+        pytest.param(
+            {"policies": [{"name": "a"}, {"name": "a"}]},
+            "retention.policies[1].name",
+            id="duplicate",
+        ),
+        pytest.param(
+            {"policies": [{"name": "a", "not_pulled_days": -1}]},
+            "retention.policies[0].not_pulled_days",
+            id="negative-days",
+        ),
+        pytest.param(
+            {"policies": [{"name": "a", "match": "some"}]},
+            "retention.policies[0].match",
+            id="bad-match",
+        ),
+        pytest.param(
+            {"policies": [{"name": "global", "repositories": ["a/b"]}]},
+            "retention.policies[0].repositories",
+            id="global-with-repositories",
+        ),
+        pytest.param(
+            {"policies": [{"name": "a", "colour": "red"}]},
+            "retention.policies[0].colour: unknown key",
+            id="unknown-key",
+        ),
+    ],
+)
+def test_bad_retention_settings_name_the_key(retention: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(overrides={"retention": retention}, environ={})
+
+    assert message in str(caught.value)
+
+
+def test_retention_policies_from_toml_and_size_from_environment(tmp_path: Path) -> None:
+    path = tmp_path / "mirror.toml"
+    path.write_text(
+        """
+        [retention]
+        cooling_period = 0
+
+        [[retention.policies]]
+        name = "stale"
+        not_pulled_days = 30
+        exempt_tags = ["latest", "v*"]
+        repositories = ["docker.io/library/alpine"]
+        """
+    )
+
+    config = load_config(path, environ={"MIRROR_RETENTION_MAX_SIZE": "1000000"})
+
+    assert config.retention.cooling_period == 0
+    assert config.retention.max_size == 1_000_000
+    assert config.retention.policies == (
+        PolicyConfig(
+            name="stale",
+            not_pulled_days=30.0,
+            exempt_tags=("latest", "v*"),
+            repositories=("docker.io/library/alpine",),
+        ),
+    )

@@ -6,6 +6,7 @@ To check another store, add its factory to ``STORES``.
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import stat
 from collections.abc import Callable
@@ -13,12 +14,32 @@ from pathlib import Path
 
 import pytest
 
+from mirror.crypto.envelope import AES_256_GCM, CHACHA20_POLY1305
+from mirror.crypto.sources import KeyFile
 from mirror.oci.digest import Digest
 from mirror.store.blobs import BlobStore, RangeReader, iter_range
+from mirror.store.encrypted import EncryptedBlobStore
 from mirror.store.filesystem import FilesystemBlobStore
+from mirror.store.keys import CacheKeys
+
+
+def encrypted(cipher: int, chunk_size: int) -> Callable[[Path], BlobStore]:
+    """An encrypted store with a fresh key file next to it; small chunks cross boundaries."""
+
+    def make(root: Path) -> BlobStore:
+        keys = CacheKeys.open(
+            KeyFile(root.parent / "kek"), root, random_bytes=os.urandom, now=1_700_000_000.0
+        )
+        return EncryptedBlobStore(root, keys, cipher=cipher, chunk_size=chunk_size)
+
+    return make
+
 
 STORES: dict[str, Callable[[Path], BlobStore]] = {
     "filesystem": FilesystemBlobStore,
+    "encrypted-aes-64": encrypted(AES_256_GCM, 64),
+    "encrypted-chacha-333": encrypted(CHACHA20_POLY1305, 333),
+    "encrypted-aes-4096": encrypted(AES_256_GCM, 4096),
 }
 
 

@@ -1,6 +1,7 @@
 """The architecture, checked: every module imports only from its own layer or below.
 
-cli/demo -> app -> web -> pullthrough -> store, upstream, routing, config -> pure core.
+cli/demo -> app -> web -> pullthrough, auth -> store, identity, upstream, routing, config
+-> pure core (oci, policy grammar, crypto, errors).
 """
 
 from __future__ import annotations
@@ -21,16 +22,27 @@ LAYERS: dict[str, int] = {
     "mirror.ranges": 0,
     "mirror.verify": 0,
     "mirror.metrics": 0,
+    "mirror.crypto": 0,
+    "mirror.tls": 0,
+    "mirror.policy": 0,
     "mirror.testing": 1,
     "mirror.store": 1,
     "mirror.upstream": 1,
     "mirror.routing": 1,
     "mirror.config": 1,
+    "mirror.identity": 1,
     "mirror.pullthrough": 2,
+    "mirror.auth": 2,
+    "mirror.retention": 2,
     "mirror.web": 3,
     "mirror.app": 4,
+    "mirror.storage": 4,
+    "mirror.app_auth": 4,
     "mirror.cli": 5,
+    "mirror.admincli": 5,
+    "mirror.retention_cli": 5,
     "mirror.demo": 5,
+    "mirror.maintenance": 5,
     "mirror.__main__": 6,
 }
 

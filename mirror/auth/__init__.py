@@ -1,0 +1,1 @@
+"""Authentication and authorisation: logins, bearer tokens, policies applied to repositories."""

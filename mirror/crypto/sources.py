@@ -1,0 +1,157 @@
+"""Where the keyring comes from: a key file, an environment variable, or an external command
+(the way credential helpers work, for Vault or a cloud KMS)."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Protocol
+
+from mirror.crypto.keys import Keyring, KeyringError, new_kek
+
+
+class KeySource(Protocol):
+    """A source of the keyring."""
+
+    def describe(self) -> str:
+        """Where the keys come from, for messages."""
+        ...
+
+    def load(self) -> Keyring:
+        """The keyring now; raises ``KeyringError`` with a message saying what is wrong."""
+        ...
+
+    def changed(self) -> bool:
+        """Whether the keyring may differ from the last ``load`` (cheap to ask)."""
+        ...
+
+
+class KeyFile:
+    """A keyring file, which must not be readable by group or others.
+
+    ``create`` makes it (mode 0600, one fresh KEK) when it does not exist: only do that for
+    a new cache, or the objects of an existing one become unreadable.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._seen: tuple[int, int, int] | None = None
+
+    def describe(self) -> str:
+        return f"key file {self.path}"
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def create(self, random_bytes: Callable[[int], bytes], now: float) -> Keyring:
+        """Write a new keyring with one KEK; fails if the file already exists."""
+        ring = Keyring((new_kek(random_bytes, now),))
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(ring.format())
+            out.flush()
+            os.fsync(out.fileno())
+        return ring
+
+    def load(self) -> Keyring:
+        try:
+            info = os.stat(self.path)
+            text = self.path.read_text()
+        except FileNotFoundError:
+            raise KeyringError(f"{self.describe()} does not exist") from None
+        except OSError as exc:
+            raise KeyringError(f"{self.describe()}: {exc.strerror}") from None
+        mode = stat.S_IMODE(info.st_mode)
+        if mode & 0o077:
+            raise KeyringError(
+                f"{self.describe()} has mode {mode:04o}, readable by others: chmod 600 it"
+            )
+        self._seen = _identity(info)
+        return Keyring.parse(text, self.describe())
+
+    def changed(self) -> bool:
+        try:
+            return _identity(os.stat(self.path)) != self._seen
+        except FileNotFoundError:
+            return True
+
+    def save(self, ring: Keyring) -> None:
+        """Replace the file atomically (same mode 0600)."""
+        temp = self.path.with_name(f".{self.path.name}.{os.getpid()}.new")
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(ring.format())
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temp, self.path)
+
+
+def _identity(info: os.stat_result) -> tuple[int, int, int]:
+    return (info.st_ino, info.st_mtime_ns, info.st_size)
+
+
+class KeyEnv:
+    """A keyring in an environment variable (entries separated by commas or newlines)."""
+
+    def __init__(self, name: str, environ: Mapping[str, str]) -> None:
+        self.name = name
+        self._environ = environ
+
+    def describe(self) -> str:
+        return f"environment variable {self.name}"
+
+    def load(self) -> Keyring:
+        text = self._environ.get(self.name)
+        if not text:
+            raise KeyringError(f"{self.describe()} is not set")
+        return Keyring.parse(text, self.describe())
+
+    def changed(self) -> bool:
+        return False
+
+
+class KeyCommand:
+    """A command that prints the keyring on stdout; run again when a key is not found, and
+    at most every ``refresh`` seconds to pick up a new current KEK."""
+
+    def __init__(
+        self,
+        argv: tuple[str, ...],
+        *,
+        timeout: float = 30.0,
+        refresh: float = 60.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not argv:
+            raise KeyringError("encryption.kek_command: empty command")
+        self.argv = argv
+        self.timeout = timeout
+        self.refresh = refresh
+        self._monotonic = monotonic
+        self._loaded_at: float | None = None
+
+    def describe(self) -> str:
+        return f"key command {self.argv[0]}"
+
+    def load(self) -> Keyring:
+        try:
+            done = subprocess.run(
+                self.argv, capture_output=True, text=True, timeout=self.timeout, check=False
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise KeyringError(f"{self.describe()} could not run: {exc}") from None
+        if done.returncode != 0:
+            raise KeyringError(
+                f"{self.describe()} exited {done.returncode}: {done.stderr.strip()[:200]}"
+            )
+        self._loaded_at = self._monotonic()
+        return Keyring.parse(done.stdout, self.describe())
+
+    def changed(self) -> bool:
+        loaded = self._loaded_at
+        return loaded is None or self._monotonic() - loaded >= self.refresh

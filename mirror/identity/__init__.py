@@ -1,0 +1,1 @@
+"""Who may pull: tenancies, users, groups, auth tokens, policies, repositories and rules."""

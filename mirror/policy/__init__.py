@@ -1,0 +1,1 @@
+"""Policy statements in the cloud registry's grammar, and their evaluation (pure)."""

@@ -1,0 +1,180 @@
+"""Evicting images and collecting what they leave behind.
+
+Evicting an image forgets it in its repository (its tags there, its last pull). Its manifest
+goes once no image in any repository and no remaining manifest refers to it; a blob goes once
+no remaining manifest refers to it and no client is reading it (else it is deferred to a later
+run). References are counted once per run from a snapshot, and rechecked where a concurrent
+pull could have changed them: an image pulled since the snapshot is not evicted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from mirror.metrics import Metrics
+from mirror.oci.digest import Digest
+from mirror.retention.audit import AuditLog
+from mirror.retention.inventory import Inventory
+from mirror.retention.rules import Decision
+from mirror.store.blobs import BlobStore
+from mirror.store.metadata import Metadata
+from mirror.store.retention import RetentionStore
+
+log = logging.getLogger(__name__)
+
+# Yield to the event loop after this many deletions (pulls keep being served during a run).
+YIELD_EVERY = 64
+# How long a blob that was not cached when it became garbage stays on the deferred list, in
+# case a client that already had its manifest fills it afterwards.
+DEFERRED_GRACE = 3600.0
+
+
+@dataclass
+class Outcome:
+    """What one eviction pass did."""
+
+    evicted: list[Decision] = field(default_factory=list)
+    # Images selected but left alone because they were pulled during the run.
+    spared: list[Decision] = field(default_factory=list)
+    deleted: list[tuple[str, str, int]] = field(default_factory=list)
+    deferred: set[str] = field(default_factory=set)
+
+    @property
+    def bytes_freed(self) -> int:
+        return sum(size for _, _, size in self.deleted)
+
+
+class Collector:
+    """Deletes what evicted images leave unreferenced, from a snapshot's reference counts."""
+
+    def __init__(
+        self,
+        inventory: Inventory,
+        metadata: Metadata,
+        store: BlobStore,
+        state: RetentionStore,
+        in_use: Callable[[str], bool],
+        audit: AuditLog,
+        metrics: Metrics,
+        *,
+        trigger: str,
+        run_id: str,
+        now: float,
+    ) -> None:
+        self._inventory = inventory
+        self._metadata = metadata
+        self._store = store
+        self._state = state
+        self._in_use = in_use
+        self._audit = audit
+        self._metrics = metrics
+        self._trigger = trigger
+        self._run_id = run_id
+        self.outcome = Outcome()
+        self._own_pulls = {(i.upstream, i.repo, i.digest): i.own_pull for i in inventory.images}
+        self._counts: Counter[str] = Counter(i.digest for i in inventory.images)
+        for record in inventory.manifests.values():
+            self._counts.update(record.references)
+        self._steps = 0
+        self._now = now
+        self._previously_deferred = state.deferred()
+
+    def pulled_since_snapshot(self, decision: Decision) -> bool:
+        """Whether a member of the image's group was pulled after the snapshot."""
+        image = decision.image
+        for digest in image.group:
+            now = self._metadata.last_pull(image.upstream, image.repo, digest)
+            if now is not None and now != self._own_pulls.get((image.upstream, image.repo, digest)):
+                return True
+        return False
+
+    async def evict(self, decisions: Iterable[Decision]) -> None:
+        """Evict every image of ``decisions`` (one group at a time), then collect."""
+        spared: set[tuple[str, str, tuple[str, ...]]] = set()
+        cleared: set[tuple[str, str, tuple[str, ...]]] = set()
+        touched: set[tuple[str, str]] = set()
+        for decision in decisions:
+            image = decision.image
+            group = (image.upstream, image.repo, image.group)
+            if group not in cleared and (group in spared or self.pulled_since_snapshot(decision)):
+                spared.add(group)
+                self.outcome.spared.append(decision)
+                continue
+            cleared.add(group)
+            tags = self._metadata.evict_image(image.upstream, image.repo, image.digest, image.tags)
+            touched.add((image.upstream, image.repo))
+            self.outcome.evicted.append(decision)
+            self._metrics.evictions.labels(self._trigger, decision.rule).inc()
+            self._audit.write(
+                "evict-image",
+                run=self._run_id,
+                trigger=self._trigger,
+                repository=image.repository,
+                digest=image.digest,
+                tags_removed=list(tags),
+                policy=decision.policy,
+                rule=decision.rule,
+                reason=decision.reason,
+            )
+            await self._release(image.digest, f"evicted {image.name}")
+        if touched:
+            self._metadata.forget_empty_repositories(touched)
+
+    async def collect_deferred(self) -> None:
+        """Retry blobs deferred by earlier runs that are still unreferenced (in use then, or
+        not yet cached: a client that already had the manifest may fill them after it went)."""
+        for digest, since in sorted(self._previously_deferred.items()):
+            if self._counts[digest] <= 0 and digest not in self._inventory.manifests:
+                expired = self._now - since > DEFERRED_GRACE
+                await self._delete_blob(digest, "deferred from an earlier run", retry=expired)
+
+    def save_deferred(self) -> None:
+        previous = self._previously_deferred
+        still = {d: previous.get(d, self._now) for d in self.outcome.deferred}
+        if still != previous:
+            self._state.set_deferred(still)
+
+    async def _release(self, digest: str, reason: str) -> None:
+        """Drop one reference to ``digest``; delete it when none is left."""
+        self._counts[digest] -= 1
+        if self._counts[digest] > 0:
+            return
+        record = self._inventory.manifests.get(digest)
+        if record is None:
+            await self._delete_blob(digest, reason)
+            return
+        self._metadata.delete_manifest(digest)
+        await self._delete_object("manifest", digest, reason)
+        for reference in record.references:
+            await self._release(reference, f"only referenced by manifest {digest}")
+
+    async def _delete_blob(self, digest: str, reason: str, *, retry: bool = False) -> None:
+        if self._in_use(digest):
+            self.outcome.deferred.add(digest)
+            self._metrics.deletions_deferred.inc()
+            self._audit.write("defer-blob", run=self._run_id, digest=digest, reason="in use")
+            return
+        self.outcome.deferred.discard(digest)
+        if not await self._delete_object("blob", digest, reason) and not retry:
+            # Not cached (yet): look again next run, in case a pull still fills it.
+            self.outcome.deferred.add(digest)
+
+    async def _delete_object(self, kind: str, digest: str, reason: str) -> bool:
+        parsed = Digest.parse(digest)
+        size = await self._store.stat(parsed)
+        if size is None or not await self._store.delete(parsed):
+            return False
+        self.outcome.deleted.append((kind, digest, size))
+        self._metrics.objects_deleted.labels(kind).inc()
+        self._metrics.bytes_freed.labels(self._trigger).inc(size)
+        self._audit.write(
+            f"delete-{kind}", run=self._run_id, digest=digest, size=size, reason=reason
+        )
+        self._steps += 1
+        if self._steps % YIELD_EVERY == 0:
+            await asyncio.sleep(0)
+        return True

@@ -1,0 +1,285 @@
+"""The retention service: policy management, runs (scheduled, on demand, dry), and eviction
+for the cache size limit. One run or eviction at a time."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from mirror.clock import Clock
+from mirror.errors import ErrorCode
+from mirror.metrics import Metrics
+from mirror.retention.audit import AuditLog, iso
+from mirror.retention.capacity import CapacityLimit
+from mirror.retention.collector import Collector, Outcome
+from mirror.retention.inventory import Inventory
+from mirror.retention.rules import Decision, decide, least_recently_pulled
+from mirror.store.blobs import BlobStore
+from mirror.store.metadata import Metadata
+from mirror.store.retention import EDITABLE, Policy, RetentionStore, policy_error
+
+log = logging.getLogger(__name__)
+
+
+def decision_json(decision: Decision, *, action: str | None = None) -> dict[str, Any]:
+    """One line of a run report."""
+    image = decision.image
+    return {
+        "repository": image.repository,
+        "digest": image.digest,
+        "media_type": image.media_type,
+        "size": image.size,
+        "tags": list(image.tags),
+        "last_pull": iso(image.last_pull),
+        "last_tagged": iso(image.last_tagged),
+        "cached_at": iso(image.cached_at),
+        "policy": decision.policy,
+        "action": action or ("delete" if decision.delete else "keep"),
+        "rule": decision.rule,
+        "reason": decision.reason,
+        "cooling_until": iso(decision.cooling_until),
+    }
+
+
+@dataclass
+class Report:
+    """The result of a retention run: every image's decision, and what was deleted."""
+
+    run_id: str
+    trigger: str
+    dry_run: bool
+    started_at: float
+    decisions: list[Decision]
+    outcome: Outcome = field(default_factory=Outcome)
+
+    def as_json(self) -> dict[str, Any]:
+        spared = {id(d) for d in self.outcome.spared}
+        lines = []
+        for decision in self.decisions:
+            if id(decision) in spared:
+                kept = replace(
+                    decision,
+                    delete=False,
+                    rule="pulled-during-run",
+                    reason=f"pulled while the run was deciding ({decision.reason})",
+                )
+                lines.append(decision_json(kept))
+            else:
+                lines.append(decision_json(decision))
+        return {
+            "run": self.run_id,
+            "trigger": self.trigger,
+            "dry_run": self.dry_run,
+            "started_at": iso(self.started_at),
+            "images": lines,
+            "evicted": len(self.outcome.evicted),
+            "deleted": [
+                {"kind": kind, "digest": digest, "size": size}
+                for kind, digest, size in self.outcome.deleted
+            ],
+            "deferred": sorted(self.outcome.deferred),
+            "bytes_freed": self.outcome.bytes_freed,
+        }
+
+
+class RetentionService:
+    """Applies the persisted policies to the cache."""
+
+    def __init__(
+        self,
+        metadata: Metadata,
+        store: BlobStore,
+        state: RetentionStore,
+        audit: AuditLog,
+        metrics: Metrics,
+        clock: Clock,
+        *,
+        in_use: Callable[[str], bool],
+        cooling_period: float,
+        capacity: CapacityLimit | None = None,
+    ) -> None:
+        self._metadata = metadata
+        self._store = store
+        self._state = state
+        self._audit = audit
+        self._metrics = metrics
+        self._clock = clock
+        self._in_use = in_use
+        self.cooling_period = cooling_period
+        self.capacity = capacity
+        self._lock = asyncio.Lock()
+
+    # Policies ---------------------------------------------------------------------------
+
+    def policies(self) -> list[dict[str, Any]]:
+        """Every policy with its repositories and when its cooling period ends."""
+        state = self._state.state()
+        now = self._clock.now()
+        described = []
+        for policy in state.policies:
+            until = policy.widened_at + self.cooling_period
+            described.append(
+                policy.as_json()
+                | {
+                    "global": policy.is_global,
+                    "repositories": list(state.repositories(policy.name)),
+                    "cooling_until": iso(until) if until > now else None,
+                }
+            )
+        return described
+
+    def policy(self, name: str) -> dict[str, Any]:
+        for described in self.policies():
+            if described["name"] == name:
+                return described
+        self._state.state().policy(name)  # raises POLICY_UNKNOWN
+        raise AssertionError(name)
+
+    def create(self, spec: Mapping[str, Any]) -> dict[str, Any]:
+        """Create a custom policy from ``{"name": ..., criteria...}``."""
+        unknown = sorted(set(spec) - {"name", *EDITABLE})
+        if unknown or not isinstance(spec.get("name"), str):
+            raise policy_error(
+                ErrorCode.POLICY_INVALID,
+                "expected a name and any of " + ", ".join(EDITABLE),
+                unknown=unknown,
+            )
+        fields = dict(spec)
+        if "exempt_tags" in fields:
+            tags = fields["exempt_tags"]
+            if not isinstance(tags, list | tuple):
+                raise policy_error(ErrorCode.POLICY_INVALID, "exempt_tags must be a list")
+            fields["exempt_tags"] = tuple(tags)
+        policy = self._state.create(Policy(**fields), self._clock.now())
+        return self.policy(policy.name)
+
+    def edit(self, name: str, changes: Mapping[str, Any]) -> dict[str, Any]:
+        self._state.edit(name, changes, self._clock.now())
+        return self.policy(name)
+
+    def delete(self, name: str) -> None:
+        self._state.delete(name, self._clock.now())
+
+    def attach(self, name: str, repository: str, *, move: bool = False) -> dict[str, Any]:
+        self._state.attach(name, repository, self._clock.now(), move=move)
+        return self.policy(name)
+
+    def detach(self, name: str, repository: str) -> dict[str, Any]:
+        self._state.detach(name, repository, self._clock.now())
+        return self.policy(name)
+
+    def declare(self, declared: Iterable[tuple[Policy, tuple[str, ...]]]) -> None:
+        """Apply the policies of the config file (create or update, move repositories)."""
+        for policy, repositories in declared:
+            self._state.declare(policy, repositories, self._clock.now())
+
+    # Runs -------------------------------------------------------------------------------
+
+    def _collector(self, inventory: Inventory, trigger: str, run_id: str, now: float) -> Collector:
+        return Collector(
+            inventory,
+            self._metadata,
+            self._store,
+            self._state,
+            self._in_use,
+            self._audit,
+            self._metrics,
+            trigger=trigger,
+            run_id=run_id,
+            now=now,
+        )
+
+    async def run(self, *, dry_run: bool, trigger: str = "manual") -> Report:
+        """Judge every cached image by its repository's policy and, unless ``dry_run``,
+        evict the selected ones and collect what they leave unreferenced."""
+        async with self._lock:
+            now = self._clock.now()
+            run_id = f"{int(now)}-{secrets.token_hex(3)}"
+            # Off the event loop: a large cache takes seconds to read, and pulls go on meanwhile.
+            inventory = await asyncio.to_thread(Inventory.load, self._metadata, now)
+            state = self._state.state()
+            decisions = []
+            for image in inventory.images:
+                policy, since = state.governing(image.repository)
+                decisions.append(decide(image, policy, since, now, self.cooling_period))
+            report = Report(run_id, trigger, dry_run, now, decisions)
+            self._metrics.retention_runs.labels(trigger, "dry-run" if dry_run else "run").inc()
+            if dry_run:
+                return report
+            collector = self._collector(inventory, trigger, run_id, now)
+            await collector.collect_deferred()
+            await collector.evict(d for d in decisions if d.delete)
+            collector.save_deferred()
+            report.outcome = collector.outcome
+            self._audit.write(
+                "run",
+                run=run_id,
+                trigger=trigger,
+                images=len(decisions),
+                evicted=len(collector.outcome.evicted),
+                spared=len(collector.outcome.spared),
+                bytes_freed=collector.outcome.bytes_freed,
+            )
+            log.info(
+                "retention run %s (%s): %d images, %d evicted, %d bytes freed",
+                run_id,
+                trigger,
+                len(decisions),
+                len(collector.outcome.evicted),
+                collector.outcome.bytes_freed,
+            )
+            return report
+
+    async def evict_to(self, target: int) -> None:
+        """Evict least recently pulled images (exempt tags respected) until the cache holds
+        at most ``target`` bytes, or nothing evictable is left."""
+        capacity = self.capacity
+        if capacity is None:
+            return
+        async with self._lock:
+            if capacity.total <= target:
+                return
+            now = self._clock.now()
+            run_id = f"{int(now)}-{secrets.token_hex(3)}"
+            # Off the event loop: a large cache takes seconds to read, and pulls go on meanwhile.
+            inventory = await asyncio.to_thread(Inventory.load, self._metadata, now)
+            state = self._state.state()
+            governing = {i.repository: state.governing(i.repository)[0] for i in inventory.images}
+            collector = self._collector(inventory, "capacity", run_id, now)
+            self._metrics.retention_runs.labels("capacity", "run").inc()
+            await collector.collect_deferred()
+            for group in least_recently_pulled(list(inventory.images), governing):
+                if capacity.total <= target:
+                    break
+                reason = (
+                    f"cache at {capacity.total} bytes, limit {capacity.max_size}: least "
+                    f"recently pulled (last used {iso(max(i.last_used for i in group))})"
+                )
+                await collector.evict(
+                    Decision(i, governing[i.repository].name, True, "capacity-lru", reason)
+                    for i in group
+                )
+            collector.save_deferred()
+            if capacity.total > target:
+                log.warning(
+                    "cache still at %d bytes (target %d): the rest is exempt or in use; "
+                    "pulls that do not fit are served uncached",
+                    capacity.total,
+                    target,
+                )
+
+    async def run_periodically(self, interval: float) -> None:
+        """The background job: a run every ``interval`` seconds, until cancelled."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.run(dry_run=False, trigger="schedule")
+            except Exception:
+                log.exception("scheduled retention run failed")
+
+    def close(self) -> None:
+        self._state.close()

@@ -1,0 +1,151 @@
+"""Retention under load and on a small disk: runs concurrent with pulls of the very images they
+evict, a cache size limit below the working set, and a disk that fills mid-blob."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from pathlib import Path
+
+import pytest
+
+from mirror.testing.fulldisk import FullDiskStore
+from mirror.testing.images import random_layer
+from mirror.testing.registry import Registry
+
+from .conftest import MirrorFactory
+from .retention_helpers import assert_pulled, disk_usage, http_pull, push_image, skopeo_pull
+
+pytestmark = pytest.mark.integration
+
+
+async def test_retention_runs_concurrent_with_20_pulls_of_the_images_they_evict(
+    mirror_factory: MirrorFactory,
+    upstream_registry: Registry,
+    rng: random.Random,
+    tmp_path: Path,
+) -> None:
+    # "Not pulled for 0 days" selects every image, so each run evicts whatever it finds.
+    mirror = await mirror_factory(
+        {upstream_registry.host: upstream_registry.url},
+        tag_ttl=0,
+        retention={
+            "cooling_period": 0,
+            "policies": [{"name": "all", "not_pulled_days": 0, "repositories": ["test/churn"]}],
+        },
+    )
+    images = [
+        push_image(
+            upstream_registry,
+            tmp_path,
+            "test/churn",
+            f"v{i}",
+            [random_layer(rng, 400_000), random_layer(rng, 300_000)],
+        )
+        for i in range(3)
+    ]
+    await http_pull(mirror, "test/churn", "v0")  # warm, so the first run has work to do
+    pulls = [asyncio.create_task(http_pull(mirror, "test/churn", f"v{i % 3}")) for i in range(20)]
+    runs = 0
+    while not all(p.done() for p in pulls):
+        await mirror.retention.run(dry_run=False)
+        runs += 1
+        await asyncio.sleep(0.002)
+
+    results = await asyncio.gather(*pulls)
+    for i, got in enumerate(results):
+        image = images[i % 3]
+        assert got[image.manifest_digest] == image.manifest_bytes
+        for blob in image.blobs():
+            assert got[blob.digest] == blob.read_bytes()
+    assert runs >= 2
+    assert mirror.metric("mirror_retention_evictions_total", trigger="manual", rule="not-pulled")
+    # After a final run with no pull in flight, everything is collected (deferred ones too).
+    await mirror.retention.run(dry_run=False)
+    await mirror.retention.run(dry_run=False)
+    assert mirror.cached_blob_files() == []
+
+
+async def test_cache_limit_below_the_working_set_holds_while_pulls_succeed(
+    mirror_factory: MirrorFactory,
+    upstream_registry: Registry,
+    rng: random.Random,
+    tmp_path: Path,
+) -> None:
+    limit = 700_000
+    mirror = await mirror_factory(
+        {upstream_registry.host: upstream_registry.url},
+        retention={
+            "max_size": limit,
+            "high_watermark": 0.9,
+            "low_watermark": 0.6,
+            "policies": [{"name": "global", "exempt_tags": ["pinned"]}],
+        },
+    )
+    pinned = push_image(
+        upstream_registry, tmp_path, "test/cap", "pinned", [random_layer(rng, 100_000)]
+    )
+    images = [
+        push_image(
+            upstream_registry,
+            tmp_path,
+            "test/cap",
+            f"v{i}",
+            [random_layer(rng, 150_000), random_layer(rng, 100_000)],
+        )
+        for i in range(6)
+    ]
+    huge = push_image(upstream_registry, tmp_path, "test/cap", "huge", [rng.randbytes(900_000)])
+
+    await skopeo_pull(mirror, "test/cap:pinned", tmp_path / "pinned")
+    for step, image in enumerate([*images, images[0], images[5], huge]):
+        mirror.clock.advance(60)
+        out = tmp_path / f"pull-{step}"
+        await skopeo_pull(mirror, f"test/cap:{image.tag}", out)
+        assert_pulled(out, image)
+        assert disk_usage(mirror) <= limit, f"over the limit after pull {step}"
+
+    cached = {f"sha256:{p.name}" for p in mirror.cached_blob_files()}
+    assert {pinned.manifest_digest, *(b.digest for b in pinned.blobs())} <= cached
+    assert images[5].layers[0].digest in cached  # recently pulled
+    assert images[1].layers[0].digest not in cached  # least recently pulled went first
+    assert huge.layers[0].digest not in cached  # larger than the cache: served uncached
+    assert mirror.metric("mirror_uncached_streams_total", reason="ENOSPC") >= 1
+    assert mirror.metric(
+        "mirror_retention_evictions_total", trigger="capacity", rule="capacity-lru"
+    )
+    capacity = mirror.retention.capacity
+    assert capacity is not None and capacity.used == disk_usage(mirror)
+
+
+async def test_disk_full_mid_fill_still_delivers_the_blob_to_every_client(
+    mirror_factory: MirrorFactory,
+    upstream_registry: Registry,
+    rng: random.Random,
+    tmp_path: Path,
+) -> None:
+    stores: list[FullDiskStore] = []
+
+    def small_disk(data_dir: Path) -> FullDiskStore:
+        stores.append(FullDiskStore(data_dir, room=200_000))
+        return stores[-1]
+
+    mirror = await mirror_factory(
+        {upstream_registry.host: upstream_registry.url}, store_factory=small_disk
+    )
+    image = push_image(
+        upstream_registry, tmp_path, "test/full", "v1", [random_layer(rng, 1_500_000)]
+    )
+    layer = image.layers[0]
+
+    await skopeo_pull(mirror, "test/full:v1", tmp_path / "skopeo")
+    assert_pulled(tmp_path / "skopeo", image)
+    assert layer.digest not in {f"sha256:{p.name}" for p in mirror.cached_blob_files()}
+    assert list((mirror.data_dir / "tmp").iterdir()) == [], "a partial fill was left behind"
+    assert mirror.metric("mirror_uncached_streams_total", reason="ENOSPC") >= 1
+
+    # Many clients at once on the cold blob: joiners relay, latecomers stream on their own.
+    stores[0].room = stores[0].used + 100_000
+    results = await asyncio.gather(*(http_pull(mirror, "test/full", "v1") for _ in range(8)))
+    assert all(got[layer.digest] == layer.read_bytes() for got in results)
+    assert list((mirror.data_dir / "tmp").iterdir()) == []
