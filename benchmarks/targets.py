@@ -195,7 +195,7 @@ def evaluate(r: Results, herd_size: int, clients: int) -> list[Check]:
         Check(
             7,
             "retention dry run over 100,000 images < 60 s",
-            "not run: the mirror has no retention yet",
+            "not run: not in this harness yet",
             None,
         )
     )
