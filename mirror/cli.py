@@ -90,11 +90,16 @@ async def serve(config: Config) -> None:
     from aiohttp import web
 
     from mirror.app import build_app
+    from mirror.web.accesslog import AccessLogger
 
     tls = config.server
     context = server_context(tls.tls_cert, tls.tls_key, tls.tls_client_ca) if tls.tls_cert else None
     app = build_app(config)
-    runner = web.AppRunner(app, access_log=log if config.server.access_log else None)
+    runner = web.AppRunner(
+        app,
+        access_log=log if config.server.access_log else None,
+        access_log_class=AccessLogger,
+    )
     await runner.setup()
     host, _, port = config.server.listen.rpartition(":")
     site = web.TCPSite(runner, host.strip("[]"), int(port), reuse_address=True, ssl_context=context)

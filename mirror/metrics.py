@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 
@@ -10,6 +12,7 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         r = self.registry
         self.requests = Counter(
             "mirror_http_requests",
@@ -110,6 +113,19 @@ class Metrics:
         self.cache_size = Gauge(
             "mirror_cache_size_bytes", "Bytes in the cache, fills in progress included", registry=r
         )
+
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        """Count and time one answered request (label children resolved once per key)."""
+        key = (route, method, status)
+        children = self._request_children.get(key)
+        if children is None:
+            children = (
+                self.requests.labels(route, method, str(status)),
+                self.request_seconds.labels(route),
+            )
+            self._request_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def exposition(self) -> bytes:
         """The text exposition format of every metric."""

@@ -4,6 +4,7 @@ upstream ``HEAD``, and a cached tag is served stale when upstream fails."""
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -49,6 +50,36 @@ class Manifest:
     stale: bool = False
 
 
+class BodyCache:
+    """Manifest bodies in memory, bounded in bytes, least recently used dropped first."""
+
+    def __init__(self, limit: int) -> None:
+        self._items: OrderedDict[Digest, bytes] = OrderedDict()
+        self._limit = limit
+        self._size = 0
+
+    def get(self, digest: Digest) -> bytes | None:
+        body = self._items.get(digest)
+        if body is not None:
+            self._items.move_to_end(digest)
+        return body
+
+    def put(self, digest: Digest, body: bytes) -> None:
+        if len(body) > self._limit // 16:
+            return
+        self.drop(digest)
+        self._items[digest] = body
+        self._size += len(body)
+        while self._size > self._limit:
+            _, evicted = self._items.popitem(last=False)
+            self._size -= len(evicted)
+
+    def drop(self, digest: Digest) -> None:
+        body = self._items.pop(digest, None)
+        if body is not None:
+            self._size -= len(body)
+
+
 class ManifestService:
     """Serves manifests by tag or digest through the cache."""
 
@@ -62,6 +93,7 @@ class ManifestService:
         *,
         tag_ttl: float,
         max_stale: float,
+        body_cache_bytes: int = 64 * 1024 * 1024,
     ) -> None:
         self._store = store
         self._metadata = metadata
@@ -71,6 +103,8 @@ class ManifestService:
         self._tag_ttl = tag_ttl
         self._max_stale = max_stale
         self._flights: SingleFlight[Manifest] = SingleFlight()
+        # Verified manifest bodies by digest (immutable), so warm requests skip the store.
+        self._bodies = BodyCache(body_cache_bytes)
 
     async def get(self, target: Target, reference: str, accept: Sequence[str]) -> Manifest:
         """The manifest ``reference`` (tag or digest) of ``target``, negotiated by ``accept``."""
@@ -186,10 +220,14 @@ class ManifestService:
     async def _cached(self, digest: Digest) -> Manifest | None:
         record = self._metadata.manifest(str(digest))
         if record is None:
+            self._bodies.drop(digest)
             return None
-        body = await self._store.get(digest)
+        body = self._bodies.get(digest)
         if body is None:
-            return None
+            body = await self._store.get(digest)
+            if body is None:
+                return None
+            self._bodies.put(digest, body)
         return Manifest(digest, record.media_type, body)
 
     async def _fetch(self, target: Target, reference: str, expected: Digest | None) -> Manifest:

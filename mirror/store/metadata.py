@@ -7,9 +7,11 @@ flushed every few seconds (and at close), so a crash loses at most one flush int
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import diskcache
 
@@ -46,6 +48,9 @@ class TagMove:
     at: float
 
 
+K = TypeVar("K")
+V = TypeVar("V")
+
 # Tag moves kept per repository (moves of evicted images are pruned before this bites).
 TAG_HISTORY_LIMIT = 10_000
 
@@ -60,24 +65,61 @@ class CachedResponse:
     fetched_at: float
 
 
-class Metadata:
-    """The metadata store. One instance per process, closed explicitly."""
+class _Memo(Generic[K, V]):
+    """A bounded in-memory copy of hot records, least recently used dropped first."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, limit: int) -> None:
+        self._items: OrderedDict[K, V] = OrderedDict()
+        self._limit = limit
+
+    def get(self, key: K) -> V | None:
+        value = self._items.get(key)
+        if value is not None:
+            self._items.move_to_end(key)
+        return value
+
+    def put(self, key: K, value: V) -> None:
+        self._items[key] = value
+        self._items.move_to_end(key)
+        if len(self._items) > self._limit:
+            self._items.popitem(last=False)
+
+    def drop(self, key: K) -> None:
+        self._items.pop(key, None)
+
+
+class Metadata:
+    """The metadata store. One instance per process, closed explicitly.
+
+    Tag and manifest records are also kept in a bounded memory memo: every write goes through
+    this object (offline commands take the data directory's lock exclusively), so the memo
+    stays exact, and a warm manifest request costs no database lookup.
+    """
+
+    def __init__(self, directory: Path, *, memo_size: int = 50_000) -> None:
         self._db = diskcache.Cache(str(directory), eviction_policy="none", size_limit=2**62)
         self._pending_pulls: dict[tuple[str, str, str], float] = {}
+        self._tags: _Memo[tuple[str, str, str], TagRecord] = _Memo(memo_size)
+        self._manifests: _Memo[str, ManifestRecord] = _Memo(memo_size)
 
     # Tags -------------------------------------------------------------------------------
 
     def tag(self, upstream: str, repo: str, tag: str) -> TagRecord | None:
         """The cached record of ``repo:tag`` at ``upstream``."""
+        memo = self._tags.get((upstream, repo, tag))
+        if memo is not None:
+            return memo
         record = self._db.get(("tag", upstream, repo, tag))
-        return record if isinstance(record, TagRecord) else None
+        if not isinstance(record, TagRecord):
+            return None
+        self._tags.put((upstream, repo, tag), record)
+        return record
 
     def set_tag(self, upstream: str, repo: str, tag: str, record: TagRecord) -> None:
         """Record where a tag points, and that the repository is cached."""
         old = self.tag(upstream, repo, tag)
         self._db.set(("tag", upstream, repo, tag), record)
+        self._tags.put((upstream, repo, tag), record)
         if old is None or old.digest != record.digest:
             previous = old.digest if old else None
             move = TagMove(tag, previous, record.digest, record.fetched_at)
@@ -88,19 +130,29 @@ class Metadata:
         """Note that upstream confirmed the tag unchanged at ``fetched_at``."""
         record = self.tag(upstream, repo, tag)
         if record is not None:
-            self._db.set(("tag", upstream, repo, tag), replace(record, fetched_at=fetched_at))
+            touched = replace(record, fetched_at=fetched_at)
+            self._db.set(("tag", upstream, repo, tag), touched)
+            self._tags.put((upstream, repo, tag), touched)
 
     # Manifests --------------------------------------------------------------------------
 
     def manifest(self, digest: str) -> ManifestRecord | None:
         """The record of a cached manifest."""
+        memo = self._manifests.get(digest)
+        if memo is not None:
+            return memo
         record = self._db.get(("manifest", digest))
-        return record if isinstance(record, ManifestRecord) else None
+        if not isinstance(record, ManifestRecord):
+            return None
+        self._manifests.put(digest, record)
+        return record
 
     def set_manifest(self, digest: str, record: ManifestRecord) -> None:
         self._db.set(("manifest", digest), record)
+        self._manifests.put(digest, record)
 
     def delete_manifest(self, digest: str) -> None:
+        self._manifests.drop(digest)
         self._db.delete(("manifest", digest))
 
     # Repositories -----------------------------------------------------------------------
@@ -196,6 +248,7 @@ class Metadata:
                 record = self._db.get(key)
                 if isinstance(record, TagRecord) and record.digest == digest:
                     self._db.delete(key)
+                    self._tags.drop((upstream, repo, key[3]))
                     removed.append(key[3])
             self._pending_pulls.pop((upstream, repo, digest), None)
             self._db.delete(("pull", upstream, repo, digest))

@@ -70,6 +70,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         response = error_response(request, RegistryError(ErrorCode.UNKNOWN))
-    metrics.requests.labels(route_name, request.method, str(response.status)).inc()
-    metrics.request_seconds.labels(route_name).observe(time.perf_counter() - started)
+    metrics.observe_request(
+        route_name, request.method, response.status, time.perf_counter() - started
+    )
     return response
