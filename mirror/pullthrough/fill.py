@@ -12,6 +12,7 @@ because the disk is full.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Protocol, runtime_checkable
 
@@ -23,6 +24,8 @@ from mirror.store.blobs import BlobWriter, RangeReader
 # How far (bytes) the slowest attached reader may lag behind a relaying fill before the
 # download waits for it.
 RELAY_LIMIT = 64 * 1024 * 1024
+# Bytes of the newest chunks a fill keeps in memory for the readers at its head.
+RECENT_LIMIT = 8 * 1024 * 1024
 
 
 @runtime_checkable
@@ -53,6 +56,7 @@ class Fill:
         reopen: Callable[[], Awaitable[tuple[RangeReader, int] | None]] | None = None,
         *,
         relay_limit: int = RELAY_LIMIT,
+        recent_limit: int = RECENT_LIMIT,
     ) -> None:
         self.digest = digest
         # ``None`` once the fill stopped caching (or when it never could start).
@@ -72,6 +76,9 @@ class Fill:
         self._disk_end = 0
         self._tail = Tail(0)
         self._relay_limit = relay_limit
+        self._recent: deque[tuple[int, bytes]] = deque()
+        self._recent_bytes = 0
+        self._recent_limit = recent_limit
         loop = asyncio.get_running_loop()
         self._progress: asyncio.Future[None] = loop.create_future()
         self._consumed: asyncio.Future[None] = loop.create_future()
@@ -121,9 +128,25 @@ class Fill:
                 await self.stop_caching(exc)
         if self.writer is None:
             self._tail.append(chunk)
+        self._remember(chunk)
         self.advanced(len(chunk))
         while self.writer is None and len(self._tail) > self._relay_limit and self._tail.readers:
             await asyncio.shield(self._consumed)
+
+    def _remember(self, chunk: bytes) -> None:
+        """Keep the newest chunks in memory: readers at the head (every joiner of a cold
+        blob, most of the time) send them without reading back (or decrypting) the file."""
+        self._recent.append((self.written, chunk))
+        self._recent_bytes += len(chunk)
+        while self._recent_bytes > self._recent_limit and len(self._recent) > 1:
+            _, dropped = self._recent.popleft()
+            self._recent_bytes -= len(dropped)
+
+    def _recalled(self, offset: int, length: int) -> bytes | None:
+        for start, data in reversed(self._recent):
+            if start <= offset < start + len(data):
+                return data[offset - start : offset - start + length]
+        return None
 
     async def stop_caching(self, reason: OSError) -> None:
         """Drop the temp file; from now on the blob is relayed from memory."""
@@ -243,6 +266,9 @@ class Fill:
             yield data
 
     async def _read(self, reader: list[RangeReader], offset: int, length: int) -> bytes:
+        recent = self._recalled(offset, length)
+        if recent is not None:
+            return recent
         if not self.caching and offset >= self._disk_end and not self.committed:
             try:
                 return self._tail.read(offset, length)
