@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 MiB = 1024 * 1024
-ALL_SCENARIOS = (1, 2, 3, 4, 5, 6)
+ALL_SCENARIOS = (1, 2, 3, 4, 5, 6, 7)
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,8 @@ class Settings:
     image_reps: int = 5
     herd: int = 32
     memory_clients: int = 16
+    # Cached images judged by the retention dry run (scenario 7).
+    retention_images: int = 100_000
     # Seconds per load-generator cell (after ``load_warmup``).
     load_duration: float = 2.0
     load_warmup: float = 0.3
@@ -56,6 +58,7 @@ class Settings:
                 load_warmup=0.1,
                 transfer_timeout=60.0,
                 settle_quiet=0.3,
+                retention_images=2_000,
             )
         base.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**base)  # type: ignore[arg-type]

@@ -63,7 +63,7 @@ def test_quick_run_measures_every_scenario(tmp_path: Path) -> None:
     assert "## Targets" in table and "## Measurements" in table
     for number in ALL_SCENARIOS:
         assert f"\n| {number} | " in table, f"scenario {number} missing from the table"
-    assert "| 7 | retention dry run" in table
+    assert "| 7 | retention dry run over 2000 images < 60 s" in table
 
     # Correctness, whatever the speed.
     assert all(f.holds is not False for f in results.facts), [
