@@ -108,8 +108,9 @@ def run(settings: Settings) -> tuple[Results, bool]:
         "with --debug, which turns off its 100 ms progress ticker)."
     )
     results.notes.append(
-        "Scenario 7 (retention dry run over 100,000 cached images) is not in this harness yet: "
-        "it was written before retention landed."
+        "Scenario 7 writes the metadata of the synthetic images directly (no blobs) and runs "
+        "`mirror retention run --dry-run --json` on the stopped data directory; peak RSS is the "
+        "command's own."
     )
     write(results, settings)
     return results, complete

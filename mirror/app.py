@@ -151,21 +151,18 @@ def build_app(
         if limits.max_size:
             await capped.measure()
         metadata = Metadata(data_dir / "metadata")
-        clients: dict[str, UpstreamClient] = {}
-        for upstream in config.upstreams:
-
-            def count(method: str, status: int, host: str = upstream.host) -> None:
-                metrics.upstream_requests.labels(host, method, str(status)).inc()
-
-            client = UpstreamClient(endpoint_of(upstream), on_response=count)
-            await client.start()
-            clients[upstream.host] = client
 
         def make_client(endpoint: UpstreamEndpoint) -> UpstreamClient:
             def count(method: str, status: int, host: str = endpoint.host) -> None:
                 metrics.upstream_requests.labels(host, method, str(status)).inc()
 
             return UpstreamClient(endpoint, on_response=count)
+
+        clients: dict[str, UpstreamClient] = {}
+        for upstream in config.upstreams:
+            client = make_client(endpoint_of(upstream))
+            await client.start()
+            clients[upstream.host] = client
 
         pool = UpstreamPool(clients, make_client)
         cache = config.cache
