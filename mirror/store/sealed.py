@@ -163,9 +163,16 @@ class SealedWriter:
                 self._tail.append(bytes(chunk))
                 self._tail_length += len(chunk)
             return
+        loop = asyncio.get_running_loop()
+        if len(self._tail) == 1 and self._tail_length == chunk_size and len(chunk) <= chunk_size:
+            # The steady state of a fill whose pieces are whole chunks: seal the held chunk (more
+            # data follows, so it is not the last) and hold the new one, without copying either.
+            await loop.run_in_executor(self._executor, self._seal, self._tail[0], self._sealed, 1)
+            self._sealed += 1
+            self._tail, self._tail_length = [bytes(chunk)], len(chunk)
+            return
         data = b"".join([*self._tail, chunk])
         count = (len(data) - 1) // chunk_size
-        loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, self._seal, data, self._sealed, count)
         # Only now, on the loop, do readers see the new chunks.
         rest = data[count * chunk_size :]
