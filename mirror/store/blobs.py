@@ -84,6 +84,16 @@ class BlobStore(Protocol):
         ...
 
 
+async def put_whole(writer: BlobWriter, data: bytes) -> None:
+    """Write a small object in one piece and commit it; nothing is left behind on failure."""
+    try:
+        await writer.write(data)
+        await writer.commit()
+    except BaseException:
+        await writer.abort()
+        raise
+
+
 async def iter_range(
     reader: RangeReader, first: int, last: int, chunk_size: int
 ) -> AsyncIterator[bytes]:

@@ -20,6 +20,7 @@ from mirror.crypto.envelope import HEADER_SIZE, Header, Layout, aead, unwrap_key
 from mirror.crypto.keys import Kek
 from mirror.errors import CorruptObject, KeyUnavailable
 from mirror.oci.digest import Digest
+from mirror.store.blobs import put_whole
 from mirror.store.filesystem import FilesystemBlobStore
 from mirror.store.keys import CacheKeys
 from mirror.store.sealed import ChunkReader, ChunkView, SealedWriter
@@ -167,13 +168,7 @@ class EncryptedBlobStore:
         return data
 
     async def put(self, digest: Digest, data: bytes) -> None:
-        writer = self.create(digest)
-        try:
-            await writer.write(data)
-            await writer.commit()
-        except BaseException:
-            await writer.abort()
-            raise
+        await put_whole(self.create(digest), data)
 
     def create(self, digest: Digest) -> SealedWriter:
         return SealedWriter(

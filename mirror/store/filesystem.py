@@ -13,6 +13,8 @@ from concurrent.futures import Executor
 from pathlib import Path
 
 from mirror.oci.digest import Digest
+from mirror.store.blobs import put_whole
+from mirror.store.files import install
 
 log = logging.getLogger(__name__)
 
@@ -63,16 +65,8 @@ class FileWriter:
 
     def _commit(self) -> None:
         final = self._store.path(self._digest)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.fsync(self._fd)
-        os.close(self._fd)
-        self._done = True
-        os.rename(self.temp_path, final)
-        dir_fd = os.open(final.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        self._done = True  # install consumes the fd (and the temp file on failure)
+        install(self._fd, self.temp_path, final)
 
     async def abort(self) -> None:
         if not self._done:
@@ -129,13 +123,7 @@ class FilesystemBlobStore:
             return None
 
     async def put(self, digest: Digest, data: bytes) -> None:
-        writer = self.create(digest)
-        try:
-            await writer.write(data)
-            await writer.commit()
-        except BaseException:
-            await writer.abort()
-            raise
+        await put_whole(self.create(digest), data)
 
     def create(self, digest: Digest) -> FileWriter:
         return FileWriter(self, digest)

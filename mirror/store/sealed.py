@@ -29,6 +29,7 @@ from mirror.crypto.envelope import (
 )
 from mirror.crypto.keys import Kek
 from mirror.errors import CorruptObject
+from mirror.store.files import install
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,16 +218,8 @@ class SealedWriter:
             kek, self._data_key, header, self._digest, 1, self._random_bytes(NONCE_SIZE)
         )
         pwrite_all(self._fd, replace(header, slots=(slot, None)).pack(), 0)
-        self._final_path.parent.mkdir(parents=True, exist_ok=True)
-        os.fsync(self._fd)
-        os.close(self._fd)
-        self._done = True
-        os.rename(self.temp_path, self._final_path)
-        dir_fd = os.open(self._final_path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        self._done = True  # install consumes the fd (and the temp file on failure)
+        install(self._fd, self.temp_path, self._final_path)
 
     async def abort(self) -> None:
         if not self._done:

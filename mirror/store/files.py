@@ -1,0 +1,29 @@
+"""Making a written file durable and visible: the one way every store commits an object."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def install(fd: int, temp_path: Path, final_path: Path) -> None:
+    """fsync and close ``fd`` (open on ``temp_path``), rename it to ``final_path`` and fsync
+    the directory, so the object is either wholly there after a crash or not at all.
+
+    ``fd`` is closed whatever happens; on failure the temp file is removed.
+    """
+    try:
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        final_path.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(temp_path, final_path)
+    except BaseException:
+        temp_path.unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(final_path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
