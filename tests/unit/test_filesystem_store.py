@@ -291,3 +291,29 @@ async def test_committed_objects_are_private_to_the_owner(fs_store: FilesystemBl
 
     # Temp files are created 0o600 and the rename keeps the mode.
     assert mode == 0o600
+
+
+def test_install_failure_closes_the_fd_and_removes_the_temp_file(tmp_path: Path) -> None:
+    from mirror.store.files import install
+
+    temp = tmp_path / "temp"
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT, 0o600)
+    os.write(fd, b"content")
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_bytes(b"")
+    with pytest.raises(OSError):
+        install(fd, temp, blocker / "object")
+    assert not temp.exists()
+    with pytest.raises(OSError):
+        os.fstat(fd)  # closed
+
+
+def test_install_makes_the_object_visible(tmp_path: Path) -> None:
+    from mirror.store.files import install
+
+    temp = tmp_path / "temp"
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT, 0o600)
+    os.write(fd, b"content")
+    install(fd, temp, tmp_path / "a" / "b" / "object")
+    assert (tmp_path / "a" / "b" / "object").read_bytes() == b"content"
+    assert not temp.exists()
