@@ -102,6 +102,8 @@ class MirrorServer:
         self.base_dir.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
         env = {k: v for k, v in env.items() if not k.startswith("MIRROR_")}
+        # The key-encryption key beside this mirror's data, never in the repository.
+        env["MIRROR_ENCRYPTION_KEK_FILE"] = str(self.base_dir / "mirror.kek")
         with (self.base_dir / "mirror.log").open("ab") as log:
             self.process = subprocess.Popen(
                 self.argv(),
