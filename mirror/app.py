@@ -52,6 +52,8 @@ def endpoint_of(upstream: UpstreamConfig) -> UpstreamEndpoint:
         connect_timeout=upstream.connect_timeout,
         read_timeout=upstream.read_timeout,
         retries=upstream.retries,
+        breaker_threshold=upstream.breaker_threshold,
+        breaker_cooldown=upstream.breaker_cooldown,
         ca_file=upstream.ca_file,
         verify_tls=upstream.verify_tls,
     )

@@ -110,6 +110,11 @@ class UpstreamConfig:
     read_timeout: float = 60.0
     # Retries of idempotent requests on connect errors and 5xx.
     retries: int = 3
+    # Consecutive failed attempts (no answer, timeout, 5xx) after which requests to this
+    # upstream fail fast for breaker_cooldown seconds, so cached tags are served stale at once.
+    # 0 disables the circuit breaker.
+    breaker_threshold: int = 3
+    breaker_cooldown: float = 30.0
     # PEM CA bundle to verify the upstream's TLS certificate (system CAs when unset).
     ca_file: str | None = None
     # Verify the upstream's TLS certificate (turn off only for tests).
@@ -260,6 +265,9 @@ class Config:
                 if name in seen:
                     raise ConfigError(f"upstreams[{i}].host: {name!r} configured twice")
                 seen.add(name)
+            for name in ("retries", "breaker_threshold", "breaker_cooldown"):
+                if getattr(upstream, name) < 0:
+                    raise ConfigError(f"upstreams[{i}].{name}: must not be negative")
             if not upstream.url.startswith(("http://", "https://")):
                 raise ConfigError(
                     f"upstreams[{i}].url: expected http(s)://..., got {upstream.url!r}"

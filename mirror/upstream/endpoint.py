@@ -27,6 +27,9 @@ class UpstreamEndpoint:
     retries: int = 3
     ca_file: str | None = None
     verify_tls: bool = True
+    # Consecutive failed attempts before failing fast, and for how long (0 disables).
+    breaker_threshold: int = 3
+    breaker_cooldown: float = 30.0
 
     def __post_init__(self) -> None:
         base = URL(self.url)

@@ -20,6 +20,7 @@ from yarl import URL
 from mirror import __version__
 from mirror.errors import ErrorCode, UpstreamUnavailable
 from mirror.upstream.auth import Authenticator, OnResponse, parse_challenges
+from mirror.upstream.breaker import CircuitBreaker
 from mirror.upstream.endpoint import UpstreamEndpoint
 from mirror.upstream.status import error_from_response, parse_retry_after
 
@@ -65,8 +66,14 @@ class Transport:
         sleep: Sleep = asyncio.sleep,
         on_response: OnResponse | None = None,
         max_connections: int = 64,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         self.endpoint = endpoint
+        self.breaker = breaker or CircuitBreaker(
+            endpoint.host,
+            threshold=endpoint.breaker_threshold,
+            cooldown=endpoint.breaker_cooldown,
+        )
         self._auth = authenticator
         self._policy = policy
         self._sleep = sleep
@@ -132,6 +139,7 @@ class Transport:
         answered_challenge = False
         waited_throttle = False
         while True:
+            self.breaker.check()
             request_headers = dict(headers or {})
             if authorization is not None:
                 request_headers["Authorization"] = authorization
@@ -139,7 +147,8 @@ class Transport:
                 resp = await self._exchange(method, url, request_headers)
             except (aiohttp.ClientError, TimeoutError) as exc:
                 self._observe(method, 0)
-                if attempt < self.endpoint.retries:
+                self.breaker.failed()
+                if attempt < self.endpoint.retries and not self.breaker.is_open:
                     await self._backoff(attempt, method, url, repr(exc))
                     attempt += 1
                     continue
@@ -148,6 +157,10 @@ class Transport:
                     detail={"upstream": self.endpoint.host},
                 ) from exc
             status = resp.status
+            if status >= 500:
+                self.breaker.failed()
+            else:
+                self.breaker.answered()
             if status < 300:
                 return resp
             from_upstream = resp.url.origin() == self._origin
@@ -158,7 +171,7 @@ class Transport:
                     resp.release()
                     authorization = answer
                     continue
-            if status >= 500 and attempt < self.endpoint.retries:
+            if status >= 500 and attempt < self.endpoint.retries and not self.breaker.is_open:
                 resp.release()
                 await self._backoff(attempt, method, url, f"status {status}")
                 attempt += 1

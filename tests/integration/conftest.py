@@ -78,6 +78,7 @@ async def mirror_factory(aiohttp_server: Any, tmp_path: Path) -> MirrorFactory:
         ssl: SSLContext | None = None,
         retention: dict[str, Any] | None = None,
         store_factory: Callable[[Path], FilesystemBlobStore] | None = None,
+        upstream_options: dict[str, Any] | None = None,
         **cache: Any,
     ) -> Mirror:
         nonlocal count
@@ -91,7 +92,9 @@ async def mirror_factory(aiohttp_server: Any, tmp_path: Path) -> MirrorFactory:
                 "encryption": {"kek_file": str(data_dir.with_name(data_dir.name + ".kek"))}
                 | (encryption or {}),
                 "cache": cache,
-                "upstreams": [{"host": h, "url": u} for h, u in upstreams.items()],
+                "upstreams": [
+                    {"host": h, "url": u, **(upstream_options or {})} for h, u in upstreams.items()
+                ],
                 "default_upstream": next(iter(upstreams)),
                 "retention": retention or {},
             },

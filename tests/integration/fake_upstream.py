@@ -34,6 +34,8 @@ class FakeUpstream:
     # subject digest -> descriptors of the manifests that refer to it
     referrers: dict[str, list[dict[str, object]]] = field(default_factory=dict)
     requests: Counter[tuple[str, str]] = field(default_factory=Counter)
+    # Accept requests and never answer them (a black-holed upstream).
+    hang: bool = False
     slow_chunk: int = 64 * 1024
     slow_delay: float = 0.01
 
@@ -88,8 +90,13 @@ class FakeUpstream:
     def _count(self, request: web.Request) -> None:
         self.requests[(request.method, request.path)] += 1
 
+    async def _maybe_hang(self) -> None:
+        if self.hang:
+            await asyncio.sleep(3600)
+
     async def _manifest(self, request: web.Request) -> web.Response:
         self._count(request)
+        await self._maybe_hang()
         name, reference = request.match_info["name"], request.match_info["reference"]
         digest = reference if ":" in reference else self.tags.get((name, reference))
         mode = self.manifest_mode.get(digest or "")
@@ -117,6 +124,7 @@ class FakeUpstream:
 
     async def _blob(self, request: web.Request) -> web.StreamResponse:
         self._count(request)
+        await self._maybe_hang()
         digest = request.match_info["digest"]
         mode = self.blob_mode.get(digest)
         if mode == "503":

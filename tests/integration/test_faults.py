@@ -333,3 +333,41 @@ async def test_a_transfer_broken_mid_blob_is_resumed_with_range(
     assert fake.count("GET", digest) == 2
     assert faulty.metric("mirror_fills_resumed_total") == 1
     assert faulty.metric("mirror_fills_committed_total") == 1
+
+
+async def test_a_black_holed_upstream_trips_the_breaker_and_stale_is_served_at_once(
+    mirror_factory: MirrorFactory, fake: FakeUpstream, fake_server: Any
+) -> None:
+    mirror = await mirror_factory(
+        {FAKE_HOST: f"http://127.0.0.1:{fake_server.port}"},
+        upstream_options={"read_timeout": 0.3, "breaker_cooldown": 1.0},
+        tag_ttl=60.0,
+        max_stale=3600.0,
+    )
+    _, manifest = fake.add_image("team/app", "v1", [b"layer"])
+    url = f"{mirror.url}/v2/team/app/manifests/v1"
+    assert (await fetch(url))[1] == manifest
+    fake.hang = True  # upstream accepts connections and never answers
+    mirror.clock.advance(120)
+
+    started = time.monotonic()
+    status, body, headers = await fetch(url)  # waits out the attempts that trip the breaker
+    assert status == 200 and body == manifest and headers["Warning"].startswith("110")
+    assert time.monotonic() - started < 5
+    asked = sum(fake.requests.values())
+
+    started = time.monotonic()
+    for _ in range(5):
+        status, body, headers = await fetch(url)
+        assert status == 200 and body == manifest and headers["Warning"].startswith("110")
+    status, body, _ = await fetch(f"{mirror.url}/v2/team/app/blobs/{digest_of(b'uncached')}")
+    assert status == 503 and b"UNAVAILABLE" in body
+    assert time.monotonic() - started < 1.0, "an open circuit fails fast"
+    assert sum(fake.requests.values()) == asked, "no request reached the dead upstream"
+
+    fake.hang = False
+    second, fresh = fake.add_image("team/app", "v1", [b"new layer"])
+    await asyncio.sleep(1.1)  # past the cooldown: the next request probes and closes it
+    status, body, headers = await fetch(url)
+    assert status == 200 and body == fresh and "Warning" not in headers
+    assert headers["Docker-Content-Digest"] == second
