@@ -132,6 +132,26 @@ class Collector:
                 expired = self._now - since > DEFERRED_GRACE
                 await self._delete_blob(digest, "deferred from an earlier run", retry=expired)
 
+    async def collect_orphans(self, enough: Callable[[], bool]) -> int:
+        """Delete cached objects that no cached manifest references and that are not
+        manifests themselves (blobs pulled by digest alone, leftovers of evicted images), until
+        ``enough()``; objects in use are left alone. Returns how many were deleted.
+
+        Only the capacity limit calls this: under the default policy an orphan costs nothing
+        but disk, and it is fetched again on its next pull."""
+        deleted = 0
+        for parsed in list(self._store.digests()):
+            if enough():
+                break
+            digest = str(parsed)
+            if self._counts[digest] > 0 or digest in self._inventory.manifests:
+                continue
+            if self._metadata.manifest(digest) is not None or self._in_use(digest):
+                continue  # a manifest cached after the snapshot, or a blob being served
+            if await self._delete_object("blob", digest, "orphan: no cached manifest refers to it"):
+                deleted += 1
+        return deleted
+
     def save_deferred(self) -> None:
         previous = self._previously_deferred
         still = {d: previous.get(d, self._now) for d in self.outcome.deferred}

@@ -252,6 +252,8 @@ class RetentionService:
             collector = self._collector(inventory, "capacity", run_id, now)
             self._metrics.retention_runs.labels("capacity", "run").inc()
             await collector.collect_deferred()
+            # Objects no cached manifest refers to go before any image does.
+            await collector.collect_orphans(lambda: capacity.total <= target)
             for group in least_recently_pulled(list(inventory.images), governing):
                 if capacity.total <= target:
                     break

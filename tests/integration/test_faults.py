@@ -371,3 +371,33 @@ async def test_a_black_holed_upstream_trips_the_breaker_and_stale_is_served_at_o
     status, body, headers = await fetch(url)
     assert status == 200 and body == fresh and "Warning" not in headers
     assert headers["Docker-Content-Digest"] == second
+
+
+async def test_capacity_pressure_deletes_orphans_before_any_image(
+    mirror_factory: MirrorFactory, fake: FakeUpstream, fake_server: Any
+) -> None:
+    mirror = await mirror_factory(
+        {FAKE_HOST: f"http://127.0.0.1:{fake_server.port}"},
+        retention={"max_size": 1_200_000, "high_watermark": 0.8, "low_watermark": 0.6},
+    )
+    orphan = fake.add_blob(os.urandom(300_000))  # pulled by digest alone: no manifest
+    assert (await fetch(f"{mirror.url}/v2/team/app/blobs/{orphan}"))[0] == 200
+    first, _ = fake.add_image("team/app", "a", [os.urandom(300_000)])
+    second, _ = fake.add_image("team/app", "b", [os.urandom(400_000)])
+    layers = set()
+    for tag in ("a", "b"):
+        status, body, _ = await fetch(f"{mirror.url}/v2/team/app/manifests/{tag}")
+        assert status == 200
+        for layer in json.loads(body)["layers"]:
+            layers.add(layer["digest"])
+            assert (await fetch(f"{mirror.url}/v2/team/app/blobs/{layer['digest']}"))[0] == 200
+
+    cached = {f"sha256:{p.name}" for p in mirror.cached_blob_files()}
+    deadline = time.monotonic() + 10
+    while orphan in cached and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)  # eviction runs in the background once above the high mark
+        cached = {f"sha256:{p.name}" for p in mirror.cached_blob_files()}
+    assert orphan not in cached
+    assert {first, second, *layers} <= cached, "the images survive: the orphan was enough"
+    capacity = mirror.retention.capacity
+    assert capacity is not None and capacity.total <= 0.6 * 1_200_000
