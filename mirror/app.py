@@ -26,6 +26,7 @@ from mirror.retention.capacity import CapacityLimit
 from mirror.retention.service import RetentionService
 from mirror.routing import Route, Router
 from mirror.storage import BlobStoreImpl, open_store
+from mirror.store.files import restrict_to_owner
 from mirror.store.lock import DataDirLock
 from mirror.store.metadata import Metadata
 from mirror.store.retention import Policy, RetentionStore
@@ -131,6 +132,7 @@ def build_app(
         install_auth(app)
     add_admin_routes(app)
     app.on_response_prepare.append(common_headers)
+    existed = Path(config.storage.data_dir).is_dir()
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         data_dir = Path(config.storage.data_dir)
@@ -141,6 +143,8 @@ def build_app(
         # Taken once the keys checked out, so a refused start leaves the data dir untouched.
         lock = DataDirLock(data_dir)
         lock.acquire(exclusive=False)
+        if restrict_to_owner(data_dir) and existed:
+            log.warning("%s was readable by other users; now owner-only (0700)", data_dir)
         store.sweep()
         limits = config.retention
         capped = CapacityLimit(

@@ -27,3 +27,13 @@ def install(fd: int, temp_path: Path, final_path: Path) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def restrict_to_owner(directory: Path) -> bool:
+    """Take group and other access away from ``directory`` (the cache holds other people's
+    private images, token hashes and upstream credentials); ``True`` if it changed."""
+    mode = directory.stat().st_mode & 0o777
+    if not mode & 0o077:
+        return False
+    directory.chmod(mode & 0o700)
+    return True

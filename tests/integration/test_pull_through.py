@@ -238,6 +238,10 @@ async def test_referrers_passes_upstream_answer(
             assert (await resp.json())["errors"][0]["code"] in ("MANIFEST_UNKNOWN", "NAME_UNKNOWN")
 
 
+async def test_the_data_directory_is_owner_only(mirror: Mirror) -> None:
+    assert mirror.data_dir.stat().st_mode & 0o077 == 0
+
+
 async def test_version_check_health_and_metrics(mirror: Mirror) -> None:
     async with aiohttp.ClientSession() as http:
         async with http.get(f"{mirror.url}/v2/") as resp:
