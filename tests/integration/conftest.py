@@ -178,6 +178,8 @@ async def auth_mirror_factory(aiohttp_server: Any, tmp_path: Path) -> AuthMirror
                 "storage": {"data_dir": str(data_dir), "chunk_size": 64 * 1024},
                 "upstreams": [{"host": h, "url": u} for h, u in upstreams.items()],
                 "default_upstream": next(iter(upstreams)),
+                # The key file lives beside the data directory, never in the checkout.
+                "encryption": {"kek_file": str(data_dir.with_name(data_dir.name + ".kek"))},
                 "auth": settings,
             },
             environ={},

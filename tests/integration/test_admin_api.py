@@ -7,12 +7,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from mirror.cli import main
 from mirror.testing.factory import ImageFactory
 
 from .conftest import AuthMirror, AuthMirrorFactory
+from .test_auth_tokens import basic
 
 pytestmark = pytest.mark.integration
 
@@ -152,3 +154,20 @@ async def test_bootstrap_announces_the_first_administrator_once(
     store = first.identity
     assert store.groups_of("admin", "admin") == frozenset({"administrators"})
     assert store.tokens("admin", "admin")[0].hash.digest not in first.announcements[0].encode()
+
+
+async def test_retention_admin_api_needs_a_system_administrator(
+    auth_mirror_factory: AuthMirrorFactory, upstream_registry: Any
+) -> None:
+    auth = await auth_mirror_factory({upstream_registry.host: upstream_registry.url})
+    viewer = auth.user("acme", "viewer")
+    url = f"{auth.url}/admin/v1/retention/policies"
+    async with aiohttp.ClientSession() as http:
+        async with http.get(url) as resp:
+            assert resp.status == 401
+        async with http.get(url, headers=basic(*viewer)) as resp:
+            assert resp.status == 403
+            assert (await resp.json())["errors"][0]["code"] == "DENIED"
+        async with http.get(url, headers=basic("admin/admin", auth.admin_token)) as resp:
+            assert resp.status == 200
+            assert "global" in {p["name"] for p in (await resp.json())["policies"]}
