@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 from mirror.errors import ErrorCode, RegistryError
 
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_RANGE = re.compile(r"(\d*)-(\d*)")
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,18 +31,26 @@ class ByteRange:
 def parse_range(header: str | None) -> tuple[int | None, int | None] | None:
     """Parse a ``Range`` header into ``(first, last)`` before the size is known.
 
-    Returns ``None`` when there is no header. ``(None, n)`` is a suffix range (last n bytes).
-    Raises ``RANGE_INVALID`` for syntax the mirror does not serve (multiple ranges, other units).
+    Returns ``None`` when there is no header, and for a well-formed range the mirror does not
+    serve (another unit, several ranges): RFC 9110 §14.2 lets a server ignore those and answer
+    the whole blob. ``(None, n)`` is a suffix range (last n bytes). Raises ``RANGE_INVALID``
+    for a malformed header.
     """
     if header is None:
         return None
-    match = _RANGE.match(header.strip())
+    invalid = RegistryError(ErrorCode.RANGE_INVALID, detail={"range": header})
+    unit, sep, ranges = header.strip().partition("=")
+    if not sep or not _TOKEN.fullmatch(unit):
+        raise invalid
+    if unit.lower() != "bytes" or "," in ranges:
+        return None
+    match = _RANGE.fullmatch(ranges.strip())
     if not match or (not match.group(1) and not match.group(2)):
-        raise RegistryError(ErrorCode.RANGE_INVALID, detail={"range": header})
+        raise invalid
     first = int(match.group(1)) if match.group(1) else None
     last = int(match.group(2)) if match.group(2) else None
     if first is not None and last is not None and last < first:
-        raise RegistryError(ErrorCode.RANGE_INVALID, detail={"range": header})
+        raise invalid
     return first, last
 
 

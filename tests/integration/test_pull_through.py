@@ -175,6 +175,21 @@ async def test_blob_ranges(
                 )
 
 
+@pytest.mark.parametrize("header", ["bytes=0-1,5-9", "items=0-9"], ids=["multi", "other-unit"])
+async def test_a_range_the_mirror_does_not_serve_gets_the_whole_blob(
+    mirror: Mirror, image_factory: ImageFactory, header: str
+) -> None:
+    # RFC 9110 §14.2: a server may ignore such a Range and answer 200 with everything.
+    pushed = image_factory.push("v1", layers=1, layer_size=1000)
+    layer = pushed.image.layers[0]
+    async with aiohttp.ClientSession() as http:
+        async with http.get(
+            f"{mirror.url}/v2/{pushed.repo}/blobs/{layer.digest}", headers={"Range": header}
+        ) as resp:
+            assert resp.status == 200
+            assert await resp.read() == layer.read_bytes()
+
+
 async def test_unsatisfiable_range_is_416(mirror: Mirror, image_factory: ImageFactory) -> None:
     pushed = image_factory.push("v1", layers=1, layer_size=1000)
     layer = pushed.image.layers[0]

@@ -19,6 +19,9 @@ from mirror.ranges import ByteRange, parse_range, resolve_range
         pytest.param("bytes=7-7", (7, 7), id="single-byte"),
         pytest.param(" bytes=1-2 ", (1, 2), id="surrounding-whitespace"),
         pytest.param("bytes=0-99999999999999999999", (0, 99999999999999999999), id="huge-last"),
+        # RFC 9110 §14.2: a server may ignore a range it does not serve and send it all.
+        pytest.param("bytes=1-2,4-5", None, id="multiple-ranges-ignored"),
+        pytest.param("items=0-1", None, id="other-unit-ignored"),
     ],
 )
 def test_parse_range(header: str | None, expected: tuple[int | None, int | None] | None) -> None:
@@ -29,8 +32,6 @@ def test_parse_range(header: str | None, expected: tuple[int | None, int | None]
     "header",
     [
         pytest.param("bytes=3-2", id="last-before-first"),
-        pytest.param("bytes=1-2,4-5", id="multiple-ranges"),
-        pytest.param("items=0-1", id="other-unit"),
         pytest.param("bytes=-", id="no-numbers"),
         pytest.param("bytes=", id="no-range"),
         pytest.param("bytes=a-b", id="not-numbers"),
