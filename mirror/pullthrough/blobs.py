@@ -282,22 +282,24 @@ class BlobService:
         while True:
             try:
                 async with client.open_blob(target.repo, fill.digest, fill.written) as blob:
-                    if blob.size is None:
-                        raise UpstreamUnavailable(
-                            "upstream blob answer has no Content-Length",
-                            detail={"digest": str(fill.digest)},
-                        )
+                    size = blob.size
+                    if size is None:
+                        # A chunked answer (some blob CDNs): the registry's HEAD names the size,
+                        # and the verifier holds the content to it.
+                        size = fill.size
+                        if size is None:
+                            size = await client.head_blob(target.repo, fill.digest)
                     if verifier is None:
-                        fill.started(blob.size)
-                        await fill.reserve(blob.size)
+                        fill.started(size)
+                        await fill.reserve(size)
                         self._note_spill(fill)
-                        verifier = Verifier(fill.digest, blob.size)
-                    elif blob.size != fill.size:
+                        verifier = Verifier(fill.digest, size)
+                    elif size != fill.size:
                         raise DigestMismatch(
                             str(fill.digest),
                             "(size changed on resume)",
                             expected_size=fill.size,
-                            actual_size=blob.size,
+                            actual_size=size,
                         )
                     await self._copy(blob.iter_chunks(self._chunk_size), verifier, fill)
                 verifier.verify()

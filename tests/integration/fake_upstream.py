@@ -28,7 +28,7 @@ class FakeUpstream:
     blobs: dict[str, bytes] = field(default_factory=dict)
     manifests: dict[str, bytes] = field(default_factory=dict)
     tags: dict[tuple[str, str], str] = field(default_factory=dict)
-    # digest -> "corrupt" | "truncate" | "truncate-once" | "slow" | "503" | "429"
+    # digest -> "corrupt" | "truncate" | "truncate-once" | "slow" | "chunked" | "503" | "429"
     blob_mode: dict[str, str] = field(default_factory=dict)
     manifest_mode: dict[str, str] = field(default_factory=dict)
     # subject digest -> descriptors of the manifests that refer to it
@@ -151,7 +151,8 @@ class FakeUpstream:
             response.set_status(206)
             response.headers["Content-Range"] = f"bytes {offset}-{size - 1}/{size}"
             data = data[offset:]
-        response.content_length = len(data)
+        if mode != "chunked":
+            response.content_length = len(data)
         await response.prepare(request)
         if mode in ("truncate", "truncate-once"):
             await response.write(data[: len(data) // 2])

@@ -401,3 +401,24 @@ async def test_capacity_pressure_deletes_orphans_before_any_image(
     assert {first, second, *layers} <= cached, "the images survive: the orphan was enough"
     capacity = mirror.retention.capacity
     assert capacity is not None and capacity.total <= 0.6 * 1_200_000
+
+
+@pytest.mark.parametrize("honest", [True, False], ids=["right-size", "head-lies"])
+async def test_a_chunked_upstream_blob_is_sized_by_head_and_still_verified(
+    faulty: Mirror, fake: FakeUpstream, honest: bool
+) -> None:
+    data = os.urandom(200_000)
+    digest = fake.add_blob(data)
+    fake.blob_mode[digest] = "chunked"  # no Content-Length on the GET
+    if not honest:
+        fake.blobs[digest] = data + b"x"  # the HEAD and the body disagree with the digest
+    url = f"{faulty.url}/v2/team/app/blobs/{digest}"
+    if honest:
+        status, body, headers = await fetch(url)
+        assert status == 200 and body == data
+        assert headers["Content-Length"] == str(len(data))
+        assert len(faulty.cached_blob_files()) == 1
+    else:
+        with pytest.raises(aiohttp.ClientPayloadError):
+            await fetch(url)
+        assert cache_is_empty(faulty)
