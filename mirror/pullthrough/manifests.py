@@ -4,7 +4,6 @@ upstream ``HEAD``, and a cached tag is served stale when upstream fails."""
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -16,6 +15,7 @@ from mirror.errors import (
     UpstreamThrottled,
     UpstreamUnavailable,
 )
+from mirror.lru import Lru
 from mirror.metrics import Metrics
 from mirror.oci.digest import Digest, is_digest
 from mirror.oci.media import (
@@ -50,36 +50,6 @@ class Manifest:
     stale: bool = False
 
 
-class BodyCache:
-    """Manifest bodies in memory, bounded in bytes, least recently used dropped first."""
-
-    def __init__(self, limit: int) -> None:
-        self._items: OrderedDict[Digest, bytes] = OrderedDict()
-        self._limit = limit
-        self._size = 0
-
-    def get(self, digest: Digest) -> bytes | None:
-        body = self._items.get(digest)
-        if body is not None:
-            self._items.move_to_end(digest)
-        return body
-
-    def put(self, digest: Digest, body: bytes) -> None:
-        if len(body) > self._limit // 16:
-            return
-        self.drop(digest)
-        self._items[digest] = body
-        self._size += len(body)
-        while self._size > self._limit:
-            _, evicted = self._items.popitem(last=False)
-            self._size -= len(evicted)
-
-    def drop(self, digest: Digest) -> None:
-        body = self._items.pop(digest, None)
-        if body is not None:
-            self._size -= len(body)
-
-
 class ManifestService:
     """Serves manifests by tag or digest through the cache."""
 
@@ -104,7 +74,7 @@ class ManifestService:
         self._max_stale = max_stale
         self._flights: SingleFlight[Manifest] = SingleFlight()
         # Verified manifest bodies by digest (immutable), so warm requests skip the store.
-        self._bodies = BodyCache(body_cache_bytes)
+        self._bodies: Lru[Digest, bytes] = Lru(body_cache_bytes, len, max_share=16)
 
     async def get(self, target: Target, reference: str, accept: Sequence[str]) -> Manifest:
         """The manifest ``reference`` (tag or digest) of ``target``, negotiated by ``accept``."""

@@ -7,13 +7,13 @@ flushed every few seconds (and at close), so a crash loses at most one flush int
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Generic, TypeVar
 
 import diskcache
+
+from mirror.lru import Lru
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +48,6 @@ class TagMove:
     at: float
 
 
-K = TypeVar("K")
-V = TypeVar("V")
-
 # Tag moves kept per repository (moves of evicted images are pruned before this bites).
 TAG_HISTORY_LIMIT = 10_000
 
@@ -65,29 +62,6 @@ class CachedResponse:
     fetched_at: float
 
 
-class _Memo(Generic[K, V]):
-    """A bounded in-memory copy of hot records, least recently used dropped first."""
-
-    def __init__(self, limit: int) -> None:
-        self._items: OrderedDict[K, V] = OrderedDict()
-        self._limit = limit
-
-    def get(self, key: K) -> V | None:
-        value = self._items.get(key)
-        if value is not None:
-            self._items.move_to_end(key)
-        return value
-
-    def put(self, key: K, value: V) -> None:
-        self._items[key] = value
-        self._items.move_to_end(key)
-        if len(self._items) > self._limit:
-            self._items.popitem(last=False)
-
-    def drop(self, key: K) -> None:
-        self._items.pop(key, None)
-
-
 class Metadata:
     """The metadata store. One instance per process, closed explicitly.
 
@@ -99,8 +73,8 @@ class Metadata:
     def __init__(self, directory: Path, *, memo_size: int = 50_000) -> None:
         self._db = diskcache.Cache(str(directory), eviction_policy="none", size_limit=2**62)
         self._pending_pulls: dict[tuple[str, str, str], float] = {}
-        self._tags: _Memo[tuple[str, str, str], TagRecord] = _Memo(memo_size)
-        self._manifests: _Memo[str, ManifestRecord] = _Memo(memo_size)
+        self._tags: Lru[tuple[str, str, str], TagRecord] = Lru(memo_size)
+        self._manifests: Lru[str, ManifestRecord] = Lru(memo_size)
 
     # Tags -------------------------------------------------------------------------------
 

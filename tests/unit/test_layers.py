@@ -21,6 +21,7 @@ LAYERS: dict[str, int] = {
     "mirror.oci": 0,
     "mirror.ranges": 0,
     "mirror.verify": 0,
+    "mirror.lru": 0,
     "mirror.metrics": 0,
     "mirror.crypto": 0,
     "mirror.tls": 0,

@@ -1,0 +1,46 @@
+"""A bounded in-memory map, least recently used dropped first (hot records, manifest bodies)."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from typing import Generic, TypeVar
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class Lru(Generic[K, V]):
+    """At most ``limit`` units of ``weight`` (1 per entry by default); an entry heavier than
+    ``limit // max_share`` is not kept at all, so one large value cannot flush the rest."""
+
+    def __init__(
+        self, limit: int, weight: Callable[[V], int] = lambda _v: 1, max_share: int = 1
+    ) -> None:
+        self._items: OrderedDict[K, V] = OrderedDict()
+        self._limit = limit
+        self._weight = weight
+        self._max_share = max_share
+        self._total = 0
+
+    def get(self, key: K) -> V | None:
+        value = self._items.get(key)
+        if value is not None:
+            self._items.move_to_end(key)
+        return value
+
+    def put(self, key: K, value: V) -> None:
+        self.drop(key)
+        weight = self._weight(value)
+        if weight > self._limit // self._max_share:
+            return
+        self._items[key] = value
+        self._total += weight
+        while self._total > self._limit:
+            _, evicted = self._items.popitem(last=False)
+            self._total -= self._weight(evicted)
+
+    def drop(self, key: K) -> None:
+        value = self._items.pop(key, None)
+        if value is not None:
+            self._total -= self._weight(value)
