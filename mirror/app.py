@@ -206,7 +206,6 @@ def build_app(
             listing,
             metadata,
             metrics,
-            config.storage.chunk_size,
         )
         flusher = asyncio.create_task(
             _flush_last_pulls(metadata, max(cache.last_pull_flush_interval, 0.05))

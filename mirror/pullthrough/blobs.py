@@ -56,7 +56,6 @@ class BlobService:
         chunk_size: int,
         fill_timeout: float,
         resume_attempts: int = 3,
-        on_commit: Callable[[Digest, int], None] | None = None,
     ) -> None:
         self._store = store
         self._upstreams = upstreams
@@ -64,7 +63,6 @@ class BlobService:
         self._chunk_size = chunk_size
         self._fill_timeout = fill_timeout
         self._resume_attempts = resume_attempts
-        self._on_commit = on_commit
         self._fills: dict[Digest, Fill] = {}
         # Blobs being served, by digest: retention leaves them alone.
         self._leases: Counter[str] = Counter()
@@ -256,8 +254,6 @@ class BlobService:
         else:
             if committed:
                 self._metrics.fills_committed.inc()
-                if self._on_commit is not None:
-                    self._on_commit(fill.digest, fill.written)
         finally:
             self._metrics.fills_in_progress.dec()
             self._fills.pop(fill.digest, None)

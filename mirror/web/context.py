@@ -25,7 +25,6 @@ class Services:
     listing: ListingService
     metadata: Metadata
     metrics: Metrics
-    chunk_size: int
 
 
 SERVICES = web.AppKey("services", Services)
