@@ -15,8 +15,8 @@ from benchmarks.results import Results
 from benchmarks.seed import Seeded
 from benchmarks.servers import MirrorServer, MirrorVariant, Nginx
 from benchmarks.settings import Settings
-from mirror.testing.accesslog import AccessLogEntry, parse_access_log
-from mirror.testing.registry import Registry
+from tests.peers.accesslog import AccessLogEntry, parse_access_log
+from tests.peers.registry import Registry
 
 T = TypeVar("T")
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from benchmarks.procs import stop_process
 from benchmarks.servers import REPO_ROOT
-from mirror.testing.containerd import Containerd
-from mirror.testing.skopeo import skopeo_copy
+from tests.peers.containerd import Containerd
+from tests.peers.skopeo import skopeo_copy
 
 CURL_FORMAT = "%{http_code} %{size_download} %{time_total}"
 

@@ -21,7 +21,7 @@ from benchmarks.seed import seed
 from benchmarks.servers import Nginx
 from benchmarks.settings import Settings
 from benchmarks.targets import evaluate
-from mirror.testing.registry import Registry
+from tests.peers.registry import Registry
 
 
 def _settings_doc(s: Settings) -> dict[str, object]:

@@ -17,14 +17,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from mirror.testing.factory import ImageFactory
 from mirror.testing.images import (
     OCI_CONFIG,
     OCI_LAYER_GZIP,
     OCI_MANIFEST,
     REF_NAME,
 )
-from mirror.testing.registry import Registry
+from tests.peers.factory import ImageFactory
+from tests.peers.registry import Registry
 
 MiB = 1024 * 1024
 LARGE_REPO = "bench/large"

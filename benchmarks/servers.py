@@ -1,5 +1,5 @@
 """The servers under test: our mirror (a separate ``python -m mirror serve`` process) and an
-nginx ``sendfile`` ceiling. The registries come from :mod:`mirror.testing.registry`."""
+nginx ``sendfile`` ceiling. The registries come from :mod:`tests.peers.registry`."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmarks.procs import Processes, stop_process, wait_http
-from mirror.testing.ports import free_port
+from tests.peers.ports import free_port
 
 START_TIMEOUT = 20.0
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from mirror.testing.containerd import Containerd
-from mirror.testing.factory import ImageFactory
-from mirror.testing.registry import Registry
+from tests.peers.containerd import Containerd
+from tests.peers.factory import ImageFactory
+from tests.peers.registry import Registry
 
 
 def _require(*binaries: str) -> None:

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from benchmarks.bench import Bench
-from mirror.store.metadata import ManifestRecord, Metadata, TagRecord
+from mirror.db.metadata import ManifestRecord, Metadata, TagRecord
 
 NUMBER = 7
 TITLE = "Retention dry run at scale"

@@ -2,22 +2,23 @@
 
 Paths are ``<tenancy>/<repo>`` when the first component is a tenancy; anything else (and any
 request with ``?ns=``) is a proxy repository of the configured default tenancy, routed to a
-configured upstream by the :class:`~mirror.routing.Router` and named ``<upstream>/<repo>`` in
-that tenancy. A tenancy repository is pulled through the tenancy's rule with the longest prefix.
+configured upstream by the :class:`~mirror.upstream.routing.Router` and named
+``<upstream>/<repo>`` in that tenancy. A tenancy repository is pulled through the tenancy's
+rule with the longest prefix.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mirror.auth.policy.evaluate import allows
+from mirror.auth.policy.grammar import Verb
 from mirror.auth.principal import Principal
+from mirror.db.identity.records import ADMINISTRATORS, PullThroughRule
+from mirror.db.identity.store import IdentityStore
 from mirror.errors import ErrorCode, RegistryError
-from mirror.identity.records import ADMINISTRATORS, PullThroughRule
-from mirror.identity.store import IdentityStore
 from mirror.oci.names import validate_name
-from mirror.policy.evaluate import allows
-from mirror.policy.grammar import Verb
-from mirror.routing import Router, Target
+from mirror.upstream.routing import Router, Target
 
 
 @dataclass(frozen=True, slots=True)

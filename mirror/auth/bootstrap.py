@@ -17,8 +17,8 @@ from cryptography.hazmat.primitives.serialization import (
     load_pem_private_key,
 )
 
-from mirror.identity.records import ADMINISTRATORS
-from mirror.identity.store import IdentityStore
+from mirror.db.identity.records import ADMINISTRATORS
+from mirror.db.identity.store import IdentityStore
 
 ADMIN_USER = "admin"
 

@@ -10,12 +10,12 @@ just because it is on disk.
 
 from __future__ import annotations
 
+from mirror.db.metadata import Metadata
 from mirror.errors import ErrorCode, RegistryError
 from mirror.oci.digest import Digest
 from mirror.oci.media import MANIFEST_TYPES
-from mirror.routing import Target
-from mirror.store.metadata import Metadata
 from mirror.upstream.pool import UpstreamPool
+from mirror.upstream.routing import Target
 
 
 class LinkGuard:

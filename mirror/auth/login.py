@@ -16,9 +16,9 @@ from mirror.auth.principal import Principal
 from mirror.auth.throttle import Throttle
 from mirror.clock import Clock
 from mirror.crypto.secrets import burn, verify_secret
+from mirror.db.identity.records import split_token
+from mirror.db.identity.store import IdentityStore
 from mirror.errors import ErrorCode, RegistryError
-from mirror.identity.records import split_token
-from mirror.identity.store import IdentityStore
 
 _MAX_REMEMBERED = 10_000
 

@@ -12,12 +12,12 @@ from mirror.auth.login import Login
 from mirror.auth.principal import ANONYMOUS, Principal
 from mirror.auth.tokens import TokenService
 from mirror.crypto.jwt import TokenInvalid
+from mirror.db.identity.records import PullThroughRule
+from mirror.db.identity.store import IdentityStore
 from mirror.errors import ErrorCode, RegistryError
-from mirror.identity.records import PullThroughRule
-from mirror.identity.store import IdentityStore
-from mirror.routing import Target
 from mirror.upstream.endpoint import UpstreamEndpoint
 from mirror.upstream.pool import UpstreamPool
+from mirror.upstream.routing import Target
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from mirror.auth.access import Authorizer, Resolver
+from mirror.auth.policy.grammar import Verb
 from mirror.auth.principal import Principal
 from mirror.auth.scope import (
     ALL,
@@ -26,9 +27,8 @@ from mirror.auth.scope import (
 )
 from mirror.clock import Clock
 from mirror.crypto.jwt import TokenInvalid, decode, encode
+from mirror.db.identity.store import IdentityStore
 from mirror.errors import RegistryError
-from mirror.identity.store import IdentityStore
-from mirror.policy.grammar import Verb
 
 # Seconds of clock skew tolerated on ``nbf``.
 LEEWAY = 30.0

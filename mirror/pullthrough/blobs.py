@@ -10,16 +10,16 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from mirror.blobstore.interface import BlobStore, BlobWriter, RangeReader, iter_range
 from mirror.errors import CorruptObject, DigestMismatch, RegistryError, UpstreamUnavailable
 from mirror.metrics import Metrics
 from mirror.oci.digest import Digest
+from mirror.oci.ranges import ByteRange, resolve_range
 from mirror.pullthrough.fill import Fill, FillFailed
 from mirror.pullthrough.guard import Guarded
 from mirror.pullthrough.singleflight import SingleFlight
-from mirror.ranges import ByteRange, resolve_range
-from mirror.routing import Target
-from mirror.store.blobs import BlobStore, BlobWriter, RangeReader, iter_range
 from mirror.upstream.client import UpstreamClient
+from mirror.upstream.routing import Target
 from mirror.verify import Verifier
 
 log = logging.getLogger(__name__)

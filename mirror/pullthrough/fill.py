@@ -16,10 +16,10 @@ from collections import deque
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Protocol, runtime_checkable
 
+from mirror.blobstore.interface import BlobWriter, RangeReader
 from mirror.oci.digest import Digest
 from mirror.pullthrough.guard import Guarded
 from mirror.pullthrough.relay import Tail
-from mirror.store.blobs import BlobWriter, RangeReader
 
 # How far (bytes) the slowest attached reader may lag behind a relaying fill before the
 # download waits for it.

@@ -8,13 +8,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from mirror.clock import Clock
+from mirror.db.metadata import CachedResponse, Metadata
 from mirror.errors import UpstreamThrottled, UpstreamUnavailable
 from mirror.metrics import Metrics
 from mirror.oci.digest import Digest
 from mirror.oci.media import OCI_INDEX
 from mirror.pullthrough.blobs import Upstreams
-from mirror.routing import Target
-from mirror.store.metadata import CachedResponse, Metadata
+from mirror.upstream.routing import Target
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,9 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from mirror.blobstore.interface import BlobStore
 from mirror.clock import Clock
+from mirror.db.metadata import ManifestRecord, Metadata, TagRecord
 from mirror.errors import (
     DigestMismatch,
     ErrorCode,
@@ -29,9 +31,7 @@ from mirror.oci.media import (
 from mirror.oci.names import validate_tag
 from mirror.pullthrough.blobs import Upstreams
 from mirror.pullthrough.singleflight import SingleFlight
-from mirror.routing import Target
-from mirror.store.blobs import BlobStore
-from mirror.store.metadata import ManifestRecord, Metadata, TagRecord
+from mirror.upstream.routing import Target
 
 log = logging.getLogger(__name__)
 

@@ -15,14 +15,14 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from mirror.blobstore.interface import BlobStore
+from mirror.db.metadata import Metadata
+from mirror.db.retention import RetentionStore
 from mirror.metrics import Metrics
 from mirror.oci.digest import Digest
 from mirror.retention.audit import AuditLog
 from mirror.retention.inventory import Inventory
 from mirror.retention.rules import Decision
-from mirror.store.blobs import BlobStore
-from mirror.store.metadata import Metadata
-from mirror.store.retention import RetentionStore
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from mirror.store.metadata import ManifestRecord, Metadata
+from mirror.db.metadata import ManifestRecord, Metadata
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mirror.db.retention import DAY, Policy
 from mirror.retention.inventory import Image
-from mirror.store.retention import DAY, Policy
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,17 +10,17 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from mirror.blobstore.capacity import CapacityLimit
+from mirror.blobstore.interface import BlobStore
 from mirror.clock import Clock
+from mirror.db.metadata import Metadata
+from mirror.db.retention import EDITABLE, Policy, RetentionStore, policy_error
 from mirror.errors import ErrorCode
 from mirror.metrics import Metrics
 from mirror.retention.audit import AuditLog, iso
-from mirror.retention.capacity import CapacityLimit
 from mirror.retention.collector import Collector, Outcome
 from mirror.retention.inventory import Inventory
 from mirror.retention.rules import Decision, decide, least_recently_pulled
-from mirror.store.blobs import BlobStore
-from mirror.store.metadata import Metadata
-from mirror.store.retention import EDITABLE, Policy, RetentionStore, policy_error
 
 log = logging.getLogger(__name__)
 

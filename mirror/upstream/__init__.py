@@ -4,7 +4,7 @@ Below the pull-through service, above the pure core: it imports only ``mirror.er
 ``mirror.oci`` and the package version (for the User-Agent).
 """
 
-from mirror.upstream.auth import Authenticator, Challenge, Token, parse_challenges
+from mirror.upstream.authenticator import Authenticator, Challenge, Token, parse_challenges
 from mirror.upstream.client import (
     MANIFEST_LIMIT,
     ManifestHead,

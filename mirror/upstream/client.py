@@ -21,7 +21,7 @@ from yarl import URL
 
 from mirror.errors import ErrorCode, RegistryError, UpstreamUnavailable
 from mirror.oci.digest import Digest
-from mirror.upstream.auth import Authenticator, Clock, OnResponse
+from mirror.upstream.authenticator import Authenticator, Clock, OnResponse
 from mirror.upstream.endpoint import UpstreamEndpoint
 from mirror.upstream.status import read_capped
 from mirror.upstream.transport import RetryPolicy, Sleep, Transport

@@ -19,7 +19,7 @@ from yarl import URL
 
 from mirror import __version__
 from mirror.errors import ErrorCode, UpstreamUnavailable
-from mirror.upstream.auth import Authenticator, OnResponse, parse_challenges
+from mirror.upstream.authenticator import Authenticator, OnResponse, parse_challenges
 from mirror.upstream.breaker import CircuitBreaker
 from mirror.upstream.endpoint import UpstreamEndpoint
 from mirror.upstream.status import error_from_response, parse_retry_after

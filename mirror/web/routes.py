@@ -1,29 +1,19 @@
-"""The route table. Upload routes come first so ``blobs/uploads/`` never parses as a digest."""
+"""Turning auth on for an application: the middleware, the token endpoint, the admin API."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from mirror.web import base, blobs, listing, manifests
+from mirror.web.access import TOKEN_PATH, auth_middleware
+from mirror.web.admin.identity import add_identity_routes
+from mirror.web.admin.repos import add_resource_routes
+from mirror.web.registry import token
 
-NAME = r"{name:[^{}]+?}"
 
-
-def add_routes(app: web.Application) -> None:
-    """Register every endpoint of the read API and the refusals of the write API."""
-    r = app.router
-    r.add_get("/v2/", base.version_check)
-    r.add_get("/v2", base.version_check)
-    r.add_get("/v2/_catalog", listing.catalog)
-    for method in ("POST", "PUT", "PATCH", "DELETE", "GET"):
-        r.add_route(method, f"/v2/{NAME}/blobs/uploads/{{rest:.*}}", base.unsupported)
-    r.add_get(f"/v2/{NAME}/blobs/{{digest}}", blobs.blob)
-    r.add_route("DELETE", f"/v2/{NAME}/blobs/{{digest}}", base.unsupported)
-    r.add_get(f"/v2/{NAME}/manifests/{{reference}}", manifests.manifest)
-    r.add_route("PUT", f"/v2/{NAME}/manifests/{{reference}}", base.unsupported)
-    r.add_route("DELETE", f"/v2/{NAME}/manifests/{{reference}}", base.unsupported)
-    r.add_get(f"/v2/{NAME}/tags/list", listing.tags)
-    r.add_get(f"/v2/{NAME}/referrers/{{digest}}", listing.referrers)
-    r.add_get("/metrics", base.metrics)
-    r.add_get("/healthz", base.healthz)
-    r.add_get("/readyz", base.readyz)
+def install_auth(app: web.Application) -> None:
+    """Add the auth middleware (inside the error middleware) and the auth routes."""
+    app.middlewares.append(auth_middleware)
+    app.router.add_get(TOKEN_PATH, token.get_token)
+    app.router.add_post(TOKEN_PATH, token.post_token)
+    add_identity_routes(app)
+    add_resource_routes(app)

@@ -12,17 +12,17 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from mirror.app import build_app
+from mirror.app.build import build_app
+from mirror.blobstore.filesystem import FilesystemBlobStore
 from mirror.clock import ManualClock
 from mirror.config import Config, load_config
-from mirror.identity.store import IdentityStore
+from mirror.db.identity.store import IdentityStore
 from mirror.metrics import Metrics
 from mirror.retention.service import RetentionService
-from mirror.store.filesystem import FilesystemBlobStore
-from mirror.testing.registry import Registry
-from mirror.web.admin_retention import RETENTION
-from mirror.web.auth import AUTH
-from mirror.web.context import SERVICES, Services
+from mirror.web.access import AUTH
+from mirror.web.admin.retention import RETENTION
+from mirror.web.keys import SERVICES, Services
+from tests.peers.registry import Registry
 
 
 @dataclass

@@ -10,8 +10,8 @@ import aiohttp
 
 from mirror.oci.media import OCI_INDEX, OCI_MANIFEST
 from mirror.testing.images import BuiltImage, build_image
-from mirror.testing.registry import Registry
-from mirror.testing.skopeo import skopeo_copy_async
+from tests.peers.registry import Registry
+from tests.peers.skopeo import skopeo_copy_async
 
 from .conftest import Mirror
 

@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from mirror.app import build_app
+from mirror.app.build import build_app
 from mirror.config import load_config
 from mirror.web.accesslog import AccessLogger
 

@@ -10,8 +10,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from mirror.cli import main
-from mirror.testing.factory import ImageFactory
+from mirror.cli.main import main
+from tests.peers.factory import ImageFactory
 
 from .conftest import AuthMirror, AuthMirrorFactory
 from .test_auth_tokens import basic

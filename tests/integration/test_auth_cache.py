@@ -11,10 +11,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from mirror.identity.records import ADMINISTRATORS, PullThroughRule
-from mirror.testing.htpasswd import write_htpasswd
+from mirror.db.identity.records import ADMINISTRATORS, PullThroughRule
 from mirror.testing.images import BuiltImage, build_image, random_layer
-from mirror.testing.registry import Registry
+from tests.peers.htpasswd import write_htpasswd
+from tests.peers.registry import Registry
 
 from .conftest import AuthMirror, AuthMirrorFactory
 from .test_auth_tokens import basic

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from mirror.identity.records import PullThroughRule
-from mirror.testing.containerd import Containerd, write_hosts_toml
-from mirror.testing.factory import ImageFactory, PushedImage
-from mirror.testing.registry import Registry
-from mirror.testing.skopeo import SkopeoError, skopeo_copy_async
+from mirror.db.identity.records import PullThroughRule
+from tests.peers.containerd import Containerd, write_hosts_toml
+from tests.peers.factory import ImageFactory, PushedImage
+from tests.peers.registry import Registry
+from tests.peers.skopeo import SkopeoError, skopeo_copy_async
 
 from .conftest import AuthMirror
 

@@ -10,8 +10,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from mirror.identity.records import ADMINISTRATORS, PullThroughRule
-from mirror.testing.factory import ImageFactory, PushedImage
+from mirror.db.identity.records import ADMINISTRATORS, PullThroughRule
+from tests.peers.factory import ImageFactory, PushedImage
 
 from .conftest import AuthMirror
 from .test_auth_tokens import basic

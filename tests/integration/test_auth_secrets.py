@@ -9,7 +9,7 @@ import logging
 import aiohttp
 import pytest
 
-from mirror.testing.factory import ImageFactory
+from tests.peers.factory import ImageFactory
 
 from .conftest import AuthMirror
 from .test_auth_tokens import basic, bearer

@@ -13,7 +13,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from mirror.crypto.jwt import b64url, b64url_decode, encode
-from mirror.testing.factory import ImageFactory, PushedImage
+from tests.peers.factory import ImageFactory, PushedImage
 
 from .conftest import AuthMirror
 
@@ -62,7 +62,7 @@ def image(image_factory: ImageFactory) -> PushedImage:
 async def acme(auth_mirror: AuthMirror, image: PushedImage) -> AuthMirror:
     """Tenancy ``acme`` pulling ``acme/up/...`` through the upstream; ``acme/reader`` reads."""
     auth_mirror.identity.create_tenancy("acme", 0)
-    from mirror.identity.records import PullThroughRule
+    from mirror.db.identity.records import PullThroughRule
 
     auth_mirror.identity.create_rule(PullThroughRule("acme", "up", image.registry.url))
     return auth_mirror

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from mirror.testing.ports import free_port
+from tests.peers.ports import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from mirror.testing.containerd import Containerd, write_hosts_toml
-from mirror.testing.factory import ImageFactory
-from mirror.testing.registry import Registry
+from tests.peers.containerd import Containerd, write_hosts_toml
+from tests.peers.factory import ImageFactory
+from tests.peers.registry import Registry
 
 from .conftest import Mirror
 

@@ -17,9 +17,9 @@ import pytest
 
 from mirror.crypto.envelope import HEADER_SIZE, TAG_SIZE
 from mirror.oci.digest import Digest
-from mirror.testing.factory import ImageFactory
-from mirror.testing.ports import free_port
-from mirror.testing.skopeo import skopeo_copy_async
+from tests.peers.factory import ImageFactory
+from tests.peers.ports import free_port
+from tests.peers.skopeo import skopeo_copy_async
 
 from .conftest import Mirror, MirrorFactory
 from .fake_upstream import FakeUpstream
@@ -330,8 +330,8 @@ def seed_cache(tmp_path: Path) -> tuple[Path, Path, dict[Path, bytes]]:
     data_dir, kek = tmp_path / "data", tmp_path / "mirror.kek"
     done = run_mirror("keys", "list", "--data-dir", str(data_dir), kek_file=kek)
     assert done.returncode == 0, done.stderr
+    from mirror.app.stores import open_store
     from mirror.config import load_config
-    from mirror.storage import open_store
 
     config = load_config(
         overrides={"storage": {"data_dir": str(data_dir)}, "encryption": {"kek_file": str(kek)}},

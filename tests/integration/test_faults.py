@@ -16,8 +16,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from mirror.testing.factory import ImageFactory
-from mirror.testing.registry import Registry
+from tests.peers.factory import ImageFactory
+from tests.peers.registry import Registry
 
 from .conftest import Mirror, MirrorFactory
 from .fake_upstream import FakeUpstream, digest_of

@@ -9,9 +9,9 @@ import aiohttp
 import pytest
 
 from mirror.oci.media import DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST
-from mirror.testing.factory import ImageFactory
-from mirror.testing.registry import Registry
-from mirror.testing.skopeo import skopeo_copy_async
+from tests.peers.factory import ImageFactory
+from tests.peers.registry import Registry
+from tests.peers.skopeo import skopeo_copy_async
 
 from .conftest import Mirror
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from mirror.testing.factory import ImageFactory
 from mirror.testing.images import random_layer
-from mirror.testing.registry import Registry
+from tests.peers.factory import ImageFactory
+from tests.peers.registry import Registry
 
 from .conftest import Mirror, MirrorFactory
 from .retention_helpers import DAY, assert_pulled, on_disk, push_image, skopeo_pull

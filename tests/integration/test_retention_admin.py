@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from mirror.testing.registry import Registry
+from tests.peers.registry import Registry
 
 from .conftest import Mirror, MirrorFactory
 from .retention_helpers import DAY, on_disk, push_image, skopeo_pull

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from mirror.testing.fulldisk import FullDiskStore
 from mirror.testing.images import random_layer
-from mirror.testing.registry import Registry
+from tests.contract.fulldisk import FullDiskStore
+from tests.peers.registry import Registry
 
 from .conftest import MirrorFactory
 from .retention_helpers import assert_pulled, disk_usage, http_pull, push_image, skopeo_pull

@@ -18,10 +18,6 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from mirror.testing.accesslog import parse_access_log
-from mirror.testing.containerd import Containerd, write_hosts_toml
-from mirror.testing.factory import ImageFactory
-from mirror.testing.htpasswd import write_htpasswd
 from mirror.testing.images import (
     OCI_INDEX,
     OCI_LAYER_TAR,
@@ -31,7 +27,11 @@ from mirror.testing.images import (
     build_image,
     random_layer,
 )
-from mirror.testing.registry import Registry, RegistryStartError
+from tests.peers.accesslog import parse_access_log
+from tests.peers.containerd import Containerd, write_hosts_toml
+from tests.peers.factory import ImageFactory
+from tests.peers.htpasswd import write_htpasswd
+from tests.peers.registry import Registry, RegistryStartError
 
 pytestmark = pytest.mark.integration
 

@@ -16,12 +16,12 @@ from typing import Any
 import aiohttp
 import pytest
 
-from mirror.testing.containerd import Containerd, write_hosts_toml
-from mirror.testing.factory import ImageFactory
-from mirror.testing.ports import free_port
-from mirror.testing.registry import Registry
-from mirror.testing.skopeo import SkopeoError, skopeo_copy_async
-from mirror.testing.tls import CertAuthority, make_test_ca
+from tests.peers.containerd import Containerd, write_hosts_toml
+from tests.peers.factory import ImageFactory
+from tests.peers.ports import free_port
+from tests.peers.registry import Registry
+from tests.peers.skopeo import SkopeoError, skopeo_copy_async
+from tests.peers.tls import CertAuthority, make_test_ca
 
 from .conftest import MirrorFactory
 from .fake_upstream import FakeUpstream
@@ -130,7 +130,7 @@ async def test_upstream_tls_is_verified_against_the_configured_ca(
     tmp_path: Path,
     trusted: bool,
 ) -> None:
-    from mirror.app import build_app
+    from mirror.app.build import build_app
     from mirror.config import load_config
 
     fake = FakeUpstream()

@@ -23,7 +23,7 @@ import pytest
 from mirror.errors import ErrorCode, RegistryError
 from mirror.oci.digest import Digest
 from mirror.upstream import UpstreamClient, UpstreamEndpoint
-from mirror.upstream.auth import basic_authorization
+from mirror.upstream.authenticator import basic_authorization
 
 pytestmark = pytest.mark.integration
 

@@ -1,0 +1,74 @@
+"""Wiring of the auth services from the configuration (part of ``app``, kept apart so the
+pull-through wiring stays readable)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from mirror.auth.access import Authorizer, Resolver
+from mirror.auth.bootstrap import bootstrap, load_or_create_key
+from mirror.auth.links import LinkGuard
+from mirror.auth.login import Login
+from mirror.auth.service import AuthService
+from mirror.auth.throttle import Throttle
+from mirror.auth.tokens import TokenService
+from mirror.clock import Clock
+from mirror.config import Config
+from mirror.db.identity.store import IdentityStore
+from mirror.db.metadata import Metadata
+from mirror.upstream.pool import UpstreamPool
+from mirror.upstream.routing import Router
+
+
+def print_once(text: str) -> None:
+    """Print the first-start announcement to stdout (never to the log)."""
+    print(text, flush=True)
+
+
+def open_auth(
+    config: Config,
+    router: Router,
+    metadata: Metadata,
+    upstreams: UpstreamPool,
+    clock: Clock,
+    announce: Callable[[str], None],
+) -> AuthService:
+    """Open the identity store, load (or create) the signing key and bootstrap."""
+    auth = config.auth
+    data_dir = Path(config.storage.data_dir)
+    identity = IdentityStore(data_dir / "identity")
+    key = load_or_create_key(
+        Path(auth.signing_key) if auth.signing_key else data_dir / "auth" / "signing-key.pem"
+    )
+    created = bootstrap(identity, auth.admin_tenancy, clock.now(), hash_cost=auth.hash_cost)
+    if created is not None:
+        announce(created.announcement())
+    if auth.default_tenancy and identity.tenancy(auth.default_tenancy) is None:
+        identity.create_tenancy(auth.default_tenancy, clock.now())
+    resolver = Resolver(identity, router, auth.default_tenancy)
+    authorizer = Authorizer(
+        identity,
+        admin_tenancy=auth.admin_tenancy,
+        default_tenancy=auth.default_tenancy,
+        public_proxy=auth.public_proxy,
+    )
+    throttle = Throttle(
+        clock,
+        max_failures=auth.max_failed_logins,
+        window=auth.failed_login_window,
+        lockout=auth.lockout,
+    )
+    tokens = TokenService(
+        key, identity, resolver, authorizer, clock, service=auth.service, ttl=auth.token_ttl
+    )
+    return AuthService(
+        identity=identity,
+        resolver=resolver,
+        authorizer=authorizer,
+        login=Login(identity, throttle, clock, hash_cost=auth.hash_cost),
+        tokens=tokens,
+        links=LinkGuard(metadata, upstreams),
+        upstreams=upstreams,
+        realm=auth.realm,
+    )

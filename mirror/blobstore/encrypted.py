@@ -1,0 +1,203 @@
+"""The encrypted filesystem blob store: the plaintext store's layout and commit protocol, with
+every object (blobs and manifests alike) in the chunked AEAD format of
+``mirror.crypto.envelope``.
+
+An object that fails a check (header, size, key slot, chunk tag, digest) is evicted and
+reported through ``on_corrupt``, then looks absent (``stat``/``open``/``get`` answer ``None``)
+so callers refetch it; a read that fails mid-object raises ``CorruptObject``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor
+from pathlib import Path
+
+from mirror.blobstore.filesystem import FilesystemBlobStore
+from mirror.blobstore.interface import put_whole
+from mirror.blobstore.keyring import CacheKeys
+from mirror.blobstore.sealed import ChunkReader, ChunkView, SealedWriter
+from mirror.crypto.envelope import HEADER_SIZE, Header, Layout, aead, unwrap_key
+from mirror.crypto.keys import Kek
+from mirror.errors import CorruptObject, KeyUnavailable
+from mirror.oci.digest import Digest
+
+log = logging.getLogger(__name__)
+
+
+class EncryptedBlobStore:
+    """A ``BlobStore`` whose files are unreadable without the cache's KEKs."""
+
+    def __init__(
+        self,
+        root: Path,
+        keys: CacheKeys,
+        *,
+        cipher: int,
+        chunk_size: int,
+        random_bytes: Callable[[int], bytes] = os.urandom,
+        executor: Executor | None = None,
+        on_corrupt: Callable[[CorruptObject], None] | None = None,
+    ) -> None:
+        # The plaintext store's layout, temp-file sweep, listing and deletion are shared.
+        self.files = FilesystemBlobStore(root, executor)
+        self.root = self.files.root
+        self.tmp_dir = self.files.tmp_dir
+        self.executor = executor
+        self.keys = keys
+        self.cipher = cipher
+        self.chunk_size = chunk_size
+        self._random_bytes = random_bytes
+        self._on_corrupt = on_corrupt
+
+    # Checks --------------------------------------------------------------------------------
+
+    def data_key(self, header: Header, digest: str) -> bytes:
+        """Unwrap the object's data key from the newest slot that authenticates; raises
+        ``CorruptObject``, or ``KeyUnavailable`` for a registered KEK not loaded yet."""
+        unknown = []
+        for _, slot in header.candidates():
+            kek = self.keys.ring.get(slot.kek_id)
+            if kek is None:
+                unknown.append(slot)
+                continue
+            key = unwrap_key(kek, slot, header, digest)
+            if key is not None:
+                return key
+        for slot in unknown:
+            kek = self.keys.find(slot.kek_id)
+            key = unwrap_key(kek, slot, header, digest) if kek else None
+            if key is not None:
+                return key
+        registered = [s.kek_id for s in unknown if self.keys.is_registered(s.kek_id)]
+        if registered:
+            raise KeyUnavailable(digest, registered)
+        raise CorruptObject(digest, "no key slot unwraps under a known KEK")
+
+    def check(self, fd: int, digest: str) -> tuple[Header, bytes]:
+        """Read and authenticate the header of an open object file: its header and data key."""
+        header = Header.unpack(os.pread(fd, HEADER_SIZE, 0), digest)
+        expected = header.layout.file_size(header.plain_size)
+        actual = os.fstat(fd).st_size
+        if actual != expected:
+            raise CorruptObject(digest, f"file is {actual} bytes, its header says {expected}")
+        return header, self.data_key(header, digest)
+
+    def evict(self, digest: Digest, fd: int, error: CorruptObject) -> None:
+        """Remove a corrupt object (unless a fresh copy already replaced it) and report it."""
+        path = self.path(digest)
+        try:
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                path.unlink()
+        except FileNotFoundError:
+            pass
+        self._report(error)
+
+    def sweep(self) -> int:
+        """Delete temp files left by an earlier process (call at start-up)."""
+        return self.files.sweep()
+
+    def path(self, digest: Digest) -> Path:
+        """Where a committed object lives."""
+        return self.files.path(digest)
+
+    # BlobStore ------------------------------------------------------------------------------
+
+    async def _open_checked(self, digest: Digest) -> tuple[int, Header, bytes] | None:
+        try:
+            fd = os.open(self.path(digest), os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        loop = asyncio.get_running_loop()
+        try:
+            header, key = await loop.run_in_executor(self.executor, self.check, fd, str(digest))
+        except CorruptObject as exc:
+            self.evict(digest, fd, exc)
+            os.close(fd)
+            return None
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd, header, key
+
+    async def stat(self, digest: Digest) -> int | None:
+        opened = await self._open_checked(digest)
+        if opened is None:
+            return None
+        os.close(opened[0])
+        return opened[1].plain_size
+
+    async def open(self, digest: Digest) -> tuple[ChunkReader, int] | None:
+        opened = await self._open_checked(digest)
+        if opened is None:
+            return None
+        fd, header, key = opened
+        view = ChunkView(header.plain_size, header.layout.chunk_count(header.plain_size), True)
+        reader = ChunkReader(
+            fd,
+            aead(header.cipher, key),
+            str(digest),
+            header.layout,
+            lambda: view,
+            self.executor,
+            lambda bad_fd, exc: self.evict(digest, bad_fd, exc),
+        )
+        return reader, header.plain_size
+
+    async def get(self, digest: Digest) -> bytes | None:
+        opened = await self.open(digest)
+        if opened is None:
+            return None
+        reader, size = opened
+        try:
+            data = await reader.read(0, size)
+        except CorruptObject:
+            return None
+        finally:
+            await reader.close()
+        if Digest.of(data, digest.algorithm) != digest:
+            fd = os.open(self.path(digest), os.O_RDONLY)
+            try:
+                self.evict(digest, fd, CorruptObject(str(digest), "content does not match"))
+            finally:
+                os.close(fd)
+            return None
+        return data
+
+    async def put(self, digest: Digest, data: bytes) -> None:
+        await put_whole(self.create(digest), data)
+
+    def create(self, digest: Digest) -> SealedWriter:
+        return SealedWriter(
+            self.tmp_dir / f"{digest.encoded}.{self._random_bytes(8).hex()}",
+            self.path(digest),
+            str(digest),
+            cipher=self.cipher,
+            chunk_size=self.chunk_size,
+            current_kek=self._current_kek,
+            random_bytes=self._random_bytes,
+            executor=self.executor,
+            on_corrupt=lambda _fd, exc: self._report(exc),
+        )
+
+    async def delete(self, digest: Digest) -> bool:
+        return await self.files.delete(digest)
+
+    def digests(self) -> Iterator[Digest]:
+        return self.files.digests()
+
+    def footprint(self, size: int) -> int:
+        # Objects written under an earlier chunk size differ by a few tag bytes at most.
+        return Layout(self.chunk_size).file_size(size)
+
+    def _current_kek(self) -> Kek:
+        self.keys.refresh()
+        return self.keys.current
+
+    def _report(self, error: CorruptObject) -> None:
+        log.error("corrupt object %s: %s", error.digest, error.reason)
+        if self._on_corrupt is not None:
+            self._on_corrupt(error)

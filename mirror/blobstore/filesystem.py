@@ -1,0 +1,145 @@
+"""The plaintext filesystem blob store: ``<root>/blobs/<alg>/<xx>/<encoded>``, temp files in
+``<root>/tmp`` (swept at start-up, so a crash mid-fill leaves nothing visible)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import shutil
+from collections.abc import Iterator
+from concurrent.futures import Executor
+from pathlib import Path
+
+from mirror.blobstore.install import install
+from mirror.blobstore.interface import put_whole
+from mirror.oci.digest import Digest
+
+log = logging.getLogger(__name__)
+
+
+class FileReader:
+    """A ``RangeReader`` over an open file descriptor (``pread`` off the event loop)."""
+
+    def __init__(self, fd: int, executor: Executor | None) -> None:
+        self._fd = fd
+        self._executor = executor
+
+    async def read(self, offset: int, length: int) -> bytes:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, os.pread, self._fd, length, offset)
+
+    async def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+class FileWriter:
+    """A ``BlobWriter`` into a temp file, renamed into place on commit."""
+
+    def __init__(self, store: FilesystemBlobStore, digest: Digest) -> None:
+        self._store = store
+        self._digest = digest
+        self.temp_path = store.tmp_dir / f"{digest.encoded}.{secrets.token_hex(8)}"
+        self._fd = os.open(self.temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        self._done = False
+
+    async def write(self, chunk: bytes) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._store.executor, self._write_all, chunk)
+
+    def _write_all(self, chunk: bytes) -> None:
+        view = memoryview(chunk)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+
+    def reader(self) -> FileReader:
+        return FileReader(os.open(self.temp_path, os.O_RDONLY), self._store.executor)
+
+    async def commit(self) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._store.executor, self._commit)
+
+    def _commit(self) -> None:
+        final = self._store.path(self._digest)
+        self._done = True  # install consumes the fd (and the temp file on failure)
+        install(self._fd, self.temp_path, final)
+
+    async def abort(self) -> None:
+        if not self._done:
+            self._done = True
+            os.close(self._fd)
+            self.temp_path.unlink(missing_ok=True)
+
+
+class FilesystemBlobStore:
+    """A ``BlobStore`` of plaintext files on a local filesystem."""
+
+    def __init__(self, root: Path, executor: Executor | None = None) -> None:
+        self.root = Path(root)
+        self.blob_dir = self.root / "blobs"
+        self.tmp_dir = self.root / "tmp"
+        self.executor = executor
+        self.blob_dir.mkdir(parents=True, exist_ok=True)
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+
+    def sweep(self) -> int:
+        """Delete temp files left by an earlier process; returns how many. Call at start-up."""
+        count = 0
+        for entry in self.tmp_dir.iterdir():
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+            count += 1
+        if count:
+            log.info("swept %d partial fills from %s", count, self.tmp_dir)
+        return count
+
+    def path(self, digest: Digest) -> Path:
+        """Where a committed object lives."""
+        return self.blob_dir / digest.algorithm / digest.encoded[:2] / digest.encoded
+
+    async def stat(self, digest: Digest) -> int | None:
+        try:
+            return os.stat(self.path(digest)).st_size
+        except FileNotFoundError:
+            return None
+
+    async def open(self, digest: Digest) -> tuple[FileReader, int] | None:
+        try:
+            fd = os.open(self.path(digest), os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        return FileReader(fd, self.executor), os.fstat(fd).st_size
+
+    async def get(self, digest: Digest) -> bytes | None:
+        try:
+            return self.path(digest).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    async def put(self, digest: Digest, data: bytes) -> None:
+        await put_whole(self.create(digest), data)
+
+    def create(self, digest: Digest) -> FileWriter:
+        return FileWriter(self, digest)
+
+    async def delete(self, digest: Digest) -> bool:
+        try:
+            self.path(digest).unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
+    def footprint(self, size: int) -> int:
+        return size
+
+    def digests(self) -> Iterator[Digest]:
+        for alg_dir in sorted(self.blob_dir.iterdir()):
+            for sub in sorted(alg_dir.iterdir()):
+                for entry in sorted(sub.iterdir()):
+                    yield Digest(alg_dir.name, entry.name)

@@ -1,0 +1,228 @@
+"""Writing and reading the chunks of one encrypted object (format: ``mirror.crypto.envelope``).
+
+A writer seals each chunk once it is full and a byte of the next one has arrived, so the
+last chunk, sealed with its last-chunk flag at commit, always holds 0..chunk_size bytes. A
+fill's joiners read through ``SealedWriter.reader()``: sealed chunks are decrypted from the
+temp file, the unsealed tail is served from memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from mirror.blobstore.install import install
+from mirror.crypto.envelope import (
+    AEAD,
+    DATA_KEY_SIZE,
+    NONCE_SIZE,
+    TAG_SIZE,
+    Header,
+    Layout,
+    aead,
+    open_chunk,
+    seal_chunk,
+    wrap_key,
+)
+from mirror.crypto.keys import Kek
+from mirror.errors import CorruptObject
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkView:
+    """What a reader may read: total bytes, chunks on disk, whether the last of them is the
+    final chunk, and the unsealed tail (in memory) that follows them."""
+
+    size: int
+    sealed: int
+    final: bool
+    tail: tuple[bytes, ...] = ()
+
+
+def pwrite_all(fd: int, data: bytes | memoryview, offset: int) -> None:
+    """``os.pwrite`` until every byte is written."""
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view = view[written:]
+        offset += written
+
+
+class ChunkReader:
+    """A ``RangeReader`` that decrypts only the chunks a read covers (one chunk cached)."""
+
+    def __init__(
+        self,
+        fd: int,
+        cipher: AEAD,
+        digest: str,
+        layout: Layout,
+        view: Callable[[], ChunkView],
+        executor: Executor | None,
+        on_corrupt: Callable[[int, CorruptObject], None],
+    ) -> None:
+        self._fd = fd
+        self._cipher = cipher
+        self._digest = digest
+        self._layout = layout
+        self._view = view
+        self._executor = executor
+        self._on_corrupt = on_corrupt
+        self._cached: tuple[int, bytes] | None = None
+
+    async def read(self, offset: int, length: int) -> bytes:
+        view = self._view()
+        end = min(view.size, offset + length)
+        if offset >= end:
+            return b""
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, self._read, view, offset, end)
+        except CorruptObject as exc:
+            self._on_corrupt(self._fd, exc)
+            raise
+
+    def _read(self, view: ChunkView, offset: int, end: int) -> bytes:
+        size = self._layout.chunk_size
+        parts = []
+        for index in range(offset // size, (end - 1) // size + 1):
+            plain = self._chunk(view, index)
+            start = index * size
+            parts.append(plain[max(offset - start, 0) : min(end - start, size)])
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def _chunk(self, view: ChunkView, index: int) -> bytes:
+        if index >= view.sealed:
+            return b"".join(view.tail)
+        if self._cached is not None and self._cached[0] == index:
+            return self._cached[1]
+        last = view.final and index == view.sealed - 1
+        size = self._layout.chunk_size
+        length = (view.size - index * size if last else size) + TAG_SIZE
+        sealed = os.pread(self._fd, length, self._layout.offset(index))
+        if len(sealed) != length:
+            raise CorruptObject(self._digest, f"chunk {index} is truncated")
+        plain = open_chunk(self._cipher, self._digest, index, last, sealed)
+        self._cached = (index, plain)
+        return plain
+
+    async def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+class SealedWriter:
+    """A ``BlobWriter`` that encrypts into a temp file, renamed into place on commit."""
+
+    def __init__(
+        self,
+        temp_path: Path,
+        final_path: Path,
+        digest: str,
+        *,
+        cipher: int,
+        chunk_size: int,
+        current_kek: Callable[[], Kek],
+        random_bytes: Callable[[int], bytes],
+        executor: Executor | None,
+        on_corrupt: Callable[[int, CorruptObject], None],
+    ) -> None:
+        self.temp_path = temp_path
+        self._final_path = final_path
+        self._digest = digest
+        self._cipher_id = cipher
+        self._layout = Layout(chunk_size)
+        self._current_kek = current_kek
+        self._random_bytes = random_bytes
+        self._executor = executor
+        self._on_corrupt = on_corrupt
+        self._data_key = random_bytes(DATA_KEY_SIZE)
+        self._cipher = aead(cipher, self._data_key)
+        self._fd = os.open(temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        self._sealed = 0
+        self._tail: list[bytes] = []
+        self._tail_length = 0
+        self._size: int | None = None
+        self._done = False
+
+    def view(self) -> ChunkView:
+        """A consistent snapshot of what is readable (taken on the event loop)."""
+        if self._size is not None:
+            return ChunkView(self._size, self._sealed, True)
+        size = self._sealed * self._layout.chunk_size + self._tail_length
+        return ChunkView(size, self._sealed, False, tuple(self._tail))
+
+    async def write(self, chunk: bytes) -> None:
+        chunk_size = self._layout.chunk_size
+        if self._tail_length + len(chunk) <= chunk_size:
+            if chunk:
+                self._tail.append(bytes(chunk))
+                self._tail_length += len(chunk)
+            return
+        loop = asyncio.get_running_loop()
+        if len(self._tail) == 1 and self._tail_length == chunk_size and len(chunk) <= chunk_size:
+            # The steady state of a fill whose pieces are whole chunks: seal the held chunk (more
+            # data follows, so it is not the last) and hold the new one, without copying either.
+            await loop.run_in_executor(self._executor, self._seal, self._tail[0], self._sealed, 1)
+            self._sealed += 1
+            self._tail, self._tail_length = [bytes(chunk)], len(chunk)
+            return
+        data = b"".join([*self._tail, chunk])
+        count = (len(data) - 1) // chunk_size
+        await loop.run_in_executor(self._executor, self._seal, data, self._sealed, count)
+        # Only now, on the loop, do readers see the new chunks.
+        rest = data[count * chunk_size :]
+        self._sealed += count
+        self._tail, self._tail_length = [rest], len(rest)
+
+    def _seal(self, data: bytes, first: int, count: int) -> None:
+        size = self._layout.chunk_size
+        view = memoryview(data)
+        for j in range(count):
+            plain = view[j * size : (j + 1) * size]
+            sealed = seal_chunk(self._cipher, self._digest, first + j, False, plain)
+            pwrite_all(self._fd, sealed, self._layout.offset(first + j))
+
+    def reader(self) -> ChunkReader:
+        fd = os.open(self.temp_path, os.O_RDONLY)
+        return ChunkReader(
+            fd,
+            self._cipher,
+            self._digest,
+            self._layout,
+            self.view,
+            self._executor,
+            self._on_corrupt,
+        )
+
+    async def commit(self) -> None:
+        loop = asyncio.get_running_loop()
+        kek = await loop.run_in_executor(self._executor, self._current_kek)
+        final = b"".join(self._tail)
+        size = self._sealed * self._layout.chunk_size + len(final)
+        await loop.run_in_executor(self._executor, self._commit, final, size, kek)
+        self._sealed += 1
+        self._size = size
+        self._tail, self._tail_length = [], 0
+
+    def _commit(self, final: bytes, size: int, kek: Kek) -> None:
+        sealed = seal_chunk(self._cipher, self._digest, self._sealed, True, final)
+        pwrite_all(self._fd, sealed, self._layout.offset(self._sealed))
+        header = Header(self._cipher_id, self._layout.chunk_size, size, (None, None))
+        slot = wrap_key(
+            kek, self._data_key, header, self._digest, 1, self._random_bytes(NONCE_SIZE)
+        )
+        pwrite_all(self._fd, replace(header, slots=(slot, None)).pack(), 0)
+        self._done = True  # install consumes the fd (and the temp file on failure)
+        install(self._fd, self.temp_path, self._final_path)
+
+    async def abort(self) -> None:
+        if not self._done:
+            self._done = True
+            os.close(self._fd)
+            self.temp_path.unlink(missing_ok=True)

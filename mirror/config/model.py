@@ -1,0 +1,340 @@
+"""Typed, frozen configuration: defaults in code, a TOML file, ``MIRROR_*`` environment overrides.
+
+Every problem is reported as a ``ConfigError`` that names the offending key.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field
+
+from mirror.oci.names import is_host
+
+MiB = 1024 * 1024
+_TENANCY = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+
+
+class ConfigError(Exception):
+    """A configuration value is missing, malformed or inconsistent; the message names the key."""
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """How the HTTP server listens."""
+
+    # host:port to listen on; loopback by default (plain HTTP is for node-local use).
+    listen: str = "127.0.0.1:5016"
+    # Write one access-log line per request.
+    access_log: bool = True
+    # PEM certificate chain and private key: serve HTTPS when both are set.
+    tls_cert: str = ""
+    tls_key: str = ""
+    # PEM CA bundle: require client certificates signed by it (mTLS); needs tls_cert.
+    tls_client_ca: str = ""
+    # Allow plain HTTP on an address other than loopback (node-local use only).
+    allow_plain_http: bool = False
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    """Where the cache and its metadata live."""
+
+    # Directory holding blobs/, metadata/ and tmp/.
+    data_dir: str = "./data"
+    # I/O chunk size when reading from upstream and serving from disk (1 MiB is the sweet spot).
+    chunk_size: int = 1 * MiB
+
+
+@dataclass(frozen=True)
+class CacheConfig:
+    """Freshness and fill behaviour."""
+
+    # Seconds a tag's digest is trusted before it is revalidated with an upstream HEAD.
+    tag_ttl: float = 60.0
+    # Seconds past its TTL a cached tag may still be served when upstream is failing.
+    max_stale: float = 7 * 24 * 3600.0
+    # Upper bound, in seconds, on a blob fill that continues after its clients went away.
+    fill_timeout: float = 3600.0
+    # Seconds between flushes of batched last-pull times to the metadata store.
+    last_pull_flush_interval: float = 5.0
+
+
+@dataclass(frozen=True)
+class EncryptionConfig:
+    """Encryption at rest of every cached object (blobs and manifests)."""
+
+    # Encrypt the cache; false keeps plaintext files (for disks that are already encrypted).
+    enabled: bool = True
+    # Where the key-encryption keys (KEKs) come from: "file", "env" or "command".
+    kek_source: str = "file"
+    # Key file, created with mode 0600 for a new cache; refused if others may read it.
+    kek_file: str = "./mirror.kek"
+    # Environment variable holding the keyring, for kek_source = "env".
+    kek_env: str = "MIRROR_KEKS"
+    # Command printing the keyring on stdout, for kek_source = "command".
+    kek_command: tuple[str, ...] = ()
+    # Seconds between runs of kek_command to pick up a new current KEK.
+    kek_command_refresh: float = 60.0
+    # "auto" (AES-256-GCM with AES instructions, else ChaCha20-Poly1305), or either by name.
+    cipher: str = "auto"
+    # Plaintext bytes per sealed chunk: a range read decrypts only the chunks it covers.
+    chunk_size: int = 1 * MiB
+
+
+@dataclass(frozen=True)
+class UpstreamConfig:
+    """One upstream registry the mirror pulls through to."""
+
+    # Registry host as clients name it (containerd's ?ns=, the path prefix), e.g. "docker.io".
+    host: str
+    # Base URL the mirror talks to, e.g. "https://registry-1.docker.io".
+    url: str
+    # Other host names that select this upstream (e.g. "registry-1.docker.io").
+    aliases: tuple[str, ...] = ()
+    # Prefix single-component names with "library/" (Docker Hub's official images).
+    library_prefix: bool = False
+    # Credentials for the upstream (token or Basic auth); anonymous when unset.
+    username: str | None = None
+    password: str | None = None
+    # Seconds to connect, and to wait between bytes of a response.
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+    # Retries of idempotent requests on connect errors and 5xx.
+    retries: int = 3
+    # Consecutive failed attempts (no answer, timeout, 5xx) after which requests to this
+    # upstream fail fast for breaker_cooldown seconds, so cached tags are served stale at once.
+    # 0 disables the circuit breaker.
+    breaker_threshold: int = 3
+    breaker_cooldown: float = 30.0
+    # PEM CA bundle to verify the upstream's TLS certificate (system CAs when unset).
+    ca_file: str | None = None
+    # Verify the upstream's TLS certificate (turn off only for tests).
+    verify_tls: bool = True
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    """Tenancies, users, auth tokens and policies. Off: anonymous pull-through, as before."""
+
+    # Require credentials or bearer tokens on the registry API; serve /auth/token and /admin/v1.
+    enabled: bool = False
+    # Token service name: the challenge's service=, the tokens' issuer and audience.
+    service: str = "mirror"
+    # Token endpoint URL sent to clients; "" derives it from the request's Host header.
+    realm: str = ""
+    # Seconds a bearer token is valid.
+    token_ttl: float = 300.0
+    # Ed25519 private key (PEM) signing bearer tokens; "" = <data_dir>/auth/signing-key.pem.
+    signing_key: str = ""
+    # Tenancy of ?ns=, host-prefixed and bare names (node-local mode); "" refuses those names.
+    default_tenancy: str = ""
+    # Anyone, without credentials, may pull the default tenancy's proxy repositories.
+    public_proxy: bool = False
+    # Tenancy created at first start; its administrators administer every tenancy.
+    admin_tenancy: str = "admin"
+    # Failed logins from one source within failed_login_window seconds before it is refused.
+    max_failed_logins: int = 10
+    failed_login_window: float = 60.0
+    # Seconds a source that failed too often is refused (429 with Retry-After).
+    lockout: float = 60.0
+    # scrypt cost N (a power of two) of stored auth token hashes.
+    hash_cost: int = 16384
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """A retention policy declared in the config file (created or updated at start-up)."""
+
+    # Policy name; "global" edits the global policy (which has no repositories).
+    name: str
+    # Select images whose last pull (by tag or digest) is older than this many days.
+    not_pulled_days: float | None = None
+    # Select images that have had no tag pointing at them in this mirror for this many days.
+    not_tagged_days: float | None = None
+    # Never delete images carrying one of these tags (exact, or globs such as "v*").
+    exempt_tags: tuple[str, ...] = ()
+    # "any": one matching criterion selects an image; "all": every set criterion must match.
+    match: str = "any"
+    # Repositories under this policy, as "HOST/REPO" (moved here from any other policy).
+    repositories: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RetentionConfig:
+    """Retention policies, garbage collection and the cache size limit."""
+
+    # Seconds between background retention runs inside the server; 0 disables them.
+    interval: float = 3600.0
+    # Seconds a new or widened policy (or a newly attached repository) waits before it
+    # deletes anything, so a mistake shows in a dry run first.
+    cooling_period: float = 6 * 3600.0
+    # Maximum cache size in bytes (blobs, manifests and fills in progress); 0 = no limit.
+    max_size: int = 0
+    # Above high_watermark * max_size the least recently pulled images are evicted until the
+    # cache is below low_watermark * max_size.
+    high_watermark: float = 0.9
+    low_watermark: float = 0.8
+    # JSON-lines audit log of every deletion; "" means <data_dir>/retention/audit.jsonl.
+    audit_log: str = ""
+    # Policies declared here; the config file wins over API edits at each start.
+    policies: tuple[PolicyConfig, ...] = ()
+
+    def check(self) -> None:
+        """Raise ``ConfigError`` naming the first inconsistent ``retention.*`` key."""
+        for name in ("interval", "cooling_period", "max_size"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"retention.{name}: must not be negative")
+        if not 0 < self.low_watermark <= self.high_watermark <= 1:
+            raise ConfigError(
+                "retention.low_watermark: need 0 < low_watermark <= high_watermark <= 1"
+            )
+        names: set[str] = set()
+        for i, policy in enumerate(self.policies):
+            key = f"retention.policies[{i}]"
+            if policy.name in names:
+                raise ConfigError(f"{key}.name: policy {policy.name!r} declared twice")
+            names.add(policy.name)
+            for days in ("not_pulled_days", "not_tagged_days"):
+                value = getattr(policy, days)
+                if value is not None and value < 0:
+                    raise ConfigError(f"{key}.{days}: must not be negative")
+            if policy.name == "global" and policy.repositories:
+                raise ConfigError(
+                    f"{key}.repositories: the global policy governs every unattached repository"
+                )
+            if policy.match not in ("any", "all"):
+                raise ConfigError(f'{key}.match: expected "any" or "all"')
+
+
+def _default_upstreams() -> tuple[UpstreamConfig, ...]:
+    return (
+        UpstreamConfig(
+            host="docker.io",
+            url="https://registry-1.docker.io",
+            aliases=("registry-1.docker.io", "index.docker.io"),
+            library_prefix=True,
+        ),
+        UpstreamConfig(host="ghcr.io", url="https://ghcr.io"),
+        UpstreamConfig(host="quay.io", url="https://quay.io"),
+        UpstreamConfig(host="registry.k8s.io", url="https://registry.k8s.io"),
+    )
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole mirror configuration."""
+
+    server: ServerConfig = field(default_factory=ServerConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    cache: CacheConfig = field(default_factory=CacheConfig)
+    encryption: EncryptionConfig = field(default_factory=EncryptionConfig)
+    upstreams: tuple[UpstreamConfig, ...] = field(default_factory=_default_upstreams)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
+    # Upstream host used for bare names (no ?ns= and no host path prefix); "" for none.
+    default_upstream: str = "docker.io"
+
+    def upstream(self, host: str) -> UpstreamConfig | None:
+        """The upstream selected by ``host`` (its host or one of its aliases)."""
+        for upstream in self.upstreams:
+            if host == upstream.host or host in upstream.aliases:
+                return upstream
+        return None
+
+    def validate(self) -> Config:
+        """Check cross-field consistency; returns self or raises ``ConfigError``."""
+        host, sep, port = self.server.listen.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"server.listen: expected HOST:PORT, got {self.server.listen!r}")
+        _validate_tls(self.server)
+        _validate_encryption(self.encryption)
+        seen: set[str] = set()
+        for i, upstream in enumerate(self.upstreams):
+            for name in (upstream.host, *upstream.aliases):
+                if not is_host(name):
+                    raise ConfigError(f"upstreams[{i}].host: not a registry host: {name!r}")
+                if name in seen:
+                    raise ConfigError(f"upstreams[{i}].host: {name!r} configured twice")
+                seen.add(name)
+            for name in ("retries", "breaker_threshold", "breaker_cooldown"):
+                if getattr(upstream, name) < 0:
+                    raise ConfigError(f"upstreams[{i}].{name}: must not be negative")
+            if not upstream.url.startswith(("http://", "https://")):
+                raise ConfigError(
+                    f"upstreams[{i}].url: expected http(s)://..., got {upstream.url!r}"
+                )
+        if self.default_upstream and self.upstream(self.default_upstream) is None:
+            raise ConfigError(
+                f"default_upstream: {self.default_upstream!r} is not a configured upstream"
+            )
+        if self.storage.chunk_size < 4096:
+            raise ConfigError("storage.chunk_size: must be at least 4096")
+        for name in ("tag_ttl", "max_stale", "fill_timeout", "last_pull_flush_interval"):
+            if getattr(self.cache, name) < 0:
+                raise ConfigError(f"cache.{name}: must not be negative")
+        self._validate_auth()
+        self.retention.check()
+        return self
+
+    def _validate_auth(self) -> None:
+        auth = self.auth
+        cost = auth.hash_cost
+        if cost < 2 or cost & (cost - 1):
+            raise ConfigError("auth.hash_cost: must be a power of two >= 2")
+        for name in ("token_ttl", "failed_login_window", "lockout"):
+            if getattr(auth, name) <= 0:
+                raise ConfigError(f"auth.{name}: must be positive")
+        if auth.max_failed_logins < 1:
+            raise ConfigError("auth.max_failed_logins: must be at least 1")
+        for name in ("default_tenancy", "admin_tenancy"):
+            value = getattr(auth, name)
+            if value and not _TENANCY.fullmatch(value):
+                raise ConfigError(f"auth.{name}: not a tenancy name: {value!r}")
+        if auth.enabled and not auth.admin_tenancy:
+            raise ConfigError("auth.admin_tenancy: required when auth is enabled")
+        if auth.realm and not auth.realm.startswith(("http://", "https://")):
+            raise ConfigError(f"auth.realm: expected http(s)://..., got {auth.realm!r}")
+
+
+def _is_loopback(host: str) -> bool:
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _validate_tls(server: ServerConfig) -> None:
+    if bool(server.tls_cert) != bool(server.tls_key):
+        raise ConfigError("server.tls_cert: set both tls_cert and tls_key, or neither")
+    if server.tls_client_ca and not server.tls_cert:
+        raise ConfigError("server.tls_client_ca: client certificates need tls_cert and tls_key")
+    host = server.listen.rpartition(":")[0]
+    if not server.tls_cert and not server.allow_plain_http and not _is_loopback(host):
+        raise ConfigError(
+            f"server.tls_cert: required to listen on {server.listen} (plain HTTP is for "
+            "loopback; set server.allow_plain_http = true for a node-local address)"
+        )
+
+
+def _validate_encryption(enc: EncryptionConfig) -> None:
+    if enc.kek_source not in ("file", "env", "command"):
+        raise ConfigError(
+            f"encryption.kek_source: expected file, env or command, got {enc.kek_source!r}"
+        )
+    if enc.enabled and enc.kek_source == "command" and not enc.kek_command:
+        raise ConfigError("encryption.kek_command: required when kek_source = command")
+    if enc.enabled and enc.kek_source == "file" and not enc.kek_file:
+        raise ConfigError("encryption.kek_file: required when kek_source = file")
+    if enc.cipher not in ("auto", "aes-256-gcm", "chacha20-poly1305"):
+        raise ConfigError(
+            "encryption.cipher: expected auto, aes-256-gcm or chacha20-poly1305, "
+            f"got {enc.cipher!r}"
+        )
+    if not 4096 <= enc.chunk_size <= 64 * MiB:
+        raise ConfigError("encryption.chunk_size: must be between 4096 and 67108864")
+    if enc.kek_command_refresh < 0:
+        raise ConfigError("encryption.kek_command_refresh: must not be negative")

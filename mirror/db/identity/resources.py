@@ -1,0 +1,134 @@
+"""Tenancy resources in the identity database: policies, repositories, pull-through rules."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from mirror.auth.policy.grammar import PolicyError, Statement, parse_statements
+from mirror.db.identity.base import RecordsDb, exists, unknown
+from mirror.db.identity.records import (
+    Policy,
+    PullThroughRule,
+    Repository,
+    group_name,
+    repository_name,
+)
+from mirror.errors import ErrorCode, RegistryError
+from mirror.oci.names import validate_name
+
+
+class TenancyResources(RecordsDb):
+    """Policies (parsed when saved: all statements or none), repositories and rules."""
+
+    # Policies ---------------------------------------------------------------------------
+
+    def set_policy(self, tenancy: str, name: str, statements: object) -> Policy:
+        """Create or replace a policy; every statement must parse or nothing is saved."""
+        self.require_tenancy(tenancy)
+        group_name(name)
+        if not isinstance(statements, list) or not all(isinstance(s, str) for s in statements):
+            raise RegistryError(ErrorCode.REQUEST_INVALID, "statements: expected a list of strings")
+        try:
+            parse_statements(statements)
+        except PolicyError as exc:
+            raise RegistryError(
+                ErrorCode.POLICY_INVALID,
+                str(exc),
+                detail={
+                    "statement": exc.index,
+                    "column": exc.column,
+                    "expected": exc.expected,
+                    "found": exc.found,
+                },
+            ) from None
+        record = Policy(tenancy, name, tuple(statements))
+        self._put(("policy", tenancy, name), record)
+        return record
+
+    def policies(self, tenancy: str) -> list[Policy]:
+        return self._scan("policy", tenancy, Policy)
+
+    def delete_policy(self, tenancy: str, name: str) -> None:
+        if self._get(("policy", tenancy, name), Policy) is None:
+            raise unknown("policy", policy=name)
+        self._delete(("policy", tenancy, name))
+
+    def statements(self, tenancy: str) -> tuple[Statement, ...]:
+        """Every parsed statement of the tenancy's policies."""
+        return self._memoised(
+            ("statements", tenancy),
+            lambda: tuple(
+                s for p in self.policies(tenancy) for s in parse_statements(list(p.statements))
+            ),
+        )
+
+    # Repositories -----------------------------------------------------------------------
+
+    def create_repository(
+        self, tenancy: str, name: str, now: float, *, public: bool = False, exist_ok: bool = False
+    ) -> Repository:
+        self.require_tenancy(tenancy)
+        repository_name(name)
+        with self._db.transact():
+            found = self.repository(tenancy, name)
+            if found is not None:
+                if exist_ok:
+                    return found
+                raise exists("repository", repository=f"{tenancy}/{name}")
+            record = Repository(tenancy, name, public, now)
+            self._put(("repo", tenancy, name), record)
+        return record
+
+    def repository(self, tenancy: str, name: str) -> Repository | None:
+        return self._memoised(
+            ("repo", tenancy, name), lambda: self._get(("repo", tenancy, name), Repository)
+        )
+
+    def repositories(self, tenancy: str) -> list[Repository]:
+        return self._scan("repo", tenancy, Repository)
+
+    def set_public(self, tenancy: str, name: str, public: bool) -> Repository:
+        record = self.repository(tenancy, name)
+        if record is None:
+            raise unknown("repository", repository=f"{tenancy}/{name}")
+        record = replace(record, public=public)
+        self._put(("repo", tenancy, name), record)
+        return record
+
+    def delete_repository(self, tenancy: str, name: str) -> None:
+        if self.repository(tenancy, name) is None:
+            raise unknown("repository", repository=f"{tenancy}/{name}")
+        self._delete(("repo", tenancy, name))
+
+    # Pull-through rules -----------------------------------------------------------------
+
+    def create_rule(self, rule: PullThroughRule) -> PullThroughRule:
+        self.require_tenancy(rule.tenancy)
+        validate_name(rule.prefix)
+        if not rule.url.startswith(("http://", "https://")):
+            raise RegistryError(ErrorCode.REQUEST_INVALID, "url: expected http(s)://...")
+        if (rule.username is None) != (rule.password is None):
+            raise RegistryError(ErrorCode.REQUEST_INVALID, "set username and password, or neither")
+        with self._db.transact():
+            if self.rule(rule.tenancy, rule.prefix) is not None:
+                raise exists("rule", prefix=rule.prefix)
+            self._put(("rule", rule.tenancy, rule.prefix), rule)
+        return rule
+
+    def rule(self, tenancy: str, prefix: str) -> PullThroughRule | None:
+        return self._get(("rule", tenancy, prefix), PullThroughRule)
+
+    def rules(self, tenancy: str) -> list[PullThroughRule]:
+        return self._memoised(
+            ("rules", tenancy), lambda: self._scan("rule", tenancy, PullThroughRule)
+        )
+
+    def rule_by_key(self, key: str) -> PullThroughRule | None:
+        """The rule whose upstream key (``<tenancy>/<prefix>``) is ``key``."""
+        tenancy, _, prefix = key.partition("/")
+        return self.rule(tenancy, prefix) if prefix else None
+
+    def delete_rule(self, tenancy: str, prefix: str) -> None:
+        if self.rule(tenancy, prefix) is None:
+            raise unknown("rule", prefix=prefix)
+        self._delete(("rule", tenancy, prefix))

@@ -1,0 +1,157 @@
+"""The auth middleware: every registry request is authenticated, authorised by policy, and
+served only content its repository is proven to reference.
+
+distribution "Token Authentication Specification": a request without acceptable credentials
+gets 401 ``UNAUTHORIZED`` with a ``Bearer`` challenge naming the realm, service and scope; a
+logged-in user without permission gets 403 ``DENIED``. A bearer token whose access lacks the
+scope gets a challenge with ``error="insufficient_scope"`` so the client asks for a new one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from mirror.auth.policy.grammar import Verb
+from mirror.auth.principal import Principal
+from mirror.auth.scope import ALL, CATALOG, DELETE, PULL, PUSH, REGISTRY, REPOSITORY
+from mirror.auth.service import AuthService
+from mirror.errors import ErrorCode, RegistryError
+from mirror.oci.digest import Digest, is_digest
+from mirror.web.keys import TARGET
+
+AUTH = web.AppKey("auth", AuthService)
+PRINCIPAL = web.RequestKey("principal", Principal)
+TOKEN_PATH = "/auth/token"
+_BASE = ("/v2/", "/v2")
+_CATALOG = "/v2/_catalog"
+
+
+@dataclass(frozen=True, slots=True)
+class Need:
+    """What a request needs: the token action and the policy verb."""
+
+    action: str
+    verb: Verb
+
+
+def need_of(method: str, route: str) -> Need:
+    """The access a registry route needs (tags list: inspect; pulls: read; writes: use)."""
+    if method in ("GET", "HEAD") and "/blobs/uploads/" not in route:
+        return Need(PULL, Verb.INSPECT if route.endswith("/tags/list") else Verb.READ)
+    if method == "DELETE" and "/blobs/uploads/" not in route:
+        return Need(DELETE, Verb.MANAGE)
+    return Need(PUSH, Verb.USE)
+
+
+def realm_of(request: web.Request, auth: AuthService) -> str:
+    """The token endpoint URL clients are sent to."""
+    return auth.realm or f"{request.scheme}://{request.host}{TOKEN_PATH}"
+
+
+def challenge(
+    request: web.Request, message: str | None, scope: str | None, error: str | None = None
+) -> RegistryError:
+    """A 401 ``UNAUTHORIZED`` with the ``Bearer`` challenge clients answer with a token."""
+    auth = request.app[AUTH]
+    parts = [f'realm="{realm_of(request, auth)}"', f'service="{auth.tokens.service}"']
+    if scope is not None:
+        parts.append(f'scope="{scope}"')
+    if error is not None:
+        parts.append(f'error="{error}"')
+    return RegistryError(
+        ErrorCode.UNAUTHORIZED,
+        message,
+        headers={"WWW-Authenticate": "Bearer " + ",".join(parts)},
+    )
+
+
+def authenticate(request: web.Request, scope: str | None) -> Principal:
+    """The caller of a registry request; bad credentials get the challenge."""
+    auth = request.app[AUTH]
+    try:
+        return auth.authenticate(request.headers.get("Authorization"), request.remote or "")
+    except RegistryError as exc:
+        if exc.code is not ErrorCode.UNAUTHORIZED:
+            raise
+        error = "invalid_token" if "bearer" in exc.message else None
+        raise challenge(request, exc.message, scope, error) from None
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Authenticate and authorise ``/v2/`` requests; other paths pass (they check their own)."""
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else None
+    if route is None or not route.startswith("/v2"):
+        return await handler(request)
+    if route in _BASE:
+        principal = authenticate(request, None)
+        if principal.anonymous and principal.access is None:
+            raise challenge(request, None, None)
+        return await handler(request)
+    if route == _CATALOG:
+        scope = f"{REGISTRY}:{CATALOG}:{ALL}"
+        principal = authenticate(request, scope)
+        if principal.anonymous:
+            raise challenge(request, None, scope)
+        if not principal.holds(REGISTRY, CATALOG, ALL):
+            raise challenge(request, None, scope, "insufficient_scope")
+        request[PRINCIPAL] = principal
+        return await handler(request)
+    return await _repository_request(request, handler, route)
+
+
+async def _repository_request(
+    request: web.Request, handler: Handler, route: str
+) -> web.StreamResponse:
+    auth = request.app[AUTH]
+    name = request.match_info["name"]
+    ref = auth.resolver.locate(name, request.query.get("ns"))
+    need = need_of(request.method, route)
+    scope = f"{REPOSITORY}:{name}:{need.action}"
+    principal = authenticate(request, scope)
+    allowed = auth.authorizer.permits(principal, ref, need.verb)
+    held = principal.holds(REPOSITORY, name, need.action)
+    if not (allowed and held):
+        if principal.anonymous:
+            raise challenge(request, None, scope)
+        if not allowed:
+            raise RegistryError(ErrorCode.DENIED, detail={"name": name, "action": need.action})
+        raise challenge(request, None, scope, "insufficient_scope")
+    target = await auth.target_of(ref)
+    request[TARGET] = target
+    request[PRINCIPAL] = principal
+    reading = request.method in ("GET", "HEAD")
+    if reading and route.endswith("/blobs/{digest}"):
+        await auth.links.prove_blob(target, Digest.parse(request.match_info["digest"]))
+    manifest = reading and route.endswith("/manifests/{reference}")
+    if manifest and is_digest(request.match_info["reference"]):
+        await auth.links.prove_manifest(target, Digest.parse(request.match_info["reference"]))
+    response = await handler(request)
+    digest = response.headers.get("Docker-Content-Digest")
+    if manifest and response.status == 200 and digest:
+        auth.links.record_manifest(target, digest)
+        if auth.identity.repository(ref.tenancy, ref.name) is None:
+            now = auth.tokens.now()
+            auth.identity.create_repository(ref.tenancy, ref.name, now, exist_ok=True)
+    return response
+
+
+def visible_repositories(request: web.Request, names: list[str]) -> list[str]:
+    """The catalog names the caller may inspect (all of them when auth is off)."""
+    principal = request.get(PRINCIPAL)
+    if principal is None or AUTH not in request.app:
+        return names
+    auth = request.app[AUTH]
+    visible = []
+    for name in names:
+        try:
+            ref = auth.resolver.locate(name, None)
+        except RegistryError:
+            continue
+        if auth.authorizer.permits(principal, ref, Verb.INSPECT):
+            visible.append(name)
+    return visible

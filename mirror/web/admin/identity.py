@@ -1,0 +1,229 @@
+"""The admin API, ``/admin/v1`` (JSON): tenancies, users, groups and auth tokens.
+
+Callers log in with Basic credentials (``<tenancy>/<user>`` and an auth token). Tenancies are
+managed by system administrators (the admin tenancy's administrators group); a tenancy's users,
+groups, policies and rules by its administrators; a user may manage its own tokens.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from mirror.auth.principal import Principal
+from mirror.auth.service import AuthService
+from mirror.db.identity.records import group_name, tenancy_name, user_name
+from mirror.errors import ErrorCode, RegistryError
+from mirror.web.access import AUTH
+
+PREFIX = "/admin/v1"
+_MAX_BODY = 256 * 1024
+
+
+def caller(request: web.Request) -> tuple[AuthService, Principal]:
+    """The auth services and the logged-in caller (``UNAUTHORIZED`` when anonymous)."""
+    auth = request.app[AUTH]
+    principal = auth.authenticate(
+        request.headers.get("Authorization"), request.remote or "", tokens=False
+    )
+    if principal.anonymous:
+        raise RegistryError(ErrorCode.UNAUTHORIZED, "log in with <tenancy>/<user> and a token")
+    return auth, principal
+
+
+def deny() -> RegistryError:
+    return RegistryError(ErrorCode.DENIED)
+
+
+def as_system_admin(request: web.Request) -> AuthService:
+    auth, principal = caller(request)
+    if not auth.authorizer.is_system_admin(principal):
+        raise deny()
+    return auth
+
+
+def as_tenancy_admin(request: web.Request) -> tuple[AuthService, str]:
+    """The tenancy of the path, when the caller administers it."""
+    auth, principal = caller(request)
+    tenancy = request.match_info["tenancy"]
+    if not auth.authorizer.is_tenancy_admin(principal, tenancy):
+        raise deny()
+    auth.identity.require_tenancy(tenancy)
+    return auth, tenancy
+
+
+async def body(request: web.Request) -> dict[str, Any]:
+    """The JSON object of the request (``REQUEST_INVALID`` otherwise)."""
+    if (request.content_length or 0) > _MAX_BODY:
+        raise RegistryError(ErrorCode.REQUEST_INVALID, "body too large")
+    raw = await request.read()
+    try:
+        value = json.loads(raw or b"{}")
+    except ValueError:
+        raise RegistryError(ErrorCode.REQUEST_INVALID, "body is not JSON") from None
+    if not isinstance(value, dict):
+        raise RegistryError(ErrorCode.REQUEST_INVALID, "body must be a JSON object")
+    return value
+
+
+def ok(value: Any, status: int = 200) -> web.Response:
+    return web.json_response(value, status=status)
+
+
+async def whoami(request: web.Request) -> web.Response:
+    auth, principal = caller(request)
+    return ok(
+        {
+            "user": principal.subject,
+            "groups": sorted(
+                auth.identity.groups_of(principal.tenancy or "", principal.user or "")
+            ),
+            "system_admin": auth.authorizer.is_system_admin(principal),
+        }
+    )
+
+
+# Tenancies ----------------------------------------------------------------------------
+
+
+async def list_tenancies(request: web.Request) -> web.Response:
+    auth = as_system_admin(request)
+    return ok({"tenancies": [t.name for t in auth.identity.tenancies()]})
+
+
+async def create_tenancy(request: web.Request) -> web.Response:
+    auth = as_system_admin(request)
+    name = tenancy_name((await body(request)).get("name"))
+    auth.identity.create_tenancy(name, auth.tokens.now())
+    return ok({"name": name}, 201)
+
+
+async def delete_tenancy(request: web.Request) -> web.Response:
+    auth = as_system_admin(request)
+    name = request.match_info["tenancy"]
+    if name == auth.authorizer.admin_tenancy:
+        raise RegistryError(ErrorCode.REQUEST_INVALID, "the admin tenancy stays")
+    auth.identity.delete_tenancy(name)
+    return ok({"deleted": name})
+
+
+# Users and groups ---------------------------------------------------------------------
+
+
+async def list_users(request: web.Request) -> web.Response:
+    auth, tenancy = as_tenancy_admin(request)
+    users = auth.identity.users(tenancy)
+    return ok(
+        {
+            "users": [
+                {"name": u.name, "groups": sorted(auth.identity.groups_of(tenancy, u.name))}
+                for u in users
+            ]
+        }
+    )
+
+
+async def create_user(request: web.Request) -> web.Response:
+    auth, tenancy = as_tenancy_admin(request)
+    data = await body(request)
+    name = user_name(data.get("name"))
+    groups = data.get("groups", [])
+    if not isinstance(groups, list):
+        raise RegistryError(ErrorCode.REQUEST_INVALID, "groups: expected a list")
+    for group in groups:
+        auth.identity.require_group(tenancy, group_name(group))
+    auth.identity.create_user(tenancy, name, auth.tokens.now())
+    for group in groups:
+        auth.identity.set_member(tenancy, group, name, True)
+    return ok({"name": name, "groups": sorted(groups)}, 201)
+
+
+async def delete_user(request: web.Request) -> web.Response:
+    auth, tenancy = as_tenancy_admin(request)
+    auth.identity.delete_user(tenancy, request.match_info["user"])
+    return ok({"deleted": request.match_info["user"]})
+
+
+async def list_groups(request: web.Request) -> web.Response:
+    auth, tenancy = as_tenancy_admin(request)
+    groups = auth.identity.groups(tenancy)
+    return ok({"groups": [{"name": g.name, "members": list(g.members)} for g in groups]})
+
+
+async def create_group(request: web.Request) -> web.Response:
+    auth, tenancy = as_tenancy_admin(request)
+    name = group_name((await body(request)).get("name"))
+    auth.identity.create_group(tenancy, name)
+    return ok({"name": name, "members": []}, 201)
+
+
+async def delete_group(request: web.Request) -> web.Response:
+    auth, tenancy = as_tenancy_admin(request)
+    auth.identity.delete_group(tenancy, request.match_info["group"])
+    return ok({"deleted": request.match_info["group"]})
+
+
+async def set_member(request: web.Request) -> web.Response:
+    auth, tenancy = as_tenancy_admin(request)
+    member = request.method == "PUT"
+    group = request.match_info["group"]
+    record = auth.identity.set_member(tenancy, group, request.match_info["user"], member)
+    return ok({"name": record.name, "members": list(record.members)})
+
+
+# Auth tokens --------------------------------------------------------------------------
+
+
+def as_self_or_admin(request: web.Request) -> tuple[AuthService, str, str]:
+    auth, principal = caller(request)
+    tenancy, user = request.match_info["tenancy"], request.match_info["user"]
+    own = (principal.tenancy, principal.user) == (tenancy, user)
+    if not own and not auth.authorizer.is_tenancy_admin(principal, tenancy):
+        raise deny()
+    auth.identity.require_user(tenancy, user)
+    return auth, tenancy, user
+
+
+async def list_tokens(request: web.Request) -> web.Response:
+    auth, tenancy, user = as_self_or_admin(request)
+    return ok({"tokens": [t.public() for t in auth.identity.tokens(tenancy, user)]})
+
+
+async def create_token(request: web.Request) -> web.Response:
+    """A new auth token; the secret is in this answer and nowhere else, ever."""
+    auth, tenancy, user = as_self_or_admin(request)
+    description = (await body(request)).get("description", "")
+    record, secret = auth.identity.create_token(
+        tenancy, user, description, auth.tokens.now(), cost=auth.login.hash_cost
+    )
+    return ok({**record.public(), "token": secret}, 201)
+
+
+async def revoke_token(request: web.Request) -> web.Response:
+    auth, tenancy, user = as_self_or_admin(request)
+    token_id = request.match_info["token"]
+    record = auth.identity.revoke_token(tenancy, user, token_id, auth.tokens.now())
+    return ok(record.public())
+
+
+def add_identity_routes(app: web.Application) -> None:
+    """Register the identity half of the admin API."""
+    r = app.router
+    t = f"{PREFIX}/tenancies/{{tenancy}}"
+    r.add_get(f"{PREFIX}/whoami", whoami)
+    r.add_get(f"{PREFIX}/tenancies", list_tenancies)
+    r.add_post(f"{PREFIX}/tenancies", create_tenancy)
+    r.add_delete(t, delete_tenancy)
+    r.add_get(f"{t}/users", list_users)
+    r.add_post(f"{t}/users", create_user)
+    r.add_delete(f"{t}/users/{{user}}", delete_user)
+    r.add_get(f"{t}/groups", list_groups)
+    r.add_post(f"{t}/groups", create_group)
+    r.add_delete(f"{t}/groups/{{group}}", delete_group)
+    r.add_put(f"{t}/groups/{{group}}/members/{{user}}", set_member)
+    r.add_delete(f"{t}/groups/{{group}}/members/{{user}}", set_member)
+    r.add_get(f"{t}/users/{{user}}/tokens", list_tokens)
+    r.add_post(f"{t}/users/{{user}}/tokens", create_token)
+    r.add_delete(f"{t}/users/{{user}}/tokens/{{token}}", revoke_token)

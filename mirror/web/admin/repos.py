@@ -1,0 +1,152 @@
+"""The admin API, ``/admin/v1`` (JSON): policies, repositories and pull-through rules.
+
+Repositories are managed by whoever the policies let ``manage`` them; policies and rules by
+the tenancy's administrators.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from mirror.auth.access import RepoRef
+from mirror.auth.policy.grammar import Verb
+from mirror.db.identity.records import PullThroughRule, repository_name
+from mirror.errors import ErrorCode, RegistryError
+from mirror.web.access import AUTH
+from mirror.web.admin.identity import PREFIX, as_tenancy_admin, body, caller, deny, ok
+from mirror.web.keys import services
+
+
+async def list_policies(request: web.Request) -> web.Response:
+    auth, tenancy = as_tenancy_admin(request)
+    policies = auth.identity.policies(tenancy)
+    return ok({"policies": [{"name": p.name, "statements": list(p.statements)} for p in policies]})
+
+
+async def put_policy(request: web.Request) -> web.Response:
+    """Create or replace a policy: every statement parses, or nothing changes."""
+    auth, tenancy = as_tenancy_admin(request)
+    statements = (await body(request)).get("statements")
+    record = auth.identity.set_policy(tenancy, request.match_info["policy"], statements)
+    return ok({"name": record.name, "statements": list(record.statements)})
+
+
+async def delete_policy(request: web.Request) -> web.Response:
+    auth, tenancy = as_tenancy_admin(request)
+    auth.identity.delete_policy(tenancy, request.match_info["policy"])
+    return ok({"deleted": request.match_info["policy"]})
+
+
+# Repositories -------------------------------------------------------------------------
+
+
+def _repo_ref(tenancy: str, name: object) -> RepoRef:
+    valid = repository_name(name)
+    return RepoRef(tenancy, valid, f"{tenancy}/{valid}")
+
+
+def _managing(request: web.Request, name: object) -> RepoRef:
+    auth, principal = caller(request)
+    tenancy = request.match_info["tenancy"]
+    auth.identity.require_tenancy(tenancy)
+    ref = _repo_ref(tenancy, name)
+    if not auth.authorizer.permits(principal, ref, Verb.MANAGE):
+        raise deny()
+    return ref
+
+
+def _public(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise RegistryError(ErrorCode.REQUEST_INVALID, "public: expected true or false")
+    return value
+
+
+async def list_repositories(request: web.Request) -> web.Response:
+    auth, principal = caller(request)
+    tenancy = request.match_info["tenancy"]
+    auth.identity.require_tenancy(tenancy)
+    shown = [
+        {"name": r.name, "public": r.public, "created_at": r.created_at}
+        for r in auth.identity.repositories(tenancy)
+        if auth.authorizer.permits(principal, _repo_ref(tenancy, r.name), Verb.INSPECT)
+    ]
+    return ok({"repositories": shown})
+
+
+async def create_repository(request: web.Request) -> web.Response:
+    data = await body(request)
+    ref = _managing(request, data.get("name"))
+    auth = request.app[AUTH]
+    public = _public(data.get("public", False))
+    record = auth.identity.create_repository(
+        ref.tenancy, ref.name, auth.tokens.now(), public=public
+    )
+    return ok({"name": record.name, "public": record.public}, 201)
+
+
+async def update_repository(request: web.Request) -> web.Response:
+    ref = _managing(request, request.match_info["name"])
+    public = _public((await body(request)).get("public"))
+    record = request.app[AUTH].identity.set_public(ref.tenancy, ref.name, public)
+    return ok({"name": record.name, "public": record.public})
+
+
+async def delete_repository(request: web.Request) -> web.Response:
+    """Forget the repository's settings and its links to cached content: the next pull through
+    it proves access again with its upstream."""
+    ref = _managing(request, request.match_info["name"])
+    auth = request.app[AUTH]
+    auth.identity.delete_repository(ref.tenancy, ref.name)
+    metadata = services(request).metadata
+    for rule in auth.identity.rules(ref.tenancy):
+        if ref.name.startswith(rule.prefix + "/"):
+            metadata.unlink(rule.key, ref.name[len(rule.prefix) + 1 :])
+    upstream, _, repo = ref.name.partition("/")
+    metadata.unlink(upstream, repo)
+    return ok({"deleted": ref.name})
+
+
+# Pull-through rules -------------------------------------------------------------------
+
+
+async def list_rules(request: web.Request) -> web.Response:
+    auth, tenancy = as_tenancy_admin(request)
+    return ok({"rules": [r.public() for r in auth.identity.rules(tenancy)]})
+
+
+async def create_rule(request: web.Request) -> web.Response:
+    auth, tenancy = as_tenancy_admin(request)
+    data = await body(request)
+    fields = {k: data.get(k) for k in ("prefix", "url", "username", "password")}
+    for key, value in fields.items():
+        if value is not None and not isinstance(value, str):
+            raise RegistryError(ErrorCode.REQUEST_INVALID, f"{key}: expected a string")
+    if not fields["prefix"] or not fields["url"]:
+        raise RegistryError(ErrorCode.REQUEST_INVALID, "prefix and url are required")
+    rule = PullThroughRule(tenancy, created_at=auth.tokens.now(), **fields)  # type: ignore[arg-type]
+    auth.identity.create_rule(rule)
+    return ok(rule.public(), 201)
+
+
+async def delete_rule(request: web.Request) -> web.Response:
+    auth, tenancy = as_tenancy_admin(request)
+    prefix = request.match_info["prefix"]
+    auth.identity.delete_rule(tenancy, prefix)
+    auth.upstreams.forget(f"{tenancy}/{prefix}")
+    return ok({"deleted": prefix})
+
+
+def add_resource_routes(app: web.Application) -> None:
+    """Register the policies, repositories and rules half of the admin API."""
+    r = app.router
+    t = f"{PREFIX}/tenancies/{{tenancy}}"
+    r.add_get(f"{t}/policies", list_policies)
+    r.add_put(f"{t}/policies/{{policy}}", put_policy)
+    r.add_delete(f"{t}/policies/{{policy}}", delete_policy)
+    r.add_get(f"{t}/repositories", list_repositories)
+    r.add_post(f"{t}/repositories", create_repository)
+    r.add_patch(f"{t}/repositories/{{name:.+}}", update_repository)
+    r.add_delete(f"{t}/repositories/{{name:.+}}", delete_repository)
+    r.add_get(f"{t}/rules", list_rules)
+    r.add_post(f"{t}/rules", create_rule)
+    r.add_delete(f"{t}/rules/{{prefix:.+}}", delete_rule)

@@ -1,0 +1,118 @@
+"""The admin API, version 1: retention policies, runs and the cache size (JSON in and out).
+
+With auth enabled only system administrators (the admin tenancy's administrators) may use
+it; without auth it is open, like the rest of a loopback or node-local mirror.
+
+    GET    /admin/v1/retention/policies
+    POST   /admin/v1/retention/policies                               {"name": ..., criteria}
+    GET    /admin/v1/retention/policies/{policy}
+    PATCH  /admin/v1/retention/policies/{policy}                      {criteria to change}
+    DELETE /admin/v1/retention/policies/{policy}
+    PUT    /admin/v1/retention/policies/{policy}/repositories/{repo}  {"move": true} optional
+    DELETE /admin/v1/retention/policies/{policy}/repositories/{repo}
+    POST   /admin/v1/retention/runs                                   {"dry_run": true}
+    GET    /admin/v1/retention/capacity
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from mirror.errors import ErrorCode, RegistryError
+from mirror.retention.service import RetentionService
+from mirror.web.access import AUTH
+from mirror.web.admin.identity import as_system_admin, body
+from mirror.web.keys import services
+
+RETENTION = web.AppKey("retention", RetentionService)
+PREFIX = "/admin/v1/retention"
+
+
+def retention(request: web.Request) -> RetentionService:
+    """The retention service, for a system administrator when auth is enabled."""
+    if AUTH in request.app:
+        as_system_admin(request)
+    return request.app[RETENTION]
+
+
+def repository(request: web.Request) -> str:
+    """The ``{repo}`` path part as ``HOST/REPO``, resolved like a client's repository name
+    (so ``library/alpine`` names the default upstream's repository)."""
+    target = services(request).router.resolve(request.match_info["repo"], None)
+    return f"{target.upstream}/{target.repo}"
+
+
+async def list_policies(request: web.Request) -> web.Response:
+    return web.json_response({"policies": retention(request).policies()})
+
+
+async def create_policy(request: web.Request) -> web.Response:
+    created = retention(request).create(await body(request))
+    return web.json_response(created, status=201)
+
+
+async def get_policy(request: web.Request) -> web.Response:
+    return web.json_response(retention(request).policy(request.match_info["policy"]))
+
+
+async def edit_policy(request: web.Request) -> web.Response:
+    changes = await body(request)
+    return web.json_response(retention(request).edit(request.match_info["policy"], changes))
+
+
+async def delete_policy(request: web.Request) -> web.Response:
+    retention(request).delete(request.match_info["policy"])
+    return web.Response(status=204)
+
+
+async def attach(request: web.Request) -> web.Response:
+    move = (await body(request)).get("move", False)
+    if not isinstance(move, bool):
+        raise RegistryError(ErrorCode.POLICY_INVALID, "move must be true or false")
+    policy = request.match_info["policy"]
+    return web.json_response(retention(request).attach(policy, repository(request), move=move))
+
+
+async def detach(request: web.Request) -> web.Response:
+    policy = request.match_info["policy"]
+    return web.json_response(retention(request).detach(policy, repository(request)))
+
+
+async def run(request: web.Request) -> web.Response:
+    dry_run = (await body(request)).get("dry_run", False)
+    if not isinstance(dry_run, bool):
+        raise RegistryError(ErrorCode.POLICY_INVALID, "dry_run must be true or false")
+    report = await retention(request).run(dry_run=dry_run, trigger="api")
+    return web.json_response(report.as_json())
+
+
+async def capacity(request: web.Request) -> web.Response:
+    limit = retention(request).capacity
+    if limit is None:
+        return web.json_response({"max_size": 0})
+    return web.json_response(
+        {
+            "max_size": limit.max_size,
+            "high_watermark_bytes": limit.high_bytes,
+            "low_watermark_bytes": limit.low_bytes,
+            "used": limit.used,
+            "in_flight": limit.in_flight,
+        }
+    )
+
+
+def add_admin_routes(app: web.Application) -> None:
+    """Register the admin API."""
+    r = app.router
+    policies = f"{PREFIX}/policies"
+    one = f"{policies}/{{policy}}"
+    repos = f"{one}/repositories/{{repo:.+}}"
+    r.add_get(policies, list_policies)
+    r.add_post(policies, create_policy)
+    r.add_get(one, get_policy)
+    r.add_patch(one, edit_policy)
+    r.add_delete(one, delete_policy)
+    r.add_put(repos, attach)
+    r.add_delete(repos, detach)
+    r.add_post(f"{PREFIX}/runs", run)
+    r.add_get(f"{PREFIX}/capacity", capacity)

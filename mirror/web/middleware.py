@@ -1,0 +1,79 @@
+"""The single place that writes spec error bodies; request metrics; common headers."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from mirror.errors import DigestMismatch, ErrorCode, RegistryError
+from mirror.web.keys import SERVICES
+
+log = logging.getLogger(__name__)
+
+# Seconds the handler took, with perf_counter resolution (the loop clock ticks in ms on uvloop).
+ELAPSED = web.RequestKey("elapsed", float)
+
+
+async def common_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """``on_response_prepare``: the API version on every answer, ``OCI-Namespace`` echoed."""
+    response.headers["Docker-Distribution-API-Version"] = "registry/2.0"
+    ns = request.query.get("ns")
+    if ns is not None:
+        response.headers["OCI-Namespace"] = ns
+
+
+def error_response(request: web.Request, error: RegistryError) -> web.Response:
+    """The spec JSON error body for ``error`` (headers only for ``HEAD``)."""
+    body = json.dumps(error.body()).encode()
+    headers = dict(error.headers)
+    if error.code is ErrorCode.UNAUTHORIZED:
+        headers.setdefault("WWW-Authenticate", 'Basic realm="mirror"')
+    response = web.Response(
+        status=error.status, body=body, content_type="application/json", headers=headers
+    )
+    if request.method == "HEAD":
+        response.body = None
+        response.headers["Content-Length"] = str(len(body))
+    return response
+
+
+def _as_registry_error(exc: BaseException) -> RegistryError:
+    if isinstance(exc, RegistryError):
+        return exc
+    if isinstance(exc, DigestMismatch):
+        return RegistryError(
+            ErrorCode.UNAVAILABLE,
+            "upstream content did not match its digest",
+            detail={"digest": exc.expected},
+        )
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        return RegistryError(ErrorCode.UNSUPPORTED, detail={"method": exc.method})
+    if isinstance(exc, web.HTTPNotFound):
+        return RegistryError(ErrorCode.NAME_UNKNOWN, "no such endpoint")
+    return RegistryError(ErrorCode.UNKNOWN)
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn every raised error into the spec body, and count and time each request."""
+    started = time.perf_counter()
+    metrics = request.app[SERVICES].metrics
+    route = request.match_info.route.resource
+    route_name = route.canonical if route is not None else "unmatched"
+    try:
+        response = await handler(request)
+    except (RegistryError, DigestMismatch, web.HTTPNotFound, web.HTTPMethodNotAllowed) as exc:
+        response = error_response(request, _as_registry_error(exc))
+    except web.HTTPException:
+        raise
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        response = error_response(request, RegistryError(ErrorCode.UNKNOWN))
+    elapsed = time.perf_counter() - started
+    request[ELAPSED] = elapsed
+    metrics.observe_request(route_name, request.method, response.status, elapsed)
+    return response

@@ -1,0 +1,67 @@
+"""Tags list, referrers and catalog (distribution-spec "Content discovery")."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from mirror.errors import ErrorCode, RegistryError
+from mirror.oci.digest import Digest
+from mirror.oci.names import validate_tag
+from mirror.pullthrough.listing import Listing
+from mirror.web.access import visible_repositories
+from mirror.web.keys import services, target
+
+
+def _page_size(request: web.Request) -> int | None:
+    raw = request.query.get("n")
+    if raw is None:
+        return None
+    if not raw.isdigit():
+        raise RegistryError(ErrorCode.PAGINATION_NUMBER_INVALID, detail={"n": raw})
+    return int(raw)
+
+
+def _answer(listing: Listing) -> web.Response:
+    response = web.Response(status=200, body=listing.body, headers=listing.headers)
+    response.content_type = listing.content_type
+    if listing.stale:
+        response.headers["Warning"] = '110 - "Response is Stale"'
+    return response
+
+
+async def tags(request: web.Request) -> web.Response:
+    """``GET /v2/<name>/tags/list`` with ``n`` and ``last``, from upstream."""
+    where = target(request)
+    n = _page_size(request)
+    last = request.query.get("last")
+    if last is not None:
+        validate_tag(last)
+    return _answer(await services(request).listing.tags(where, n, last))
+
+
+async def referrers(request: web.Request) -> web.Response:
+    """``GET /v2/<name>/referrers/<digest>`` with the ``artifactType`` filter."""
+    where = target(request)
+    digest = Digest.parse(request.match_info["digest"])
+    artifact_type = request.query.get("artifactType")
+    return _answer(await services(request).listing.referrers(where, digest, artifact_type))
+
+
+async def catalog(request: web.Request) -> web.Response:
+    """``GET /v2/_catalog``: the repositories this mirror has cached, paginated."""
+    svc = services(request)
+    n = _page_size(request)
+    last = request.query.get("last")
+    names = sorted(
+        repo if svc.router.is_default(upstream) else f"{upstream}/{repo}"
+        for upstream, repo in svc.metadata.repositories()
+    )
+    names = visible_repositories(request, names)
+    if last is not None:
+        names = [name for name in names if name > last]
+    headers: dict[str, str] = {}
+    if n is not None and len(names) > n:
+        names = names[:n]
+        headers["Link"] = f'</v2/_catalog?last={names[-1]}&n={n}>; rel="next"'
+    response = web.json_response({"repositories": names}, headers=headers)
+    return response

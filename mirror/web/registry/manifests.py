@@ -1,0 +1,27 @@
+"""``GET``/``HEAD /v2/<name>/manifests/<reference>`` (distribution-spec "Pulling manifests")."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from mirror.oci.media import parse_accept
+from mirror.web.keys import services, target
+
+
+async def manifest(request: web.Request) -> web.Response:
+    """Answer a manifest by tag or digest, with exact digest, length and media type."""
+    where = target(request)
+    svc = services(request)
+    accept = parse_accept(request.headers.getall("Accept", []))
+    found = await svc.manifests.get(where, request.match_info["reference"], accept)
+    headers = {
+        "Docker-Content-Digest": str(found.digest),
+        "Content-Type": found.media_type,
+        "Content-Length": str(len(found.body)),
+    }
+    if found.stale:
+        headers["Warning"] = '110 - "Response is Stale"'
+    if request.method == "HEAD":
+        return web.Response(status=200, headers=headers)
+    svc.manifests.record_pull(where, found)
+    return web.Response(status=200, body=found.body, headers=headers)

@@ -1,0 +1,29 @@
+"""The route table. Upload routes come first so ``blobs/uploads/`` never parses as a digest."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from mirror.web.registry import base, blobs, listing, manifests
+
+NAME = r"{name:[^{}]+?}"
+
+
+def add_routes(app: web.Application) -> None:
+    """Register every endpoint of the read API and the refusals of the write API."""
+    r = app.router
+    r.add_get("/v2/", base.version_check)
+    r.add_get("/v2", base.version_check)
+    r.add_get("/v2/_catalog", listing.catalog)
+    for method in ("POST", "PUT", "PATCH", "DELETE", "GET"):
+        r.add_route(method, f"/v2/{NAME}/blobs/uploads/{{rest:.*}}", base.unsupported)
+    r.add_get(f"/v2/{NAME}/blobs/{{digest}}", blobs.blob)
+    r.add_route("DELETE", f"/v2/{NAME}/blobs/{{digest}}", base.unsupported)
+    r.add_get(f"/v2/{NAME}/manifests/{{reference}}", manifests.manifest)
+    r.add_route("PUT", f"/v2/{NAME}/manifests/{{reference}}", base.unsupported)
+    r.add_route("DELETE", f"/v2/{NAME}/manifests/{{reference}}", base.unsupported)
+    r.add_get(f"/v2/{NAME}/tags/list", listing.tags)
+    r.add_get(f"/v2/{NAME}/referrers/{{digest}}", listing.referrers)
+    r.add_get("/metrics", base.metrics)
+    r.add_get("/healthz", base.healthz)
+    r.add_get("/readyz", base.readyz)

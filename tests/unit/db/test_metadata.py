@@ -1,0 +1,70 @@
+"""The metadata store: tags, manifests, last pulls, and what retention asks of it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mirror.db.metadata import ManifestRecord, Metadata, TagRecord
+
+OCI = "application/vnd.oci.image.manifest.v1+json"
+A = "sha256:" + "a" * 64
+B = "sha256:" + "b" * 64
+
+
+@pytest.fixture
+def metadata(tmp_path: Path) -> Iterator[Metadata]:
+    store = Metadata(tmp_path / "metadata")
+    yield store
+    store.close()
+
+
+def tag(digest: str, at: float = 100.0) -> TagRecord:
+    return TagRecord(digest, OCI, 10, at)
+
+
+def test_last_pulls_are_batched_until_flushed_and_survive_reopening(tmp_path: Path) -> None:
+    store = Metadata(tmp_path / "md")
+    store.record_pull("docker.io", "library/alpine", A, 5.0)
+    assert store.last_pull("docker.io", "library/alpine", A) == 5.0
+    assert store.flush() == 1
+    assert store.flush() == 0
+    store.record_pull("docker.io", "library/alpine", A, 7.0)
+    store.close()  # close flushes
+    again = Metadata(tmp_path / "md")
+    assert again.last_pull("docker.io", "library/alpine", A) == 7.0
+    again.close()
+
+
+@pytest.mark.parametrize("scan", [True, False], ids=["scanning", "with-snapshot-tags"])
+def test_evict_image_removes_only_its_tags_its_pull_and_its_history(
+    metadata: Metadata, scan: bool
+) -> None:
+    metadata.set_tag("h", "r", "old", tag(A))
+    metadata.set_tag("h", "r", "latest", tag(A))
+    metadata.set_tag("h", "r", "latest", tag(B))  # moves: history A -> B
+    metadata.set_tag("h", "r", "other", tag(B))
+    metadata.record_pull("h", "r", A, 1.0)
+    metadata.record_pull("h", "r", B, 2.0)
+    removed = metadata.evict_image("h", "r", A, None if scan else ("old", "latest", "other"))
+    assert removed == ("old",)
+    assert metadata.tag("h", "r", "old") is None
+    assert metadata.tag("h", "r", "latest") == tag(B)
+    assert metadata.last_pull("h", "r", A) is None
+    assert metadata.last_pull("h", "r", B) == 2.0
+    assert all(A not in (m.from_digest, m.to_digest) for m in metadata.tag_history("h", "r"))
+
+
+def test_forget_empty_repositories_keeps_those_with_tags_or_pulls(metadata: Metadata) -> None:
+    metadata.set_tag("h", "tagged", "v1", tag(A))
+    metadata.add_repository("h", "pulled")
+    metadata.record_pull("h", "pulled", A, 1.0)  # pending, not flushed yet
+    metadata.add_repository("h", "empty")
+    metadata.set_manifest(A, ManifestRecord(OCI, 10, (), 1.0))
+    forgotten = metadata.forget_empty_repositories(
+        {("h", "tagged"), ("h", "pulled"), ("h", "empty")}
+    )
+    assert forgotten == {"h/empty"}
+    assert sorted(metadata.repositories()) == [("h", "pulled"), ("h", "tagged")]
