@@ -20,4 +20,4 @@ if ! command -v kubectl >/dev/null 2>&1; then
     >/dev/null 2>&1 || echo "kubectl is not installable here; test_kubectl_dockerconfigjson will skip"
 fi
 . scripts/venv.sh
-python -m pip install -q --disable-pip-version-check -e '.[test,bench]'
+python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[test,bench]'

@@ -4,5 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/venv.sh
-python -m pip install -q --disable-pip-version-check -e .
+python -m pip install -q --disable-pip-version-check -c constraints.txt -e .
 exec mirror serve --listen "${MIRROR_LISTEN:-127.0.0.1:5016}" --data-dir "${MIRROR_DATA_DIR:-./data}" "$@"

@@ -6,4 +6,4 @@ cd "$(dirname "$0")/.."
 . scripts/venv.sh
 ruff check .
 mypy mirror
-python -m pytest -q -p no:cacheprovider "$@"
+python -m pytest -q -p no:cacheprovider --cov=mirror "$@"

@@ -1,7 +1,9 @@
-"""The architecture, checked: every module imports only from its own layer or below.
+"""The architecture, checked: every module imports only from its own layer or below, and
+sibling packages of one layer import each other only where declared.
 
-cli/demo -> app -> web -> pullthrough, auth -> store, identity, upstream, routing, config
--> pure core (oci, policy grammar, crypto, errors).
+cli -> app, config -> web -> services (pullthrough, auth, retention) -> stores and upstream
+(blobstore, db, upstream; testing) -> pure core (oci, crypto, clock, verify, auth.policy, ...)
+-> errors.
 """
 
 from __future__ import annotations
@@ -13,39 +15,53 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "mirror"
 
-# Lower number = lower layer. The longest matching prefix decides a module's layer.
+# Lower number = lower layer. The longest matching prefix names a module's unit and layer.
 LAYERS: dict[str, int] = {
     "mirror": 0,
     "mirror.errors": 0,
-    "mirror.clock": 0,
-    "mirror.oci": 0,
-    "mirror.verify": 0,
-    "mirror.lru": 0,
-    "mirror.metrics": 0,
-    "mirror.crypto": 0,
-    "mirror.auth.policy": 0,
-    "mirror.testing": 1,
-    "mirror.blobstore": 1,
-    "mirror.db": 1,
-    "mirror.upstream": 1,
-    "mirror.pullthrough": 2,
-    "mirror.auth": 2,
-    "mirror.retention": 2,
-    "mirror.web": 3,
-    "mirror.config": 4,
-    "mirror.app": 4,
-    "mirror.cli": 5,
-    "mirror.__main__": 6,
+    "mirror.oci": 1,
+    "mirror.clock": 1,
+    "mirror.lru": 1,
+    "mirror.metrics": 1,
+    "mirror.crypto": 1,
+    "mirror.verify": 1,
+    "mirror.auth.policy": 1,
+    "mirror.testing": 2,
+    "mirror.blobstore": 2,
+    "mirror.db": 2,
+    "mirror.upstream": 2,
+    "mirror.pullthrough": 3,
+    "mirror.auth": 3,
+    "mirror.retention": 3,
+    "mirror.web": 4,
+    "mirror.config": 5,
+    "mirror.app": 5,
+    "mirror.cli": 6,
+    "mirror.__main__": 7,
 }
 
+# Imports between sibling units of one layer that the architecture allows (importer, imported).
+SIBLINGS: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("mirror.verify", "mirror.oci"),  # a verifier checks against a Digest
+        ("mirror.app", "mirror.config"),  # the app is wired from the configuration
+    }
+)
 
-def layer_of(module: str) -> int:
+
+def unit_of(module: str) -> str:
+    """The longest prefix of ``module`` that LAYERS names."""
     parts = module.split(".")
     for end in range(len(parts), 0, -1):
         prefix = ".".join(parts[:end])
         if prefix in LAYERS:
-            return LAYERS[prefix]
+            return prefix
     raise KeyError(f"{module} has no layer: add it to LAYERS")
+
+
+def layer_of(module: str) -> int:
+    """The layer of ``module``'s unit."""
+    return LAYERS[unit_of(module)]
 
 
 def module_name(path: Path) -> str:
@@ -75,3 +91,23 @@ def test_module_imports_only_downward(path: Path) -> None:
     module = module_name(path)
     upward = [name for name in imports_of(path) if layer_of(name) > layer_of(module)]
     assert upward == [], f"{module} (layer {layer_of(module)}) imports upward: {upward}"
+
+
+@pytest.mark.parametrize("path", MODULES, ids=[module_name(p) for p in MODULES])
+def test_siblings_import_each_other_only_where_declared(path: Path) -> None:
+    unit = unit_of(module_name(path))
+    sideways = [
+        name
+        for name in imports_of(path)
+        if (other := unit_of(name)) != unit
+        and LAYERS[other] == LAYERS[unit]
+        and (unit, other) not in SIBLINGS
+        and unit != "mirror"
+        and other != "mirror"
+    ]
+    assert sideways == [], f"{module_name(path)} ({unit}) imports a sibling: {sideways}"
+
+
+def test_every_declared_sibling_pair_is_one_layer() -> None:
+    for importer, imported in SIBLINGS:
+        assert LAYERS[importer] == LAYERS[imported], (importer, imported)
