@@ -2,21 +2,22 @@
 # Install everything the test suite needs on Debian 12: the real peers (CNCF distribution,
 # skopeo, containerd, nginx, curl) from Debian, the project with its test and bench extras
 # (the quick benchmark run in the suite draws plots) from PyPI in .venv.
+# Runs as root or as a user: apt-get goes through sudo only when not root (scripts/apt.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/apt.sh
 need=()
 for pkg in docker-registry skopeo containerd runc nginx-light curl; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  apt_get update -qq
+  apt_get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 # kubectl (for the imagePullSecrets test) is not in every machine's package sources: best
 # effort, and its one test says it skipped when it is missing.
 if ! command -v kubectl >/dev/null 2>&1; then
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends kubectl \
+  apt_get install -y -qq --no-install-recommends kubectl \
     >/dev/null 2>&1 || echo "kubectl is not installable here; test_kubectl_dockerconfigjson will skip"
 fi
 . scripts/venv.sh
