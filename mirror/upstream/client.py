@@ -158,6 +158,11 @@ class UpstreamClient:
         """Close the session."""
         await self._transport.close()
 
+    @property
+    def is_open(self) -> bool:
+        """Whether the session is open (started and not closed since)."""
+        return self._transport.is_open
+
     async def __aenter__(self) -> UpstreamClient:
         await self.start()
         return self

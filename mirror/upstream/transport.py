@@ -110,6 +110,11 @@ class Transport:
             await session.close()
 
     @property
+    def is_open(self) -> bool:
+        """Whether the session is open (started and not closed since)."""
+        return self._session is not None
+
+    @property
     def session(self) -> aiohttp.ClientSession:
         """The open session; RuntimeError before :meth:`start`."""
         if self._session is None:
