@@ -61,7 +61,7 @@ def services(request: web.Request) -> Services:
 
 def target(request: web.Request) -> Target:
     """Resolve the request's repository name and ``?ns=`` to an upstream target."""
-    resolved = request.get(TARGET)
+    resolved: Target | None = request.get(TARGET)
     if resolved is not None:
         return resolved
     name = request.match_info.get("name")
