@@ -3,6 +3,8 @@ re-reported). Each gives the measured ratio or value and whether it is met."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from benchmarks.results import NGINX, PROXY, Check, Results
 from benchmarks.scenarios import manifests
 
@@ -78,125 +80,129 @@ def _scenario1(r: Results) -> list[Check]:
     return checks
 
 
+def _scenario2(r: Results) -> list[Check]:
+    case = "large blob, cold"
+    return [
+        _ratio_check(
+            r,
+            2,
+            "cold throughput ≥ 1.5x proxy cold",
+            (case, MIRROR, "throughput"),
+            (case, PROXY, "throughput"),
+            1.5,
+        ),
+        _fact_check(r, 2, "upstream bytes = 1.0x blob size", MIRROR, "upstream bytes"),
+    ]
+
+
+def _scenario3(r: Results, herd_size: int) -> list[Check]:
+    case = f"{herd_size} concurrent cold pulls"
+    return [
+        _fact_check(
+            r, 3, f"{herd_size} cold pulls: exactly 1 upstream GET", MIRROR, "upstream GETs"
+        ),
+        _limit_check(
+            r,
+            3,
+            "wall time ≤ 1.3x one cold pull",
+            (case, MIRROR, "wall time / 1 cold pull"),
+            1.3,
+            "x",
+        ),
+    ]
+
+
+def _scenario4(r: Results) -> list[Check]:
+    warm, ttl0, dig = manifests.TAG_WARM, manifests.TAG_TTL0, manifests.DIGEST
+    mirror0 = manifests.MIRROR_TTL0
+    conns = manifests.CONNECTIONS
+    p99 = [
+        _limit_check(
+            r, 4, f"tag warm p99 ≤ 2 ms ({n} conn)", (f"{warm}, {n} conn", MIRROR, "p99"), 2.0, "ms"
+        )
+        for n in conns
+    ]
+    warm_rate = [
+        _ratio_check(
+            r,
+            4,
+            f"tag warm req/s ≥ 5x proxy ({n} conn)",
+            (f"{warm}, {n} conn", MIRROR, "requests/s"),
+            (f"{warm}, {n} conn", PROXY, "requests/s"),
+            5.0,
+        )
+        for n in conns
+    ]
+    ttl0_rate = [
+        _ratio_check(
+            r,
+            4,
+            f"tag TTL 0 req/s ≥ 1.0x proxy ({n} conn)",
+            (f"{ttl0}, {n} conn", mirror0, "requests/s"),
+            (f"{ttl0}, {n} conn", PROXY, "requests/s"),
+            1.0,
+        )
+        for n in conns
+    ]
+    p50 = [
+        _limit_check(
+            r, 4, f"digest p50 ≤ 1 ms ({n} conn)", (f"{dig}, {n} conn", MIRROR, "p50"), 1.0, "ms"
+        )
+        for n in conns
+    ]
+    return p99 + warm_rate + ttl0_rate + p50
+
+
+def _scenario5(r: Results) -> list[Check]:
+    cases = [
+        f"{client}, {temp}"
+        for client in ("skopeo copy", "ctr content fetch")
+        for temp in ("cold", "warm")
+    ]
+    # Time: the proxy's time over ours, so ≥ 1 means no slower.
+    return [
+        _ratio_check(
+            r,
+            5,
+            f"{c}: no slower than proxy (proxy ÷ mirror time)",
+            (c, PROXY, "time"),
+            (c, MIRROR, "time"),
+            1.0,
+        )
+        for c in cases
+    ]
+
+
+def _scenario6(r: Results, clients: int) -> list[Check]:
+    cases = (
+        f"{clients} concurrent pulls, cold",
+        f"{clients} concurrent pulls, warm",
+        "whole run (VmHWM)",
+    )
+    return [
+        _limit_check(r, 6, f"peak RSS ≤ 200 MiB: {case}", (case, MIRROR, "peak RSS"), 200.0, "MiB")
+        for case in cases
+    ]
+
+
+def _scenario7(r: Results) -> list[Check]:
+    cases = sorted({m.case for m in r.measurements if m.scenario == 7})
+    return [
+        _limit_check(r, 7, f"retention {case} < 60 s", (case, MIRROR, "wall time"), 60.0, "s")
+        for case in cases
+    ]
+
+
 def evaluate(r: Results, herd_size: int, clients: int) -> list[Check]:
     """Every target of issue 6 for the scenarios that ran."""
-    checks: list[Check] = []
+    scenarios: dict[int, Callable[[], list[Check]]] = {
+        1: lambda: _scenario1(r),
+        2: lambda: _scenario2(r),
+        3: lambda: _scenario3(r, herd_size),
+        4: lambda: _scenario4(r),
+        5: lambda: _scenario5(r),
+        6: lambda: _scenario6(r, clients),
+        7: lambda: _scenario7(r),
+    }
     ran = set(r.scenarios_run)
-    if 1 in ran:
-        checks += _scenario1(r)
-    if 2 in ran:
-        case = "large blob, cold"
-        checks.append(
-            _ratio_check(
-                r,
-                2,
-                "cold throughput ≥ 1.5x proxy cold",
-                (case, MIRROR, "throughput"),
-                (case, PROXY, "throughput"),
-                1.5,
-            )
-        )
-        checks.append(
-            _fact_check(r, 2, "upstream bytes = 1.0x blob size", MIRROR, "upstream bytes")
-        )
-    if 3 in ran:
-        case = f"{herd_size} concurrent cold pulls"
-        checks.append(
-            _fact_check(
-                r, 3, f"{herd_size} cold pulls: exactly 1 upstream GET", MIRROR, "upstream GETs"
-            )
-        )
-        checks.append(
-            _limit_check(
-                r,
-                3,
-                "wall time ≤ 1.3x one cold pull",
-                (case, MIRROR, "wall time / 1 cold pull"),
-                1.3,
-                "x",
-            )
-        )
-    if 4 in ran:
-        warm, ttl0, dig = manifests.TAG_WARM, manifests.TAG_TTL0, manifests.DIGEST
-        mirror0 = manifests.MIRROR_TTL0
-        for conns in manifests.CONNECTIONS:
-            checks.append(
-                _limit_check(
-                    r,
-                    4,
-                    f"tag warm p99 ≤ 2 ms ({conns} conn)",
-                    (f"{warm}, {conns} conn", MIRROR, "p99"),
-                    2.0,
-                    "ms",
-                )
-            )
-        for conns in manifests.CONNECTIONS:
-            c = f"{warm}, {conns} conn"
-            checks.append(
-                _ratio_check(
-                    r,
-                    4,
-                    f"tag warm req/s ≥ 5x proxy ({conns} conn)",
-                    (c, MIRROR, "requests/s"),
-                    (c, PROXY, "requests/s"),
-                    5.0,
-                )
-            )
-        for conns in manifests.CONNECTIONS:
-            c = f"{ttl0}, {conns} conn"
-            checks.append(
-                _ratio_check(
-                    r,
-                    4,
-                    f"tag TTL 0 req/s ≥ 1.0x proxy ({conns} conn)",
-                    (c, mirror0, "requests/s"),
-                    (c, PROXY, "requests/s"),
-                    1.0,
-                )
-            )
-        for conns in manifests.CONNECTIONS:
-            checks.append(
-                _limit_check(
-                    r,
-                    4,
-                    f"digest p50 ≤ 1 ms ({conns} conn)",
-                    (f"{dig}, {conns} conn", MIRROR, "p50"),
-                    1.0,
-                    "ms",
-                )
-            )
-    if 5 in ran:
-        for client in ("skopeo copy", "ctr content fetch"):
-            for temp in ("cold", "warm"):
-                c = f"{client}, {temp}"
-                # Time: the proxy's time over ours, so ≥ 1 means no slower.
-                checks.append(
-                    _ratio_check(
-                        r,
-                        5,
-                        f"{c}: no slower than proxy (proxy ÷ mirror time)",
-                        (c, PROXY, "time"),
-                        (c, MIRROR, "time"),
-                        1.0,
-                    )
-                )
-    if 6 in ran:
-        for case in (
-            f"{clients} concurrent pulls, cold",
-            f"{clients} concurrent pulls, warm",
-            "whole run (VmHWM)",
-        ):
-            checks.append(
-                _limit_check(
-                    r, 6, f"peak RSS ≤ 200 MiB: {case}", (case, MIRROR, "peak RSS"), 200.0, "MiB"
-                )
-            )
-    if 7 in ran:
-        cases = sorted({m.case for m in r.measurements if m.scenario == 7})
-        for case in cases:
-            checks.append(
-                _limit_check(
-                    r, 7, f"retention {case} < 60 s", (case, MIRROR, "wall time"), 60.0, "s"
-                )
-            )
-    return checks
+    return [check for n, checks in scenarios.items() if n in ran for check in checks()]

@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from mirror.auth.access import Authorizer, Resolver
 from mirror.auth.bootstrap import bootstrap, load_or_create_key
 from mirror.auth.links import LinkGuard
@@ -34,13 +36,33 @@ def open_auth(
     clock: Clock,
     announce: Callable[[str], None],
 ) -> AuthService:
-    """Open the identity store, load (or create) the signing key and bootstrap."""
+    """Load (or create) the signing key, open the identity store and bootstrap; a failure
+    leaves the identity store closed."""
     auth = config.auth
     data_dir = Path(config.storage.data_dir)
-    identity = IdentityStore(data_dir / "identity")
     key = load_or_create_key(
         Path(auth.signing_key) if auth.signing_key else data_dir / "auth" / "signing-key.pem"
     )
+    identity = IdentityStore(data_dir / "identity")
+    try:
+        return _auth_service(config, key, identity, router, metadata, upstreams, clock, announce)
+    except BaseException:
+        identity.close()
+        raise
+
+
+def _auth_service(
+    config: Config,
+    key: Ed25519PrivateKey,
+    identity: IdentityStore,
+    router: Router,
+    metadata: Metadata,
+    upstreams: UpstreamPool,
+    clock: Clock,
+    announce: Callable[[str], None],
+) -> AuthService:
+    """The auth services over an open identity store (bootstrapped on the first start)."""
+    auth = config.auth
     created = bootstrap(identity, auth.admin_tenancy, clock.now(), hash_cost=auth.hash_cost)
     if created is not None:
         announce(created.announcement())

@@ -1,7 +1,10 @@
 """The only place that wires things: config in, a running ``web.Application`` out.
 
-Every long-lived resource (metadata store, upstream clients, services, the last-pull flusher)
-is created in a ``cleanup_ctx`` and closed in reverse order.
+Every long-lived resource (the blob store and the data directory's lock, the metadata store,
+the upstream clients, the services, auth, retention and its scheduler, the last-pull flusher)
+has a ``cleanup_ctx`` of its own. aiohttp cleans up only the contexts whose startup finished,
+so a start that fails midway closes exactly what had opened; the rest close in reverse order.
+Contexts hand on what they opened under the typed keys of ``mirror.web.keys``.
 """
 
 from __future__ import annotations
@@ -9,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -33,9 +38,8 @@ from mirror.upstream.client import UpstreamClient
 from mirror.upstream.endpoint import UpstreamEndpoint
 from mirror.upstream.pool import UpstreamPool
 from mirror.upstream.routing import Route, Router
-from mirror.web.access import AUTH
-from mirror.web.admin.retention import RETENTION, add_admin_routes
-from mirror.web.keys import SERVICES, Services
+from mirror.web.admin.retention import add_admin_routes
+from mirror.web.keys import AUTH, CACHE, METADATA, RETENTION, SERVICES, UPSTREAMS, Services
 from mirror.web.middleware import common_headers, errors_middleware
 from mirror.web.registry.routes import add_routes
 from mirror.web.routes import install_auth
@@ -83,8 +87,10 @@ def retention_of(
     metrics: Metrics,
     clock: Clock,
     in_use: Callable[[str], bool],
+    router: Router | None = None,
 ) -> RetentionService:
-    """The retention service over the data directory's retention state and audit log."""
+    """The retention service over the data directory's retention state and audit log
+    (``router`` resolves the policies' repositories; by default the configured one)."""
     settings = config.retention
     data_dir = Path(config.storage.data_dir)
     audit = Path(settings.audit_log) if settings.audit_log else None
@@ -99,7 +105,7 @@ def retention_of(
         cooling_period=settings.cooling_period,
         capacity=cache if settings.max_size else None,
     )
-    service.declare(declared_policies(config, router_of(config)))
+    service.declare(declared_policies(config, router or router_of(config)))
     return service
 
 
@@ -110,6 +116,200 @@ async def _flush_last_pulls(metadata: Metadata, interval: float) -> None:
             metadata.flush()
         except Exception:
             log.exception("flushing last-pull times failed")
+
+
+@contextlib.asynccontextmanager
+async def running(job: Coroutine[Any, Any, None]) -> AsyncIterator[None]:
+    """Run ``job`` as a task for the duration of the block; it is cancelled and awaited after
+    (an error it died of is raised then)."""
+    task = asyncio.create_task(job)
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+CleanupContext = Callable[[web.Application], AsyncIterator[None]]
+
+
+@dataclass(frozen=True)
+class Resources:
+    """How the app's long-lived resources open and close: one cleanup context each.
+
+    ``existed`` is whether the data directory was there before this start (only then is
+    tightening its mode worth a warning).
+    """
+
+    config: Config
+    router: Router
+    clock: Clock
+    metrics: Metrics
+    announce: Callable[[str], None]
+    store_factory: Callable[[Path], BlobStoreImpl] | None
+    existed: bool
+
+    @property
+    def data_dir(self) -> Path:
+        """The configured data directory."""
+        return Path(self.config.storage.data_dir)
+
+    def contexts(self) -> list[CleanupContext]:
+        """The cleanup contexts in start order (auth only when enabled)."""
+        auth = [self.auth] if self.config.auth.enabled else []
+        return [
+            self.cache,
+            self.metadata,
+            self.upstreams,
+            self.services,
+            *auth,
+            self.retention,
+            self.last_pulls,
+        ]
+
+    def open_store(self) -> BlobStoreImpl:
+        """The blob store: the factory's, or the configured one (``KeyringError`` if refused)."""
+        if self.store_factory is not None:
+            return self.store_factory(self.data_dir)
+        return open_store(
+            self.config,
+            on_corrupt=lambda _error: self.metrics.corrupt_objects.inc(),
+            clock=self.clock,
+        )
+
+    async def cache(self, app: web.Application) -> AsyncIterator[None]:
+        """``CACHE``: the blob store under its capacity limit, while this server holds the
+        data directory's shared lock."""
+        data_dir = self.data_dir
+        store = self.open_store()
+        # Taken once the keys checked out, so a refused start leaves the data dir untouched.
+        lock = DataDirLock(data_dir)
+        lock.acquire(exclusive=False)
+        try:
+            if restrict_to_owner(data_dir) and self.existed:
+                log.warning("%s was readable by other users; now owner-only (0700)", data_dir)
+            store.sweep()
+            limits = self.config.retention
+            capped = CapacityLimit(
+                store,
+                self.metrics,
+                max_size=limits.max_size,
+                high=limits.high_watermark,
+                low=limits.low_watermark,
+            )
+            if limits.max_size:
+                await capped.measure()
+            app[CACHE] = capped
+            yield
+        finally:
+            lock.release()
+
+    async def metadata(self, app: web.Application) -> AsyncIterator[None]:
+        """``METADATA``: the metadata store (pending last-pull times are flushed on close)."""
+        metadata = Metadata(self.data_dir / "metadata")
+        try:
+            app[METADATA] = metadata
+            yield
+        finally:
+            metadata.close()
+
+    def client(self, endpoint: UpstreamEndpoint) -> UpstreamClient:
+        """An (unstarted) upstream client that counts its responses in the metrics."""
+
+        def count(method: str, status: int, host: str = endpoint.host) -> None:
+            self.metrics.upstream_requests.labels(host, method, str(status)).inc()
+
+        return UpstreamClient(endpoint, clock=self.clock, on_response=count)
+
+    async def upstreams(self, app: web.Application) -> AsyncIterator[None]:
+        """``UPSTREAMS``: a started client per configured upstream, and the pool that also
+        holds the clients made for tenancies' rules."""
+        async with contextlib.AsyncExitStack() as opened:
+            clients: dict[str, UpstreamClient] = {}
+            for upstream in self.config.upstreams:
+                client = self.client(endpoint_of(upstream))
+                opened.push_async_callback(client.close)
+                await client.start()
+                clients[upstream.host] = client
+            pool = UpstreamPool(clients, self.client)
+            opened.push_async_callback(pool.close)
+            app[UPSTREAMS] = pool
+            yield
+
+    async def services(self, app: web.Application) -> AsyncIterator[None]:
+        """``SERVICES``: the pull-through services behind the routes (fills still running
+        are cancelled on close)."""
+        capped, metadata, pool = app[CACHE], app[METADATA], app[UPSTREAMS]
+        cache = self.config.cache
+        blobs = BlobService(
+            capped,
+            pool.get,
+            self.metrics,
+            chunk_size=self.config.storage.chunk_size,
+            fill_timeout=cache.fill_timeout,
+        )
+        manifests = ManifestService(
+            capped,
+            metadata,
+            pool.get,
+            self.metrics,
+            self.clock,
+            tag_ttl=cache.tag_ttl,
+            max_stale=cache.max_stale,
+        )
+        listing = ListingService(
+            metadata,
+            pool.get,
+            self.metrics,
+            self.clock,
+            ttl=cache.tag_ttl,
+            max_stale=cache.max_stale,
+        )
+        app[SERVICES] = Services(self.router, blobs, manifests, listing, metadata, self.metrics)
+        try:
+            yield
+        finally:
+            await blobs.close()
+
+    async def auth(self, app: web.Application) -> AsyncIterator[None]:
+        """``AUTH``: the identity store and signing key (the first start announces its
+        administrator token)."""
+        config, router, clock = self.config, self.router, self.clock
+        auth = open_auth(config, router, app[METADATA], app[UPSTREAMS], clock, self.announce)
+        try:
+            app[AUTH] = auth
+            yield
+        finally:
+            auth.identity.close()
+
+    async def retention(self, app: web.Application) -> AsyncIterator[None]:
+        """``RETENTION``: the retention service, the cache's evictor, and the periodic run
+        when ``retention.interval`` is set."""
+        config, metrics, clock, router = self.config, self.metrics, self.clock, self.router
+        capped, metadata, blobs = app[CACHE], app[METADATA], app[SERVICES].blobs
+        retention = retention_of(config, metadata, capped, metrics, clock, blobs.in_use, router)
+        async with contextlib.AsyncExitStack() as opened:
+            opened.callback(retention.close)
+            capped.evictor = retention.evict_to
+            opened.push_async_callback(stop_eviction, capped)
+            app[RETENTION] = retention
+            interval = config.retention.interval
+            if interval > 0:
+                await opened.enter_async_context(running(retention.run_periodically(interval)))
+            yield
+
+    async def last_pulls(self, app: web.Application) -> AsyncIterator[None]:
+        """The flusher of batched last-pull times (every ``cache.last_pull_flush_interval``)."""
+        interval = max(self.config.cache.last_pull_flush_interval, 0.05)
+        async with running(_flush_last_pulls(app[METADATA], interval)):
+            yield
+
+
+async def stop_eviction(capped: CapacityLimit) -> None:
+    """Detach the cache's evictor and wait for an eviction running in the background."""
+    capped.evictor = None
+    await capped.close()
 
 
 def build_app(
@@ -124,116 +324,20 @@ def build_app(
 
     With ``auth.enabled`` the first start's administrator token goes to ``announce``.
     """
+    resources = Resources(
+        config,
+        router_of(config),
+        clock or SystemClock(),
+        metrics or Metrics(),
+        announce,
+        store_factory,
+        existed=Path(config.storage.data_dir).is_dir(),
+    )
     app = web.Application(middlewares=[errors_middleware])
-    clock = clock or SystemClock()
-    metrics = metrics or Metrics()
     add_routes(app)
     if config.auth.enabled:
         install_auth(app)
     add_admin_routes(app)
     app.on_response_prepare.append(common_headers)
-    existed = Path(config.storage.data_dir).is_dir()
-
-    async def resources(app: web.Application) -> AsyncIterator[None]:
-        data_dir = Path(config.storage.data_dir)
-        if store_factory is not None:
-            store = store_factory(data_dir)
-        else:
-            store = open_store(config, on_corrupt=lambda _error: metrics.corrupt_objects.inc())
-        # Taken once the keys checked out, so a refused start leaves the data dir untouched.
-        lock = DataDirLock(data_dir)
-        lock.acquire(exclusive=False)
-        if restrict_to_owner(data_dir) and existed:
-            log.warning("%s was readable by other users; now owner-only (0700)", data_dir)
-        store.sweep()
-        limits = config.retention
-        capped = CapacityLimit(
-            store,
-            metrics,
-            max_size=limits.max_size,
-            high=limits.high_watermark,
-            low=limits.low_watermark,
-        )
-        if limits.max_size:
-            await capped.measure()
-        metadata = Metadata(data_dir / "metadata")
-
-        def make_client(endpoint: UpstreamEndpoint) -> UpstreamClient:
-            def count(method: str, status: int, host: str = endpoint.host) -> None:
-                metrics.upstream_requests.labels(host, method, str(status)).inc()
-
-            return UpstreamClient(endpoint, on_response=count)
-
-        clients: dict[str, UpstreamClient] = {}
-        for upstream in config.upstreams:
-            client = make_client(endpoint_of(upstream))
-            await client.start()
-            clients[upstream.host] = client
-
-        pool = UpstreamPool(clients, make_client)
-        cache = config.cache
-        blobs = BlobService(
-            capped,
-            pool.get,
-            metrics,
-            chunk_size=config.storage.chunk_size,
-            fill_timeout=cache.fill_timeout,
-        )
-        manifests = ManifestService(
-            capped,
-            metadata,
-            pool.get,
-            metrics,
-            clock,
-            tag_ttl=cache.tag_ttl,
-            max_stale=cache.max_stale,
-        )
-        listing = ListingService(
-            metadata,
-            pool.get,
-            metrics,
-            clock,
-            ttl=cache.tag_ttl,
-            max_stale=cache.max_stale,
-        )
-        router = router_of(config)
-        if config.auth.enabled:
-            app[AUTH] = open_auth(config, router, metadata, pool, clock, announce)
-        app[SERVICES] = Services(
-            router,
-            blobs,
-            manifests,
-            listing,
-            metadata,
-            metrics,
-        )
-        flusher = asyncio.create_task(
-            _flush_last_pulls(metadata, max(cache.last_pull_flush_interval, 0.05))
-        )
-        retention = retention_of(config, metadata, capped, metrics, clock, blobs.in_use)
-        capped.evictor = retention.evict_to
-        app[RETENTION] = retention
-        scheduled = None
-        if limits.interval > 0:
-            scheduled = asyncio.create_task(retention.run_periodically(limits.interval))
-        try:
-            yield
-        finally:
-            for task in (flusher, scheduled):
-                if task is not None:
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
-            await capped.close()
-            await blobs.close()
-            await pool.close()
-            if AUTH in app:
-                app[AUTH].identity.close()
-            for client in clients.values():
-                await client.close()
-            metadata.close()
-            retention.close()
-            lock.release()
-
-    app.cleanup_ctx.append(resources)
+    app.cleanup_ctx.extend(resources.contexts())
     return app

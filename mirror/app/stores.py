@@ -7,13 +7,13 @@ so they all open the cache the same way.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from mirror.blobstore.encrypted import EncryptedBlobStore
 from mirror.blobstore.filesystem import FilesystemBlobStore
 from mirror.blobstore.keyring import CacheKeys, KeyRegistry
+from mirror.clock import Clock, SystemClock
 from mirror.config import Config, EncryptionConfig
 from mirror.crypto.envelope import CIPHERS, cipher_for_cpu
 from mirror.crypto.keys import KeyringError
@@ -23,12 +23,14 @@ from mirror.errors import CorruptObject
 BlobStoreImpl = FilesystemBlobStore | EncryptedBlobStore
 
 
-def key_source(enc: EncryptionConfig, environ: Mapping[str, str]) -> KeySource:
-    """The configured source of key-encryption keys."""
+def key_source(
+    enc: EncryptionConfig, environ: Mapping[str, str], clock: Clock | None = None
+) -> KeySource:
+    """The configured source of key-encryption keys (``clock`` paces a command's refresh)."""
     if enc.kek_source == "env":
         return KeyEnv(enc.kek_env, environ)
     if enc.kek_source == "command":
-        return KeyCommand(enc.kek_command, refresh=enc.kek_command_refresh)
+        return KeyCommand(enc.kek_command, refresh=enc.kek_command_refresh, clock=clock)
     return KeyFile(Path(enc.kek_file))
 
 
@@ -49,14 +51,15 @@ def open_keys(
     *,
     environ: Mapping[str, str] | None = None,
     random_bytes: Callable[[int], bytes] = os.urandom,
-    now: float | None = None,
+    clock: Clock | None = None,
 ) -> CacheKeys:
     """The checked keyring of the configured cache; raises ``KeyringError``."""
+    clock = clock or SystemClock()
     return CacheKeys.open(
-        key_source(config.encryption, os.environ if environ is None else environ),
+        key_source(config.encryption, os.environ if environ is None else environ, clock),
         Path(config.storage.data_dir),
         random_bytes=random_bytes,
-        now=time.time() if now is None else now,
+        now=clock.now(),
     )
 
 
@@ -67,6 +70,7 @@ def open_store(
     environ: Mapping[str, str] | None = None,
     random_bytes: Callable[[int], bytes] = os.urandom,
     cpuinfo: Callable[[], str] = read_cpuinfo,
+    clock: Clock | None = None,
 ) -> BlobStoreImpl:
     """The cache's blob store. Raises ``KeyringError`` when the keys cannot open it."""
     data_dir = Path(config.storage.data_dir)
@@ -78,7 +82,7 @@ def open_store(
                 "enable it, or empty the cache"
             )
         return FilesystemBlobStore(data_dir)
-    keys = open_keys(config, environ=environ, random_bytes=random_bytes)
+    keys = open_keys(config, environ=environ, random_bytes=random_bytes, clock=clock)
     return EncryptedBlobStore(
         data_dir,
         keys,

@@ -244,26 +244,10 @@ class Config:
 
     def validate(self) -> Config:
         """Check cross-field consistency; returns self or raises ``ConfigError``."""
-        host, sep, port = self.server.listen.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ConfigError(f"server.listen: expected HOST:PORT, got {self.server.listen!r}")
+        _validate_listen(self.server.listen)
         _validate_tls(self.server)
         _validate_encryption(self.encryption)
-        seen: set[str] = set()
-        for i, upstream in enumerate(self.upstreams):
-            for name in (upstream.host, *upstream.aliases):
-                if not is_host(name):
-                    raise ConfigError(f"upstreams[{i}].host: not a registry host: {name!r}")
-                if name in seen:
-                    raise ConfigError(f"upstreams[{i}].host: {name!r} configured twice")
-                seen.add(name)
-            for name in ("retries", "breaker_threshold", "breaker_cooldown"):
-                if getattr(upstream, name) < 0:
-                    raise ConfigError(f"upstreams[{i}].{name}: must not be negative")
-            if not upstream.url.startswith(("http://", "https://")):
-                raise ConfigError(
-                    f"upstreams[{i}].url: expected http(s)://..., got {upstream.url!r}"
-                )
+        _validate_upstreams(self.upstreams)
         if self.default_upstream and self.upstream(self.default_upstream) is None:
             raise ConfigError(
                 f"default_upstream: {self.default_upstream!r} is not a configured upstream"
@@ -305,6 +289,33 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _validate_listen(listen: str) -> None:
+    host, sep, port = listen.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"server.listen: expected HOST:PORT, got {listen!r}")
+
+
+def _validate_upstreams(upstreams: tuple[UpstreamConfig, ...]) -> None:
+    """Hosts and aliases are registry hosts, each configured once; the rest is well formed."""
+    seen: set[str] = set()
+    for i, upstream in enumerate(upstreams):
+        for name in (upstream.host, *upstream.aliases):
+            if not is_host(name):
+                raise ConfigError(f"upstreams[{i}].host: not a registry host: {name!r}")
+            if name in seen:
+                raise ConfigError(f"upstreams[{i}].host: {name!r} configured twice")
+            seen.add(name)
+        _validate_upstream(i, upstream)
+
+
+def _validate_upstream(i: int, upstream: UpstreamConfig) -> None:
+    for name in ("retries", "breaker_threshold", "breaker_cooldown"):
+        if getattr(upstream, name) < 0:
+            raise ConfigError(f"upstreams[{i}].{name}: must not be negative")
+    if not upstream.url.startswith(("http://", "https://")):
+        raise ConfigError(f"upstreams[{i}].url: expected http(s)://..., got {upstream.url!r}")
 
 
 def _validate_tls(server: ServerConfig) -> None:

@@ -6,11 +6,11 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
-import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Protocol
 
+from mirror.clock import Clock, SystemClock
 from mirror.crypto.keys import Keyring, KeyringError, new_kek
 
 
@@ -117,7 +117,7 @@ class KeyEnv:
 
 class KeyCommand:
     """A command that prints the keyring on stdout; run again when a key is not found, and
-    at most every ``refresh`` seconds to pick up a new current KEK."""
+    at most every ``refresh`` seconds (on ``clock.monotonic``) to pick up a new current KEK."""
 
     def __init__(
         self,
@@ -125,14 +125,14 @@ class KeyCommand:
         *,
         timeout: float = 30.0,
         refresh: float = 60.0,
-        monotonic: Callable[[], float] = time.monotonic,
+        clock: Clock | None = None,
     ) -> None:
         if not argv:
             raise KeyringError("encryption.kek_command: empty command")
         self.argv = argv
         self.timeout = timeout
         self.refresh = refresh
-        self._monotonic = monotonic
+        self._clock = clock or SystemClock()
         self._loaded_at: float | None = None
 
     def describe(self) -> str:
@@ -149,9 +149,9 @@ class KeyCommand:
             raise KeyringError(
                 f"{self.describe()} exited {done.returncode}: {done.stderr.strip()[:200]}"
             )
-        self._loaded_at = self._monotonic()
+        self._loaded_at = self._clock.monotonic()
         return Keyring.parse(done.stdout, self.describe())
 
     def changed(self) -> bool:
         loaded = self._loaded_at
-        return loaded is None or self._monotonic() - loaded >= self.refresh
+        return loaded is None or self._clock.monotonic() - loaded >= self.refresh

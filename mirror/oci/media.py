@@ -33,39 +33,50 @@ class ManifestInfo:
 
 def parse_manifest(body: bytes, content_type: str | None) -> ManifestInfo:
     """Read a manifest's media type and referenced digests; ``MANIFEST_INVALID`` if not JSON."""
+    doc = _document(body)
+    media_type = doc.get("mediaType") or (content_type or "").split(";")[0].strip()
+    if not media_type:
+        media_type = OCI_INDEX if "manifests" in doc else OCI_MANIFEST
+    blobs = [_digest_of(doc.get("config")), *_digests(doc, "layers"), *_digests(doc, "blobs")]
+    children = tuple(_child(entry) for entry in _list(doc, "manifests") if _digest_of(entry))
+    references = [digest for digest in blobs if digest] + [child[0] for child in children]
+    return ManifestInfo(str(media_type), tuple(references), children)
+
+
+def _document(body: bytes) -> dict[str, Any]:
+    """The manifest's JSON object; ``MANIFEST_INVALID`` when it is not one."""
     try:
         doc = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise RegistryError(ErrorCode.MANIFEST_INVALID, detail={"reason": str(exc)}) from None
     if not isinstance(doc, dict):
         raise RegistryError(ErrorCode.MANIFEST_INVALID, detail={"reason": "not an object"})
-    media_type = doc.get("mediaType") or (content_type or "").split(";")[0].strip()
-    if not media_type:
-        media_type = OCI_INDEX if "manifests" in doc else OCI_MANIFEST
-    references: list[str] = []
-    children: list[tuple[str, str, str, str]] = []
-    config = doc.get("config")
-    if isinstance(config, dict) and isinstance(config.get("digest"), str):
-        references.append(config["digest"])
-    for key in ("layers", "blobs"):
-        for layer in _list(doc, key):
-            if isinstance(layer, dict) and isinstance(layer.get("digest"), str):
-                references.append(layer["digest"])
-    for child in _list(doc, "manifests"):
-        if isinstance(child, dict) and isinstance(child.get("digest"), str):
-            references.append(child["digest"])
-            platform = child.get("platform")
-            if not isinstance(platform, dict):
-                platform = {}
-            children.append(
-                (
-                    child["digest"],
-                    str(platform.get("os", "")),
-                    str(platform.get("architecture", "")),
-                    str(platform.get("variant", "")),
-                )
-            )
-    return ManifestInfo(str(media_type), tuple(references), tuple(children))
+    return doc
+
+
+def _digest_of(descriptor: Any) -> str | None:
+    """A descriptor's ``digest``, if it is a descriptor with a string digest."""
+    if isinstance(descriptor, dict) and isinstance(descriptor.get("digest"), str):
+        return str(descriptor["digest"])
+    return None
+
+
+def _digests(doc: dict[str, Any], key: str) -> list[str | None]:
+    """The digests of the descriptors listed under ``key`` (None for malformed entries)."""
+    return [_digest_of(entry) for entry in _list(doc, key)]
+
+
+def _child(entry: dict[str, Any]) -> tuple[str, str, str, str]:
+    """(digest, os, architecture, variant) of an index entry."""
+    platform = entry.get("platform")
+    if not isinstance(platform, dict):
+        platform = {}
+    return (
+        entry["digest"],
+        str(platform.get("os", "")),
+        str(platform.get("architecture", "")),
+        str(platform.get("variant", "")),
+    )
 
 
 def _list(doc: dict[str, Any], key: str) -> list[Any]:

@@ -3,8 +3,8 @@
 Bearer: the distribution token flow. Anonymous clients ``GET realm?service=..&scope=..``; with
 credentials we first ``POST`` the OAuth2 password form (as containerd does) and fall back to the
 ``GET`` with Basic auth when the token server does not take POSTs. Tokens are cached per scope
-until shortly before they expire, on a clock passed in. Basic: credentials are sent when (and
-from then on, whenever) the upstream challenges with Basic.
+until shortly before they expire, on the monotonic time of a clock passed in. Basic: credentials
+are sent when (and from then on, whenever) the upstream challenges with Basic.
 """
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ import asyncio
 import base64
 import json
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 
+from mirror.clock import Clock, SystemClock
 from mirror.errors import ErrorCode, RegistryError, UpstreamUnavailable
 from mirror.upstream.challenge import Challenge, parse_challenges
 from mirror.upstream.status import error_for, read_capped
@@ -28,7 +28,6 @@ log = logging.getLogger(__name__)
 
 __all__ = ["Authenticator", "Challenge", "Token", "parse_challenges", "parse_token_response"]
 
-Clock = Callable[[], float]
 OnResponse = Callable[[str, int], None]
 
 DEFAULT_EXPIRES_IN = 60.0
@@ -86,14 +85,14 @@ class Authenticator:
         username: str | None = None,
         password: str | None = None,
         *,
-        clock: Clock = time.monotonic,
+        clock: Clock | None = None,
         margin: float = 10.0,
         client_id: str = "mirror",
         on_response: OnResponse | None = None,
     ) -> None:
         self._credentials = (username, password or "") if username is not None else None
         self._basic = basic_authorization(*self._credentials) if self._credentials else None
-        self._clock = clock
+        self._clock = clock or SystemClock()
         self._margin = margin
         self._client_id = client_id
         self._on_response = on_response
@@ -104,7 +103,7 @@ class Authenticator:
     def authorization(self, scope: str) -> str | None:
         """The ``Authorization`` value to send up front for ``scope``, if one is known."""
         token = self._tokens.get(scope)
-        if token is not None and self._clock() < token.expires_at:
+        if token is not None and self._clock.monotonic() < token.expires_at:
             return token.header
         if self._basic_challenged:
             return self._basic
@@ -146,12 +145,12 @@ class Authenticator:
             cached = self._tokens.get(scope)
             if (
                 cached is not None
-                and self._clock() < cached.expires_at
+                and self._clock.monotonic() < cached.expires_at
                 and cached.header != rejected
             ):
                 return cached
             token = await self._fetch(session, challenge, scope)
-            now = self._clock()
+            now = self._clock.monotonic()
             self._tokens = {s: t for s, t in self._tokens.items() if t.expires_at > now}
             self._tokens[scope] = token
             return token
@@ -162,7 +161,7 @@ class Authenticator:
         realm = challenge.realm or ""
         form = {"service": challenge.service or "", "scope": challenge.scope or scope}
         query = {key: value for key, value in form.items() if value}
-        started = self._clock()
+        started = self._clock.monotonic()
         if self._credentials is not None and self._basic is not None:
             username, password = self._credentials
             post_form = {

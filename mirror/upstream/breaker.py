@@ -10,16 +10,15 @@ immediately with ``UpstreamUnavailable`` for ``cooldown`` seconds. Then one requ
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable
 
+from mirror.clock import Clock, SystemClock
 from mirror.errors import UpstreamUnavailable
 
 log = logging.getLogger(__name__)
 
 
 class CircuitBreaker:
-    """The health of one upstream as its requests have seen it."""
+    """The health of one upstream as its requests have seen it (cooldowns: monotonic time)."""
 
     def __init__(
         self,
@@ -27,12 +26,12 @@ class CircuitBreaker:
         *,
         threshold: int = 3,
         cooldown: float = 30.0,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock | None = None,
     ) -> None:
         self.host = host
         self.threshold = threshold
         self.cooldown = cooldown
-        self._clock = clock
+        self._clock = clock or SystemClock()
         self._failures = 0
         self._open_until: float | None = None
         self._probing = False
@@ -47,7 +46,7 @@ class CircuitBreaker:
         (a single probe is let through once the cooldown has passed)."""
         if self._open_until is None or self.threshold <= 0:
             return
-        if self._clock() >= self._open_until and not self._probing:
+        if self._clock.monotonic() >= self._open_until and not self._probing:
             self._probing = True
             return
         raise UpstreamUnavailable(
@@ -76,5 +75,5 @@ class CircuitBreaker:
                     self._failures,
                     self.cooldown,
                 )
-            self._open_until = self._clock() + self.cooldown
+            self._open_until = self._clock.monotonic() + self.cooldown
             self._probing = False

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -19,9 +18,11 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
+from mirror.clock import Clock, SystemClock
 from mirror.errors import ErrorCode, RegistryError, UpstreamUnavailable
 from mirror.oci.digest import Digest
-from mirror.upstream.authenticator import Authenticator, Clock, OnResponse
+from mirror.upstream.authenticator import Authenticator, OnResponse
+from mirror.upstream.breaker import CircuitBreaker
 from mirror.upstream.endpoint import UpstreamEndpoint
 from mirror.upstream.status import read_capped
 from mirror.upstream.transport import RetryPolicy, Sleep, Transport
@@ -114,21 +115,23 @@ class UpstreamClient:
     """Pulls manifests, blobs, tags and referrers from one upstream over one pooled session.
 
     Use as ``async with UpstreamClient(endpoint) as client`` or call :meth:`start` and
-    :meth:`close`. ``clock`` drives token expiry, ``sleep`` the retry backoff; ``on_response``
-    is called with (method, status) for every upstream response, status 0 for no response.
+    :meth:`close`. ``clock`` drives token expiry and the circuit breaker's cooldown, ``sleep``
+    the retry backoff; ``on_response`` is called with (method, status) for every upstream
+    response, status 0 for no response.
     """
 
     def __init__(
         self,
         endpoint: UpstreamEndpoint,
         *,
-        clock: Clock = time.monotonic,
+        clock: Clock | None = None,
         sleep: Sleep = asyncio.sleep,
         on_response: OnResponse | None = None,
         policy: RetryPolicy | None = None,
         max_connections: int = 64,
     ) -> None:
         self.endpoint = endpoint
+        clock = clock or SystemClock()
         authenticator = Authenticator(
             endpoint.username, endpoint.password, clock=clock, on_response=on_response
         )
@@ -139,6 +142,12 @@ class UpstreamClient:
             sleep=sleep,
             on_response=on_response,
             max_connections=max_connections,
+            breaker=CircuitBreaker(
+                endpoint.host,
+                threshold=endpoint.breaker_threshold,
+                cooldown=endpoint.breaker_cooldown,
+                clock=clock,
+            ),
         )
 
     async def start(self) -> None:
@@ -148,6 +157,11 @@ class UpstreamClient:
     async def close(self) -> None:
         """Close the session."""
         await self._transport.close()
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the session is open (started and not closed since)."""
+        return self._transport.is_open
 
     async def __aenter__(self) -> UpstreamClient:
         await self.start()

@@ -18,7 +18,7 @@ import aiohttp
 from yarl import URL
 
 from mirror import __version__
-from mirror.errors import ErrorCode, UpstreamUnavailable
+from mirror.errors import ErrorCode, RegistryError, UpstreamUnavailable
 from mirror.upstream.authenticator import Authenticator, OnResponse, parse_challenges
 from mirror.upstream.breaker import CircuitBreaker
 from mirror.upstream.endpoint import UpstreamEndpoint
@@ -43,7 +43,22 @@ class RetryPolicy:
 
     def delay(self, attempt: int) -> float:
         """The pause before retry number ``attempt`` (0-based): exponential, capped."""
-        return min(self.max_delay, self.base_delay * (2**attempt))
+        return min(self.max_delay, self.base_delay * 2.0**attempt)
+
+
+@dataclass(slots=True)
+class _Attempts:
+    """Where one request stands across its attempts."""
+
+    authorization: str | None
+    retries: int = 0
+    answered_challenge: bool = False
+    waited_throttle: bool = False
+
+
+def _retry_after(resp: aiohttp.ClientResponse) -> float | None:
+    """The seconds a response's ``Retry-After`` asks for, if any."""
+    return parse_retry_after(resp.headers.get("Retry-After"), resp.headers.get("Date"))
 
 
 def _ssl_setting(endpoint: UpstreamEndpoint) -> ssl.SSLContext | bool:
@@ -110,6 +125,11 @@ class Transport:
             await session.close()
 
     @property
+    def is_open(self) -> bool:
+        """Whether the session is open (started and not closed since)."""
+        return self._session is not None
+
+    @property
     def session(self) -> aiohttp.ClientSession:
         """The open session; RuntimeError before :meth:`start`."""
         if self._session is None:
@@ -134,67 +154,103 @@ class Transport:
         Raises ``UpstreamUnavailable`` (connect error, timeout, 5xx after ``retries``),
         ``UpstreamThrottled`` (429), or ``RegistryError`` (404 → ``unknown``, 401, 403, ...).
         """
-        attempt = 0
-        authorization = self._auth.authorization(scope)
-        answered_challenge = False
-        waited_throttle = False
+        attempts = _Attempts(self._auth.authorization(scope))
         while True:
-            self.breaker.check()
-            request_headers = dict(headers or {})
-            if authorization is not None:
-                request_headers["Authorization"] = authorization
-            try:
-                resp = await self._exchange(method, url, request_headers)
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                self._observe(method, 0)
-                self.breaker.failed()
-                if attempt < self.endpoint.retries and not self.breaker.is_open:
-                    await self._backoff(attempt, method, url, repr(exc))
-                    attempt += 1
-                    continue
+            resp = await self._attempt(method, url, headers or {}, attempts)
+            if resp is None:
+                continue
+            if resp.status < 300:
+                return resp
+            if (
+                await self._reauthorize(resp, scope, attempts)
+                or await self._retry_server_error(resp, method, url, attempts)
+                or await self._wait_out_throttle(resp, attempts)
+            ):
+                continue
+            raise await self._failure(resp, unknown)
+
+    async def _attempt(
+        self, method: str, url: URL, headers: Mapping[str, str], attempts: _Attempts
+    ) -> aiohttp.ClientResponse | None:
+        """One try past the breaker: the response (the breaker told of it), or None after
+        backing off from a connection failure worth retrying."""
+        self.breaker.check()
+        request_headers = dict(headers)
+        if attempts.authorization is not None:
+            request_headers["Authorization"] = attempts.authorization
+        try:
+            resp = await self._exchange(method, url, request_headers)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            self._observe(method, 0)
+            self.breaker.failed()
+            if not self._may_retry(attempts):
                 raise UpstreamUnavailable(
                     f"upstream {self.endpoint.host} unreachable: {exc!r}",
                     detail={"upstream": self.endpoint.host},
                 ) from exc
-            status = resp.status
-            if status >= 500:
-                self.breaker.failed()
-            else:
-                self.breaker.answered()
-            if status < 300:
-                return resp
-            from_upstream = resp.url.origin() == self._origin
-            if status == 401 and from_upstream and not answered_challenge:
-                answered_challenge = True
-                answer = await self._answer(resp, scope, authorization)
-                if answer is not None:
-                    resp.release()
-                    authorization = answer
-                    continue
-            if status >= 500 and attempt < self.endpoint.retries and not self.breaker.is_open:
-                resp.release()
-                await self._backoff(attempt, method, url, f"status {status}")
-                attempt += 1
-                continue
-            retry_after = parse_retry_after(
-                resp.headers.get("Retry-After"), resp.headers.get("Date")
-            )
-            if status == 429 and not waited_throttle and retry_after is not None:
-                if retry_after <= self._policy.max_retry_after:
-                    resp.release()
-                    waited_throttle = True
-                    await self._sleep(retry_after)
-                    continue
-            if status in (401, 403) and not from_upstream:
-                resp.release()
-                raise UpstreamUnavailable(
-                    f"redirect target {resp.url.host} answered {status}",
-                    detail={"upstream_status": status},
+            await self._backoff(attempts, method, url, repr(exc))
+            return None
+        if resp.status >= 500:
+            self.breaker.failed()
+        else:
+            self.breaker.answered()
+        return resp
+
+    def _may_retry(self, attempts: _Attempts) -> bool:
+        """Whether retries are left and the breaker still lets requests through."""
+        return attempts.retries < self.endpoint.retries and not self.breaker.is_open
+
+    def _from_upstream(self, resp: aiohttp.ClientResponse) -> bool:
+        """Whether ``resp`` came from the upstream itself (not a redirect target)."""
+        return resp.url.origin() == self._origin
+
+    async def _reauthorize(
+        self, resp: aiohttp.ClientResponse, scope: str, attempts: _Attempts
+    ) -> bool:
+        """Answer the upstream's first 401 challenge; True (``resp`` released) to try again."""
+        if resp.status != 401 or not self._from_upstream(resp) or attempts.answered_challenge:
+            return False
+        attempts.answered_challenge = True
+        answer = await self._answer(resp, scope, attempts.authorization)
+        if answer is None:
+            return False
+        resp.release()
+        attempts.authorization = answer
+        return True
+
+    async def _retry_server_error(
+        self, resp: aiohttp.ClientResponse, method: str, url: URL, attempts: _Attempts
+    ) -> bool:
+        """Back off after a 5xx while retries are left; True (``resp`` released) to try again."""
+        if resp.status < 500 or not self._may_retry(attempts):
+            return False
+        resp.release()
+        await self._backoff(attempts, method, url, f"status {resp.status}")
+        return True
+
+    async def _wait_out_throttle(self, resp: aiohttp.ClientResponse, attempts: _Attempts) -> bool:
+        """Wait once in place for a 429 whose ``Retry-After`` is short; True to try again."""
+        if resp.status != 429 or attempts.waited_throttle:
+            return False
+        retry_after = _retry_after(resp)
+        if retry_after is None or retry_after > self._policy.max_retry_after:
+            return False
+        resp.release()
+        attempts.waited_throttle = True
+        await self._sleep(retry_after)
+        return True
+
+    async def _failure(self, resp: aiohttp.ClientResponse, unknown: ErrorCode) -> RegistryError:
+        """The error for a final non-2xx answer; ``resp`` is released."""
+        try:
+            if resp.status in (401, 403) and not self._from_upstream(resp):
+                return UpstreamUnavailable(
+                    f"redirect target {resp.url.host} answered {resp.status}",
+                    detail={"upstream_status": resp.status},
                 )
-            try:
-                raise await error_from_response(resp, unknown=unknown, retry_after=retry_after)
-            finally:
-                resp.release()
+            return await error_from_response(resp, unknown=unknown, retry_after=_retry_after(resp))
+        finally:
+            resp.release()
 
     async def _exchange(
         self, method: str, url: URL, headers: dict[str, str]
@@ -218,16 +274,18 @@ class Transport:
                 headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
         raise UpstreamUnavailable(f"more than {MAX_REDIRECTS} redirects from {self.endpoint.host}")
 
-    async def _backoff(self, attempt: int, method: str, url: URL, why: str) -> None:
-        delay = self._policy.delay(attempt)
+    async def _backoff(self, attempts: _Attempts, method: str, url: URL, why: str) -> None:
+        """Sleep before the next retry (and count it)."""
+        delay = self._policy.delay(attempts.retries)
         log.info(
             "upstream %s %s failed (%s); retry %d in %.2fs",
             method,
             url.path,
             why,
-            attempt + 1,
+            attempts.retries + 1,
             delay,
         )
+        attempts.retries += 1
         await self._sleep(delay)
 
     async def _answer(

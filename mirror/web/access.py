@@ -20,10 +20,8 @@ from mirror.auth.scope import ALL, CATALOG, DELETE, PULL, PUSH, REGISTRY, REPOSI
 from mirror.auth.service import AuthService
 from mirror.errors import ErrorCode, RegistryError
 from mirror.oci.digest import Digest, is_digest
-from mirror.web.keys import TARGET
+from mirror.web.keys import AUTH, PRINCIPAL, TARGET
 
-AUTH = web.AppKey("auth", AuthService)
-PRINCIPAL = web.RequestKey("principal", Principal)
 TOKEN_PATH = "/auth/token"
 _BASE = ("/v2/", "/v2")
 _CATALOG = "/v2/_catalog"

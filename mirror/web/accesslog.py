@@ -9,7 +9,7 @@ from __future__ import annotations
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from mirror.web.middleware import ELAPSED
+from mirror.web.keys import ELAPSED
 
 
 class AccessLogger(AbstractAccessLogger):

@@ -1,4 +1,9 @@
-"""What the handlers need, wired once by the app and stored under one typed ``AppKey``."""
+"""Every typed key of the app and its requests, in one place.
+
+``AppKey``: what the app wires once in its cleanup contexts (the handlers need ``SERVICES``,
+``AUTH`` and ``RETENTION``; ``CACHE``, ``METADATA`` and ``UPSTREAMS`` are shared between the
+contexts). ``RequestKey``: what a middleware hands on to the handlers and the access log.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +11,17 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from mirror.auth.principal import Principal
+from mirror.auth.service import AuthService
+from mirror.blobstore.capacity import CapacityLimit
 from mirror.db.metadata import Metadata
 from mirror.errors import ErrorCode, RegistryError
 from mirror.metrics import Metrics
 from mirror.pullthrough.blobs import BlobService
 from mirror.pullthrough.listing import ListingService
 from mirror.pullthrough.manifests import ManifestService
+from mirror.retention.service import RetentionService
+from mirror.upstream.pool import UpstreamPool
 from mirror.upstream.routing import Router, Target
 
 
@@ -28,8 +38,20 @@ class Services:
 
 
 SERVICES = web.AppKey("services", Services)
+# Present only with ``auth.enabled``.
+AUTH = web.AppKey("auth", AuthService)
+RETENTION = web.AppKey("retention", RetentionService)
+# The blob store under its capacity limit, the metadata store and the upstream clients.
+CACHE = web.AppKey("cache", CapacityLimit)
+METADATA = web.AppKey("metadata", Metadata)
+UPSTREAMS = web.AppKey("upstreams", UpstreamPool)
+
 # The target resolved by the auth middleware (tenancy repositories and their rules), if any.
 TARGET = web.RequestKey("target", Target)
+# Who made the request, once the auth middleware authenticated it.
+PRINCIPAL = web.RequestKey("principal", Principal)
+# Seconds the handler took, with perf_counter resolution (the loop clock ticks in ms on uvloop).
+ELAPSED = web.RequestKey("elapsed", float)
 
 
 def services(request: web.Request) -> Services:
@@ -39,7 +61,7 @@ def services(request: web.Request) -> Services:
 
 def target(request: web.Request) -> Target:
     """Resolve the request's repository name and ``?ns=`` to an upstream target."""
-    resolved = request.get(TARGET)
+    resolved: Target | None = request.get(TARGET)
     if resolved is not None:
         return resolved
     name = request.match_info.get("name")

@@ -10,12 +10,9 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from mirror.errors import DigestMismatch, ErrorCode, RegistryError
-from mirror.web.keys import SERVICES
+from mirror.web.keys import ELAPSED, SERVICES
 
 log = logging.getLogger(__name__)
-
-# Seconds the handler took, with perf_counter resolution (the loop clock ticks in ms on uvloop).
-ELAPSED = web.RequestKey("elapsed", float)
 
 
 async def common_headers(request: web.Request, response: web.StreamResponse) -> None:

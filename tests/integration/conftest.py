@@ -19,9 +19,7 @@ from mirror.config import Config, load_config
 from mirror.db.identity.store import IdentityStore
 from mirror.metrics import Metrics
 from mirror.retention.service import RetentionService
-from mirror.web.access import AUTH
-from mirror.web.admin.retention import RETENTION
-from mirror.web.keys import SERVICES, Services
+from mirror.web.keys import AUTH, RETENTION, SERVICES, Services
 from tests.peers.registry import Registry
 
 

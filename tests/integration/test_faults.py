@@ -367,7 +367,7 @@ async def test_a_black_holed_upstream_trips_the_breaker_and_stale_is_served_at_o
 
     fake.hang = False
     second, fresh = fake.add_image("team/app", "v1", [b"new layer"])
-    await asyncio.sleep(1.1)  # past the cooldown: the next request probes and closes it
+    mirror.clock.advance(1.1)  # past the cooldown: the next request probes and closes it
     status, body, headers = await fetch(url)
     assert status == 200 and body == fresh and "Warning" not in headers
     assert headers["Docker-Content-Digest"] == second

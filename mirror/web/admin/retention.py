@@ -20,11 +20,9 @@ from aiohttp import web
 
 from mirror.errors import ErrorCode, RegistryError
 from mirror.retention.service import RetentionService
-from mirror.web.access import AUTH
 from mirror.web.admin.identity import as_system_admin, body
-from mirror.web.keys import services
+from mirror.web.keys import AUTH, RETENTION, services
 
-RETENTION = web.AppKey("retention", RetentionService)
 PREFIX = "/admin/v1/retention"
 
 

@@ -12,7 +12,7 @@ from mirror.auth.principal import Principal
 from mirror.auth.scope import parse_scopes
 from mirror.auth.tokens import IssuedToken
 from mirror.errors import ErrorCode, RegistryError
-from mirror.web.access import AUTH
+from mirror.web.keys import AUTH
 
 _MAX_FORM = 64 * 1024
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from mirror.clock import ManualClock
 from mirror.crypto.keys import KEK_SIZE, Kek, Keyring, KeyringError, new_kek
 from mirror.crypto.sources import KeyCommand, KeyEnv, KeyFile
 
@@ -146,15 +147,15 @@ def test_env_source() -> None:
 
 def test_command_source_runs_the_helper_and_refreshes_on_schedule() -> None:
     ring = Keyring((kek("vault", 3),))
-    now = [100.0]
+    clock = ManualClock()
     source = KeyCommand(
-        (sys.executable, "-c", f"print({ring.format()!r})"), refresh=60.0, monotonic=lambda: now[0]
+        (sys.executable, "-c", f"print({ring.format()!r})"), refresh=60.0, clock=clock
     )
 
     assert source.changed()
     assert source.load() == ring
     assert not source.changed()
-    now[0] += 60.0
+    clock.advance(60.0)
     assert source.changed()
 
 

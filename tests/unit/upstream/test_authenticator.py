@@ -1,5 +1,5 @@
 """Upstream auth: challenge parsing, the token flow (anonymous, POST form, GET fallback),
-per-scope token caching on a fake clock, and Basic-auth upstreams."""
+per-scope token caching on a manual clock, and Basic-auth upstreams."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from mirror.clock import ManualClock
 from mirror.errors import ErrorCode, RegistryError, UpstreamUnavailable
 from mirror.upstream import Challenge, UpstreamClient, UpstreamEndpoint, parse_challenges
 from mirror.upstream.authenticator import parse_token_response
@@ -117,14 +118,6 @@ def test_parse_token_response(body: bytes, value: str, expires_at: float) -> Non
 def test_parse_token_response_without_token_is_unavailable() -> None:
     with pytest.raises(UpstreamUnavailable):
         parse_token_response(b'{"expires_in": 60}', received_at=0, margin=10)
-
-
-@dataclass
-class FakeClock:
-    now: float = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @dataclass
@@ -257,7 +250,7 @@ async def test_bad_credentials_at_token_endpoint_are_unauthorized(
 async def test_token_cached_per_scope_until_expiry(aiohttp_server: ServerFactory) -> None:
     upstream = TokenUpstream(expires_in=300)
     server = await aiohttp_server(upstream.app())
-    clock = FakeClock()
+    clock = ManualClock()
     async with UpstreamClient(endpoint_for(server), clock=clock) as client:
         await client.get_tags("a/one")
         await client.get_tags("a/one")
@@ -266,10 +259,10 @@ async def test_token_cached_per_scope_until_expiry(aiohttp_server: ServerFactory
         assert upstream.registry_auth[2] == "Bearer 1:repository:a/one:pull:"
         await client.get_tags("a/two")
         assert len(upstream.token_requests) == 2
-        clock.now += 289  # 300 s lifetime minus the 10 s margin: still fresh
+        clock.advance(289)  # 300 s lifetime minus the 10 s margin: still fresh
         await client.get_tags("a/one")
         assert len(upstream.token_requests) == 2
-        clock.now += 2
+        clock.advance(2)
         await client.get_tags("a/one")
     assert len(upstream.token_requests) == 3
     assert upstream.registry_auth[-1] == "Bearer 3:repository:a/one:pull:"

@@ -10,7 +10,7 @@ from mirror.upstream.breaker import CircuitBreaker
 
 
 def breaker(clock: ManualClock, threshold: int = 3) -> CircuitBreaker:
-    return CircuitBreaker("up.test", threshold=threshold, cooldown=30.0, clock=clock.now)
+    return CircuitBreaker("up.test", threshold=threshold, cooldown=30.0, clock=clock)
 
 
 def test_opens_after_threshold_consecutive_failures() -> None:
