@@ -1,7 +1,7 @@
 """A throw-away certificate authority for tests: a CA, a server certificate for 127.0.0.1 and
 ``localhost``, and a client certificate for mTLS, written as PEM files.
 
-The README shows the same with ``openssl``; this uses the ``cryptography`` package so tests need
+docs/operations.md shows the same with ``openssl``; this uses the ``cryptography`` package so tests need
 no extra tool.
 """
 
