@@ -1,8 +1,8 @@
 """A throw-away certificate authority for tests: a CA, a server certificate for 127.0.0.1 and
 ``localhost``, and a client certificate for mTLS, written as PEM files.
 
-docs/operations.md shows the same with ``openssl``; this uses the ``cryptography`` package so tests need
-no extra tool.
+docs/operations.md shows the same with ``openssl``; this uses the ``cryptography`` package so
+tests need no extra tool.
 """
 
 from __future__ import annotations
