@@ -1,4 +1,4 @@
-"""The ``mirror`` command: ``serve`` runs the mirror, ``demo`` shows it working offline."""
+"""``mirror serve``: run the pull-through mirror until SIGINT or SIGTERM."""
 
 from __future__ import annotations
 
@@ -11,13 +11,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mirror.cli import maintenance
-from mirror.cli import retention as retention_cli
-from mirror.cli.admin import add_admin_parser, run_admin
 from mirror.config import Config, ConfigError, load_config
 from mirror.crypto.keys import KeyringError
 from mirror.crypto.tls import TlsError, server_context
 
+# The server's own log lines (start, stop, access log) come from the "mirror" logger.
 log = logging.getLogger("mirror")
 
 
@@ -28,12 +26,8 @@ def _upstream_flag(text: str) -> dict[str, str]:
     return {"host": host, "url": url}
 
 
-def parser() -> argparse.ArgumentParser:
-    """The command-line grammar."""
-    top = argparse.ArgumentParser(prog="mirror", description=__doc__)
-    top.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
-    commands = top.add_subparsers(dest="command", required=True)
-
+def add(commands: Any) -> None:
+    """Add ``serve`` and its flags to the ``mirror`` command's subparsers."""
     serve = commands.add_parser("serve", help="run the pull-through mirror")
     serve.add_argument("--config", type=Path, help="TOML configuration file")
     serve.add_argument("--listen", help="HOST:PORT to listen on (default 127.0.0.1:5016)")
@@ -48,14 +42,6 @@ def parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--default-upstream", help="upstream host for bare repository names")
     serve.add_argument("--tag-ttl", type=float, help="seconds before a tag is revalidated")
-
-    add_admin_parser(commands)
-
-    demo = commands.add_parser("demo", help="pull through the mirror from a local origin, twice")
-    demo.add_argument("--work-dir", type=Path, help="keep files here (default: a temp dir)")
-    maintenance.add_commands(commands)
-    retention_cli.add_commands(commands)
-    return top
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
@@ -123,44 +109,25 @@ async def serve(config: Config) -> None:
         await runner.cleanup()
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``mirror`` console script."""
-    args = parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    if args.command == "serve":
-        try:
-            config = config_from_args(args)
-        except ConfigError as exc:
-            print(f"mirror: configuration error: {exc}", file=sys.stderr)
-            return 2
-        import uvloop
+def run(args: argparse.Namespace) -> int:
+    """Run ``mirror serve``: 0 after a clean stop, 1 when it cannot listen, 2 on a bad
+    configuration, key or TLS setup."""
+    try:
+        config = config_from_args(args)
+    except ConfigError as exc:
+        print(f"mirror: configuration error: {exc}", file=sys.stderr)
+        return 2
+    import uvloop
 
-        try:
-            uvloop.run(serve(config))
-        except KeyringError as exc:
-            print(f"mirror: key error: {exc}", file=sys.stderr)
-            return 2
-        except TlsError as exc:
-            print(f"mirror: TLS error: {exc}", file=sys.stderr)
-            return 2
-        except OSError as exc:
-            print(f"mirror: cannot serve on {config.server.listen}: {exc}", file=sys.stderr)
-            return 1
-        return 0
-    if args.command in maintenance.COMMANDS:
-        return maintenance.run(args)
-    if args.command == "admin":
-        return run_admin(args)
-    if args.command == "retention":
-        return retention_cli.main(args)
-    if args.command == "demo":
-        from mirror.cli.demo import run_demo
-
-        return asyncio.run(run_demo(args.work_dir))
-    return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        uvloop.run(serve(config))
+    except KeyringError as exc:
+        print(f"mirror: key error: {exc}", file=sys.stderr)
+        return 2
+    except TlsError as exc:
+        print(f"mirror: TLS error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"mirror: cannot serve on {config.server.listen}: {exc}", file=sys.stderr)
+        return 1
+    return 0
