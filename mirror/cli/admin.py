@@ -1,24 +1,29 @@
 """``mirror admin ...``: the admin API from the command line.
 
-Logs in with ``--user <tenancy>/<user>`` and the auth token from ``$MIRROR_TOKEN`` or
-``--token-file`` (never a flag: flags show up in process lists and shell history).
+Logs in by the convention of :mod:`mirror.cli.client`: ``--user <tenancy>/<user>`` (or
+``$MIRROR_USER``) and the auth token from ``--token-file`` or ``$MIRROR_TOKEN``.
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import os
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-PREFIX = "/admin/v1"
+from mirror.cli.client import (
+    CREDENTIALS_HELP,
+    TOKEN_ENV,
+    AdminClient,
+    Unreachable,
+    add_credential_flags,
+    credentials_of,
+)
+
+TIMEOUT = 30.0
 
 # (resource, action) -> (method, path under /admin/v1, positional arguments)
 COMMANDS: dict[tuple[str, str], tuple[str, str, tuple[str, ...]]] = {
@@ -74,14 +79,20 @@ COMMANDS: dict[tuple[str, str], tuple[str, str, tuple[str, ...]]] = {
 }
 
 
-def add_admin_parser(commands: Any) -> None:
+def add(commands: Any) -> None:
     """Add ``admin`` and its subcommands to the top-level parser's subcommands."""
-    admin = commands.add_parser("admin", help="administer tenancies, users, policies, ...")
-    admin.add_argument(
-        "--url", dest="mirror_url", default=os.environ.get("MIRROR_URL", "http://127.0.0.1:5016")
+    admin = commands.add_parser(
+        "admin",
+        help="administer tenancies, users, policies, ...",
+        description=f"The mirror's admin API. {CREDENTIALS_HELP}",
     )
-    admin.add_argument("--user", dest="login", default=os.environ.get("MIRROR_USER", "admin/admin"))
-    admin.add_argument("--token-file", type=Path, help="file holding the auth token")
+    admin.add_argument(
+        "--url",
+        dest="mirror_url",
+        default=os.environ.get("MIRROR_URL", "http://127.0.0.1:5016"),
+        help="the mirror (default: $MIRROR_URL, else http://127.0.0.1:5016)",
+    )
+    add_credential_flags(admin)
     resources = admin.add_subparsers(dest="resource", required=True)
     by_resource: dict[str, Any] = {}
     for (resource, action), (_, _, positional) in COMMANDS.items():
@@ -126,7 +137,7 @@ BODIES: dict[tuple[str, str], Callable[[argparse.Namespace], dict[str, Any]]] = 
 
 
 def request_of(args: argparse.Namespace) -> tuple[str, str, dict[str, Any] | None]:
-    """The method, path and JSON body a parsed command sends."""
+    """The method, path under ``/admin/v1`` and JSON body a parsed command sends."""
     key = (args.resource, args.action)
     method, template, positional = COMMANDS[key]
     # Repository names and rule prefixes keep their slashes; other names are one segment.
@@ -135,34 +146,23 @@ def request_of(args: argparse.Namespace) -> tuple[str, str, dict[str, Any] | Non
         for name in positional
     }
     body = BODIES[key](args) if key in BODIES else None
-    return method, PREFIX + template.format(**values), body
+    return method, template.format(**values), body
 
 
-def run_admin(args: argparse.Namespace) -> int:
-    """Send one admin request and print the JSON answer; exit status 1 on an error answer."""
-    token = os.environ.get("MIRROR_TOKEN")
-    if args.token_file is not None:
-        token = args.token_file.read_text().strip()
-    if not token:
-        print("mirror admin: set MIRROR_TOKEN or --token-file", file=sys.stderr)
+def run(args: argparse.Namespace) -> int:
+    """Send one admin request and print the JSON answer; exit status 1 on an error answer,
+    2 without a token."""
+    credentials = credentials_of(args.login, args.token_file, os.environ)
+    if credentials is None:
+        print(f"mirror admin: set {TOKEN_ENV} or --token-file", file=sys.stderr)
         return 2
     method, path, body = request_of(args)
-    credentials = base64.b64encode(f"{args.login}:{token}".encode()).decode()
-    request = urllib.request.Request(
-        args.mirror_url.rstrip("/") + path,
-        method=method,
-        data=json.dumps(body).encode() if body is not None else None,
-        headers={"Authorization": f"Basic {credentials}", "Content-Type": "application/json"},
-    )
+    client = AdminClient(args.mirror_url, credentials, timeout=TIMEOUT)
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            answer = json.loads(response.read() or b"{}")
-            status = 0
-    except urllib.error.HTTPError as exc:
-        answer = json.loads(exc.read() or b"{}")
-        status = 1
-    except urllib.error.URLError as exc:
+        answer = client.call(method, path, body)
+    except Unreachable as exc:
         print(f"mirror admin: cannot reach {args.mirror_url}: {exc.reason}", file=sys.stderr)
         return 1
-    print(json.dumps(answer, indent=2), file=sys.stdout if status == 0 else sys.stderr)
-    return status
+    document = answer.json() if answer.body else {}
+    print(json.dumps(document, indent=2), file=sys.stdout if answer.ok else sys.stderr)
+    return 0 if answer.ok else 1

@@ -1,14 +1,17 @@
-"""``mirror demo``: an offline tour. Start a local origin registry on loopback, seed an image
-made here, put the mirror in front of it, pull through it twice, and show cold vs warm."""
+"""``mirror demo``: an offline tour. Start an in-process origin registry on loopback, seed an
+image made here, put the mirror in front of it, pull through it twice, and show cold vs warm."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import random
+import socket
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -17,11 +20,23 @@ from mirror.app.build import build_app
 from mirror.config import load_config
 from mirror.metrics import Metrics
 from mirror.oci.media import MANIFEST_TYPES
-from tests.peers.factory import ImageFactory
-from tests.peers.ports import free_port
-from tests.peers.registry import Registry
+from mirror.testing.images import build_image, random_layer
+from mirror.testing.registry import InProcessRegistry, RegistryContent
 
 REPO = "demo/app"
+LAYERS = 4
+LAYER_SIZE = 4 * 1024 * 1024
+
+
+def add(commands: Any) -> None:
+    """Add ``demo`` and its flags to the ``mirror`` command's subparsers."""
+    demo = commands.add_parser("demo", help="pull through the mirror from a local origin, twice")
+    demo.add_argument("--work-dir", type=Path, help="keep files here (default: a temp dir)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``mirror demo``; returns the exit status."""
+    return asyncio.run(run_demo(args.work_dir))
 
 
 async def _pull(http: aiohttp.ClientSession, base: str, repo: str, tag: str) -> int:
@@ -45,26 +60,28 @@ async def run_demo(work_dir: Path | None) -> int:
     with tempfile.TemporaryDirectory(prefix="mirror-demo-") as scratch:
         base = work_dir or Path(scratch)
         base.mkdir(parents=True, exist_ok=True)
-        async with Registry(base / "origin") as origin:
-            print(f"origin registry (docker-registry) on {origin.url}")
-            factory = ImageFactory(origin, base / "layout", random.Random(2026), REPO)
-            pushed = await _seed(factory)
-            print(f"seeded {REPO}:v1 with {len(pushed)} layers ({sum(pushed) / 1e6:.1f} MB)")
-            port = free_port()
+        content = RegistryContent()
+        async with InProcessRegistry(content).serve() as origin_url:
+            origin_host = origin_url.removeprefix("http://")
+            print(f"origin registry (in-process) on {origin_url}")
+            sizes = await asyncio.to_thread(_seed, content, base / "layout")
+            print(f"seeded {REPO}:v1 with {len(sizes)} layers ({sum(sizes) / 1e6:.1f} MB)")
+            listener = _loopback_socket()
+            port = listener.getsockname()[1]
             config = load_config(
                 overrides={
                     "server": {"listen": f"127.0.0.1:{port}"},
                     "storage": {"data_dir": str(base / "mirror-data")},
                     "encryption": {"kek_file": str(base / "mirror.kek")},
-                    "upstreams": [{"host": origin.host, "url": origin.url}],
-                    "default_upstream": origin.host,
+                    "upstreams": [{"host": origin_host, "url": origin_url}],
+                    "default_upstream": origin_host,
                 },
                 environ={},
             )
             metrics = Metrics()
             runner = web.AppRunner(build_app(config, metrics=metrics), access_log=None)
             await runner.setup()
-            await web.TCPSite(runner, "127.0.0.1", port).start()
+            await web.SockSite(runner, listener).start()
             print(f"mirror on http://127.0.0.1:{port}, cache in {config.storage.data_dir}")
             try:
                 async with aiohttp.ClientSession() as http:
@@ -78,6 +95,7 @@ async def run_demo(work_dir: Path | None) -> int:
                         )
             finally:
                 await runner.cleanup()
+                listener.close()
             hits = metrics.registry.get_sample_value("mirror_cache_hits_total", {"kind": "blob"})
             fetched = metrics.registry.get_sample_value("mirror_bytes_fetched_upstream_total")
             print(
@@ -87,7 +105,18 @@ async def run_demo(work_dir: Path | None) -> int:
     return 0
 
 
-async def _seed(factory: ImageFactory) -> list[int]:
-    """Push a small image and return its layer sizes."""
-    pushed = await asyncio.to_thread(factory.push, "v1", layers=4, layer_size=4 * 1024 * 1024)
-    return [layer.size for layer in pushed.image.layers]
+def _seed(content: RegistryContent, layout_dir: Path) -> list[int]:
+    """Build a small image of random layers, seed the origin with it as ``REPO:v1`` and
+    return its layer sizes."""
+    rng = random.Random(2026)
+    layers = [random_layer(rng, LAYER_SIZE) for _ in range(LAYERS)]
+    image = build_image(layout_dir, "v1", layers)
+    content.add_image(REPO, image)
+    return [layer.size for layer in image.layers]
+
+
+def _loopback_socket() -> socket.socket:
+    """A TCP socket bound to a free port of 127.0.0.1, for the mirror to listen on."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    return listener

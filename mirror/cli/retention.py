@@ -7,34 +7,47 @@ blobs being served) that another process cannot see:
 * without ``--url`` the command opens the data directory itself (``--config`` / ``--data-dir``).
   Policy commands are safe next to a running server (the policy database is shared safely
   between processes); ``run`` then needs the server stopped and refuses otherwise.
+
+With ``--url`` the credentials follow :mod:`mirror.cli.client` (``--user``/``$MIRROR_USER``,
+``--token-file``/``$MIRROR_TOKEN``), the same as ``mirror admin``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import json
 import os
 import sys
-import urllib.error
-import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote
 
 from mirror.app.build import retention_of, router_of
+from mirror.app.stores import open_store
 from mirror.blobstore.capacity import CapacityLimit
 from mirror.blobstore.filesystem import FilesystemBlobStore
+from mirror.cli.client import (
+    CREDENTIALS_HELP,
+    PREFIX,
+    AdminClient,
+    Unreachable,
+    add_credential_flags,
+    credentials_of,
+)
+from mirror.cli.retention_text import format_policies, format_report
 from mirror.clock import SystemClock
 from mirror.config import Config, ConfigError, load_config
+from mirror.crypto.keys import KeyringError
 from mirror.db.lock import DataDirLock, DataDirLocked
 from mirror.db.metadata import Metadata
 from mirror.errors import RegistryError
 from mirror.metrics import Metrics
 from mirror.retention.service import RetentionService
+
+TIMEOUT = 600.0
 
 
 class CommandFailed(Exception):
@@ -54,33 +67,20 @@ class Admin(Protocol):
 
 
 class RemoteAdmin:
-    """The admin API of a running server. With auth enabled on it, log in as a system
-    administrator: ``MIRROR_USER`` (``<tenancy>/<user>``) and ``MIRROR_TOKEN``."""
+    """The retention part of a running server's admin API, through ``client``."""
 
-    def __init__(self, url: str, environ: Mapping[str, str] | None = None) -> None:
-        self._base = url.rstrip("/") + "/admin/v1/retention"
-        env = os.environ if environ is None else environ
-        self._headers = {"Content-Type": "application/json"}
-        if env.get("MIRROR_USER") and env.get("MIRROR_TOKEN"):
-            login = f"{env['MIRROR_USER']}:{env['MIRROR_TOKEN']}".encode()
-            self._headers["Authorization"] = "Basic " + base64.b64encode(login).decode()
+    def __init__(self, client: AdminClient) -> None:
+        self._client = client
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(
-            self._base + path,
-            data=data,
-            method=method,
-            headers=self._headers,
-        )
         try:
-            with urllib.request.urlopen(request, timeout=600) as response:
-                raw = response.read()
-        except urllib.error.HTTPError as exc:
-            raise CommandFailed(_error_message(exc.read(), exc.code)) from None
-        except urllib.error.URLError as exc:
-            raise CommandFailed(f"cannot reach {self._base}: {exc.reason}") from None
-        return json.loads(raw) if raw else None
+            answer = self._client.call(method, "/retention" + path, body)
+        except Unreachable as exc:
+            base = f"{self._client.url}{PREFIX}/retention"
+            raise CommandFailed(f"cannot reach {base}: {exc.reason}") from None
+        if not answer.ok:
+            raise CommandFailed(_error_message(answer.body, answer.status))
+        return answer.json()
 
     def policies(self) -> list[dict[str, Any]]:
         return list(self._call("GET", "/policies")["policies"])
@@ -117,10 +117,9 @@ def _error_message(raw: bytes, status: int) -> str:
 class LocalAdmin:
     """The data directory opened by this process (the server may be stopped)."""
 
-    def __init__(self, config: Config, service: RetentionService, data_dir: Path) -> None:
+    def __init__(self, config: Config, service: RetentionService) -> None:
         self._router = router_of(config)
         self._service = service
-        self._data_dir = data_dir
 
     def _repository(self, name: str) -> str:
         target = self._router.resolve(name, None)
@@ -145,44 +144,62 @@ class LocalAdmin:
         return self._service.detach(name, self._repository(repository))
 
     def run(self, dry_run: bool) -> dict[str, Any]:
-        lock = DataDirLock(self._data_dir)
-        try:
-            lock.acquire(exclusive=True)
-        except DataDirLocked as exc:
-            raise CommandFailed(f"{exc}; pass --url to ask the running server") from None
-        try:
-            return asyncio.run(self._service.run(dry_run=dry_run)).as_json()
-        finally:
-            lock.release()
+        return asyncio.run(self._service.run(dry_run=dry_run)).as_json()
 
 
 @contextmanager
-def local_admin(config: Config) -> Iterator[LocalAdmin]:
-    """Open the configured data directory for retention commands."""
+def local_admin(config: Config, *, for_run: bool) -> Iterator[LocalAdmin]:
+    """Open the configured data directory for retention commands; raises ``CommandFailed``
+    when a run is asked while a server holds the directory, ``KeyringError`` when the keys
+    cannot open the cache.
+
+    A run takes the data directory exclusively and then opens the cache as the server does
+    (decrypting, so sizes in the report, audit log and metrics are plaintext sizes). Policy
+    commands only read and write the retention database, which is safe next to a running
+    server, so they open no keys and never read the blob store they are handed.
+    """
     data_dir = Path(config.storage.data_dir)
     metadata = Metadata(data_dir / "metadata")
-    store = FilesystemBlobStore(data_dir)
-    limits = config.retention
-    capped = CapacityLimit(
-        store,
-        Metrics(),
-        max_size=limits.max_size,
-        high=limits.high_watermark,
-        low=limits.low_watermark,
-    )
-    # No server runs while ``run`` holds the exclusive lock, so nothing is being served.
-    service = retention_of(config, metadata, capped, Metrics(), SystemClock(), lambda _d: False)
+    lock = DataDirLock(data_dir)
     try:
-        yield LocalAdmin(config, service, data_dir)
+        if for_run:
+            try:
+                lock.acquire(exclusive=True)
+            except DataDirLocked as exc:
+                raise CommandFailed(f"{exc}; pass --url to ask the running server") from None
+        store = open_store(config) if for_run else FilesystemBlobStore(data_dir)
+        limits = config.retention
+        capped = CapacityLimit(
+            store,
+            Metrics(),
+            max_size=limits.max_size,
+            high=limits.high_watermark,
+            low=limits.low_watermark,
+        )
+        # No server runs while ``run`` holds the exclusive lock, so nothing is being served.
+        service = retention_of(config, metadata, capped, Metrics(), SystemClock(), lambda _d: False)
+        try:
+            yield LocalAdmin(config, service)
+        finally:
+            service.close()
     finally:
-        service.close()
+        if for_run:
+            lock.release()
         metadata.close()
 
 
-def add_commands(commands: Any) -> None:
+def add(commands: Any) -> None:
     """Add ``retention`` and its subcommands to the ``mirror`` parser."""
-    top = commands.add_parser("retention", help="retention policies and runs")
+    top = commands.add_parser(
+        "retention",
+        help="retention policies and runs",
+        description=(
+            "Retention policies and runs, through a running server (--url) or on the data "
+            f"directory. {CREDENTIALS_HELP}"
+        ),
+    )
     top.add_argument("--url", help="admin API of a running mirror (http://HOST:PORT)")
+    add_credential_flags(top)
     top.add_argument("--config", type=Path, help="TOML configuration (without --url)")
     top.add_argument("--data-dir", help="data directory (without --url)")
     sub = top.add_subparsers(dest="retention_command", required=True)
@@ -252,64 +269,23 @@ def dispatch(admin: Admin, args: argparse.Namespace) -> None:
         print(format_policies([admin.detach(args.name, args.repository)]))
 
 
-def format_policies(policies: list[dict[str, Any]]) -> str:
-    lines = []
-    for p in policies:
-        criteria = [
-            f"not pulled for {p['not_pulled_days']:g} days"
-            if p["not_pulled_days"] is not None
-            else "",
-            f"not tagged for {p['not_tagged_days']:g} days"
-            if p["not_tagged_days"] is not None
-            else "",
-        ]
-        chosen = f" {p['match'].upper()} ".join(c for c in criteria if c) or "retain everything"
-        exempt = ", ".join(p["exempt_tags"]) or "-"
-        repos = ", ".join(p["repositories"]) or ("(every other repository)" if p["global"] else "-")
-        lines.append(
-            f"{p['name']}: {chosen}; exempt tags: {exempt}; repositories: {repos}"
-            + (f"; cooling until {p['cooling_until']}" if p["cooling_until"] else "")
-        )
-    return "\n".join(lines)
-
-
-def format_report(report: dict[str, Any]) -> str:
-    """One line per image: the action, the image, and the rule that retained or selected it."""
-    lines = []
-    for line in report["images"]:
-        action = {"delete": "DELETE" if not report["dry_run"] else "WOULD DELETE"}.get(
-            line["action"], "keep"
-        )
-        tags = ",".join(line["tags"]) or "-"
-        lines.append(
-            f"{action:12} {line['repository']}@{line['digest'][:19]} policy={line['policy']} "
-            f"rule={line['rule']} last-pull={line['last_pull'] or 'never'} "
-            f"last-tagged={line['last_tagged'] or 'never'} tags={tags}: {line['reason']}"
-        )
-    selected = sum(1 for line in report["images"] if line["action"] == "delete")
-    if report["dry_run"]:
-        lines.append(f"dry run: {len(report['images'])} images, {selected} would be deleted")
-    else:
-        lines.append(
-            f"run {report['run']}: {len(report['images'])} images, {report['evicted']} evicted, "
-            f"{len(report['deleted'])} objects deleted, {report['bytes_freed']} bytes freed, "
-            f"{len(report['deferred'])} deferred (in use)"
-        )
-    return "\n".join(lines)
-
-
-def main(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """Entry point of ``mirror retention``; returns the exit status."""
     try:
         if args.url:
-            dispatch(RemoteAdmin(args.url), args)
+            credentials = credentials_of(args.login, args.token_file, os.environ)
+            dispatch(RemoteAdmin(AdminClient(args.url, credentials, timeout=TIMEOUT)), args)
             return 0
         overrides = {"storage": {"data_dir": args.data_dir}} if args.data_dir else None
-        with local_admin(load_config(args.config, overrides=overrides)) as admin:
+        config = load_config(args.config, overrides=overrides)
+        with local_admin(config, for_run=args.retention_command == "run") as admin:
             dispatch(admin, args)
         return 0
     except ConfigError as exc:
         print(f"mirror retention: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except KeyringError as exc:
+        print(f"mirror retention: key error: {exc}", file=sys.stderr)
         return 2
     except (CommandFailed, RegistryError) as exc:
         message = exc.message if isinstance(exc, RegistryError) else str(exc)

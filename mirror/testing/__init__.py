@@ -1,3 +1,4 @@
-"""Helpers for tests, the ``mirror demo`` command and benchmarks: build OCI images with the
-standard library and run real peers (``docker-registry``, ``skopeo``, ``containerd``) on
-127.0.0.1. Nothing here is imported by the mirror itself."""
+"""In-process and pure helpers for tests, the ``mirror demo`` command and benchmarks: build
+OCI images (:mod:`.images`) and serve them from an in-process registry (:mod:`.registry`).
+Process runners for real peers live under ``tests/peers``. Nothing here is imported by the
+mirror itself."""

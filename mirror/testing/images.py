@@ -1,4 +1,4 @@
-"""Build OCI image layouts (image-spec "Image Layout") with the standard library only.
+"""Build OCI images into image layouts (written through :mod:`mirror.oci.layout`).
 
 Everything is deterministic for given inputs (tar and gzip timestamps are zero), so the same
 layers always give the same digests; randomness comes only from the ``random.Random`` a caller
@@ -8,7 +8,6 @@ passes in. Sizes are meant for tests: every layer is held in memory.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
 import json
 import random
@@ -16,13 +15,16 @@ import tarfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-OCI_LAYOUT_VERSION = "1.0.0"
+from mirror.oci.digest import Digest
+from mirror.oci.layout import LAYOUT_VERSION, Descriptor, ImageLayout
+from mirror.oci.layout import REF_NAME as REF_NAME  # re-exported for the tests and benchmarks
+
+OCI_LAYOUT_VERSION = LAYOUT_VERSION
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
 OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
-REF_NAME = "org.opencontainers.image.ref.name"
 
 Platform = tuple[str, str]
 """``(os, architecture)``, e.g. ``("linux", "amd64")``."""
@@ -181,7 +183,7 @@ def _write_image(
     layout_dir: Path, contents: list[bytes], *, gzip_layers: bool, platform: Platform
 ) -> BuiltImage:
     """Write layers, config and manifest blobs of one image; leave ``index.json`` alone."""
-    _init_layout(layout_dir)
+    ImageLayout.create(layout_dir)
     layers = tuple(
         _write_layer(layout_dir, f"layer-{i}.bin", content, gzip_layers=gzip_layers)
         for i, content in enumerate(contents)
@@ -217,36 +219,16 @@ def _write_layer(layout_dir: Path, name: str, content: bytes, *, gzip_layers: bo
     return BuiltLayer(blob.digest, blob.size, blob.media_type, blob.path, diff_id)
 
 
-def _init_layout(layout_dir: Path) -> None:
-    (layout_dir / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
-    marker = layout_dir / "oci-layout"
-    if not marker.exists():
-        marker.write_bytes(_json_bytes({"imageLayoutVersion": OCI_LAYOUT_VERSION}))
-    index = layout_dir / "index.json"
-    if not index.exists():
-        index.write_bytes(_json_bytes({"schemaVersion": 2, "manifests": []}))
-
-
 def _tag(layout_dir: Path, tag: str, target: BlobFile) -> None:
     """Point ``tag`` at ``target`` in ``index.json``, replacing an earlier entry of that tag."""
-    index_path = layout_dir / "index.json"
-    index = json.loads(index_path.read_bytes())
-    manifests = [
-        entry
-        for entry in index.get("manifests", [])
-        if entry.get("annotations", {}).get(REF_NAME) != tag
-    ]
-    manifests.append({**target.descriptor(), "annotations": {REF_NAME: tag}})
-    index["manifests"] = manifests
-    index_path.write_bytes(_json_bytes(index))
+    descriptor = Descriptor(target.media_type, Digest.parse(target.digest), target.size)
+    ImageLayout.create(layout_dir).tag(tag, descriptor)
 
 
 def _write_blob(layout_dir: Path, data: bytes, media_type: str) -> BlobFile:
-    digest = _digest(data)
-    path = layout_dir / "blobs" / "sha256" / digest.removeprefix("sha256:")
-    if not path.exists():
-        path.write_bytes(data)
-    return BlobFile(digest, len(data), media_type, path)
+    layout = ImageLayout.create(layout_dir)
+    digest = layout.write_blob(data)
+    return BlobFile(str(digest), len(data), media_type, layout.blob_path(digest))
 
 
 def _platform_doc(platform: Platform) -> dict[str, str]:
@@ -255,7 +237,7 @@ def _platform_doc(platform: Platform) -> dict[str, str]:
 
 
 def _digest(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
+    return str(Digest.of(data))
 
 
 def _json_bytes(doc: object) -> bytes:

@@ -1,33 +1,34 @@
 """A small in-process upstream registry whose misbehaviour a test can choose per blob.
 
 Real-upstream behaviour is tested against ``docker-registry``; this one exists for what a real
-registry will not do on request: send wrong bytes, hang up mid-blob, trickle, or fail.
+registry will not do on request: send wrong bytes, hang up mid-blob, trickle, or fail. Its
+content model is :class:`mirror.testing.registry.RegistryContent`, the one the well-behaved
+in-process registry serves.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 from collections import Counter
 from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from mirror.oci.digest import Digest
 from mirror.oci.media import OCI_INDEX, OCI_MANIFEST
+from mirror.testing.registry import RegistryContent, blob_range, error
 
 
 def digest_of(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
+    return str(Digest.of(data))
 
 
 @dataclass
 class FakeUpstream:
     """Content and behaviour of the fake registry, and what it was asked."""
 
-    blobs: dict[str, bytes] = field(default_factory=dict)
-    manifests: dict[str, bytes] = field(default_factory=dict)
-    tags: dict[tuple[str, str], str] = field(default_factory=dict)
+    content: RegistryContent = field(default_factory=RegistryContent)
     # digest -> "corrupt" | "truncate" | "truncate-once" | "slow" | "chunked" | "503" | "429"
     blob_mode: dict[str, str] = field(default_factory=dict)
     manifest_mode: dict[str, str] = field(default_factory=dict)
@@ -39,10 +40,13 @@ class FakeUpstream:
     slow_chunk: int = 64 * 1024
     slow_delay: float = 0.01
 
+    @property
+    def blobs(self) -> dict[str, bytes]:
+        """The blobs by digest (a test may change one behind the mirror's back)."""
+        return self.content.blobs
+
     def add_blob(self, data: bytes) -> str:
-        digest = digest_of(data)
-        self.blobs[digest] = data
-        return digest
+        return self.content.add_blob(data)
 
     def add_image(self, repo: str, tag: str, layers: list[bytes]) -> tuple[str, bytes]:
         """Store layers, a config and a manifest tagged ``tag``; returns (digest, manifest)."""
@@ -68,9 +72,7 @@ class FakeUpstream:
                 ],
             }
         ).encode()
-        digest = digest_of(manifest)
-        self.manifests[digest] = manifest
-        self.tags[(repo, tag)] = digest
+        digest = self.content.add_manifest(repo, manifest, OCI_MANIFEST, tag)
         return digest, manifest
 
     def count(self, method: str, fragment: str) -> int:
@@ -98,16 +100,17 @@ class FakeUpstream:
         self._count(request)
         await self._maybe_hang()
         name, reference = request.match_info["name"], request.match_info["reference"]
-        digest = reference if ":" in reference else self.tags.get((name, reference))
+        digest = self.content.resolve(name, reference)
         mode = self.manifest_mode.get(digest or "")
         if mode == "503":
-            return web.json_response({"errors": [{"code": "UNAVAILABLE"}]}, status=503)
-        if digest is None or digest not in self.manifests:
-            return web.json_response({"errors": [{"code": "MANIFEST_UNKNOWN"}]}, status=404)
-        body = self.manifests[digest]
+            return error("UNAVAILABLE", 503)
+        stored = self.content.manifests.get(digest or "")
+        if digest is None or stored is None:
+            return error("MANIFEST_UNKNOWN", 404)
+        body = stored.body
         if mode == "corrupt":
             body = body.replace(b"schemaVersion", b"schemaversion")
-        headers = {"Docker-Content-Digest": digest, "Content-Type": OCI_MANIFEST}
+        headers = {"Docker-Content-Digest": digest, "Content-Type": stored.media_type}
         if request.method == "HEAD":
             return web.Response(headers={**headers, "Content-Length": str(len(body))})
         return web.Response(body=body, headers=headers)
@@ -127,15 +130,12 @@ class FakeUpstream:
         await self._maybe_hang()
         digest = request.match_info["digest"]
         mode = self.blob_mode.get(digest)
-        if mode == "503":
-            return web.json_response({"errors": [{"code": "UNAVAILABLE"}]}, status=503)
-        if mode == "429":
-            return web.json_response(
-                {"errors": [{"code": "TOOMANYREQUESTS"}]}, status=429, headers={"Retry-After": "30"}
-            )
+        refusal = _refusal(mode)
+        if refusal is not None:
+            return refusal
         data = self.blobs.get(digest)
         if data is None:
-            return web.json_response({"errors": [{"code": "BLOB_UNKNOWN"}]}, status=404)
+            return error("BLOB_UNKNOWN", 404)
         if request.method == "HEAD":
             return web.Response(
                 headers={"Content-Length": str(len(data)), "Docker-Content-Digest": digest}
@@ -144,26 +144,52 @@ class FakeUpstream:
             data = bytes([data[0] ^ 0xFF]) + data[1:]
         if mode == "truncate-once":
             del self.blob_mode[digest]
-        response = web.StreamResponse(headers={"Docker-Content-Digest": digest})
-        size = len(data)
-        offset = int(request.headers.get("Range", "bytes=0-")[6:].rstrip("-") or 0)
-        if offset:
-            response.set_status(206)
-            response.headers["Content-Range"] = f"bytes {offset}-{size - 1}/{size}"
-            data = data[offset:]
-        if mode != "chunked":
-            response.content_length = len(data)
+        response, data = _blob_response(request, digest, data, chunked=mode == "chunked")
         await response.prepare(request)
         if mode in ("truncate", "truncate-once"):
-            await response.write(data[: len(data) // 2])
-            await asyncio.sleep(0.05)
-            assert request.transport is not None
-            request.transport.close()
-            return response
-        step = self.slow_chunk if mode == "slow" else len(data)
+            await _hang_up_halfway(request, response, data)
+        else:
+            await self._send(response, data, slow=mode == "slow")
+        return response
+
+    async def _send(self, response: web.StreamResponse, data: bytes, *, slow: bool) -> None:
+        """Write ``data`` at once, or ``slow_chunk`` bytes every ``slow_delay`` seconds."""
+        step = self.slow_chunk if slow else len(data)
         for offset in range(0, len(data), step):
             await response.write(data[offset : offset + step])
-            if mode == "slow":
+            if slow:
                 await asyncio.sleep(self.slow_delay)
         await response.write_eof()
-        return response
+
+
+def _refusal(mode: str | None) -> web.Response | None:
+    """The error a blob in ``mode`` answers with instead of its bytes, if any."""
+    if mode == "503":
+        return error("UNAVAILABLE", 503)
+    if mode == "429":
+        return error("TOOMANYREQUESTS", 429, **{"Retry-After": "30"})
+    return None
+
+
+def _blob_response(
+    request: web.Request, digest: str, data: bytes, *, chunked: bool
+) -> tuple[web.StreamResponse, bytes]:
+    """The response head for ``data`` (206 from a ``Range`` offset) and the bytes to send."""
+    response = web.StreamResponse(headers={"Docker-Content-Digest": digest})
+    size = len(data)
+    offset = blob_range(request)
+    if offset:
+        response.set_status(206)
+        response.headers["Content-Range"] = f"bytes {offset}-{size - 1}/{size}"
+        data = data[offset:]
+    if not chunked:
+        response.content_length = len(data)
+    return response, data
+
+
+async def _hang_up_halfway(request: web.Request, response: web.StreamResponse, data: bytes) -> None:
+    """Send half of ``data``, then close the connection."""
+    await response.write(data[: len(data) // 2])
+    await asyncio.sleep(0.05)
+    assert request.transport is not None
+    request.transport.close()

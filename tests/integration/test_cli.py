@@ -105,3 +105,25 @@ def test_demo_pulls_cold_then_warm_offline() -> None:
     assert done.returncode == 0, done.stderr
     assert "cold pull" in done.stdout and "warm pull" in done.stdout
     assert "blob cache hits: 5" in done.stdout
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("origin registry (in-process) on http://127.0.0.1:")
+    assert lines[1] == "seeded demo/app:v1 with 4 layers (16.8 MB)"
+    assert lines[2].startswith("mirror on http://127.0.0.1:")
+    assert lines[5] == "blob cache hits: 5; bytes fetched upstream: 16783872 (each blob once)"
+
+
+def test_demo_needs_nothing_outside_the_installed_package() -> None:
+    """What the wheel ships is enough: no ``tests`` module (and so no docker-registry)."""
+    script = (
+        "import sys\n"
+        "from mirror.cli.main import main\n"
+        "status = main(['demo'])\n"
+        "outside = sorted(m for m in sys.modules if m.split('.')[0] == 'tests')\n"
+        "print('imported from tests:', outside)\n"
+        "sys.exit(status)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert "imported from tests: []" in done.stdout

@@ -1,112 +1,55 @@
-"""Maintenance commands on a cache, online or offline: ``mirror cache verify`` and
-``mirror keys list|rotate|retire``."""
+"""``mirror keys list|rotate|retire``: the key-encryption keys of an encrypted cache, online
+or offline."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 import time
-from pathlib import Path
 from typing import Any, TextIO
 
 from mirror.app.stores import open_store
 from mirror.blobstore.encrypted import EncryptedBlobStore
 from mirror.blobstore.rotate import census, clear, rewrap
-from mirror.blobstore.scrub import ScrubReport, scrub
-from mirror.config import Config, ConfigError, load_config
+from mirror.cli.cachedir import add_cache_flags, run_on_cache
+from mirror.config import Config
 from mirror.crypto.keys import KeyringError, new_kek
 from mirror.crypto.sources import KeyFile
 from mirror.errors import CorruptObject
 
-COMMANDS = ("cache", "keys")
 
-
-def add_commands(commands: Any) -> None:
-    """Add ``cache`` and ``keys`` to the ``mirror`` command's subparsers."""
-    cache = commands.add_parser("cache", help="maintain the cache")
-    cache_actions = cache.add_subparsers(dest="action", required=True)
-    verify = cache_actions.add_parser(
-        "verify", help="decrypt and hash every object; evict bad ones (exit 1 if any)"
-    )
-    _common(verify)
-
+def add(commands: Any) -> None:
+    """Add ``keys`` and its actions to the ``mirror`` command's subparsers."""
     keys = commands.add_parser("keys", help="manage key-encryption keys")
-    key_actions = keys.add_subparsers(dest="action", required=True)
-    _common(key_actions.add_parser("list", help="KEKs and how many objects each wraps"))
-    rotate = key_actions.add_parser(
+    actions = keys.add_subparsers(dest="action", required=True)
+    add_cache_flags(actions.add_parser("list", help="KEKs and how many objects each wraps"))
+    rotate = actions.add_parser(
         "rotate", help="add a new KEK (key file) and re-wrap every object's data key under it"
     )
-    _common(rotate)
+    add_cache_flags(rotate)
     rotate.add_argument(
         "--grace",
         type=float,
         default=2.0,
         help="seconds between passes while a running server may still commit under the old KEK",
     )
-    retire = key_actions.add_parser("retire", help="remove an old KEK once nothing needs it")
-    _common(retire)
+    retire = actions.add_parser("retire", help="remove an old KEK once nothing needs it")
+    add_cache_flags(retire)
     retire.add_argument("kek_id", help="the KEK id to retire")
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, help="TOML configuration file")
-    parser.add_argument("--data-dir", help="directory of the cache")
-
-
-def _config(args: argparse.Namespace) -> Config:
-    overrides: dict[str, Any] = {}
-    if args.data_dir:
-        overrides["storage"] = {"data_dir": args.data_dir}
-    return load_config(args.config, overrides=overrides)
-
-
 def run(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
-    """Run an admin command: 0 done, 1 found problems, 2 could not start."""
-    try:
-        config = _config(args)
-        if args.command == "cache":
-            return asyncio.run(_verify(config, out, err))
+    """Run a ``mirror keys`` action: 0 done, 1 found problems, 2 could not start."""
+
+    def action(config: Config) -> int:
         if args.action == "list":
             return _list(config, out)
         if args.action == "rotate":
             return _rotate(config, args.grace, out, err)
         return _retire(config, args.kek_id, out, err)
-    except ConfigError as exc:
-        print(f"mirror: configuration error: {exc}", file=err)
-    except KeyringError as exc:
-        print(f"mirror: key error: {exc}", file=err)
-    return 2
 
-
-def _progress(err: TextIO) -> Any:
-    def show(report: ScrubReport) -> None:
-        end = "\n" if report.checked == report.total else ""
-        print(
-            f"\rverify: {report.checked}/{report.total} objects, "
-            f"{report.bytes / 1e6:.1f} MB, {len(report.bad)} bad",
-            end=end,
-            file=err,
-            flush=True,
-        )
-
-    return show
-
-
-async def _verify(config: Config, out: TextIO, err: TextIO) -> int:
-    store = open_store(config)
-    report = await scrub(store, _progress(err))
-    for digest, reason in report.bad:
-        print(f"BAD {digest}: {reason} (evicted)", file=out)
-    for digest, kek_ids in report.locked:
-        print(f"LOCKED {digest}: KEK {kek_ids} not loaded", file=out)
-    print(
-        f"verified {report.checked} objects ({report.bytes} bytes): "
-        f"{len(report.bad)} bad, {len(report.locked)} locked",
-        file=out,
-    )
-    return 1 if report.bad or report.locked else 0
+    return run_on_cache(args, action, err)
 
 
 def _encrypted(config: Config) -> EncryptedBlobStore:

@@ -1,0 +1,133 @@
+"""``mirror serve``: run the pull-through mirror until SIGINT or SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from mirror.config import Config, ConfigError, load_config
+from mirror.crypto.keys import KeyringError
+from mirror.crypto.tls import TlsError, server_context
+
+# The server's own log lines (start, stop, access log) come from the "mirror" logger.
+log = logging.getLogger("mirror")
+
+
+def _upstream_flag(text: str) -> dict[str, str]:
+    host, sep, url = text.partition("=")
+    if not sep or not host or not url:
+        raise argparse.ArgumentTypeError(f"expected HOST=URL, got {text!r}")
+    return {"host": host, "url": url}
+
+
+def add(commands: Any) -> None:
+    """Add ``serve`` and its flags to the ``mirror`` command's subparsers."""
+    serve = commands.add_parser("serve", help="run the pull-through mirror")
+    serve.add_argument("--config", type=Path, help="TOML configuration file")
+    serve.add_argument("--listen", help="HOST:PORT to listen on (default 127.0.0.1:5016)")
+    serve.add_argument("--data-dir", help="directory for the cache and metadata")
+    serve.add_argument(
+        "--upstream",
+        action="append",
+        type=_upstream_flag,
+        default=[],
+        metavar="HOST=URL",
+        help="an upstream registry (repeatable)",
+    )
+    serve.add_argument("--default-upstream", help="upstream host for bare repository names")
+    serve.add_argument("--tag-ttl", type=float, help="seconds before a tag is revalidated")
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    """Defaults < config file < environment < flags."""
+    overrides: dict[str, Any] = {}
+    if args.listen:
+        overrides.setdefault("server", {})["listen"] = args.listen
+    if args.data_dir:
+        overrides.setdefault("storage", {})["data_dir"] = args.data_dir
+    if args.tag_ttl is not None:
+        overrides.setdefault("cache", {})["tag_ttl"] = args.tag_ttl
+    if args.default_upstream is not None:
+        overrides["default_upstream"] = args.default_upstream
+    if args.upstream:
+        flagged = {u["host"] for u in args.upstream}
+        configured = load_config(args.config).upstreams
+        kept = [
+            {
+                k: list(v) if isinstance(v, tuple) else v
+                for k, v in dataclasses.asdict(u).items()
+                if v is not None
+            }
+            for u in configured
+            if u.host not in flagged
+        ]
+        overrides["upstreams"] = [*kept, *args.upstream]
+    base = load_config(args.config, overrides=overrides)
+    return base
+
+
+async def serve(config: Config) -> None:
+    """Run the mirror until SIGINT or SIGTERM."""
+    from aiohttp import web
+
+    from mirror.app.build import build_app
+    from mirror.web.accesslog import AccessLogger
+
+    tls = config.server
+    context = server_context(tls.tls_cert, tls.tls_key, tls.tls_client_ca) if tls.tls_cert else None
+    app = build_app(config)
+    runner = web.AppRunner(
+        app,
+        access_log=log if config.server.access_log else None,
+        access_log_class=AccessLogger,
+    )
+    await runner.setup()
+    host, _, port = config.server.listen.rpartition(":")
+    site = web.TCPSite(runner, host.strip("[]"), int(port), reuse_address=True, ssl_context=context)
+    await site.start()
+    log.info(
+        "mirror listening on %s://%s (data in %s, upstreams: %s)",
+        "https" if context else "http",
+        config.server.listen,
+        config.storage.data_dir,
+        ", ".join(u.host for u in config.upstreams),
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        log.info("shutting down")
+        await runner.cleanup()
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``mirror serve``: 0 after a clean stop, 1 when it cannot listen, 2 on a bad
+    configuration, key or TLS setup."""
+    try:
+        config = config_from_args(args)
+    except ConfigError as exc:
+        print(f"mirror: configuration error: {exc}", file=sys.stderr)
+        return 2
+    import uvloop
+
+    try:
+        uvloop.run(serve(config))
+    except KeyringError as exc:
+        print(f"mirror: key error: {exc}", file=sys.stderr)
+        return 2
+    except TlsError as exc:
+        print(f"mirror: TLS error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"mirror: cannot serve on {config.server.listen}: {exc}", file=sys.stderr)
+        return 1
+    return 0
