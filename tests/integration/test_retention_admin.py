@@ -126,7 +126,7 @@ async def test_cooling_period_shows_in_a_dry_run_and_then_deletes(
     assert image.manifest_digest not in on_disk(mirror)
 
 
-async def run_cli(*args: str) -> tuple[int, str, str]:
+async def run_cli(*args: str, cwd: Path | None = None) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -135,6 +135,7 @@ async def run_cli(*args: str) -> tuple[int, str, str]:
         *args,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
+        cwd=cwd,
     )
     out, err = await proc.communicate()
     return proc.returncode or 0, out.decode(), err.decode()
@@ -184,5 +185,7 @@ async def test_cli_on_the_data_directory_refuses_to_run_under_a_live_server(
     assert [p["name"] for p in mirror.retention.policies()] == ["global", "offline"]
 
     empty = ("--data-dir", str(tmp_path / "stopped"))
-    code, out, _ = await run_cli(*empty, "run")
+    # The default key file (./mirror.kek) of a new cache lands in the working directory.
+    code, out, _ = await run_cli(*empty, "run", cwd=tmp_path)
     assert code == 0 and "0 images, 0 evicted" in out
+    assert (tmp_path / "mirror.kek").exists()
