@@ -34,6 +34,7 @@ from mirror.db.lock import DataDirLock, DataDirLocked
 from mirror.db.metadata import Metadata
 from mirror.errors import RegistryError
 from mirror.metrics import Metrics
+from mirror.retention.policy import parse_edit, parse_policy
 from mirror.retention.service import RetentionService
 
 
@@ -130,10 +131,10 @@ class LocalAdmin:
         return self._service.policies()
 
     def create(self, spec: dict[str, Any]) -> dict[str, Any]:
-        return self._service.create(spec)
+        return self._service.create(parse_policy(spec))
 
     def edit(self, name: str, changes: dict[str, Any]) -> dict[str, Any]:
-        return self._service.edit(name, changes)
+        return self._service.edit(name, parse_edit(changes))
 
     def delete(self, name: str) -> None:
         self._service.delete(name)

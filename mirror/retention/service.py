@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -14,12 +14,12 @@ from mirror.blobstore.capacity import CapacityLimit
 from mirror.blobstore.interface import BlobStore
 from mirror.clock import Clock
 from mirror.db.metadata import Metadata
-from mirror.db.retention import EDITABLE, Policy, RetentionStore, policy_error
-from mirror.errors import ErrorCode
+from mirror.db.retention import RetentionStore
 from mirror.metrics import Metrics
 from mirror.retention.audit import AuditLog, iso
 from mirror.retention.collector import Collector, Outcome
 from mirror.retention.inventory import Inventory
+from mirror.retention.policy import PolicyEdit, RetentionPolicy
 from mirror.retention.rules import Decision, decide, least_recently_pulled
 
 log = logging.getLogger(__name__)
@@ -139,26 +139,14 @@ class RetentionService:
         self._state.state().policy(name)  # raises POLICY_UNKNOWN
         raise AssertionError(name)
 
-    def create(self, spec: Mapping[str, Any]) -> dict[str, Any]:
-        """Create a custom policy from ``{"name": ..., criteria...}``."""
-        unknown = sorted(set(spec) - {"name", *EDITABLE})
-        if unknown or not isinstance(spec.get("name"), str):
-            raise policy_error(
-                ErrorCode.POLICY_INVALID,
-                "expected a name and any of " + ", ".join(EDITABLE),
-                unknown=unknown,
-            )
-        fields = dict(spec)
-        if "exempt_tags" in fields:
-            tags = fields["exempt_tags"]
-            if not isinstance(tags, list | tuple):
-                raise policy_error(ErrorCode.POLICY_INVALID, "exempt_tags must be a list")
-            fields["exempt_tags"] = tuple(tags)
-        policy = self._state.create(Policy(**fields), self._clock.now())
-        return self.policy(policy.name)
+    def create(self, policy: RetentionPolicy) -> dict[str, Any]:
+        """Create custom policy ``policy``; ``POLICY_CONFLICT`` if the name is taken."""
+        created = self._state.create(policy, self._clock.now())
+        return self.policy(created.name)
 
-    def edit(self, name: str, changes: Mapping[str, Any]) -> dict[str, Any]:
-        self._state.edit(name, changes, self._clock.now())
+    def edit(self, name: str, edit: PolicyEdit) -> dict[str, Any]:
+        """Edit policy ``name``; ``POLICY_UNKNOWN`` or ``PolicyInvalid`` when it cannot be."""
+        self._state.edit(name, edit, self._clock.now())
         return self.policy(name)
 
     def delete(self, name: str) -> None:
@@ -172,7 +160,7 @@ class RetentionService:
         self._state.detach(name, repository, self._clock.now())
         return self.policy(name)
 
-    def declare(self, declared: Iterable[tuple[Policy, tuple[str, ...]]]) -> None:
+    def declare(self, declared: Iterable[tuple[RetentionPolicy, tuple[str, ...]]]) -> None:
         """Apply the policies of the config file (create or update, move repositories)."""
         for policy, repositories in declared:
             self._state.declare(policy, repositories, self._clock.now())

@@ -31,6 +31,7 @@ LAYERS: dict[str, int] = {
     "mirror.pullthrough": 2,
     "mirror.auth": 2,
     "mirror.retention": 2,
+    "mirror.retention.policy": 0,
     "mirror.web": 3,
     "mirror.config": 4,
     "mirror.app": 4,

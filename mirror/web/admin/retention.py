@@ -19,6 +19,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from mirror.errors import ErrorCode, RegistryError
+from mirror.retention.policy import parse_edit, parse_policy
 from mirror.retention.service import RetentionService
 from mirror.web.access import AUTH
 from mirror.web.admin.identity import as_system_admin, body
@@ -47,7 +48,7 @@ async def list_policies(request: web.Request) -> web.Response:
 
 
 async def create_policy(request: web.Request) -> web.Response:
-    created = retention(request).create(await body(request))
+    created = retention(request).create(parse_policy(await body(request)))
     return web.json_response(created, status=201)
 
 
@@ -56,8 +57,8 @@ async def get_policy(request: web.Request) -> web.Response:
 
 
 async def edit_policy(request: web.Request) -> web.Response:
-    changes = await body(request)
-    return web.json_response(retention(request).edit(request.match_info["policy"], changes))
+    edit = parse_edit(await body(request))
+    return web.json_response(retention(request).edit(request.match_info["policy"], edit))
 
 
 async def delete_policy(request: web.Request) -> web.Response:
