@@ -15,6 +15,7 @@ import diskcache
 
 from mirror.db.pickled import disk_naming
 from mirror.errors import ErrorCode, RegistryError
+from mirror.oci.digest import Digest
 from mirror.retention.policy import GLOBAL, PolicyEdit, RetentionPolicy, widens
 
 # Pickles name classes by module and name: retention policies were stored as this module's
@@ -187,14 +188,16 @@ class RetentionStore:
         for repository in repositories:
             self.attach(policy.name, repository, now, move=True)
 
-    def deferred(self) -> dict[str, float]:
+    def deferred(self) -> dict[Digest, float]:
         """Blobs left for a later run, with when they were first left: in use then, or not
         cached yet (a client that already had the manifest may still fill them)."""
         value = self._db.get("deferred")
-        return dict(value) if isinstance(value, dict) else {}
+        stored = dict(value) if isinstance(value, dict) else {}
+        return {Digest.parse(digest): since for digest, since in stored.items()}
 
-    def set_deferred(self, deferred: Mapping[str, float]) -> None:
-        self._db.set("deferred", dict(deferred))
+    def set_deferred(self, deferred: Mapping[Digest, float]) -> None:
+        """Replace the deferred blobs (stored by their digest strings)."""
+        self._db.set("deferred", {str(digest): since for digest, since in deferred.items()})
 
     def close(self) -> None:
         self._db.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mirror.oci.digest import Digest
 from mirror.retention.inventory import Image
 from mirror.retention.policy import DAY, RetentionPolicy
 
@@ -118,7 +119,7 @@ def least_recently_pulled(
 
     ``policies`` maps each repository (``HOST/REPO``) to its governing policy.
     """
-    groups: dict[tuple[str, str, tuple[str, ...]], list[Image]] = {}
+    groups: dict[tuple[str, str, tuple[Digest, ...]], list[Image]] = {}
     for image in images:
         groups.setdefault((image.upstream, image.repo, image.group), []).append(image)
     eligible = [

@@ -8,17 +8,16 @@ import logging
 import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 from mirror.blobstore.capacity import CapacityLimit
 from mirror.blobstore.interface import BlobStore
 from mirror.clock import Clock
-from mirror.db.metadata import Metadata
 from mirror.db.retention import RetentionStore
 from mirror.metrics import Metrics
 from mirror.retention.audit import AuditLog, iso
-from mirror.retention.collector import Collector, Outcome
-from mirror.retention.inventory import Inventory
+from mirror.retention.collector import Collector, CollectorRecords, Outcome
+from mirror.retention.inventory import Inventory, InventoryRecords
 from mirror.retention.policy import PolicyEdit, RetentionPolicy
 from mirror.retention.rules import Decision, decide, least_recently_pulled
 
@@ -30,7 +29,7 @@ def decision_json(decision: Decision, *, action: str | None = None) -> dict[str,
     image = decision.image
     return {
         "repository": image.repository,
-        "digest": image.digest,
+        "digest": str(image.digest),
         "media_type": image.media_type,
         "size": image.size,
         "tags": list(image.tags),
@@ -78,12 +77,16 @@ class Report:
             "images": lines,
             "evicted": len(self.outcome.evicted),
             "deleted": [
-                {"kind": kind, "digest": digest, "size": size}
+                {"kind": kind, "digest": str(digest), "size": size}
                 for kind, digest, size in self.outcome.deleted
             ],
-            "deferred": sorted(self.outcome.deferred),
+            "deferred": sorted(str(digest) for digest in self.outcome.deferred),
             "bytes_freed": self.outcome.bytes_freed,
         }
+
+
+class RetentionRecords(InventoryRecords, CollectorRecords, Protocol):
+    """The metadata retention reads (inventory) and changes (collection)."""
 
 
 class RetentionService:
@@ -91,7 +94,7 @@ class RetentionService:
 
     def __init__(
         self,
-        metadata: Metadata,
+        metadata: RetentionRecords,
         store: BlobStore,
         state: RetentionStore,
         audit: AuditLog,

@@ -10,6 +10,7 @@ import pytest
 
 from mirror.db.retention import RetentionStore
 from mirror.errors import ErrorCode, RegistryError
+from mirror.oci.digest import Digest
 from mirror.retention.policy import GLOBAL, RetentionPolicy, parse_edit, widens
 
 T0 = 1_000.0
@@ -161,14 +162,14 @@ def test_policies_persist_across_reopening(tmp_path: Path) -> None:
     first = RetentionStore(tmp_path / "retention")
     first.create(RetentionPolicy("a", not_pulled_days=30, exempt_tags=("v*",)), T0)
     first.attach("a", "registry.test/team/app", T0)
-    first.set_deferred({"sha256:" + "f" * 64: T0})
+    first.set_deferred({Digest.parse("sha256:" + "f" * 64): T0})
     first.close()
 
     again = RetentionStore(tmp_path / "retention")
     try:
         assert again.state().policy("a").exempt_tags == ("v*",)
         assert again.state().repositories("a") == ("registry.test/team/app",)
-        assert again.deferred() == {"sha256:" + "f" * 64: T0}
+        assert again.deferred() == {Digest.parse("sha256:" + "f" * 64): T0}
     finally:
         again.close()
 

@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import pytest
 
+from mirror.oci.digest import Digest
 from mirror.retention.inventory import Image
 from mirror.retention.policy import DAY, RetentionPolicy
 from mirror.retention.rules import decide, least_recently_pulled
@@ -26,10 +27,11 @@ def image(
     """An image with facts given in days before ``NOW``."""
     cached_at = NOW - cached_days_ago * DAY
     untagged_since = NOW if tags else NOW - (untagged_days_ago or cached_days_ago) * DAY
+    parsed = Digest.parse(digest)
     return Image(
         upstream="registry.test",
         repo=repo,
-        digest=digest,
+        digest=parsed,
         media_type="application/vnd.oci.image.manifest.v1+json",
         size=500,
         cached_at=cached_at,
@@ -38,7 +40,7 @@ def image(
         last_pull=None if pulled_days_ago is None else NOW - pulled_days_ago * DAY,
         last_tagged=NOW if tags else None,
         untagged_since=untagged_since,
-        group=(digest,),
+        group=(parsed,),
     )
 
 
