@@ -22,12 +22,11 @@ class TenancyResources(RecordsDb):
 
     # Policies ---------------------------------------------------------------------------
 
-    def set_policy(self, tenancy: str, name: str, statements: object) -> AccessPolicy:
-        """Create or replace a policy; every statement must parse or nothing is saved."""
+    def set_policy(self, tenancy: str, name: str, statements: tuple[str, ...]) -> AccessPolicy:
+        """Create or replace a policy; every statement must parse (``POLICY_INVALID`` naming
+        the first that does not) or nothing is saved."""
         self.require_tenancy(tenancy)
         group_name(name)
-        if not isinstance(statements, list) or not all(isinstance(s, str) for s in statements):
-            raise RegistryError(ErrorCode.REQUEST_INVALID, "statements: expected a list of strings")
         try:
             parse_statements(statements)
         except PolicyError as exc:
