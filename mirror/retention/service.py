@@ -44,6 +44,24 @@ def decision_json(decision: Decision, *, action: str | None = None) -> dict[str,
     }
 
 
+@dataclass(frozen=True, slots=True)
+class PolicyStatus:
+    """A policy as the admin API shows it: with its repositories and, while it lasts, the end
+    of its cooling period."""
+
+    policy: RetentionPolicy
+    repositories: tuple[str, ...]
+    cooling_until: float | None
+
+    def as_json(self) -> dict[str, Any]:
+        """The admin API's JSON object for the policy."""
+        return self.policy.as_json() | {
+            "global": self.policy.is_global,
+            "repositories": list(self.repositories),
+            "cooling_until": iso(self.cooling_until),
+        }
+
+
 @dataclass
 class Report:
     """The result of a retention run: every image's decision, and what was deleted."""
@@ -118,48 +136,46 @@ class RetentionService:
 
     # Policies ---------------------------------------------------------------------------
 
-    def policies(self) -> list[dict[str, Any]]:
+    def policies(self) -> list[PolicyStatus]:
         """Every policy with its repositories and when its cooling period ends."""
         state = self._state.state()
         now = self._clock.now()
         described = []
         for policy in state.policies:
             until = policy.widened_at + self.cooling_period
-            described.append(
-                policy.as_json()
-                | {
-                    "global": policy.is_global,
-                    "repositories": list(state.repositories(policy.name)),
-                    "cooling_until": iso(until) if until > now else None,
-                }
-            )
+            repositories = state.repositories(policy.name)
+            described.append(PolicyStatus(policy, repositories, until if until > now else None))
         return described
 
-    def policy(self, name: str) -> dict[str, Any]:
+    def policy(self, name: str) -> PolicyStatus:
+        """Policy ``name`` and its status; ``POLICY_UNKNOWN`` without one."""
         for described in self.policies():
-            if described["name"] == name:
+            if described.policy.name == name:
                 return described
         self._state.state().policy(name)  # raises POLICY_UNKNOWN
         raise AssertionError(name)
 
-    def create(self, policy: RetentionPolicy) -> dict[str, Any]:
+    def create(self, policy: RetentionPolicy) -> PolicyStatus:
         """Create custom policy ``policy``; ``POLICY_CONFLICT`` if the name is taken."""
         created = self._state.create(policy, self._clock.now())
         return self.policy(created.name)
 
-    def edit(self, name: str, edit: PolicyEdit) -> dict[str, Any]:
+    def edit(self, name: str, edit: PolicyEdit) -> PolicyStatus:
         """Edit policy ``name``; ``POLICY_UNKNOWN`` or ``PolicyInvalid`` when it cannot be."""
         self._state.edit(name, edit, self._clock.now())
         return self.policy(name)
 
     def delete(self, name: str) -> None:
+        """Delete custom policy ``name``; its repositories fall under the global policy."""
         self._state.delete(name, self._clock.now())
 
-    def attach(self, name: str, repository: str, *, move: bool = False) -> dict[str, Any]:
+    def attach(self, name: str, repository: str, *, move: bool = False) -> PolicyStatus:
+        """Put ``repository`` (``HOST/REPO``) under custom policy ``name``."""
         self._state.attach(name, repository, self._clock.now(), move=move)
         return self.policy(name)
 
-    def detach(self, name: str, repository: str) -> dict[str, Any]:
+    def detach(self, name: str, repository: str) -> PolicyStatus:
+        """Return ``repository`` from policy ``name`` to the global policy."""
         self._state.detach(name, repository, self._clock.now())
         return self.policy(name)
 

@@ -11,7 +11,7 @@ import pytest
 from mirror.db.retention import RetentionStore
 from mirror.errors import ErrorCode, RegistryError
 from mirror.oci.digest import Digest
-from mirror.retention.policy import GLOBAL, RetentionPolicy, parse_edit, widens
+from mirror.retention.policy import GLOBAL, RetentionPolicy, parse_edit
 
 T0 = 1_000.0
 
@@ -185,43 +185,6 @@ def test_declare_creates_then_updates_and_moves_repositories(store: RetentionSto
     assert state.policy("stale").not_pulled_days == 60
     assert state.policy("stale").widened_at == T0 + 1  # 30 -> 60 days narrows
     assert state.repositories("stale") == ("registry.test/team/app",)
-
-
-P30 = RetentionPolicy("p", not_pulled_days=30)
-T7 = RetentionPolicy("p", not_tagged_days=7)
-BOTH_ANY = RetentionPolicy("p", not_pulled_days=30, not_tagged_days=7)
-BOTH_ALL = RetentionPolicy("p", not_pulled_days=30, not_tagged_days=7, match="all")
-
-
-@pytest.mark.parametrize(
-    ("old", "new", "wider"),
-    [
-        pytest.param(RetentionPolicy("p"), P30, True, id="first-criterion"),
-        pytest.param(P30, RetentionPolicy("p", not_pulled_days=20), True, id="fewer-days"),
-        pytest.param(P30, RetentionPolicy("p", not_pulled_days=40), False, id="more-days"),
-        pytest.param(P30, RetentionPolicy("p"), False, id="criterion-removed"),
-        pytest.param(P30, BOTH_ANY, True, id="any-criterion-added"),
-        pytest.param(P30, BOTH_ALL, False, id="all-criterion-added"),
-        pytest.param(BOTH_ALL, P30, True, id="all-criterion-removed"),
-        pytest.param(BOTH_ALL, BOTH_ANY, True, id="all-to-any"),
-        pytest.param(BOTH_ANY, BOTH_ALL, False, id="any-to-all"),
-        pytest.param(BOTH_ANY, T7, False, id="any-criterion-removed"),
-        pytest.param(
-            RetentionPolicy("p", not_pulled_days=30, exempt_tags=("v*",)),
-            P30,
-            True,
-            id="exemption-removed",
-        ),
-        pytest.param(
-            P30,
-            RetentionPolicy("p", not_pulled_days=30, exempt_tags=("v*",)),
-            False,
-            id="exemption-added",
-        ),
-    ],
-)
-def test_widening(old: RetentionPolicy, new: RetentionPolicy, wider: bool) -> None:
-    assert widens(old, new) is wider
 
 
 def test_narrowing_edit_keeps_the_cooling_clock(store: RetentionStore) -> None:

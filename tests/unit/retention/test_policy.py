@@ -15,6 +15,7 @@ from mirror.retention.policy import (
     RetentionPolicy,
     parse_edit,
     parse_policy,
+    widens,
 )
 
 
@@ -88,3 +89,40 @@ def test_bad_edits_are_refused(changes: dict[str, Any]) -> None:
         parse_edit(changes)
 
     assert caught.value.code is ErrorCode.POLICY_INVALID
+
+
+P30 = RetentionPolicy("p", not_pulled_days=30)
+T7 = RetentionPolicy("p", not_tagged_days=7)
+BOTH_ANY = RetentionPolicy("p", not_pulled_days=30, not_tagged_days=7)
+BOTH_ALL = RetentionPolicy("p", not_pulled_days=30, not_tagged_days=7, match="all")
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "wider"),
+    [
+        pytest.param(RetentionPolicy("p"), P30, True, id="first-criterion"),
+        pytest.param(P30, RetentionPolicy("p", not_pulled_days=20), True, id="fewer-days"),
+        pytest.param(P30, RetentionPolicy("p", not_pulled_days=40), False, id="more-days"),
+        pytest.param(P30, RetentionPolicy("p"), False, id="criterion-removed"),
+        pytest.param(P30, BOTH_ANY, True, id="any-criterion-added"),
+        pytest.param(P30, BOTH_ALL, False, id="all-criterion-added"),
+        pytest.param(BOTH_ALL, P30, True, id="all-criterion-removed"),
+        pytest.param(BOTH_ALL, BOTH_ANY, True, id="all-to-any"),
+        pytest.param(BOTH_ANY, BOTH_ALL, False, id="any-to-all"),
+        pytest.param(BOTH_ANY, T7, False, id="any-criterion-removed"),
+        pytest.param(
+            RetentionPolicy("p", not_pulled_days=30, exempt_tags=("v*",)),
+            P30,
+            True,
+            id="exemption-removed",
+        ),
+        pytest.param(
+            P30,
+            RetentionPolicy("p", not_pulled_days=30, exempt_tags=("v*",)),
+            False,
+            id="exemption-added",
+        ),
+    ],
+)
+def test_widening(old: RetentionPolicy, new: RetentionPolicy, wider: bool) -> None:
+    assert widens(old, new) is wider
