@@ -27,12 +27,13 @@ from mirror.clock import Clock, SystemClock
 from mirror.config import Config, UpstreamConfig
 from mirror.db.lock import DataDirLock
 from mirror.db.metadata import Metadata
-from mirror.db.retention import Policy, RetentionStore
+from mirror.db.retention import RetentionStore
 from mirror.metrics import Metrics
 from mirror.pullthrough.blobs import BlobService
 from mirror.pullthrough.listing import ListingService
 from mirror.pullthrough.manifests import ManifestService
 from mirror.retention.audit import AuditLog
+from mirror.retention.policy import RetentionPolicy
 from mirror.retention.service import RetentionService
 from mirror.upstream.client import UpstreamClient
 from mirror.upstream.endpoint import UpstreamEndpoint
@@ -70,11 +71,15 @@ def router_of(config: Config) -> Router:
     return Router(routes, config.default_upstream or None)
 
 
-def declared_policies(config: Config, router: Router) -> list[tuple[Policy, tuple[str, ...]]]:
+def declared_policies(
+    config: Config, router: Router
+) -> list[tuple[RetentionPolicy, tuple[str, ...]]]:
     """The config file's retention policies, repositories resolved to ``HOST/REPO``."""
     declared = []
     for p in config.retention.policies:
-        policy = Policy(p.name, p.not_pulled_days, p.not_tagged_days, p.exempt_tags, p.match)
+        policy = RetentionPolicy(
+            p.name, p.not_pulled_days, p.not_tagged_days, p.exempt_tags, p.match
+        )
         targets = [router.resolve(name, None) for name in p.repositories]
         declared.append((policy, tuple(f"{t.upstream}/{t.repo}" for t in targets)))
     return declared

@@ -45,6 +45,7 @@ from mirror.db.lock import DataDirLock, DataDirLocked
 from mirror.db.metadata import Metadata
 from mirror.errors import RegistryError
 from mirror.metrics import Metrics
+from mirror.retention.policy import parse_edit, parse_policy
 from mirror.retention.service import RetentionService
 
 TIMEOUT = 600.0
@@ -126,22 +127,22 @@ class LocalAdmin:
         return f"{target.upstream}/{target.repo}"
 
     def policies(self) -> list[dict[str, Any]]:
-        return self._service.policies()
+        return [p.as_json() for p in self._service.policies()]
 
     def create(self, spec: dict[str, Any]) -> dict[str, Any]:
-        return self._service.create(spec)
+        return self._service.create(parse_policy(spec)).as_json()
 
     def edit(self, name: str, changes: dict[str, Any]) -> dict[str, Any]:
-        return self._service.edit(name, changes)
+        return self._service.edit(name, parse_edit(changes)).as_json()
 
     def delete(self, name: str) -> None:
         self._service.delete(name)
 
     def attach(self, name: str, repository: str, move: bool) -> dict[str, Any]:
-        return self._service.attach(name, self._repository(repository), move=move)
+        return self._service.attach(name, self._repository(repository), move=move).as_json()
 
     def detach(self, name: str, repository: str) -> dict[str, Any]:
-        return self._service.detach(name, self._repository(repository))
+        return self._service.detach(name, self._repository(repository)).as_json()
 
     def run(self, dry_run: bool) -> dict[str, Any]:
         return asyncio.run(self._service.run(dry_run=dry_run)).as_json()

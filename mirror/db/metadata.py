@@ -13,7 +13,19 @@ from pathlib import Path
 
 import diskcache
 
+from mirror.db.roles import (
+    CachedResponses,
+    Eviction,
+    Links,
+    Manifests,
+    Pulls,
+    Repositories,
+    TagHistory,
+    Tags,
+)
+from mirror.errors import RegistryError
 from mirror.lru import Lru
+from mirror.oci.digest import Digest
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +48,17 @@ class ManifestRecord:
     size: int
     references: tuple[str, ...]
     cached_at: float
+
+    def referenced(self) -> tuple[Digest, ...]:
+        """The digests this manifest references; a reference that is not a valid digest is
+        left out (no request can name it, and no cached object has it)."""
+        found = []
+        for reference in self.references:
+            try:
+                found.append(Digest.parse(reference))
+            except RegistryError:
+                continue
+        return tuple(found)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,8 +85,12 @@ class CachedResponse:
     fetched_at: float
 
 
-class Metadata:
-    """The metadata store. One instance per process, closed explicitly.
+class Metadata(Tags, Manifests, Repositories, Links, TagHistory, CachedResponses, Pulls, Eviction):
+    """The metadata store, playing every role of ``mirror.db.roles``. One instance per process,
+    closed explicitly.
+
+    Records keep digests as the strings they were stored as; the methods take and give
+    ``Digest`` values.
 
     Tag and manifest records are also kept in a bounded memory memo: every write goes through
     this object (offline commands take the data directory's lock exclusively), so the memo
@@ -74,7 +101,7 @@ class Metadata:
         self._db = diskcache.Cache(str(directory), eviction_policy="none", size_limit=2**62)
         self._pending_pulls: dict[tuple[str, str, str], float] = {}
         self._tags: Lru[tuple[str, str, str], TagRecord] = Lru(memo_size)
-        self._manifests: Lru[str, ManifestRecord] = Lru(memo_size)
+        self._manifests: Lru[Digest, ManifestRecord] = Lru(memo_size)
 
     # Tags -------------------------------------------------------------------------------
 
@@ -110,28 +137,31 @@ class Metadata:
 
     # Manifests --------------------------------------------------------------------------
 
-    def manifest(self, digest: str) -> ManifestRecord | None:
+    def manifest(self, digest: Digest) -> ManifestRecord | None:
         """The record of a cached manifest."""
         memo = self._manifests.get(digest)
         if memo is not None:
             return memo
-        record = self._db.get(("manifest", digest))
+        record = self._db.get(("manifest", str(digest)))
         if not isinstance(record, ManifestRecord):
             return None
         self._manifests.put(digest, record)
         return record
 
-    def set_manifest(self, digest: str, record: ManifestRecord) -> None:
-        self._db.set(("manifest", digest), record)
+    def set_manifest(self, digest: Digest, record: ManifestRecord) -> None:
+        """Record a cached manifest."""
+        self._db.set(("manifest", str(digest)), record)
         self._manifests.put(digest, record)
 
-    def delete_manifest(self, digest: str) -> None:
+    def delete_manifest(self, digest: Digest) -> None:
+        """Forget a manifest (nothing happens if it is not cached)."""
         self._manifests.drop(digest)
-        self._db.delete(("manifest", digest))
+        self._db.delete(("manifest", str(digest)))
 
     # Repositories -----------------------------------------------------------------------
 
     def add_repository(self, upstream: str, repo: str) -> None:
+        """Note that the repository is cached."""
         key = ("repo", upstream, repo)
         if key not in self._db:
             self._db.set(key, True)
@@ -144,16 +174,16 @@ class Metadata:
 
     # Repository links: content a repository is known to reference (authorisation-aware cache)
 
-    def link(self, upstream: str, repo: str, digests: Iterable[str]) -> None:
+    def link(self, upstream: str, repo: str, digests: Iterable[Digest]) -> None:
         """Record that ``repo`` at ``upstream`` references these manifests and blobs."""
         for digest in digests:
-            key = ("link", upstream, repo, digest)
+            key = ("link", upstream, repo, str(digest))
             if key not in self._db:
                 self._db.set(key, True)
 
-    def linked(self, upstream: str, repo: str, digest: str) -> bool:
+    def linked(self, upstream: str, repo: str, digest: Digest) -> bool:
         """Whether ``repo`` at ``upstream`` is known to reference ``digest``."""
-        return ("link", upstream, repo, digest) in self._db
+        return ("link", upstream, repo, str(digest)) in self._db
 
     def unlink(self, upstream: str, repo: str) -> int:
         """Forget every link of ``repo`` at ``upstream``; returns how many."""
@@ -186,14 +216,14 @@ class Metadata:
             if isinstance(record, TagRecord):
                 yield key[1], key[2], key[3], record
 
-    def manifests(self) -> Iterator[tuple[str, ManifestRecord]]:
+    def manifests(self) -> Iterator[tuple[Digest, ManifestRecord]]:
         """Every cached ``(digest, record)``."""
         for key in self._keys("manifest"):
             record = self._db.get(key)
             if isinstance(record, ManifestRecord):
-                yield key[1], record
+                yield Digest.parse(key[1]), record
 
-    def pulls(self) -> dict[tuple[str, str, str], float]:
+    def pulls(self) -> dict[tuple[str, str, Digest], float]:
         """Last pull of every ``(upstream, repo, digest)``, batched ones included."""
         found: dict[tuple[str, str, str], float] = {}
         for key in self._keys("pull"):
@@ -201,10 +231,10 @@ class Metadata:
             if value is not None:
                 found[(key[1], key[2], key[3])] = float(value)
         found.update(self._pending_pulls)
-        return found
+        return {(h, r, Digest.parse(d)): when for (h, r, d), when in found.items()}
 
     def evict_image(
-        self, upstream: str, repo: str, digest: str, tags: Iterable[str] | None = None
+        self, upstream: str, repo: str, digest: Digest, tags: Iterable[str] | None = None
     ) -> tuple[str, ...]:
         """Forget image ``digest`` in ``repo``: its tags there, its last pull and its tag
         history; returns the tags removed. The manifest record is the caller's to delete.
@@ -216,18 +246,19 @@ class Metadata:
             keys = list(self._keys("tag", upstream, repo))
         else:
             keys = [("tag", upstream, repo, tag) for tag in tags]
+        stored = str(digest)
         removed: list[str] = []
         with self._db.transact():
             for key in keys:
                 record = self._db.get(key)
-                if isinstance(record, TagRecord) and record.digest == digest:
+                if isinstance(record, TagRecord) and record.digest == stored:
                     self._db.delete(key)
                     self._tags.drop((upstream, repo, key[3]))
                     removed.append(key[3])
-            self._pending_pulls.pop((upstream, repo, digest), None)
-            self._db.delete(("pull", upstream, repo, digest))
+            self._pending_pulls.pop((upstream, repo, stored), None)
+            self._db.delete(("pull", upstream, repo, stored))
             history = self.tag_history(upstream, repo)
-            kept = tuple(m for m in history if digest not in (m.from_digest, m.to_digest))
+            kept = tuple(m for m in history if stored not in (m.from_digest, m.to_digest))
             if kept != history:
                 self._db.set(("tag-history", upstream, repo), kept)
         return tuple(sorted(removed))
@@ -266,25 +297,28 @@ class Metadata:
     # Passed-through responses -----------------------------------------------------------
 
     def response(self, kind: str, upstream: str, repo: str, key: str) -> CachedResponse | None:
+        """The kept answer, or ``None``."""
         record = self._db.get(("response", kind, upstream, repo, key))
         return record if isinstance(record, CachedResponse) else None
 
     def set_response(
         self, kind: str, upstream: str, repo: str, key: str, record: CachedResponse
     ) -> None:
+        """Keep an answer, replacing the one kept before."""
         self._db.set(("response", kind, upstream, repo, key), record)
 
     # Last pull --------------------------------------------------------------------------
 
-    def record_pull(self, upstream: str, repo: str, digest: str, when: float) -> None:
+    def record_pull(self, upstream: str, repo: str, digest: Digest, when: float) -> None:
         """Note a pull of image ``digest``; persisted at the next ``flush``."""
-        self._pending_pulls[(upstream, repo, digest)] = when
+        self._pending_pulls[(upstream, repo, str(digest))] = when
 
-    def last_pull(self, upstream: str, repo: str, digest: str) -> float | None:
-        pending = self._pending_pulls.get((upstream, repo, digest))
+    def last_pull(self, upstream: str, repo: str, digest: Digest) -> float | None:
+        """When image ``digest`` in ``repo`` was last pulled, or ``None``."""
+        pending = self._pending_pulls.get((upstream, repo, str(digest)))
         if pending is not None:
             return pending
-        value = self._db.get(("pull", upstream, repo, digest))
+        value = self._db.get(("pull", upstream, repo, str(digest)))
         return float(value) if value is not None else None
 
     def flush(self) -> int:
@@ -297,5 +331,6 @@ class Metadata:
         return len(pending)
 
     def close(self) -> None:
+        """Flush batched last pulls and close the database."""
         self.flush()
         self._db.close()

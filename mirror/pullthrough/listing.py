@@ -8,7 +8,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from mirror.clock import Clock
-from mirror.db.metadata import CachedResponse, Metadata
+from mirror.db.metadata import CachedResponse
+from mirror.db.roles import CachedResponses
 from mirror.errors import UpstreamThrottled, UpstreamUnavailable
 from mirror.metrics import Metrics
 from mirror.oci.digest import Digest
@@ -34,7 +35,7 @@ class ListingService:
 
     def __init__(
         self,
-        metadata: Metadata,
+        metadata: CachedResponses,
         upstreams: Upstreams,
         metrics: Metrics,
         clock: Clock,

@@ -6,10 +6,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from mirror.blobstore.interface import BlobStore
 from mirror.clock import Clock
-from mirror.db.metadata import ManifestRecord, Metadata, TagRecord
+from mirror.db.metadata import ManifestRecord, TagRecord
+from mirror.db.roles import Manifests, Pulls, Repositories, Tags
 from mirror.errors import (
     DigestMismatch,
     ErrorCode,
@@ -50,13 +52,17 @@ class Manifest:
     stale: bool = False
 
 
+class ManifestRecords(Tags, Manifests, Repositories, Pulls, Protocol):
+    """The metadata manifests are served from: tags, manifests, the catalog, last pulls."""
+
+
 class ManifestService:
     """Serves manifests by tag or digest through the cache."""
 
     def __init__(
         self,
         store: BlobStore,
-        metadata: Metadata,
+        metadata: ManifestRecords,
         upstreams: Upstreams,
         metrics: Metrics,
         clock: Clock,
@@ -86,9 +92,7 @@ class ManifestService:
 
     def record_pull(self, target: Target, manifest: Manifest) -> None:
         """Note that a client pulled this image now (feeds retention)."""
-        self._metadata.record_pull(
-            target.upstream, target.repo, str(manifest.digest), self._clock.now()
-        )
+        self._metadata.record_pull(target.upstream, target.repo, manifest.digest, self._clock.now())
 
     async def _negotiate(
         self, target: Target, manifest: Manifest, accept: Sequence[str]
@@ -188,7 +192,7 @@ class ManifestService:
         return Manifest(cached.digest, cached.media_type, cached.body, stale=True)
 
     async def _cached(self, digest: Digest) -> Manifest | None:
-        record = self._metadata.manifest(str(digest))
+        record = self._metadata.manifest(digest)
         if record is None:
             self._bodies.drop(digest)
             return None
@@ -225,7 +229,7 @@ class ManifestService:
             self._metrics.uncached_streams.labels("manifest").inc()
             return Manifest(actual, info.media_type, upstream.body)
         self._metadata.set_manifest(
-            str(actual),
+            actual,
             ManifestRecord(info.media_type, len(upstream.body), info.references, self._clock.now()),
         )
         self._metadata.add_repository(target.upstream, target.repo)

@@ -14,10 +14,11 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from mirror.blobstore.interface import BlobStore
-from mirror.db.metadata import Metadata
 from mirror.db.retention import RetentionStore
+from mirror.db.roles import Eviction, Manifests, Pulls
 from mirror.metrics import Metrics
 from mirror.oci.digest import Digest
 from mirror.retention.audit import AuditLog
@@ -33,6 +34,10 @@ YIELD_EVERY = 64
 DEFERRED_GRACE = 3600.0
 
 
+class CollectorRecords(Manifests, Pulls, Eviction, Protocol):
+    """The metadata a collection changes: manifests, last pulls, eviction."""
+
+
 @dataclass
 class Outcome:
     """What one eviction pass did."""
@@ -40,8 +45,8 @@ class Outcome:
     evicted: list[Decision] = field(default_factory=list)
     # Images selected but left alone because they were pulled during the run.
     spared: list[Decision] = field(default_factory=list)
-    deleted: list[tuple[str, str, int]] = field(default_factory=list)
-    deferred: set[str] = field(default_factory=set)
+    deleted: list[tuple[str, Digest, int]] = field(default_factory=list)
+    deferred: set[Digest] = field(default_factory=set)
 
     @property
     def bytes_freed(self) -> int:
@@ -54,7 +59,7 @@ class Collector:
     def __init__(
         self,
         inventory: Inventory,
-        metadata: Metadata,
+        metadata: CollectorRecords,
         store: BlobStore,
         state: RetentionStore,
         in_use: Callable[[str], bool],
@@ -76,9 +81,9 @@ class Collector:
         self._run_id = run_id
         self.outcome = Outcome()
         self._own_pulls = {(i.upstream, i.repo, i.digest): i.own_pull for i in inventory.images}
-        self._counts: Counter[str] = Counter(i.digest for i in inventory.images)
-        for record in inventory.manifests.values():
-            self._counts.update(record.references)
+        self._counts: Counter[Digest] = Counter(i.digest for i in inventory.images)
+        for references in inventory.references.values():
+            self._counts.update(references)
         self._steps = 0
         self._now = now
         self._previously_deferred = state.deferred()
@@ -94,8 +99,8 @@ class Collector:
 
     async def evict(self, decisions: Iterable[Decision]) -> None:
         """Evict every image of ``decisions`` (one group at a time), then collect."""
-        spared: set[tuple[str, str, tuple[str, ...]]] = set()
-        cleared: set[tuple[str, str, tuple[str, ...]]] = set()
+        spared: set[tuple[str, str, tuple[Digest, ...]]] = set()
+        cleared: set[tuple[str, str, tuple[Digest, ...]]] = set()
         touched: set[tuple[str, str]] = set()
         for decision in decisions:
             image = decision.image
@@ -114,7 +119,7 @@ class Collector:
                 run=self._run_id,
                 trigger=self._trigger,
                 repository=image.repository,
-                digest=image.digest,
+                digest=str(image.digest),
                 tags_removed=list(tags),
                 policy=decision.policy,
                 rule=decision.rule,
@@ -127,7 +132,7 @@ class Collector:
     async def collect_deferred(self) -> None:
         """Retry blobs deferred by earlier runs that are still unreferenced (in use then, or
         not yet cached: a client that already had the manifest may fill them after it went)."""
-        for digest, since in sorted(self._previously_deferred.items()):
+        for digest, since in sorted(self._previously_deferred.items(), key=_by_digest):
             if self._counts[digest] <= 0 and digest not in self._inventory.manifests:
                 expired = self._now - since > DEFERRED_GRACE
                 await self._delete_blob(digest, "deferred from an earlier run", retry=expired)
@@ -140,13 +145,12 @@ class Collector:
         Only the capacity limit calls this: under the default policy an orphan costs nothing
         but disk, and it is fetched again on its next pull."""
         deleted = 0
-        for parsed in list(self._store.digests()):
+        for digest in list(self._store.digests()):
             if enough():
                 break
-            digest = str(parsed)
             if self._counts[digest] > 0 or digest in self._inventory.manifests:
                 continue
-            if self._metadata.manifest(digest) is not None or self._in_use(digest):
+            if self._metadata.manifest(digest) is not None or self._in_use(str(digest)):
                 continue  # a manifest cached after the snapshot, or a blob being served
             if await self._delete_object("blob", digest, "orphan: no cached manifest refers to it"):
                 deleted += 1
@@ -158,7 +162,7 @@ class Collector:
         if still != previous:
             self._state.set_deferred(still)
 
-    async def _release(self, digest: str, reason: str) -> None:
+    async def _release(self, digest: Digest, reason: str) -> None:
         """Drop one reference to ``digest``; delete it when none is left."""
         self._counts[digest] -= 1
         if self._counts[digest] > 0:
@@ -169,32 +173,35 @@ class Collector:
             return
         self._metadata.delete_manifest(digest)
         await self._delete_object("manifest", digest, reason)
-        for reference in record.references:
+        for reference in self._inventory.references[digest]:
             await self._release(reference, f"only referenced by manifest {digest}")
 
-    async def _delete_blob(self, digest: str, reason: str, *, retry: bool = False) -> None:
-        if self._in_use(digest):
+    async def _delete_blob(self, digest: Digest, reason: str, *, retry: bool = False) -> None:
+        if self._in_use(str(digest)):
             self.outcome.deferred.add(digest)
             self._metrics.deletions_deferred.inc()
-            self._audit.write("defer-blob", run=self._run_id, digest=digest, reason="in use")
+            self._audit.write("defer-blob", run=self._run_id, digest=str(digest), reason="in use")
             return
         self.outcome.deferred.discard(digest)
         if not await self._delete_object("blob", digest, reason) and not retry:
             # Not cached (yet): look again next run, in case a pull still fills it.
             self.outcome.deferred.add(digest)
 
-    async def _delete_object(self, kind: str, digest: str, reason: str) -> bool:
-        parsed = Digest.parse(digest)
-        size = await self._store.stat(parsed)
-        if size is None or not await self._store.delete(parsed):
+    async def _delete_object(self, kind: str, digest: Digest, reason: str) -> bool:
+        size = await self._store.stat(digest)
+        if size is None or not await self._store.delete(digest):
             return False
         self.outcome.deleted.append((kind, digest, size))
         self._metrics.objects_deleted.labels(kind).inc()
         self._metrics.bytes_freed.labels(self._trigger).inc(size)
         self._audit.write(
-            f"delete-{kind}", run=self._run_id, digest=digest, size=size, reason=reason
+            f"delete-{kind}", run=self._run_id, digest=str(digest), size=size, reason=reason
         )
         self._steps += 1
         if self._steps % YIELD_EVERY == 0:
             await asyncio.sleep(0)
         return True
+
+
+def _by_digest(item: tuple[Digest, float]) -> str:
+    return str(item[0])

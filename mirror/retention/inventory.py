@@ -11,8 +11,16 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
-from mirror.db.metadata import ManifestRecord, Metadata
+from mirror.db.metadata import ManifestRecord
+from mirror.db.roles import Manifests, Pulls, TagHistory, Tags
+from mirror.errors import RegistryError
+from mirror.oci.digest import Digest
+
+
+class InventoryRecords(Tags, Manifests, Pulls, TagHistory, Protocol):
+    """The metadata an inventory is read from: tags, manifests, last pulls, tag history."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,7 +29,7 @@ class Image:
 
     upstream: str
     repo: str
-    digest: str
+    digest: Digest
     media_type: str
     size: int
     cached_at: float
@@ -33,7 +41,7 @@ class Image:
     last_pull: float | None
     last_tagged: float | None
     untagged_since: float
-    group: tuple[str, ...]
+    group: tuple[Digest, ...]
 
     @property
     def repository(self) -> str:
@@ -55,17 +63,23 @@ class Inventory:
     """A snapshot of every cached image and every manifest record."""
 
     images: tuple[Image, ...]
-    manifests: dict[str, ManifestRecord]
+    manifests: dict[Digest, ManifestRecord]
+    # What each cached manifest references (its record's references, parsed once).
+    references: dict[Digest, tuple[Digest, ...]]
 
     @classmethod
-    def load(cls, metadata: Metadata, now: float) -> Inventory:
+    def load(cls, metadata: InventoryRecords, now: float) -> Inventory:
         """Read the metadata once and derive every image's facts."""
         manifests = dict(metadata.manifests())
-        tags: dict[tuple[str, str], dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+        references = {digest: record.referenced() for digest, record in manifests.items()}
+        tags: dict[tuple[str, str], dict[Digest, list[str]]] = defaultdict(
+            lambda: defaultdict(list)
+        )
         for upstream, repo, tag, tag_record in metadata.tags():
-            tags[(upstream, repo)][tag_record.digest].append(tag)
+            if (digest := _parsed(tag_record.digest)) is not None:
+                tags[(upstream, repo)][digest].append(tag)
         pulls = metadata.pulls()
-        members: dict[tuple[str, str], set[str]] = defaultdict(set)
+        members: dict[tuple[str, str], set[Digest]] = defaultdict(set)
         for (upstream, repo), by_digest in tags.items():
             members[(upstream, repo)].update(d for d in by_digest if d in manifests)
         for upstream, repo, digest in pulls:
@@ -73,12 +87,16 @@ class Inventory:
                 members[(upstream, repo)].add(digest)
         images: list[Image] = []
         for (upstream, repo), digests in sorted(members.items()):
-            _add_children(digests, manifests)
+            _add_children(digests, references)
             history = metadata.tag_history(upstream, repo)
             # When each digest last lost a tag (moves are recorded oldest first).
-            untagged_at = {m.from_digest: m.at for m in history if m.from_digest is not None}
+            untagged_at = {
+                digest: m.at
+                for m in history
+                if m.from_digest is not None and (digest := _parsed(m.from_digest)) is not None
+            }
             repo_tags = tags.get((upstream, repo), {})
-            for group in _groups(digests, manifests):
+            for group in _groups(digests, references):
                 own = {d: pulls.get((upstream, repo, d)) for d in group}
                 group_tags = tuple(sorted(t for d in group for t in repo_tags.get(d, ())))
                 pulled = [p for p in own.values() if p is not None]
@@ -107,38 +125,50 @@ class Inventory:
                             group,
                         )
                     )
-        return cls(tuple(images), manifests)
+        return cls(tuple(images), manifests, references)
 
     def repositories(self) -> set[tuple[str, str]]:
         return {(image.upstream, image.repo) for image in self.images}
 
 
-def _add_children(digests: set[str], manifests: dict[str, ManifestRecord]) -> None:
+def _parsed(text: str) -> Digest | None:
+    """The digest a stored record names (``None`` if it is malformed: nothing is cached under
+    it)."""
+    try:
+        return Digest.parse(text)
+    except RegistryError:
+        return None
+
+
+def _add_children(digests: set[Digest], references: dict[Digest, tuple[Digest, ...]]) -> None:
     """Add the cached manifests that members reference (an index's children), transitively."""
     pending = list(digests)
     while pending:
-        for reference in manifests[pending.pop()].references:
-            if reference in manifests and reference not in digests:
+        for reference in references[pending.pop()]:
+            if reference in references and reference not in digests:
                 digests.add(reference)
                 pending.append(reference)
 
 
-def _groups(digests: Iterable[str], manifests: dict[str, ManifestRecord]) -> list[tuple[str, ...]]:
-    """Connected components of the parent/child relation among ``digests``."""
+def _groups(
+    digests: Iterable[Digest], references: dict[Digest, tuple[Digest, ...]]
+) -> list[tuple[Digest, ...]]:
+    """Connected components of the parent/child relation among ``digests``, each in digest
+    order, in the order of their first digests."""
     members = set(digests)
     parent = {d: d for d in members}
 
-    def root(d: str) -> str:
+    def root(d: Digest) -> Digest:
         while parent[d] != d:
             parent[d] = parent[parent[d]]
             d = parent[d]
         return d
 
     for digest in members:
-        for reference in manifests[digest].references:
+        for reference in references[digest]:
             if reference in members:
                 parent[root(reference)] = root(digest)
-    groups: dict[str, list[str]] = defaultdict(list)
-    for digest in sorted(members):
+    groups: dict[Digest, list[Digest]] = defaultdict(list)
+    for digest in sorted(members, key=str):
         groups[root(digest)].append(digest)
-    return sorted(tuple(g) for g in groups.values())
+    return sorted((tuple(g) for g in groups.values()), key=lambda g: [str(d) for d in g])

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mirror.db.retention import DAY, Policy
+from mirror.oci.digest import Digest
 from mirror.retention.inventory import Image
+from mirror.retention.policy import DAY, RetentionPolicy
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +69,7 @@ CRITERIA = {"not_pulled_days": not_pulled, "not_tagged_days": not_tagged}
 
 
 def decide(
-    image: Image, policy: Policy, applies_since: float, now: float, cooling_period: float
+    image: Image, policy: RetentionPolicy, applies_since: float, now: float, cooling_period: float
 ) -> Decision:
     """Judge ``image`` by ``policy``, which applies to its repository since ``applies_since``
     (the later of the policy's last widening and the repository's attachment)."""
@@ -110,13 +111,15 @@ def decide(
     return Decision(image, policy.name, True, rule, reason)
 
 
-def least_recently_pulled(images: list[Image], policies: dict[str, Policy]) -> list[list[Image]]:
+def least_recently_pulled(
+    images: list[Image], policies: dict[str, RetentionPolicy]
+) -> list[list[Image]]:
     """Groups of images in eviction order for the cache size limit: least recently pulled
     first, skipping groups whose repository's policy exempts one of their tags.
 
     ``policies`` maps each repository (``HOST/REPO``) to its governing policy.
     """
-    groups: dict[tuple[str, str, tuple[str, ...]], list[Image]] = {}
+    groups: dict[tuple[str, str, tuple[Digest, ...]], list[Image]] = {}
     for image in images:
         groups.setdefault((image.upstream, image.repo, image.group), []).append(image)
     eligible = [

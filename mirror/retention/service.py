@@ -6,20 +6,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 from mirror.blobstore.capacity import CapacityLimit
 from mirror.blobstore.interface import BlobStore
 from mirror.clock import Clock
-from mirror.db.metadata import Metadata
-from mirror.db.retention import EDITABLE, Policy, RetentionStore, policy_error
-from mirror.errors import ErrorCode
+from mirror.db.retention import RetentionStore
 from mirror.metrics import Metrics
 from mirror.retention.audit import AuditLog, iso
-from mirror.retention.collector import Collector, Outcome
-from mirror.retention.inventory import Inventory
+from mirror.retention.collector import Collector, CollectorRecords, Outcome
+from mirror.retention.inventory import Inventory, InventoryRecords
+from mirror.retention.policy import PolicyEdit, RetentionPolicy
 from mirror.retention.rules import Decision, decide, least_recently_pulled
 
 log = logging.getLogger(__name__)
@@ -30,7 +29,7 @@ def decision_json(decision: Decision, *, action: str | None = None) -> dict[str,
     image = decision.image
     return {
         "repository": image.repository,
-        "digest": image.digest,
+        "digest": str(image.digest),
         "media_type": image.media_type,
         "size": image.size,
         "tags": list(image.tags),
@@ -43,6 +42,24 @@ def decision_json(decision: Decision, *, action: str | None = None) -> dict[str,
         "reason": decision.reason,
         "cooling_until": iso(decision.cooling_until),
     }
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyStatus:
+    """A policy as the admin API shows it: with its repositories and, while it lasts, the end
+    of its cooling period."""
+
+    policy: RetentionPolicy
+    repositories: tuple[str, ...]
+    cooling_until: float | None
+
+    def as_json(self) -> dict[str, Any]:
+        """The admin API's JSON object for the policy."""
+        return self.policy.as_json() | {
+            "global": self.policy.is_global,
+            "repositories": list(self.repositories),
+            "cooling_until": iso(self.cooling_until),
+        }
 
 
 @dataclass
@@ -78,12 +95,16 @@ class Report:
             "images": lines,
             "evicted": len(self.outcome.evicted),
             "deleted": [
-                {"kind": kind, "digest": digest, "size": size}
+                {"kind": kind, "digest": str(digest), "size": size}
                 for kind, digest, size in self.outcome.deleted
             ],
-            "deferred": sorted(self.outcome.deferred),
+            "deferred": sorted(str(digest) for digest in self.outcome.deferred),
             "bytes_freed": self.outcome.bytes_freed,
         }
+
+
+class RetentionRecords(InventoryRecords, CollectorRecords, Protocol):
+    """The metadata retention reads (inventory) and changes (collection)."""
 
 
 class RetentionService:
@@ -91,7 +112,7 @@ class RetentionService:
 
     def __init__(
         self,
-        metadata: Metadata,
+        metadata: RetentionRecords,
         store: BlobStore,
         state: RetentionStore,
         audit: AuditLog,
@@ -115,64 +136,50 @@ class RetentionService:
 
     # Policies ---------------------------------------------------------------------------
 
-    def policies(self) -> list[dict[str, Any]]:
+    def policies(self) -> list[PolicyStatus]:
         """Every policy with its repositories and when its cooling period ends."""
         state = self._state.state()
         now = self._clock.now()
         described = []
         for policy in state.policies:
             until = policy.widened_at + self.cooling_period
-            described.append(
-                policy.as_json()
-                | {
-                    "global": policy.is_global,
-                    "repositories": list(state.repositories(policy.name)),
-                    "cooling_until": iso(until) if until > now else None,
-                }
-            )
+            repositories = state.repositories(policy.name)
+            described.append(PolicyStatus(policy, repositories, until if until > now else None))
         return described
 
-    def policy(self, name: str) -> dict[str, Any]:
+    def policy(self, name: str) -> PolicyStatus:
+        """Policy ``name`` and its status; ``POLICY_UNKNOWN`` without one."""
         for described in self.policies():
-            if described["name"] == name:
+            if described.policy.name == name:
                 return described
         self._state.state().policy(name)  # raises POLICY_UNKNOWN
         raise AssertionError(name)
 
-    def create(self, spec: Mapping[str, Any]) -> dict[str, Any]:
-        """Create a custom policy from ``{"name": ..., criteria...}``."""
-        unknown = sorted(set(spec) - {"name", *EDITABLE})
-        if unknown or not isinstance(spec.get("name"), str):
-            raise policy_error(
-                ErrorCode.POLICY_INVALID,
-                "expected a name and any of " + ", ".join(EDITABLE),
-                unknown=unknown,
-            )
-        fields = dict(spec)
-        if "exempt_tags" in fields:
-            tags = fields["exempt_tags"]
-            if not isinstance(tags, list | tuple):
-                raise policy_error(ErrorCode.POLICY_INVALID, "exempt_tags must be a list")
-            fields["exempt_tags"] = tuple(tags)
-        policy = self._state.create(Policy(**fields), self._clock.now())
-        return self.policy(policy.name)
+    def create(self, policy: RetentionPolicy) -> PolicyStatus:
+        """Create custom policy ``policy``; ``POLICY_CONFLICT`` if the name is taken."""
+        created = self._state.create(policy, self._clock.now())
+        return self.policy(created.name)
 
-    def edit(self, name: str, changes: Mapping[str, Any]) -> dict[str, Any]:
-        self._state.edit(name, changes, self._clock.now())
+    def edit(self, name: str, edit: PolicyEdit) -> PolicyStatus:
+        """Edit policy ``name``; ``POLICY_UNKNOWN`` or ``PolicyInvalid`` when it cannot be."""
+        self._state.edit(name, edit, self._clock.now())
         return self.policy(name)
 
     def delete(self, name: str) -> None:
+        """Delete custom policy ``name``; its repositories fall under the global policy."""
         self._state.delete(name, self._clock.now())
 
-    def attach(self, name: str, repository: str, *, move: bool = False) -> dict[str, Any]:
+    def attach(self, name: str, repository: str, *, move: bool = False) -> PolicyStatus:
+        """Put ``repository`` (``HOST/REPO``) under custom policy ``name``."""
         self._state.attach(name, repository, self._clock.now(), move=move)
         return self.policy(name)
 
-    def detach(self, name: str, repository: str) -> dict[str, Any]:
+    def detach(self, name: str, repository: str) -> PolicyStatus:
+        """Return ``repository`` from policy ``name`` to the global policy."""
         self._state.detach(name, repository, self._clock.now())
         return self.policy(name)
 
-    def declare(self, declared: Iterable[tuple[Policy, tuple[str, ...]]]) -> None:
+    def declare(self, declared: Iterable[tuple[RetentionPolicy, tuple[str, ...]]]) -> None:
         """Apply the policies of the config file (create or update, move repositories)."""
         for policy, repositories in declared:
             self._state.declare(policy, repositories, self._clock.now())

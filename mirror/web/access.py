@@ -131,7 +131,7 @@ async def _repository_request(
     response = await handler(request)
     digest = response.headers.get("Docker-Content-Digest")
     if manifest and response.status == 200 and digest:
-        auth.links.record_manifest(target, digest)
+        auth.links.record_manifest(target, Digest.parse(digest))
         if auth.identity.repository(ref.tenancy, ref.name) is None:
             now = auth.tokens.now()
             auth.identity.create_repository(ref.tenancy, ref.name, now, exist_ok=True)

@@ -171,3 +171,71 @@ async def test_retention_admin_api_needs_a_system_administrator(
         async with http.get(url, headers=basic("admin/admin", auth.admin_token)) as resp:
             assert resp.status == 200
             assert "global" in {p["name"] for p in (await resp.json())["policies"]}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "message"),
+    [
+        pytest.param(
+            "PUT",
+            "/policies/p",
+            {"statements": "allow any-user to read repos in tenancy"},
+            "statements: expected a list of strings",
+            id="statements-not-a-list",
+        ),
+        pytest.param(
+            "PUT",
+            "/policies/p",
+            {"statements": ["allow any-user to read repos in tenancy", 7]},
+            "statements: expected a list of strings",
+            id="statement-not-a-string",
+        ),
+        pytest.param(
+            "POST",
+            "/users/bob/tokens",
+            {"description": 7},
+            "description: at most 256 characters",
+            id="description-not-a-string",
+        ),
+        pytest.param(
+            "POST",
+            "/users/bob/tokens",
+            {"description": "x" * 257},
+            "description: at most 256 characters",
+            id="description-too-long",
+        ),
+        pytest.param(
+            "POST",
+            "/rules",
+            {"prefix": "up", "url": "https://registry.test", "username": 7},
+            "username: expected a string",
+            id="rule-username-not-a-string",
+        ),
+        pytest.param(
+            "POST",
+            "/rules",
+            {"prefix": "up"},
+            "prefix and url are required",
+            id="rule-without-url",
+        ),
+    ],
+)
+async def test_malformed_request_bodies_are_refused_as_request_invalid(
+    auth_mirror_factory: AuthMirrorFactory,
+    upstream_registry: Any,
+    method: str,
+    path: str,
+    body: dict[str, Any],
+    message: str,
+) -> None:
+    auth = await auth_mirror_factory({upstream_registry.host: upstream_registry.url})
+    url = f"{auth.url}/admin/v1/tenancies/admin{path}"
+    headers = basic("admin/admin", auth.admin_token)
+    async with aiohttp.ClientSession() as http:
+        users = f"{auth.url}/admin/v1/tenancies/admin/users"
+        async with http.post(users, json={"name": "bob"}, headers=headers) as resp:
+            assert resp.status == 201
+        async with http.request(method, url, json=body, headers=headers) as resp:
+            error = (await resp.json())["errors"][0]
+            assert resp.status == 400, error
+    assert (error["code"], error["message"]) == ("REQUEST_INVALID", message)

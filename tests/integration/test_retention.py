@@ -71,7 +71,7 @@ async def test_stale_images_go_and_shared_blobs_of_kept_images_stay(
     mirror.clock.advance(31 * DAY)
     dry = await mirror.retention.run(dry_run=True)
     assert on_disk(mirror) == before, "a dry run deleted something"
-    by_digest = {d.image.digest: d for d in dry.decisions}
+    by_digest = {str(d.image.digest): d for d in dry.decisions}
     assert (by_digest[old.manifest_digest].delete, by_digest[old.manifest_digest].rule) == (
         True,
         "not-pulled",
@@ -140,7 +140,7 @@ async def test_a_pull_of_one_platform_keeps_the_whole_index(
 
     assert report.outcome.evicted == []
     assert on_disk(mirror) == before
-    rules = {d.image.digest: d.rule for d in report.decisions}
+    rules = {str(d.image.digest): d.rule for d in report.decisions}
     arm = multi.index.image_for(("linux", "arm64")).manifest_digest
     assert rules[arm] == "pulled-recently"
     assert rules[multi.index.index_digest] == "pulled-recently"
@@ -181,7 +181,7 @@ async def test_an_image_whose_tag_moved_away_goes_after_n_days_untagged(
     mirror.clock.advance(1 * DAY)
     report = await mirror.retention.run(dry_run=False)
 
-    assert [d.image.digest for d in report.outcome.evicted] == [first.manifest_digest]
+    assert [str(d.image.digest) for d in report.outcome.evicted] == [first.manifest_digest]
     assert report.outcome.evicted[0].reason == "no tag for 7.0 days (not tagged for 7 days)"
     assert first.manifest_digest not in on_disk(mirror)
     assert {second.manifest_digest, *(b.digest for b in second.blobs())} <= on_disk(mirror)

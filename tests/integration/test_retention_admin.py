@@ -182,7 +182,7 @@ async def test_cli_on_the_data_directory_refuses_to_run_under_a_live_server(
     # Policies are safe to edit next to the server: it reads them at every run.
     code, out, _ = await run_cli(*data, "policy", "create", "offline", "--not-tagged-days", "3")
     assert code == 0 and "not tagged for 3 days" in out
-    assert [p["name"] for p in mirror.retention.policies()] == ["global", "offline"]
+    assert [p.policy.name for p in mirror.retention.policies()] == ["global", "offline"]
 
     empty = ("--data-dir", str(tmp_path / "stopped"))
     # The default key file (./mirror.kek) of a new cache lands in the working directory.

@@ -26,6 +26,7 @@ LAYERS: dict[str, int] = {
     "mirror.crypto": 1,
     "mirror.verify": 1,
     "mirror.auth.policy": 1,
+    "mirror.retention.policy": 1,
     "mirror.testing": 2,
     "mirror.blobstore": 2,
     "mirror.db": 2,

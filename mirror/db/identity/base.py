@@ -8,10 +8,14 @@ from typing import Any, TypeVar
 
 import diskcache
 
-from mirror.db.identity.records import Tenancy
+from mirror.db.identity.records import AccessPolicy, Tenancy
+from mirror.db.pickled import disk_naming
 from mirror.errors import ErrorCode, RegistryError
 
 T = TypeVar("T")
+
+# Pickles name classes by module and name: access policies were stored as ``Policy``.
+_DISK = disk_naming({AccessPolicy: ("mirror.db.identity.records", "Policy")})
 
 
 def unknown(kind: str, **detail: str) -> RegistryError:
@@ -29,7 +33,9 @@ class RecordsDb:
     are memoised and forgotten on any write."""
 
     def __init__(self, directory: Path) -> None:
-        self._db = diskcache.Cache(str(directory), eviction_policy="none", size_limit=2**40)
+        self._db = diskcache.Cache(
+            str(directory), disk=_DISK, eviction_policy="none", size_limit=2**40
+        )
         self._memo: dict[tuple[Any, ...], Any] = {}
 
     def close(self) -> None:

@@ -110,8 +110,9 @@ class AuthToken:
 
 
 @dataclass(frozen=True, slots=True)
-class Policy:
-    """A named list of statements of one tenancy, stored as text (parsed when saved)."""
+class AccessPolicy:
+    """A named list of access statements of one tenancy, stored as text (parsed when saved);
+    pickled under its former name ``Policy`` (see ``mirror.db.identity.base``)."""
 
     tenancy: str
     name: str

@@ -7,7 +7,7 @@ from dataclasses import replace
 from mirror.auth.policy.grammar import PolicyError, Statement, parse_statements
 from mirror.db.identity.base import RecordsDb, exists, unknown
 from mirror.db.identity.records import (
-    Policy,
+    AccessPolicy,
     PullThroughRule,
     Repository,
     group_name,
@@ -22,12 +22,11 @@ class TenancyResources(RecordsDb):
 
     # Policies ---------------------------------------------------------------------------
 
-    def set_policy(self, tenancy: str, name: str, statements: object) -> Policy:
-        """Create or replace a policy; every statement must parse or nothing is saved."""
+    def set_policy(self, tenancy: str, name: str, statements: tuple[str, ...]) -> AccessPolicy:
+        """Create or replace a policy; every statement must parse (``POLICY_INVALID`` naming
+        the first that does not) or nothing is saved."""
         self.require_tenancy(tenancy)
         group_name(name)
-        if not isinstance(statements, list) or not all(isinstance(s, str) for s in statements):
-            raise RegistryError(ErrorCode.REQUEST_INVALID, "statements: expected a list of strings")
         try:
             parse_statements(statements)
         except PolicyError as exc:
@@ -41,15 +40,15 @@ class TenancyResources(RecordsDb):
                     "found": exc.found,
                 },
             ) from None
-        record = Policy(tenancy, name, tuple(statements))
+        record = AccessPolicy(tenancy, name, tuple(statements))
         self._put(("policy", tenancy, name), record)
         return record
 
-    def policies(self, tenancy: str) -> list[Policy]:
-        return self._scan("policy", tenancy, Policy)
+    def policies(self, tenancy: str) -> list[AccessPolicy]:
+        return self._scan("policy", tenancy, AccessPolicy)
 
     def delete_policy(self, tenancy: str, name: str) -> None:
-        if self._get(("policy", tenancy, name), Policy) is None:
+        if self._get(("policy", tenancy, name), AccessPolicy) is None:
             raise unknown("policy", policy=name)
         self._delete(("policy", tenancy, name))
 

@@ -157,7 +157,7 @@ class IdentityStore(TenancyResources):
     ) -> tuple[AuthToken, str]:
         """A new token and its secret string, which is not kept and cannot be shown again."""
         self.require_user(tenancy, user)
-        if not isinstance(description, str) or len(description) > 256:
+        if len(description) > 256:
             raise RegistryError(ErrorCode.REQUEST_INVALID, "description: at most 256 characters")
         secret = new_token_secret()
         token = AuthToken(

@@ -195,6 +195,8 @@ async def create_token(request: web.Request) -> web.Response:
     """A new auth token; the secret is in this answer and nowhere else, ever."""
     auth, tenancy, user = as_self_or_admin(request)
     description = (await body(request)).get("description", "")
+    if not isinstance(description, str):
+        raise RegistryError(ErrorCode.REQUEST_INVALID, "description: at most 256 characters")
     record, secret = auth.identity.create_token(
         tenancy, user, description, auth.tokens.now(), cost=auth.login.hash_cost
     )

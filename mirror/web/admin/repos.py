@@ -6,11 +6,14 @@ the tenancy's administrators.
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from mirror.auth.access import RepoRef
 from mirror.auth.policy.grammar import Verb
-from mirror.db.identity.records import PullThroughRule, repository_name
+from mirror.db.identity.records import PullThroughRule, group_name, repository_name
+from mirror.db.roles import Links
 from mirror.errors import ErrorCode, RegistryError
 from mirror.web.access import AUTH
 from mirror.web.admin.identity import PREFIX, as_tenancy_admin, body, caller, deny, ok
@@ -26,8 +29,10 @@ async def list_policies(request: web.Request) -> web.Response:
 async def put_policy(request: web.Request) -> web.Response:
     """Create or replace a policy: every statement parses, or nothing changes."""
     auth, tenancy = as_tenancy_admin(request)
-    statements = (await body(request)).get("statements")
-    record = auth.identity.set_policy(tenancy, request.match_info["policy"], statements)
+    data = await body(request)
+    name = group_name(request.match_info["policy"])
+    statements = _statements(data.get("statements"))
+    record = auth.identity.set_policy(tenancy, name, statements)
     return ok({"name": record.name, "statements": list(record.statements)})
 
 
@@ -35,6 +40,13 @@ async def delete_policy(request: web.Request) -> web.Response:
     auth, tenancy = as_tenancy_admin(request)
     auth.identity.delete_policy(tenancy, request.match_info["policy"])
     return ok({"deleted": request.match_info["policy"]})
+
+
+def _statements(value: object) -> tuple[str, ...]:
+    """A policy's statements from request JSON: a list of strings (``REQUEST_INVALID``)."""
+    if not isinstance(value, list) or not all(isinstance(s, str) for s in value):
+        raise RegistryError(ErrorCode.REQUEST_INVALID, "statements: expected a list of strings")
+    return tuple(value)
 
 
 # Repositories -------------------------------------------------------------------------
@@ -97,12 +109,12 @@ async def delete_repository(request: web.Request) -> web.Response:
     ref = _managing(request, request.match_info["name"])
     auth = request.app[AUTH]
     auth.identity.delete_repository(ref.tenancy, ref.name)
-    metadata = services(request).metadata
+    links: Links = services(request).metadata
     for rule in auth.identity.rules(ref.tenancy):
         if ref.name.startswith(rule.prefix + "/"):
-            metadata.unlink(rule.key, ref.name[len(rule.prefix) + 1 :])
+            links.unlink(rule.key, ref.name[len(rule.prefix) + 1 :])
     upstream, _, repo = ref.name.partition("/")
-    metadata.unlink(upstream, repo)
+    links.unlink(upstream, repo)
     return ok({"deleted": ref.name})
 
 
@@ -117,15 +129,22 @@ async def list_rules(request: web.Request) -> web.Response:
 async def create_rule(request: web.Request) -> web.Response:
     auth, tenancy = as_tenancy_admin(request)
     data = await body(request)
-    fields = {k: data.get(k) for k in ("prefix", "url", "username", "password")}
-    for key, value in fields.items():
-        if value is not None and not isinstance(value, str):
-            raise RegistryError(ErrorCode.REQUEST_INVALID, f"{key}: expected a string")
-    if not fields["prefix"] or not fields["url"]:
+    prefix, url, username, password = (
+        _optional_string(data, key) for key in ("prefix", "url", "username", "password")
+    )
+    if not prefix or not url:
         raise RegistryError(ErrorCode.REQUEST_INVALID, "prefix and url are required")
-    rule = PullThroughRule(tenancy, created_at=auth.tokens.now(), **fields)  # type: ignore[arg-type]
+    rule = PullThroughRule(tenancy, prefix, url, username, password, auth.tokens.now())
     auth.identity.create_rule(rule)
     return ok(rule.public(), 201)
+
+
+def _optional_string(data: dict[str, Any], key: str) -> str | None:
+    """``data[key]``: a string or absent/null (``REQUEST_INVALID`` otherwise)."""
+    value = data.get(key)
+    if value is not None and not isinstance(value, str):
+        raise RegistryError(ErrorCode.REQUEST_INVALID, f"{key}: expected a string")
+    return value
 
 
 async def delete_rule(request: web.Request) -> web.Response:

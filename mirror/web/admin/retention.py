@@ -19,6 +19,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from mirror.errors import ErrorCode, RegistryError
+from mirror.retention.policy import parse_edit, parse_policy
 from mirror.retention.service import RetentionService
 from mirror.web.admin.identity import as_system_admin, body
 from mirror.web.keys import AUTH, RETENTION, services
@@ -41,21 +42,23 @@ def repository(request: web.Request) -> str:
 
 
 async def list_policies(request: web.Request) -> web.Response:
-    return web.json_response({"policies": retention(request).policies()})
+    policies = [p.as_json() for p in retention(request).policies()]
+    return web.json_response({"policies": policies})
 
 
 async def create_policy(request: web.Request) -> web.Response:
-    created = retention(request).create(await body(request))
-    return web.json_response(created, status=201)
+    created = retention(request).create(parse_policy(await body(request)))
+    return web.json_response(created.as_json(), status=201)
 
 
 async def get_policy(request: web.Request) -> web.Response:
-    return web.json_response(retention(request).policy(request.match_info["policy"]))
+    return web.json_response(retention(request).policy(request.match_info["policy"]).as_json())
 
 
 async def edit_policy(request: web.Request) -> web.Response:
-    changes = await body(request)
-    return web.json_response(retention(request).edit(request.match_info["policy"], changes))
+    edit = parse_edit(await body(request))
+    edited = retention(request).edit(request.match_info["policy"], edit)
+    return web.json_response(edited.as_json())
 
 
 async def delete_policy(request: web.Request) -> web.Response:
@@ -68,12 +71,13 @@ async def attach(request: web.Request) -> web.Response:
     if not isinstance(move, bool):
         raise RegistryError(ErrorCode.POLICY_INVALID, "move must be true or false")
     policy = request.match_info["policy"]
-    return web.json_response(retention(request).attach(policy, repository(request), move=move))
+    attached = retention(request).attach(policy, repository(request), move=move)
+    return web.json_response(attached.as_json())
 
 
 async def detach(request: web.Request) -> web.Response:
     policy = request.match_info["policy"]
-    return web.json_response(retention(request).detach(policy, repository(request)))
+    return web.json_response(retention(request).detach(policy, repository(request)).as_json())
 
 
 async def run(request: web.Request) -> web.Response:

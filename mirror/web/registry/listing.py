@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from mirror.db.roles import Repositories
 from mirror.errors import ErrorCode, RegistryError
 from mirror.oci.digest import Digest
 from mirror.oci.names import validate_tag
@@ -50,11 +51,12 @@ async def referrers(request: web.Request) -> web.Response:
 async def catalog(request: web.Request) -> web.Response:
     """``GET /v2/_catalog``: the repositories this mirror has cached, paginated."""
     svc = services(request)
+    cached: Repositories = svc.metadata
     n = _page_size(request)
     last = request.query.get("last")
     names = sorted(
         repo if svc.router.is_default(upstream) else f"{upstream}/{repo}"
-        for upstream, repo in svc.metadata.repositories()
+        for upstream, repo in cached.repositories()
     )
     names = visible_repositories(request, names)
     if last is not None:

@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 
 from mirror.db.metadata import ManifestRecord, Metadata, TagRecord
+from mirror.oci.digest import Digest
 
 OCI = "application/vnd.oci.image.manifest.v1+json"
-A = "sha256:" + "a" * 64
-B = "sha256:" + "b" * 64
+A = Digest.parse("sha256:" + "a" * 64)
+B = Digest.parse("sha256:" + "b" * 64)
 
 
 @pytest.fixture
@@ -21,8 +22,8 @@ def metadata(tmp_path: Path) -> Iterator[Metadata]:
     store.close()
 
 
-def tag(digest: str, at: float = 100.0) -> TagRecord:
-    return TagRecord(digest, OCI, 10, at)
+def tag(digest: Digest, at: float = 100.0) -> TagRecord:
+    return TagRecord(str(digest), OCI, 10, at)
 
 
 def test_last_pulls_are_batched_until_flushed_and_survive_reopening(tmp_path: Path) -> None:
@@ -54,7 +55,7 @@ def test_evict_image_removes_only_its_tags_its_pull_and_its_history(
     assert metadata.tag("h", "r", "latest") == tag(B)
     assert metadata.last_pull("h", "r", A) is None
     assert metadata.last_pull("h", "r", B) == 2.0
-    assert all(A not in (m.from_digest, m.to_digest) for m in metadata.tag_history("h", "r"))
+    assert all(str(A) not in (m.from_digest, m.to_digest) for m in metadata.tag_history("h", "r"))
 
 
 def test_forget_empty_repositories_keeps_those_with_tags_or_pulls(metadata: Metadata) -> None:
@@ -68,3 +69,27 @@ def test_forget_empty_repositories_keeps_those_with_tags_or_pulls(metadata: Meta
     )
     assert forgotten == {"h/empty"}
     assert sorted(metadata.repositories()) == [("h", "pulled"), ("h", "tagged")]
+
+
+def test_digests_are_stored_as_their_strings_and_listed_as_digests(tmp_path: Path) -> None:
+    store = Metadata(tmp_path / "md")
+    store.set_manifest(A, ManifestRecord(OCI, 10, (str(B), "sha256:not-a-digest"), 1.0))
+    store.record_pull("h", "r", A, 3.0)
+    store.link("h", "r", [A, B])
+    store.close()
+    again = Metadata(tmp_path / "md")
+    try:
+        keys = set(again._db)
+        assert {
+            ("manifest", str(A)),
+            ("pull", "h", "r", str(A)),
+            ("link", "h", "r", str(B)),
+        } <= keys
+        assert [digest for digest, _ in again.manifests()] == [A]
+        assert again.pulls() == {("h", "r", A): 3.0}
+        assert again.linked("h", "r", B)
+        record = again.manifest(A)
+        assert record is not None
+        assert record.referenced() == (B,)  # a malformed reference names nothing cached
+    finally:
+        again.close()

@@ -6,8 +6,9 @@ from dataclasses import replace
 
 import pytest
 
-from mirror.db.retention import DAY, Policy
+from mirror.oci.digest import Digest
 from mirror.retention.inventory import Image
+from mirror.retention.policy import DAY, RetentionPolicy
 from mirror.retention.rules import decide, least_recently_pulled
 
 NOW = 1_700_000_000.0
@@ -26,10 +27,11 @@ def image(
     """An image with facts given in days before ``NOW``."""
     cached_at = NOW - cached_days_ago * DAY
     untagged_since = NOW if tags else NOW - (untagged_days_ago or cached_days_ago) * DAY
+    parsed = Digest.parse(digest)
     return Image(
         upstream="registry.test",
         repo=repo,
-        digest=digest,
+        digest=parsed,
         media_type="application/vnd.oci.image.manifest.v1+json",
         size=500,
         cached_at=cached_at,
@@ -38,15 +40,15 @@ def image(
         last_pull=None if pulled_days_ago is None else NOW - pulled_days_ago * DAY,
         last_tagged=NOW if tags else None,
         untagged_since=untagged_since,
-        group=(digest,),
+        group=(parsed,),
     )
 
 
-STALE_30 = Policy("stale", not_pulled_days=30)
-UNTAGGED_7 = Policy("untagged", not_tagged_days=7)
-BOTH_ANY = Policy("both", not_pulled_days=30, not_tagged_days=7)
-BOTH_ALL = Policy("both", not_pulled_days=30, not_tagged_days=7, match="all")
-EXEMPT = Policy("exempt", not_pulled_days=30, exempt_tags=("latest", "v*", "release-*"))
+STALE_30 = RetentionPolicy("stale", not_pulled_days=30)
+UNTAGGED_7 = RetentionPolicy("untagged", not_tagged_days=7)
+BOTH_ANY = RetentionPolicy("both", not_pulled_days=30, not_tagged_days=7)
+BOTH_ALL = RetentionPolicy("both", not_pulled_days=30, not_tagged_days=7, match="all")
+EXEMPT = RetentionPolicy("exempt", not_pulled_days=30, exempt_tags=("latest", "v*", "release-*"))
 
 RULES = [
     # Not pulled for N days.
@@ -134,14 +136,14 @@ RULES = [
     ),
     # Global policy by default.
     pytest.param(
-        Policy("global"),
+        RetentionPolicy("global"),
         image(pulled_days_ago=900, cached_days_ago=1000),
         False,
         "retains-all",
         id="global-default-retains-everything",
     ),
     pytest.param(
-        Policy("global", not_pulled_days=30),
+        RetentionPolicy("global", not_pulled_days=30),
         image(pulled_days_ago=31),
         True,
         "not-pulled",
@@ -151,7 +153,7 @@ RULES = [
 
 
 @pytest.mark.parametrize(("policy", "subject", "delete", "rule"), RULES)
-def test_rule(policy: Policy, subject: Image, delete: bool, rule: str) -> None:
+def test_rule(policy: RetentionPolicy, subject: Image, delete: bool, rule: str) -> None:
     decision = decide(subject, policy, applies_since=0.0, now=NOW, cooling_period=COOLING)
 
     assert (decision.delete, decision.rule) == (delete, rule), decision.reason

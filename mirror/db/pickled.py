@@ -1,0 +1,99 @@
+"""Stored class names: a record class renamed or moved in code keeps the module and name its
+pickles carry on disk, so a data directory reads and writes the same bytes across the rename.
+
+diskcache pickles every record; a pickle names the record's class by module and name. A store
+whose records were renamed opens its database with a ``Disk`` from ``disk_naming`` that writes
+the stored name for the new class and reads the stored name back as the new class.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import sqlite3
+from collections.abc import Mapping
+from typing import Any
+
+import diskcache
+from diskcache.core import MODE_PICKLE, UNKNOWN
+
+StoredName = tuple[str, str]
+
+
+# The reference (pure Python) pickler, whose ``save_global`` can be overridden; typeshed
+# types it as the C pickler, which has none.
+_ReferencePickler: Any = pickle._Pickler
+
+
+class _Pickler(_ReferencePickler):
+    """The reference pickler (its output equals the C pickler's), naming renamed classes by
+    their stored names."""
+
+    def __init__(self, file: io.BytesIO, protocol: int, names: Mapping[type, StoredName]) -> None:
+        super().__init__(file, protocol)
+        self._names = names
+
+    def save_global(self, obj: Any, name: str | None = None) -> None:
+        stored = self._names.get(obj) if isinstance(obj, type) else None
+        if stored is None:
+            super().save_global(obj, name)
+            return
+        module, qualname = stored
+        self.save(module)
+        self.save(qualname)
+        self.write(pickle.STACK_GLOBAL)
+        self.memoize(obj)
+
+
+class _Unpickler(pickle.Unpickler):
+    """Reads stored names as the classes they now are."""
+
+    def __init__(self, file: io.BytesIO, classes: Mapping[StoredName, type]) -> None:
+        super().__init__(file)
+        self._classes = classes
+
+    def find_class(self, module: str, name: str) -> Any:
+        return self._classes.get((module, name)) or super().find_class(module, name)
+
+
+def dumps(value: object, protocol: int, names: Mapping[type, StoredName]) -> bytes:
+    """``value`` pickled, renamed classes under their stored names."""
+    buffer = io.BytesIO()
+    _Pickler(buffer, protocol, names).dump(value)
+    return buffer.getvalue()
+
+
+def loads(data: bytes, names: Mapping[type, StoredName]) -> Any:
+    """The value pickled in ``data``; stored names come back as their renamed classes."""
+    return _Unpickler(io.BytesIO(data), {stored: cls for cls, stored in names.items()}).load()
+
+
+class NamingDisk(diskcache.Disk):
+    """A diskcache ``Disk`` that pickles the classes in ``NAMES`` under their stored names."""
+
+    NAMES: Mapping[type, StoredName] = {}
+
+    def store(self, value: Any, read: bool, key: Any = UNKNOWN) -> tuple[Any, ...]:
+        if read or type(value) in (str, bytes, int, float):
+            return tuple(super().store(value, read, key=key))
+        data = dumps(value, self.pickle_protocol, self.NAMES)
+        if len(data) < self.min_file_size:
+            return 0, MODE_PICKLE, None, sqlite3.Binary(data)
+        filename, full_path = self.filename(key, value)
+        self._write(full_path, io.BytesIO(data), "xb")
+        return len(data), MODE_PICKLE, filename, None
+
+    def fetch(self, mode: int, filename: str | None, value: Any, read: bool) -> Any:
+        if mode != MODE_PICKLE:
+            return super().fetch(mode, filename, value, read)
+        if value is None:
+            assert filename is not None
+            with open(f"{self._directory}/{filename}", "rb") as reader:
+                return loads(reader.read(), self.NAMES)
+        return loads(bytes(value), self.NAMES)
+
+
+def disk_naming(names: Mapping[type, StoredName]) -> type[NamingDisk]:
+    """A ``Disk`` class for ``diskcache.Cache(disk=...)`` keeping ``names`` (class -> stored
+    ``(module, name)``)."""
+    return type("NamingDisk", (NamingDisk,), {"NAMES": dict(names)})

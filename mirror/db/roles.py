@@ -1,0 +1,139 @@
+"""The metadata store's roles: each service declares the slice of the store it uses.
+
+One diskcache database (``mirror.db.metadata.Metadata``) plays every role; a role is a small
+protocol named for what it holds, so a reader sees from a constructor what a service touches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from mirror.db.metadata import CachedResponse, ManifestRecord, TagMove, TagRecord
+    from mirror.oci.digest import Digest
+
+
+class Tags(Protocol):
+    """Where each cached tag points, as last checked with upstream."""
+
+    def tag(self, upstream: str, repo: str, tag: str) -> TagRecord | None:
+        """The cached record of ``repo:tag`` at ``upstream``, or ``None``."""
+        ...
+
+    def set_tag(self, upstream: str, repo: str, tag: str, record: TagRecord) -> None:
+        """Record where a tag points (a move is added to the tag history)."""
+        ...
+
+    def touch_tag(self, upstream: str, repo: str, tag: str, fetched_at: float) -> None:
+        """Note that upstream confirmed the tag unchanged at ``fetched_at``."""
+        ...
+
+    def tags(self) -> Iterator[tuple[str, str, str, TagRecord]]:
+        """Every cached ``(upstream, repo, tag, record)``."""
+        ...
+
+
+class Manifests(Protocol):
+    """The cached manifests: media type, size and what each references."""
+
+    def manifest(self, digest: Digest) -> ManifestRecord | None:
+        """The record of a cached manifest, or ``None``."""
+        ...
+
+    def set_manifest(self, digest: Digest, record: ManifestRecord) -> None:
+        """Record a cached manifest."""
+        ...
+
+    def delete_manifest(self, digest: Digest) -> None:
+        """Forget a manifest (nothing happens if it is not cached)."""
+        ...
+
+    def manifests(self) -> Iterator[tuple[Digest, ManifestRecord]]:
+        """Every cached ``(digest, record)``."""
+        ...
+
+
+class Repositories(Protocol):
+    """The catalog: every cached ``(upstream, repo)``."""
+
+    def add_repository(self, upstream: str, repo: str) -> None:
+        """Note that the repository is cached."""
+        ...
+
+    def repositories(self) -> Iterator[tuple[str, str]]:
+        """Every cached ``(upstream, repo)``."""
+        ...
+
+
+class Links(Protocol):
+    """Content a repository is known to reference (the authorisation-aware cache)."""
+
+    def link(self, upstream: str, repo: str, digests: Iterable[Digest]) -> None:
+        """Record that ``repo`` at ``upstream`` references these manifests and blobs."""
+        ...
+
+    def linked(self, upstream: str, repo: str, digest: Digest) -> bool:
+        """Whether ``repo`` at ``upstream`` is known to reference ``digest``."""
+        ...
+
+    def unlink(self, upstream: str, repo: str) -> int:
+        """Forget every link of ``repo`` at ``upstream``; returns how many."""
+        ...
+
+
+class TagHistory(Protocol):
+    """The moves of each repository's tags (retention's "not tagged since")."""
+
+    def tag_history(self, upstream: str, repo: str) -> tuple[TagMove, ...]:
+        """Every recorded move of a tag of ``repo``, oldest first."""
+        ...
+
+
+class CachedResponses(Protocol):
+    """Passed-through upstream answers (tags lists, referrers) kept for stale-if-error."""
+
+    def response(self, kind: str, upstream: str, repo: str, key: str) -> CachedResponse | None:
+        """The kept answer, or ``None``."""
+        ...
+
+    def set_response(
+        self, kind: str, upstream: str, repo: str, key: str, record: CachedResponse
+    ) -> None:
+        """Keep an answer, replacing the one kept before."""
+        ...
+
+
+class Pulls(Protocol):
+    """When each image was last pulled (batched in memory, persisted by ``flush``)."""
+
+    def record_pull(self, upstream: str, repo: str, digest: Digest, when: float) -> None:
+        """Note a pull of image ``digest``; persisted at the next ``flush``."""
+        ...
+
+    def last_pull(self, upstream: str, repo: str, digest: Digest) -> float | None:
+        """When image ``digest`` in ``repo`` was last pulled, or ``None``."""
+        ...
+
+    def pulls(self) -> dict[tuple[str, str, Digest], float]:
+        """Last pull of every ``(upstream, repo, digest)``, batched ones included."""
+        ...
+
+    def flush(self) -> int:
+        """Write batched last-pull times; returns how many."""
+        ...
+
+
+class Eviction(Protocol):
+    """Forgetting images and the repositories they leave empty."""
+
+    def evict_image(
+        self, upstream: str, repo: str, digest: Digest, tags: Iterable[str] | None = None
+    ) -> tuple[str, ...]:
+        """Forget image ``digest`` in ``repo`` (its tags there, last pull, tag history);
+        returns the tags removed."""
+        ...
+
+    def forget_empty_repositories(self, candidates: Iterable[tuple[str, str]]) -> set[str]:
+        """Forget those ``(upstream, repo)`` with no tag or last pull left; ``HOST/REPO``."""
+        ...
