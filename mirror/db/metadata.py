@@ -13,6 +13,7 @@ from pathlib import Path
 
 import diskcache
 
+from mirror.db.pickled import disk_naming, stored_in
 from mirror.db.roles import (
     CachedResponses,
     Eviction,
@@ -85,6 +86,13 @@ class CachedResponse:
     fetched_at: float
 
 
+# Pickles name classes by module and name: the records keep the names they were first stored
+# under (``mirror.store.metadata``), so a data directory reads the same across moves of code.
+_DISK = disk_naming(
+    stored_in("mirror.store.metadata", TagRecord, ManifestRecord, TagMove, CachedResponse)
+)
+
+
 class Metadata(Tags, Manifests, Repositories, Links, TagHistory, CachedResponses, Pulls, Eviction):
     """The metadata store, playing every role of ``mirror.db.roles``. One instance per process,
     closed explicitly.
@@ -98,7 +106,9 @@ class Metadata(Tags, Manifests, Repositories, Links, TagHistory, CachedResponses
     """
 
     def __init__(self, directory: Path, *, memo_size: int = 50_000) -> None:
-        self._db = diskcache.Cache(str(directory), eviction_policy="none", size_limit=2**62)
+        self._db = diskcache.Cache(
+            str(directory), disk=_DISK, eviction_policy="none", size_limit=2**62
+        )
         self._pending_pulls: dict[tuple[str, str, str], float] = {}
         self._tags: Lru[tuple[str, str, str], TagRecord] = Lru(memo_size)
         self._manifests: Lru[Digest, ManifestRecord] = Lru(memo_size)

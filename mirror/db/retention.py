@@ -13,14 +13,10 @@ from typing import Any
 
 import diskcache
 
-from mirror.db.pickled import disk_naming
+from mirror.db.pickled import disk_naming, stored_in
 from mirror.errors import ErrorCode, RegistryError
 from mirror.oci.digest import Digest
 from mirror.retention.policy import GLOBAL, PolicyEdit, RetentionPolicy, widens
-
-# Pickles name classes by module and name: retention policies were stored as this module's
-# ``Policy`` before the value moved to ``mirror.retention.policy``.
-_DISK = disk_naming({RetentionPolicy: ("mirror.db.retention", "Policy")})
 
 
 def policy_error(code: ErrorCode, message: str, **detail: Any) -> RegistryError:
@@ -73,6 +69,15 @@ class PolicyState:
             tuple(policies) if policies is not None else self.policies,
             tuple(sorted(merged.items())),
         )
+
+
+# Pickles name classes by module and name: the records keep the names they were first stored
+# under (``mirror.store.retention``; retention policies as ``Policy``).
+_DISK = disk_naming(
+    stored_in(
+        "mirror.store.retention", Attachment, PolicyState, renamed={RetentionPolicy: "Policy"}
+    )
+)
 
 
 class RetentionStore:

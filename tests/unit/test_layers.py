@@ -20,7 +20,7 @@ LAYERS: dict[str, int] = {
     "mirror": 0,
     "mirror.errors": 0,
     "mirror.oci": 1,
-    "mirror.clock": 1,
+    "mirror.clock": 0,
     "mirror.lru": 1,
     "mirror.metrics": 1,
     "mirror.crypto": 1,

@@ -8,14 +8,34 @@ from typing import Any, TypeVar
 
 import diskcache
 
-from mirror.db.identity.records import AccessPolicy, Tenancy
-from mirror.db.pickled import disk_naming
+from mirror.db.identity.records import (
+    AccessPolicy,
+    AuthToken,
+    Group,
+    PullThroughRule,
+    Repository,
+    Tenancy,
+    User,
+)
+from mirror.db.pickled import disk_naming, stored_in
 from mirror.errors import ErrorCode, RegistryError
 
 T = TypeVar("T")
 
-# Pickles name classes by module and name: access policies were stored as ``Policy``.
-_DISK = disk_naming({AccessPolicy: ("mirror.db.identity.records", "Policy")})
+# Pickles name classes by module and name: the records keep the names they were first stored
+# under (``mirror.identity.records``; access policies as ``Policy``).
+_DISK = disk_naming(
+    stored_in(
+        "mirror.identity.records",
+        Tenancy,
+        User,
+        Group,
+        AuthToken,
+        Repository,
+        PullThroughRule,
+        renamed={AccessPolicy: "Policy"},
+    )
+)
 
 
 def unknown(kind: str, **detail: str) -> RegistryError:

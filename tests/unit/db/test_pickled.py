@@ -15,7 +15,7 @@ from mirror.db.pickled import disk_naming, dumps, loads
 from mirror.db.retention import Attachment, PolicyState, RetentionStore
 from mirror.retention.policy import RetentionPolicy
 
-STORED = ("mirror.db.retention", "Policy")
+STORED = ("mirror.store.retention", "Policy")
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,9 +82,11 @@ def test_retention_policies_are_stored_under_their_former_name(tmp_path: Path) -
     with sqlite3.connect(tmp_path / "cache.db") as db:
         (raw,) = db.execute("SELECT value FROM Cache WHERE key = 'policies'").fetchone()
 
-    assert b"\x8c\x13mirror.db.retention\x94\x8c\x06Policy\x94" in bytes(raw)
+    assert b"\x8c\x16mirror.store.retention\x94" in bytes(raw) and b"mirror.db" not in bytes(raw)
+    assert b"\x8c\x06Policy\x94" in bytes(raw)
     assert b"RetentionPolicy" not in bytes(raw)
-    assert loads(bytes(raw), {RetentionPolicy: STORED}) == state
+    names = {RetentionPolicy: STORED, PolicyState: (STORED[0], "PolicyState")}
+    assert loads(bytes(raw), names) == state
 
 
 def test_the_bytes_name_the_former_classes() -> None:
@@ -94,5 +96,5 @@ def test_the_bytes_name_the_former_classes() -> None:
     assert b"\x8c\x06Policy" in dumps(state, 5, {RetentionPolicy: STORED})
     assert b"RetentionPolicy" not in dumps(state, 5, {RetentionPolicy: STORED})
     assert b"AccessPolicy" not in dumps(
-        access, 5, {AccessPolicy: ("mirror.db.identity.records", "Policy")}
+        access, 5, {AccessPolicy: ("mirror.identity.records", "Policy")}
     )
