@@ -25,6 +25,7 @@ from mirror.db.metadata import Metadata
 from mirror.db.retention import Policy, RetentionStore
 from mirror.metrics import Metrics
 from mirror.pullthrough.blobs import BlobService
+from mirror.pullthrough.leases import Leases
 from mirror.pullthrough.listing import ListingService
 from mirror.pullthrough.manifests import ManifestService
 from mirror.retention.audit import AuditLog
@@ -172,12 +173,14 @@ def build_app(
 
         pool = UpstreamPool(clients, make_client)
         cache = config.cache
+        leases = Leases()
         blobs = BlobService(
             capped,
             pool.get,
             metrics,
             chunk_size=config.storage.chunk_size,
             fill_timeout=cache.fill_timeout,
+            leases=leases,
         )
         manifests = ManifestService(
             capped,
@@ -210,7 +213,7 @@ def build_app(
         flusher = asyncio.create_task(
             _flush_last_pulls(metadata, max(cache.last_pull_flush_interval, 0.05))
         )
-        retention = retention_of(config, metadata, capped, metrics, clock, blobs.in_use)
+        retention = retention_of(config, metadata, capped, metrics, clock, leases.in_use)
         capped.evictor = retention.evict_to
         app[RETENTION] = retention
         scheduled = None

@@ -45,8 +45,7 @@ async def produce(fill: Fill, data: bytes, *, fail_at: int | None = None) -> boo
     await fill.reserve(len(data))
     for offset in range(0, len(data), CHUNK):
         if fail_at is not None and offset >= fail_at:
-            await fill.discard()
-            fill.failed(ConnectionResetError("upstream reset"))
+            await fill.fail(ConnectionResetError("upstream reset"))
             return False
         await fill.append(data[offset : offset + CHUNK])
         await asyncio.sleep(0)
