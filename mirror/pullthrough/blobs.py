@@ -174,8 +174,10 @@ class BlobService:
             async with client.open_blob(target.repo, digest) as blob:
                 upstream = self._counted(blob.iter_chunks(self._chunk_size))
                 whole = verified(upstream, Verifier(digest, size))
-                async for piece in hold_last(_window(whole, first, last), last + 1 - first):
-                    yield piece
+                pieces = hold_last(_window(whole, first, last), last + 1 - first)
+                async with aclosing(pieces):
+                    async for piece in pieces:
+                        yield piece
         except (RegistryError, DigestMismatch) as exc:
             raise FillFailed(digest, exc) from exc
 
