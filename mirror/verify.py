@@ -1,6 +1,14 @@
-"""Verification that wraps a stream: hash and size-check bytes as they pass, fail at the end."""
+"""Verification that wraps a stream: hash and size-check bytes as they pass, fail at the end.
+
+``verified`` is the wrapper every path that hashes content goes through; ``hold_last`` keeps
+the piece that would complete a response until the content behind it verified, so a client
+never receives a whole response of unverified bytes.
+"""
 
 from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable
 
 from mirror.errors import DigestMismatch
 from mirror.oci.digest import Digest
@@ -35,3 +43,62 @@ class Verifier:
             raise DigestMismatch(
                 str(self.digest), actual, expected_size=self.size, actual_size=self.count
             )
+
+
+async def verified(
+    chunks: AsyncIterable[bytes], verifier: Verifier, *, in_thread: bool = False
+) -> AsyncGenerator[bytes, None]:
+    """Yield ``chunks`` unchanged while ``verifier`` absorbs them; at the end of the stream
+    raise ``DigestMismatch`` unless it verified (early, once the stream is too long).
+
+    With ``in_thread`` each chunk is hashed in a worker thread while the consumer handles it
+    and the next one arrives; the hash has caught up before the next chunk is yielded, and
+    before this stream ends whichever way, so ``verifier.count`` is what was yielded.
+    """
+    hashing: asyncio.Future[None] | None = None
+    try:
+        async for chunk in chunks:
+            if hashing is not None:
+                job, hashing = hashing, None
+                await job
+            if in_thread:
+                hashing = asyncio.get_running_loop().run_in_executor(None, verifier.update, chunk)
+            else:
+                verifier.update(chunk)
+            yield chunk
+        if hashing is not None:
+            job, hashing = hashing, None
+            await job
+        verifier.verify()
+    finally:
+        if hashing is not None:
+            await asyncio.gather(hashing, return_exceptions=True)
+
+
+async def hold_last(
+    pieces: AsyncIterable[bytes],
+    length: int,
+    verdict: Callable[[], Awaitable[None]] | None = None,
+) -> AsyncGenerator[bytes, None]:
+    """Yield ``pieces`` (``length`` bytes in all) as they come, except the one completing
+    ``length`` bytes: it is released only once ``pieces`` ended without raising and
+    ``verdict()`` (if given) returned. Whatever either raises (``DigestMismatch``, ...) is
+    raised instead, so the last piece of a response never leaves unverified. A stream that
+    ends short holds nothing back: its source must raise (``verified`` does).
+    """
+    sent = 0
+    held: bytes | None = None
+    async for piece in pieces:
+        if held is not None:
+            if piece:
+                raise ValueError(f"stream went past its {length} bytes")
+            continue
+        sent += len(piece)
+        if sent >= length:
+            held = piece
+        elif piece:
+            yield piece
+    if held is not None:
+        if verdict is not None:
+            await verdict()
+        yield held

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,9 @@ from mirror.db.lock import DataDirLock
 from mirror.db.metadata import Metadata
 from mirror.db.retention import RetentionStore
 from mirror.metrics import Metrics
+from mirror.oci.digest import Digest
 from mirror.pullthrough.blobs import BlobService
+from mirror.pullthrough.leases import Leases
 from mirror.pullthrough.listing import ListingService
 from mirror.pullthrough.manifests import ManifestService
 from mirror.retention.audit import AuditLog
@@ -91,7 +93,7 @@ def retention_of(
     cache: CapacityLimit,
     metrics: Metrics,
     clock: Clock,
-    in_use: Callable[[str], bool],
+    in_use: Callable[[Digest], bool],
     router: Router | None = None,
 ) -> RetentionService:
     """The retention service over the data directory's retention state and audit log
@@ -154,6 +156,8 @@ class Resources:
     announce: Callable[[str], None]
     store_factory: Callable[[Path], BlobStoreImpl] | None
     existed: bool
+    # Blobs being filled or served: the blob service holds them, retention spares them.
+    leases: Leases = field(default_factory=Leases)
 
     @property
     def data_dir(self) -> Path:
@@ -253,6 +257,7 @@ class Resources:
             self.metrics,
             chunk_size=self.config.storage.chunk_size,
             fill_timeout=cache.fill_timeout,
+            leases=self.leases,
         )
         manifests = ManifestService(
             capped,
@@ -292,8 +297,8 @@ class Resources:
         """``RETENTION``: the retention service, the cache's evictor, and the periodic run
         when ``retention.interval`` is set."""
         config, metrics, clock, router = self.config, self.metrics, self.clock, self.router
-        capped, metadata, blobs = app[CACHE], app[METADATA], app[SERVICES].blobs
-        retention = retention_of(config, metadata, capped, metrics, clock, blobs.in_use, router)
+        capped, metadata, held = app[CACHE], app[METADATA], self.leases.held
+        retention = retention_of(config, metadata, capped, metrics, clock, held, router)
         async with contextlib.AsyncExitStack() as opened:
             opened.callback(retention.close)
             capped.evictor = retention.evict_to

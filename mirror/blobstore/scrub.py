@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
-from mirror.blobstore.interface import BlobStore
-from mirror.errors import CorruptObject, KeyUnavailable
+from mirror.blobstore.interface import BlobStore, RangeReader
+from mirror.errors import CorruptObject, DigestMismatch, KeyUnavailable
 from mirror.oci.digest import Digest
+from mirror.verify import Verifier, verified
 
 READ_SIZE = 1024 * 1024
 
@@ -32,23 +32,32 @@ async def check_object(store: BlobStore, digest: Digest) -> tuple[int, str | Non
     if opened is None:
         return 0, "failed its header, size or key check"
     reader, size = opened
-    hasher = hashlib.new(digest.algorithm)
-    offset = 0
+    verifier = Verifier(digest, size)
+    matches = True
     try:
-        while offset < size:
-            data = await reader.read(offset, min(READ_SIZE, size - offset))
-            if not data:
-                break
-            hasher.update(data)
-            offset += len(data)
+        async for _data in verified(_contents(reader, size), verifier):
+            pass
     except CorruptObject as exc:
-        return offset, exc.reason
+        return verifier.count, exc.reason
+    except DigestMismatch:
+        matches = False
     finally:
         await reader.close()
-    if offset != size or hasher.hexdigest() != digest.encoded:
+    if not matches:
         await store.delete(digest)
-        return offset, "content does not match its digest"
-    return offset, None
+        return verifier.count, "content does not match its digest"
+    return verifier.count, None
+
+
+async def _contents(reader: RangeReader, size: int) -> AsyncIterator[bytes]:
+    """The object's bytes up to ``size``; ends early where the object does."""
+    offset = 0
+    while offset < size:
+        data = await reader.read(offset, min(READ_SIZE, size - offset))
+        if not data:
+            return
+        offset += len(data)
+        yield data
 
 
 async def scrub(

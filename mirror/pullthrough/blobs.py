@@ -5,22 +5,23 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
-from collections import Counter
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from contextlib import aclosing
 from dataclasses import dataclass
-from typing import Any
 
 from mirror.blobstore.interface import BlobStore, BlobWriter, RangeReader, iter_range
-from mirror.errors import CorruptObject, DigestMismatch, RegistryError, UpstreamUnavailable
+from mirror.errors import CorruptObject, DigestMismatch, RegistryError
 from mirror.metrics import Metrics
 from mirror.oci.digest import Digest
 from mirror.oci.ranges import ByteRange, resolve_range
+from mirror.pullthrough.download import Download
 from mirror.pullthrough.fill import Fill, FillFailed
 from mirror.pullthrough.guard import Guarded
+from mirror.pullthrough.leases import Leases
 from mirror.pullthrough.singleflight import SingleFlight
 from mirror.upstream.client import UpstreamClient
 from mirror.upstream.routing import Target
-from mirror.verify import Verifier
+from mirror.verify import Verifier, hold_last, verified
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ class BlobService:
         *,
         chunk_size: int,
         fill_timeout: float,
+        leases: Leases,
         resume_attempts: int = 3,
     ) -> None:
         self._store = store
@@ -64,9 +66,8 @@ class BlobService:
         self._fill_timeout = fill_timeout
         self._resume_attempts = resume_attempts
         self._fills: dict[Digest, Fill] = {}
-        # Blobs being served, by digest: retention leaves them alone.
-        self._leases: Counter[str] = Counter()
-        self._spills_reported: set[Digest] = set()
+        # Blobs being filled or served: retention leaves them alone.
+        self._leases = leases
         self._tasks: set[asyncio.Task[None]] = set()
         self._heads: SingleFlight[int] = SingleFlight()
 
@@ -85,26 +86,6 @@ class BlobService:
             (target.upstream, digest), lambda: client.head_blob(target.repo, digest)
         )
 
-    def in_use(self, digest: str) -> bool:
-        """Whether a blob is being filled or served now (retention must not delete it)."""
-        return self._leases[digest] > 0 or any(str(d) == digest for d in self._fills)
-
-    def _lease(self, digest: Digest) -> Callable[[], None]:
-        """Hold ``digest`` in use until the returned release is called (once)."""
-        key = str(digest)
-        self._leases[key] += 1
-        released = False
-
-        def release() -> None:
-            nonlocal released
-            if not released:
-                released = True
-                self._leases[key] -= 1
-                if self._leases[key] <= 0:
-                    del self._leases[key]
-
-        return release
-
     async def open(
         self, target: Target, digest: Digest, range_spec: tuple[int | None, int | None] | None
     ) -> BlobBody:
@@ -112,7 +93,7 @@ class BlobService:
 
         The body holds a lease on the blob until it is exhausted or closed.
         """
-        release = self._lease(digest)
+        release = self._leases.hold(digest)
         try:
             return await self._open(target, digest, range_spec, release)
         except BaseException:
@@ -187,27 +168,23 @@ class BlobService:
         self, target: Target, digest: Digest, size: int, first: int, last: int
     ) -> AsyncGenerator[bytes, None]:
         """Bytes ``first..last`` straight from upstream, uncached but verified: the whole blob
-        is hashed and the last chunk held until it matched."""
+        is hashed and the last piece held until it matched."""
         client = self._upstreams(target.upstream)
-        verifier = Verifier(digest, size)
-        held = b""
-        offset = 0
         try:
             async with client.open_blob(target.repo, digest) as blob:
-                async for chunk in blob.iter_chunks(self._chunk_size):
-                    verifier.update(chunk)
-                    self._metrics.bytes_from_upstream.inc(len(chunk))
-                    part = chunk[max(first - offset, 0) : max(last + 1 - offset, 0)]
-                    offset += len(chunk)
-                    if part:
-                        if held:
-                            yield held
-                        held = part
-            verifier.verify()
+                upstream = self._counted(blob.iter_chunks(self._chunk_size))
+                whole = verified(upstream, Verifier(digest, size))
+                pieces = hold_last(_window(whole, first, last), last + 1 - first)
+                async with aclosing(pieces):
+                    async for piece in pieces:
+                        yield piece
         except (RegistryError, DigestMismatch) as exc:
             raise FillFailed(digest, exc) from exc
-        if held:
-            yield held
+
+    async def _counted(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        async for chunk in chunks:
+            self._metrics.bytes_from_upstream.inc(len(chunk))
+            yield chunk
 
     def _start_fill(self, target: Target, digest: Digest) -> Fill:
         try:
@@ -217,24 +194,38 @@ class BlobService:
             log.warning("cannot cache %s (%s); streaming it uncached", digest, exc)
             self._metrics.uncached_streams.labels(_reason(exc)).inc()
             writer = None
-        fill = Fill(digest, writer, lambda: self._store.open(digest))
+
+        def spilled(exc: OSError) -> None:
+            log.warning("cannot cache %s (%s); relaying it uncached", digest, exc)
+            self._metrics.uncached_streams.labels(_reason(exc)).inc()
+
+        fill = Fill(digest, writer, lambda: self._store.open(digest), on_spill=spilled)
         self._fills[digest] = fill
+        release = self._leases.hold(digest)
         task = asyncio.create_task(self._run_fill(fill, target))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(lambda _task: release())
         return fill
 
     async def _run_fill(self, fill: Fill, target: Target) -> None:
         """Download, verify and commit one blob; runs on its own, whatever its clients do."""
         self._metrics.fills_started.inc()
         self._metrics.fills_in_progress.inc()
+        client = self._upstreams(target.upstream)
+        download = Download(
+            client,
+            target.repo,
+            fill.digest,
+            chunk_size=self._chunk_size,
+            resume_attempts=self._resume_attempts,
+            on_resume=self._metrics.fills_resumed.inc,
+        )
         try:
             async with asyncio.timeout(self._fill_timeout):
-                await self._download(fill, target)
+                await self._copy(download, fill)
             committed = await fill.complete()
-            self._note_spill(fill)
         except BaseException as exc:
-            await fill.discard()
             reason = type(exc).__name__
             if isinstance(exc, DigestMismatch):
                 self._metrics.digest_mismatches.labels("blob").inc()
@@ -248,7 +239,7 @@ class BlobService:
             else:
                 log.warning("fill of %s from %s failed: %r", fill.digest, target.upstream, exc)
             self._metrics.fills_aborted.labels(reason).inc()
-            fill.failed(exc)
+            await fill.fail(exc)
             if not isinstance(exc, Exception):
                 raise
         else:
@@ -257,92 +248,39 @@ class BlobService:
         finally:
             self._metrics.fills_in_progress.dec()
             self._fills.pop(fill.digest, None)
-            self._spills_reported.discard(fill.digest)
 
-    def _note_spill(self, fill: Fill) -> None:
-        """Report, once, that a fill stopped caching."""
-        if fill.spilled is not None and fill.digest not in self._spills_reported:
-            self._spills_reported.add(fill.digest)
-            log.warning("cannot cache %s (%s); relaying it uncached", fill.digest, fill.spilled)
-            self._metrics.uncached_streams.labels(_reason(fill.spilled)).inc()
+    async def _copy(self, download: Download, fill: Fill) -> None:
+        """Append the download to the fill, chunk N written while chunk N+1 arrives (and is
+        hashed); the chunk in flight is written before this returns or raises."""
 
-    async def _download(self, fill: Fill, target: Target) -> None:
-        """Fetch the whole blob into the fill's writer and verify it.
+        async def started(size: int) -> None:
+            fill.started(size)
+            await fill.reserve(size)
 
-        A transfer that breaks mid-blob is resumed with ``Range`` from the last byte absorbed,
-        up to ``resume_attempts`` times; the hash carries on over the resumed bytes.
-        """
-        client = self._upstreams(target.upstream)
-        verifier: Verifier | None = None
-        attempt = 0
-        while True:
-            try:
-                async with client.open_blob(target.repo, fill.digest, fill.written) as blob:
-                    size = blob.size
-                    if size is None:
-                        # A chunked answer (some blob CDNs): the registry's HEAD names the size,
-                        # and the verifier holds the content to it.
-                        size = fill.size
-                        if size is None:
-                            size = await client.head_blob(target.repo, fill.digest)
-                    if verifier is None:
-                        fill.started(size)
-                        await fill.reserve(size)
-                        self._note_spill(fill)
-                        verifier = Verifier(fill.digest, size)
-                    elif size != fill.size:
-                        raise DigestMismatch(
-                            str(fill.digest),
-                            "(size changed on resume)",
-                            expected_size=fill.size,
-                            actual_size=size,
-                        )
-                    await self._copy(blob.iter_chunks(self._chunk_size), verifier, fill)
-                verifier.verify()
-                return
-            except UpstreamUnavailable as exc:
-                attempt += 1
-                if verifier is None or attempt > self._resume_attempts:
-                    raise
-                self._metrics.fills_resumed.inc()
-                log.warning(
-                    "resuming fill of %s at byte %d (attempt %d): %s",
-                    fill.digest,
-                    fill.written,
-                    attempt,
-                    exc,
-                )
-
-    async def _copy(self, chunks: AsyncIterator[bytes], verifier: Verifier, fill: Fill) -> None:
-        """Hash and write each chunk off the event loop, in order, while the next one arrives.
-
-        Hashing and writing of chunk N run in worker threads (both release the GIL) in
-        parallel with each other and with the network read of chunk N+1. When the transfer
-        breaks, the chunk in flight is still absorbed, so ``fill.written`` is exactly what the
-        writer (or the memory relay, once the disk refused) and the hash have seen.
-        """
-        loop = asyncio.get_running_loop()
-        pending: asyncio.Future[Any] | None = None
-
-        async def drain() -> None:
-            nonlocal pending
-            if pending is not None:
-                job, pending = pending, None
-                await job
-                self._note_spill(fill)
-
+        writing: asyncio.Task[None] | None = None
         try:
-            async for chunk in chunks:
-                await drain()
-                pending = asyncio.gather(
-                    loop.run_in_executor(None, verifier.update, chunk), fill.append(chunk)
-                )
-                self._metrics.bytes_from_upstream.inc(len(chunk))
+            async with aclosing(download.chunks(started)) as chunks:
+                async for chunk in chunks:
+                    if writing is not None:
+                        await writing
+                    writing = asyncio.ensure_future(fill.append(chunk))
+                    self._metrics.bytes_from_upstream.inc(len(chunk))
         finally:
-            await drain()
+            if writing is not None:
+                await asyncio.gather(writing, return_exceptions=True)
 
     async def close(self) -> None:
         """Cancel fills still running (at shutdown); their temp files are discarded."""
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+async def _window(chunks: AsyncIterator[bytes], first: int, last: int) -> AsyncIterator[bytes]:
+    """The parts of ``chunks`` (a whole blob) at bytes ``first..last``; reads to the end."""
+    offset = 0
+    async for chunk in chunks:
+        part = chunk[max(first - offset, 0) : max(last + 1 - offset, 0)]
+        offset += len(chunk)
+        if part:
+            yield part

@@ -20,6 +20,7 @@ from mirror.blobstore.interface import BlobWriter, RangeReader
 from mirror.oci.digest import Digest
 from mirror.pullthrough.guard import Guarded
 from mirror.pullthrough.relay import Tail
+from mirror.verify import hold_last
 
 # How far (bytes) the slowest attached reader may lag behind a relaying fill before the
 # download waits for it.
@@ -47,7 +48,11 @@ class FillFailed(Exception):
 
 
 class Fill:
-    """Progress of one blob fill: size once known, bytes written, and how it ended."""
+    """One blob fill: the producer (the fill task) appends verified-so-far bytes and ends it;
+    any number of readers stream ranges of it as it grows.
+
+    ``on_spill`` is called once, with the disk's refusal, when the fill stops caching.
+    """
 
     def __init__(
         self,
@@ -55,23 +60,25 @@ class Fill:
         writer: BlobWriter | None,
         reopen: Callable[[], Awaitable[tuple[RangeReader, int] | None]] | None = None,
         *,
+        on_spill: Callable[[OSError], None] | None = None,
         relay_limit: int = RELAY_LIMIT,
         recent_limit: int = RECENT_LIMIT,
     ) -> None:
         self.digest = digest
         # ``None`` once the fill stopped caching (or when it never could start).
-        self.writer = writer
+        self._writer = writer
         # How to read the object once committed (its temp file is gone by then).
         self._reopen = reopen
-        self.size: int | None = None
-        self.written = 0
-        self.committed = False
+        self._on_spill = on_spill
+        self._size: int | None = None
+        self._written = 0
+        self._committed = False
         # The content verified: committed, or relayed without caching.
-        self.verified = False
-        self.error: BaseException | None = None
+        self._verified = False
+        self._error: BaseException | None = None
         # Why the fill stopped caching, if it did.
-        self.spilled: OSError | None = None
-        self.readers = 0
+        self._spilled: OSError | None = None
+        self._readers = 0
         # Bytes below ``_disk_end`` are in the temp file (for readers that opened it).
         self._disk_end = 0
         self._tail = Tail(0)
@@ -83,13 +90,42 @@ class Fill:
         self._progress: asyncio.Future[None] = loop.create_future()
         self._consumed: asyncio.Future[None] = loop.create_future()
 
+    # What anyone may observe --------------------------------------------------------------
+
     @property
     def done(self) -> bool:
-        return self.verified or self.error is not None
+        """The fill ended: verified, or failed."""
+        return self._verified or self._error is not None
 
     @property
     def caching(self) -> bool:
-        return self.writer is not None
+        """The bytes still go to the cache (not relayed from memory)."""
+        return self._writer is not None
+
+    @property
+    def verified(self) -> bool:
+        """The content verified (committed, or relayed uncached)."""
+        return self._verified
+
+    @property
+    def committed(self) -> bool:
+        """The verified content is in the cache."""
+        return self._committed
+
+    @property
+    def written(self) -> int:
+        """Bytes appended so far."""
+        return self._written
+
+    @property
+    def spilled(self) -> OSError | None:
+        """Why the fill stopped caching, if it did."""
+        return self._spilled
+
+    @property
+    def readers(self) -> int:
+        """Readers attached now."""
+        return self._readers
 
     def _notify(self) -> None:
         if not self._progress.done():
@@ -105,38 +141,39 @@ class Fill:
 
     def started(self, size: int) -> None:
         """Upstream answered and announced ``size`` bytes."""
-        self.size = size
+        self._size = size
         self._notify()
 
     async def reserve(self, size: int) -> None:
         """Claim room for the whole blob if the writer can; stop caching if there is none."""
-        if isinstance(self.writer, Reserving):
+        if isinstance(self._writer, Reserving):
             try:
-                await self.writer.reserve(size)
+                await self._writer.reserve(size)
             except OSError as exc:
-                await self.stop_caching(exc)
+                await self._stop_caching(exc)
 
     async def append(self, chunk: bytes) -> None:
         """Write ``chunk`` to the cache, or relay it once the disk refused; then publish it.
 
         Waits while a relaying fill's slowest reader lags more than the relay limit.
         """
-        if self.writer is not None:
+        if self._writer is not None:
             try:
-                await self.writer.write(chunk)
+                await self._writer.write(chunk)
             except OSError as exc:
-                await self.stop_caching(exc)
-        if self.writer is None:
+                await self._stop_caching(exc)
+        if self._writer is None:
             self._tail.append(chunk)
         self._remember(chunk)
-        self.advanced(len(chunk))
-        while self.writer is None and len(self._tail) > self._relay_limit and self._tail.readers:
+        self._written += len(chunk)
+        self._notify()
+        while self._writer is None and len(self._tail) > self._relay_limit and self._tail.readers:
             await asyncio.shield(self._consumed)
 
     def _remember(self, chunk: bytes) -> None:
         """Keep the newest chunks in memory: readers at the head (every joiner of a cold
         blob, most of the time) send them without reading back (or decrypting) the file."""
-        self._recent.append((self.written, chunk))
+        self._recent.append((self._written, chunk))
         self._recent_bytes += len(chunk)
         while self._recent_bytes > self._recent_limit and len(self._recent) > 1:
             _, dropped = self._recent.popleft()
@@ -148,77 +185,74 @@ class Fill:
                 return data[offset - start : offset - start + length]
         return None
 
-    async def stop_caching(self, reason: OSError) -> None:
+    async def _stop_caching(self, reason: OSError) -> None:
         """Drop the temp file; from now on the blob is relayed from memory."""
-        writer, self.writer = self.writer, None
-        self.spilled = reason
-        self._disk_end = self.written
-        self._tail.reset(self.written)
+        writer, self._writer = self._writer, None
+        self._spilled = reason
+        self._disk_end = self._written
+        self._tail.reset(self._written)
         if writer is not None:
             await writer.abort()
-
-    def advanced(self, count: int) -> None:
-        """``count`` more bytes were written to the writer (or the relay tail)."""
-        self.written += count
-        self._notify()
+        if self._on_spill is not None:
+            self._on_spill(reason)
 
     async def complete(self) -> bool:
         """The content verified: commit it (``True``), or, if the disk refuses the commit or the
         fill stopped caching earlier, let the readers finish uncached (``False``)."""
-        if self.writer is not None:
+        if self._writer is not None:
             try:
-                await self.writer.commit()
+                await self._writer.commit()
             except OSError as exc:
-                await self.stop_caching(exc)
+                await self._stop_caching(exc)
             else:
-                self.committed = True
-        self.verified = True
+                self._committed = True
+        self._verified = True
         self._notify()
-        return self.committed
+        return self._committed
 
-    async def discard(self) -> None:
-        """Throw away what was written (the fill is failing)."""
-        writer, self.writer = self.writer, None
+    async def fail(self, error: BaseException) -> None:
+        """The fill ended without verifying (upstream error, mismatch, timeout): throw away
+        what was written and fail every reader with ``error``."""
+        self._error = error
+        writer, self._writer = self._writer, None
         if writer is not None:
             await writer.abort()
-
-    def finished(self) -> None:
-        """The content was verified and committed."""
-        self.committed = True
-        self.verified = True
-        self._notify()
-
-    def failed(self, error: BaseException) -> None:
-        """The fill ended without verifying (upstream error, mismatch, timeout)."""
-        self.error = error
         self._notify()
 
     # Consumer side ----------------------------------------------------------------------
 
     async def wait_started(self) -> int:
         """The blob's size, once upstream answered; raises the fill's error if it failed first."""
-        while self.size is None:
-            if self.error is not None:
-                raise self.error
+        while self._size is None:
+            if self._error is not None:
+                raise self._error
             await asyncio.shield(self._progress)
-        return self.size
+        return self._size
 
     def can_serve(self, first: int) -> bool:
         """Whether a reader attaching now at ``first`` will get its bytes from this fill (not
         so once a fill that stopped caching dropped them, or ended uncached)."""
-        if self.caching or self.committed or self.error is not None:
+        if self.caching or self._committed or self._error is not None:
             return True
-        return not self.verified and first >= self._tail.start
+        return not self._verified and first >= self._tail.start
 
     async def _wait_beyond(self, offset: int) -> int:
-        """Wait until more than ``offset`` bytes are written; return how many are."""
-        while self.written <= offset:
-            if self.error is not None:
-                raise FillFailed(self.digest, self.error)
-            if self.verified:
+        """Wait until more than ``offset`` bytes are written; return how many are. Raises
+        ``FillFailed`` once the fill failed (its temp file is gone by then)."""
+        while self._error is not None or self._written <= offset:
+            if self._error is not None:
+                raise FillFailed(self.digest, self._error)
+            if self._verified:
                 raise EOFError(f"read at {offset} past the end of {self.digest}")
             await asyncio.shield(self._progress)
-        return self.written
+        return self._written
+
+    async def _until_verified(self) -> None:
+        """Return once the whole blob verified; raise ``FillFailed`` if the fill fails."""
+        while not self._verified:
+            if self._error is not None:
+                raise FillFailed(self.digest, self._error)
+            await asyncio.shield(self._progress)
 
     def stream(self, first: int, last: int, chunk_size: int) -> AsyncGenerator[bytes, None]:
         """Attach a reader now and yield bytes ``first..last`` as they are written.
@@ -227,24 +261,25 @@ class Fill:
         every requested byte had already been written: unverified content never completes.
         """
         cursor = self._tail.attach(first)
-        self.readers += 1
+        self._readers += 1
         reader: list[RangeReader] = []
-        if self.writer is not None:
+        if self._writer is not None:
             try:
-                reader.append(self.writer.reader())
+                reader.append(self._writer.reader())
             except FileNotFoundError:
                 pass  # committed (or failed) already: reopened when first read
 
         async def release() -> None:
-            self.readers -= 1
+            self._readers -= 1
             self._tail.detach(cursor)
             self._notify_consumed()
             for opened in reader:
                 await opened.close()
 
-        return Guarded(self._stream(cursor, first, last, chunk_size, reader), release)
+        pieces = self._pieces(cursor, first, last, chunk_size, reader)
+        return Guarded(hold_last(pieces, last + 1 - first, self._until_verified), release)
 
-    async def _stream(
+    async def _pieces(
         self, cursor: int, first: int, last: int, chunk_size: int, reader: list[RangeReader]
     ) -> AsyncGenerator[bytes, None]:
         offset = first
@@ -257,24 +292,18 @@ class Fill:
             offset += len(data)
             self._tail.move(cursor, offset)
             self._notify_consumed()
-            if offset > last:
-                # Hold the last chunk until the whole blob verified.
-                while not self.verified:
-                    if self.error is not None:
-                        raise FillFailed(self.digest, self.error)
-                    await asyncio.shield(self._progress)
             yield data
 
     async def _read(self, reader: list[RangeReader], offset: int, length: int) -> bytes:
         recent = self._recalled(offset, length)
         if recent is not None:
             return recent
-        if not self.caching and offset >= self._disk_end and not self.committed:
+        if not self.caching and offset >= self._disk_end and not self._committed:
             try:
                 return self._tail.read(offset, length)
             except LookupError as exc:
                 raise FillFailed(self.digest, exc) from None
-        if not self.caching and not self.committed:
+        if not self.caching and not self._committed:
             length = min(length, self._disk_end - offset)
         if not reader:
             reader.append(await self._reopened())
@@ -282,8 +311,8 @@ class Fill:
 
     async def _reopened(self) -> RangeReader:
         """A reader of the committed object (the temp file is gone by then)."""
-        if self.committed and self._reopen is not None:
+        if self._committed and self._reopen is not None:
             opened = await self._reopen()
             if opened is not None:
                 return opened[0]
-        raise FillFailed(self.digest, self.error or FileNotFoundError("fill ended"))
+        raise FillFailed(self.digest, self._error or FileNotFoundError("fill ended"))

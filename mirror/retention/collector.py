@@ -62,7 +62,7 @@ class Collector:
         metadata: CollectorRecords,
         store: BlobStore,
         state: RetentionStore,
-        in_use: Callable[[str], bool],
+        in_use: Callable[[Digest], bool],
         audit: AuditLog,
         metrics: Metrics,
         *,
@@ -150,7 +150,7 @@ class Collector:
                 break
             if self._counts[digest] > 0 or digest in self._inventory.manifests:
                 continue
-            if self._metadata.manifest(digest) is not None or self._in_use(str(digest)):
+            if self._metadata.manifest(digest) is not None or self._in_use(digest):
                 continue  # a manifest cached after the snapshot, or a blob being served
             if await self._delete_object("blob", digest, "orphan: no cached manifest refers to it"):
                 deleted += 1
@@ -177,7 +177,7 @@ class Collector:
             await self._release(reference, f"only referenced by manifest {digest}")
 
     async def _delete_blob(self, digest: Digest, reason: str, *, retry: bool = False) -> None:
-        if self._in_use(str(digest)):
+        if self._in_use(digest):
             self.outcome.deferred.add(digest)
             self._metrics.deletions_deferred.inc()
             self._audit.write("defer-blob", run=self._run_id, digest=str(digest), reason="in use")

@@ -15,6 +15,7 @@ from mirror.blobstore.interface import BlobStore
 from mirror.clock import Clock
 from mirror.db.retention import RetentionStore
 from mirror.metrics import Metrics
+from mirror.oci.digest import Digest
 from mirror.retention.audit import AuditLog, iso
 from mirror.retention.collector import Collector, CollectorRecords, Outcome
 from mirror.retention.inventory import Inventory, InventoryRecords
@@ -119,7 +120,7 @@ class RetentionService:
         metrics: Metrics,
         clock: Clock,
         *,
-        in_use: Callable[[str], bool],
+        in_use: Callable[[Digest], bool],
         cooling_period: float,
         capacity: CapacityLimit | None = None,
     ) -> None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+
 import pytest
 
 from mirror.errors import DigestMismatch
 from mirror.oci.digest import Digest
-from mirror.verify import Verifier
+from mirror.verify import Verifier, hold_last, verified
 
 CONTENT = b"the quick brown fox jumps over the lazy dog"
 DIGEST = Digest.of(CONTENT)
@@ -127,3 +130,168 @@ def test_right_content_with_a_wrong_declared_size_fails() -> None:
 
 def test_empty_content_verifies_against_the_empty_digest() -> None:
     Verifier(Digest.of(b""), 0).verify()
+
+
+# The stream wrappers ------------------------------------------------------------------------
+
+
+async def stream_of(pieces: list[bytes]) -> AsyncIterator[bytes]:
+    for piece in pieces:
+        yield piece
+
+
+async def passed(stream: AsyncIterator[bytes], into: list[bytes]) -> None:
+    async for piece in stream:
+        into.append(piece)
+
+
+@pytest.mark.parametrize("in_thread", [False, True], ids=["inline", "in-thread"])
+async def test_verified_stream_passes_the_bytes_unchanged(in_thread: bool) -> None:
+    verifier = Verifier(DIGEST, len(CONTENT))
+    received: list[bytes] = []
+
+    await passed(verified(stream_of(chunks(CONTENT, 5)), verifier, in_thread=in_thread), received)
+
+    assert received == chunks(CONTENT, 5)
+    assert verifier.count == len(CONTENT)
+
+
+@pytest.mark.parametrize("in_thread", [False, True], ids=["inline", "in-thread"])
+@pytest.mark.parametrize(
+    "content",
+    [
+        pytest.param(CONTENT.replace(b"dog", b"cat"), id="wrong-bytes"),
+        pytest.param(CONTENT[:-1], id="short"),
+        pytest.param(b"", id="empty"),
+    ],
+)
+async def test_verified_stream_fails_at_its_end_after_passing_every_byte(
+    content: bytes, in_thread: bool
+) -> None:
+    received: list[bytes] = []
+
+    with pytest.raises(DigestMismatch) as caught:
+        stream = verified(
+            stream_of(chunks(content, 5)), Verifier(DIGEST, len(CONTENT)), in_thread=in_thread
+        )
+        await passed(stream, received)
+
+    assert b"".join(received) == content
+    assert caught.value.expected == str(DIGEST)
+    assert caught.value.actual_size == len(content)
+
+
+async def test_verified_stream_fails_before_passing_the_chunk_that_is_too_long() -> None:
+    received: list[bytes] = []
+    content = CONTENT + b"!!!!"
+
+    with pytest.raises(DigestMismatch) as caught:
+        await passed(
+            verified(stream_of(chunks(content, 5)), Verifier(DIGEST, len(CONTENT))), received
+        )
+
+    assert b"".join(received) == content[: len(CONTENT) // 5 * 5]
+    assert caught.value.actual == "(too long)"
+
+
+async def test_verified_empty_stream_verifies_against_the_empty_digest() -> None:
+    received: list[bytes] = []
+
+    await passed(verified(stream_of([]), Verifier(Digest.of(b""), 0)), received)
+
+    assert received == []
+
+
+async def test_in_thread_hash_has_absorbed_every_yielded_chunk_when_the_source_breaks() -> None:
+    async def breaking() -> AsyncIterator[bytes]:
+        yield CONTENT[:10]
+        yield CONTENT[10:20]
+        raise ConnectionResetError("transfer broke")
+
+    verifier = Verifier(DIGEST, len(CONTENT))
+    received: list[bytes] = []
+
+    with pytest.raises(ConnectionResetError):
+        await passed(verified(breaking(), verifier, in_thread=True), received)
+
+    assert verifier.count == sum(map(len, received)) == 20
+
+
+@pytest.mark.parametrize("length", [len(CONTENT), 12], ids=["whole", "range"])
+async def test_hold_last_releases_the_completing_piece_once_the_stream_verified(
+    length: int,
+) -> None:
+    """A range of a verified whole: pieces pass at once, the one completing it at the end."""
+    received: list[bytes] = []
+
+    async def range_of(whole: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        sent = 0
+        async for chunk in whole:
+            part = chunk[: max(length - sent, 0)]
+            sent += len(chunk)
+            if part:
+                yield part
+
+    stream = hold_last(range_of(verified(stream_of(chunks(CONTENT, 5)), Verifier(DIGEST))), length)
+    await passed(stream, received)
+
+    assert b"".join(received) == CONTENT[:length]
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        pytest.param(CONTENT.replace(b"dog", b"cat"), id="wrong-bytes"),
+        pytest.param(CONTENT + b"!!!!", id="too-long"),
+    ],
+)
+async def test_hold_last_never_releases_the_final_piece_on_mismatch(content: bytes) -> None:
+    received: list[bytes] = []
+    whole = verified(stream_of(chunks(content, 5)), Verifier(DIGEST, len(CONTENT)))
+
+    with pytest.raises(DigestMismatch):
+        await passed(hold_last(whole, len(CONTENT)), received)
+
+    assert b"".join(received) == CONTENT[: (len(CONTENT) - 1) // 5 * 5]
+    assert len(b"".join(received)) < len(CONTENT)
+
+
+async def test_hold_last_waits_for_the_verdict_before_the_final_piece() -> None:
+    verdict = asyncio.get_running_loop().create_future()
+    received: list[bytes] = []
+
+    async def wait_verdict() -> None:
+        await verdict
+
+    reading = asyncio.create_task(
+        passed(hold_last(stream_of(chunks(CONTENT, 5)), len(CONTENT), wait_verdict), received)
+    )
+    await asyncio.sleep(0.01)
+    assert b"".join(received) == CONTENT[: (len(CONTENT) - 1) // 5 * 5]
+
+    verdict.set_exception(DigestMismatch(str(DIGEST), "(fill failed)"))
+    with pytest.raises(DigestMismatch):
+        await reading
+    assert len(b"".join(received)) < len(CONTENT)
+
+
+async def test_hold_last_releases_after_a_verdict_that_passes() -> None:
+    async def passes() -> None:
+        return None
+
+    received: list[bytes] = []
+
+    await passed(hold_last(stream_of(chunks(CONTENT, 5)), len(CONTENT), passes), received)
+
+    assert b"".join(received) == CONTENT
+
+
+async def test_hold_last_of_nothing_yields_nothing_and_asks_no_verdict() -> None:
+    async def never() -> None:
+        raise AssertionError("no piece to release, no verdict to wait for")
+
+    received: list[bytes] = []
+
+    await passed(hold_last(stream_of([]), 0, never), received)
+
+    assert received == []

@@ -30,10 +30,12 @@ def store(tmp_path: Path) -> FilesystemBlobStore:
 @pytest.fixture
 async def fill(store: FilesystemBlobStore, data: bytes) -> AsyncIterator[Fill]:
     digest = Digest.of(data)
-    # As BlobService wires it: once committed, the object is read from the store.
-    fill = Fill(digest, store.create(digest), lambda: store.open(digest))
+    # As BlobService wires it: once committed, the object is read from the store. No memory
+    # of recent chunks beyond the newest: readers read the temp file, then the stored object.
+    fill = Fill(digest, store.create(digest), lambda: store.open(digest), recent_limit=0)
     yield fill
-    await fill.writer.abort()  # closes the temp file of a test that neither committed nor failed
+    if not fill.done:  # closes the temp file of a test that neither committed nor failed
+        await fill.fail(RuntimeError("test over"))
 
 
 class Producer:
@@ -59,22 +61,18 @@ class Producer:
         self.fill.started(len(self.data))
         for offset in range(0, end, CHUNK):
             await self._pause(offset)
-            chunk = self.data[offset : min(offset + CHUNK, end)]
-            await self.fill.writer.write(chunk)
-            self.fill.advanced(len(chunk))
+            await self.fill.append(self.data[offset : min(offset + CHUNK, end)])
             await asyncio.sleep(0)
         await self._pause(end)
 
     async def commit(self) -> None:
         await self.write(len(self.data))
-        await self.fill.writer.commit()
-        self.fill.finished()
+        assert await self.fill.complete()
 
     async def fail(self, error: BaseException, *, after: int = SIZE) -> None:
-        """Write the first ``after`` bytes, then fail as the fill task does: abort, then tell."""
+        """Write the first ``after`` bytes, then fail as the fill task does."""
         await self.write(after)
-        await self.fill.writer.abort()
-        self.fill.failed(error)
+        await self.fill.fail(error)
 
 
 class Reader:
@@ -214,8 +212,7 @@ async def test_wait_started_raises_the_error_when_failure_comes_first(fill: Fill
     waiter = asyncio.create_task(fill.wait_started())
     await asyncio.sleep(0)
 
-    await fill.writer.abort()
-    fill.failed(error)
+    await fill.fail(error)
 
     with pytest.raises(PermissionError) as caught:
         await waiter

@@ -45,8 +45,7 @@ async def produce(fill: Fill, data: bytes, *, fail_at: int | None = None) -> boo
     await fill.reserve(len(data))
     for offset in range(0, len(data), CHUNK):
         if fail_at is not None and offset >= fail_at:
-            await fill.discard()
-            fill.failed(ConnectionResetError("upstream reset"))
+            await fill.fail(ConnectionResetError("upstream reset"))
             return False
         await fill.append(data[offset : offset + CHUNK])
         await asyncio.sleep(0)
@@ -174,3 +173,29 @@ async def test_a_stream_closed_before_it_started_releases_its_reader(
 
     assert fill.readers == 0
     assert fill._tail.readers == 0
+
+
+@pytest.mark.parametrize(
+    ("room", "refuse", "spills"),
+    [
+        pytest.param(SIZE, {}, 0, id="room-enough"),
+        pytest.param(0, {}, 1, id="disk-full-before-first-byte"),
+        pytest.param(300, {}, 1, id="disk-full-mid-blob"),
+        pytest.param(SIZE, {"refuse_commit": True}, 1, id="disk-full-at-commit"),
+    ],
+)
+async def test_the_fill_reports_once_that_it_stopped_caching(
+    tmp_path: Path, data: bytes, room: int, refuse: dict[str, bool], spills: int
+) -> None:
+    store = full_store(tmp_path, room=room, **refuse)
+    digest = Digest.of(data)
+    reported: list[OSError] = []
+    fill = Fill(digest, store.create(digest), lambda: store.open(digest), on_spill=reported.append)
+    reader = asyncio.create_task(read_all(fill))
+
+    committed = await produce(fill, data)
+
+    assert await reader == data
+    assert committed is (spills == 0)
+    assert len(reported) == spills
+    assert reported == ([fill.spilled] if spills else [])

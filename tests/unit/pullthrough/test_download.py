@@ -1,0 +1,150 @@
+"""A Download against a small in-process upstream: the whole blob, verified, resumed with
+``Range`` when the transfer breaks."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from mirror.errors import DigestMismatch, UpstreamUnavailable
+from mirror.oci.digest import Digest
+from mirror.pullthrough.download import Download
+from mirror.upstream import UpstreamClient, UpstreamEndpoint
+
+ServerFactory = Callable[[web.Application], Awaitable[TestServer]]
+
+BLOB = bytes(range(256)) * 64  # 16 KiB
+DIGEST = Digest.of(BLOB)
+
+
+class Upstream:
+    """Serves ``BLOB`` honouring ``Range``; the first ``breaks`` answers stop halfway.
+
+    ``body`` is what it sends instead of ``BLOB`` (for wrong content), ``resized`` the size a
+    resumed answer announces, ``chunked`` leaves out ``Content-Length``.
+    """
+
+    def __init__(self, *, breaks: int = 0, body: bytes = BLOB, resized: int | None = None) -> None:
+        self.breaks = breaks
+        self.body = body
+        self.resized = resized
+        self.chunked = False
+        self.ranges: list[str | None] = []
+
+    async def blob(self, request: web.Request) -> web.StreamResponse:
+        if request.method == "HEAD":
+            return web.Response(headers={"Content-Length": str(len(BLOB))})
+        self.ranges.append(request.headers.get("Range"))
+        offset = int(request.headers.get("Range", "bytes=0-")[6:].rstrip("-") or 0)
+        response = web.StreamResponse()
+        data = self.body[offset:]
+        if offset:
+            size = self.resized or len(self.body)
+            response.set_status(206)
+            response.headers["Content-Range"] = f"bytes {offset}-{size - 1}/{size}"
+        if not self.chunked:
+            response.content_length = len(data)
+        await response.prepare(request)
+        if self.breaks:
+            self.breaks -= 1
+            await response.write(data[: len(data) // 2])
+            await asyncio.sleep(0.05)
+            assert request.transport is not None
+            request.transport.close()
+            return response
+        await response.write(data)
+        await response.write_eof()
+        return response
+
+
+async def download(
+    aiohttp_server: ServerFactory, upstream: Upstream, *, resume_attempts: int = 3
+) -> tuple[bytes, list[int], int]:
+    """Run a Download of ``DIGEST``: (bytes, sizes announced, resumes)."""
+    app = web.Application()
+    app.router.add_route("*", f"/v2/library/app/blobs/{DIGEST}", upstream.blob)
+    server = await aiohttp_server(app)
+    endpoint = UpstreamEndpoint(
+        host=f"127.0.0.1:{server.port}", url=str(server.make_url("")), retries=0
+    )
+    announced: list[int] = []
+    resumes: list[None] = []
+
+    async def started(size: int) -> None:
+        announced.append(size)
+
+    async with UpstreamClient(endpoint) as client:
+        fetch = Download(
+            client,
+            "library/app",
+            DIGEST,
+            chunk_size=1024,
+            resume_attempts=resume_attempts,
+            on_resume=lambda: resumes.append(None),
+        )
+        received = bytearray()
+        async for chunk in fetch.chunks(started):
+            received += chunk
+    return bytes(received), announced, len(resumes)
+
+
+async def test_the_whole_blob_arrives_verified_after_its_size_was_announced(
+    aiohttp_server: ServerFactory,
+) -> None:
+    upstream = Upstream()
+
+    assert await download(aiohttp_server, upstream) == (BLOB, [len(BLOB)], 0)
+    assert upstream.ranges == [None]
+
+
+async def test_a_broken_transfer_resumes_with_range_from_the_last_byte_received(
+    aiohttp_server: ServerFactory,
+) -> None:
+    upstream = Upstream(breaks=2)
+
+    assert await download(aiohttp_server, upstream) == (BLOB, [len(BLOB)], 2)
+    first_half = len(BLOB) // 2
+    assert upstream.ranges == [
+        None,
+        f"bytes={first_half}-",
+        f"bytes={first_half + (len(BLOB) - first_half) // 2}-",
+    ]
+
+
+async def test_a_transfer_that_keeps_breaking_fails_once_the_resumes_are_used_up(
+    aiohttp_server: ServerFactory,
+) -> None:
+    upstream = Upstream(breaks=3)
+
+    with pytest.raises(UpstreamUnavailable):
+        await download(aiohttp_server, upstream, resume_attempts=2)
+    assert len(upstream.ranges) == 3
+
+
+async def test_wrong_content_fails_at_the_end_of_the_stream(aiohttp_server: ServerFactory) -> None:
+    upstream = Upstream(body=bytes([BLOB[0] ^ 0xFF]) + BLOB[1:])
+
+    with pytest.raises(DigestMismatch) as caught:
+        await download(aiohttp_server, upstream)
+    assert caught.value.expected == str(DIGEST)
+
+
+async def test_a_size_that_changed_on_resume_fails(aiohttp_server: ServerFactory) -> None:
+    upstream = Upstream(breaks=1, resized=len(BLOB) + 1)
+
+    with pytest.raises(DigestMismatch) as caught:
+        await download(aiohttp_server, upstream)
+    assert (caught.value.expected_size, caught.value.actual_size) == (len(BLOB), len(BLOB) + 1)
+
+
+async def test_a_chunked_answer_is_sized_by_the_registry_head(
+    aiohttp_server: ServerFactory,
+) -> None:
+    upstream = Upstream()
+    upstream.chunked = True
+
+    assert await download(aiohttp_server, upstream) == (BLOB, [len(BLOB)], 0)
