@@ -5,5 +5,5 @@ cd "$(dirname "$0")/.."
 ./scripts/install-test-deps.sh
 . scripts/venv.sh
 ruff check .
-mypy mirror
+mypy
 python -m pytest -q -p no:cacheprovider --cov=mirror "$@"

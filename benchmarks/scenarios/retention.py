@@ -14,6 +14,7 @@ from pathlib import Path
 
 from benchmarks.bench import Bench
 from mirror.db.metadata import ManifestRecord, Metadata, TagRecord
+from mirror.oci.digest import Digest
 
 NUMBER = 7
 TITLE = "Retention dry run at scale"
@@ -24,13 +25,13 @@ REPOSITORIES = 500
 LAYERS = 2_000
 
 
-def _digest(text: str) -> str:
-    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+def _digest(text: str) -> Digest:
+    return Digest.parse("sha256:" + hashlib.sha256(text.encode()).hexdigest())
 
 
 def populate(data_dir: Path, images: int, now: float) -> None:
     """Write ``images`` tagged, pulled manifests (two layers each) into the metadata store."""
-    layers = [_digest(f"layer-{i}") for i in range(LAYERS)]
+    layers = [str(_digest(f"layer-{i}")) for i in range(LAYERS)]
     metadata = Metadata(data_dir / "metadata")
     try:
         for i in range(images):
@@ -38,7 +39,7 @@ def populate(data_dir: Path, images: int, now: float) -> None:
             repo = f"team{i % REPOSITORIES}/app"
             refs = (layers[i % LAYERS], layers[(i * 7) % LAYERS])
             metadata.set_manifest(digest, ManifestRecord(OCI, 900, refs, now - 86400))
-            metadata.set_tag("docker.io", repo, f"v{i}", TagRecord(digest, OCI, 900, now))
+            metadata.set_tag("docker.io", repo, f"v{i}", TagRecord(str(digest), OCI, 900, now))
             metadata.record_pull("docker.io", repo, digest, now - i)
             if i % 10_000 == 0:
                 metadata.flush()

@@ -25,7 +25,7 @@ StoredName = tuple[str, str]
 _ReferencePickler: Any = pickle._Pickler
 
 
-class _Pickler(_ReferencePickler):
+class _Pickler(_ReferencePickler):  # type: ignore[misc]  # typeshed has no pure pickler
     """The reference pickler (its output equals the C pickler's), naming renamed classes by
     their stored names."""
 
@@ -68,7 +68,7 @@ def loads(data: bytes, names: Mapping[type, StoredName]) -> Any:
     return _Unpickler(io.BytesIO(data), {stored: cls for cls, stored in names.items()}).load()
 
 
-class NamingDisk(diskcache.Disk):
+class NamingDisk(diskcache.Disk):  # type: ignore[misc]  # diskcache has no type hints
     """A diskcache ``Disk`` that pickles the classes in ``NAMES`` under their stored names."""
 
     NAMES: Mapping[type, StoredName] = {}

@@ -147,7 +147,7 @@ class AuthMirror:
                 store.create_group(tenancy, group)
             store.set_member(tenancy, group, name, True)
         if policy:
-            store.set_policy(tenancy, f"{name}-policy", policy)
+            store.set_policy(tenancy, f"{name}-policy", tuple(policy))
         _, token = store.create_token(tenancy, name, "test", now, cost=AUTH_TEST_HASH_COST)
         return f"{tenancy}/{name}", token
 

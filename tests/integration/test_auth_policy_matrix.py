@@ -61,7 +61,7 @@ async def setup_acme(mirror: AuthMirror, image: PushedImage) -> None:
     store.create_tenancy("acme", 0)
     store.create_rule(PullThroughRule("acme", "up", image.registry.url))
     store.create_tenancy("beta", 0)
-    store.set_policy("beta", "all", ["allow any-user to manage repos in tenancy"])
+    store.set_policy("beta", "all", ("allow any-user to manage repos in tenancy",))
     # An administrator of acme pulls once so that the repository is cached and catalogued.
     login, token = mirror.user("acme", "boss", ADMINISTRATORS)
     status, _ = await call(mirror, "pull", image, basic(login, token))

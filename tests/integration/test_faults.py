@@ -16,6 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from mirror.oci.digest import Digest
 from tests.peers.factory import ImageFactory
 from tests.peers.registry import Registry
 
@@ -83,7 +84,7 @@ async def test_wrong_manifest_bytes_are_not_cached(faulty: Mirror, fake: FakeUps
         status, body, _ = await fetch(f"{faulty.url}/v2/team/app/manifests/{reference}")
         assert status == 503, body
         assert b"UNAVAILABLE" in body
-    assert faulty.services.metadata.manifest(digest) is None
+    assert faulty.services.metadata.manifest(Digest.parse(digest)) is None
     assert cache_is_empty(faulty)
 
 
@@ -313,9 +314,9 @@ async def test_pulls_are_recorded_for_retention(faulty: Mirror, fake: FakeUpstre
     faulty.clock.advance(1000)
     await fetch(f"{faulty.url}/v2/team/app/manifests/v1")
     metadata = faulty.services.metadata
-    assert metadata.last_pull(FAKE_HOST, "team/app", digest) == faulty.clock.now()
+    assert metadata.last_pull(FAKE_HOST, "team/app", Digest.parse(digest)) == faulty.clock.now()
     assert metadata.flush() == 1  # batched in memory until flushed
-    assert metadata.last_pull(FAKE_HOST, "team/app", digest) == faulty.clock.now()
+    assert metadata.last_pull(FAKE_HOST, "team/app", Digest.parse(digest)) == faulty.clock.now()
     async with aiohttp.ClientSession() as http:  # HEAD resolves, it is not a pull
         async with http.head(f"{faulty.url}/v2/team/app/manifests/v1"):
             pass

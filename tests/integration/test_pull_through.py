@@ -8,6 +8,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from mirror.oci.digest import Digest
 from mirror.oci.media import DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST
 from tests.peers.factory import ImageFactory
 from tests.peers.registry import Registry
@@ -63,7 +64,7 @@ async def test_skopeo_copy_all_platforms_of_an_index(
             ).read_bytes() == layer.read_bytes()
     # The index and every child manifest are cached by digest.
     for digest in (pushed.index.index_digest, *(i.manifest_digest for i in pushed.index.images)):
-        assert mirror.services.metadata.manifest(digest) is not None
+        assert mirror.services.metadata.manifest(Digest.parse(digest)) is not None
 
 
 async def test_docker_schema2_media_types_pass_unchanged(

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from mirror.oci.digest import Digest
 from mirror.testing.images import random_layer
 from tests.peers.factory import ImageFactory
 from tests.peers.registry import Registry
@@ -94,7 +95,7 @@ async def test_stale_images_go_and_shared_blobs_of_kept_images_stay(
     metadata = mirror.services.metadata
     assert metadata.tag(upstream_registry.host, "test/ret-old", "v1") is None
     assert metadata.tag(upstream_registry.host, "test/ret-old", "v2-keep") is not None
-    assert metadata.manifest(old.manifest_digest) is None
+    assert metadata.manifest(Digest.parse(old.manifest_digest)) is None
     assert (upstream_registry.host, "test/ret-multi") not in set(metadata.repositories())
 
     audit = [

@@ -16,7 +16,7 @@ from mirror.auth.principal import Principal
 from mirror.auth.service import AuthService
 from mirror.db.identity.records import group_name, tenancy_name, user_name
 from mirror.errors import ErrorCode, RegistryError
-from mirror.web.access import AUTH
+from mirror.web.keys import AUTH
 
 PREFIX = "/admin/v1"
 _MAX_BODY = 256 * 1024

@@ -15,9 +15,8 @@ from mirror.auth.policy.grammar import Verb
 from mirror.db.identity.records import PullThroughRule, group_name, repository_name
 from mirror.db.roles import Links
 from mirror.errors import ErrorCode, RegistryError
-from mirror.web.access import AUTH
 from mirror.web.admin.identity import PREFIX, as_tenancy_admin, body, caller, deny, ok
-from mirror.web.keys import services
+from mirror.web.keys import AUTH, services
 
 
 async def list_policies(request: web.Request) -> web.Response:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import os
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -149,7 +150,7 @@ async def test_damaged_objects_look_absent_and_are_evicted(
     store: EncryptedBlobStore,
     data: bytes,
     reports: list[CorruptObject],
-    damage,  # type: ignore[no-untyped-def]
+    damage: Callable[[Path], object],
     reason: str,
 ) -> None:
     digest = await put(store, data)

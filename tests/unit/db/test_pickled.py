@@ -11,7 +11,7 @@ from pathlib import Path
 import diskcache
 
 from mirror.db.identity.records import AccessPolicy
-from mirror.db.pickled import disk_naming, dumps, loads
+from mirror.db.pickled import StoredName, disk_naming, dumps, loads
 from mirror.db.retention import Attachment, PolicyState, RetentionStore
 from mirror.retention.policy import RetentionPolicy
 
@@ -34,7 +34,7 @@ class Before:
     days: float | None = None
 
 
-NAMES = {Renamed: (__name__, "Before")}
+NAMES: dict[type, StoredName] = {Renamed: (__name__, "Before")}
 
 
 def test_a_renamed_class_pickles_to_the_bytes_of_its_stored_name() -> None:

@@ -84,6 +84,7 @@ def test_descriptor_json_round_trips_and_rejects_what_is_not_one() -> None:
     digest = Digest.of(b"x")
     descriptor = Descriptor(MANIFEST, digest, 1, {"k": "v"})
     assert Descriptor.from_json(descriptor.to_json()) == descriptor
+    bad: object
     for bad in (
         [],
         {"mediaType": MANIFEST, "digest": str(digest)},

@@ -6,6 +6,7 @@ import asyncio
 import random
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -121,7 +122,7 @@ async def test_reader_gets_exactly_its_range(
 async def test_concurrent_readers_share_one_fill(
     fill: Fill, store: FilesystemBlobStore, data: bytes
 ) -> None:
-    ranges = [p.values for p in RANGES]
+    ranges = [cast(tuple[int, int, int], p.values) for p in RANGES]
     readers = [Reader(fill, *r) for r in ranges]
     await asyncio.sleep(0)
 

@@ -62,7 +62,7 @@ async def test_different_keys_do_not_share() -> None:
         flight.do("alpine", alpine), flight.do("busybox", busybox), flight.do("alpine", alpine)
     )
 
-    assert results == ["alpine", "busybox", "alpine"]
+    assert list(results) == ["alpine", "busybox", "alpine"]
     assert (alpine.calls, busybox.calls) == (1, 1)
 
 
@@ -129,6 +129,6 @@ async def test_after_completion_a_new_call_runs(error: Exception | None) -> None
 
     outcome = await asyncio.gather(flight.do("key", first), return_exceptions=True)
 
-    assert outcome == [error if error is not None else "first"]
+    assert list(outcome) == [error if error is not None else "first"]
     assert await flight.do("key", second) == "second"
     assert (first.calls, second.calls) == (1, 1)
