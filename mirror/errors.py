@@ -47,10 +47,12 @@ class ErrorCode(enum.Enum):
 
     @property
     def status(self) -> int:
+        """The HTTP status this code is answered with."""
         return self.value[0]
 
     @property
     def message(self) -> str:
+        """The spec's default message for this code."""
         return self.value[1]
 
 

@@ -24,12 +24,15 @@ class Lru(Generic[K, V]):
         self._total = 0
 
     def get(self, key: K) -> V | None:
+        """The value under ``key`` (now the most recently used), or ``None``."""
         value = self._items.get(key)
         if value is not None:
             self._items.move_to_end(key)
         return value
 
     def put(self, key: K, value: V) -> None:
+        """Keep ``value`` under ``key``, evicting the least recently used past the limit; a value
+        heavier than its share of the limit is not kept."""
         self.drop(key)
         weight = self._weight(value)
         if weight > self._limit // self._max_share:
@@ -41,6 +44,7 @@ class Lru(Generic[K, V]):
             self._total -= self._weight(evicted)
 
     def drop(self, key: K) -> None:
+        """Forget ``key`` (nothing happens if it is not kept)."""
         value = self._items.pop(key, None)
         if value is not None:
             self._total -= self._weight(value)

@@ -1,0 +1,1 @@
+"""The only place that wires things: configuration in, a running aiohttp application out."""

@@ -21,6 +21,7 @@ class Principal:
 
     @property
     def anonymous(self) -> bool:
+        """Whether no user logged in."""
         return self.user is None
 
     @property

@@ -90,6 +90,7 @@ class CapacityLimit:
         self._background.add_done_callback(_log_failure)
 
     async def close(self) -> None:
+        """Cancel a background eviction still running and wait for it."""
         if self._background is not None:
             self._background.cancel()
             await asyncio.gather(self._background, return_exceptions=True)
@@ -97,15 +98,20 @@ class CapacityLimit:
     # BlobStore --------------------------------------------------------------------------
 
     async def stat(self, digest: Digest) -> int | None:
+        """The inner store's size of the object, or ``None``."""
         return await self.inner.stat(digest)
 
     async def open(self, digest: Digest) -> tuple[RangeReader, int] | None:
+        """A reader from the inner store, or ``None``."""
         return await self.inner.open(digest)
 
     async def get(self, digest: Digest) -> bytes | None:
+        """The whole object from the inner store, or ``None``."""
         return await self.inner.get(digest)
 
     async def put(self, digest: Digest, data: bytes) -> None:
+        """Claim room for the object's footprint, then store it (an object already there costs
+        nothing)."""
         if await self.inner.stat(digest) is not None:
             return  # content-addressed: already there
         needed = self.inner.footprint(len(data))
@@ -118,9 +124,11 @@ class CapacityLimit:
             self.settle(needed, stored)
 
     def create(self, digest: Digest) -> CappedWriter:
+        """A writer that claims room as it writes."""
         return CappedWriter(self, self.inner.create(digest))
 
     async def delete(self, digest: Digest) -> bool:
+        """Delete from the inner store and give its footprint back to the limit."""
         size = await self.inner.stat(digest)
         deleted = await self.inner.delete(digest)
         if deleted and size is not None:
@@ -129,9 +137,11 @@ class CapacityLimit:
         return deleted
 
     def digests(self) -> Iterator[Digest]:
+        """The inner store's digests."""
         return self.inner.digests()
 
     def footprint(self, size: int) -> int:
+        """The inner store's footprint of ``size`` bytes."""
         return self.inner.footprint(size)
 
 
@@ -146,12 +156,15 @@ class CappedWriter:
         self._done = False
 
     async def reserve(self, size: int) -> None:
+        """Claim the footprint of a ``size``-byte object at once (a fill that knows its size)."""
         needed = self._limit.footprint(size)
         if needed > self._claimed:
             await self._limit.claim(needed - self._claimed)
             self._claimed = needed
 
     async def write(self, chunk: bytes) -> None:
+        """Claim what ``chunk`` adds to the footprint, then write it; ``OSError`` as the inner
+        writer."""
         short = self._limit.footprint(self._written + len(chunk)) - self._claimed
         if short > 0:
             await self._limit.claim(short)
@@ -160,13 +173,16 @@ class CappedWriter:
         self._written += len(chunk)
 
     def reader(self) -> RangeReader:
+        """The inner writer's reader."""
         return self._inner.reader()
 
     async def commit(self) -> None:
+        """Commit the inner writer and settle the claim at the stored footprint."""
         await self._inner.commit()
         self._end(self._limit.footprint(self._written))
 
     async def abort(self) -> None:
+        """Abort the inner writer and give the whole claim back."""
         try:
             await self._inner.abort()
         finally:

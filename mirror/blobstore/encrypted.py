@@ -124,6 +124,7 @@ class EncryptedBlobStore:
         return fd, header, key
 
     async def stat(self, digest: Digest) -> int | None:
+        """The object's plaintext size from its header, or ``None`` if absent or unreadable."""
         opened = await self._open_checked(digest)
         if opened is None:
             return None
@@ -131,6 +132,7 @@ class EncryptedBlobStore:
         return opened[1].plain_size
 
     async def open(self, digest: Digest) -> tuple[ChunkReader, int] | None:
+        """A decrypting reader and the plaintext size, or ``None`` if absent or unreadable."""
         opened = await self._open_checked(digest)
         if opened is None:
             return None
@@ -148,6 +150,8 @@ class EncryptedBlobStore:
         return reader, header.plain_size
 
     async def get(self, digest: Digest) -> bytes | None:
+        """The whole decrypted, verified object, or ``None`` (a corrupt one is reported and
+        evicted)."""
         opened = await self.open(digest)
         if opened is None:
             return None
@@ -168,9 +172,11 @@ class EncryptedBlobStore:
         return data
 
     async def put(self, digest: Digest, data: bytes) -> None:
+        """Seal and store a small, verified object."""
         await put_whole(self.create(digest), data)
 
     def create(self, digest: Digest) -> SealedWriter:
+        """A writer that seals chunks under a new data key wrapped by the current KEK."""
         return SealedWriter(
             self.tmp_dir / f"{digest.encoded}.{self._random_bytes(8).hex()}",
             self.path(digest),
@@ -184,12 +190,15 @@ class EncryptedBlobStore:
         )
 
     async def delete(self, digest: Digest) -> bool:
+        """Delete the sealed file; ``False`` if it was not there."""
         return await self.files.delete(digest)
 
     def digests(self) -> Iterator[Digest]:
+        """Every stored object's digest."""
         return self.files.digests()
 
     def footprint(self, size: int) -> int:
+        """Bytes on disk of a sealed ``size``-byte object: header, chunks and their tags."""
         # Objects written under an earlier chunk size differ by a few tag bytes at most.
         return Layout(self.chunk_size).file_size(size)
 

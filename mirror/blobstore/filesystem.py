@@ -27,10 +27,12 @@ class FileReader:
         self._executor = executor
 
     async def read(self, offset: int, length: int) -> bytes:
+        """Up to ``length`` bytes at ``offset``, read with ``pread`` in the store's executor."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, os.pread, self._fd, length, offset)
 
     async def close(self) -> None:
+        """Close the file descriptor (a second call does nothing)."""
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
@@ -47,6 +49,8 @@ class FileWriter:
         self._done = False
 
     async def write(self, chunk: bytes) -> None:
+        """Append ``chunk`` to the temp file; raises ``OSError`` (e.g. ENOSPC) when the disk
+        refuses."""
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._store.executor, self._write_all, chunk)
 
@@ -57,9 +61,11 @@ class FileWriter:
             view = view[written:]
 
     def reader(self) -> FileReader:
+        """A reader of the temp file as written so far (its own descriptor)."""
         return FileReader(os.open(self.temp_path, os.O_RDONLY), self._store.executor)
 
     async def commit(self) -> None:
+        """Durably install the temp file under the digest's path (fsync, rename, dir fsync)."""
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._store.executor, self._commit)
 
@@ -69,6 +75,7 @@ class FileWriter:
         install(self._fd, self.temp_path, final)
 
     async def abort(self) -> None:
+        """Close and delete the temp file unless the writer already committed or aborted."""
         if not self._done:
             self._done = True
             os.close(self._fd)
@@ -104,12 +111,14 @@ class FilesystemBlobStore:
         return self.blob_dir / digest.algorithm / digest.encoded[:2] / digest.encoded
 
     async def stat(self, digest: Digest) -> int | None:
+        """The file's size, or ``None`` if no object is stored under ``digest``."""
         try:
             return os.stat(self.path(digest)).st_size
         except FileNotFoundError:
             return None
 
     async def open(self, digest: Digest) -> tuple[FileReader, int] | None:
+        """A reader of the object's file and its size, or ``None`` if it is not stored."""
         try:
             fd = os.open(self.path(digest), os.O_RDONLY)
         except FileNotFoundError:
@@ -117,18 +126,22 @@ class FilesystemBlobStore:
         return FileReader(fd, self.executor), os.fstat(fd).st_size
 
     async def get(self, digest: Digest) -> bytes | None:
+        """The whole file, or ``None`` if it is not stored (for small objects: manifests)."""
         try:
             return self.path(digest).read_bytes()
         except FileNotFoundError:
             return None
 
     async def put(self, digest: Digest, data: bytes) -> None:
+        """Store a small, verified object through a writer (nothing left behind on failure)."""
         await put_whole(self.create(digest), data)
 
     def create(self, digest: Digest) -> FileWriter:
+        """A writer into a new temp file for ``digest``."""
         return FileWriter(self, digest)
 
     async def delete(self, digest: Digest) -> bool:
+        """Delete the object's file; ``False`` if it was not there."""
         try:
             self.path(digest).unlink()
         except FileNotFoundError:
@@ -136,9 +149,11 @@ class FilesystemBlobStore:
         return True
 
     def footprint(self, size: int) -> int:
+        """Plaintext files take exactly their size on disk."""
         return size
 
     def digests(self) -> Iterator[Digest]:
+        """Every stored object's digest, in path order."""
         for alg_dir in sorted(self.blob_dir.iterdir()):
             for sub in sorted(alg_dir.iterdir()):
                 for entry in sorted(sub.iterdir()):

@@ -75,6 +75,8 @@ class ChunkReader:
         self._cached: tuple[int, bytes] | None = None
 
     async def read(self, offset: int, length: int) -> bytes:
+        """Up to ``length`` plaintext bytes at ``offset``, decrypting (and authenticating) whole
+        chunks; a chunk that fails its tag is reported as corrupt."""
         view = self._view()
         end = min(view.size, offset + length)
         if offset >= end:
@@ -111,6 +113,7 @@ class ChunkReader:
         return plain
 
     async def close(self) -> None:
+        """Close the file descriptor (a second call does nothing)."""
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
@@ -158,6 +161,8 @@ class SealedWriter:
         return ChunkView(size, self._sealed, False, tuple(self._tail))
 
     async def write(self, chunk: bytes) -> None:
+        """Append ``chunk``: whole chunks are sealed and written, the rest held; ``OSError`` when
+        the disk refuses."""
         chunk_size = self._layout.chunk_size
         if self._tail_length + len(chunk) <= chunk_size:
             if chunk:
@@ -189,6 +194,7 @@ class SealedWriter:
             pwrite_all(self._fd, sealed, self._layout.offset(first + j))
 
     def reader(self) -> ChunkReader:
+        """A reader of the chunks sealed so far (held bytes included), under the data key."""
         fd = os.open(self.temp_path, os.O_RDONLY)
         return ChunkReader(
             fd,
@@ -201,6 +207,7 @@ class SealedWriter:
         )
 
     async def commit(self) -> None:
+        """Seal the last chunk, write the header and install the file durably under the digest."""
         loop = asyncio.get_running_loop()
         kek = await loop.run_in_executor(self._executor, self._current_kek)
         final = b"".join(self._tail)
@@ -222,6 +229,7 @@ class SealedWriter:
         install(self._fd, self.temp_path, self._final_path)
 
     async def abort(self) -> None:
+        """Discard the temp file; nothing becomes visible."""
         if not self._done:
             self._done = True
             os.close(self._fd)

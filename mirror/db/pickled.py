@@ -74,6 +74,7 @@ class NamingDisk(diskcache.Disk):  # type: ignore[misc]  # diskcache has no type
     NAMES: Mapping[type, StoredName] = {}
 
     def store(self, value: Any, read: bool, key: Any = UNKNOWN) -> tuple[Any, ...]:
+        """diskcache's ``Disk.store``: pickles other values with the stored class names."""
         if read or type(value) in (str, bytes, int, float):
             return tuple(super().store(value, read, key=key))
         data = dumps(value, self.pickle_protocol, self.NAMES)
@@ -84,6 +85,7 @@ class NamingDisk(diskcache.Disk):  # type: ignore[misc]  # diskcache has no type
         return len(data), MODE_PICKLE, filename, None
 
     def fetch(self, mode: int, filename: str | None, value: Any, read: bool) -> Any:
+        """diskcache's ``Disk.fetch``: unpickles stored class names as today's classes."""
         if mode != MODE_PICKLE:
             return super().fetch(mode, filename, value, read)
         if value is None:

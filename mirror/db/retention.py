@@ -40,12 +40,14 @@ class PolicyState:
     attachments: tuple[tuple[str, Attachment], ...] = field(default=())
 
     def policy(self, name: str) -> RetentionPolicy:
+        """The policy named ``name``; ``POLICY_UNKNOWN`` if there is none."""
         for policy in self.policies:
             if policy.name == name:
                 return policy
         raise policy_error(ErrorCode.POLICY_UNKNOWN, f"no retention policy {name!r}", name=name)
 
     def attachment(self, repository: str) -> Attachment | None:
+        """The explicit attachment of ``repository``, or ``None`` (it follows the global policy)."""
         return dict(self.attachments).get(repository)
 
     def repositories(self, name: str) -> tuple[str, ...]:
@@ -90,6 +92,7 @@ class RetentionStore:
         )
 
     def state(self) -> PolicyState:
+        """The whole policy state as last written (an empty state before the first write)."""
         state = self._db.get("policies")
         return state if isinstance(state, PolicyState) else PolicyState()
 
@@ -205,4 +208,5 @@ class RetentionStore:
         self._db.set("deferred", {str(digest): since for digest, since in deferred.items()})
 
     def close(self) -> None:
+        """Close the database."""
         self._db.close()

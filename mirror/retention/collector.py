@@ -50,6 +50,7 @@ class Outcome:
 
     @property
     def bytes_freed(self) -> int:
+        """The bytes the deleted objects took on disk."""
         return sum(size for _, _, size in self.deleted)
 
 
@@ -157,6 +158,7 @@ class Collector:
         return deleted
 
     def save_deferred(self) -> None:
+        """Remember the blobs deferred this run (in use), with when each was first deferred."""
         previous = self._previously_deferred
         still = {d: previous.get(d, self._now) for d in self.outcome.deferred}
         if still != previous:

@@ -50,6 +50,7 @@ class Image:
 
     @property
     def name(self) -> str:
+        """``<upstream>/<repo>@<digest>``, as the audit log names an image."""
         return f"{self.repository}@{self.digest}"
 
     @property
@@ -128,6 +129,7 @@ class Inventory:
         return cls(tuple(images), manifests, references)
 
     def repositories(self) -> set[tuple[str, str]]:
+        """Every ``(upstream, repo)`` with at least one image."""
         return {(image.upstream, image.repo) for image in self.images}
 
 

@@ -75,6 +75,7 @@ class Report:
     outcome: Outcome = field(default_factory=Outcome)
 
     def as_json(self) -> dict[str, Any]:
+        """The report as the admin API and ``--json`` answer it."""
         spared = {id(d) for d in self.outcome.spared}
         lines = []
         for decision in self.decisions:
@@ -292,4 +293,5 @@ class RetentionService:
                 log.exception("scheduled retention run failed")
 
     def close(self) -> None:
+        """Close the retention state's database."""
         self._state.close()

@@ -1,0 +1,2 @@
+"""The admin API: identity (tenancies, users, groups, tokens, policies, rules), repositories,
+retention."""

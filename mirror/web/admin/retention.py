@@ -42,31 +42,38 @@ def repository(request: web.Request) -> str:
 
 
 async def list_policies(request: web.Request) -> web.Response:
+    """``GET .../policies``: every policy (the global one first)."""
     policies = [p.as_json() for p in retention(request).policies()]
     return web.json_response({"policies": policies})
 
 
 async def create_policy(request: web.Request) -> web.Response:
+    """``POST .../policies``: create a custom policy (201); POLICY_INVALID, POLICY_CONFLICT."""
     created = retention(request).create(parse_policy(await body(request)))
     return web.json_response(created.as_json(), status=201)
 
 
 async def get_policy(request: web.Request) -> web.Response:
+    """``GET .../policies/{policy}``: one policy; ``POLICY_UNKNOWN``."""
     return web.json_response(retention(request).policy(request.match_info["policy"]).as_json())
 
 
 async def edit_policy(request: web.Request) -> web.Response:
+    """``PATCH .../policies/{policy}``: change the criteria or exempt tags given in the body."""
     edit = parse_edit(await body(request))
     edited = retention(request).edit(request.match_info["policy"], edit)
     return web.json_response(edited.as_json())
 
 
 async def delete_policy(request: web.Request) -> web.Response:
+    """``DELETE .../policies/{policy}``: its repositories return to the global policy (204)."""
     retention(request).delete(request.match_info["policy"])
     return web.Response(status=204)
 
 
 async def attach(request: web.Request) -> web.Response:
+    """``PUT .../repositories/{repo}``: put a repository under the policy (``move`` to take it from
+    another; ``POLICY_CONFLICT`` otherwise)."""
     move = (await body(request)).get("move", False)
     if not isinstance(move, bool):
         raise RegistryError(ErrorCode.POLICY_INVALID, "move must be true or false")
@@ -76,11 +83,13 @@ async def attach(request: web.Request) -> web.Response:
 
 
 async def detach(request: web.Request) -> web.Response:
+    """``DELETE .../repositories/{repo}``: return the repository to the global policy."""
     policy = request.match_info["policy"]
     return web.json_response(retention(request).detach(policy, repository(request)).as_json())
 
 
 async def run(request: web.Request) -> web.Response:
+    """``POST .../runs``: apply the policies now, or only report with ``dry_run``."""
     dry_run = (await body(request)).get("dry_run", False)
     if not isinstance(dry_run, bool):
         raise RegistryError(ErrorCode.POLICY_INVALID, "dry_run must be true or false")
@@ -89,6 +98,7 @@ async def run(request: web.Request) -> web.Response:
 
 
 async def capacity(request: web.Request) -> web.Response:
+    """``GET .../capacity``: the size limit, its watermarks and the bytes counted."""
     limit = retention(request).capacity
     if limit is None:
         return web.json_response({"max_size": 0})
