@@ -3,6 +3,7 @@ pull-through wiring stays readable)."""
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from mirror.auth.login import Login
 from mirror.auth.service import AuthService
 from mirror.auth.throttle import Throttle
 from mirror.auth.tokens import TokenService
+from mirror.blobstore.interface import BlobStore
 from mirror.clock import Clock
 from mirror.config import Config
 from mirror.db.identity.store import IdentityStore
@@ -35,9 +37,13 @@ def open_auth(
     upstreams: UpstreamPool,
     clock: Clock,
     announce: Callable[[str], None],
+    *,
+    store: BlobStore,
+    rng: random.Random | None = None,
 ) -> AuthService:
     """Load (or create) the signing key, open the identity store and bootstrap; a failure
-    leaves the identity store closed."""
+    leaves the identity store closed. ``store`` is the blob cache blob proofs read from; ``rng``
+    chooses their offsets (unpredictable ``SystemRandom`` unless a test passes one)."""
     auth = config.auth
     data_dir = Path(config.storage.data_dir)
     key = load_or_create_key(
@@ -45,7 +51,8 @@ def open_auth(
     )
     identity = IdentityStore(data_dir / "identity")
     try:
-        return _auth_service(config, key, identity, router, metadata, upstreams, clock, announce)
+        links = LinkGuard(metadata, upstreams, store, rng or random.SystemRandom())
+        return _auth_service(config, key, identity, router, links, upstreams, clock, announce)
     except BaseException:
         identity.close()
         raise
@@ -56,7 +63,7 @@ def _auth_service(
     key: Ed25519PrivateKey,
     identity: IdentityStore,
     router: Router,
-    metadata: Metadata,
+    links: LinkGuard,
     upstreams: UpstreamPool,
     clock: Clock,
     announce: Callable[[str], None],
@@ -90,7 +97,7 @@ def _auth_service(
         authorizer=authorizer,
         login=Login(identity, throttle, clock, hash_cost=auth.hash_cost),
         tokens=tokens,
-        links=LinkGuard(metadata, upstreams),
+        links=links,
         upstreams=upstreams,
         realm=auth.realm,
     )

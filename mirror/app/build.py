@@ -286,7 +286,8 @@ class Resources:
         """``AUTH``: the identity store and signing key (the first start announces its
         administrator token)."""
         config, router, clock = self.config, self.router, self.clock
-        auth = open_auth(config, router, app[METADATA], app[UPSTREAMS], clock, self.announce)
+        metadata, pool = app[METADATA], app[UPSTREAMS]
+        auth = open_auth(config, router, metadata, pool, clock, self.announce, store=app[CACHE])
         try:
             app[AUTH] = auth
             yield

@@ -1,4 +1,11 @@
-"""Blobs pulled through: warm from the store, cold streamed from one shared, verified fill."""
+"""Blobs pulled through: warm from the store, cold streamed from one shared, verified fill.
+
+A fill is shared by the clients of one upstream only (it is keyed by the upstream's endpoint
+and the digest): a slow or hostile upstream of one tenancy's rule never stalls, or sets the
+``Content-Length`` of, another upstream's pull of the same digest. Fills of one digest from two
+upstreams may run at once; the first to verify installs the object, the other discards its copy
+and finishes its readers from the installed one.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +27,7 @@ from mirror.pullthrough.guard import Guarded
 from mirror.pullthrough.leases import Leases
 from mirror.pullthrough.singleflight import SingleFlight
 from mirror.upstream.client import UpstreamClient
+from mirror.upstream.endpoint import UpstreamEndpoint
 from mirror.upstream.routing import Target
 from mirror.verify import Verifier, hold_last, verified
 
@@ -33,6 +41,8 @@ def _reason(exc: OSError) -> str:
 
 # Looks up the client of an upstream by its canonical host.
 Upstreams = Callable[[str], UpstreamClient]
+# A fill's key: the upstream's endpoint (its host or rule key, URL and credentials) and digest.
+FillKey = tuple[UpstreamEndpoint, Digest]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +56,8 @@ class BlobBody:
 
 
 class BlobService:
-    """Serves blobs by digest, filling the cache from upstream exactly once per digest."""
+    """Serves blobs by digest, filling the cache from each upstream at most once at a time per
+    digest (one upstream GET for any number of concurrent clients of that upstream)."""
 
     def __init__(
         self,
@@ -65,7 +76,7 @@ class BlobService:
         self._chunk_size = chunk_size
         self._fill_timeout = fill_timeout
         self._resume_attempts = resume_attempts
-        self._fills: dict[Digest, Fill] = {}
+        self._fills: dict[FillKey, Fill] = {}
         # Blobs being filled or served: retention leaves them alone.
         self._leases = leases
         self._tasks: set[asyncio.Task[None]] = set()
@@ -77,7 +88,7 @@ class BlobService:
         if size is not None:
             self._metrics.cache_hits.labels("blob_head").inc()
             return size
-        fill = self._fills.get(digest)
+        fill = self._fills.get(self._key(target, digest))
         if fill is not None:
             return await fill.wait_started()
         self._metrics.cache_misses.labels("blob_head").inc()
@@ -130,7 +141,7 @@ class BlobService:
 
                 chunks = Guarded(self._warm(reader, head, first + len(head), last), close_warm)
                 return BlobBody(size, byte_range, chunks, True)
-        fill = self._fills.get(digest)
+        fill = self._fills.get(self._key(target, digest))
         if fill is None:
             self._metrics.cache_misses.labels("blob").inc()
             fill = self._start_fill(target, digest)
@@ -151,6 +162,10 @@ class BlobService:
             await inner.aclose()
 
         return BlobBody(size, byte_range, Guarded(inner, close_fill), False)
+
+    def _key(self, target: Target, digest: Digest) -> FillKey:
+        """The fill ``target``'s clients share: its upstream's endpoint and the digest."""
+        return (self._upstreams(target.upstream).endpoint, digest)
 
     async def _warm(
         self, reader: RangeReader, head: bytes, first: int, last: int
@@ -200,15 +215,16 @@ class BlobService:
             self._metrics.uncached_streams.labels(_reason(exc)).inc()
 
         fill = Fill(digest, writer, lambda: self._store.open(digest), on_spill=spilled)
-        self._fills[digest] = fill
+        key = self._key(target, digest)
+        self._fills[key] = fill
         release = self._leases.hold(digest)
-        task = asyncio.create_task(self._run_fill(fill, target))
+        task = asyncio.create_task(self._run_fill(fill, target, key))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         task.add_done_callback(lambda _task: release())
         return fill
 
-    async def _run_fill(self, fill: Fill, target: Target) -> None:
+    async def _run_fill(self, fill: Fill, target: Target, key: FillKey) -> None:
         """Download, verify and commit one blob; runs on its own, whatever its clients do."""
         self._metrics.fills_started.inc()
         self._metrics.fills_in_progress.inc()
@@ -224,7 +240,11 @@ class BlobService:
         try:
             async with asyncio.timeout(self._fill_timeout):
                 await self._copy(download, fill)
-            committed = await fill.complete()
+            # Another upstream's fill of this digest may have installed it first: keep that
+            # copy (the content is the same, verified both times) and discard this one.
+            committed = await fill.complete(
+                superseded=await self._store.stat(fill.digest) is not None
+            )
         except BaseException as exc:
             reason = type(exc).__name__
             if isinstance(exc, DigestMismatch):
@@ -247,7 +267,8 @@ class BlobService:
                 self._metrics.fills_committed.inc()
         finally:
             self._metrics.fills_in_progress.dec()
-            self._fills.pop(fill.digest, None)
+            if self._fills.get(key) is fill:
+                del self._fills[key]
 
     async def _copy(self, download: Download, fill: Fill) -> None:
         """Append the download to the fill, chunk N written while chunk N+1 arrives (and is

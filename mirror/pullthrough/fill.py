@@ -73,6 +73,8 @@ class Fill:
         self._size: int | None = None
         self._written = 0
         self._committed = False
+        # Another fill installed the object first; this one's temp file is gone.
+        self._superseded = False
         # The content verified: committed, or relayed without caching.
         self._verified = False
         self._error: BaseException | None = None
@@ -196,9 +198,21 @@ class Fill:
         if self._on_spill is not None:
             self._on_spill(reason)
 
-    async def complete(self) -> bool:
+    async def complete(self, *, superseded: bool = False) -> bool:
         """The content verified: commit it (``True``), or, if the disk refuses the commit or the
-        fill stopped caching earlier, let the readers finish uncached (``False``)."""
+        fill stopped caching earlier, let the readers finish uncached (``False``).
+
+        ``superseded``: the store already holds the object (another fill installed it first);
+        this copy is discarded and readers finish from the installed one (``False``).
+        """
+        if self._writer is not None and superseded:
+            writer, self._writer = self._writer, None
+            await writer.abort()
+            self._superseded = True
+            self._committed = True
+            self._verified = True
+            self._notify()
+            return False
         if self._writer is not None:
             try:
                 await self._writer.commit()
@@ -268,6 +282,8 @@ class Fill:
                 reader.append(self._writer.reader())
             except FileNotFoundError:
                 pass  # committed (or failed) already: reopened when first read
+        # Whether ``reader`` holds a reader of the temp file (dropped if the fill is superseded).
+        temp = [bool(reader)]
 
         async def release() -> None:
             self._readers -= 1
@@ -276,17 +292,23 @@ class Fill:
             for opened in reader:
                 await opened.close()
 
-        pieces = self._pieces(cursor, first, last, chunk_size, reader)
+        pieces = self._pieces(cursor, first, last, chunk_size, reader, temp)
         return Guarded(hold_last(pieces, last + 1 - first, self._until_verified), release)
 
     async def _pieces(
-        self, cursor: int, first: int, last: int, chunk_size: int, reader: list[RangeReader]
+        self,
+        cursor: int,
+        first: int,
+        last: int,
+        chunk_size: int,
+        reader: list[RangeReader],
+        temp: list[bool],
     ) -> AsyncGenerator[bytes, None]:
         offset = first
         while offset <= last:
             available = await self._wait_beyond(offset)
             length = min(chunk_size, available - offset, last - offset + 1)
-            data = await self._read(reader, offset, length)
+            data = await self._read(reader, temp, offset, length)
             if not data:
                 raise FillFailed(self.digest, EOFError("temp file shorter than written"))
             offset += len(data)
@@ -294,10 +316,16 @@ class Fill:
             self._notify_consumed()
             yield data
 
-    async def _read(self, reader: list[RangeReader], offset: int, length: int) -> bytes:
+    async def _read(
+        self, reader: list[RangeReader], temp: list[bool], offset: int, length: int
+    ) -> bytes:
         recent = self._recalled(offset, length)
         if recent is not None:
             return recent
+        if self._superseded and temp[0]:
+            # The same verified bytes are installed: read them from there instead.
+            temp[0] = False
+            await reader.pop().close()
         if not self.caching and offset >= self._disk_end and not self._committed:
             try:
                 return self._tail.read(offset, length)

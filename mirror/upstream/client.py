@@ -224,16 +224,19 @@ class UpstreamClient:
 
     @asynccontextmanager
     async def open_blob(
-        self, repo: str, digest: Digest | str, offset: int = 0
+        self, repo: str, digest: Digest | str, offset: int = 0, *, length: int | None = None
     ) -> AsyncIterator[UpstreamBlob]:
         """Stream a blob from ``offset``, following redirects; the connection is released on exit.
 
-        Sends ``Range: bytes=offset-`` for a nonzero offset and copes with an upstream that
-        ignores it (200: the first ``offset`` bytes are skipped here). 404 → ``BLOB_UNKNOWN``.
+        Sends ``Range: bytes=offset-`` for a nonzero offset (``bytes=offset-end`` with a
+        ``length``) and copes with an upstream that ignores it (200: the first ``offset`` bytes
+        are skipped here; the caller stops reading after ``length``). 404 → ``BLOB_UNKNOWN``.
         """
-        if offset < 0:
-            raise ValueError("offset must be >= 0")
+        if offset < 0 or (length is not None and length < 1):
+            raise ValueError("offset must be >= 0 and length >= 1")
         headers = {"Range": f"bytes={offset}-"} if offset else {}
+        if length is not None:
+            headers = {"Range": f"bytes={offset}-{offset + length - 1}"}
         url = self._url(repo, "blobs", str(digest))
         resp = await self._send("GET", url, repo, ErrorCode.BLOB_UNKNOWN, **headers)
         try:

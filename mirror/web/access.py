@@ -131,7 +131,9 @@ async def _repository_request(
     response = await handler(request)
     digest = response.headers.get("Docker-Content-Digest")
     if manifest and response.status == 200 and digest:
-        auth.links.record_manifest(target, Digest.parse(digest))
+        # Before the body goes out: a manifest this repository cannot prove is not sent.
+        reference = request.match_info["reference"]
+        await auth.links.record_manifest(target, reference, Digest.parse(digest))
         if auth.identity.repository(ref.tenancy, ref.name) is None:
             now = auth.tokens.now()
             auth.identity.create_repository(ref.tenancy, ref.name, now, exist_ok=True)

@@ -37,6 +37,11 @@ class FakeUpstream:
     requests: Counter[tuple[str, str]] = field(default_factory=Counter)
     # Accept requests and never answer them (a black-holed upstream).
     hang: bool = False
+    # Answer 200 to every HEAD (echoing the digest asked for) and garbage to every GET: an
+    # upstream that "has" whatever digest it is asked about.
+    liar: bool = False
+    # The Range headers of blob GETs, in order.
+    ranges: list[str] = field(default_factory=list)
     slow_chunk: int = 64 * 1024
     slow_delay: float = 0.01
 
@@ -100,6 +105,8 @@ class FakeUpstream:
         self._count(request)
         await self._maybe_hang()
         name, reference = request.match_info["name"], request.match_info["reference"]
+        if self.liar:
+            return _lie(request, reference)
         digest = self.content.resolve(name, reference)
         mode = self.manifest_mode.get(digest or "")
         if mode == "503":
@@ -129,6 +136,10 @@ class FakeUpstream:
         self._count(request)
         await self._maybe_hang()
         digest = request.match_info["digest"]
+        if "Range" in request.headers:
+            self.ranges.append(request.headers["Range"])
+        if self.liar:
+            return _lie(request, digest)
         mode = self.blob_mode.get(digest)
         refusal = _refusal(mode)
         if refusal is not None:
@@ -162,6 +173,14 @@ class FakeUpstream:
         await response.write_eof()
 
 
+def _lie(request: web.Request, reference: str) -> web.Response:
+    """What a lying upstream answers: HEAD "has it", GET sends 4 KiB of garbage."""
+    headers = {"Docker-Content-Digest": reference, "Content-Type": OCI_MANIFEST}
+    if request.method == "HEAD":
+        return web.Response(headers={**headers, "Content-Length": "4096"})
+    return web.Response(body=b"\xa5" * 4096, headers=headers)
+
+
 def _refusal(mode: str | None) -> web.Response | None:
     """The error a blob in ``mode`` answers with instead of its bytes, if any."""
     if mode == "503":
@@ -177,14 +196,23 @@ def _blob_response(
     """The response head for ``data`` (206 from a ``Range`` offset) and the bytes to send."""
     response = web.StreamResponse(headers={"Docker-Content-Digest": digest})
     size = len(data)
-    offset = blob_range(request)
-    if offset:
+    first, last = _range(request, size)
+    if (first, last) != (0, size - 1):
         response.set_status(206)
-        response.headers["Content-Range"] = f"bytes {offset}-{size - 1}/{size}"
-        data = data[offset:]
+        response.headers["Content-Range"] = f"bytes {first}-{last}/{size}"
+        data = data[first : last + 1]
     if not chunked:
         response.content_length = len(data)
     return response, data
+
+
+def _range(request: web.Request, size: int) -> tuple[int, int]:
+    """The bytes asked by ``Range: bytes=N-`` or ``bytes=N-M`` (all of them without one)."""
+    spec = request.headers.get("Range", "")
+    first, _, last = spec.removeprefix("bytes=").partition("-")
+    if not first:
+        return blob_range(request), size - 1
+    return int(first), min(int(last), size - 1) if last else size - 1
 
 
 async def _hang_up_halfway(request: web.Request, response: web.StreamResponse, data: bytes) -> None:

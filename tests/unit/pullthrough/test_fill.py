@@ -260,3 +260,24 @@ async def test_stream_started_after_failure_raises_fill_failed(fill: Fill, data:
         async for _chunk in stream:
             pass
     assert caught.value.cause is error
+
+
+async def test_a_superseded_fill_discards_its_copy_and_serves_the_installed_one(
+    store: FilesystemBlobStore, data: bytes
+) -> None:
+    digest = Digest.of(data)
+    winner = store.create(digest)
+    await winner.write(data)
+    fill = Fill(digest, store.create(digest), lambda: store.open(digest), recent_limit=0)
+    fill.started(SIZE)
+    reader = fill.stream(0, SIZE - 1, CHUNK)
+    await fill.append(data[:500])
+    await winner.commit()  # another upstream's fill installs the object first
+    await fill.append(data[500:])
+
+    committed = await fill.complete(superseded=True)
+
+    assert (committed, fill.committed, fill.caching) == (False, True, False)
+    assert b"".join([chunk async for chunk in reader]) == data
+    assert list(store.tmp_dir.iterdir()) == []
+    assert await store.get(digest) == data
