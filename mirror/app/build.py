@@ -37,6 +37,7 @@ from mirror.pullthrough.manifests import ManifestService
 from mirror.retention.audit import AuditLog
 from mirror.retention.policy import RetentionPolicy
 from mirror.retention.service import RetentionService
+from mirror.upstream.addresses import RuleHosts
 from mirror.upstream.client import UpstreamClient
 from mirror.upstream.endpoint import UpstreamEndpoint
 from mirror.upstream.pool import UpstreamPool
@@ -223,13 +224,14 @@ class Resources:
         finally:
             metadata.close()
 
-    def client(self, endpoint: UpstreamEndpoint) -> UpstreamClient:
-        """An (unstarted) upstream client that counts its responses in the metrics."""
+    def client(self, endpoint: UpstreamEndpoint, guard: RuleHosts | None = None) -> UpstreamClient:
+        """An (unstarted) upstream client that counts its responses in the metrics; ``guard``
+        for the clients of tenancies' rules."""
 
         def count(method: str, status: int, host: str = endpoint.host) -> None:
             self.metrics.upstream_requests.labels(host, method, str(status)).inc()
 
-        return UpstreamClient(endpoint, clock=self.clock, on_response=count)
+        return UpstreamClient(endpoint, clock=self.clock, on_response=count, guard=guard)
 
     async def upstreams(self, app: web.Application) -> AsyncIterator[None]:
         """``UPSTREAMS``: a started client per configured upstream, and the pool that also
@@ -241,7 +243,7 @@ class Resources:
                 opened.push_async_callback(client.close)
                 await client.start()
                 clients[upstream.host] = client
-            pool = UpstreamPool(clients, self.client)
+            pool = UpstreamPool(clients, self.client, RuleHosts(self.config.auth.rule_hosts))
             opened.push_async_callback(pool.close)
             app[UPSTREAMS] = pool
             yield

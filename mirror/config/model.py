@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass, field
 
 from mirror.oci.names import is_host
+from mirror.upstream.addresses import HostPattern
 
 MiB = 1024 * 1024
 _TENANCY = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
@@ -140,6 +141,10 @@ class AuthConfig:
     lockout: float = 60.0
     # scrypt cost N (a power of two) of stored auth token hashes.
     hash_cost: int = 16384
+    # Upstream hosts tenancies' pull-through rules may use: "host", "host:port", "*.domain" or
+    # "*". Internal addresses (loopback, private, link-local) only for hosts listed without "*".
+    # Empty: no tenancy may create (or use) a rule. [[upstreams]] are not restricted by this.
+    rule_hosts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -277,8 +282,18 @@ class Config:
                 raise ConfigError(f"auth.{name}: not a tenancy name: {value!r}")
         if auth.enabled and not auth.admin_tenancy:
             raise ConfigError("auth.admin_tenancy: required when auth is enabled")
+        _validate_rule_hosts(auth.rule_hosts)
         if auth.realm and not auth.realm.startswith(("http://", "https://")):
             raise ConfigError(f"auth.realm: expected http(s)://..., got {auth.realm!r}")
+
+
+def _validate_rule_hosts(patterns: tuple[str, ...]) -> None:
+    """``ConfigError`` naming the first ``auth.rule_hosts`` entry that is not a pattern."""
+    for i, pattern in enumerate(patterns):
+        try:
+            HostPattern.parse(pattern)
+        except ValueError as exc:
+            raise ConfigError(f"auth.rule_hosts[{i}]: {exc}") from None
 
 
 def _is_loopback(host: str) -> bool:

@@ -101,9 +101,9 @@ def disk_naming(names: Mapping[type, StoredName]) -> type[NamingDisk]:
     return type("NamingDisk", (NamingDisk,), {"NAMES": dict(names)})
 
 
-def stored_in(module: str, *classes: type, renamed: Mapping[type, str] | None = None) -> dict[
-    type, StoredName
-]:
+def stored_in(
+    module: str, *classes: type, renamed: Mapping[type, str] | None = None
+) -> dict[type, StoredName]:
     """``classes`` stored under ``module`` by their own names (or the name ``renamed`` gives)."""
     names = dict(renamed or {})
     return {cls: (module, names.get(cls, cls.__name__)) for cls in (*classes, *names)}

@@ -18,11 +18,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+from yarl import URL
 
 from mirror.clock import Clock, SystemClock
 from mirror.errors import ErrorCode, RegistryError, UpstreamUnavailable
 from mirror.upstream.challenge import Challenge, parse_challenges
-from mirror.upstream.status import error_for, read_capped
+from mirror.upstream.realm import realm_allowed
+from mirror.upstream.status import error_for, failure_reason, read_capped
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +80,11 @@ def basic_authorization(username: str, password: str) -> str:
 
 
 class Authenticator:
-    """Answers challenges for one upstream: bearer tokens per scope, or Basic credentials."""
+    """Answers challenges for one upstream: bearer tokens per scope, or Basic credentials.
+
+    ``upstream`` is the upstream's base URL: a Bearer realm outside its trust boundary
+    (:func:`~mirror.upstream.realm.realm_allowed`) is refused, and nothing is sent there.
+    """
 
     def __init__(
         self,
@@ -89,7 +95,9 @@ class Authenticator:
         margin: float = 10.0,
         client_id: str = "mirror",
         on_response: OnResponse | None = None,
+        upstream: URL | None = None,
     ) -> None:
+        self._upstream = upstream
         self._credentials = (username, password or "") if username is not None else None
         self._basic = basic_authorization(*self._credentials) if self._credentials else None
         self._clock = clock or SystemClock()
@@ -158,7 +166,7 @@ class Authenticator:
     async def _fetch(
         self, session: aiohttp.ClientSession, challenge: Challenge, scope: str
     ) -> Token:
-        realm = challenge.realm or ""
+        realm = self._realm(challenge.realm or "")
         form = {"service": challenge.service or "", "scope": challenge.scope or scope}
         query = {key: value for key, value in form.items() if value}
         started = self._clock.monotonic()
@@ -180,14 +188,33 @@ class Authenticator:
         else:
             status, body = await self._call(session, "GET", realm, params=query)
         if status != 200:
-            raise _token_error(status, body, realm)
+            raise _token_error(status, body)
         return parse_token_response(body, received_at=started, margin=self._margin)
+
+    def _realm(self, realm: str) -> str:
+        """``realm`` when it lies within the upstream's trust boundary; else UNAVAILABLE."""
+        try:
+            url = URL(realm)
+        except ValueError:
+            url = None
+        if (
+            url is None
+            or not url.absolute
+            or (self._upstream is not None and not realm_allowed(self._upstream, url))
+        ):
+            log.warning("refused token realm %r of upstream %s", realm, self._upstream)
+            raise UpstreamUnavailable(
+                "upstream token realm is outside its trust boundary",
+                detail={"upstream_step": "token"},
+            )
+        return realm
 
     async def _call(
         self, session: aiohttp.ClientSession, method: str, url: str, **kwargs: Any
     ) -> tuple[int, bytes]:
         try:
-            async with session.request(method, url, **kwargs) as resp:
+            # No redirects: a token endpoint must not lead us outside the trust boundary.
+            async with session.request(method, url, allow_redirects=False, **kwargs) as resp:
                 if self._on_response is not None:
                     self._on_response(method, resp.status)
                 body = await read_capped(resp, TOKEN_BODY_LIMIT)
@@ -195,15 +222,18 @@ class Authenticator:
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             if self._on_response is not None:
                 self._on_response(method, 0)
+            log.info("token endpoint %s unreachable: %r", url, exc)
             raise UpstreamUnavailable(
-                f"token endpoint unreachable: {exc!r}", detail={"realm": url}
+                f"upstream token endpoint unreachable ({failure_reason(exc)})",
+                detail={"upstream_step": "token"},
             ) from exc
 
 
-def _token_error(status: int, body: bytes, realm: str) -> RegistryError:
+def _token_error(status: int, body: bytes) -> RegistryError:
     """Token endpoints: 401 means bad credentials; anything odd means a broken upstream."""
     if status in (401, 403, 429) or status >= 500:
         return error_for(status, body, unknown=ErrorCode.UNAUTHORIZED)
     return UpstreamUnavailable(
-        f"token endpoint answered {status}", detail={"realm": realm, "upstream_status": status}
+        f"upstream token endpoint answered {status}",
+        detail={"upstream_step": "token", "upstream_status": status},
     )

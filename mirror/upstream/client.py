@@ -21,10 +21,11 @@ from yarl import URL
 from mirror.clock import Clock, SystemClock
 from mirror.errors import ErrorCode, RegistryError, UpstreamUnavailable
 from mirror.oci.digest import Digest
+from mirror.upstream.addresses import RuleHosts
 from mirror.upstream.authenticator import Authenticator, OnResponse
 from mirror.upstream.breaker import CircuitBreaker
 from mirror.upstream.endpoint import UpstreamEndpoint
-from mirror.upstream.status import read_capped
+from mirror.upstream.status import failure_reason, read_capped
 from mirror.upstream.transport import RetryPolicy, Sleep, Transport
 
 # distribution-spec "Pulling manifests": registries SHOULD accept at least 4 MiB manifests.
@@ -76,7 +77,10 @@ class UpstreamBlob:
                         continue
                 yield chunk
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise UpstreamUnavailable(f"upstream blob transfer failed: {exc!r}") from exc
+            raise UpstreamUnavailable(
+                f"upstream blob transfer failed ({failure_reason(exc)})",
+                detail={"upstream_step": "blob transfer"},
+            ) from exc
 
 
 def _digest_header(resp: aiohttp.ClientResponse) -> Digest | None:
@@ -117,7 +121,8 @@ class UpstreamClient:
     Use as ``async with UpstreamClient(endpoint) as client`` or call :meth:`start` and
     :meth:`close`. ``clock`` drives token expiry and the circuit breaker's cooldown, ``sleep``
     the retry backoff; ``on_response`` is called with (method, status) for every upstream
-    response, status 0 for no response.
+    response, status 0 for no response. ``guard`` (clients of tenancies' rules) refuses
+    connections to internal addresses that the rule-host allow-list does not name.
     """
 
     def __init__(
@@ -129,11 +134,16 @@ class UpstreamClient:
         on_response: OnResponse | None = None,
         policy: RetryPolicy | None = None,
         max_connections: int = 64,
+        guard: RuleHosts | None = None,
     ) -> None:
         self.endpoint = endpoint
         clock = clock or SystemClock()
         authenticator = Authenticator(
-            endpoint.username, endpoint.password, clock=clock, on_response=on_response
+            endpoint.username,
+            endpoint.password,
+            clock=clock,
+            on_response=on_response,
+            upstream=endpoint.base_url,
         )
         self._transport = Transport(
             endpoint,
@@ -148,6 +158,7 @@ class UpstreamClient:
                 cooldown=endpoint.breaker_cooldown,
                 clock=clock,
             ),
+            guard=guard,
         )
 
     async def start(self) -> None:
@@ -296,7 +307,10 @@ class UpstreamClient:
             body = await read_capped(resp, limit)
         except (aiohttp.ClientError, TimeoutError) as exc:
             resp.close()
-            raise UpstreamUnavailable(f"upstream {what} transfer failed: {exc!r}") from exc
+            raise UpstreamUnavailable(
+                f"upstream {what} transfer failed ({failure_reason(exc)})",
+                detail={"upstream_step": f"{what} transfer"},
+            ) from exc
         if body is None:
             resp.close()
             raise too_big or UpstreamUnavailable(f"upstream {what} exceeds {limit} bytes")

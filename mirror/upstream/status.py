@@ -2,7 +2,9 @@
 
 404 becomes the ``*_UNKNOWN`` code the caller names (or the upstream's own code when it is a
 known one with that status), 401/403 ``UNAUTHORIZED``/``DENIED``, 429 ``UpstreamThrottled``,
-5xx and anything unexpected ``UpstreamUnavailable``.
+5xx and anything unexpected ``UpstreamUnavailable``. The upstream's own words (its error
+message, body, an exception's text) never reach the client: an upstream may be hostile or
+internal, and tenants must not read it back. Errors say which step failed and the status.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 import aiohttp
 
 from mirror.errors import ErrorCode, RegistryError, UpstreamThrottled, UpstreamUnavailable
+from mirror.upstream.addresses import refusal
 
 ERROR_BODY_LIMIT = 64 * 1024
 
@@ -74,16 +77,16 @@ def error_for(
         return UpstreamUnavailable(f"upstream answered {status}", detail=detail)
     entry = upstream_error_entry(body)
     upstream_code = ErrorCode.__members__.get(str(entry.get("code"))) if entry else None
-    message = entry.get("message") if entry else None
     if upstream_code is not None and upstream_code.status == status:
         code = upstream_code
     elif status in _BY_STATUS:
-        code, message = _BY_STATUS[status], None
+        code = _BY_STATUS[status]
     elif status == 404:
-        code, message = unknown, None
+        code = unknown
     else:
         return UpstreamUnavailable(f"unexpected upstream answer {status}", detail=detail)
-    return RegistryError(code, message if isinstance(message, str) else None, detail=detail)
+    # The code's own message, not the upstream's: its text is not ours to repeat.
+    return RegistryError(code, detail=detail)
 
 
 _BY_STATUS = {
@@ -120,3 +123,21 @@ async def error_from_response(
         except (aiohttp.ClientError, TimeoutError):
             body = b""
     return error_for(resp.status, body, unknown=unknown, retry_after=retry_after)
+
+
+def failure_reason(exc: BaseException) -> str:
+    """A short fixed reason for a failed exchange (never the exception's own text)."""
+    if refusal(exc) is not None:
+        return "address not allowed"
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return "name not resolved"
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError):
+        return "TLS failed"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        refused = isinstance(exc.os_error, ConnectionRefusedError)
+        return "connection refused" if refused else "connection failed"
+    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError):
+        return "connection closed"
+    return "connection failed"

@@ -19,10 +19,11 @@ from yarl import URL
 
 from mirror import __version__
 from mirror.errors import ErrorCode, RegistryError, UpstreamUnavailable
+from mirror.upstream.addresses import GuardedResolver, RuleHosts, refusal
 from mirror.upstream.authenticator import Authenticator, OnResponse, parse_challenges
 from mirror.upstream.breaker import CircuitBreaker
 from mirror.upstream.endpoint import UpstreamEndpoint
-from mirror.upstream.status import error_from_response, parse_retry_after
+from mirror.upstream.status import error_from_response, failure_reason, parse_retry_after
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,11 @@ def _ssl_setting(endpoint: UpstreamEndpoint) -> ssl.SSLContext | bool:
 
 
 class Transport:
-    """The session and request loop for one upstream. Start it before use, close it after."""
+    """The session and request loop for one upstream. Start it before use, close it after.
+
+    ``guard`` (for tenancies' rules) makes every connection refuse internal addresses of hosts
+    the allow-list does not name, however the name resolves at that moment.
+    """
 
     def __init__(
         self,
@@ -82,8 +87,11 @@ class Transport:
         on_response: OnResponse | None = None,
         max_connections: int = 64,
         breaker: CircuitBreaker | None = None,
+        guard: RuleHosts | None = None,
     ) -> None:
         self.endpoint = endpoint
+        self._guard = guard
+        self._resolver: GuardedResolver | None = None
         self.breaker = breaker or CircuitBreaker(
             endpoint.host,
             threshold=endpoint.breaker_threshold,
@@ -101,8 +109,9 @@ class Transport:
         """Open the pooled session (idempotent)."""
         if self._session is not None:
             return
+        self._resolver = self._guard.resolver() if self._guard is not None else None
         connector = aiohttp.TCPConnector(
-            limit=self._max_connections, ssl=_ssl_setting(self.endpoint)
+            limit=self._max_connections, ssl=_ssl_setting(self.endpoint), resolver=self._resolver
         )
         # sock_connect, not connect: waiting for a free pooled connection is not a network fault.
         timeout = aiohttp.ClientTimeout(
@@ -116,6 +125,7 @@ class Transport:
             # Bytes must reach the digest check exactly as stored upstream.
             auto_decompress=False,
             headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"},
+            middlewares=(self._guard.middleware,) if self._guard is not None else (),
         )
 
     async def close(self) -> None:
@@ -123,6 +133,9 @@ class Transport:
         if self._session is not None:
             session, self._session = self._session, None
             await session.close()
+        if self._resolver is not None:
+            resolver, self._resolver = self._resolver, None
+            await resolver.close()
 
     @property
     def is_open(self) -> bool:
@@ -182,11 +195,18 @@ class Transport:
             resp = await self._exchange(method, url, request_headers)
         except (aiohttp.ClientError, TimeoutError) as exc:
             self._observe(method, 0)
+            if refusal(exc) is not None:
+                log.warning("upstream %s: refused to connect to %s", self.endpoint.host, url.host)
+                raise UpstreamUnavailable(
+                    "upstream address not allowed",
+                    detail={"upstream": self.endpoint.host, "upstream_step": "connect"},
+                ) from exc
             self.breaker.failed()
             if not self._may_retry(attempts):
+                log.info("upstream %s unreachable: %r", self.endpoint.host, exc)
                 raise UpstreamUnavailable(
-                    f"upstream {self.endpoint.host} unreachable: {exc!r}",
-                    detail={"upstream": self.endpoint.host},
+                    f"upstream {self.endpoint.host} unreachable ({failure_reason(exc)})",
+                    detail={"upstream": self.endpoint.host, "upstream_step": "connect"},
                 ) from exc
             await self._backoff(attempts, method, url, repr(exc))
             return None
@@ -245,7 +265,7 @@ class Transport:
         try:
             if resp.status in (401, 403) and not self._from_upstream(resp):
                 return UpstreamUnavailable(
-                    f"redirect target {resp.url.host} answered {resp.status}",
+                    f"upstream redirect target answered {resp.status}",
                     detail={"upstream_status": resp.status},
                 )
             return await error_from_response(resp, unknown=unknown, retry_after=_retry_after(resp))
@@ -267,9 +287,9 @@ class Transport:
             try:
                 url = resp.url.join(URL(location, encoded=True))
             except ValueError as exc:
-                raise UpstreamUnavailable(f"bad redirect location {location!r}") from exc
+                raise UpstreamUnavailable("upstream sent a bad redirect location") from exc
             if url.scheme not in ("http", "https") or not url.host:
-                raise UpstreamUnavailable(f"bad redirect location {location!r}")
+                raise UpstreamUnavailable("upstream sent a bad redirect location")
             if url.origin() != origin:
                 headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
         raise UpstreamUnavailable(f"more than {MAX_REDIRECTS} redirects from {self.endpoint.host}")

@@ -169,6 +169,9 @@ async def auth_mirror_factory(aiohttp_server: Any, tmp_path: Path) -> AuthMirror
             "enabled": True,
             "hash_cost": AUTH_TEST_HASH_COST,
             "default_tenancy": "nodes",
+            # The system administrator's allow-list for tenancies' rules: the test registries
+            # run on loopback, so it is listed explicitly (as an operator would list theirs).
+            "rule_hosts": ["127.0.0.1"],
             **auth,
         }
         config = load_config(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from yarl import URL
+
 from mirror.auth.policy.grammar import PolicyError, Statement, parse_statements
 from mirror.db.identity.base import RecordsDb, exists, unknown
 from mirror.db.identity.records import (
@@ -15,6 +17,22 @@ from mirror.db.identity.records import (
 )
 from mirror.errors import ErrorCode, RegistryError
 from mirror.oci.names import validate_name
+
+
+def is_rule_url(url: str) -> bool:
+    """Whether ``url`` is ``http(s)://host[:port][/path]`` (no credentials, query or fragment)."""
+    try:
+        parsed = URL(url)
+    except ValueError:
+        return False
+    return (
+        parsed.scheme in ("http", "https")
+        and bool(parsed.raw_host)
+        and parsed.user is None
+        and parsed.password is None
+        and not parsed.query_string
+        and not parsed.fragment
+    )
 
 
 class TenancyResources(RecordsDb):
@@ -104,8 +122,8 @@ class TenancyResources(RecordsDb):
     def create_rule(self, rule: PullThroughRule) -> PullThroughRule:
         self.require_tenancy(rule.tenancy)
         validate_name(rule.prefix)
-        if not rule.url.startswith(("http://", "https://")):
-            raise RegistryError(ErrorCode.REQUEST_INVALID, "url: expected http(s)://...")
+        if not is_rule_url(rule.url):
+            raise RegistryError(ErrorCode.REQUEST_INVALID, "url: expected http(s)://host[:port]")
         if (rule.username is None) != (rule.password is None):
             raise RegistryError(ErrorCode.REQUEST_INVALID, "set username and password, or neither")
         with self._db.transact():

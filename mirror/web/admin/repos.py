@@ -13,6 +13,7 @@ from aiohttp import web
 from mirror.auth.access import RepoRef
 from mirror.auth.policy.grammar import Verb
 from mirror.db.identity.records import PullThroughRule, group_name, repository_name
+from mirror.db.identity.resources import is_rule_url
 from mirror.db.roles import Links
 from mirror.errors import ErrorCode, RegistryError
 from mirror.web.admin.identity import PREFIX, as_tenancy_admin, body, caller, deny, ok
@@ -134,6 +135,9 @@ async def create_rule(request: web.Request) -> web.Response:
     if not prefix or not url:
         raise RegistryError(ErrorCode.REQUEST_INVALID, "prefix and url are required")
     rule = PullThroughRule(tenancy, prefix, url, username, password, auth.tokens.now())
+    if not is_rule_url(url):
+        raise RegistryError(ErrorCode.REQUEST_INVALID, "url: expected http(s)://host[:port]")
+    await auth.upstreams.rule_hosts.admit(url)  # the system administrator's allow-list
     auth.identity.create_rule(rule)
     return ok(rule.public(), 201)
 

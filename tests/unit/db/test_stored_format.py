@@ -48,9 +48,10 @@ def test_metadata_written_before_the_restructure_reads_back(data_dir: Path) -> N
         record = metadata.manifest(A)
         assert record is not None and record.references == (str(B),)
         assert metadata.linked("docker.io", "library/alpine", A)
-        assert [(m.from_digest, m.to_digest) for m in metadata.tag_history(
-            "docker.io", "library/alpine"
-        )][-1] == (str(A), str(B))
+        assert [
+            (m.from_digest, m.to_digest)
+            for m in metadata.tag_history("docker.io", "library/alpine")
+        ][-1] == (str(A), str(B))
         response = metadata.response("tags", "docker.io", "library/alpine", "")
         assert response is not None and response.body == b'{"tags":["3"]}'
         assert metadata.last_pull("docker.io", "library/alpine", A) == 2000.0

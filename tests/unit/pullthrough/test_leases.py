@@ -43,4 +43,3 @@ def test_releasing_twice_releases_once() -> None:
     assert leases.held(BLOB)
     second()
     assert not leases.held(BLOB)
-
