@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import os
+import shutil
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from ssl import SSLContext
@@ -20,6 +22,9 @@ from mirror.db.identity.store import IdentityStore
 from mirror.metrics import Metrics
 from mirror.retention.service import RetentionService
 from mirror.web.keys import AUTH, RETENTION, SERVICES, Services
+from tests.peers.cri import CriContainerd
+from tests.peers.dockerd import Dockerd
+from tests.peers.podman import Podman
 from tests.peers.registry import Registry
 
 
@@ -203,3 +208,48 @@ async def auth_mirror(
 ) -> AuthMirror:
     """An auth-enabled mirror in front of the module's real ``docker-registry``."""
     return await auth_mirror_factory({upstream_registry.host: upstream_registry.url})
+
+
+DockerdFactory = Callable[..., Awaitable[Dockerd]]
+
+
+def _require_root_and(*binaries: str) -> None:
+    missing = [name for name in binaries if shutil.which(name) is None]
+    if missing:
+        pytest.skip(f"needs {', '.join(missing)} on PATH (scripts/install-test-deps.sh)")
+    if os.geteuid() != 0:
+        pytest.skip(f"{binaries[0]} needs root here")
+
+
+@pytest.fixture
+async def dockerd_factory(tmp_path: Path) -> AsyncIterator[DockerdFactory]:
+    """Start private Docker engines (``registry_mirrors=(url, ...)``); stopped at test end."""
+    _require_root_and("dockerd", "docker")
+    started: list[Dockerd] = []
+
+    async def start(*, registry_mirrors: tuple[str, ...] = ()) -> Dockerd:
+        daemon = Dockerd(tmp_path / f"dockerd-{len(started)}", registry_mirrors=registry_mirrors)
+        started.append(daemon)
+        await daemon.start()
+        return daemon
+
+    yield start
+    for daemon in started:
+        await daemon.stop()
+
+
+@pytest.fixture
+def podman(tmp_path: Path) -> Iterator[Podman]:
+    """A ``podman`` with private storage and ``registries.conf`` (see :class:`Podman`)."""
+    _require_root_and("podman")
+    client = Podman(tmp_path / "podman")
+    yield client
+    client.close()
+
+
+@pytest.fixture
+async def cri_containerd(tmp_path: Path, hosts_dir: Path) -> AsyncIterator[CriContainerd]:
+    """A private ``containerd`` with the CRI plugin reading registry hosts from ``hosts_dir``."""
+    _require_root_and("containerd")
+    async with CriContainerd(tmp_path / "cri", hosts_dir) as daemon:
+        yield daemon
