@@ -23,6 +23,9 @@ class Lru(Generic[K, V]):
         self._max_share = max_share
         self._total = 0
 
+    def __len__(self) -> int:
+        return len(self._items)
+
     def get(self, key: K) -> V | None:
         """The value under ``key`` (now the most recently used), or ``None``."""
         value = self._items.get(key)

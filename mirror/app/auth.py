@@ -75,7 +75,14 @@ def _auth_service(
         announce(created.announcement())
     if auth.default_tenancy and identity.tenancy(auth.default_tenancy) is None:
         identity.create_tenancy(auth.default_tenancy, clock.now())
-    resolver = Resolver(identity, router, auth.default_tenancy)
+    reserved = frozenset(name for u in config.upstreams for name in (u.host, *u.aliases))
+    resolver = Resolver(
+        identity,
+        router,
+        auth.default_tenancy,
+        registry_hosts=auth.registry_hosts,
+        reserved=reserved,
+    )
     authorizer = Authorizer(
         identity,
         admin_tenancy=auth.admin_tenancy,

@@ -1,10 +1,12 @@
 """Where a repository name lives (tenancy, name in it, upstream) and what a caller may do.
 
-Paths are ``<tenancy>/<repo>`` when the first component is a tenancy; anything else (and any
-request with ``?ns=``) is a proxy repository of the configured default tenancy, routed to a
-configured upstream by the :class:`~mirror.upstream.routing.Router` and named
-``<upstream>/<repo>`` in that tenancy. A tenancy repository is pulled through the tenancy's
-rule with the longest prefix.
+A request is on one of two faces. The **registry face** (a request whose ``Host`` is one of
+``auth.registry_hosts``, or every request when there is no default tenancy) addresses
+``<tenancy>/<repo>``; a tenancy repository is pulled through the tenancy's rule with the
+longest prefix. The **node-local face** (any other ``Host``, and every ``?ns=`` request)
+names proxy repositories of the configured default tenancy, routed to a configured upstream
+by the :class:`~mirror.upstream.routing.Router` and named ``<upstream>/<repo>`` in that
+tenancy, whatever tenancies exist: a tenancy never shadows a node-local name.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 from mirror.auth.policy.evaluate import allows
 from mirror.auth.policy.grammar import Verb
 from mirror.auth.principal import Principal
-from mirror.db.identity.records import ADMINISTRATORS, PullThroughRule
+from mirror.db.identity.records import ADMINISTRATORS, RESERVED_TENANCIES, PullThroughRule
 from mirror.db.identity.store import IdentityStore
 from mirror.errors import ErrorCode, RegistryError
 from mirror.oci.names import validate_name
@@ -39,26 +41,80 @@ class RepoRef:
         return self.target is not None
 
 
-class Resolver:
-    """Resolves request paths to repositories and rules."""
+def host_name(host: str | None) -> str:
+    """The host name of a ``Host`` header, without port, lower case (``""`` when absent)."""
+    host = (host or "").strip().lower()
+    if host.startswith("["):
+        end = host.find("]")
+        return host[: end + 1] if end > 0 else host
+    name, sep, port = host.rpartition(":")
+    return (name if sep and port.isdigit() else host).rstrip(".")
 
-    def __init__(self, store: IdentityStore, router: Router, default_tenancy: str) -> None:
+
+class Resolver:
+    """Resolves request paths to repositories and rules, on the face a request arrived at."""
+
+    def __init__(
+        self,
+        store: IdentityStore,
+        router: Router,
+        default_tenancy: str,
+        *,
+        registry_hosts: tuple[str, ...] = (),
+        reserved: frozenset[str] = frozenset(),
+    ) -> None:
         self._store = store
         self._router = router
         self._default = default_tenancy
+        self._registry_hosts = frozenset(host_name(h) for h in registry_hosts)
+        self._reserved = RESERVED_TENANCIES | reserved
 
-    def locate(self, path: str, ns: str | None) -> RepoRef:
-        """The repository a request path (and ``?ns=``) names; ``NAME_UNKNOWN``/``INVALID``."""
-        if ns is None:
-            first, sep, rest = path.partition("/")
-            if sep and self._store.tenancy(first) is not None:
-                return RepoRef(first, validate_name(rest), path)
+    def on_registry_face(self, host: str | None, ns: str | None) -> bool:
+        """Whether a request (its ``Host`` and ``?ns=``) addresses ``<tenancy>/<repo>``."""
+        if ns is not None:
+            return False
+        return not self._default or host_name(host) in self._registry_hosts
+
+    def locate(self, path: str, ns: str | None, host: str | None) -> RepoRef:
+        """The repository a request path names on the face of ``host`` and ``ns``;
+        ``NAME_UNKNOWN``/``NAME_INVALID``."""
+        if self.on_registry_face(host, ns):
+            return self._tenancy_repository(path)
+        return self._proxy_repository(path, ns)
+
+    def candidates(self, path: str) -> list[RepoRef]:
+        """The repositories ``path`` names on every face (a token request says no face)."""
+        found = []
+        for locate in (self._tenancy_repository, lambda p: self._proxy_repository(p, None)):
+            try:
+                found.append(locate(path))
+            except RegistryError:
+                continue
+        return found
+
+    def _tenancy_repository(self, path: str) -> RepoRef:
+        first, sep, rest = path.partition("/")
+        if not sep or self._store.tenancy(first) is None:
+            raise RegistryError(
+                ErrorCode.NAME_UNKNOWN, "no tenancy for this name", detail={"name": path}
+            )
+        return RepoRef(first, validate_name(rest), path)
+
+    def _proxy_repository(self, path: str, ns: str | None) -> RepoRef:
         if not self._default or self._store.tenancy(self._default) is None:
             raise RegistryError(
                 ErrorCode.NAME_UNKNOWN, "no tenancy for this name", detail={"name": path}
             )
         target = self._router.resolve(path, ns)
         return RepoRef(self._default, f"{target.upstream}/{target.repo}", path, target)
+
+    def check_tenancy_name(self, name: str) -> None:
+        """Refuse (``REQUEST_INVALID``) a tenancy name that is a node-local name's first
+        component (``library``, a configured upstream host or alias)."""
+        if name in self._reserved:
+            raise RegistryError(
+                ErrorCode.REQUEST_INVALID, "reserved name, not a tenancy", detail={"tenancy": name}
+            )
 
     def rule_for(self, ref: RepoRef) -> tuple[PullThroughRule, Target]:
         """The pull-through rule serving a tenancy repository and its upstream target."""
@@ -71,6 +127,39 @@ class Resolver:
             "no pull-through rule for this repository",
             detail={"name": ref.path},
         )
+
+    def records_of(self, ref: RepoRef) -> list[tuple[str, str]]:
+        """The ``(upstream key, repo)`` pairs a repository of ``ref.tenancy`` keeps cache
+        records under: its tenancy's rules' keys, or (default tenancy) its proxy name. Never
+        another tenancy's, even for the same upstream and repository."""
+        found = [
+            (rule.key, ref.name[len(rule.prefix) + 1 :])
+            for rule in self._store.rules(ref.tenancy)
+            if ref.name.startswith(rule.prefix + "/")
+        ]
+        if ref.tenancy == self._default:
+            upstream, sep, repo = ref.name.partition("/")
+            if sep and "@" not in upstream:
+                found.append((upstream, repo))
+        return found
+
+    def catalog_path(self, name: str, host: str | None) -> str | None:
+        """The path a catalog entry (``<upstream key>/<repo>``) is addressed by on the face of
+        ``host``, or ``None`` when it is not reachable there (a deleted rule's leftovers, a
+        tenancy repository on the node-local face, a proxy repository on the registry face).
+        """
+        key, at, rest = name.partition("@")
+        registry = self.on_registry_face(host, None)
+        if not at:
+            # Proxy repositories, and rules stored before rule ids (keyed by their path).
+            return name if not registry or self._is_tenancy_path(name) else None
+        rule_id, _, repo = rest.partition("/")
+        rule = self._store.rule_by_key(f"{key}@{rule_id}")
+        return f"{key}/{repo}" if registry and rule is not None and repo else None
+
+    def _is_tenancy_path(self, name: str) -> bool:
+        first, sep, _ = name.partition("/")
+        return bool(sep) and self._store.tenancy(first) is not None
 
 
 class Authorizer:

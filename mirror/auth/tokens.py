@@ -28,7 +28,6 @@ from mirror.auth.scope import (
 from mirror.clock import Clock
 from mirror.crypto.jwt import TokenInvalid, decode, encode
 from mirror.db.identity.store import IdentityStore
-from mirror.errors import RegistryError
 
 # Seconds of clock skew tolerated on ``nbf``.
 LEEWAY = 30.0
@@ -72,22 +71,29 @@ class TokenService:
         return self._clock.now()
 
     def grant(self, principal: Principal, wanted: Scope) -> Scope | None:
-        """``wanted`` cut down to what the policies let ``principal`` do (``None``: nothing)."""
+        """``wanted`` cut down to what the policies let ``principal`` do (``None``: nothing).
+
+        A token request names no face (no ``Host`` of the registry request, no ``?ns=``), so
+        an action is granted when the policies permit it on any face the name reaches; every
+        registry request then re-checks on the face it arrived at.
+        """
         if wanted.type == REGISTRY:
             return wanted if not principal.anonymous else None
-        try:
-            ref = self._resolver.locate(wanted.name, None)
-        except RegistryError:
-            return None
-        permits = self._authorizer.permits
+        refs = self._resolver.candidates(wanted.name)
+
+        def permits(*verbs: Verb) -> bool:
+            return any(
+                self._authorizer.permits(principal, ref, verb) for ref in refs for verb in verbs
+            )
+
         granted: list[str] = []
         for action in wanted.actions:
             if action == PULL:
-                ok = permits(principal, ref, Verb.READ) or permits(principal, ref, Verb.INSPECT)
+                ok = permits(Verb.READ, Verb.INSPECT)
             elif action == PUSH:
-                ok = permits(principal, ref, Verb.USE)
+                ok = permits(Verb.USE)
             elif action in (DELETE, ALL):
-                ok = permits(principal, ref, Verb.MANAGE)
+                ok = permits(Verb.MANAGE)
             else:
                 ok = False
             if ok:

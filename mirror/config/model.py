@@ -14,6 +14,8 @@ from mirror.upstream.addresses import HostPattern
 
 MiB = 1024 * 1024
 _TENANCY = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+# A host name or IP address as a Host header carries it, without the port.
+_REGISTRY_HOST = re.compile(r"^(?:[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?|\[[0-9a-f:.]+\])$")
 
 
 class ConfigError(Exception):
@@ -130,6 +132,12 @@ class AuthConfig:
     signing_key: str = ""
     # Tenancy of ?ns=, host-prefixed and bare names (node-local mode); "" refuses those names.
     default_tenancy: str = ""
+    # Host names (no port; matched against a request's Host) of the registry face, where
+    # clients address tenancy repositories as <tenancy>/<repo>. Every other Host, and every
+    # ?ns= request, is the node-local face: names go to the configured upstreams in
+    # default_tenancy whatever tenancies exist. Without a default tenancy every request is
+    # the registry face; with one and no registry hosts, tenancies are reached only by admin.
+    registry_hosts: tuple[str, ...] = ()
     # Anyone, without credentials, may pull the default tenancy's proxy repositories.
     public_proxy: bool = False
     # Tenancy created at first start; its administrators administer every tenancy.
@@ -285,6 +293,15 @@ class Config:
         _validate_rule_hosts(auth.rule_hosts)
         if auth.realm and not auth.realm.startswith(("http://", "https://")):
             raise ConfigError(f"auth.realm: expected http(s)://..., got {auth.realm!r}")
+        _validate_registry_hosts(auth.registry_hosts)
+
+
+def _validate_registry_hosts(hosts: tuple[str, ...]) -> None:
+    for host in hosts:
+        if not isinstance(host, str) or not _REGISTRY_HOST.fullmatch(host):
+            raise ConfigError(
+                f"auth.registry_hosts: expected host names without port, got {host!r}"
+            )
 
 
 def _validate_rule_hosts(patterns: tuple[str, ...]) -> None:

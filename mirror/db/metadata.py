@@ -23,6 +23,7 @@ from mirror.db.roles import (
     Repositories,
     TagHistory,
     Tags,
+    Upstreams,
 )
 from mirror.errors import RegistryError
 from mirror.lru import Lru
@@ -93,7 +94,9 @@ _DISK = disk_naming(
 )
 
 
-class Metadata(Tags, Manifests, Repositories, Links, TagHistory, CachedResponses, Pulls, Eviction):
+class Metadata(
+    Tags, Manifests, Repositories, Links, TagHistory, CachedResponses, Pulls, Eviction, Upstreams
+):
     """The metadata store, playing every role of ``mirror.db.roles``. One instance per process,
     closed explicitly.
 
@@ -295,6 +298,32 @@ class Metadata(Tags, Manifests, Repositories, Links, TagHistory, CachedResponses
                 if (key[2], key[3]) in empty:
                     self._db.delete(key)
         return {f"{upstream}/{repo}" for upstream, repo in empty}
+
+    def forget_upstream(self, upstream: str) -> int:
+        """Forget everything kept under ``upstream`` (a deleted rule's key): its repositories'
+        links, tags, tag history, last pulls, cached responses and catalog entries; returns
+        how many records. Records of any other key (another tenancy's, even for the same URL
+        and repository) stay. Manifests and blobs are shared by digest: retention collects
+        what no repository references any more."""
+        per_repo = ("repo", "link", "tag", "tag-history", "pull")
+        keys = [
+            key
+            for key in iter(self._db)
+            if isinstance(key, tuple)
+            and len(key) >= 3
+            and (
+                (key[0] in per_repo and key[1] == upstream)
+                or (key[0] == "response" and len(key) >= 4 and key[2] == upstream)
+            )
+        ]
+        with self._db.transact():
+            for key in keys:
+                self._db.delete(key)
+                if key[0] == "tag" and len(key) == 4:
+                    self._tags.drop((key[1], key[2], key[3]))
+        for pending in [k for k in self._pending_pulls if k[0] == upstream]:
+            del self._pending_pulls[pending]
+        return len(keys)
 
     def _keys(self, kind: str, *prefix: str | None) -> Iterator[tuple[str, ...]]:
         """Keys of ``kind`` whose next parts equal ``prefix`` (``None`` matches anything)."""

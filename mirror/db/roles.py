@@ -137,3 +137,12 @@ class Eviction(Protocol):
     def forget_empty_repositories(self, candidates: Iterable[tuple[str, str]]) -> set[str]:
         """Forget those ``(upstream, repo)`` with no tag or last pull left; ``HOST/REPO``."""
         ...
+
+
+class Upstreams(Protocol):
+    """Everything kept per upstream key, forgotten together when a tenancy rule goes."""
+
+    def forget_upstream(self, upstream: str) -> int:
+        """Forget every link, tag, tag move, last pull, cached response and catalog entry of
+        ``upstream``; returns how many records."""
+        ...

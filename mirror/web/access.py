@@ -107,7 +107,7 @@ async def _repository_request(
 ) -> web.StreamResponse:
     auth = request.app[AUTH]
     name = request.match_info["name"]
-    ref = auth.resolver.locate(name, request.query.get("ns"))
+    ref = auth.resolver.locate(name, request.query.get("ns"), request.host)
     need = need_of(request.method, route)
     scope = f"{REPOSITORY}:{name}:{need.action}"
     principal = authenticate(request, scope)
@@ -141,17 +141,21 @@ async def _repository_request(
 
 
 def visible_repositories(request: web.Request, names: list[str]) -> list[str]:
-    """The catalog names the caller may inspect (all of them when auth is off)."""
+    """The catalog names the caller may inspect on the face it asked (all of them when auth
+    is off); a tenancy rule's entries are shown as the path they are pulled by."""
     principal = request.get(PRINCIPAL)
     if principal is None or AUTH not in request.app:
         return names
     auth = request.app[AUTH]
     visible = []
     for name in names:
+        path = auth.resolver.catalog_path(name, request.host)
+        if path is None:
+            continue
         try:
-            ref = auth.resolver.locate(name, None)
+            ref = auth.resolver.locate(path, None, request.host)
         except RegistryError:
             continue
         if auth.authorizer.permits(principal, ref, Verb.INSPECT):
-            visible.append(name)
+            visible.append(path)
     return visible

@@ -118,9 +118,16 @@ async def mirror(mirror_factory: MirrorFactory, upstream_registry: Registry) -> 
     return await mirror_factory({upstream_registry.host: upstream_registry.url})
 
 
+# The registry face of auth test mirrors (``auth.registry_hosts``): tenancy repositories are
+# addressed at localhost:<port>, the node-local face at 127.0.0.1:<port>.
+AUTH_REGISTRY_HOST = "localhost"
+
+
 @dataclass
 class AuthMirror:
-    """A mirror with auth enabled: its first administrator's token and the identity store."""
+    """A mirror with auth enabled: its first administrator's token and the identity store.
+    ``url``/``host`` are its registry face (tenancy repositories), ``node_url``/``node_host``
+    its node-local face (proxy repositories of the default tenancy)."""
 
     mirror: Mirror
     admin_token: str
@@ -128,10 +135,18 @@ class AuthMirror:
 
     @property
     def url(self) -> str:
-        return self.mirror.url
+        return f"{self.mirror.server.scheme}://{self.host}"
 
     @property
     def host(self) -> str:
+        return f"{AUTH_REGISTRY_HOST}:{self.mirror.server.port}"
+
+    @property
+    def node_url(self) -> str:
+        return self.mirror.url
+
+    @property
+    def node_host(self) -> str:
         return self.mirror.host
 
     @property
@@ -177,6 +192,7 @@ async def auth_mirror_factory(aiohttp_server: Any, tmp_path: Path) -> AuthMirror
             # The system administrator's allow-list for tenancies' rules: the test registries
             # run on loopback, so it is listed explicitly (as an operator would list theirs).
             "rule_hosts": ["127.0.0.1"],
+            "registry_hosts": [AUTH_REGISTRY_HOST],
             **auth,
         }
         config = load_config(

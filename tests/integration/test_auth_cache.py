@@ -29,8 +29,11 @@ ACCEPT = {"Accept": "application/vnd.oci.image.manifest.v1+json"}
 async def status_of(
     mirror: AuthMirror, path: str, headers: dict[str, str], method: str = "GET"
 ) -> int:
+    """The status of a request; tenancy paths on the registry face, others node-local."""
+    tenancy = path.split("/")[2] in ("acme", "beta")
+    base = mirror.url if tenancy else mirror.node_url
     async with aiohttp.ClientSession() as http:
-        async with http.request(method, f"{mirror.url}{path}", headers={**ACCEPT, **headers}) as r:
+        async with http.request(method, f"{base}{path}", headers={**ACCEPT, **headers}) as r:
             await r.read()
             return r.status
 

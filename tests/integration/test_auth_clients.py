@@ -137,7 +137,7 @@ async def test_ctr_through_hosts_toml_pulls_public_proxy_anonymously(
     mirror: AuthMirror = await auth_mirror_factory(  # type: ignore[operator]
         {upstream_registry.host: upstream_registry.url}, public_proxy=True
     )
-    write_hosts_toml(hosts_dir, upstream_registry.host, upstream_registry.url, mirror.url)
+    write_hosts_toml(hosts_dir, upstream_registry.host, upstream_registry.url, mirror.node_url)
 
     done = await containerd.pull_async(image.ref, hosts_dir)
 

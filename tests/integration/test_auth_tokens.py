@@ -40,11 +40,18 @@ async def get_token(
 
 
 async def fetch(
-    mirror: AuthMirror, path: str, headers: dict[str, str] | None = None, method: str = "GET"
+    mirror: AuthMirror,
+    path: str,
+    headers: dict[str, str] | None = None,
+    method: str = "GET",
+    *,
+    node: bool = False,
 ) -> tuple[int, dict[str, str], bytes]:
+    """A registry request on the registry face (``node``: on the node-local face)."""
+    base = mirror.node_url if node else mirror.url
     async with aiohttp.ClientSession() as http:
         async with http.request(
-            method, f"{mirror.url}{path}", headers={"Accept": ACCEPT, **(headers or {})}
+            method, f"{base}{path}", headers={"Accept": ACCEPT, **(headers or {})}
         ) as resp:
             return resp.status, dict(resp.headers), await resp.read()
 
@@ -197,10 +204,10 @@ async def test_token_of_another_service_is_refused(
         ) as resp:
             issued = await resp.json()
     path = f"/v2/{image.repo}/manifests/v1"
-    answer = await fetch(first, path, bearer(issued["token"]))
+    answer = await fetch(first, path, bearer(issued["token"]), node=True)
     assert answer[0] == 200, answer
 
-    status, _, body = await fetch(second, path, bearer(issued["token"]))
+    status, _, body = await fetch(second, path, bearer(issued["token"]), node=True)
 
     assert status == 401
     assert "wrong audience" in json.loads(body)["errors"][0]["message"]

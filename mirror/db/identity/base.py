@@ -16,11 +16,16 @@ from mirror.db.identity.records import (
     Repository,
     Tenancy,
     User,
+    is_tenancy_name,
 )
 from mirror.db.pickled import disk_naming, stored_in
 from mirror.errors import ErrorCode, RegistryError
+from mirror.lru import Lru
 
 T = TypeVar("T")
+
+# Lookups remembered between writes; names come from anonymous requests, so the memo is bounded.
+MEMO_SIZE = 10_000
 
 # Pickles name classes by module and name: the records keep the names they were first stored
 # under (``mirror.identity.records``; access policies as ``Policy``).
@@ -50,16 +55,24 @@ def exists(kind: str, **detail: str) -> RegistryError:
 
 class RecordsDb:
     """Records keyed by tuples whose second element is the tenancy. Lookups on every request
-    are memoised and forgotten on any write."""
+    are memoised (at most ``memo_size``, least recently used dropped) and forgotten on any
+    write; a name that cannot exist is answered without a lookup and never memoised."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, memo_size: int = MEMO_SIZE) -> None:
         self._db = diskcache.Cache(
             str(directory), disk=_DISK, eviction_policy="none", size_limit=2**40
         )
-        self._memo: dict[tuple[Any, ...], Any] = {}
+        self._memo_size = memo_size
+        # Values are wrapped in a 1-tuple so a remembered ``None`` (no such record) is a hit.
+        self._memo: Lru[tuple[Any, ...], tuple[Any]] = Lru(memo_size)
 
     def close(self) -> None:
         self._db.close()
+
+    @property
+    def memo_entries(self) -> int:
+        """How many lookups are remembered now (bounded by ``memo_size``)."""
+        return len(self._memo)
 
     def keys(self) -> Iterator[tuple[Any, ...]]:
         """Every key (for tests and diagnostics)."""
@@ -73,11 +86,14 @@ class RecordsDb:
 
     def _put(self, key: tuple[str, ...], value: object) -> None:
         self._db.set(key, value)
-        self._memo.clear()
+        self._forget()
 
     def _delete(self, key: tuple[str, ...]) -> None:
         self._db.delete(key)
-        self._memo.clear()
+        self._forget()
+
+    def _forget(self) -> None:
+        self._memo = Lru(self._memo_size)
 
     def _scan(self, kind: str, tenancy: str, cls: type[T]) -> list[T]:
         found = [
@@ -89,12 +105,18 @@ class RecordsDb:
         return sorted(found, key=repr)
 
     def _memoised(self, key: tuple[Any, ...], compute: Callable[[], T]) -> T:
-        if key not in self._memo:
-            self._memo[key] = compute()
-        value: T = self._memo[key]
+        hit = self._memo.get(key)
+        if hit is not None:
+            remembered: T = hit[0]
+            return remembered
+        value = compute()
+        self._memo.put(key, (value,))
         return value
 
     def tenancy(self, name: str) -> Tenancy | None:
+        """The tenancy ``name``; ``None`` when unknown or not a tenancy name at all."""
+        if not is_tenancy_name(name):
+            return None
         return self._memoised(("tenancy", name), lambda: self._get(("tenancy", name), Tenancy))
 
     def require_tenancy(self, name: str) -> Tenancy:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from mirror.crypto.secrets import SecretHash
 from mirror.errors import ErrorCode, RegistryError
@@ -13,6 +13,9 @@ ADMINISTRATORS = "administrators"
 # Tenancy namespaces are one repository-name component without dots, so they never look like
 # a registry host (``docker.io``) in a path.
 _TENANCY = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+# First components that mean something on the node-local face whatever tenancies exist
+# (Docker Hub's official images): never a tenancy's name.
+RESERVED_TENANCIES = frozenset({"library"})
 _USER = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 _GROUP = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 TOKEN_PREFIX = "mrt_"
@@ -26,8 +29,18 @@ def _check(pattern: re.Pattern[str], kind: str, value: object, limit: int = 64) 
 
 
 def tenancy_name(value: object) -> str:
-    """A valid tenancy namespace, or ``REQUEST_INVALID``."""
-    return _check(_TENANCY, "tenancy", value, 63)
+    """A valid tenancy namespace, or ``REQUEST_INVALID`` (reserved names included)."""
+    name = _check(_TENANCY, "tenancy", value, 63)
+    if name in RESERVED_TENANCIES:
+        raise RegistryError(
+            ErrorCode.REQUEST_INVALID, "reserved name, not a tenancy", detail={"tenancy": name}
+        )
+    return name
+
+
+def is_tenancy_name(value: str) -> bool:
+    """Whether ``value`` is shaped like a tenancy name (no lookup needed otherwise)."""
+    return len(value) <= 63 and _TENANCY.fullmatch(value) is not None
 
 
 def user_name(value: object) -> str:
@@ -132,7 +145,8 @@ class Repository:
 @dataclass(frozen=True, slots=True)
 class PullThroughRule:
     """Repositories under ``<tenancy>/<prefix>/`` are pulled through from ``url``, with the
-    tenancy's own upstream credentials when set."""
+    tenancy's own upstream credentials when set. ``id`` is given when the rule is created, so
+    a rule deleted and created again (another URL, other credentials) is another upstream."""
 
     tenancy: str
     prefix: str
@@ -140,11 +154,22 @@ class PullThroughRule:
     username: str | None = None
     password: str | None = field(default=None, repr=False)
     created_at: float = 0.0
+    id: str = ""
 
     @property
     def key(self) -> str:
-        """The upstream key of this rule (``acme/hub``): cache entries are kept per key."""
-        return f"{self.tenancy}/{self.prefix}"
+        """The upstream key of this rule (``acme/hub@<id>``): cache entries, links and tags
+        are kept per key, so no other rule (of this tenancy or another) ever sees them. Rules
+        stored before ids existed keep their key ``acme/hub``."""
+        base = f"{self.tenancy}/{self.prefix}"
+        return f"{base}@{self.id}" if self.id else base
+
+    def __setstate__(self, state: list[object]) -> None:
+        """Unpickle, also a rule stored before ``id`` existed (its fields then default)."""
+        for spec, value in zip(fields(self), state, strict=False):
+            object.__setattr__(self, spec.name, value)
+        for spec in fields(self)[len(state) :]:
+            object.__setattr__(self, spec.name, spec.default)
 
     def public(self) -> dict[str, object]:
         """What may be shown about the rule (never the password)."""

@@ -7,6 +7,7 @@ from dataclasses import replace
 from yarl import URL
 
 from mirror.auth.policy.grammar import PolicyError, Statement, parse_statements
+from mirror.crypto.secrets import new_token_id
 from mirror.db.identity.base import RecordsDb, exists, unknown
 from mirror.db.identity.records import (
     AccessPolicy,
@@ -120,6 +121,7 @@ class TenancyResources(RecordsDb):
     # Pull-through rules -----------------------------------------------------------------
 
     def create_rule(self, rule: PullThroughRule) -> PullThroughRule:
+        """Store a new rule under a fresh ``id`` (its upstream key starts empty); returns it."""
         self.require_tenancy(rule.tenancy)
         validate_name(rule.prefix)
         if not is_rule_url(rule.url):
@@ -129,6 +131,8 @@ class TenancyResources(RecordsDb):
         with self._db.transact():
             if self.rule(rule.tenancy, rule.prefix) is not None:
                 raise exists("rule", prefix=rule.prefix)
+            if not rule.id:
+                rule = replace(rule, id=new_token_id())
             self._put(("rule", rule.tenancy, rule.prefix), rule)
         return rule
 
@@ -141,11 +145,17 @@ class TenancyResources(RecordsDb):
         )
 
     def rule_by_key(self, key: str) -> PullThroughRule | None:
-        """The rule whose upstream key (``<tenancy>/<prefix>``) is ``key``."""
-        tenancy, _, prefix = key.partition("/")
-        return self.rule(tenancy, prefix) if prefix else None
+        """The rule whose upstream key (``<tenancy>/<prefix>@<id>``) is ``key``; ``None`` for
+        the key of a deleted rule, even when a rule of that prefix was created again."""
+        name, _, _ = key.partition("@")
+        tenancy, _, prefix = name.partition("/")
+        found = self.rule(tenancy, prefix) if prefix else None
+        return found if found is not None and found.key == key else None
 
-    def delete_rule(self, tenancy: str, prefix: str) -> None:
-        if self.rule(tenancy, prefix) is None:
+    def delete_rule(self, tenancy: str, prefix: str) -> PullThroughRule:
+        """Delete a rule; returns it (the caller forgets what is cached under its key)."""
+        found = self.rule(tenancy, prefix)
+        if found is None:
             raise unknown("rule", prefix=prefix)
         self._delete(("rule", tenancy, prefix))
+        return found

@@ -16,6 +16,7 @@ from mirror.db.identity.records import (
     MAX_ACTIVE_TOKENS,
     AuthToken,
     Group,
+    PullThroughRule,
     Tenancy,
     User,
     format_token,
@@ -54,9 +55,11 @@ class IdentityStore(TenancyResources):
             key=lambda t: t.name,
         )
 
-    def delete_tenancy(self, name: str) -> None:
-        """Delete a tenancy and everything in it (tokens included)."""
+    def delete_tenancy(self, name: str) -> list[PullThroughRule]:
+        """Delete a tenancy and everything in it (tokens included); returns its rules (the
+        caller forgets what is cached under their keys)."""
         self.require_tenancy(name)
+        rules = self.rules(name)
         with self._db.transact():
             for key in list(iter(self._db)):
                 if isinstance(key, tuple) and len(key) > 1 and key[1] == name:
@@ -65,6 +68,7 @@ class IdentityStore(TenancyResources):
                 if token.tenancy == name:
                     self._db.delete(("token", token.id))
             self._delete(("tenancy", name))
+        return rules
 
     # Users and groups -------------------------------------------------------------------
 

@@ -14,9 +14,10 @@ from aiohttp import web
 
 from mirror.auth.principal import Principal
 from mirror.auth.service import AuthService
-from mirror.db.identity.records import group_name, tenancy_name, user_name
+from mirror.db.identity.records import PullThroughRule, group_name, tenancy_name, user_name
+from mirror.db.roles import Upstreams
 from mirror.errors import ErrorCode, RegistryError
-from mirror.web.keys import AUTH
+from mirror.web.keys import AUTH, services
 
 PREFIX = "/admin/v1"
 _MAX_BODY = 256 * 1024
@@ -94,19 +95,32 @@ async def list_tenancies(request: web.Request) -> web.Response:
 
 
 async def create_tenancy(request: web.Request) -> web.Response:
+    """Create a tenancy; a name that is a node-local name's first component is refused."""
     auth = as_system_admin(request)
     name = tenancy_name((await body(request)).get("name"))
+    auth.resolver.check_tenancy_name(name)
     auth.identity.create_tenancy(name, auth.tokens.now())
     return ok({"name": name}, 201)
 
 
 async def delete_tenancy(request: web.Request) -> web.Response:
+    """Delete a tenancy, and everything cached under its rules (links, tags, responses)."""
     auth = as_system_admin(request)
     name = request.match_info["tenancy"]
     if name == auth.authorizer.admin_tenancy:
         raise RegistryError(ErrorCode.REQUEST_INVALID, "the admin tenancy stays")
-    auth.identity.delete_tenancy(name)
+    forget_rules(request, auth.identity.delete_tenancy(name))
     return ok({"deleted": name})
+
+
+def forget_rules(request: web.Request, rules: list[PullThroughRule]) -> None:
+    """Forget what deleted rules kept under their upstream keys, and their upstream clients:
+    a rule or tenancy created again starts empty."""
+    kept: Upstreams = services(request).metadata
+    auth = request.app[AUTH]
+    for rule in rules:
+        kept.forget_upstream(rule.key)
+        auth.upstreams.forget(rule.key)
 
 
 # Users and groups ---------------------------------------------------------------------

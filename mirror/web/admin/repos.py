@@ -16,7 +16,15 @@ from mirror.db.identity.records import PullThroughRule, group_name, repository_n
 from mirror.db.identity.resources import is_rule_url
 from mirror.db.roles import Links
 from mirror.errors import ErrorCode, RegistryError
-from mirror.web.admin.identity import PREFIX, as_tenancy_admin, body, caller, deny, ok
+from mirror.web.admin.identity import (
+    PREFIX,
+    as_tenancy_admin,
+    body,
+    caller,
+    deny,
+    forget_rules,
+    ok,
+)
 from mirror.web.keys import AUTH, services
 
 
@@ -110,11 +118,8 @@ async def delete_repository(request: web.Request) -> web.Response:
     auth = request.app[AUTH]
     auth.identity.delete_repository(ref.tenancy, ref.name)
     links: Links = services(request).metadata
-    for rule in auth.identity.rules(ref.tenancy):
-        if ref.name.startswith(rule.prefix + "/"):
-            links.unlink(rule.key, ref.name[len(rule.prefix) + 1 :])
-    upstream, _, repo = ref.name.partition("/")
-    links.unlink(upstream, repo)
+    for upstream, repo in auth.resolver.records_of(ref):
+        links.unlink(upstream, repo)
     return ok({"deleted": ref.name})
 
 
@@ -151,10 +156,10 @@ def _optional_string(data: dict[str, Any], key: str) -> str | None:
 
 
 async def delete_rule(request: web.Request) -> web.Response:
+    """Delete a rule and everything cached under its key (a rule created again starts empty)."""
     auth, tenancy = as_tenancy_admin(request)
     prefix = request.match_info["prefix"]
-    auth.identity.delete_rule(tenancy, prefix)
-    auth.upstreams.forget(f"{tenancy}/{prefix}")
+    forget_rules(request, [auth.identity.delete_rule(tenancy, prefix)])
     return ok({"deleted": prefix})
 
 

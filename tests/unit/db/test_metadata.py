@@ -93,3 +93,31 @@ def test_digests_are_stored_as_their_strings_and_listed_as_digests(tmp_path: Pat
         assert record.referenced() == (B,)  # a malformed reference names nothing cached
     finally:
         again.close()
+
+
+def test_forgetting_an_upstream_key_drops_its_records_and_keeps_every_other(
+    metadata: Metadata,
+) -> None:
+    from mirror.db.metadata import CachedResponse
+
+    answer = CachedResponse(b"{}", "application/json", (), 1.0)
+    for upstream in ("acme/hub@1", "beta/hub@2", "docker.io"):
+        metadata.set_tag(upstream, "library/alpine", "3", tag(A))
+        metadata.link(upstream, "library/alpine", [A, B])
+        metadata.record_pull(upstream, "library/alpine", A, 5.0)
+        metadata.set_response("tags", upstream, "library/alpine", "", answer)
+    metadata.flush()
+    metadata.record_pull("acme/hub@1", "library/alpine", B, 6.0)
+
+    assert metadata.forget_upstream("acme/hub@1") == 7
+
+    assert metadata.tag("acme/hub@1", "library/alpine", "3") is None
+    assert not metadata.linked("acme/hub@1", "library/alpine", A)
+    assert metadata.tag_history("acme/hub@1", "library/alpine") == ()
+    assert metadata.response("tags", "acme/hub@1", "library/alpine", "") is None
+    assert all(upstream != "acme/hub@1" for upstream, _, _ in metadata.pulls())
+    assert ("acme/hub@1", "library/alpine") not in set(metadata.repositories())
+    for kept in ("beta/hub@2", "docker.io"):
+        assert metadata.tag(kept, "library/alpine", "3") is not None
+        assert metadata.linked(kept, "library/alpine", B)
+        assert metadata.response("tags", kept, "library/alpine", "") is not None
