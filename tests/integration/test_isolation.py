@@ -64,8 +64,12 @@ async def tenancies(auth_mirror_factory: AuthMirrorFactory, aiohttp_server: Any)
     return mirror, users, digest, layer, twin
 
 
-def linked(mirror: AuthMirror, key: str, digest: str) -> bool:
-    return mirror.mirror.app[METADATA].linked(key, "corp/secret", Digest.parse(digest))
+def linked(mirror: AuthMirror, rule: str, digest: str) -> bool:
+    """Whether ``digest`` is linked to ``corp/secret`` under the rule ``<tenancy>/<prefix>``."""
+    tenancy, prefix = rule.split("/")
+    record = mirror.identity.rule(tenancy, prefix)
+    assert record is not None, rule
+    return mirror.mirror.app[METADATA].linked(record.key, "corp/secret", Digest.parse(digest))
 
 
 @pytest.mark.parametrize("method", ["GET", "HEAD"])
