@@ -4,12 +4,19 @@ unknown ``MIRROR_*`` variables, login throttling per user and sealed rule passwo
 from __future__ import annotations
 
 import asyncio
+import json
+from pathlib import Path
+from typing import Any
 
+import aiohttp
 import pytest
 
+from mirror.app.build import build_app
+from mirror.clock import ManualClock
+from mirror.config import load_config
 from mirror.web.access import quoted
 
-from .conftest import AuthMirror, AuthMirrorFactory
+from .conftest import AuthMirror, AuthMirrorFactory, MirrorFactory
 
 NOWHERE = {"example.test": "http://127.0.0.1:9"}
 
@@ -98,3 +105,62 @@ async def test_a_configured_realm_and_service_are_quoted(
 
 def test_quoted_string_escapes_quotes_backslashes_and_drops_controls() -> None:
     assert quoted('a"b\\c\r\nd\x00e') == '"a\\"b\\\\cde"'
+
+
+async def get(url: str, auth: aiohttp.BasicAuth | None = None) -> tuple[int, bytes]:
+    """Status and body of ``GET url``."""
+    async with aiohttp.ClientSession() as session, session.get(url, auth=auth) as resp:
+        return resp.status, await resp.read()
+
+
+def admin_of(mirror: AuthMirror) -> aiohttp.BasicAuth:
+    """The first administrator's credentials."""
+    return aiohttp.BasicAuth("admin/admin", mirror.admin_token)
+
+
+async def test_metrics_need_an_administrator_by_default_with_auth(locked: AuthMirror) -> None:
+    user, token = locked.user("acme", "reader")
+
+    anonymous, body = await get(f"{locked.url}/metrics")
+    tenant, _ = await get(f"{locked.url}/metrics", aiohttp.BasicAuth(user, token))
+    admin, exposition = await get(f"{locked.url}/metrics", admin_of(locked))
+
+    assert (anonymous, tenant, admin) == (401, 403, 200)
+    assert json.loads(body)["errors"][0]["code"] == "UNAUTHORIZED"
+    assert b"mirror_http_requests_total" in exposition
+
+
+async def test_metrics_may_be_anonymous_by_choice(aiohttp_server: Any, tmp_path: Path) -> None:
+    config = load_config(
+        overrides={
+            "server": {"metrics": "anonymous"},
+            "storage": {"data_dir": str(tmp_path / "data")},
+            "encryption": {"kek_file": str(tmp_path / "mirror.kek")},
+            "auth": {"enabled": True, "hash_cost": 256},
+        },
+        environ={},
+    )
+    app = build_app(config, clock=ManualClock(), announce=lambda _text: None)
+    server = await aiohttp_server(app, host="127.0.0.1")
+
+    status, body = await get(f"http://127.0.0.1:{server.port}/metrics")
+
+    assert status == 200
+    assert b"mirror_http_requests_total" in body
+
+
+async def test_metrics_turned_off_answer_404(mirror_factory: MirrorFactory) -> None:
+    mirror = await mirror_factory(NOWHERE, server={"metrics": "off"})
+
+    status, body = await get(f"{mirror.url}/metrics")
+
+    assert status == 404
+    assert json.loads(body)["errors"][0]["code"] == "RESOURCE_UNKNOWN"
+
+
+async def test_metrics_stay_anonymous_without_auth(mirror_factory: MirrorFactory) -> None:
+    mirror = await mirror_factory(NOWHERE)
+
+    status, _ = await get(f"{mirror.url}/metrics")
+
+    assert status == 200

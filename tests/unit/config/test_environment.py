@@ -60,3 +60,27 @@ def test_known_keys_still_apply() -> None:
 
     assert config.auth.enabled
     assert config.default_upstream == ""
+
+
+@pytest.mark.parametrize(
+    ("server", "auth", "access"),
+    [
+        ({}, False, "anonymous"),
+        ({}, True, "admin"),
+        ({"metrics": "anonymous"}, True, "anonymous"),
+        ({"metrics": "off"}, False, "off"),
+        ({"metrics": "admin"}, True, "admin"),
+    ],
+)
+def test_metrics_access(server: dict[str, str], auth: bool, access: str) -> None:
+    config = load_config(overrides={"server": server, "auth": {"enabled": auth}}, environ={})
+
+    assert config.metrics_access() == access
+
+
+@pytest.mark.parametrize(
+    ("server", "auth"), [({"metrics": "admin"}, False), ({"metrics": "public"}, True)]
+)
+def test_metrics_access_refusals(server: dict[str, str], auth: bool) -> None:
+    with pytest.raises(ConfigError, match=r"server\.metrics"):
+        load_config(overrides={"server": server, "auth": {"enabled": auth}}, environ={})
