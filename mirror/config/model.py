@@ -38,6 +38,10 @@ class ServerConfig:
     # "admin" (Basic credentials of an admin-tenancy administrator; needs auth.enabled), "off"
     # (404), or "auto" = "admin" with auth enabled, else "anonymous".
     metrics: str = "auto"
+    # Seconds a client connection may stay idle, or take to send a complete request head, before
+    # it is closed (one timer, armed at connect and after each response; trickled bytes do not
+    # re-arm it, so slow-header clients are dropped too). Must be positive.
+    keepalive_timeout: float = 75.0
 
 
 @dataclass(frozen=True)
@@ -257,6 +261,8 @@ class Config:
         _validate_listen(self.server.listen)
         _validate_tls(self.server)
         _validate_metrics(self.server.metrics, self.auth.enabled)
+        if not self.server.keepalive_timeout > 0:
+            raise ConfigError("server.keepalive_timeout: must be positive")
         _validate_encryption(self.encryption)
         _validate_upstreams(self.upstreams)
         if self.default_upstream and self.upstream(self.default_upstream) is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import aiohttp
 import pytest
 
 from mirror.app.build import build_app
+from mirror.cli.serve import runner_of, start_site
 from mirror.clock import ManualClock
 from mirror.config import load_config
 from mirror.web.access import quoted
@@ -164,3 +166,45 @@ async def test_metrics_stay_anonymous_without_auth(mirror_factory: MirrorFactory
     status, _ = await get(f"{mirror.url}/metrics")
 
     assert status == 200
+
+
+def free_port() -> int:
+    """A port that was free a moment ago on 127.0.0.1."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+async def test_slow_clients_are_closed_after_the_keepalive_timeout(tmp_path: Path) -> None:
+    port = free_port()
+    config = load_config(
+        overrides={
+            "server": {"listen": f"127.0.0.1:{port}", "keepalive_timeout": 0.5},
+            "storage": {"data_dir": str(tmp_path / "data")},
+            "encryption": {"kek_file": str(tmp_path / "mirror.kek")},
+            "upstreams": [{"host": "example.test", "url": "http://127.0.0.1:9"}],
+            "default_upstream": "example.test",
+        },
+        environ={},
+    )
+    runner = runner_of(config, build_app(config, clock=ManualClock()))
+    await runner.setup()
+    try:
+        await start_site(config, runner)
+        slow = [await asyncio.open_connection("127.0.0.1", port) for _ in range(20)]
+        for i, (_, writer) in enumerate(slow):
+            writer.write(b"GET /v2/ HT" if i % 2 else b"GET /v2/ HTTP/1.1\r\nHost: a\r\n")
+            await writer.drain()
+
+        closed = await asyncio.wait_for(
+            asyncio.gather(*(reader.read() for reader, _ in slow)), timeout=5
+        )
+        answered = await raw_request(port, b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
+
+        assert closed == [b""] * len(slow)  # closed without an answer, none held open
+        assert answered.startswith(b"HTTP/1.1 200")  # and then idle until closed as well
+        for _, writer in slow:
+            writer.close()
+    finally:
+        await runner.cleanup()
