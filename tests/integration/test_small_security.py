@@ -16,7 +16,10 @@ from mirror.app.build import build_app
 from mirror.cli.serve import runner_of, start_site
 from mirror.clock import ManualClock
 from mirror.config import load_config
+from mirror.db.identity.records import PullThroughRule
+from mirror.db.identity.store import IdentityStore
 from mirror.web.access import quoted
+from mirror.web.keys import AUTH
 
 from .conftest import AuthMirror, AuthMirrorFactory, MirrorFactory
 
@@ -208,3 +211,54 @@ async def test_slow_clients_are_closed_after_the_keepalive_timeout(tmp_path: Pat
             writer.close()
     finally:
         await runner.cleanup()
+
+
+def identity_bytes(data_dir: Path) -> bytes:
+    """Every byte of the identity database's files."""
+    return b"".join(
+        p.read_bytes() for p in sorted((data_dir / "identity").rglob("*")) if p.is_file()
+    )
+
+
+async def test_rule_passwords_are_sealed_in_the_identity_database(locked: AuthMirror) -> None:
+    secret = "upstream-password-6f1c2b"
+    locked.identity.create_tenancy("acme", 0)
+    locked.identity.create_rule(
+        PullThroughRule("acme", "hub", "https://registry.example", "bot", secret)
+    )
+
+    stored = locked.identity.rule("acme", "hub")
+    assert stored is not None and stored.password is None and stored.has_password
+    assert locked.identity.rule_password(stored) == secret
+    assert secret.encode() not in identity_bytes(locked.mirror.data_dir)
+    endpoint = locked.mirror.app[AUTH].endpoint_of(stored)
+    assert (endpoint.username, endpoint.password) == ("bot", secret)
+
+
+async def test_a_plain_text_rule_password_is_sealed_at_the_next_start(
+    aiohttp_server: Any, tmp_path: Path
+) -> None:
+    secret = "stored-before-sealing-93ad"
+    data_dir = tmp_path / "data"
+    before = IdentityStore(data_dir / "identity")  # as an older mirror stored it
+    before.create_tenancy("acme", 0)
+    before.create_rule(PullThroughRule("acme", "hub", "https://registry.example", "bot", secret))
+    before.close()
+    assert secret.encode() in identity_bytes(data_dir)
+    config = load_config(
+        overrides={
+            "storage": {"data_dir": str(data_dir)},
+            "encryption": {"kek_file": str(tmp_path / "mirror.kek")},
+            "auth": {"enabled": True, "hash_cost": 256},
+        },
+        environ={},
+    )
+    app = build_app(config, clock=ManualClock(), announce=lambda _text: None)
+    server = await aiohttp_server(app, host="127.0.0.1")
+    identity = app[AUTH].identity
+
+    rule = identity.rule("acme", "hub")
+    assert rule is not None and rule.password is None
+    assert identity.rule_password(rule) == secret
+    await server.close()  # the database checkpointed and closed
+    assert secret.encode() not in identity_bytes(data_dir)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from mirror.crypto.secrets import SecretHash
 from mirror.errors import ErrorCode, RegistryError
@@ -138,8 +138,25 @@ class PullThroughRule:
     prefix: str
     url: str
     username: str | None = None
+    # Plain text only when no keyring seals it (encryption off) or in a record stored before
+    # sealing (sealed at the next start); else None and the password is in sealed_password.
     password: str | None = field(default=None, repr=False)
     created_at: float = 0.0
+    # The password sealed with the keyring (mirror.crypto.sealed), bound to the rule's key.
+    sealed_password: str | None = field(default=None, repr=False)
+
+    def __setstate__(self, state: list[object]) -> None:
+        """Unpickle; a record stored before a field was added gets that field's default."""
+        names = fields(self)
+        for f, value in zip(names, state, strict=False):
+            object.__setattr__(self, f.name, value)
+        for f in names[len(state) :]:
+            object.__setattr__(self, f.name, f.default)
+
+    @property
+    def has_password(self) -> bool:
+        """Whether the rule carries upstream credentials (plain or sealed)."""
+        return self.password is not None or self.sealed_password is not None
 
     @property
     def key(self) -> str:
@@ -152,7 +169,7 @@ class PullThroughRule:
             "prefix": self.prefix,
             "url": self.url,
             "username": self.username,
-            "has_password": self.password is not None,
+            "has_password": self.has_password,
             "created_at": self.created_at,
         }
 
