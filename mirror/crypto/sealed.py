@@ -47,6 +47,10 @@ class SecretSealer:
         sealed = _key(kek).encrypt(nonce, secret.encode(), context.encode())
         return ":".join((_VERSION, kek.id, _b64(nonce), _b64(sealed)))
 
+    def is_current(self, sealed: str) -> bool:
+        """Whether ``sealed`` was sealed with the current KEK (else re-seal it)."""
+        return sealed.startswith(f"{_VERSION}:{self._current().id}:")
+
     def open(self, sealed: str, context: str) -> str:
         """The secret in ``sealed``; ``KeyringError`` when malformed, its KEK is missing, or
         it was not sealed for ``context``."""

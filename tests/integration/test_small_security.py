@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,8 @@ from mirror.app.build import build_app
 from mirror.cli.serve import runner_of, start_site
 from mirror.clock import ManualClock
 from mirror.config import load_config
+from mirror.crypto.keys import Kek
+from mirror.crypto.sealed import SecretSealer
 from mirror.db.identity.records import PullThroughRule
 from mirror.db.identity.store import IdentityStore
 from mirror.web.access import quoted
@@ -262,3 +265,26 @@ async def test_a_plain_text_rule_password_is_sealed_at_the_next_start(
     assert identity.rule_password(rule) == secret
     await server.close()  # the database checkpointed and closed
     assert secret.encode() not in identity_bytes(data_dir)
+
+
+def test_a_password_sealed_with_an_older_kek_is_resealed_with_the_current(
+    tmp_path: Path,
+) -> None:
+    old, new = Kek("old", bytes(32)), Kek("new", bytes([1]) * 32)
+    keks = {"old": old, "new": new}
+    current = [old]
+    store = IdentityStore(tmp_path / "identity")
+    try:
+        store.sealer = SecretSealer(lambda: current[0], keks.get, os.urandom)
+        store.create_tenancy("acme", 0)
+        store.create_rule(PullThroughRule("acme", "hub", "https://r.example", "bot", "pw-1"))
+        current[0] = new  # rotated
+
+        assert store.seal_rule_passwords(["acme"]) == 1
+        rule = store.rule("acme", "hub")
+        assert rule is not None and rule.sealed_password is not None
+        assert rule.sealed_password.startswith("v1:new:")
+        del keks["old"]  # retired
+        assert store.rule_password(rule) == "pw-1"
+    finally:
+        store.close()

@@ -149,12 +149,17 @@ class TenancyResources(RecordsDb):
 
     def seal_rule_passwords(self, tenancies: list[str]) -> int:
         """Seal the plain-text passwords of the rules of ``tenancies`` (records stored before
-        sealing); returns how many were sealed. Nothing happens without a sealer."""
-        if self.sealer is None:
+        sealing) and re-seal those sealed with an older KEK; returns how many were written.
+        Nothing happens without a sealer."""
+        sealer = self.sealer
+        if sealer is None:
             return 0
         count = 0
         for tenancy in tenancies:
             for rule in self.rules(tenancy):
+                sealed = rule.sealed_password
+                if sealed is not None and not sealer.is_current(sealed):
+                    rule = replace(rule, password=self.rule_password(rule), sealed_password=None)
                 if rule.password is not None:
                     self._put(("rule", rule.tenancy, rule.prefix), self._sealed(rule))
                     count += 1
