@@ -7,4 +7,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/venv.sh
 python -m pip install -q --disable-pip-version-check -c constraints.txt -e .
-exec mirror serve --listen "${MIRROR_LISTEN:-127.0.0.1:5016}" --data-dir "${MIRROR_DATA_DIR:-./data}" "$@"
+# The address and data directory are the configuration's own: MIRROR_SERVER_LISTEN and
+# MIRROR_STORAGE_DATA_DIR (defaults 127.0.0.1:5016 and ./data), or --listen / --data-dir.
+exec mirror serve "$@"

@@ -3,12 +3,14 @@ pull-through wiring stays readable)."""
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Callable
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from mirror.app.stores import open_keys
 from mirror.auth.access import Authorizer, Resolver
 from mirror.auth.bootstrap import bootstrap, load_or_create_key
 from mirror.auth.links import LinkGuard
@@ -19,6 +21,7 @@ from mirror.auth.tokens import TokenService
 from mirror.blobstore.interface import BlobStore
 from mirror.clock import Clock
 from mirror.config import Config
+from mirror.crypto.sealed import SecretSealer
 from mirror.db.identity.store import IdentityStore
 from mirror.db.metadata import Metadata
 from mirror.upstream.pool import UpstreamPool
@@ -51,6 +54,10 @@ def open_auth(
     )
     identity = IdentityStore(data_dir / "identity")
     try:
+        if config.encryption.enabled:
+            keys = open_keys(config, clock=clock)
+            identity.sealer = SecretSealer(lambda: keys.current, keys.find, os.urandom)
+            identity.seal_rule_passwords([t.name for t in identity.tenancies()])
         links = LinkGuard(metadata, upstreams, store, rng or random.SystemRandom())
         return _auth_service(config, key, identity, router, links, upstreams, clock, announce)
     except BaseException:

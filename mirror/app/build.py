@@ -43,7 +43,16 @@ from mirror.upstream.endpoint import UpstreamEndpoint
 from mirror.upstream.pool import UpstreamPool
 from mirror.upstream.routing import Route, Router
 from mirror.web.admin.retention import add_admin_routes
-from mirror.web.keys import AUTH, CACHE, METADATA, RETENTION, SERVICES, UPSTREAMS, Services
+from mirror.web.keys import (
+    AUTH,
+    CACHE,
+    METADATA,
+    METRICS_ACCESS,
+    RETENTION,
+    SERVICES,
+    UPSTREAMS,
+    Services,
+)
 from mirror.web.middleware import common_headers, errors_middleware
 from mirror.web.registry.routes import add_routes
 from mirror.web.routes import install_auth
@@ -351,6 +360,7 @@ def build_app(
     if config.auth.enabled:
         install_auth(app)
     add_admin_routes(app)
+    app[METRICS_ACCESS] = config.metrics_access()
     app.on_response_prepare.append(common_headers)
     app.cleanup_ctx.extend(resources.contexts())
     return app

@@ -62,9 +62,9 @@ class Login:
                 return principal
         principal = self._verify(username, password)
         if principal is None or principal.token_id is None:
-            self._throttle.failed(source)
+            self._throttle.failed(source, username)
             raise LoginFailed()
-        self._throttle.succeeded(source)
+        self._throttle.succeeded(source, username)
         if len(self._verified) >= _MAX_REMEMBERED:
             self._verified.clear()
         self._verified[mark] = (principal.token_id, now + self._remember)

@@ -97,7 +97,7 @@ class AuthService:
             host=rule.key,
             url=rule.url,
             username=rule.username,
-            password=rule.password,
+            password=self.identity.rule_password(rule),
             connect_timeout=connect,
             read_timeout=read,
             retries=retries,

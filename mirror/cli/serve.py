@@ -9,11 +9,14 @@ import logging
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mirror.config import Config, ConfigError, load_config
 from mirror.crypto.keys import KeyringError
 from mirror.crypto.tls import TlsError, server_context
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 # The server's own log lines (start, stop, access log) come from the "mirror" logger.
 log = logging.getLogger("mirror")
@@ -72,37 +75,54 @@ def config_from_args(args: argparse.Namespace) -> Config:
     return base
 
 
-async def serve(config: Config) -> None:
-    """Run the mirror until SIGINT or SIGTERM."""
+def runner_of(config: Config, app: web.Application) -> web.AppRunner:
+    """The app's runner with the server's connection limits: a connection that is idle, or
+    has not sent a complete request head, for ``server.keepalive_timeout`` seconds is closed
+    (aiohttp arms that timer at connect and after each response, and trickled bytes do not
+    re-arm it, so it is also the header-read deadline against slowloris clients)."""
     from aiohttp import web
 
-    from mirror.app.build import build_app
     from mirror.web.accesslog import AccessLogger
 
-    tls = config.server
-    context = server_context(tls.tls_cert, tls.tls_key, tls.tls_client_ca) if tls.tls_cert else None
-    app = build_app(config)
-    runner = web.AppRunner(
+    return web.AppRunner(
         app,
         access_log=log if config.server.access_log else None,
         access_log_class=AccessLogger,
+        keepalive_timeout=config.server.keepalive_timeout,
     )
-    await runner.setup()
+
+
+async def start_site(config: Config, runner: web.AppRunner) -> web.TCPSite:
+    """Listen on ``server.listen`` (HTTPS when ``tls_cert`` is set) with a set-up runner."""
+    from aiohttp import web
+
+    tls = config.server
+    context = server_context(tls.tls_cert, tls.tls_key, tls.tls_client_ca) if tls.tls_cert else None
     host, _, port = config.server.listen.rpartition(":")
     site = web.TCPSite(runner, host.strip("[]"), int(port), reuse_address=True, ssl_context=context)
     await site.start()
-    log.info(
-        "mirror listening on %s://%s (data in %s, upstreams: %s)",
-        "https" if context else "http",
-        config.server.listen,
-        config.storage.data_dir,
-        ", ".join(u.host for u in config.upstreams),
-    )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    return site
+
+
+async def serve(config: Config) -> None:
+    """Run the mirror until SIGINT or SIGTERM."""
+    from mirror.app.build import build_app
+
+    runner = runner_of(config, build_app(config))
+    await runner.setup()
     try:
+        await start_site(config, runner)
+        log.info(
+            "mirror listening on %s://%s (data in %s, upstreams: %s)",
+            "https" if config.server.tls_cert else "http",
+            config.server.listen,
+            config.storage.data_dir,
+            ", ".join(u.host for u in config.upstreams),
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
         await stop.wait()
     finally:
         log.info("shutting down")

@@ -7,11 +7,12 @@ names the key.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import os
 import tomllib
 import types
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
@@ -122,27 +123,62 @@ def _field_value(value: Any, kind: Any, key: str) -> Any:
     return _coerce(value, kind, key)
 
 
-def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
-    """Collect ``MIRROR_<SECTION>_<KEY>`` (and ``MIRROR_DEFAULT_UPSTREAM``) into a nested dict."""
-    result: dict[str, Any] = {}
-    sections: dict[str, type] = {
-        "server": ServerConfig,
-        "storage": StorageConfig,
-        "cache": CacheConfig,
-        "encryption": EncryptionConfig,
-        "auth": AuthConfig,
-        "retention": RetentionConfig,
-    }
-    for section, cls in sections.items():
+# ``MIRROR_*`` variables that are not configuration keys: the ``mirror admin`` / ``mirror
+# retention`` client's defaults (mirror/cli/client.py) and the keyring's default variable
+# (``encryption.kek_env``). Any other ``MIRROR_*`` variable is refused.
+OTHER_VARIABLES = ("MIRROR_URL", "MIRROR_USER", "MIRROR_TOKEN", "MIRROR_KEKS")
+_PREFIX = "MIRROR_"
+_SECTIONS: dict[str, type] = {
+    "server": ServerConfig,
+    "storage": StorageConfig,
+    "cache": CacheConfig,
+    "encryption": EncryptionConfig,
+    "auth": AuthConfig,
+    "retention": RetentionConfig,
+}
+
+
+def env_variables() -> dict[str, tuple[str, ...]]:
+    """Every ``MIRROR_*`` variable naming a scalar key, with the key's path."""
+    names: dict[str, tuple[str, ...]] = {"MIRROR_DEFAULT_UPSTREAM": ("default_upstream",)}
+    for section, cls in _SECTIONS.items():
         for f in dataclasses.fields(cls):
-            if f.name == "policies":
-                continue
-            name = f"MIRROR_{section}_{f.name}".upper()
-            if name in environ:
-                result.setdefault(section, {})[f.name] = environ[name]
-    if "MIRROR_DEFAULT_UPSTREAM" in environ:
-        result["default_upstream"] = environ["MIRROR_DEFAULT_UPSTREAM"]
+            if f.name != "policies":
+                names[f"{_PREFIX}{section}_{f.name}".upper()] = (section, f.name)
+    return names
+
+
+def env_overrides(
+    environ: Mapping[str, str], allowed: Collection[str] = OTHER_VARIABLES
+) -> dict[str, Any]:
+    """Collect ``MIRROR_<SECTION>_<KEY>`` (and ``MIRROR_DEFAULT_UPSTREAM``) into a nested dict;
+    raise ``ConfigError`` naming any other ``MIRROR_*`` variable not in ``allowed`` (a typo
+    such as ``MIRROR_AUTH_ENABLE`` must not start the server with auth off)."""
+    known = env_variables()
+    result: dict[str, Any] = {}
+    for name in sorted(environ):
+        path = known.get(name)
+        if path is not None:
+            target = result
+            for part in path[:-1]:
+                target = target.setdefault(part, {})
+            target[path[-1]] = environ[name]
+        elif name.startswith(_PREFIX) and name not in allowed:
+            raise ConfigError(_unknown_variable(name, [*known, *allowed]))
     return result
+
+
+def _unknown_variable(name: str, known: list[str]) -> str:
+    """The message for an unknown ``MIRROR_*`` variable, suggesting the closest known one."""
+    tail = name.removeprefix(_PREFIX)
+    close = [k for k in known if k.endswith(f"_{tail}")] or difflib.get_close_matches(
+        name, known, n=1, cutoff=0.6
+    )
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    return (
+        f"environment variable {name}: not a configuration key{hint}; "
+        "scalar keys are MIRROR_<SECTION>_<KEY>, tables go in the config file"
+    )
 
 
 def merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -154,6 +190,18 @@ def merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
         else:
             out[key] = value
     return out
+
+
+def _kek_envs(
+    data: Mapping[str, Any], overrides: Mapping[str, Any] | None, environ: Mapping[str, str]
+) -> tuple[str, ...]:
+    """The keyring variables the file, environment or flags name (they are not keys either)."""
+    names = [environ.get("MIRROR_ENCRYPTION_KEK_ENV", "")]
+    for source in (overrides or {}, data):
+        encryption = source.get("encryption")
+        if isinstance(encryption, Mapping) and isinstance(encryption.get("kek_env"), str):
+            names.append(encryption["kek_env"])
+    return tuple(name for name in names if name)
 
 
 def load_config(
@@ -171,7 +219,9 @@ def load_config(
             raise ConfigError(f"config file not found: {path}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-    data = merge(data, env_overrides(os.environ if environ is None else environ))
+    env = os.environ if environ is None else environ
+    allowed = (*OTHER_VARIABLES, *_kek_envs(data, overrides, env))
+    data = merge(data, env_overrides(env, allowed))
     data = merge(data, overrides or {})
     config: Config = _build(Config, data, "")
     return config.validate()

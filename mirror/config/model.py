@@ -37,6 +37,14 @@ class ServerConfig:
     tls_client_ca: str = ""
     # Allow plain HTTP on an address other than loopback (node-local use only).
     allow_plain_http: bool = False
+    # Who may read GET /metrics (its labels name upstreams, tenancies and rules): "anonymous",
+    # "admin" (Basic credentials of an admin-tenancy administrator; needs auth.enabled), "off"
+    # (404), or "auto" = "admin" with auth enabled, else "anonymous".
+    metrics: str = "auto"
+    # Seconds a client connection may stay idle, or take to send a complete request head, before
+    # it is closed (one timer, armed at connect and after each response; trickled bytes do not
+    # re-arm it, so slow-header clients are dropped too). Must be positive.
+    keepalive_timeout: float = 75.0
 
 
 @dataclass(frozen=True)
@@ -255,10 +263,19 @@ class Config:
                 return upstream
         return None
 
+    def metrics_access(self) -> str:
+        """Who may read ``/metrics``: ``server.metrics`` with ``auto`` resolved."""
+        if self.server.metrics != "auto":
+            return self.server.metrics
+        return "admin" if self.auth.enabled else "anonymous"
+
     def validate(self) -> Config:
         """Check cross-field consistency; returns self or raises ``ConfigError``."""
         _validate_listen(self.server.listen)
         _validate_tls(self.server)
+        _validate_metrics(self.server.metrics, self.auth.enabled)
+        if not self.server.keepalive_timeout > 0:
+            raise ConfigError("server.keepalive_timeout: must be positive")
         _validate_encryption(self.encryption)
         _validate_upstreams(self.upstreams)
         if self.default_upstream and self.upstream(self.default_upstream) is None:
@@ -327,6 +344,18 @@ def _validate_listen(listen: str) -> None:
     host, sep, port = listen.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ConfigError(f"server.listen: expected HOST:PORT, got {listen!r}")
+
+
+METRICS_ACCESS = ("auto", "anonymous", "admin", "off")
+
+
+def _validate_metrics(metrics: str, auth: bool) -> None:
+    if metrics not in METRICS_ACCESS:
+        raise ConfigError(
+            f"server.metrics: expected one of {', '.join(METRICS_ACCESS)}, got {metrics!r}"
+        )
+    if metrics == "admin" and not auth:
+        raise ConfigError('server.metrics: "admin" needs auth.enabled = true')
 
 
 def _validate_upstreams(upstreams: tuple[UpstreamConfig, ...]) -> None:

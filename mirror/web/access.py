@@ -9,6 +9,8 @@ scope gets a challenge with ``error="insufficient_scope"`` so the client asks fo
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -20,11 +22,13 @@ from mirror.auth.scope import ALL, CATALOG, DELETE, PULL, PUSH, REGISTRY, REPOSI
 from mirror.auth.service import AuthService
 from mirror.errors import ErrorCode, RegistryError
 from mirror.oci.digest import Digest, is_digest
+from mirror.oci.names import HOST_PATTERN
 from mirror.web.keys import AUTH, PRINCIPAL, TARGET
 
 TOKEN_PATH = "/auth/token"
 _BASE = ("/v2/", "/v2")
 _CATALOG = "/v2/_catalog"
+_BRACKETED = re.compile(r"\[([0-9a-fA-F:.]+)\](?::[0-9]{1,5})?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,9 +48,44 @@ def need_of(method: str, route: str) -> Need:
     return Need(PUSH, Verb.USE)
 
 
+def quoted(value: str) -> str:
+    """``value`` as an RFC 9110 quoted-string: ``\\`` and ``"`` escaped, controls dropped."""
+    kept = "".join(c for c in value if c == "\t" or " " <= c <= "~" or c >= "\x80")
+    return '"' + kept.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def realm_of(request: web.Request, auth: AuthService) -> str:
-    """The token endpoint URL clients are sent to."""
-    return auth.realm or f"{request.scheme}://{request.host}{TOKEN_PATH}"
+    """The token endpoint URL clients are sent to: ``auth.realm``, else the request's Host
+    when it is a plain ``host[:port]``, else the address the connection arrived on."""
+    if auth.realm:
+        return auth.realm
+    host = request.headers.get("Host", "")
+    if not is_authority(host):
+        host = _local_address(request)
+    return f"{request.scheme}://{host}{TOKEN_PATH}"
+
+
+def is_authority(text: str) -> bool:
+    """Whether a Host header is a plain ``host[:port]`` (a DNS name, IPv4 or ``[IPv6]``)."""
+    if HOST_PATTERN.fullmatch(text):
+        return True
+    match = _BRACKETED.fullmatch(text)
+    if match is None:
+        return False
+    try:
+        ipaddress.IPv6Address(match.group(1))
+    except ValueError:
+        return False
+    return True
+
+
+def _local_address(request: web.Request) -> str:
+    """``ip:port`` the connection arrived on (``localhost`` when the socket does not say)."""
+    sockname = request.transport.get_extra_info("sockname") if request.transport else None
+    if not isinstance(sockname, tuple) or len(sockname) < 2:
+        return "localhost"
+    address, port = str(sockname[0]), int(sockname[1])
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
 
 
 def challenge(
@@ -54,11 +93,11 @@ def challenge(
 ) -> RegistryError:
     """A 401 ``UNAUTHORIZED`` with the ``Bearer`` challenge clients answer with a token."""
     auth = request.app[AUTH]
-    parts = [f'realm="{realm_of(request, auth)}"', f'service="{auth.tokens.service}"']
+    parts = [f"realm={quoted(realm_of(request, auth))}", f"service={quoted(auth.tokens.service)}"]
     if scope is not None:
-        parts.append(f'scope="{scope}"')
+        parts.append(f"scope={quoted(scope)}")
     if error is not None:
-        parts.append(f'error="{error}"')
+        parts.append(f"error={quoted(error)}")
     return RegistryError(
         ErrorCode.UNAUTHORIZED,
         message,

@@ -41,6 +41,8 @@ SERVICES = web.AppKey("services", Services)
 # Present only with ``auth.enabled``.
 AUTH = web.AppKey("auth", AuthService)
 RETENTION = web.AppKey("retention", RetentionService)
+# Who may read /metrics: "anonymous", "admin" or "off" (``server.metrics`` resolved).
+METRICS_ACCESS = web.AppKey("metrics_access", str)
 # The blob store under its capacity limit, the metadata store and the upstream clients.
 CACHE = web.AppKey("cache", CapacityLimit)
 METADATA = web.AppKey("metadata", Metadata)

@@ -152,9 +152,18 @@ class PullThroughRule:
     prefix: str
     url: str
     username: str | None = None
+    # Plain text only when no keyring seals it (encryption off) or in a record stored before
+    # sealing (sealed at the next start); else None and the password is in sealed_password.
     password: str | None = field(default=None, repr=False)
     created_at: float = 0.0
     id: str = ""
+    # The password sealed with the keyring (mirror.crypto.sealed), bound to the rule's key.
+    sealed_password: str | None = field(default=None, repr=False)
+
+    @property
+    def has_password(self) -> bool:
+        """Whether the rule carries upstream credentials (plain or sealed)."""
+        return self.password is not None or self.sealed_password is not None
 
     @property
     def key(self) -> str:
@@ -165,7 +174,8 @@ class PullThroughRule:
         return f"{base}@{self.id}" if self.id else base
 
     def __setstate__(self, state: list[object]) -> None:
-        """Unpickle, also a rule stored before ``id`` existed (its fields then default)."""
+        """Unpickle, also a rule stored before ``id`` or ``sealed_password`` existed (the
+        missing fields then take their defaults)."""
         for spec, value in zip(fields(self), state, strict=False):
             object.__setattr__(self, spec.name, value)
         for spec in fields(self)[len(state) :]:
@@ -177,7 +187,7 @@ class PullThroughRule:
             "prefix": self.prefix,
             "url": self.url,
             "username": self.username,
-            "has_password": self.password is not None,
+            "has_password": self.has_password,
             "created_at": self.created_at,
         }
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 
 from yarl import URL
 
 from mirror.auth.policy.grammar import PolicyError, Statement, parse_statements
+from mirror.crypto.keys import KeyringError
+from mirror.crypto.sealed import SecretSealer
 from mirror.crypto.secrets import new_token_id
 from mirror.db.identity.base import RecordsDb, exists, unknown
 from mirror.db.identity.records import (
@@ -18,6 +21,8 @@ from mirror.db.identity.records import (
 )
 from mirror.errors import ErrorCode, RegistryError
 from mirror.oci.names import validate_name
+
+log = logging.getLogger(__name__)
 
 
 def is_rule_url(url: str) -> bool:
@@ -37,7 +42,13 @@ def is_rule_url(url: str) -> bool:
 
 
 class TenancyResources(RecordsDb):
-    """Policies (parsed when saved: all statements or none), repositories and rules."""
+    """Policies (parsed when saved: all statements or none), repositories and rules.
+
+    With a ``sealer`` (the keyring; set by the app when encryption is on) rule passwords are
+    stored sealed; without one they are stored in plain text, with a warning.
+    """
+
+    sealer: SecretSealer | None = None
 
     # Policies ---------------------------------------------------------------------------
 
@@ -128,6 +139,7 @@ class TenancyResources(RecordsDb):
             raise RegistryError(ErrorCode.REQUEST_INVALID, "url: expected http(s)://host[:port]")
         if (rule.username is None) != (rule.password is None):
             raise RegistryError(ErrorCode.REQUEST_INVALID, "set username and password, or neither")
+        rule = self._sealed(rule)
         with self._db.transact():
             if self.rule(rule.tenancy, rule.prefix) is not None:
                 raise exists("rule", prefix=rule.prefix)
@@ -135,6 +147,45 @@ class TenancyResources(RecordsDb):
                 rule = replace(rule, id=new_token_id())
             self._put(("rule", rule.tenancy, rule.prefix), rule)
         return rule
+
+    def _sealed(self, rule: PullThroughRule) -> PullThroughRule:
+        """``rule`` with its plain-text password sealed (unchanged without a sealer)."""
+        if rule.password is None:
+            return rule
+        if self.sealer is None:
+            log.warning(
+                "rule %s: upstream password stored in plain text (encryption is off)", rule.key
+            )
+            return rule
+        return replace(
+            rule, password=None, sealed_password=self.sealer.seal(rule.password, rule.key)
+        )
+
+    def rule_password(self, rule: PullThroughRule) -> str | None:
+        """The rule's upstream password in plain text; ``KeyringError`` if it cannot be opened."""
+        if rule.sealed_password is None:
+            return rule.password
+        if self.sealer is None:
+            raise KeyringError(f"rule {rule.key}: its password is sealed and no keyring is loaded")
+        return self.sealer.open(rule.sealed_password, rule.key)
+
+    def seal_rule_passwords(self, tenancies: list[str]) -> int:
+        """Seal the plain-text passwords of the rules of ``tenancies`` (records stored before
+        sealing) and re-seal those sealed with an older KEK; returns how many were written.
+        Nothing happens without a sealer."""
+        sealer = self.sealer
+        if sealer is None:
+            return 0
+        count = 0
+        for tenancy in tenancies:
+            for rule in self.rules(tenancy):
+                sealed = rule.sealed_password
+                if sealed is not None and not sealer.is_current(sealed):
+                    rule = replace(rule, password=self.rule_password(rule), sealed_password=None)
+                if rule.password is not None:
+                    self._put(("rule", rule.tenancy, rule.prefix), self._sealed(rule))
+                    count += 1
+        return count
 
     def rule(self, tenancy: str, prefix: str) -> PullThroughRule | None:
         return self._get(("rule", tenancy, prefix), PullThroughRule)

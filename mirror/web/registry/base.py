@@ -5,7 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from mirror.errors import ErrorCode, RegistryError
-from mirror.web.keys import services
+from mirror.web.admin.identity import as_system_admin
+from mirror.web.keys import METRICS_ACCESS, services
 
 
 async def version_check(request: web.Request) -> web.Response:
@@ -23,7 +24,13 @@ async def unsupported(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    """Prometheus text exposition."""
+    """Prometheus text exposition, to whom ``server.metrics`` allows (404 when off, 401/403
+    without an administrator's credentials when ``admin``)."""
+    access = request.app.get(METRICS_ACCESS, "anonymous")
+    if access == "off":
+        raise RegistryError(ErrorCode.RESOURCE_UNKNOWN, "metrics are turned off (server.metrics)")
+    if access != "anonymous":
+        as_system_admin(request)
     body = services(request).metrics.exposition()
     return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4"})
 

@@ -158,7 +158,7 @@ def test_environment_selects_default_upstream() -> None:
 
 
 def test_unrelated_environment_is_ignored() -> None:
-    assert load_config(environ={"MIRROR_NOT_A_KEY": "x", "PATH": "/bin"}) == Config()
+    assert load_config(environ={"NOT_MIRROR_KEY": "x", "PATH": "/bin"}) == Config()
 
 
 def test_precedence_is_file_then_environment_then_overrides(tmp_path: Path) -> None:
