@@ -139,12 +139,13 @@ class TenancyResources(RecordsDb):
             raise RegistryError(ErrorCode.REQUEST_INVALID, "url: expected http(s)://host[:port]")
         if (rule.username is None) != (rule.password is None):
             raise RegistryError(ErrorCode.REQUEST_INVALID, "set username and password, or neither")
+        # The id first: the sealed password is bound to the rule's key, which includes it.
+        if not rule.id:
+            rule = replace(rule, id=new_token_id())
         rule = self._sealed(rule)
         with self._db.transact():
             if self.rule(rule.tenancy, rule.prefix) is not None:
                 raise exists("rule", prefix=rule.prefix)
-            if not rule.id:
-                rule = replace(rule, id=new_token_id())
             self._put(("rule", rule.tenancy, rule.prefix), rule)
         return rule
 
