@@ -189,12 +189,13 @@ class Resources:
 
     async def cache(self, app: web.Application) -> AsyncIterator[None]:
         """``CACHE``: the blob store under its capacity limit, while this server holds the
-        data directory's shared lock."""
+        data directory's lock (``DataDirLocked`` when another server or an offline run has
+        it)."""
         data_dir = self.data_dir
         store = self.open_store()
         # Taken once the keys checked out, so a refused start leaves the data dir untouched.
         lock = DataDirLock(data_dir)
-        lock.acquire(exclusive=False)
+        lock.acquire(holder="a running mirror server")
         try:
             if restrict_to_owner(data_dir) and self.existed:
                 log.warning("%s was readable by other users; now owner-only (0700)", data_dir)
