@@ -223,7 +223,11 @@ async def test_a_broken_upstream_referrers_index_is_unavailable(
         return web.Response(body=index, content_type=OCI_INDEX)
 
     upstream = web.Application()
-    upstream.router.add_get("/v2/", lambda _r: web.json_response({}))  # type: ignore[arg-type,return-value]
+
+    async def ping(request: web.Request) -> web.Response:
+        return web.json_response({})
+
+    upstream.router.add_get("/v2/", ping)
     upstream.router.add_get(r"/v2/{name:.+}/referrers/{digest}", referrers)
     server = await aiohttp_server(upstream, host="127.0.0.1")
     mirror = await mirror_factory({FAKE_HOST: f"http://127.0.0.1:{server.port}"})
