@@ -87,6 +87,19 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.client_disconnects = Counter(
+            "mirror_client_disconnects",
+            "Responses cut short because the client closed its connection (normal traffic)",
+            ["route"],
+            registry=r,
+        )
+        self.metadata_write_failures = Counter(
+            "mirror_metadata_write_failures",
+            "Metadata records the disk refused to write (manifest, tag, last-pull, response);"
+            " what they describe was served anyway, uncached",
+            ["record"],
+            registry=r,
+        )
         self.retention_runs = Counter(
             "mirror_retention_runs", "Retention runs", ["trigger", "mode"], registry=r
         )

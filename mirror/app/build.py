@@ -26,7 +26,7 @@ from mirror.blobstore.install import restrict_to_owner
 from mirror.clock import Clock, SystemClock
 from mirror.config import Config, UpstreamConfig
 from mirror.db.lock import DataDirLock
-from mirror.db.metadata import Metadata
+from mirror.db.metadata import WRITE_FAILED, Metadata
 from mirror.db.retention import RetentionStore
 from mirror.metrics import Metrics
 from mirror.oci.digest import Digest
@@ -126,11 +126,15 @@ def retention_of(
     return service
 
 
-async def _flush_last_pulls(metadata: Metadata, interval: float) -> None:
+async def _flush_last_pulls(metadata: Metadata, interval: float, metrics: Metrics) -> None:
     while True:
         await asyncio.sleep(interval)
         try:
             metadata.flush()
+        except WRITE_FAILED as exc:
+            # The batch stays pending for the next try (a full disk is not a bug).
+            log.warning("cannot write last-pull times yet, keeping them: %s", exc)
+            metrics.metadata_write_failures.labels("last-pull").inc()
         except Exception:
             log.exception("flushing last-pull times failed")
 
@@ -199,12 +203,13 @@ class Resources:
 
     async def cache(self, app: web.Application) -> AsyncIterator[None]:
         """``CACHE``: the blob store under its capacity limit, while this server holds the
-        data directory's shared lock."""
+        data directory's lock (``DataDirLocked`` when another server or an offline run has
+        it)."""
         data_dir = self.data_dir
         store = self.open_store()
         # Taken once the keys checked out, so a refused start leaves the data dir untouched.
         lock = DataDirLock(data_dir)
-        lock.acquire(exclusive=False)
+        lock.acquire(holder="a running mirror server")
         try:
             if restrict_to_owner(data_dir) and self.existed:
                 log.warning("%s was readable by other users; now owner-only (0700)", data_dir)
@@ -324,7 +329,7 @@ class Resources:
     async def last_pulls(self, app: web.Application) -> AsyncIterator[None]:
         """The flusher of batched last-pull times (every ``cache.last_pull_flush_interval``)."""
         interval = max(self.config.cache.last_pull_flush_interval, 0.05)
-        async with running(_flush_last_pulls(app[METADATA], interval)):
+        async with running(_flush_last_pulls(app[METADATA], interval, self.metrics)):
             yield
 
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from mirror.config import Config, ConfigError, load_config
 from mirror.crypto.keys import KeyringError
 from mirror.crypto.tls import TlsError, server_context
+from mirror.db.lock import DataDirLocked
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -130,8 +131,8 @@ async def serve(config: Config) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``mirror serve``: 0 after a clean stop, 1 when it cannot listen, 2 on a bad
-    configuration, key or TLS setup."""
+    """Run ``mirror serve``: 0 after a clean stop, 1 when it cannot listen or another process
+    has the data directory, 2 on a bad configuration, key or TLS setup."""
     try:
         config = config_from_args(args)
     except ConfigError as exc:
@@ -147,6 +148,9 @@ def run(args: argparse.Namespace) -> int:
     except TlsError as exc:
         print(f"mirror: TLS error: {exc}", file=sys.stderr)
         return 2
+    except DataDirLocked as exc:
+        print(f"mirror: cannot serve: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:
         print(f"mirror: cannot serve on {config.server.listen}: {exc}", file=sys.stderr)
         return 1

@@ -7,6 +7,7 @@ flushed every few seconds (and at close), so a crash loses at most one flush int
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -30,6 +31,11 @@ from mirror.lru import Lru
 from mirror.oci.digest import Digest
 
 log = logging.getLogger(__name__)
+
+# What a write raises when the disk refuses it: sqlite's ``OperationalError`` ("database or
+# disk is full", "disk I/O error", "database is locked"), or the ``OSError`` of a large value
+# that diskcache keeps in a file of its own. Nothing of the failed write is kept.
+WRITE_FAILED: tuple[type[Exception], ...] = (sqlite3.OperationalError, OSError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -361,15 +367,28 @@ class Metadata(
         return float(value) if value is not None else None
 
     def flush(self) -> int:
-        """Write batched last-pull times in one transaction; returns how many."""
+        """Write batched last-pull times in one transaction; returns how many. When the write
+        fails (``WRITE_FAILED``, e.g. a full disk) the batch stays pending for the next try,
+        so retention still sees the pulls, and the error is raised."""
         pending, self._pending_pulls = self._pending_pulls, {}
-        if pending:
-            with self._db.transact():
-                for (upstream, repo, digest), when in pending.items():
-                    self._db.set(("pull", upstream, repo, digest), when)
+        try:
+            if pending:
+                with self._db.transact():
+                    for (upstream, repo, digest), when in pending.items():
+                        self._db.set(("pull", upstream, repo, digest), when)
+        except BaseException:
+            # Pulls noted since the batch was taken are newer: they win.
+            self._pending_pulls = {**pending, **self._pending_pulls}
+            raise
         return len(pending)
 
     def close(self) -> None:
-        """Flush batched last pulls and close the database."""
-        self.flush()
-        self._db.close()
+        """Flush batched last pulls and close the database; a flush the disk refuses is
+        logged with what it loses (no later try is coming), and the database still closes."""
+        try:
+            self.flush()
+        except WRITE_FAILED as exc:
+            lost = len(self._pending_pulls)
+            log.warning("could not keep %d last-pull times at close: %s", lost, exc)
+        finally:
+            self._db.close()

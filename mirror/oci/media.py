@@ -44,11 +44,15 @@ def parse_manifest(body: bytes, content_type: str | None) -> ManifestInfo:
 
 
 def _document(body: bytes) -> dict[str, Any]:
-    """The manifest's JSON object; ``MANIFEST_INVALID`` when it is not one."""
+    """The manifest's JSON object; ``MANIFEST_INVALID`` when it is not one, or nests deeper
+    than the parser's recursion limit (no real manifest nests more than a few levels)."""
     try:
         doc = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise RegistryError(ErrorCode.MANIFEST_INVALID, detail={"reason": str(exc)}) from None
+    except RecursionError:
+        reason = "nested too deeply"
+        raise RegistryError(ErrorCode.MANIFEST_INVALID, detail={"reason": reason}) from None
     if not isinstance(doc, dict):
         raise RegistryError(ErrorCode.MANIFEST_INVALID, detail={"reason": "not an object"})
     return doc

@@ -7,7 +7,12 @@ from dataclasses import dataclass
 
 from mirror.errors import ErrorCode, RegistryError
 
-_RANGE = re.compile(r"(\d*)-(\d*)")
+_RANGE = re.compile(r"([0-9]*)-([0-9]*)")
+# Positions with more digits than this lie past the end of any object the mirror can hold;
+# they are compared as digit strings and stand for ``BEYOND`` (``int()`` refuses numbers of
+# more than 4300 digits, and converting huge ones costs time quadratic in their length).
+_MAX_DIGITS = 32
+BEYOND = 10**_MAX_DIGITS
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 
@@ -47,11 +52,18 @@ def parse_range(header: str | None) -> tuple[int | None, int | None] | None:
     match = _RANGE.fullmatch(ranges.strip())
     if not match or (not match.group(1) and not match.group(2)):
         raise invalid
-    first = int(match.group(1)) if match.group(1) else None
-    last = int(match.group(2)) if match.group(2) else None
-    if first is not None and last is not None and last < first:
+    first, last = (match.group(1).lstrip("0") or "0"), (match.group(2).lstrip("0") or "0")
+    if match.group(1) and match.group(2) and (len(last), last) < (len(first), first):
         raise invalid
-    return first, last
+    return (
+        _position(first) if match.group(1) else None,
+        _position(last) if match.group(2) else None,
+    )
+
+
+def _position(digits: str) -> int:
+    """A byte position from its digits (leading zeros stripped), capped at ``BEYOND``."""
+    return BEYOND if len(digits) > _MAX_DIGITS else int(digits)
 
 
 def resolve_range(spec: tuple[int | None, int | None], size: int) -> ByteRange:

@@ -6,9 +6,10 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from mirror.clock import Clock
-from mirror.db.metadata import CachedResponse
+from mirror.db.metadata import WRITE_FAILED, CachedResponse
 from mirror.db.roles import CachedResponses
 from mirror.errors import UpstreamThrottled, UpstreamUnavailable
 from mirror.metrics import Metrics
@@ -18,6 +19,19 @@ from mirror.pullthrough.blobs import Upstreams
 from mirror.upstream.routing import Target
 
 log = logging.getLogger(__name__)
+
+
+def _index(body: bytes) -> dict[str, Any]:
+    """An upstream referrers index as a JSON object with a ``manifests`` list; a broken one
+    (not JSON, not an index) is the upstream failing, ``UpstreamUnavailable``, so a kept
+    answer can still be served."""
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise UpstreamUnavailable("upstream referrers index is not JSON") from None
+    if not isinstance(doc, dict) or not isinstance(doc.setdefault("manifests", []), list):
+        raise UpstreamUnavailable("upstream referrers index is not an image index")
+    return doc
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,9 +102,11 @@ class ListingService:
             )
             applied = headers.get("OCI-Filters-Applied", "")
             if artifact_type and "artifactType" not in applied:
-                doc = json.loads(body)
+                doc = _index(body)
                 doc["manifests"] = [
-                    m for m in doc.get("manifests", []) if m.get("artifactType") == artifact_type
+                    m
+                    for m in doc["manifests"]
+                    if isinstance(m, dict) and m.get("artifactType") == artifact_type
                 ]
                 body = json.dumps(doc).encode()
             out = (("OCI-Filters-Applied", "artifactType"),) if artifact_type else ()
@@ -108,12 +124,26 @@ class ListingService:
             return Listing(cached.body, cached.content_type, dict(cached.headers))
         self._metrics.cache_misses.labels(kind).inc()
         try:
-            fresh = await fetch()
+            fresh = await _fresh(kind, fetch)
         except (UpstreamUnavailable, UpstreamThrottled) as exc:
             if cached is None or now - cached.fetched_at > self._ttl + self._max_stale:
                 raise
             log.warning("serving stale %s of %s/%s: %s", kind, target.upstream, target.repo, exc)
             self._metrics.stale_served.inc()
             return Listing(cached.body, cached.content_type, dict(cached.headers), stale=True)
-        self._metadata.set_response(kind, target.upstream, target.repo, key, fresh)
+        try:
+            self._metadata.set_response(kind, target.upstream, target.repo, key, fresh)
+        except WRITE_FAILED as exc:
+            log.warning("cannot keep %s of %s/%s (%s)", kind, target.upstream, target.repo, exc)
+            self._metrics.metadata_write_failures.labels("response").inc()
         return Listing(fresh.body, fresh.content_type, dict(fresh.headers))
+
+
+async def _fresh(kind: str, fetch: Callable[[], Awaitable[CachedResponse]]) -> CachedResponse:
+    """``fetch()``; an upstream answer nested past the JSON parser's recursion limit (no real
+    tags list or index nests more than a few levels) is the upstream failing, as a body that
+    is not JSON is: ``UpstreamUnavailable``, so a kept answer is served stale, else 503."""
+    try:
+        return await fetch()
+    except RecursionError:
+        raise UpstreamUnavailable(f"upstream {kind} answer nests too deeply to parse") from None

@@ -3,6 +3,7 @@ upstream ``HEAD``, and a cached tag is served stale when upstream fails."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -10,7 +11,7 @@ from typing import Protocol
 
 from mirror.blobstore.interface import BlobStore
 from mirror.clock import Clock
-from mirror.db.metadata import ManifestRecord, TagRecord
+from mirror.db.metadata import WRITE_FAILED, ManifestRecord, TagRecord
 from mirror.db.roles import Manifests, Pulls, Repositories, Tags
 from mirror.errors import (
     DigestMismatch,
@@ -146,9 +147,13 @@ class ManifestService:
                 if head.digest is not None and str(head.digest) == record.digest:
                     cached = await self._cached(Digest.parse(record.digest))
                     if cached is not None:
-                        self._metadata.touch_tag(
-                            target.upstream, target.repo, tag, self._clock.now()
-                        )
+                        try:
+                            self._metadata.touch_tag(
+                                target.upstream, target.repo, tag, self._clock.now()
+                            )
+                        except WRITE_FAILED as exc:
+                            # Only the revalidation time is lost: the next pull asks again.
+                            self._unrecorded("tag", f"{target.repo}:{tag}", exc)
                         return cached
             manifest = await self._fetch(target, tag, None)
         except (UpstreamUnavailable, UpstreamThrottled, DigestMismatch) as exc:
@@ -171,14 +176,15 @@ class ManifestService:
             )
             self._metrics.stale_served.inc()
             return stale
-        self._metadata.set_tag(
-            target.upstream,
-            target.repo,
-            tag,
-            TagRecord(
-                str(manifest.digest), manifest.media_type, len(manifest.body), self._clock.now()
-            ),
+        record = TagRecord(
+            str(manifest.digest), manifest.media_type, len(manifest.body), self._clock.now()
         )
+        try:
+            self._metadata.set_tag(target.upstream, target.repo, tag, record)
+        except WRITE_FAILED as exc:
+            # The verified manifest is served; the tag is looked up upstream again next time.
+            self._unrecorded("tag", f"{target.repo}:{tag}", exc)
+            self._metrics.uncached_streams.labels("manifest").inc()
         return manifest
 
     async def _stale(self, target: Target, tag: str, record: TagRecord | None) -> Manifest | None:
@@ -228,9 +234,26 @@ class ManifestService:
             log.warning("cannot cache manifest %s (%s); serving it uncached", actual, exc)
             self._metrics.uncached_streams.labels("manifest").inc()
             return Manifest(actual, info.media_type, upstream.body)
-        self._metadata.set_manifest(
-            actual,
-            ManifestRecord(info.media_type, len(upstream.body), info.references, self._clock.now()),
+        record = ManifestRecord(
+            info.media_type, len(upstream.body), info.references, self._clock.now()
         )
-        self._metadata.add_repository(target.upstream, target.repo)
+        try:
+            self._metadata.set_manifest(actual, record)
+        except WRITE_FAILED as exc:
+            # Without its record the stored body is invisible: give its room back, and serve
+            # the verified manifest uncached (the README promises pulls on a full disk).
+            self._unrecorded("manifest", str(actual), exc)
+            self._metrics.uncached_streams.labels("manifest").inc()
+            with contextlib.suppress(OSError):
+                await self._store.delete(actual)
+            return Manifest(actual, info.media_type, upstream.body)
+        try:
+            self._metadata.add_repository(target.upstream, target.repo)
+        except WRITE_FAILED as exc:
+            self._unrecorded("repository", f"{target.upstream}/{target.repo}", exc)
         return Manifest(actual, info.media_type, upstream.body)
+
+    def _unrecorded(self, record: str, what: str, exc: Exception) -> None:
+        """Note a metadata write the disk refused: one warning line and a count."""
+        log.warning("cannot record %s %s (%s); serving it uncached", record, what, exc)
+        self._metrics.metadata_write_failures.labels(record).inc()

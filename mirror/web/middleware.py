@@ -14,6 +14,9 @@ from mirror.web.keys import ELAPSED, SERVICES
 
 log = logging.getLogger(__name__)
 
+# The status requests are counted with when the client left before its answer was sent.
+CLIENT_CLOSED_REQUEST = 499
+
 
 async def common_headers(request: web.Request, response: web.StreamResponse) -> None:
     """``on_response_prepare``: the API version on every answer, ``OCI-Namespace`` echoed."""
@@ -38,6 +41,30 @@ def error_response(request: web.Request, error: RegistryError) -> web.Response:
     return response
 
 
+def route_of(request: web.Request) -> str:
+    """The request's route as metrics label it (its canonical path, or ``unmatched``)."""
+    route = request.match_info.route.resource
+    return route.canonical if route is not None else "unmatched"
+
+
+def client_gone(request: web.Request) -> bool:
+    """Whether the client's connection is closed or closing (its own doing, or a reset)."""
+    return request.transport is None or request.transport.is_closing()
+
+
+def note_disconnect(request: web.Request, what: str) -> None:
+    """Record a client that went away mid-answer: one INFO line and a count (normal traffic,
+    not an error: clients cancel pulls, time out and retry)."""
+    log.info(
+        "client %s disconnected during %s %s: %s",
+        request.remote,
+        request.method,
+        request.path,
+        what,
+    )
+    request.app[SERVICES].metrics.client_disconnects.labels(route_of(request)).inc()
+
+
 def _as_registry_error(exc: BaseException) -> RegistryError:
     if isinstance(exc, RegistryError):
         return exc
@@ -59,14 +86,21 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     """Turn every raised error into the spec body, and count and time each request."""
     started = time.perf_counter()
     metrics = request.app[SERVICES].metrics
-    route = request.match_info.route.resource
-    route_name = route.canonical if route is not None else "unmatched"
+    route_name = route_of(request)
     try:
         response = await handler(request)
     except (RegistryError, DigestMismatch, web.HTTPNotFound, web.HTTPMethodNotAllowed) as exc:
         response = error_response(request, _as_registry_error(exc))
     except web.HTTPException:
         raise
+    except ConnectionError as exc:
+        if not client_gone(request):
+            log.exception("unhandled error on %s %s", request.method, request.path)
+            response = error_response(request, RegistryError(ErrorCode.UNKNOWN))
+        else:
+            # Nobody is left to answer; 499 (as nginx logs it) keeps it apart from errors.
+            note_disconnect(request, str(exc) or type(exc).__name__)
+            response = web.Response(status=CLIENT_CLOSED_REQUEST)
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         response = error_response(request, RegistryError(ErrorCode.UNKNOWN))

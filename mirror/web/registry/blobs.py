@@ -11,6 +11,7 @@ from mirror.oci.digest import Digest
 from mirror.oci.ranges import parse_range
 from mirror.pullthrough.fill import FillFailed
 from mirror.web.keys import services, target
+from mirror.web.middleware import client_gone, note_disconnect
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +35,18 @@ async def blob(request: web.Request) -> web.StreamResponse:
     response.content_length = body.range.length if body.range else body.size
     if body.range:
         response.headers["Content-Range"] = body.range.content_range()
+    sent = 0
     try:
         await response.prepare(request)
         async for chunk in body.chunks:
             await response.write(chunk)
+            sent += len(chunk)
+    except ConnectionError:
+        if not client_gone(request):
+            raise
+        # The client cancelled or timed out: what it got is its business; the fill goes on.
+        note_disconnect(request, f"{sent} of {response.content_length} bytes of {digest} sent")
+        return response
     except (FillFailed, CorruptObject) as exc:
         # Headers are out: the only honest answer is to cut the connection short.
         log.error("aborting response for %s: %s", digest, exc)

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from mirror.db.metadata import ManifestRecord, Metadata, TagRecord
+from mirror.db.metadata import WRITE_FAILED, ManifestRecord, Metadata, TagRecord
 from mirror.oci.digest import Digest
+from tests.contract.smalldisk import fill, free, small_disk
 
 OCI = "application/vnd.oci.image.manifest.v1+json"
 A = Digest.parse("sha256:" + "a" * 64)
@@ -121,3 +122,51 @@ def test_forgetting_an_upstream_key_drops_its_records_and_keeps_every_other(
         assert metadata.tag(kept, "library/alpine", "3") is not None
         assert metadata.linked(kept, "library/alpine", B)
         assert metadata.response("tags", kept, "library/alpine", "") is not None
+
+
+def test_a_flush_the_full_disk_refuses_keeps_its_batch_for_the_next_try(tmp_path: Path) -> None:
+    with small_disk(tmp_path / "disk") as disk:
+        store = Metadata(disk / "metadata")
+        try:
+            store.record_pull("h", "r", A, 5.0)
+            fill(disk)
+            with pytest.raises(WRITE_FAILED) as refused:
+                store.flush()
+            assert "full" in str(refused.value)
+            store.record_pull("h", "r", B, 6.0)  # noted while the disk was full
+            assert store.pulls() == {("h", "r", A): 5.0, ("h", "r", B): 6.0}
+            assert store.last_pull("h", "r", A) == 5.0
+
+            free(disk)
+            assert store.flush() == 2
+            assert store.flush() == 0
+        finally:
+            store.close()
+        again = Metadata(disk / "metadata")
+        try:
+            assert again.pulls() == {("h", "r", A): 5.0, ("h", "r", B): 6.0}
+        finally:
+            again.close()
+
+
+def test_a_full_disk_fails_manifest_writes_with_write_failed(tmp_path: Path) -> None:
+    with small_disk(tmp_path / "disk") as disk:
+        store = Metadata(disk / "metadata")
+        try:
+            fill(disk)
+            with pytest.raises(WRITE_FAILED):
+                store.set_manifest(A, ManifestRecord(OCI, 10, (), 1.0))
+            assert store.manifest(A) is None
+        finally:
+            store.close()
+
+
+def test_close_on_a_full_disk_still_closes_and_says_what_it_lost(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with small_disk(tmp_path / "disk") as disk:
+        store = Metadata(disk / "metadata")
+        store.record_pull("h", "r", A, 5.0)
+        fill(disk)
+        store.close()
+        assert "could not keep 1 last-pull times at close" in caplog.text

@@ -156,6 +156,10 @@ def test_malformed_descriptors_are_skipped() -> None:
         pytest.param(b"[1, 2]", id="array"),
         pytest.param(b'"manifest"', id="string"),
         pytest.param(b"null", id="null"),
+        pytest.param(b"[" * 100_000 + b"]" * 100_000, id="nested-array"),
+        pytest.param(
+            b'{"annotations": ' + b'{"a": ' * 100_000 + b"}" * 100_001, id="nested-object"
+        ),
     ],
 )
 def test_not_a_json_object_is_manifest_invalid(body: bytes) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mirror.errors import ErrorCode, RegistryError
-from mirror.oci.ranges import ByteRange, parse_range, resolve_range
+from mirror.oci.ranges import BEYOND, ByteRange, parse_range, resolve_range
 
 
 @pytest.mark.parametrize(
@@ -19,6 +19,11 @@ from mirror.oci.ranges import ByteRange, parse_range, resolve_range
         pytest.param("bytes=7-7", (7, 7), id="single-byte"),
         pytest.param(" bytes=1-2 ", (1, 2), id="surrounding-whitespace"),
         pytest.param("bytes=0-99999999999999999999", (0, 99999999999999999999), id="huge-last"),
+        # Python's int() refuses more than 4300 digits: such positions stand for BEYOND.
+        pytest.param("bytes=" + "9" * 5000 + "-", (BEYOND, None), id="5000-digit-first"),
+        pytest.param("bytes=0-" + "9" * 5000, (0, BEYOND), id="5000-digit-last"),
+        pytest.param("bytes=-" + "9" * 5000, (None, BEYOND), id="5000-digit-suffix"),
+        pytest.param("bytes=" + "0" * 5000 + "7-0007", (7, 7), id="leading-zeros"),
         # RFC 9110 §14.2: a server may ignore a range it does not serve and send it all.
         pytest.param("bytes=1-2,4-5", None, id="multiple-ranges-ignored"),
         pytest.param("items=0-1", None, id="other-unit-ignored"),
@@ -36,6 +41,8 @@ def test_parse_range(header: str | None, expected: tuple[int | None, int | None]
         pytest.param("bytes=", id="no-range"),
         pytest.param("bytes=a-b", id="not-numbers"),
         pytest.param("bytes=-1-2", id="negative-first"),
+        pytest.param("bytes=" + "9" * 5000 + "-" + "9" * 4999, id="huge-last-before-first"),
+        pytest.param("bytes=\u0661-\u0662", id="non-ascii-digits"),
         pytest.param("0-1", id="no-unit"),
         pytest.param("bytes 0-1", id="space-instead-of-equals"),
         pytest.param("", id="empty"),
@@ -65,6 +72,8 @@ def test_parse_range_rejects_what_the_mirror_does_not_serve(header: str) -> None
         pytest.param((None, 100), 10, 0, 9, id="suffix-larger-than-size"),
         pytest.param((5, 100), 10, 5, 9, id="last-clipped-to-size"),
         pytest.param((0, 0), 1, 0, 0, id="one-byte-object"),
+        pytest.param((0, BEYOND), 10, 0, 9, id="last-beyond-every-object"),
+        pytest.param((None, BEYOND), 10, 0, 9, id="suffix-beyond-every-object"),
     ],
 )
 def test_resolve_range(
@@ -79,6 +88,7 @@ def test_resolve_range(
         pytest.param((10, None), 10, id="first-at-size"),
         pytest.param((10, 20), 10, id="beyond-size"),
         pytest.param((100, 200), 10, id="far-beyond-size"),
+        pytest.param((BEYOND, None), 10, id="first-beyond-every-object"),
         pytest.param((None, 0), 10, id="empty-suffix"),
         pytest.param((0, None), 0, id="empty-object"),
         pytest.param((0, 0), 0, id="empty-object-first-byte"),
