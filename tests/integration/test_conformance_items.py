@@ -1,0 +1,98 @@
+"""What the OCI conformance suites and real clients found, against a real docker-registry
+(distribution 2.8): invalid tags, referrers without an upstream referrers API, port-free
+upstream aliases, Accept negotiation, anonymous tag listing, readiness and one-line reasons."""
+
+from __future__ import annotations
+
+import json
+
+import aiohttp
+import pytest
+
+from mirror.oci.digest import Digest
+from mirror.oci.media import OCI_INDEX, OCI_MANIFEST
+from tests.peers.factory import ImageFactory
+from tests.peers.registry import Registry
+
+from .conftest import Mirror
+
+pytestmark = pytest.mark.integration
+
+SIGNATURE = "application/vnd.example.signature"
+SBOM = "application/vnd.example.sbom"
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+async def test_a_reference_that_is_no_valid_tag_is_manifest_unknown(
+    mirror: Mirror, image_factory: ImageFactory, method: str
+) -> None:
+    # The conformance suites ask for ".INVALID_MANIFEST_NAME": no tag has that name, so no
+    # manifest is found (404), not a malformed request (400).
+    pushed = image_factory.push("v1", layers=1)
+    async with aiohttp.ClientSession() as http:
+        url = f"{mirror.url}/v2/{pushed.repo}/manifests/.INVALID_MANIFEST_NAME"
+        async with http.request(method, url) as resp:
+            assert resp.status == 404
+            if method == "GET":
+                assert (await resp.json())["errors"][0]["code"] == "MANIFEST_UNKNOWN"
+
+
+async def test_referrers_without_an_upstream_referrers_api_is_an_empty_index(
+    mirror: Mirror, image_factory: ImageFactory, upstream_registry: Registry
+) -> None:
+    pushed = image_factory.push("v1", layers=1)
+    async with aiohttp.ClientSession() as http:
+        # distribution 2.8 has no referrers API.
+        url = f"/v2/{pushed.repo}/referrers/{pushed.image.manifest_digest}"
+        async with http.get(f"{upstream_registry.url}{url}") as resp:
+            assert resp.status == 404
+        for digest in (pushed.image.manifest_digest, str(Digest.of(b"nothing refers to this"))):
+            async with http.get(f"{mirror.url}/v2/{pushed.repo}/referrers/{digest}") as resp:
+                assert resp.status == 200
+                assert resp.headers["Content-Type"] == OCI_INDEX
+                doc = await resp.json(content_type=None)
+                assert doc == {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}
+
+
+async def _put_referrers_tag(
+    http: aiohttp.ClientSession, registry: Registry, repo: str, subject: str, index: bytes
+) -> None:
+    """Push an index under the referrers tag schema's tag ``sha256-<hex>`` of ``subject``."""
+    tag = subject.replace(":", "-")
+    async with http.put(
+        f"{registry.url}/v2/{repo}/manifests/{tag}",
+        data=index,
+        headers={"Content-Type": OCI_INDEX},
+    ) as resp:
+        assert resp.status == 201, await resp.text()
+
+
+async def test_referrers_use_the_upstreams_tag_schema_index(
+    mirror: Mirror, image_factory: ImageFactory, upstream_registry: Registry
+) -> None:
+    subject = image_factory.push("v1", layers=1)
+    signature = image_factory.push("sig", layers=1)
+    sbom = image_factory.push("sbom", layers=1)
+    descriptors = [
+        {
+            "mediaType": OCI_MANIFEST,
+            "digest": pushed.image.manifest_digest,
+            "size": len(pushed.image.manifest_bytes),
+            "artifactType": artifact_type,
+        }
+        for pushed, artifact_type in ((signature, SIGNATURE), (sbom, SBOM))
+    ]
+    index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": descriptors})
+    async with aiohttp.ClientSession() as http:
+        await _put_referrers_tag(
+            http, upstream_registry, subject.repo, subject.image.manifest_digest, index.encode()
+        )
+        url = f"{mirror.url}/v2/{subject.repo}/referrers/{subject.image.manifest_digest}"
+        async with http.get(url) as resp:
+            assert resp.status == 200
+            assert resp.headers["Content-Type"] == OCI_INDEX
+            assert (await resp.json(content_type=None))["manifests"] == descriptors
+        async with http.get(url, params={"artifactType": SBOM}) as resp:
+            assert resp.status == 200
+            assert resp.headers["OCI-Filters-Applied"] == "artifactType"
+            assert (await resp.json(content_type=None))["manifests"] == descriptors[1:]
