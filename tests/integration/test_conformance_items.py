@@ -10,7 +10,8 @@ import aiohttp
 import pytest
 
 from mirror.oci.digest import Digest
-from mirror.oci.media import OCI_INDEX, OCI_MANIFEST
+from mirror.oci.media import DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST
+from mirror.testing.images import build_index
 from tests.peers.factory import ImageFactory
 from tests.peers.registry import Registry
 
@@ -20,6 +21,7 @@ pytestmark = pytest.mark.integration
 
 SIGNATURE = "application/vnd.example.signature"
 SBOM = "application/vnd.example.sbom"
+DOCKER_LIST = DOCKER_MANIFEST_LIST
 
 
 @pytest.mark.parametrize("method", ["GET", "HEAD"])
@@ -96,3 +98,50 @@ async def test_referrers_use_the_upstreams_tag_schema_index(
             assert resp.status == 200
             assert resp.headers["OCI-Filters-Applied"] == "artifactType"
             assert (await resp.json(content_type=None))["manifests"] == descriptors[1:]
+
+
+async def _manifest_answer(
+    http: aiohttp.ClientSession, base: str, repo: str, reference: str, accept: str
+) -> tuple[int, str | None]:
+    """Status and ``Docker-Content-Digest`` (or error code) of a manifest GET."""
+    url = f"{base}/v2/{repo}/manifests/{reference}"
+    async with http.get(url, headers={"Accept": accept}) as resp:
+        if resp.status != 200:
+            return resp.status, (await resp.json(content_type=None))["errors"][0]["code"]
+        return resp.status, resp.headers["Docker-Content-Digest"]
+
+
+async def test_oci_index_to_image_only_accept_is_404_as_in_distribution(
+    mirror: Mirror, image_factory: ImageFactory, upstream_registry: Registry
+) -> None:
+    pushed = image_factory.push_index("multi")
+    async with aiohttp.ClientSession() as http:
+        for accept in (OCI_MANIFEST, DOCKER_MANIFEST):
+            origin = await _manifest_answer(
+                http, upstream_registry.url, pushed.repo, "multi", accept
+            )
+            assert origin == (404, "MANIFEST_UNKNOWN")
+            assert await _manifest_answer(http, mirror.url, pushed.repo, "multi", accept) == origin
+
+
+async def test_docker_list_to_image_only_accept_is_amd64_as_in_distribution(
+    mirror: Mirror, image_factory: ImageFactory, upstream_registry: Registry
+) -> None:
+    index = build_index(
+        image_factory.layout_dir,
+        "list",
+        [("linux", "arm64"), ("linux", "amd64")],
+        rng=image_factory.rng,
+    )
+    upstream_registry.push(
+        image_factory.layout_dir, "list", image_factory.repo, docker_v2s2=True, all_platforms=True
+    )
+    repo = image_factory.repo
+    async with aiohttp.ClientSession() as http:
+        listed = await _manifest_answer(http, upstream_registry.url, repo, "list", DOCKER_LIST)
+        assert listed[0] == 200
+        origin = await _manifest_answer(http, upstream_registry.url, repo, "list", DOCKER_MANIFEST)
+        assert origin[0] == 200 and origin != listed
+        assert await _manifest_answer(http, mirror.url, repo, "list", DOCKER_MANIFEST) == origin
+    # skopeo converted the images to schema2, so the digest is the converted amd64 child's.
+    assert index.image_for(("linux", "amd64")).manifest_digest != origin[1]

@@ -117,17 +117,18 @@ async def test_manifest_not_acceptable_is_manifest_unknown(
             assert (await resp.json())["errors"][0]["code"] == "MANIFEST_UNKNOWN"
 
 
-async def test_index_to_a_client_without_index_support_gets_linux_amd64(
+async def test_an_oci_index_to_a_client_without_index_support_is_manifest_unknown(
     mirror: Mirror, image_factory: ImageFactory
 ) -> None:
+    # As distribution does: an OCI index is never converted (a Docker manifest list is, to its
+    # linux/amd64 image: tests/integration/test_conformance_items.py).
     pushed = image_factory.push_index("multi")
-    amd64 = pushed.index.image_for(("linux", "amd64"))
     async with aiohttp.ClientSession() as http:
         async with http.get(
             f"{mirror.url}/v2/{pushed.repo}/manifests/multi", headers={"Accept": OCI_MANIFEST}
         ) as resp:
-            assert resp.status == 200
-            assert resp.headers["Docker-Content-Digest"] == amd64.manifest_digest
+            assert resp.status == 404
+            assert (await resp.json())["errors"][0]["code"] == "MANIFEST_UNKNOWN"
 
 
 @pytest.mark.parametrize("warm", [False, True], ids=["cold", "warm"])
