@@ -4,6 +4,7 @@ upstream aliases, Accept negotiation, anonymous tag listing, readiness and one-l
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import aiohttp
@@ -15,7 +16,7 @@ from mirror.testing.images import build_index
 from tests.peers.factory import ImageFactory
 from tests.peers.registry import Registry
 
-from .conftest import Mirror
+from .conftest import AuthMirrorFactory, Mirror
 
 pytestmark = pytest.mark.integration
 
@@ -145,3 +146,45 @@ async def test_docker_list_to_image_only_accept_is_amd64_as_in_distribution(
         assert await _manifest_answer(http, mirror.url, repo, "list", DOCKER_MANIFEST) == origin
     # skopeo converted the images to schema2, so the digest is the converted amd64 child's.
     assert index.image_for(("linux", "amd64")).manifest_digest != origin[1]
+
+
+async def _skopeo(*args: str) -> tuple[int, str, str]:
+    """Run ``skopeo ARGS``: exit status, stdout, stderr."""
+    proc = await asyncio.create_subprocess_exec(
+        "skopeo", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+async def test_anonymous_skopeo_inspect_of_a_public_proxy_repository_lists_its_tags(
+    auth_mirror_factory: AuthMirrorFactory,
+    image_factory: ImageFactory,
+    upstream_registry: Registry,
+) -> None:
+    # Public means pull and list tags: skopeo inspect lists the tags (RepoTags) anonymously.
+    pushed = image_factory.push("v1", layers=1)
+    image_factory.push("v2", layers=1)
+    mirror = await auth_mirror_factory(
+        {upstream_registry.host: upstream_registry.url}, public_proxy=True
+    )
+    status, out, err = await _skopeo(
+        "inspect", "--tls-verify=false", f"docker://{mirror.host}/{pushed.repo}:v1"
+    )
+    assert status == 0, err
+    inspected = json.loads(out)
+    assert inspected["Digest"] == pushed.image.manifest_digest
+    assert sorted(inspected["RepoTags"]) == ["v1", "v2"]
+
+
+async def test_tags_of_a_private_proxy_repository_stay_refused_to_anonymous(
+    auth_mirror_factory: AuthMirrorFactory,
+    image_factory: ImageFactory,
+    upstream_registry: Registry,
+) -> None:
+    pushed = image_factory.push("v1", layers=1)
+    mirror = await auth_mirror_factory({upstream_registry.host: upstream_registry.url})
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{mirror.url}/v2/{pushed.repo}/tags/list") as resp:
+            assert resp.status == 401
+            assert (await resp.json())["errors"][0]["code"] == "UNAUTHORIZED"
