@@ -6,15 +6,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 
 import aiohttp
 import pytest
 
+from mirror.cli.main import parser
+from mirror.cli.serve import config_from_args
 from mirror.oci.digest import Digest
 from mirror.oci.media import DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST
 from mirror.testing.images import build_index
 from tests.peers.factory import ImageFactory
 from tests.peers.registry import Registry
+from tests.peers.skopeo import SkopeoError, skopeo_copy_async
 
 from .conftest import AuthMirrorFactory, Mirror
 
@@ -188,3 +192,42 @@ async def test_tags_of_a_private_proxy_repository_stay_refused_to_anonymous(
         async with http.get(f"{mirror.url}/v2/{pushed.repo}/tags/list") as resp:
             assert resp.status == 401
             assert (await resp.json())["errors"][0]["code"] == "UNAUTHORIZED"
+
+
+async def test_skopeo_pulls_an_upstream_with_a_port_through_its_port_free_alias(
+    mirror: Mirror, image_factory: ImageFactory, upstream_registry: Registry, tmp_path: Path
+) -> None:
+    pushed = image_factory.push("v1", layers=2)
+    host_path = f"docker://{mirror.host}/{upstream_registry.host}/{pushed.repo}:v1"
+    with pytest.raises(SkopeoError, match="invalid reference format"):
+        await skopeo_copy_async(host_path, f"dir:{tmp_path / 'refused'}", "--src-tls-verify=false")
+    alias = upstream_registry.host.replace(":", "-")
+    await skopeo_copy_async(
+        f"docker://{mirror.host}/{alias}/{pushed.repo}:v1",
+        f"dir:{tmp_path / 'out'}",
+        "--src-tls-verify=false",
+    )
+    out = tmp_path / "out"
+    assert (out / "manifest.json").read_bytes() == pushed.image.manifest_bytes
+    for layer in pushed.image.layers:
+        assert (out / layer.digest.split(":")[1]).read_bytes() == layer.read_bytes()
+
+
+def test_the_upstream_flag_sets_aliases_and_keeps_the_port_free_one(tmp_path: Path) -> None:
+    args = parser().parse_args(
+        [
+            "serve",
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--upstream",
+            "127.0.0.1:5000,local=http://127.0.0.1:5000",
+            "--default-upstream",
+            "local",
+        ]
+    )
+    config = config_from_args(args)
+    upstream = config.upstream("local")
+    assert upstream is not None and upstream.host == "127.0.0.1:5000"
+    assert upstream.aliases == ("local", "127.0.0.1-5000")
+    with pytest.raises(SystemExit):
+        parser().parse_args(["serve", "--upstream", "a.test,=http://a.test"])
