@@ -8,6 +8,7 @@ known one with that status), 401/403 ``UNAUTHORIZED``/``DENIED``, 429 ``Upstream
 from __future__ import annotations
 
 import json
+import os
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -92,6 +93,32 @@ _BY_STATUS = {
     405: ErrorCode.UNSUPPORTED,
     416: ErrorCode.RANGE_INVALID,
 }
+
+
+def connection_failure(exc: BaseException) -> str:
+    """A one-line reason for a failed exchange with an upstream (``cannot resolve host``,
+    ``connection refused``, ``timed out``...), never a Python repr."""
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return f"cannot resolve host {exc.host}"
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return f"TLS certificate of {exc.host}:{exc.port} not trusted"
+    if isinstance(exc, aiohttp.ClientConnectorSSLError | aiohttp.ClientSSLError):
+        return "TLS handshake failed"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        error = exc.os_error
+        # os.strerror: asyncio's strerror repeats the address ("Connect call failed (...)").
+        reason = os.strerror(error.errno) if error.errno else error.strerror
+        reason = reason or type(error).__name__
+        return f"cannot connect to {exc.host}:{exc.port}: {reason.lower()}"
+    if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
+        return "timed out"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "connection closed before an answer"
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return "answer broken off"
+    if isinstance(exc, aiohttp.ClientOSError) and exc.strerror:
+        return exc.strerror.lower()
+    return type(exc).__name__
 
 
 async def read_capped(resp: aiohttp.ClientResponse, limit: int) -> bytes | None:

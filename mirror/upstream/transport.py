@@ -22,7 +22,7 @@ from mirror.errors import ErrorCode, RegistryError, UpstreamUnavailable
 from mirror.upstream.authenticator import Authenticator, OnResponse, parse_challenges
 from mirror.upstream.breaker import CircuitBreaker
 from mirror.upstream.endpoint import UpstreamEndpoint
-from mirror.upstream.status import error_from_response, parse_retry_after
+from mirror.upstream.status import connection_failure, error_from_response, parse_retry_after
 
 log = logging.getLogger(__name__)
 
@@ -185,10 +185,10 @@ class Transport:
             self.breaker.failed()
             if not self._may_retry(attempts):
                 raise UpstreamUnavailable(
-                    f"upstream {self.endpoint.host} unreachable: {exc!r}",
+                    f"upstream {self.endpoint.host} unreachable: {connection_failure(exc)}",
                     detail={"upstream": self.endpoint.host},
                 ) from exc
-            await self._backoff(attempts, method, url, repr(exc))
+            await self._backoff(attempts, method, url, connection_failure(exc))
             return None
         if resp.status >= 500:
             self.breaker.failed()

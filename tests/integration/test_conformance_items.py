@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 from pathlib import Path
 
 import aiohttp
@@ -17,10 +18,11 @@ from mirror.oci.digest import Digest
 from mirror.oci.media import DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST
 from mirror.testing.images import build_index
 from tests.peers.factory import ImageFactory
+from tests.peers.ports import free_port
 from tests.peers.registry import Registry
 from tests.peers.skopeo import SkopeoError, skopeo_copy_async
 
-from .conftest import AuthMirrorFactory, Mirror
+from .conftest import AuthMirrorFactory, Mirror, MirrorFactory
 
 pytestmark = pytest.mark.integration
 
@@ -231,3 +233,49 @@ def test_the_upstream_flag_sets_aliases_and_keeps_the_port_free_one(tmp_path: Pa
     assert upstream.aliases == ("local", "127.0.0.1-5000")
     with pytest.raises(SystemExit):
         parser().parse_args(["serve", "--upstream", "a.test,=http://a.test"])
+
+
+async def test_readyz_is_unavailable_without_a_usable_upstream(
+    mirror_factory: MirrorFactory,
+) -> None:
+    closed = f"127.0.0.1:{free_port()}"
+    mirror = await mirror_factory({closed: f"http://{closed}"})
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{mirror.url}/readyz") as resp:
+            assert resp.status == 503
+            doc = await resp.json()
+    assert doc["status"] == "unavailable"
+    assert doc["reason"] == (
+        f"no usable upstream: {closed}: cannot connect to {closed}: connection refused"
+    )
+    assert doc["checks"]["upstreams"] == {closed: f"cannot connect to {closed}: connection refused"}
+
+
+async def test_readyz_is_unavailable_after_the_metadata_directory_was_deleted(
+    mirror: Mirror,
+) -> None:
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{mirror.url}/readyz") as resp:
+            assert resp.status == 200
+        shutil.rmtree(mirror.data_dir / "metadata")
+        async with http.get(f"{mirror.url}/readyz") as resp:
+            assert resp.status == 503
+            reason = (await resp.json())["reason"]
+    assert reason == f"metadata directory {mirror.data_dir / 'metadata'} is missing"
+
+
+async def test_a_pull_from_an_unresolvable_upstream_says_so_in_one_line(
+    mirror_factory: MirrorFactory,
+) -> None:
+    mirror = await mirror_factory(
+        {"registry.invalid": "http://registry.invalid"},
+        upstream_options={"retries": 0, "connect_timeout": 5.0},
+    )
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{mirror.url}/v2/team/app/manifests/v1") as resp:
+            assert resp.status == 503
+            error = (await resp.json())["errors"][0]
+    assert error["code"] == "UNAVAILABLE"
+    assert error["message"] == (
+        "upstream registry.invalid unreachable: cannot resolve host registry.invalid"
+    )
