@@ -24,7 +24,7 @@ from mirror.oci.digest import Digest
 from mirror.upstream.authenticator import Authenticator, OnResponse
 from mirror.upstream.breaker import CircuitBreaker
 from mirror.upstream.endpoint import UpstreamEndpoint
-from mirror.upstream.status import read_capped
+from mirror.upstream.status import connection_failure, read_capped
 from mirror.upstream.transport import RetryPolicy, Sleep, Transport
 
 # distribution-spec "Pulling manifests": registries SHOULD accept at least 4 MiB manifests.
@@ -76,7 +76,9 @@ class UpstreamBlob:
                         continue
                 yield chunk
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise UpstreamUnavailable(f"upstream blob transfer failed: {exc!r}") from exc
+            raise UpstreamUnavailable(
+                f"upstream blob transfer failed: {connection_failure(exc)}"
+            ) from exc
 
 
 def _digest_header(resp: aiohttp.ClientResponse) -> Digest | None:
@@ -293,7 +295,9 @@ class UpstreamClient:
             body = await read_capped(resp, limit)
         except (aiohttp.ClientError, TimeoutError) as exc:
             resp.close()
-            raise UpstreamUnavailable(f"upstream {what} transfer failed: {exc!r}") from exc
+            raise UpstreamUnavailable(
+                f"upstream {what} transfer failed: {connection_failure(exc)}"
+            ) from exc
         if body is None:
             resp.close()
             raise too_big or UpstreamUnavailable(f"upstream {what} exceeds {limit} bytes")
