@@ -194,6 +194,11 @@ class Authorizer:
                 return True
         return tenancy != self.admin_tenancy and self.is_system_admin(principal)
 
+    def permits_tag_listing(self, principal: Principal, ref: RepoRef) -> bool:
+        """Whether ``principal`` may list ``ref``'s tags: anyone when it is public (public
+        means pull and list tags, so anonymous ``skopeo inspect`` works), else by policy."""
+        return self.is_public(ref) or self.permits(principal, ref, Verb.INSPECT)
+
     def permits(self, principal: Principal, ref: RepoRef, needed: Verb) -> bool:
         """Whether ``principal`` may do ``needed`` to ``ref``, by the current policies."""
         if needed is Verb.READ and self.is_public(ref):

@@ -23,11 +23,16 @@ if TYPE_CHECKING:
 log = logging.getLogger("mirror")
 
 
-def _upstream_flag(text: str) -> dict[str, str]:
-    host, sep, url = text.partition("=")
-    if not sep or not host or not url:
-        raise argparse.ArgumentTypeError(f"expected HOST=URL, got {text!r}")
-    return {"host": host, "url": url}
+def _upstream_flag(text: str) -> dict[str, Any]:
+    """``HOST[,ALIAS...]=URL`` as an upstream table; a bad shape is an argparse error."""
+    names, sep, url = text.partition("=")
+    host, *aliases = names.split(",")
+    if not sep or not host or not url or not all(aliases):
+        raise argparse.ArgumentTypeError(f"expected HOST=URL or HOST,ALIAS...=URL, got {text!r}")
+    upstream: dict[str, Any] = {"host": host, "url": url}
+    if aliases:
+        upstream["aliases"] = aliases
+    return upstream
 
 
 def add(commands: Any) -> None:
@@ -41,8 +46,9 @@ def add(commands: Any) -> None:
         action="append",
         type=_upstream_flag,
         default=[],
-        metavar="HOST=URL",
-        help="an upstream registry (repeatable)",
+        metavar="HOST[,ALIAS...]=URL",
+        help="an upstream registry (repeatable); ALIAS is another name for it in paths and "
+        "?ns= (a HOST with a port also gets HOST with ':' replaced by '-', e.g. 127.0.0.1-5000)",
     )
     serve.add_argument("--default-upstream", help="upstream host for bare repository names")
     serve.add_argument("--tag-ttl", type=float, help="seconds before a tag is revalidated")

@@ -9,7 +9,7 @@ import ipaddress
 import re
 from dataclasses import dataclass, field
 
-from mirror.oci.names import is_host
+from mirror.oci.names import NAME_PATTERN, is_host
 from mirror.upstream.addresses import HostPattern
 
 MiB = 1024 * 1024
@@ -101,7 +101,10 @@ class UpstreamConfig:
     host: str
     # Base URL the mirror talks to, e.g. "https://registry-1.docker.io".
     url: str
-    # Other host names that select this upstream (e.g. "registry-1.docker.io").
+    # Other names that select this upstream (e.g. "registry-1.docker.io"), as ?ns= or as the
+    # first path component. A host with a port also gets the port-free alias of
+    # port_free_alias() ("127.0.0.1:5000" -> "127.0.0.1-5000"): podman and skopeo refuse a
+    # port inside a repository path (127.0.0.1:5016/127.0.0.1:5000/...).
     aliases: tuple[str, ...] = ()
     # Prefix single-component names with "library/" (Docker Hub's official images).
     library_prefix: bool = False
@@ -122,6 +125,20 @@ class UpstreamConfig:
     ca_file: str | None = None
     # Verify the upstream's TLS certificate (turn off only for tests).
     verify_tls: bool = True
+
+    def __post_init__(self) -> None:
+        alias = port_free_alias(self.host)
+        if alias is not None and alias not in self.aliases:
+            object.__setattr__(self, "aliases", (*self.aliases, alias))
+
+
+def port_free_alias(host: str) -> str | None:
+    """The default alias of a host with a port (``:`` becomes ``-``), usable as a path
+    component; ``None`` for a host without a port."""
+    name, sep, port = host.rpartition(":")
+    if not sep or not name or not port.isdigit():
+        return None
+    return f"{name}-{port}"
 
 
 @dataclass(frozen=True)
@@ -362,13 +379,22 @@ def _validate_upstreams(upstreams: tuple[UpstreamConfig, ...]) -> None:
     """Hosts and aliases are registry hosts, each configured once; the rest is well formed."""
     seen: set[str] = set()
     for i, upstream in enumerate(upstreams):
+        if not is_host(upstream.host):
+            raise ConfigError(f"upstreams[{i}].host: not a registry host: {upstream.host!r}")
         for name in (upstream.host, *upstream.aliases):
-            if not is_host(name):
-                raise ConfigError(f"upstreams[{i}].host: not a registry host: {name!r}")
+            if name != upstream.host and not (is_host(name) or _is_path_component(name)):
+                raise ConfigError(
+                    f"upstreams[{i}].aliases: not a registry host or name component: {name!r}"
+                )
             if name in seen:
                 raise ConfigError(f"upstreams[{i}].host: {name!r} configured twice")
             seen.add(name)
         _validate_upstream(i, upstream)
+
+
+def _is_path_component(name: str) -> bool:
+    """Whether ``name`` can be one component of a repository path (a port-free alias)."""
+    return "/" not in name and NAME_PATTERN.fullmatch(name) is not None
 
 
 def _validate_upstream(i: int, upstream: UpstreamConfig) -> None:

@@ -115,6 +115,8 @@ class Metadata(
     """
 
     def __init__(self, directory: Path, *, memo_size: int = 50_000) -> None:
+        # Where the database lives (readiness checks that it is still there).
+        self.directory = directory
         self._db = diskcache.Cache(
             str(directory), disk=_DISK, eviction_policy="none", size_limit=2**62
         )

@@ -11,7 +11,7 @@ from typing import Any
 from mirror.clock import Clock
 from mirror.db.metadata import WRITE_FAILED, CachedResponse
 from mirror.db.roles import CachedResponses
-from mirror.errors import UpstreamThrottled, UpstreamUnavailable
+from mirror.errors import RegistryError, UpstreamThrottled, UpstreamUnavailable
 from mirror.metrics import Metrics
 from mirror.oci.digest import Digest
 from mirror.oci.media import OCI_INDEX
@@ -19,6 +19,19 @@ from mirror.pullthrough.blobs import Upstreams
 from mirror.upstream.routing import Target
 
 log = logging.getLogger(__name__)
+
+# The spec's referrers tag schema keeps at most this many characters of the encoded digest.
+TAG_SCHEMA_REF_LENGTH = 64
+
+
+def referrers_tag(digest: Digest) -> str:
+    """The referrers tag schema's tag for ``digest``: ``<alg>-<ref>`` (e.g. ``sha256-ab12…``)."""
+    return f"{digest.algorithm}-{digest.encoded[:TAG_SCHEMA_REF_LENGTH]}"
+
+
+def empty_index() -> dict[str, object]:
+    """An OCI image index with no manifests: the referrers answer when nothing refers."""
+    return {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}
 
 
 def _index(body: bytes) -> dict[str, Any]:
@@ -97,22 +110,39 @@ class ListingService:
 
         async def fetch() -> CachedResponse:
             client = self._upstreams(target.upstream)
-            body, content_type, headers = await client.get_referrers(
-                target.repo, digest, artifact_type
-            )
+            try:
+                body, content_type, headers = await client.get_referrers(
+                    target.repo, digest, artifact_type
+                )
+            except RegistryError as exc:
+                if exc.status != 404:
+                    raise
+                # No referrers API upstream (distribution 2.8 answers 404): the spec's
+                # fallback, the index tagged with the referrers tag schema, or an empty one.
+                body, content_type, headers = await self._tag_schema(target, digest), OCI_INDEX, {}
             applied = headers.get("OCI-Filters-Applied", "")
             if artifact_type and "artifactType" not in applied:
                 doc = _index(body)
                 doc["manifests"] = [
-                    m
-                    for m in doc["manifests"]
-                    if isinstance(m, dict) and m.get("artifactType") == artifact_type
+                    m for m in _descriptors(doc) if m.get("artifactType") == artifact_type
                 ]
                 body = json.dumps(doc).encode()
             out = (("OCI-Filters-Applied", "artifactType"),) if artifact_type else ()
             return CachedResponse(body, content_type or OCI_INDEX, out, self._clock.now())
 
         return await self._through("referrers", target, key, fetch)
+
+    async def _tag_schema(self, target: Target, digest: Digest) -> bytes:
+        """The index the upstream holds under ``referrers_tag(digest)``, or an empty index."""
+        client = self._upstreams(target.upstream)
+        try:
+            found = await client.get_manifest(target.repo, referrers_tag(digest), (OCI_INDEX,))
+        except RegistryError as exc:
+            if exc.status != 404:
+                raise
+            return json.dumps(empty_index()).encode()
+        kept = _descriptors(_index(found.body))
+        return json.dumps({**empty_index(), "manifests": kept}).encode()
 
     async def _through(
         self, kind: str, target: Target, key: str, fetch: Callable[[], Awaitable[CachedResponse]]
@@ -147,3 +177,8 @@ async def _fresh(kind: str, fetch: Callable[[], Awaitable[CachedResponse]]) -> C
         return await fetch()
     except RecursionError:
         raise UpstreamUnavailable(f"upstream {kind} answer nests too deeply to parse") from None
+
+
+def _descriptors(doc: dict[str, Any]) -> list[dict[str, object]]:
+    """The index's ``manifests`` entries that are objects (a hostile upstream may send junk)."""
+    return [m for m in doc["manifests"] if isinstance(m, dict)]

@@ -24,8 +24,8 @@ from mirror.lru import Lru
 from mirror.metrics import Metrics
 from mirror.oci.digest import Digest, is_digest
 from mirror.oci.media import (
+    DOCKER_MANIFEST_LIST,
     IMAGE_TYPES,
-    INDEX_TYPES,
     MANIFEST_TYPES,
     acceptable,
     default_platform_child,
@@ -100,7 +100,9 @@ class ManifestService:
     ) -> Manifest:
         if acceptable(manifest.media_type, accept):
             return manifest
-        if manifest.media_type in INDEX_TYPES and any(t in IMAGE_TYPES for t in accept):
+        # As distribution does: a Docker manifest list asked for by a client that takes only
+        # image manifests resolves to its linux/amd64 image; an OCI index is never converted.
+        if manifest.media_type == DOCKER_MANIFEST_LIST and any(t in IMAGE_TYPES for t in accept):
             child = default_platform_child(parse_manifest(manifest.body, manifest.media_type))
             if child is not None:
                 chosen = await self.by_digest(target, Digest.parse(child))

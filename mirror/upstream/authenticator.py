@@ -24,7 +24,7 @@ from mirror.clock import Clock, SystemClock
 from mirror.errors import ErrorCode, RegistryError, UpstreamUnavailable
 from mirror.upstream.challenge import Challenge, parse_challenges
 from mirror.upstream.realm import realm_allowed
-from mirror.upstream.status import error_for, failure_reason, read_capped
+from mirror.upstream.status import connection_failure, error_for, read_capped
 
 log = logging.getLogger(__name__)
 
@@ -224,7 +224,7 @@ class Authenticator:
                 self._on_response(method, 0)
             log.info("token endpoint %s unreachable: %r", url, exc)
             raise UpstreamUnavailable(
-                f"upstream token endpoint unreachable ({failure_reason(exc)})",
+                f"upstream token endpoint unreachable: {connection_failure(exc)}",
                 detail={"upstream_step": "token"},
             ) from exc
 

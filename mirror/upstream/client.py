@@ -25,7 +25,7 @@ from mirror.upstream.addresses import RuleHosts
 from mirror.upstream.authenticator import Authenticator, OnResponse
 from mirror.upstream.breaker import CircuitBreaker
 from mirror.upstream.endpoint import UpstreamEndpoint
-from mirror.upstream.status import failure_reason, read_capped
+from mirror.upstream.status import connection_failure, read_capped
 from mirror.upstream.transport import RetryPolicy, Sleep, Transport
 
 # distribution-spec "Pulling manifests": registries SHOULD accept at least 4 MiB manifests.
@@ -78,7 +78,7 @@ class UpstreamBlob:
                 yield chunk
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise UpstreamUnavailable(
-                f"upstream blob transfer failed ({failure_reason(exc)})",
+                f"upstream blob transfer failed: {connection_failure(exc)}",
                 detail={"upstream_step": "blob transfer"},
             ) from exc
 
@@ -308,7 +308,7 @@ class UpstreamClient:
         except (aiohttp.ClientError, TimeoutError) as exc:
             resp.close()
             raise UpstreamUnavailable(
-                f"upstream {what} transfer failed ({failure_reason(exc)})",
+                f"upstream {what} transfer failed: {connection_failure(exc)}",
                 detail={"upstream_step": f"{what} transfer"},
             ) from exc
         if body is None:

@@ -69,5 +69,9 @@ class Router:
             return f"library/{repo}"
         return repo
 
+    def hosts(self) -> tuple[str, ...]:
+        """The canonical host of every route, in configuration order."""
+        return tuple(dict.fromkeys(route.host for route in self._by_host.values()))
+
     def is_default(self, host: str) -> bool:
         return self._default is not None and self._default.host == host

@@ -10,6 +10,7 @@ internal, and tenants must not read it back. Errors say which step failed and th
 from __future__ import annotations
 
 import json
+import os
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -97,6 +98,34 @@ _BY_STATUS = {
 }
 
 
+def connection_failure(exc: BaseException) -> str:
+    """A one-line reason for a failed exchange with an upstream (``cannot resolve host``,
+    ``connection refused``, ``timed out``...), never a Python repr nor the upstream's text."""
+    if refusal(exc) is not None:
+        return "address not allowed"
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return f"cannot resolve host {exc.host}"
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return f"TLS certificate of {exc.host}:{exc.port} not trusted"
+    if isinstance(exc, aiohttp.ClientConnectorSSLError | aiohttp.ClientSSLError):
+        return "TLS handshake failed"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        error = exc.os_error
+        # os.strerror: asyncio's strerror repeats the address ("Connect call failed (...)").
+        reason = os.strerror(error.errno) if error.errno else error.strerror
+        reason = reason or type(error).__name__
+        return f"cannot connect to {exc.host}:{exc.port}: {reason.lower()}"
+    if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
+        return "timed out"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "connection closed before an answer"
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return "answer broken off"
+    if isinstance(exc, aiohttp.ClientOSError) and exc.strerror:
+        return exc.strerror.lower()
+    return type(exc).__name__
+
+
 async def read_capped(resp: aiohttp.ClientResponse, limit: int) -> bytes | None:
     """The whole body if it is at most ``limit`` bytes, else None (the body is not drained)."""
     declared = resp.content_length
@@ -123,21 +152,3 @@ async def error_from_response(
         except (aiohttp.ClientError, TimeoutError):
             body = b""
     return error_for(resp.status, body, unknown=unknown, retry_after=retry_after)
-
-
-def failure_reason(exc: BaseException) -> str:
-    """A short fixed reason for a failed exchange (never the exception's own text)."""
-    if refusal(exc) is not None:
-        return "address not allowed"
-    if isinstance(exc, TimeoutError):
-        return "timed out"
-    if isinstance(exc, aiohttp.ClientConnectorDNSError):
-        return "name not resolved"
-    if isinstance(exc, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError):
-        return "TLS failed"
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        refused = isinstance(exc.os_error, ConnectionRefusedError)
-        return "connection refused" if refused else "connection failed"
-    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError):
-        return "connection closed"
-    return "connection failed"

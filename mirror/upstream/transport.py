@@ -23,7 +23,7 @@ from mirror.upstream.addresses import GuardedResolver, RuleHosts, refusal
 from mirror.upstream.authenticator import Authenticator, OnResponse, parse_challenges
 from mirror.upstream.breaker import CircuitBreaker
 from mirror.upstream.endpoint import UpstreamEndpoint
-from mirror.upstream.status import error_from_response, failure_reason, parse_retry_after
+from mirror.upstream.status import connection_failure, error_from_response, parse_retry_after
 
 log = logging.getLogger(__name__)
 
@@ -205,10 +205,10 @@ class Transport:
             if not self._may_retry(attempts):
                 log.info("upstream %s unreachable: %r", self.endpoint.host, exc)
                 raise UpstreamUnavailable(
-                    f"upstream {self.endpoint.host} unreachable ({failure_reason(exc)})",
+                    f"upstream {self.endpoint.host} unreachable: {connection_failure(exc)}",
                     detail={"upstream": self.endpoint.host, "upstream_step": "connect"},
                 ) from exc
-            await self._backoff(attempts, method, url, repr(exc))
+            await self._backoff(attempts, method, url, connection_failure(exc))
             return None
         if resp.status >= 500:
             self.breaker.failed()

@@ -37,12 +37,16 @@ class Need:
 
     action: str
     verb: Verb
+    # The tags list: allowed to anyone on a public repository, as pulls are.
+    lists_tags: bool = False
 
 
 def need_of(method: str, route: str) -> Need:
     """The access a registry route needs (tags list: inspect; pulls: read; writes: use)."""
     if method in ("GET", "HEAD") and "/blobs/uploads/" not in route:
-        return Need(PULL, Verb.INSPECT if route.endswith("/tags/list") else Verb.READ)
+        if route.endswith("/tags/list"):
+            return Need(PULL, Verb.INSPECT, lists_tags=True)
+        return Need(PULL, Verb.READ)
     if method == "DELETE" and "/blobs/uploads/" not in route:
         return Need(DELETE, Verb.MANAGE)
     return Need(PUSH, Verb.USE)
@@ -150,7 +154,10 @@ async def _repository_request(
     need = need_of(request.method, route)
     scope = f"{REPOSITORY}:{name}:{need.action}"
     principal = authenticate(request, scope)
-    allowed = auth.authorizer.permits(principal, ref, need.verb)
+    if need.lists_tags:
+        allowed = auth.authorizer.permits_tag_listing(principal, ref)
+    else:
+        allowed = auth.authorizer.permits(principal, ref, need.verb)
     held = principal.holds(REPOSITORY, name, need.action)
     if not (allowed and held):
         if principal.anonymous:

@@ -119,19 +119,20 @@ async def test_private_repository(
     assert outcome == expected
 
 
-PUBLIC = {**DENY_ALL, "pull": 200, "blob": 200}
+# Public means pull and list tags (issue 10: anonymous skopeo inspect lists tags).
+PUBLIC = {**DENY_ALL, "pull": 200, "blob": 200, "tags": 200}
 
 
 @pytest.mark.parametrize(
     ("who", "expected"),
     [
-        pytest.param("anonymous", {**ANON, "pull": 200, "blob": 200}),
+        pytest.param("anonymous", {**ANON, "pull": 200, "blob": 200, "tags": 200}),
         pytest.param("no-grants", PUBLIC),
         pytest.param("other-tenancy", PUBLIC),
         pytest.param("manage", ALLOW_ALL),
     ],
 )
-async def test_public_repository_anyone_pulls_nothing_else(
+async def test_public_repository_anyone_pulls_and_lists_tags_nothing_else(
     auth_mirror: AuthMirror, image: PushedImage, who: str, expected: Any
 ) -> None:
     await setup_acme(auth_mirror, image)

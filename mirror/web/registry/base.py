@@ -6,7 +6,8 @@ from aiohttp import web
 
 from mirror.errors import ErrorCode, RegistryError
 from mirror.web.admin.identity import as_system_admin
-from mirror.web.keys import METRICS_ACCESS, services
+from mirror.web.keys import METRICS_ACCESS, UPSTREAMS, services
+from mirror.web.registry.readiness import metadata_problem, upstream_problems
 
 
 async def version_check(request: web.Request) -> web.Response:
@@ -41,12 +42,27 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Readiness: the metadata store answers."""
+    """Readiness: the metadata store is there and answers, and at least one configured
+    upstream answers ``GET /v2/``; 503 with one-line reasons otherwise."""
     svc = services(request)
-    try:
-        next(iter(svc.metadata.repositories()), None)
-    except Exception as exc:
-        return web.json_response(
-            {"status": "unavailable", "reason": type(exc).__name__}, status=503
+    problems: dict[str, str] = {}
+    metadata = metadata_problem(svc.metadata, svc.metadata.directory)
+    if metadata is not None:
+        problems["metadata"] = metadata
+    pool = request.app[UPSTREAMS]
+    endpoints = [pool.get(host).endpoint for host in svc.router.hosts()]
+    upstreams = await upstream_problems(endpoints)
+    if not any(problem is None for problem in upstreams.values()):
+        problems["upstreams"] = "no usable upstream: " + (
+            "; ".join(f"{host}: {why}" for host, why in upstreams.items()) or "none configured"
         )
-    return web.json_response({"status": "ok"})
+    checks = {
+        "metadata": metadata or "ok",
+        "upstreams": {host: why or "ok" for host, why in upstreams.items()},
+    }
+    if problems:
+        reason = "; ".join(problems.values())
+        return web.json_response(
+            {"status": "unavailable", "reason": reason, "checks": checks}, status=503
+        )
+    return web.json_response({"status": "ok", "checks": checks})

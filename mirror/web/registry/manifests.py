@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from mirror.errors import ErrorCode, RegistryError
+from mirror.oci.digest import is_digest
 from mirror.oci.media import parse_accept
+from mirror.oci.names import TAG_PATTERN
 from mirror.web.keys import services, target
 
 
@@ -13,7 +16,16 @@ async def manifest(request: web.Request) -> web.Response:
     where = target(request)
     svc = services(request)
     accept = parse_accept(request.headers.getall("Accept", []))
-    found = await svc.manifests.get(where, request.match_info["reference"], accept)
+    reference = request.match_info["reference"]
+    if not is_digest(reference) and not TAG_PATTERN.fullmatch(reference):
+        # No tag can have this name, so no manifest has it: 404 as the spec's pull tests
+        # expect (distribution's router answers the same), not 400 TAG_INVALID.
+        raise RegistryError(
+            ErrorCode.MANIFEST_UNKNOWN,
+            "no manifest has this reference: it is not a valid tag",
+            detail={"reference": reference},
+        )
+    found = await svc.manifests.get(where, reference, accept)
     headers = {
         "Docker-Content-Digest": str(found.digest),
         "Content-Type": found.media_type,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mirror.config import Config
+from mirror.config.model import UpstreamConfig, port_free_alias
 from mirror.errors import ErrorCode, RegistryError
 from mirror.upstream.routing import Route, Router, Target
 
@@ -159,3 +160,29 @@ def test_target_name_is_the_clients_name(router: Router, name: str, ns: str | No
 )
 def test_is_default(default: str | None, host: str, expected: bool) -> None:
     assert Router(ROUTES, default).is_default(host) is expected
+
+
+@pytest.mark.parametrize(
+    "host, alias",
+    [
+        pytest.param("127.0.0.1:5000", "127.0.0.1-5000", id="ip-port"),
+        pytest.param("localhost:5000", "localhost-5000", id="localhost-port"),
+        pytest.param("registry.example:8443", "registry.example-8443", id="name-port"),
+    ],
+)
+def test_an_upstream_with_a_port_is_reached_by_its_port_free_alias(host: str, alias: str) -> None:
+    # podman and skopeo refuse "127.0.0.1:5016/127.0.0.1:5000/team/app" (a port inside the
+    # path); the default alias makes it "127.0.0.1:5016/127.0.0.1-5000/team/app".
+    upstream = UpstreamConfig(host, "http://upstream.test")
+    assert port_free_alias(host) == alias and alias in upstream.aliases
+    config = Config(upstreams=(upstream,), default_upstream=host).validate()
+    router = Router([Route(u.host, u.aliases) for u in config.upstreams], None)
+    assert router.resolve(f"{alias}/team/app", None) == Target(
+        host, "team/app", f"{alias}/team/app"
+    )
+    assert router.resolve("team/app", alias) == Target(host, "team/app", "team/app")
+
+
+def test_a_host_without_a_port_gets_no_extra_alias() -> None:
+    assert port_free_alias("ghcr.io") is None
+    assert UpstreamConfig("ghcr.io", "https://ghcr.io").aliases == ()
