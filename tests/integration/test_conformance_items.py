@@ -175,7 +175,7 @@ async def test_anonymous_skopeo_inspect_of_a_public_proxy_repository_lists_its_t
         {upstream_registry.host: upstream_registry.url}, public_proxy=True
     )
     status, out, err = await _skopeo(
-        "inspect", "--tls-verify=false", f"docker://{mirror.host}/{pushed.repo}:v1"
+        "inspect", "--tls-verify=false", f"docker://{mirror.node_host}/{pushed.repo}:v1"
     )
     assert status == 0, err
     inspected = json.loads(out)
@@ -191,7 +191,7 @@ async def test_tags_of_a_private_proxy_repository_stay_refused_to_anonymous(
     pushed = image_factory.push("v1", layers=1)
     mirror = await auth_mirror_factory({upstream_registry.host: upstream_registry.url})
     async with aiohttp.ClientSession() as http:
-        async with http.get(f"{mirror.url}/v2/{pushed.repo}/tags/list") as resp:
+        async with http.get(f"{mirror.node_url}/v2/{pushed.repo}/tags/list") as resp:
             assert resp.status == 401
             assert (await resp.json())["errors"][0]["code"] == "UNAUTHORIZED"
 
