@@ -26,22 +26,45 @@ def _upstream_flag(text: str) -> dict[str, str]:
     return {"host": host, "url": url}
 
 
+PRECEDENCE = (
+    "Each setting comes from, last one winning: the defaults in the code, the --config file "
+    "(TOML; conf/mirror.example.toml lists every key), MIRROR_<SECTION>_<KEY> environment "
+    "variables (e.g. MIRROR_SERVER_LISTEN, MIRROR_STORAGE_DATA_DIR), then these flags. "
+    "The key file defaults to <data-dir>.kek, beside the data directory."
+)
+
+
 def add(commands: Any) -> None:
     """Add ``serve`` and its flags to the ``mirror`` command's subparsers."""
-    serve = commands.add_parser("serve", help="run the pull-through mirror")
-    serve.add_argument("--config", type=Path, help="TOML configuration file")
-    serve.add_argument("--listen", help="HOST:PORT to listen on (default 127.0.0.1:5016)")
-    serve.add_argument("--data-dir", help="directory for the cache and metadata")
+    defaults = Config()
+    serve = commands.add_parser("serve", help="run the pull-through mirror", description=PRECEDENCE)
+    serve.add_argument("--config", type=Path, help="TOML configuration file (default: none)")
+    serve.add_argument(
+        "--listen", help=f"HOST:PORT to listen on (default: {defaults.server.listen})"
+    )
+    serve.add_argument(
+        "--data-dir",
+        help=f"directory for the cache and metadata (default: {defaults.storage.data_dir})",
+    )
     serve.add_argument(
         "--upstream",
         action="append",
         type=_upstream_flag,
         default=[],
         metavar="HOST=URL",
-        help="an upstream registry (repeatable)",
+        help="an upstream registry (repeatable; default: "
+        + ", ".join(u.host for u in defaults.upstreams)
+        + ")",
     )
-    serve.add_argument("--default-upstream", help="upstream host for bare repository names")
-    serve.add_argument("--tag-ttl", type=float, help="seconds before a tag is revalidated")
+    serve.add_argument(
+        "--default-upstream",
+        help=f"upstream host for bare repository names (default: {defaults.default_upstream})",
+    )
+    serve.add_argument(
+        "--tag-ttl",
+        type=float,
+        help=f"seconds before a tag is revalidated (default: {defaults.cache.tag_ttl:g})",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
@@ -77,15 +100,19 @@ async def serve(config: Config) -> None:
     from aiohttp import web
 
     from mirror.app.build import build_app
-    from mirror.web.accesslog import AccessLogger
+    from mirror.metrics import Metrics
+    from mirror.web.accesslog import access_logger_class
 
     tls = config.server
     context = server_context(tls.tls_cert, tls.tls_key, tls.tls_client_ca) if tls.tls_cert else None
-    app = build_app(config)
+    metrics = Metrics()
+    app = build_app(config, metrics=metrics)
     runner = web.AppRunner(
         app,
-        access_log=log if config.server.access_log else None,
-        access_log_class=AccessLogger,
+        # Always a logger: requests that are not HTTP are counted and logged even without
+        # access lines.
+        access_log=log,
+        access_log_class=access_logger_class(metrics, lines=config.server.access_log),
     )
     await runner.setup()
     host, _, port = config.server.listen.rpartition(":")

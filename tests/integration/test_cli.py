@@ -158,9 +158,7 @@ def test_a_cache_keyed_at_the_former_default_is_refused_naming_both_paths(
     tmp_path: Path,
 ) -> None:
     # A cache made before the key file moved: its key is ./mirror.kek of where it started.
-    made = run_in(
-        tmp_path, "keys", "list", "--data-dir", "data", "--config", str(former(tmp_path))
-    )
+    made = run_in(tmp_path, "keys", "list", "--data-dir", "data", "--config", str(former(tmp_path)))
     assert made.returncode == 0, made.stderr
     before = (tmp_path / "mirror.kek").read_text()
 

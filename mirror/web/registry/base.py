@@ -23,9 +23,9 @@ async def unsupported(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    """Prometheus text exposition."""
-    body = services(request).metrics.exposition()
-    return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4"})
+    """Prometheus text exposition, or OpenMetrics when the scraper's ``Accept`` asks for it."""
+    body, content_type = services(request).metrics.exposition(request.headers.get("Accept", ""))
+    return web.Response(body=body, headers={"Content-Type": content_type})
 
 
 async def healthz(request: web.Request) -> web.Response:
