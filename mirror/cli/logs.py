@@ -58,14 +58,11 @@ class DropParserTracebacks(logging.Filter):
 
 
 def configure(level: str, fmt: str, stream: TextIO | None = None) -> None:
-    """Send every record at ``level`` and above to ``stream`` (stderr) in ``fmt``."""
+    """Send every record at ``level`` and above to ``stream`` (stderr) in ``fmt``; like
+    ``logging.basicConfig``, leaves a process that already configured logging as it is."""
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
-    root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
-    root.addHandler(handler)
-    root.setLevel(level)
+    logging.basicConfig(level=level, handlers=[handler])
     server = logging.getLogger("aiohttp.server")
     if not any(isinstance(f, DropParserTracebacks) for f in server.filters):
         server.addFilter(DropParserTracebacks())
