@@ -1,10 +1,34 @@
-"""Prometheus metrics, in a registry owned by the app (no process-global collectors)."""
+"""Prometheus metrics, in a registry owned by the app (no process-global collectors): the
+mirror's own, the standard ``process_*`` and ``python_*`` collectors, and a build-info gauge."""
 
 from __future__ import annotations
 
+import platform
+from importlib import metadata
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.openmetrics import exposition as openmetrics
+
+# The Prometheus text format, as Prometheus has always scraped it, said to be UTF-8.
+TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+OPENMETRICS_CONTENT_TYPE = openmetrics.CONTENT_TYPE_LATEST
+
+
+def _version() -> str:
+    try:
+        return metadata.version("mirror")
+    except metadata.PackageNotFoundError:
+        return "unknown"
 
 
 class Metrics:
@@ -14,6 +38,18 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         r = self.registry
+        # The conventional collectors every Prometheus client exports: CPU, memory, open
+        # files, start time (process_*), interpreter and garbage collector (python_*).
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
+        self.build_info = Gauge(
+            "mirror_build_info",
+            "Always 1; the labels say which mirror and Python are running",
+            ["version", "python"],
+            registry=r,
+        )
+        self.build_info.labels(_version(), platform.python_version()).set(1)
         self.requests = Counter(
             "mirror_http_requests",
             "HTTP requests answered",
@@ -140,6 +176,10 @@ class Metrics:
         children[0].inc()
         children[1].observe(seconds)
 
-    def exposition(self) -> bytes:
-        """The text exposition format of every metric."""
-        return generate_latest(self.registry)
+    def exposition(self, accept: str = "") -> tuple[bytes, str]:
+        """Every metric and its content type: OpenMetrics when ``accept`` (a request's
+        ``Accept`` header) asks for it, else the Prometheus text format."""
+        if "application/openmetrics-text" in accept:
+            body = openmetrics.generate_latest(self.registry)  # type: ignore[no-untyped-call]
+            return body, OPENMETRICS_CONTENT_TYPE
+        return generate_latest(self.registry), TEXT_CONTENT_TYPE

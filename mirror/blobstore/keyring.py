@@ -106,7 +106,11 @@ class CacheKeys:
                     "file (nothing was deleted)"
                 )
             source.create(random_bytes, now)
-            log.warning("created %s with a new KEK: back it up", source.describe())
+            log.warning(
+                "created %s with a new KEK for the cache in %s: back it up, apart from the cache",
+                source.describe(),
+                Path(data_dir).absolute(),
+            )
         ring = source.load()
         check_keyring(ring, registered, source.describe())
         keys = cls(source, registry, ring)

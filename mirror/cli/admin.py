@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 from mirror.cli.client import (
     CREDENTIALS_HELP,
+    PREFIX,
     TOKEN_ENV,
     AdminClient,
     Unreachable,
@@ -79,6 +80,25 @@ COMMANDS: dict[tuple[str, str], tuple[str, str, tuple[str, ...]]] = {
 }
 
 
+RESOURCES = {
+    "tenancy": "tenancies (isolated sets of users, repositories and rules)",
+    "user": "users of a tenancy",
+    "group": "groups of users, named in policies",
+    "token": "auth tokens of a user (the password of docker login)",
+    "policy": "access policies of a tenancy",
+    "repo": "repositories of a tenancy and their visibility",
+    "rule": "pull-through rules: a repository prefix and the upstream it pulls from",
+}
+ARGUMENTS = {
+    "name": "its name",
+    "tenancy": "the tenancy",
+    "user": "the user's name",
+    "id": "the token id (from token list)",
+    "prefix": "repository prefix the rule serves",
+    "url": "upstream registry URL, e.g. https://registry-1.docker.io/library",
+}
+
+
 def add(commands: Any) -> None:
     """Add ``admin`` and its subcommands to the top-level parser's subcommands."""
     admin = commands.add_parser(
@@ -97,22 +117,33 @@ def add(commands: Any) -> None:
     by_resource: dict[str, Any] = {}
     for (resource, action), (_, _, positional) in COMMANDS.items():
         if resource not in by_resource:
-            by_resource[resource] = resources.add_parser(resource).add_subparsers(
-                dest="action", required=True
-            )
-        sub = by_resource[resource].add_parser(action)
+            by_resource[resource] = resources.add_parser(
+                resource, help=RESOURCES[resource]
+            ).add_subparsers(dest="action", required=True)
+        method, template, _ = COMMANDS[(resource, action)]
+        sub = by_resource[resource].add_parser(
+            action, help=f"{action} ({method} {PREFIX}{template})"
+        )
         for name in positional:
-            sub.add_argument(name)
+            sub.add_argument(name, help=ARGUMENTS[name])
         if (resource, action) == ("user", "create"):
-            sub.add_argument("--group", action="append", default=[], dest="groups")
+            sub.add_argument(
+                "--group",
+                action="append",
+                default=[],
+                dest="groups",
+                help="put the user in this group (repeatable)",
+            )
         if (resource, action) == ("token", "create"):
-            sub.add_argument("--description", default="")
+            sub.add_argument("--description", default="", help="what the token is for")
         if (resource, action) == ("policy", "set"):
             sub.add_argument("statements", nargs="+", help="one argument per statement")
         if (resource, action) == ("repo", "create"):
-            sub.add_argument("--public", action="store_true")
+            sub.add_argument(
+                "--public", action="store_true", help="anyone may pull it without credentials"
+            )
         if (resource, action) == ("rule", "create"):
-            sub.add_argument("--username")
+            sub.add_argument("--username", help="user name at the upstream")
             sub.add_argument("--password-env", help="environment variable holding the password")
 
 

@@ -12,6 +12,7 @@ from typing import Any, TextIO
 from mirror.app.stores import open_store
 from mirror.blobstore.scrub import ScrubReport, scrub
 from mirror.cli.cachedir import add_cache_flags, run_on_cache
+from mirror.cli.progress import Progress
 from mirror.config import Config
 
 
@@ -30,25 +31,32 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.st
     return run_on_cache(args, lambda config: asyncio.run(verify(config, out, err)), err)
 
 
-def _progress(err: TextIO) -> Callable[[ScrubReport], None]:
-    def show(report: ScrubReport) -> None:
-        end = "\n" if report.checked == report.total else ""
-        print(
-            f"\rverify: {report.checked}/{report.total} objects, "
-            f"{report.bytes / 1e6:.1f} MB, {len(report.bad)} bad",
-            end=end,
-            file=err,
-            flush=True,
-        )
+def _progress(err: TextIO) -> tuple[Callable[[ScrubReport], None], Callable[[], None]]:
+    """A progress callback for ``scrub`` (a bar on a terminal, else plain lines) and its end."""
+    progress: Progress | None = None
 
-    return show
+    def show(report: ScrubReport) -> None:
+        nonlocal progress
+        if progress is None:
+            progress = Progress("verify", report.total, err, unit="objects")
+        progress.update(report.checked, f"{report.bytes / 1e6:.1f} MB, {len(report.bad)} bad")
+
+    def close() -> None:
+        if progress is not None:
+            progress.close()
+
+    return show, close
 
 
 async def verify(config: Config, out: TextIO, err: TextIO) -> int:
     """Scrub the configured cache, printing bad and locked objects to ``out`` and progress to
     ``err``; returns the exit status."""
     store = open_store(config)
-    report = await scrub(store, _progress(err))
+    show, close = _progress(err)
+    try:
+        report = await scrub(store, show)
+    finally:
+        close()
     for digest, reason in report.bad:
         print(f"BAD {digest}: {reason} (evicted)", file=out)
     for digest, kek_ids in report.locked:

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
+from collections.abc import Iterator
+from importlib import metadata
 from typing import Any, Protocol
 
-from mirror.cli import admin, cache, demo, keys, retention, serve
+from mirror.cli import admin, cache, demo, keys, logs, retention, serve
+
+DESCRIPTION = (
+    "A pull-through caching mirror for OCI container images. 'mirror serve' runs it, "
+    "'mirror demo' shows it working offline. --log-level and --log-format may come before "
+    "or after the subcommand."
+)
 
 
 class Subcommand(Protocol):
@@ -31,22 +38,56 @@ SUBCOMMANDS: dict[str, Subcommand] = {
 }
 
 
+def version() -> str:
+    """The installed version of the mirror (``unknown`` when run from a bare source tree)."""
+    try:
+        return metadata.version("mirror")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _add_logging_flags(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    # On the subcommands the default is SUPPRESS, so a flag before the subcommand survives.
+    parser.add_argument(
+        "--log-level",
+        type=logs.level_flag,
+        default="INFO" if top else argparse.SUPPRESS,
+        metavar="LEVEL",
+        help=f"{', '.join(logs.LEVELS)} (default: INFO)",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=logs.FORMATS,
+        default="text" if top else argparse.SUPPRESS,
+        help="text lines, or one JSON object a line (default: text)",
+    )
+
+
+def _every_subparser(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield sub
+                yield from _every_subparser(sub)
+
+
 def parser() -> argparse.ArgumentParser:
     """The command-line grammar."""
-    top = argparse.ArgumentParser(prog="mirror", description=__doc__)
-    top.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    top = argparse.ArgumentParser(prog="mirror", description=DESCRIPTION)
+    top.add_argument("--version", action="version", version=f"mirror {version()}")
+    _add_logging_flags(top, top=True)
     commands = top.add_subparsers(dest="command", required=True)
     for module in SUBCOMMANDS.values():
         module.add(commands)
+    for sub in _every_subparser(top):
+        _add_logging_flags(sub, top=False)
     return top
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``mirror`` console script; returns the exit status."""
     args = parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logs.configure(args.log_level, args.log_format)
     return SUBCOMMANDS[args.command].run(args)
 
 

@@ -19,6 +19,8 @@ from mirror.db.lock import DataDirLocked
 if TYPE_CHECKING:
     from aiohttp import web
 
+    from mirror.metrics import Metrics
+
 # The server's own log lines (start, stop, access log) come from the "mirror" logger.
 log = logging.getLogger("mirror")
 
@@ -35,23 +37,46 @@ def _upstream_flag(text: str) -> dict[str, Any]:
     return upstream
 
 
+PRECEDENCE = (
+    "Each setting comes from, last one winning: the defaults in the code, the --config file "
+    "(TOML; conf/mirror.example.toml lists every key), MIRROR_<SECTION>_<KEY> environment "
+    "variables (e.g. MIRROR_SERVER_LISTEN, MIRROR_STORAGE_DATA_DIR), then these flags. "
+    "The key file defaults to <data-dir>.kek, beside the data directory."
+)
+
+
 def add(commands: Any) -> None:
     """Add ``serve`` and its flags to the ``mirror`` command's subparsers."""
-    serve = commands.add_parser("serve", help="run the pull-through mirror")
-    serve.add_argument("--config", type=Path, help="TOML configuration file")
-    serve.add_argument("--listen", help="HOST:PORT to listen on (default 127.0.0.1:5016)")
-    serve.add_argument("--data-dir", help="directory for the cache and metadata")
+    defaults = Config()
+    serve = commands.add_parser("serve", help="run the pull-through mirror", description=PRECEDENCE)
+    serve.add_argument("--config", type=Path, help="TOML configuration file (default: none)")
+    serve.add_argument(
+        "--listen", help=f"HOST:PORT to listen on (default: {defaults.server.listen})"
+    )
+    serve.add_argument(
+        "--data-dir",
+        help=f"directory for the cache and metadata (default: {defaults.storage.data_dir})",
+    )
     serve.add_argument(
         "--upstream",
         action="append",
         type=_upstream_flag,
         default=[],
         metavar="HOST[,ALIAS...]=URL",
-        help="an upstream registry (repeatable); ALIAS is another name for it in paths and "
-        "?ns= (a HOST with a port also gets HOST with ':' replaced by '-', e.g. 127.0.0.1-5000)",
+        help="an upstream registry (repeatable; default: "
+        + ", ".join(u.host for u in defaults.upstreams)
+        + "); ALIAS is another name for it in paths and ?ns= (a HOST with a port also gets HOST "
+        "with ':' replaced by '-', e.g. 127.0.0.1-5000)",
     )
-    serve.add_argument("--default-upstream", help="upstream host for bare repository names")
-    serve.add_argument("--tag-ttl", type=float, help="seconds before a tag is revalidated")
+    serve.add_argument(
+        "--default-upstream",
+        help=f"upstream host for bare repository names (default: {defaults.default_upstream})",
+    )
+    serve.add_argument(
+        "--tag-ttl",
+        type=float,
+        help=f"seconds before a tag is revalidated (default: {defaults.cache.tag_ttl:g})",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
@@ -82,19 +107,21 @@ def config_from_args(args: argparse.Namespace) -> Config:
     return base
 
 
-def runner_of(config: Config, app: web.Application) -> web.AppRunner:
+def runner_of(config: Config, app: web.Application, metrics: Metrics) -> web.AppRunner:
     """The app's runner with the server's connection limits: a connection that is idle, or
     has not sent a complete request head, for ``server.keepalive_timeout`` seconds is closed
     (aiohttp arms that timer at connect and after each response, and trickled bytes do not
     re-arm it, so it is also the header-read deadline against slowloris clients)."""
     from aiohttp import web
 
-    from mirror.web.accesslog import AccessLogger
+    from mirror.web.accesslog import access_logger_class
 
     return web.AppRunner(
         app,
-        access_log=log if config.server.access_log else None,
-        access_log_class=AccessLogger,
+        # Always a logger: requests that are not HTTP are counted and logged even without
+        # access lines.
+        access_log=log,
+        access_log_class=access_logger_class(metrics, lines=config.server.access_log),
         keepalive_timeout=config.server.keepalive_timeout,
     )
 
@@ -114,8 +141,10 @@ async def start_site(config: Config, runner: web.AppRunner) -> web.TCPSite:
 async def serve(config: Config) -> None:
     """Run the mirror until SIGINT or SIGTERM."""
     from mirror.app.build import build_app
+    from mirror.metrics import Metrics
 
-    runner = runner_of(config, build_app(config))
+    metrics = Metrics()
+    runner = runner_of(config, build_app(config, metrics=metrics), metrics)
     await runner.setup()
     try:
         await start_site(config, runner)

@@ -79,8 +79,10 @@ class EncryptionConfig:
     enabled: bool = True
     # Where the key-encryption keys (KEKs) come from: "file", "env" or "command".
     kek_source: str = "file"
-    # Key file, created with mode 0600 for a new cache; refused if others may read it.
-    kek_file: str = "./mirror.kek"
+    # Key file, created with mode 0600 for a new cache; refused if others may read it (group
+    # read is accepted, as a Kubernetes Secret mount with fsGroup gives). "" means
+    # "<data_dir>.kek": beside the data directory, not inside it (see docs/encryption.md).
+    kek_file: str = ""
     # Environment variable holding the keyring, for kek_source = "env".
     kek_env: str = "MIRROR_KEKS"
     # Command printing the keyring on stdout, for kek_source = "command".
@@ -425,8 +427,6 @@ def _validate_encryption(enc: EncryptionConfig) -> None:
         )
     if enc.enabled and enc.kek_source == "command" and not enc.kek_command:
         raise ConfigError("encryption.kek_command: required when kek_source = command")
-    if enc.enabled and enc.kek_source == "file" and not enc.kek_file:
-        raise ConfigError("encryption.kek_file: required when kek_source = file")
     if enc.cipher not in ("auto", "aes-256-gcm", "chacha20-poly1305"):
         raise ConfigError(
             "encryption.cipher: expected auto, aes-256-gcm or chacha20-poly1305, "

@@ -30,8 +30,25 @@ class KeySource(Protocol):
         ...
 
 
+# Mode bits a key file may not have, with how each is named in the refusal. Group read is
+# allowed: a Kubernetes Secret mount is root-owned and group-readable (fsGroup, mode 0440).
+_WRONG_BITS = (
+    (0o020, "g+w (its group may write it)"),
+    (0o010, "g+x"),
+    (0o004, "o+r (others may read it)"),
+    (0o002, "o+w (others may write it)"),
+    (0o001, "o+x"),
+)
+
+
+def wrong_bits(mode: int) -> list[str]:
+    """The permission bits of ``mode`` a key file must not have, named (empty when fine)."""
+    return [name for bit, name in _WRONG_BITS if mode & bit]
+
+
 class KeyFile:
-    """A keyring file, which must not be readable by group or others.
+    """A keyring file, which must not be writable by its group nor readable by others
+    (readable by its group is fine, as a Kubernetes Secret mount with ``fsGroup`` gives).
 
     ``create`` makes it (mode 0600, one fresh KEK) when it does not exist: only do that for
     a new cache, or the objects of an existing one become unreadable.
@@ -42,7 +59,8 @@ class KeyFile:
         self._seen: tuple[int, int, int] | None = None
 
     def describe(self) -> str:
-        return f"key file {self.path}"
+        # Absolute: a relative path means nothing to someone reading a log elsewhere.
+        return f"key file {self.path.absolute()}"
 
     def exists(self) -> bool:
         return self.path.exists()
@@ -67,9 +85,12 @@ class KeyFile:
         except OSError as exc:
             raise KeyringError(f"{self.describe()}: {exc.strerror}") from None
         mode = stat.S_IMODE(info.st_mode)
-        if mode & 0o077:
+        wrong = wrong_bits(mode)
+        if wrong:
+            opened = "readable by others" if mode & 0o004 else "too open"
             raise KeyringError(
-                f"{self.describe()} has mode {mode:04o}, readable by others: chmod 600 it"
+                f"{self.describe()} has mode {mode:04o}, {opened}: wrong bits "
+                f"{', '.join(wrong)}; chmod 600 it (or 640/440 to let its group read it)"
             )
         self._seen = _identity(info)
         return Keyring.parse(text, self.describe())

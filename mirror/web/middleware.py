@@ -91,7 +91,11 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         response = await handler(request)
     except (RegistryError, DigestMismatch, web.HTTPNotFound, web.HTTPMethodNotAllowed) as exc:
         response = error_response(request, _as_registry_error(exc))
-    except web.HTTPException:
+    except web.HTTPException as exc:
+        # Still an answer (aiohttp's own 400s, redirects): counted like the others.
+        metrics.observe_request(
+            route_name, request.method, exc.status, time.perf_counter() - started
+        )
         raise
     except ConnectionError as exc:
         if not client_gone(request):

@@ -127,3 +127,58 @@ def test_demo_needs_nothing_outside_the_installed_package() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "imported from tests: []" in done.stdout
+
+
+def run_in(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MIRROR_")}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+    return subprocess.run(
+        [*MIRROR, *args], capture_output=True, text=True, timeout=60, cwd=cwd, env=env
+    )
+
+
+def test_the_default_key_file_is_beside_the_data_directory_and_found_from_anywhere(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "srv" / "data"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+
+    created = run_in(tmp_path, "keys", "list", "--data-dir", "srv/data")
+    assert created.returncode == 0, created.stderr
+    kek = tmp_path / "srv" / "data.kek"
+    assert kek.is_file() and not (tmp_path / "mirror.kek").exists()
+    assert f"created key file {kek} " in created.stderr  # the absolute path
+    listed = run_in(elsewhere, "keys", "list", "--data-dir", str(data))
+    assert listed.returncode == 0, listed.stderr
+    assert "(current): 0 objects" in listed.stdout and "created" not in listed.stderr
+
+
+def test_a_cache_keyed_at_the_former_default_is_refused_naming_both_paths(
+    tmp_path: Path,
+) -> None:
+    # A cache made before the key file moved: its key is ./mirror.kek of where it started.
+    made = run_in(tmp_path, "keys", "list", "--data-dir", "data", "--config", str(former(tmp_path)))
+    assert made.returncode == 0, made.stderr
+    before = (tmp_path / "mirror.kek").read_text()
+
+    refused = run_in(tmp_path, "keys", "list", "--data-dir", "data")
+    assert refused.returncode == 2
+    assert f"no key file at {tmp_path / 'data.kek'}" in refused.stderr
+    assert f"{tmp_path / 'mirror.kek'} (the former default" in refused.stderr
+    assert not (tmp_path / "data.kek").exists()
+    elsewhere = run_in(tmp_path / "data", "keys", "list", "--data-dir", str(tmp_path / "data"))
+    assert elsewhere.returncode == 2
+    assert "not at the former default" in elsewhere.stderr
+    assert not (tmp_path / "data.kek").exists()
+    assert (tmp_path / "mirror.kek").read_text() == before
+
+    (tmp_path / "mirror.kek").rename(tmp_path / "data.kek")
+    moved = run_in(tmp_path / "data", "keys", "list", "--data-dir", str(tmp_path / "data"))
+    assert moved.returncode == 0, moved.stderr
+
+
+def former(tmp_path: Path) -> Path:
+    config = tmp_path / "former.toml"
+    config.write_text('[encryption]\nkek_file = "./mirror.kek"\n')
+    return config

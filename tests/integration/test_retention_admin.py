@@ -185,7 +185,7 @@ async def test_cli_on_the_data_directory_refuses_to_run_under_a_live_server(
     assert [p.policy.name for p in mirror.retention.policies()] == ["global", "offline"]
 
     empty = ("--data-dir", str(tmp_path / "stopped"))
-    # The default key file (./mirror.kek) of a new cache lands in the working directory.
+    # The default key file of a new cache lands beside its data directory.
     code, out, _ = await run_cli(*empty, "run", cwd=tmp_path)
     assert code == 0 and "0 images, 0 evicted" in out
-    assert (tmp_path / "mirror.kek").exists()
+    assert (tmp_path / "stopped.kek").exists()

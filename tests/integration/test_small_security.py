@@ -22,6 +22,7 @@ from mirror.crypto.keys import Kek
 from mirror.crypto.sealed import SecretSealer
 from mirror.db.identity.records import PullThroughRule
 from mirror.db.identity.store import IdentityStore
+from mirror.metrics import Metrics
 from mirror.web.access import quoted
 from mirror.web.keys import AUTH
 
@@ -200,7 +201,8 @@ async def test_slow_clients_are_closed_after_the_keepalive_timeout(tmp_path: Pat
         },
         environ={},
     )
-    runner = runner_of(config, build_app(config, clock=ManualClock()))
+    metrics = Metrics()
+    runner = runner_of(config, build_app(config, clock=ManualClock(), metrics=metrics), metrics)
     await runner.setup()
     try:
         await start_site(config, runner)

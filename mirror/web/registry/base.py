@@ -25,15 +25,16 @@ async def unsupported(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    """Prometheus text exposition, to whom ``server.metrics`` allows (404 when off, 401/403
-    without an administrator's credentials when ``admin``)."""
+    """Prometheus text exposition, or OpenMetrics when the scraper's ``Accept`` asks for it, to
+    whom ``server.metrics`` allows (404 when off, 401/403 without an administrator's
+    credentials when ``admin``)."""
     access = request.app.get(METRICS_ACCESS, "anonymous")
     if access == "off":
         raise RegistryError(ErrorCode.RESOURCE_UNKNOWN, "metrics are turned off (server.metrics)")
     if access != "anonymous":
         as_system_admin(request)
-    body = services(request).metrics.exposition()
-    return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4"})
+    body, content_type = services(request).metrics.exposition(request.headers.get("Accept", ""))
+    return web.Response(body=body, headers={"Content-Type": content_type})
 
 
 async def healthz(request: web.Request) -> web.Response:

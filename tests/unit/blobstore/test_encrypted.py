@@ -287,7 +287,7 @@ async def test_a_keyring_without_a_registered_kek_is_refused(
 async def test_loose_key_file_permissions_stop_the_start(
     store: EncryptedBlobStore, tmp_path: Path
 ) -> None:
-    (tmp_path / "kek").chmod(0o640)
+    (tmp_path / "kek").chmod(0o644)
 
     with pytest.raises(KeyringError, match="chmod 600"):
         make_store(store.root)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
+import re
+from collections.abc import Iterator
+
 import pytest
 
 from mirror.cli.main import SUBCOMMANDS, main, parser
@@ -29,3 +33,93 @@ def test_main_dispatches_to_the_subcommand_and_returns_its_status(
     assert "mirror retention: configuration error: retention.cooling_period" in (
         capsys.readouterr().err
     )
+
+
+def _help_of(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    with pytest.raises(SystemExit) as done:
+        parser().parse_args([*argv, "--help"])
+    assert done.value.code == 0
+    return capsys.readouterr().out
+
+
+def test_version_prints_the_installed_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        parser().parse_args(["--version"])
+    assert done.value.code == 0
+    assert re.fullmatch(r"mirror \d+\.\d+\S*\n", capsys.readouterr().out)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--log-level", "debug", "keys", "list"],
+        ["keys", "list", "--log-level", "debug"],
+        ["admin", "tenancy", "list", "--log-level", "DEBUG"],
+        ["retention", "--log-level", "debug", "policy", "list"],
+    ],
+    ids=["before", "after", "nested", "middle"],
+)
+def test_log_level_goes_before_or_after_the_subcommand(argv: list[str]) -> None:
+    args = parser().parse_args(argv)
+    assert args.log_level == "DEBUG" and args.log_format == "text"
+
+
+def test_log_format_after_the_subcommand() -> None:
+    assert parser().parse_args(["serve", "--log-format", "json"]).log_format == "json"
+
+
+def test_a_bad_log_level_is_a_usage_error_not_a_traceback(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(["serve", "--log-level", "loud"])
+    assert done.value.code == 2
+    err = capsys.readouterr().err
+    assert "unknown log level 'loud': choose from DEBUG, INFO, WARNING, ERROR" in err
+    assert "Traceback" not in err
+
+
+def test_serve_help_shows_defaults_and_the_precedence(capsys: pytest.CaptureFixture[str]) -> None:
+    text = " ".join(_help_of(["serve"], capsys).split())
+    assert "(default: 127.0.0.1:5016)" in text and "(default: ./data)" in text
+    assert "(default: docker.io)" in text and "(default: 60)" in text
+    assert "the defaults in the code, the --config file" in text
+    assert "MIRROR_<SECTION>_<KEY> environment variables" in text and "then these flags" in text
+
+
+def _every_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> Iterator[str]:
+    yield _help_of(argv, capsys)
+    top = parser()
+    node: argparse.ArgumentParser = top
+    for word in argv:
+        node = next(
+            a.choices[word] for a in node._actions if isinstance(a, argparse._SubParsersAction)
+        )
+    for action in node._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name in action.choices:
+                yield from _every_help([*argv, name], capsys)
+
+
+def test_no_help_text_shows_rst_markup(capsys: pytest.CaptureFixture[str]) -> None:
+    for text in _every_help([], capsys):
+        assert "``" not in text and ":mod:" not in text, text
+
+
+def test_every_admin_option_and_argument_has_help() -> None:
+    top = parser()
+    admin = next(
+        a.choices["admin"] for a in top._actions if isinstance(a, argparse._SubParsersAction)
+    )
+    stack, seen = [admin], 0
+    while stack:
+        node = stack.pop()
+        for action in node._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                stack.extend(action.choices.values())
+                for choice in action._choices_actions:
+                    assert choice.help, f"{node.prog} {choice.dest}: no help"
+            else:
+                seen += 1
+                assert action.help, f"{node.prog} {action.option_strings or action.dest}: no help"
+    assert seen > 100

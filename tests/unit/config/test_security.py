@@ -17,7 +17,7 @@ def load(**overrides: Any) -> Config:
 def test_encryption_is_on_by_default_with_a_key_file() -> None:
     enc = Config().encryption
 
-    assert enc.enabled and enc.kek_source == "file" and enc.kek_file == "./mirror.kek"
+    assert enc.enabled and enc.kek_source == "file" and enc.kek_file == ""  # "<data_dir>.kek"
     assert enc.cipher == "auto" and enc.chunk_size == 1024 * 1024
 
 
@@ -37,7 +37,6 @@ def test_encryption_keys_come_from_the_environment_too() -> None:
         pytest.param(
             {"encryption": {"kek_source": "command"}}, "encryption.kek_command", id="no-command"
         ),
-        pytest.param({"encryption": {"kek_file": ""}}, "encryption.kek_file", id="no-file"),
         pytest.param({"encryption": {"cipher": "rot13"}}, "encryption.cipher", id="cipher"),
         pytest.param({"encryption": {"chunk_size": 100}}, "encryption.chunk_size", id="small"),
         pytest.param(

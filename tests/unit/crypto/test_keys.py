@@ -105,13 +105,46 @@ def test_key_file_is_created_private_and_loads(tmp_path: Path) -> None:
         source.create(os.urandom, 1_700_000_000.0)
 
 
-def test_key_file_with_loose_permissions_is_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("mode", "wrong"),
+    [
+        pytest.param(0o644, "wrong bits o+r (others may read it); chmod 600", id="world-read"),
+        pytest.param(0o604, "wrong bits o+r (others may read it);", id="world-only"),
+        pytest.param(0o660, "too open: wrong bits g+w (its group may write it);", id="group-w"),
+        pytest.param(0o666, "g+w (its group may write it), o+r (others may read it), o+w", id="rw"),
+    ],
+)
+def test_key_file_with_loose_permissions_is_refused_naming_the_bits(
+    tmp_path: Path, mode: int, wrong: str
+) -> None:
     source = KeyFile(tmp_path / "mirror.kek")
     source.create(os.urandom, 0.0)
-    source.path.chmod(0o644)
+    source.path.chmod(mode)
 
-    with pytest.raises(KeyringError, match="mode 0644, readable by others: chmod 600"):
+    with pytest.raises(KeyringError, match=f"mode {mode:04o}, ") as refused:
         source.load()
+    assert wrong in str(refused.value)
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o440, 0o400], ids=["0640", "0440", "0400"])
+def test_a_group_readable_key_file_is_accepted_as_a_secret_mount_gives_it(
+    tmp_path: Path, mode: int
+) -> None:
+    """A Kubernetes Secret volume with ``fsGroup``: root-owned, mode 0440, read by the group."""
+    source = KeyFile(tmp_path / "mirror.kek")
+    ring = source.create(os.urandom, 0.0)
+    source.path.chmod(mode)
+    if os.geteuid() == 0:
+        os.chown(source.path, 0, 4242)  # root-owned, the pod's fsGroup as its group
+
+    assert source.load() == ring
+
+
+def test_a_key_file_is_described_by_its_absolute_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert KeyFile(Path("mirror.kek")).describe() == f"key file {tmp_path / 'mirror.kek'}"
 
 
 def test_missing_key_file_is_an_error(tmp_path: Path) -> None:

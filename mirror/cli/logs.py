@@ -1,0 +1,68 @@
+"""Logging as the ``mirror`` command sets it up: ``--log-level`` and ``--log-format``.
+
+``text`` is one human line per record; ``json`` is one JSON object per line with ``time``
+(RFC 3339, UTC), ``level``, ``logger`` and ``message``, plus the access-log fields
+(``method``, ``path``, ``status``, ``bytes`` of body, ``duration_ms``, ``user_agent``,
+``remote``, ``user``) on access lines and ``exception`` when there is one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+from aiohttp.http_exceptions import HttpProcessingError
+
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+FORMATS = ("text", "json")
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def level_flag(text: str) -> str:
+    """``--log-level``'s type: a level name in any case; a usage error otherwise."""
+    if text.upper() not in LEVELS:
+        raise argparse.ArgumentTypeError(
+            f"unknown log level {text!r}: choose from {', '.join(LEVELS)}"
+        )
+    return text.upper()
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record, on one line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        document: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        access = getattr(record, "access", None)
+        if isinstance(access, dict):
+            document.update(access)
+        if record.exc_info:
+            document["exception"] = self.formatException(record.exc_info)
+        return json.dumps(document, ensure_ascii=False)
+
+
+class DropParserTracebacks(logging.Filter):
+    """aiohttp logs a request it could not parse with a traceback (``aiohttp.server``); the
+    access log already says what it was, in one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, HttpProcessingError)
+
+
+def configure(level: str, fmt: str, stream: TextIO | None = None) -> None:
+    """Send every record at ``level`` and above to ``stream`` (stderr) in ``fmt``; like
+    ``logging.basicConfig``, leaves a process that already configured logging as it is."""
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    logging.basicConfig(level=level, handlers=[handler])
+    server = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, DropParserTracebacks) for f in server.filters):
+        server.addFilter(DropParserTracebacks())
