@@ -87,6 +87,7 @@ def cipher_of(name: str, cpuinfo: Callable[[], str]) -> int:
 
 
 def read_cpuinfo() -> str:
+    """The text of ``/proc/cpuinfo`` ("" where there is none), to choose the cipher."""
     try:
         return Path("/proc/cpuinfo").read_text()
     except OSError:

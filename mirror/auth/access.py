@@ -38,6 +38,7 @@ class RepoRef:
 
     @property
     def proxy(self) -> bool:
+        """Whether the name is a proxy repository (routed to a configured upstream)."""
         return self.target is not None
 
 

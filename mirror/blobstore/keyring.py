@@ -32,9 +32,12 @@ class KeyRegistry:
         self.path = Path(data_dir) / REGISTRY_NAME
 
     def exists(self) -> bool:
+        """Whether the KEK registry file exists (the cache was encrypted before)."""
         return self.path.exists()
 
     def load(self) -> dict[str, str]:
+        """The registered KEK ids and their fingerprints ({} before the first start);
+        ``KeyringError`` when the file is not a registry."""
         try:
             data = json.loads(self.path.read_text())
         except FileNotFoundError:
@@ -47,6 +50,7 @@ class KeyRegistry:
         return {str(k): str(v) for k, v in keks.items()}
 
     def save(self, keks: dict[str, str]) -> None:
+        """Write the registry atomically (temp file, fsync, rename)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # Unique per process and thread: a rotation may run beside the server.
         temp = self.path.with_name(f".{REGISTRY_NAME}.{os.getpid()}.{threading.get_ident()}")
@@ -138,6 +142,7 @@ class CacheKeys:
                 self.registry.save(registered)
 
     def is_registered(self, kek_id: str) -> bool:
+        """Whether ``kek_id`` is in the cache's KEK registry."""
         return kek_id in self.registry.load()
 
     def refresh(self) -> bool:

@@ -34,6 +34,8 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per record, on one line."""
 
     def format(self, record: logging.LogRecord) -> str:
+        """The record as one JSON object (time, level, logger, message, and the access fields
+        when set)."""
         document: dict[str, Any] = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
@@ -53,6 +55,8 @@ class DropParserTracebacks(logging.Filter):
     access log already says what it was, in one line."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        """Drop aiohttp's tracebacks for requests that were not HTTP (they are logged as one
+        line)."""
         exc = record.exc_info[1] if record.exc_info else None
         return not isinstance(exc, HttpProcessingError)
 

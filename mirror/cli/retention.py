@@ -58,13 +58,26 @@ class CommandFailed(Exception):
 class Admin(Protocol):
     """The retention operations, whichever way the mirror is reached."""
 
-    def policies(self) -> list[dict[str, Any]]: ...
-    def create(self, spec: dict[str, Any]) -> dict[str, Any]: ...
-    def edit(self, name: str, changes: dict[str, Any]) -> dict[str, Any]: ...
-    def delete(self, name: str) -> None: ...
-    def attach(self, name: str, repository: str, move: bool) -> dict[str, Any]: ...
-    def detach(self, name: str, repository: str) -> dict[str, Any]: ...
-    def run(self, dry_run: bool) -> dict[str, Any]: ...
+    def policies(self) -> list[dict[str, Any]]:
+        """Every policy, as the admin API shows it."""
+
+    def create(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """Create a custom policy from ``spec``; ``CommandFailed`` or ``RegistryError`` if refused."""
+
+    def edit(self, name: str, changes: dict[str, Any]) -> dict[str, Any]:
+        """Change the criteria or exempt tags of policy ``name``."""
+
+    def delete(self, name: str) -> None:
+        """Delete policy ``name`` (its repositories return to the global policy)."""
+
+    def attach(self, name: str, repository: str, move: bool) -> dict[str, Any]:
+        """Put ``repository`` under policy ``name`` (``move`` takes it from another policy)."""
+
+    def detach(self, name: str, repository: str) -> dict[str, Any]:
+        """Return ``repository`` from policy ``name`` to the global policy."""
+
+    def run(self, dry_run: bool) -> dict[str, Any]:
+        """Apply the policies now (or only report, with ``dry_run``); the run's report."""
 
 
 class RemoteAdmin:
@@ -84,26 +97,33 @@ class RemoteAdmin:
         return answer.json()
 
     def policies(self) -> list[dict[str, Any]]:
+        """``GET .../retention/policies`` on the server."""
         return list(self._call("GET", "/policies")["policies"])
 
     def create(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """``POST .../retention/policies`` on the server."""
         return dict(self._call("POST", "/policies", spec))
 
     def edit(self, name: str, changes: dict[str, Any]) -> dict[str, Any]:
+        """``PATCH .../retention/policies/{name}`` on the server."""
         return dict(self._call("PATCH", f"/policies/{quote(name)}", changes))
 
     def delete(self, name: str) -> None:
+        """``DELETE .../retention/policies/{name}`` on the server."""
         self._call("DELETE", f"/policies/{quote(name)}")
 
     def attach(self, name: str, repository: str, move: bool) -> dict[str, Any]:
+        """``PUT .../policies/{name}/repositories/{repository}`` on the server."""
         path = f"/policies/{quote(name)}/repositories/{quote(repository)}"
         return dict(self._call("PUT", path, {"move": move}))
 
     def detach(self, name: str, repository: str) -> dict[str, Any]:
+        """``DELETE .../policies/{name}/repositories/{repository}`` on the server."""
         path = f"/policies/{quote(name)}/repositories/{quote(repository)}"
         return dict(self._call("DELETE", path))
 
     def run(self, dry_run: bool) -> dict[str, Any]:
+        """``POST .../retention/runs`` on the server."""
         return dict(self._call("POST", "/runs", {"dry_run": dry_run}))
 
 
@@ -127,24 +147,31 @@ class LocalAdmin:
         return f"{target.upstream}/{target.repo}"
 
     def policies(self) -> list[dict[str, Any]]:
+        """Every policy in the data directory."""
         return [p.as_json() for p in self._service.policies()]
 
     def create(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """Create a custom policy in the data directory (parsed as the admin API parses it)."""
         return self._service.create(parse_policy(spec)).as_json()
 
     def edit(self, name: str, changes: dict[str, Any]) -> dict[str, Any]:
+        """Change policy ``name`` in the data directory."""
         return self._service.edit(name, parse_edit(changes)).as_json()
 
     def delete(self, name: str) -> None:
+        """Delete policy ``name`` from the data directory."""
         self._service.delete(name)
 
     def attach(self, name: str, repository: str, move: bool) -> dict[str, Any]:
+        """Attach ``repository`` (resolved as the server resolves names) to policy ``name``."""
         return self._service.attach(name, self._repository(repository), move=move).as_json()
 
     def detach(self, name: str, repository: str) -> dict[str, Any]:
+        """Detach ``repository`` from policy ``name``."""
         return self._service.detach(name, self._repository(repository)).as_json()
 
     def run(self, dry_run: bool) -> dict[str, Any]:
+        """Run retention on the data directory (the server must be stopped to delete)."""
         return asyncio.run(self._service.run(dry_run=dry_run)).as_json()
 
 

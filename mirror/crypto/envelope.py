@@ -119,6 +119,7 @@ class KeySlot:
     wrapped: bytes
 
     def pack(self) -> bytes:
+        """The slot's bytes in the header."""
         kek_id = self.kek_id.encode()
         return _SLOT.pack(self.generation, len(kek_id), kek_id, self.nonce, self.wrapped)
 
@@ -134,9 +135,11 @@ class Header:
 
     @property
     def layout(self) -> Layout:
+        """The chunk layout of this object."""
         return Layout(self.chunk_size)
 
     def prelude(self) -> bytes:
+        """The header's fixed prelude: magic, version, cipher, chunk size, plaintext size."""
         return _PRELUDE.pack(MAGIC, VERSION, self.cipher, 0, self.chunk_size, self.plain_size)
 
     def pack(self) -> bytes:

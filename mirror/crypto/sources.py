@@ -59,10 +59,12 @@ class KeyFile:
         self._seen: tuple[int, int, int] | None = None
 
     def describe(self) -> str:
+        """How log lines and errors name this source (the file's absolute path)."""
         # Absolute: a relative path means nothing to someone reading a log elsewhere.
         return f"key file {self.path.absolute()}"
 
     def exists(self) -> bool:
+        """Whether the key file exists."""
         return self.path.exists()
 
     def create(self, random_bytes: Callable[[int], bytes], now: float) -> Keyring:
@@ -77,6 +79,8 @@ class KeyFile:
         return ring
 
     def load(self) -> Keyring:
+        """The keyring in the file; ``KeyringError`` when missing, readable by others or
+        malformed."""
         try:
             info = os.stat(self.path)
             text = self.path.read_text()
@@ -96,6 +100,7 @@ class KeyFile:
         return Keyring.parse(text, self.describe())
 
     def changed(self) -> bool:
+        """Whether the file changed since it was loaded (another inode, size or mtime)."""
         try:
             return _identity(os.stat(self.path)) != self._seen
         except FileNotFoundError:
@@ -124,15 +129,18 @@ class KeyEnv:
         self._environ = environ
 
     def describe(self) -> str:
+        """How log lines and errors name this source."""
         return f"environment variable {self.name}"
 
     def load(self) -> Keyring:
+        """The keyring in the variable; ``KeyringError`` when unset or malformed."""
         text = self._environ.get(self.name)
         if not text:
             raise KeyringError(f"{self.describe()} is not set")
         return Keyring.parse(text, self.describe())
 
     def changed(self) -> bool:
+        """An environment variable does not change while the process runs."""
         return False
 
 
@@ -157,9 +165,12 @@ class KeyCommand:
         self._loaded_at: float | None = None
 
     def describe(self) -> str:
+        """How log lines and errors name this source (the command, not its arguments)."""
         return f"key command {self.argv[0]}"
 
     def load(self) -> Keyring:
+        """The keyring the command prints; ``KeyringError`` when it fails, times out or prints
+        no keyring."""
         try:
             done = subprocess.run(
                 self.argv, capture_output=True, text=True, timeout=self.timeout, check=False
@@ -174,5 +185,6 @@ class KeyCommand:
         return Keyring.parse(done.stdout, self.describe())
 
     def changed(self) -> bool:
+        """Whether the refresh interval passed since the command last ran."""
         loaded = self._loaded_at
         return loaded is None or self._clock.monotonic() - loaded >= self.refresh

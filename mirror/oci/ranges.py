@@ -26,6 +26,7 @@ class ByteRange:
 
     @property
     def length(self) -> int:
+        """How many bytes the range covers."""
         return self.last - self.first + 1
 
     def content_range(self) -> str:

@@ -27,6 +27,7 @@ class Guarded(AsyncGenerator[bytes, None]):
             await release()
 
     async def asend(self, value: None) -> bytes:
+        """The next piece of the body; the lease is released when the body ends or fails."""
         try:
             return await self._inner.asend(value)
         except BaseException:
@@ -39,6 +40,7 @@ class Guarded(AsyncGenerator[bytes, None]):
         val: BaseException | object = None,
         tb: TracebackType | None = None,
     ) -> bytes:
+        """Throw into the body; the lease is released when that ends it."""
         try:
             return await self._inner.athrow(typ, val, tb)
         except BaseException:
@@ -46,6 +48,7 @@ class Guarded(AsyncGenerator[bytes, None]):
             raise
 
     async def aclose(self) -> None:
+        """Close the body and release the lease."""
         try:
             await self._inner.aclose()
         finally:

@@ -24,6 +24,7 @@ class Tail:
 
     @property
     def end(self) -> int:
+        """The offset just past the bytes held."""
         return self.start + len(self._data)
 
     def reset(self, start: int) -> None:
@@ -32,6 +33,7 @@ class Tail:
         self._data.clear()
 
     def append(self, chunk: bytes) -> None:
+        """Add ``chunk`` at the end, dropping what no reader needs any more."""
         self._data += chunk
         self._trim()
 
@@ -55,11 +57,13 @@ class Tail:
             self._trim()
 
     def detach(self, cursor: int) -> None:
+        """Forget reader ``cursor``; the tail behind it may be dropped."""
         self._cursors.pop(cursor, None)
         self._trim()
 
     @property
     def readers(self) -> int:
+        """How many readers are attached."""
         return len(self._cursors)
 
     def _trim(self) -> None:

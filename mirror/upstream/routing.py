@@ -74,4 +74,5 @@ class Router:
         return tuple(dict.fromkeys(route.host for route in self._by_host.values()))
 
     def is_default(self, host: str) -> bool:
+        """Whether ``host`` is the default upstream (the one bare names go to)."""
         return self._default is not None and self._default.host == host

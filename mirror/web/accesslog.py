@@ -60,6 +60,8 @@ class AccessLogger(AbstractAccessLogger):
     lines: bool = True
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        """One access line per request; a request that was not HTTP is one readable warning,
+        counted."""
         # aiohttp answers what it could not parse with its ERROR message (``Request.message``
         # is deprecated, so read the attribute behind it).
         if request._message is ERROR:

@@ -67,6 +67,7 @@ class RecordsDb:
         self._memo: Lru[tuple[Any, ...], tuple[Any]] = Lru(memo_size)
 
     def close(self) -> None:
+        """Close the database."""
         self._db.close()
 
     @property
@@ -120,6 +121,7 @@ class RecordsDb:
         return self._memoised(("tenancy", name), lambda: self._get(("tenancy", name), Tenancy))
 
     def require_tenancy(self, name: str) -> Tenancy:
+        """The tenancy named ``name``; ``RESOURCE_UNKNOWN`` if there is none."""
         found = self.tenancy(name)
         if found is None:
             raise unknown("tenancy", tenancy=name)

@@ -107,6 +107,7 @@ class AuthToken:
 
     @property
     def active(self) -> bool:
+        """Whether the token is not revoked."""
         return self.revoked_at is None
 
     def public(self) -> dict[str, object]:

@@ -75,9 +75,11 @@ class TenancyResources(RecordsDb):
         return record
 
     def policies(self, tenancy: str) -> list[AccessPolicy]:
+        """The access policies of ``tenancy``, by name."""
         return self._scan("policy", tenancy, AccessPolicy)
 
     def delete_policy(self, tenancy: str, name: str) -> None:
+        """Delete a policy; ``RESOURCE_UNKNOWN`` if there is none."""
         if self._get(("policy", tenancy, name), AccessPolicy) is None:
             raise unknown("policy", policy=name)
         self._delete(("policy", tenancy, name))
@@ -96,6 +98,8 @@ class TenancyResources(RecordsDb):
     def create_repository(
         self, tenancy: str, name: str, now: float, *, public: bool = False, exist_ok: bool = False
     ) -> Repository:
+        """Create a repository record (private unless ``public``); ``RESOURCE_EXISTS`` unless
+        ``exist_ok``."""
         self.require_tenancy(tenancy)
         repository_name(name)
         with self._db.transact():
@@ -109,14 +113,17 @@ class TenancyResources(RecordsDb):
         return record
 
     def repository(self, tenancy: str, name: str) -> Repository | None:
+        """The repository record, or ``None`` (memoised)."""
         return self._memoised(
             ("repo", tenancy, name), lambda: self._get(("repo", tenancy, name), Repository)
         )
 
     def repositories(self, tenancy: str) -> list[Repository]:
+        """The repository records of ``tenancy``, by name."""
         return self._scan("repo", tenancy, Repository)
 
     def set_public(self, tenancy: str, name: str, public: bool) -> Repository:
+        """Make a repository public or private; ``RESOURCE_UNKNOWN`` if there is none."""
         record = self.repository(tenancy, name)
         if record is None:
             raise unknown("repository", repository=f"{tenancy}/{name}")
@@ -125,6 +132,7 @@ class TenancyResources(RecordsDb):
         return record
 
     def delete_repository(self, tenancy: str, name: str) -> None:
+        """Delete a repository record; ``RESOURCE_UNKNOWN`` if there is none."""
         if self.repository(tenancy, name) is None:
             raise unknown("repository", repository=f"{tenancy}/{name}")
         self._delete(("repo", tenancy, name))
@@ -189,9 +197,11 @@ class TenancyResources(RecordsDb):
         return count
 
     def rule(self, tenancy: str, prefix: str) -> PullThroughRule | None:
+        """The rule of ``tenancy`` with ``prefix``, or ``None``."""
         return self._get(("rule", tenancy, prefix), PullThroughRule)
 
     def rules(self, tenancy: str) -> list[PullThroughRule]:
+        """The rules of ``tenancy``, by prefix (memoised)."""
         return self._memoised(
             ("rules", tenancy), lambda: self._scan("rule", tenancy, PullThroughRule)
         )

@@ -45,6 +45,7 @@ class IdentityStore(TenancyResources):
         return record
 
     def tenancies(self) -> list[Tenancy]:
+        """Every tenancy, by name."""
         return sorted(
             (
                 v
@@ -73,6 +74,7 @@ class IdentityStore(TenancyResources):
     # Users and groups -------------------------------------------------------------------
 
     def create_user(self, tenancy: str, name: str, now: float) -> User:
+        """Create a user in ``tenancy``; ``RESOURCE_EXISTS`` if the name is taken."""
         self.require_tenancy(tenancy)
         user_name(name)
         with self._db.transact():
@@ -83,17 +85,20 @@ class IdentityStore(TenancyResources):
         return record
 
     def user(self, tenancy: str, name: str) -> User | None:
+        """The user, or ``None`` (memoised)."""
         return self._memoised(
             ("user", tenancy, name), lambda: self._get(("user", tenancy, name), User)
         )
 
     def require_user(self, tenancy: str, name: str) -> User:
+        """The user; ``RESOURCE_UNKNOWN`` if there is none."""
         found = self.user(tenancy, name)
         if found is None:
             raise unknown("user", user=f"{tenancy}/{name}")
         return found
 
     def users(self, tenancy: str) -> list[User]:
+        """The users of ``tenancy``, by name."""
         return self._scan("user", tenancy, User)
 
     def delete_user(self, tenancy: str, name: str) -> None:
@@ -109,6 +114,7 @@ class IdentityStore(TenancyResources):
             self._delete(("user", tenancy, name))
 
     def create_group(self, tenancy: str, name: str) -> Group:
+        """Create an empty group in ``tenancy``; ``RESOURCE_EXISTS`` if the name is taken."""
         self.require_tenancy(tenancy)
         group_name(name)
         with self._db.transact():
@@ -119,18 +125,23 @@ class IdentityStore(TenancyResources):
         return record
 
     def group(self, tenancy: str, name: str) -> Group | None:
+        """The group, or ``None``."""
         return self._get(("group", tenancy, name), Group)
 
     def require_group(self, tenancy: str, name: str) -> Group:
+        """The group; ``RESOURCE_UNKNOWN`` if there is none."""
         found = self.group(tenancy, name)
         if found is None:
             raise unknown("group", group=name)
         return found
 
     def groups(self, tenancy: str) -> list[Group]:
+        """The groups of ``tenancy``, by name."""
         return self._scan("group", tenancy, Group)
 
     def delete_group(self, tenancy: str, name: str) -> None:
+        """Delete a group (never the administrators group); ``RESOURCE_UNKNOWN`` if there is
+        none."""
         if name == ADMINISTRATORS:
             raise RegistryError(ErrorCode.REQUEST_INVALID, "the administrators group stays")
         self.require_group(tenancy, name)
@@ -179,6 +190,7 @@ class IdentityStore(TenancyResources):
         return token, format_token(token.id, secret)
 
     def token(self, token_id: str) -> AuthToken | None:
+        """The token record with ``token_id``, or ``None`` (memoised)."""
         return self._memoised(
             ("token", token_id), lambda: self._get(("token", token_id), AuthToken)
         )
@@ -192,10 +204,12 @@ class IdentityStore(TenancyResources):
         ]
 
     def tokens(self, tenancy: str, user: str) -> list[AuthToken]:
+        """The tokens of a user (active and revoked), oldest first."""
         found = [t for t in self._all_tokens() if (t.tenancy, t.user) == (tenancy, user)]
         return sorted(found, key=lambda t: (t.created_at, t.id))
 
     def revoke_token(self, tenancy: str, user: str, token_id: str, now: float) -> AuthToken:
+        """Revoke one of the user's tokens; ``RESOURCE_UNKNOWN`` if it is not theirs."""
         token = self.token(token_id)
         if token is None or (token.tenancy, token.user) != (tenancy, user):
             raise unknown("token", token=token_id)
@@ -213,7 +227,9 @@ class IdentityStore(TenancyResources):
     # Bootstrap --------------------------------------------------------------------------
 
     def bootstrapped(self) -> bool:
+        """Whether the first start's bootstrap (admin tenancy, user, token) has run."""
         return bool(self._db.get(("bootstrap",)))
 
     def mark_bootstrapped(self) -> None:
+        """Record that the bootstrap ran, so it never runs again."""
         self._put(("bootstrap",), True)

@@ -35,10 +35,13 @@ def caller(request: web.Request) -> tuple[AuthService, Principal]:
 
 
 def deny() -> RegistryError:
+    """``DENIED``: the caller may not do this."""
     return RegistryError(ErrorCode.DENIED)
 
 
 def as_system_admin(request: web.Request) -> AuthService:
+    """The auth services if the caller is an administrator of the admin tenancy; else ``DENIED``
+    (``UNAUTHORIZED`` when anonymous)."""
     auth, principal = caller(request)
     if not auth.authorizer.is_system_admin(principal):
         raise deny()
@@ -70,10 +73,13 @@ async def body(request: web.Request) -> dict[str, Any]:
 
 
 def ok(value: Any, status: int = 200) -> web.Response:
+    """A JSON answer."""
     return web.json_response(value, status=status)
 
 
 async def whoami(request: web.Request) -> web.Response:
+    """``GET .../whoami``: the caller (``tenancy/user``), its groups, whether it is a system
+    administrator."""
     auth, principal = caller(request)
     return ok(
         {
@@ -90,6 +96,7 @@ async def whoami(request: web.Request) -> web.Response:
 
 
 async def list_tenancies(request: web.Request) -> web.Response:
+    """``GET .../tenancies``: every tenancy (system administrators only)."""
     auth = as_system_admin(request)
     return ok({"tenancies": [t.name for t in auth.identity.tenancies()]})
 
@@ -127,6 +134,7 @@ def forget_rules(request: web.Request, rules: list[PullThroughRule]) -> None:
 
 
 async def list_users(request: web.Request) -> web.Response:
+    """``GET .../tenancies/{tenancy}/users``: the tenancy's users and their groups."""
     auth, tenancy = as_tenancy_admin(request)
     users = auth.identity.users(tenancy)
     return ok(
@@ -140,6 +148,7 @@ async def list_users(request: web.Request) -> web.Response:
 
 
 async def create_user(request: web.Request) -> web.Response:
+    """``POST .../users``: create a user (201)."""
     auth, tenancy = as_tenancy_admin(request)
     data = await body(request)
     name = user_name(data.get("name"))
@@ -155,18 +164,21 @@ async def create_user(request: web.Request) -> web.Response:
 
 
 async def delete_user(request: web.Request) -> web.Response:
+    """``DELETE .../users/{user}``: delete a user and its tokens."""
     auth, tenancy = as_tenancy_admin(request)
     auth.identity.delete_user(tenancy, request.match_info["user"])
     return ok({"deleted": request.match_info["user"]})
 
 
 async def list_groups(request: web.Request) -> web.Response:
+    """``GET .../groups``: the tenancy's groups and their members."""
     auth, tenancy = as_tenancy_admin(request)
     groups = auth.identity.groups(tenancy)
     return ok({"groups": [{"name": g.name, "members": list(g.members)} for g in groups]})
 
 
 async def create_group(request: web.Request) -> web.Response:
+    """``POST .../groups``: create a group (201)."""
     auth, tenancy = as_tenancy_admin(request)
     name = group_name((await body(request)).get("name"))
     auth.identity.create_group(tenancy, name)
@@ -174,12 +186,14 @@ async def create_group(request: web.Request) -> web.Response:
 
 
 async def delete_group(request: web.Request) -> web.Response:
+    """``DELETE .../groups/{group}``: delete a group."""
     auth, tenancy = as_tenancy_admin(request)
     auth.identity.delete_group(tenancy, request.match_info["group"])
     return ok({"deleted": request.match_info["group"]})
 
 
 async def set_member(request: web.Request) -> web.Response:
+    """``PUT`` / ``DELETE .../groups/{group}/members/{user}``: add or remove a member."""
     auth, tenancy = as_tenancy_admin(request)
     member = request.method == "PUT"
     group = request.match_info["group"]
@@ -191,6 +205,8 @@ async def set_member(request: web.Request) -> web.Response:
 
 
 def as_self_or_admin(request: web.Request) -> tuple[AuthService, str, str]:
+    """The auth services, tenancy and user of a token route, when the caller is that user or
+    administers the tenancy; else ``DENIED``."""
     auth, principal = caller(request)
     tenancy, user = request.match_info["tenancy"], request.match_info["user"]
     own = (principal.tenancy, principal.user) == (tenancy, user)
@@ -201,6 +217,7 @@ def as_self_or_admin(request: web.Request) -> tuple[AuthService, str, str]:
 
 
 async def list_tokens(request: web.Request) -> web.Response:
+    """``GET .../users/{user}/tokens``: the user's tokens (never their secrets)."""
     auth, tenancy, user = as_self_or_admin(request)
     return ok({"tokens": [t.public() for t in auth.identity.tokens(tenancy, user)]})
 
@@ -218,6 +235,7 @@ async def create_token(request: web.Request) -> web.Response:
 
 
 async def revoke_token(request: web.Request) -> web.Response:
+    """``DELETE .../tokens/{token}``: revoke a token."""
     auth, tenancy, user = as_self_or_admin(request)
     token_id = request.match_info["token"]
     record = auth.identity.revoke_token(tenancy, user, token_id, auth.tokens.now())

@@ -29,6 +29,7 @@ from mirror.web.keys import AUTH, services
 
 
 async def list_policies(request: web.Request) -> web.Response:
+    """``GET .../tenancies/{tenancy}/policies``: the tenancy's access policies."""
     auth, tenancy = as_tenancy_admin(request)
     policies = auth.identity.policies(tenancy)
     return ok({"policies": [{"name": p.name, "statements": list(p.statements)} for p in policies]})
@@ -45,6 +46,7 @@ async def put_policy(request: web.Request) -> web.Response:
 
 
 async def delete_policy(request: web.Request) -> web.Response:
+    """``DELETE .../policies/{policy}``: delete an access policy."""
     auth, tenancy = as_tenancy_admin(request)
     auth.identity.delete_policy(tenancy, request.match_info["policy"])
     return ok({"deleted": request.match_info["policy"]})
@@ -82,6 +84,7 @@ def _public(value: object) -> bool:
 
 
 async def list_repositories(request: web.Request) -> web.Response:
+    """``GET .../repositories``: the repositories the caller may inspect."""
     auth, principal = caller(request)
     tenancy = request.match_info["tenancy"]
     auth.identity.require_tenancy(tenancy)
@@ -94,6 +97,7 @@ async def list_repositories(request: web.Request) -> web.Response:
 
 
 async def create_repository(request: web.Request) -> web.Response:
+    """``POST .../repositories``: create a repository (private unless ``public``)."""
     data = await body(request)
     ref = _managing(request, data.get("name"))
     auth = request.app[AUTH]
@@ -105,6 +109,7 @@ async def create_repository(request: web.Request) -> web.Response:
 
 
 async def update_repository(request: web.Request) -> web.Response:
+    """``PATCH .../repositories/{name}``: make it public or private."""
     ref = _managing(request, request.match_info["name"])
     public = _public((await body(request)).get("public"))
     record = request.app[AUTH].identity.set_public(ref.tenancy, ref.name, public)
@@ -127,11 +132,13 @@ async def delete_repository(request: web.Request) -> web.Response:
 
 
 async def list_rules(request: web.Request) -> web.Response:
+    """``GET .../rules``: the tenancy's pull-through rules (never their passwords)."""
     auth, tenancy = as_tenancy_admin(request)
     return ok({"rules": [r.public() for r in auth.identity.rules(tenancy)]})
 
 
 async def create_rule(request: web.Request) -> web.Response:
+    """``POST .../rules``: create a pull-through rule to an allowed upstream host."""
     auth, tenancy = as_tenancy_admin(request)
     data = await body(request)
     prefix, url, username, password = (
