@@ -62,7 +62,7 @@ class Admin(Protocol):
         """Every policy, as the admin API shows it."""
 
     def create(self, spec: dict[str, Any]) -> dict[str, Any]:
-        """Create a custom policy from ``spec``; ``CommandFailed`` or ``RegistryError`` if refused."""
+        """Create a custom policy from ``spec``; ``CommandFailed``/``RegistryError`` if refused."""
 
     def edit(self, name: str, changes: dict[str, Any]) -> dict[str, Any]:
         """Change the criteria or exempt tags of policy ``name``."""
