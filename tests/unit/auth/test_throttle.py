@@ -117,13 +117,13 @@ def test_many_other_logins_do_not_forget_a_login_in_use(
 ) -> None:
     """Remembered logins are an LRU: past the bound the least recently used one goes, not all."""
     import mirror.auth.login as login_module
+    from mirror.crypto.secrets import SecretHash, verify_secret
 
     checked: list[str] = []
-    real_verify = login_module.verify_secret
 
-    def counting_verify(secret: str, stored: str) -> bool:
+    def counting_verify(secret: str, stored: SecretHash) -> bool:
         checked.append(secret)
-        return real_verify(secret, stored)
+        return verify_secret(secret, stored)
 
     monkeypatch.setattr(login_module, "verify_secret", counting_verify)
     clock = ManualClock()
