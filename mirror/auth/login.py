@@ -19,6 +19,7 @@ from mirror.crypto.secrets import burn, verify_secret
 from mirror.db.identity.records import split_token
 from mirror.db.identity.store import IdentityStore
 from mirror.errors import ErrorCode, RegistryError
+from mirror.lru import Lru
 
 _MAX_REMEMBERED = 10_000
 
@@ -41,6 +42,7 @@ class Login:
         *,
         hash_cost: int,
         remember: float = 60.0,
+        remember_limit: int = _MAX_REMEMBERED,
     ) -> None:
         self._store = store
         self._throttle = throttle
@@ -48,7 +50,9 @@ class Login:
         self.hash_cost = hash_cost
         self._remember = remember
         self._key = secrets.token_bytes(32)
-        self._verified: dict[bytes, tuple[str, float]] = {}
+        # The least recently used login is forgotten first: many logins (one tenancy's many
+        # tokens) cannot flush everyone else's.
+        self._verified: Lru[bytes, tuple[str, float]] = Lru(remember_limit)
 
     def check(self, username: str, password: str, source: str) -> Principal:
         """The user the credentials belong to; ``LoginFailed`` or ``TOOMANYREQUESTS``."""
@@ -65,9 +69,7 @@ class Login:
             self._throttle.failed(source, username)
             raise LoginFailed()
         self._throttle.succeeded(source, username)
-        if len(self._verified) >= _MAX_REMEMBERED:
-            self._verified.clear()
-        self._verified[mark] = (principal.token_id, now + self._remember)
+        self._verified.put(mark, (principal.token_id, now + self._remember))
         self._store.touch_token(principal.token_id, now)
         return principal
 

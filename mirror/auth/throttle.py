@@ -4,11 +4,15 @@ Failures are counted per source address and, within it, per login name. The addr
 locked out when all its failures together reach the limit; a good login forgives only the
 failures of the user who logged in, so one valid account cannot wipe the count of guesses
 against other accounts from the same address.
+
+Both memos are bounded: past ``max_sources`` addresses the one that failed least recently
+is forgotten (an address that keeps guessing stays counted, however many others fail), and
+lockouts that ran out, then the soonest to run out, are dropped.
 """
 
 from __future__ import annotations
 
-from collections import deque
+from collections import OrderedDict, deque
 
 from mirror.clock import Clock
 from mirror.errors import ErrorCode, RegistryError
@@ -21,13 +25,23 @@ class Throttle:
     ``window`` seconds refuse that source for ``lockout`` seconds with 429
     ``TOOMANYREQUESTS`` and ``Retry-After``."""
 
-    def __init__(self, clock: Clock, *, max_failures: int, window: float, lockout: float) -> None:
+    def __init__(
+        self,
+        clock: Clock,
+        *,
+        max_failures: int,
+        window: float,
+        lockout: float,
+        max_sources: int = _MAX_SOURCES,
+    ) -> None:
         self._clock = clock
         self._max = max_failures
         self._window = window
         self._lockout = lockout
-        self._failures: dict[str, dict[str, deque[float]]] = {}
-        self._locked_until: dict[str, float] = {}
+        self._max_sources = max_sources
+        # Least recently failed first; lockouts in the order they run out (one lockout length).
+        self._failures: OrderedDict[str, dict[str, deque[float]]] = OrderedDict()
+        self._locked_until: OrderedDict[str, float] = OrderedDict()
 
     def check(self, source: str) -> None:
         """Raise ``TOOMANYREQUESTS`` while ``source`` is locked out."""
@@ -48,14 +62,23 @@ class Throttle:
         """Count one failed login of ``user`` from ``source``; lock the source out when its
         failures (of every user) reach the limit."""
         now = self._clock.now()
-        if len(self._failures) > _MAX_SOURCES:
-            self._failures.clear()
         users = self._failures.setdefault(source, {})
+        self._failures.move_to_end(source)
         users.setdefault(user, deque()).append(now)
         self._expire(source, now)
         if self.failures(source) >= self._max:
-            self._locked_until[source] = now + self._lockout
+            self._lock(source, now)
             del self._failures[source]
+        while len(self._failures) > self._max_sources:
+            self._failures.popitem(last=False)
+
+    def _lock(self, source: str, now: float) -> None:
+        """Lock ``source`` out, keeping at most ``max_sources`` lockouts: the oldest (expired,
+        or the soonest to expire, since every lockout lasts as long) is dropped first."""
+        self._locked_until.pop(source, None)
+        self._locked_until[source] = now + self._lockout
+        while len(self._locked_until) > self._max_sources:
+            self._locked_until.popitem(last=False)
 
     def succeeded(self, source: str, user: str = "") -> None:
         """A good login of ``user`` forgives that user's failures from ``source`` only."""

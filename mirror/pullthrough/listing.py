@@ -8,6 +8,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from yarl import URL
+
 from mirror.clock import Clock
 from mirror.db.metadata import WRITE_FAILED, CachedResponse
 from mirror.db.roles import CachedResponses
@@ -15,6 +17,7 @@ from mirror.errors import RegistryError, UpstreamThrottled, UpstreamUnavailable
 from mirror.metrics import Metrics
 from mirror.oci.digest import Digest
 from mirror.oci.media import OCI_INDEX
+from mirror.oci.names import TAG_PATTERN
 from mirror.pullthrough.blobs import Upstreams
 from mirror.upstream.routing import Target
 
@@ -85,12 +88,21 @@ class ListingService:
             doc, link = await self._upstreams(target.upstream).get_tags(target.repo, n, last)
             tags = doc.get("tags")
             headers: tuple[tuple[str, str], ...] = ()
-            if link:
-                headers = (("Link", link.replace(f"/v2/{target.repo}/", f"/v2/{target.name}/")),)
+            next_page = _next_page(link, target) if link else None
+            if next_page:
+                headers = (("Link", f'<{next_page}>; rel="next"'),)
             if isinstance(tags, list):
                 # The spec wants lexical order and n/last honoured; distribution 2.8 does
                 # neither, so the mirror paginates what it got (a no-op on a compliant page).
-                tags = sorted(t for t in tags if isinstance(t, str) and (last is None or t > last))
+                # Only names that are tags: anything else (a line break, ``>``) could break
+                # the ``Link`` header built from the last one.
+                tags = sorted(
+                    t
+                    for t in tags
+                    if isinstance(t, str)
+                    and TAG_PATTERN.fullmatch(t)
+                    and (last is None or t > last)
+                )
                 if n is not None and len(tags) > n:
                     tags = tags[:n]
                     next_page = (
@@ -167,6 +179,23 @@ class ListingService:
             log.warning("cannot keep %s of %s/%s (%s)", kind, target.upstream, target.repo, exc)
             self._metrics.metadata_write_failures.labels("response").inc()
         return Listing(fresh.body, fresh.content_type, dict(fresh.headers))
+
+
+def _next_page(link: str, target: Target) -> str | None:
+    """The upstream's next tags page in the client's terms: only its ``n`` and ``last``, on
+    the mirror's own path (a hostile upstream's ``Link`` could name any host, or break the
+    header); ``None`` when it gives neither, or gives an invalid tag."""
+    try:
+        query = URL(link.partition("<")[2].partition(">")[0]).query
+    except ValueError:
+        return None
+    n, last = query.get("n", ""), query.get("last", "")
+    if not (n or last) or (n and not (n.isascii() and n.isdigit() and len(n) <= 18)):
+        return None
+    if last and not TAG_PATTERN.fullmatch(last):
+        return None
+    params = "&".join(f"{k}={v}" for k, v in (("last", last), ("n", n)) if v)
+    return f"/v2/{target.name}/tags/list?{params}"
 
 
 async def _fresh(kind: str, fetch: Callable[[], Awaitable[CachedResponse]]) -> CachedResponse:

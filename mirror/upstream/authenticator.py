@@ -22,6 +22,7 @@ from yarl import URL
 
 from mirror.clock import Clock, SystemClock
 from mirror.errors import ErrorCode, RegistryError, UpstreamUnavailable
+from mirror.lru import Lru
 from mirror.upstream.challenge import Challenge, parse_challenges
 from mirror.upstream.realm import realm_allowed
 from mirror.upstream.status import connection_failure, error_for, read_capped
@@ -36,6 +37,9 @@ DEFAULT_EXPIRES_IN = 60.0
 TOKEN_BODY_LIMIT = 1024 * 1024
 # Token servers without the OAuth2 POST answer these; containerd falls back to GET on the same.
 POST_FALLBACK_STATUSES = frozenset({400, 401, 404, 405})
+# Tokens kept per upstream: scopes name repositories, which clients choose, so the least
+# recently used token is dropped past this many (it is fetched again when needed).
+MAX_TOKENS = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,8 +109,9 @@ class Authenticator:
         self._client_id = client_id
         self._on_response = on_response
         self._basic_challenged = False
-        self._tokens: dict[str, Token] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._tokens: Lru[str, Token] = Lru(MAX_TOKENS)
+        # A lock per scope being fetched, with how many wait on it: dropped when none do.
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
 
     def authorization(self, scope: str) -> str | None:
         """The ``Authorization`` value to send up front for ``scope``, if one is known."""
@@ -148,20 +153,26 @@ class Authenticator:
         rejected: str | None = None,
     ) -> Token:
         """A valid token for ``scope``: cached, or fetched once even when asked concurrently."""
-        lock = self._locks.setdefault(scope, asyncio.Lock())
-        async with lock:
-            cached = self._tokens.get(scope)
-            if (
-                cached is not None
-                and self._clock.monotonic() < cached.expires_at
-                and cached.header != rejected
-            ):
-                return cached
-            token = await self._fetch(session, challenge, scope)
-            now = self._clock.monotonic()
-            self._tokens = {s: t for s, t in self._tokens.items() if t.expires_at > now}
-            self._tokens[scope] = token
-            return token
+        lock, users = self._locks.get(scope, (asyncio.Lock(), 0))
+        self._locks[scope] = (lock, users + 1)
+        try:
+            async with lock:
+                cached = self._tokens.get(scope)
+                if (
+                    cached is not None
+                    and self._clock.monotonic() < cached.expires_at
+                    and cached.header != rejected
+                ):
+                    return cached
+                token = await self._fetch(session, challenge, scope)
+                self._tokens.put(scope, token)
+                return token
+        finally:
+            lock, users = self._locks[scope]
+            if users > 1:
+                self._locks[scope] = (lock, users - 1)
+            else:
+                del self._locks[scope]
 
     async def _fetch(
         self, session: aiohttp.ClientSession, challenge: Challenge, scope: str

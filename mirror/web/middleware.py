@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 
 from aiohttp import web
@@ -17,12 +18,17 @@ log = logging.getLogger(__name__)
 # The status requests are counted with when the client left before its answer was sent.
 CLIENT_CLOSED_REQUEST = 499
 
+# What an ``ns`` naming a registry host (with an optional port) can look like.
+_HOST = re.compile(r"[A-Za-z0-9.\-_:\[\]]{1,255}")
+
 
 async def common_headers(request: web.Request, response: web.StreamResponse) -> None:
     """``on_response_prepare``: the API version on every answer, ``OCI-Namespace`` echoed."""
     response.headers["Docker-Distribution-API-Version"] = "registry/2.0"
     ns = request.query.get("ns")
-    if ns is not None:
+    # Echoed only when it can be a registry host: anything else (a control character, a
+    # line break) would break the header, and with it the answer.
+    if ns is not None and _HOST.fullmatch(ns):
         response.headers["OCI-Namespace"] = ns
 
 

@@ -12,13 +12,16 @@ from mirror.pullthrough.listing import Listing
 from mirror.web.access import visible_repositories
 from mirror.web.keys import services, target
 
+_MAX_DIGITS = 18
+
 
 def _page_size(request: web.Request) -> int | None:
     raw = request.query.get("n")
     if raw is None:
         return None
-    if not raw.isdigit():
-        raise RegistryError(ErrorCode.PAGINATION_NUMBER_INVALID, detail={"n": raw})
+    # ASCII digits only (``"²".isdigit()`` is true), and few enough for ``int`` to take.
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > _MAX_DIGITS:
+        raise RegistryError(ErrorCode.PAGINATION_NUMBER_INVALID, detail={"n": raw[:64]})
     return int(raw)
 
 
@@ -64,6 +67,7 @@ async def catalog(request: web.Request) -> web.Response:
     headers: dict[str, str] = {}
     if n is not None and len(names) > n:
         names = names[:n]
-        headers["Link"] = f'</v2/_catalog?last={names[-1]}&n={n}>; rel="next"'
+        if names:  # n=0 asks for an empty page: there is no last name to go on from
+            headers["Link"] = f'</v2/_catalog?last={names[-1]}&n={n}>; rel="next"'
     response = web.json_response({"repositories": names}, headers=headers)
     return response

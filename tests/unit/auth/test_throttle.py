@@ -81,3 +81,61 @@ def test_the_window_ages_each_users_failures() -> None:
 
     throttle.check(ADDRESS)
     assert throttle.failures(ADDRESS) == 1
+
+
+def test_failing_from_many_other_addresses_does_not_reset_a_guessing_address() -> None:
+    """Past the bound, the least recently failed address is forgotten, not every count."""
+    clock = ManualClock()
+    throttle = Throttle(clock, max_failures=3, window=600, lockout=30)
+    throttle.failed(ADDRESS)
+    for i in range(99_999):
+        throttle.failed(f"spray-{i}")
+    throttle.failed(ADDRESS)  # still guessing: kept however many others fail
+    throttle.failed("spray-more")
+    throttle.failed("spray-last")
+    throttle.failed(ADDRESS)
+
+    with pytest.raises(RegistryError) as refused:
+        throttle.check(ADDRESS)
+    assert refused.value.code is ErrorCode.TOOMANYREQUESTS
+
+
+def test_lockouts_are_bounded_and_the_soonest_to_expire_goes_first() -> None:
+    clock = ManualClock()
+    throttle = Throttle(clock, max_failures=1, window=60, lockout=30, max_sources=2)
+    for source in ("first", "second", "third"):
+        throttle.failed(source)
+        clock.advance(1)
+    throttle.check("first")  # dropped to keep the bound
+    for source in ("second", "third"):
+        with pytest.raises(RegistryError):
+            throttle.check(source)
+
+
+def test_many_other_logins_do_not_forget_a_login_in_use(
+    store: IdentityStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Remembered logins are an LRU: past the bound the least recently used one goes, not all."""
+    import mirror.auth.login as login_module
+    from mirror.crypto.secrets import SecretHash, verify_secret
+
+    checked: list[str] = []
+
+    def counting_verify(secret: str, stored: SecretHash) -> bool:
+        checked.append(secret)
+        return verify_secret(secret, stored)
+
+    monkeypatch.setattr(login_module, "verify_secret", counting_verify)
+    clock = ManualClock()
+    throttle = Throttle(clock, max_failures=10, window=60, lockout=30)
+    login = Login(store, throttle, clock, hash_cost=2, remember_limit=3)
+    _, own = store.create_token("acme", "victim", "own", 0, cost=2)
+    others = []
+    for i in range(4):
+        store.create_user("acme", f"user{i}", 0)
+        others.append((f"acme/user{i}", store.create_token("acme", f"user{i}", "t", 0, cost=2)[1]))
+    login.check("acme/victim", own, ADDRESS)
+    for name, token in others:
+        login.check(name, token, ADDRESS)
+        login.check("acme/victim", own, ADDRESS)  # in use: remembered throughout
+    assert len(checked) == 1 + len(others)

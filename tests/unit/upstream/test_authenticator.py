@@ -350,3 +350,27 @@ async def test_concurrent_requests_fetch_one_token(aiohttp_server: ServerFactory
         pages = await asyncio.gather(*(client.get_tags("a/one") for _ in range(5)))
     assert all(tags["tags"] == ["v1"] for tags, _ in pages)
     assert len(upstream.token_requests) == 1
+
+
+async def test_tokens_kept_are_bounded_by_scope_count(aiohttp_server: ServerFactory) -> None:
+    """Scopes name repositories clients choose: past ``MAX_TOKENS`` the least recently used
+    token is dropped (fetched again when needed), and no per-scope lock outlives its fetch."""
+    import aiohttp
+    from yarl import URL
+
+    from mirror.upstream.authenticator import MAX_TOKENS, Authenticator
+
+    upstream = TokenUpstream(expires_in=3600)
+    server = await aiohttp_server(upstream.app())
+    base = URL(str(server.make_url("")))
+    challenge = Challenge("bearer", {"realm": str(base / "token"), "service": "fake"})
+    authenticator = Authenticator(clock=ManualClock(), upstream=base)
+    async with aiohttp.ClientSession() as session:
+        first = await authenticator.token(session, challenge, "repository:a/0:pull")
+        for i in range(1, MAX_TOKENS + 1):
+            await authenticator.token(session, challenge, f"repository:a/{i}:pull")
+        assert authenticator.authorization("repository:a/0:pull") is None
+        again = await authenticator.token(session, challenge, "repository:a/0:pull")
+    assert again.header != first.header
+    assert len(upstream.token_requests) == MAX_TOKENS + 2
+    assert not authenticator._locks
