@@ -560,3 +560,21 @@ async def call_streamed(
         ) as resp:
             await resp.read()
             return resp.status, dict(resp.headers), None
+
+
+async def test_the_periodic_sweep_removes_expired_sessions(pushee_factory: Factory) -> None:
+    import asyncio
+
+    clock = ManualClock()
+    # Sweeps every upload_timeout / 4 = 0.05 s of real time; expiry is on the manual clock.
+    mirror = await pushee_factory(clock=clock, upload_timeout=0.2)
+    location = await open_session(mirror)
+    session_dir = mirror.data_dir / "uploads" / location.rsplit("/", 1)[1]
+    await asyncio.sleep(0.15)
+    assert session_dir.is_dir()  # not idle on the mirror's clock yet
+    clock.advance(1)
+    for _ in range(100):
+        if not session_dir.exists():
+            break
+        await asyncio.sleep(0.02)
+    assert not session_dir.exists()
