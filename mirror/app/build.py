@@ -28,6 +28,7 @@ from mirror.config import Config, UpstreamConfig
 from mirror.db.lock import DataDirLock
 from mirror.db.metadata import WRITE_FAILED, Metadata
 from mirror.db.retention import RetentionStore
+from mirror.hosted.uploads import UploadStore
 from mirror.metrics import Metrics
 from mirror.oci.digest import Digest
 from mirror.pullthrough.blobs import BlobService
@@ -44,12 +45,14 @@ from mirror.upstream.pool import UpstreamPool
 from mirror.upstream.routing import Route, Router
 from mirror.web.admin.retention import add_admin_routes
 from mirror.web.keys import (
+    ANONYMOUS_PUSH,
     AUTH,
     CACHE,
     METADATA,
     METRICS_ACCESS,
     RETENTION,
     SERVICES,
+    UPLOADS,
     UPSTREAMS,
     Services,
 )
@@ -186,6 +189,7 @@ class Resources:
             self.metadata,
             self.upstreams,
             self.services,
+            self.uploads,
             *auth,
             self.retention,
             self.last_pulls,
@@ -298,6 +302,22 @@ class Resources:
         finally:
             await blobs.close()
 
+    async def uploads(self, app: web.Application) -> AsyncIterator[None]:
+        """``UPLOADS``: the blob upload sessions under ``<data_dir>/uploads``; expired ones are
+        swept now and every ``storage.upload_timeout / 4`` seconds (at most every 5 min)."""
+        storage = self.config.storage
+        store = UploadStore(
+            self.data_dir / "uploads",
+            self.clock,
+            timeout=storage.upload_timeout,
+            chunk_size=storage.chunk_size,
+        )
+        store.sweep()
+        app[UPLOADS] = store
+        interval = min(storage.upload_timeout / 4, 300.0)
+        async with running(store.sweep_periodically(interval)):
+            yield
+
     async def auth(self, app: web.Application) -> AsyncIterator[None]:
         """``AUTH``: the identity store and signing key (the first start announces its
         administrator token)."""
@@ -366,6 +386,7 @@ def build_app(
         install_auth(app)
     add_admin_routes(app)
     app[METRICS_ACCESS] = config.metrics_access()
+    app[ANONYMOUS_PUSH] = config.server.allow_anonymous_push and not config.auth.enabled
     app.on_response_prepare.append(common_headers)
     app.cleanup_ctx.extend(resources.contexts())
     return app

@@ -45,6 +45,10 @@ class ServerConfig:
     # it is closed (one timer, armed at connect and after each response; trickled bytes do not
     # re-arm it, so slow-header clients are dropped too). Must be positive.
     keepalive_timeout: float = 75.0
+    # With auth off, accept anonymous pushes into <tenancy>/<repo> (a seeding station): only
+    # on a loopback listen address; refused at start on any other. Without it every write is
+    # 405 UNSUPPORTED when auth is off.
+    allow_anonymous_push: bool = False
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,9 @@ class StorageConfig:
     data_dir: str = "./data"
     # I/O chunk size when reading from upstream and serving from disk (1 MiB is the sweet spot).
     chunk_size: int = 1 * MiB
+    # Seconds an upload session (uploads/<uuid>/ in the data directory) may stay idle before
+    # it is unknown (BLOB_UPLOAD_UNKNOWN) and its files are swept. Must be positive.
+    upload_timeout: float = 86400.0
 
 
 @dataclass(frozen=True)
@@ -295,6 +302,10 @@ class Config:
         _validate_metrics(self.server.metrics, self.auth.enabled)
         if not self.server.keepalive_timeout > 0:
             raise ConfigError("server.keepalive_timeout: must be positive")
+        if not self.storage.upload_timeout > 0:
+            raise ConfigError("storage.upload_timeout: must be positive")
+        if self.server.allow_anonymous_push:
+            _validate_anonymous_push(self.server.listen, self.auth.enabled)
         _validate_encryption(self.encryption)
         _validate_upstreams(self.upstreams)
         if self.default_upstream and self.upstream(self.default_upstream) is None:
@@ -363,6 +374,13 @@ def _validate_listen(listen: str) -> None:
     host, sep, port = listen.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ConfigError(f"server.listen: expected HOST:PORT, got {listen!r}")
+
+
+def _validate_anonymous_push(listen: str, auth: bool) -> None:
+    if auth:
+        raise ConfigError("server.allow_anonymous_push: only for auth.enabled = false")
+    if not _is_loopback(listen.rpartition(":")[0]):
+        raise ConfigError(f"server.allow_anonymous_push: only on a loopback listener, not {listen}")
 
 
 METRICS_ACCESS = ("auto", "anonymous", "admin", "off")

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from mirror.auth.access import RepoRef
 from mirror.auth.policy.grammar import Verb
 from mirror.auth.principal import Principal
 from mirror.auth.scope import ALL, CATALOG, DELETE, PULL, PUSH, REGISTRY, REPOSITORY
@@ -23,7 +24,7 @@ from mirror.auth.service import AuthService
 from mirror.errors import ErrorCode, RegistryError
 from mirror.oci.digest import Digest, is_digest
 from mirror.oci.names import HOST_PATTERN
-from mirror.web.keys import AUTH, PRINCIPAL, TARGET
+from mirror.web.keys import AUTH, HOSTED, PRINCIPAL, TARGET
 
 TOKEN_PATH = "/auth/token"
 _BASE = ("/v2/", "/v2")
@@ -41,8 +42,12 @@ class Need:
     lists_tags: bool = False
 
 
+UPLOADS = "/blobs/uploads/"
+
+
 def need_of(method: str, route: str) -> Need:
-    """The access a registry route needs (tags list: inspect; pulls: read; writes: use)."""
+    """The access a registry route needs (tags list: inspect; pulls: read; writes and every
+    blob upload route, its status ``GET`` and cancelling ``DELETE`` included: push, ``use``)."""
     if method in ("GET", "HEAD") and "/blobs/uploads/" not in route:
         if route.endswith("/tags/list"):
             return Need(PULL, Verb.INSPECT, lists_tags=True)
@@ -165,6 +170,10 @@ async def _repository_request(
         if not allowed:
             raise RegistryError(ErrorCode.DENIED, detail={"name": name, "action": need.action})
         raise challenge(request, None, scope, "insufficient_scope")
+    if UPLOADS in route:
+        request[HOSTED] = hosted_repository(auth, principal, ref)
+        request[PRINCIPAL] = principal
+        return await handler(request)
     target = await auth.target_of(ref)
     request[TARGET] = target
     request[PRINCIPAL] = principal
@@ -184,6 +193,34 @@ async def _repository_request(
             now = auth.tokens.now()
             auth.identity.create_repository(ref.tenancy, ref.name, now, exist_ok=True)
     return response
+
+
+def hosted_repository(auth: AuthService, principal: Principal, ref: RepoRef) -> RepoRef:
+    """``ref`` as a hosted repository ``principal`` may push to: ``DENIED`` for a pull-through
+    namespace (node-local or a rule's prefix), and for a repository that does not exist yet
+    unless the pusher may ``manage`` repositories (then the first push creates it)."""
+    cache = RegistryError(
+        ErrorCode.DENIED,
+        "this repository is a pull-through cache: it cannot be pushed to",
+        detail={"name": ref.path},
+    )
+    if ref.proxy:
+        raise cache
+    try:
+        auth.resolver.rule_for(ref)
+    except RegistryError:
+        pass
+    else:
+        raise cache
+    if auth.identity.repository(ref.tenancy, ref.name) is None:
+        if not auth.authorizer.permits(principal, ref, Verb.MANAGE):
+            raise RegistryError(
+                ErrorCode.DENIED,
+                "no such repository, and creating it on push needs manage",
+                detail={"name": ref.path},
+            )
+        auth.identity.create_repository(ref.tenancy, ref.name, auth.tokens.now(), exist_ok=True)
+    return ref
 
 
 def visible_repositories(request: web.Request, names: list[str]) -> list[str]:

@@ -11,11 +11,13 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from mirror.auth.access import RepoRef
 from mirror.auth.principal import Principal
 from mirror.auth.service import AuthService
 from mirror.blobstore.capacity import CapacityLimit
 from mirror.db.metadata import Metadata
 from mirror.errors import ErrorCode, RegistryError
+from mirror.hosted.uploads import UploadStore
 from mirror.metrics import Metrics
 from mirror.pullthrough.blobs import BlobService
 from mirror.pullthrough.listing import ListingService
@@ -47,9 +49,15 @@ METRICS_ACCESS = web.AppKey("metrics_access", str)
 CACHE = web.AppKey("cache", CapacityLimit)
 METADATA = web.AppKey("metadata", Metadata)
 UPSTREAMS = web.AppKey("upstreams", UpstreamPool)
+# The blob upload sessions on disk, and whether auth-off pushes are allowed
+# (``server.allow_anonymous_push``).
+UPLOADS = web.AppKey("uploads", UploadStore)
+ANONYMOUS_PUSH = web.AppKey("anonymous_push", bool)
 
 # The target resolved by the auth middleware (tenancy repositories and their rules), if any.
 TARGET = web.RequestKey("target", Target)
+# The hosted repository a write addresses, once the auth middleware checked it may be pushed.
+HOSTED = web.RequestKey("hosted", RepoRef)
 # Who made the request, once the auth middleware authenticated it.
 PRINCIPAL = web.RequestKey("principal", Principal)
 # Seconds the handler took, with perf_counter resolution (the loop clock ticks in ms on uvloop).

@@ -33,6 +33,7 @@ LAYERS: dict[str, int] = {
     "mirror.upstream": 2,
     "mirror.pullthrough": 3,
     "mirror.auth": 3,
+    "mirror.hosted": 3,
     "mirror.retention": 3,
     "mirror.web": 4,
     "mirror.config": 5,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from mirror.web.registry import base, blobs, listing, manifests
+from mirror.web.registry import base, blobs, listing, manifests, uploads
 
 NAME = r"{name:[^{}]+?}"
 
@@ -15,6 +15,11 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/v2/", base.version_check)
     r.add_get("/v2", base.version_check)
     r.add_get("/v2/_catalog", listing.catalog)
+    r.add_post(f"/v2/{NAME}/blobs/uploads/", uploads.start)
+    r.add_patch(f"/v2/{NAME}/blobs/uploads/{{uuid}}", uploads.patch)
+    r.add_put(f"/v2/{NAME}/blobs/uploads/{{uuid}}", uploads.finish)
+    r.add_get(f"/v2/{NAME}/blobs/uploads/{{uuid}}", uploads.status, allow_head=False)
+    r.add_delete(f"/v2/{NAME}/blobs/uploads/{{uuid}}", uploads.cancel)
     for method in ("POST", "PUT", "PATCH", "DELETE", "GET"):
         r.add_route(method, f"/v2/{NAME}/blobs/uploads/{{rest:.*}}", base.unsupported)
     r.add_get(f"/v2/{NAME}/blobs/{{digest}}", blobs.blob)

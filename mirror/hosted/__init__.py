@@ -1,0 +1,1 @@
+"""Hosted repositories: content pushed into a tenancy, not cached from an upstream."""

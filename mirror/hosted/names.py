@@ -1,0 +1,12 @@
+"""Where hosted content is recorded: the metadata store's upstream key of a tenancy's hosted
+repositories (links, tags and manifests are kept under ``(hosted_key(tenancy), repo)``)."""
+
+from __future__ import annotations
+
+HOSTED_PREFIX = "hosted:"
+
+
+def hosted_key(tenancy: str) -> str:
+    """The metadata upstream key of ``tenancy``'s hosted repositories (never a rule's key:
+    rule keys and upstream hosts hold no ``:``)."""
+    return f"{HOSTED_PREFIX}{tenancy}"
