@@ -1,7 +1,8 @@
 """The mirror-behaviour checks. Each takes the :class:`Context` and returns a
 :class:`~mirror.check.report.CheckResult`; they run in :data:`ORDER`, because each leaves the
 target's cache in the state the next one expects (the seeded image's blobs are shared out:
-layer 0 for ``Range``, 1 for the herd, 2 for the leader, 3 for wrong bytes)."""
+layer 0 for ``Range``, 1 for the herd, 2 for the leader, 3 for wrong bytes, 4 and the
+config for the header checks)."""
 
 from __future__ import annotations
 
@@ -295,8 +296,9 @@ async def exact_headers(ctx: Context) -> CheckResult:
     """``Docker-Content-Digest`` and ``Content-Length`` are exact on manifest and blob ``GET``
     and ``HEAD`` (by digest)."""
     manifest = ctx.image.image.manifest
+    config, last = ctx.image.image.config, ctx.image.image.layers[4]
     targets = [("manifests", manifest.digest, manifest.size)] + [
-        ("blobs", blob.digest, blob.size) for blob in ctx.image.image.blobs()[:2]
+        ("blobs", blob.digest, blob.size) for blob in (config, last)
     ]
     wrong: list[str] = []
     for kind, digest, size in targets:

@@ -97,9 +97,12 @@ class CountingProxy:
                 response.content_length = upstream.content_length
             await response.prepare(request)
             corrupt = any(digest in request.path for digest in self.mode.corrupt)
-            async for chunk in upstream.content.iter_chunked(CHUNK):
-                if self.mode.slow:
-                    await asyncio.sleep(self.mode.slow)
-                await response.write(bytes(b ^ 0xFF for b in chunk) if corrupt else chunk)
-            await response.write_eof()
+            try:
+                async for chunk in upstream.content.iter_chunked(CHUNK):
+                    if self.mode.slow:
+                        await asyncio.sleep(self.mode.slow)
+                    await response.write(bytes(b ^ 0xFF for b in chunk) if corrupt else chunk)
+                await response.write_eof()
+            except ConnectionResetError:  # the mirror hung up: nothing more to send
+                pass
             return response

@@ -35,6 +35,7 @@ LAYERS: dict[str, int] = {
     "mirror.auth": 3,
     "mirror.retention": 3,
     "mirror.web": 4,
+    "mirror.check": 4,
     "mirror.config": 5,
     "mirror.app": 5,
     "mirror.cli": 6,
