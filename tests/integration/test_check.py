@@ -15,8 +15,10 @@ import pytest
 
 from mirror.check.checks import ORDER
 from mirror.check.suite import Settings, run_suite
+from mirror.cli.check import own_mirror
 from mirror.cli.main import main
 from mirror.testing.registry import InProcessRegistry
+from tests.peers.ports import free_port
 from tests.peers.registry import Registry
 
 QUICK = {"layer_size": 256 << 10, "deadline": 90.0}
@@ -33,6 +35,21 @@ async def test_our_mirror_passes_every_check(capsys: pytest.CaptureFixture[str])
     assert status == 0
     herd = next(check for check in report["checks"] if check["name"] == "herd")
     assert herd["evidence"]["upstream_gets"] == 1
+
+
+async def test_a_target_run_elsewhere_points_at_the_fixed_proxy_port(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    port = free_port()
+    async with InProcessRegistry().serve() as origin:
+        host = urlsplit(origin).netloc
+        async with own_mirror(f"http://127.0.0.1:{port}", host, 1.0) as target:
+            argv = ["check", target, "--origin", origin, "--proxy-port", str(port), "--quick"]
+            status = await asyncio.to_thread(main, argv)
+    captured = capsys.readouterr()
+    assert f"counting proxy on http://127.0.0.1:{port}" in captured.err
+    assert captured.out.splitlines()[-1] == f"{len(ORDER)}/{len(ORDER)} passed"
+    assert status == 0
 
 
 async def test_distribution_proxy_run_completes(tmp_path: Path) -> None:
