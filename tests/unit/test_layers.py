@@ -36,6 +36,7 @@ LAYERS: dict[str, int] = {
     "mirror.hosted": 3,
     "mirror.retention": 3,
     "mirror.web": 4,
+    "mirror.check": 4,
     "mirror.config": 5,
     "mirror.app": 5,
     "mirror.cli": 6,

@@ -1,0 +1,108 @@
+"""The counting, switchable proxy that ``mirror check`` puts between a mirror and its origin:
+an aiohttp app on loopback that forwards every request to the origin, counts requests by
+method and path, and can be switched to answer 503 (down), corrupt one blob's bytes, or stream
+slowly."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import aiohttp
+from aiohttp import web
+
+HOP_HEADERS = frozenset(
+    {"connection", "keep-alive", "transfer-encoding", "te", "upgrade", "host", "content-length"}
+)
+CHUNK = 64 * 1024
+
+
+@dataclass
+class ProxyMode:
+    """What the proxy does now: ``down`` answers 503 to everything; a blob whose digest is in
+    ``corrupt`` has its bytes flipped (same length); ``slow`` seconds pass between chunks."""
+
+    down: bool = False
+    corrupt: set[str] = field(default_factory=set)
+    slow: float = 0.0
+
+
+class CountingProxy:
+    """Forwards to ``origin`` and counts ``(method, path)`` of every request it receives."""
+
+    def __init__(self, origin: str, *, timeout: float = 30.0) -> None:
+        self.origin = origin.rstrip("/")
+        self.mode = ProxyMode()
+        self.counts: Counter[tuple[str, str]] = Counter()
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._http: aiohttp.ClientSession | None = None
+
+    def count(self, method: str, path_contains: str) -> int:
+        """How many ``method`` requests whose path contains ``path_contains`` arrived."""
+        return sum(
+            n for (m, path), n in self.counts.items() if m == method and path_contains in path
+        )
+
+    def reset(self) -> None:
+        """Forget the counts and go back to forwarding faithfully."""
+        self.counts.clear()
+        self.mode = ProxyMode()
+
+    def app(self) -> web.Application:
+        """The proxy as an aiohttp application (one catch-all route)."""
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._forward)
+        return app
+
+    @asynccontextmanager
+    async def serve(self, port: int = 0) -> AsyncIterator[str]:
+        """Listen on 127.0.0.1 (``port``, or a free one) while the context lasts; yields the
+        proxy's base URL."""
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", port))
+        runner = web.AppRunner(self.app(), access_log=None)
+        await runner.setup()
+        async with aiohttp.ClientSession(timeout=self._timeout, auto_decompress=False) as http:
+            self._http = http
+            try:
+                await web.SockSite(runner, listener).start()
+                yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+            finally:
+                await runner.cleanup()
+                listener.close()
+                self._http = None
+
+    async def _forward(self, request: web.Request) -> web.StreamResponse:
+        self.counts[(request.method, request.path)] += 1
+        if self.mode.down:
+            return web.json_response({"errors": [{"code": "UNAVAILABLE"}]}, status=503)
+        assert self._http is not None
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
+        body = await request.read()
+        async with self._http.request(
+            request.method,
+            self.origin + request.path_qs,
+            headers=headers,
+            data=body or None,
+            allow_redirects=False,
+        ) as upstream:
+            out = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_HEADERS}
+            response = web.StreamResponse(status=upstream.status, headers=out)
+            if upstream.content_length is not None:
+                response.content_length = upstream.content_length
+            await response.prepare(request)
+            corrupt = any(digest in request.path for digest in self.mode.corrupt)
+            try:
+                async for chunk in upstream.content.iter_chunked(CHUNK):
+                    if self.mode.slow:
+                        await asyncio.sleep(self.mode.slow)
+                    await response.write(bytes(b ^ 0xFF for b in chunk) if corrupt else chunk)
+                await response.write_eof()
+            except ConnectionResetError:  # the mirror hung up: nothing more to send
+                pass
+            return response
