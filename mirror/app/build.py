@@ -28,6 +28,7 @@ from mirror.config import Config, UpstreamConfig
 from mirror.db.lock import DataDirLock
 from mirror.db.metadata import WRITE_FAILED, Metadata
 from mirror.db.retention import RetentionStore
+from mirror.hosted.repositories import HostedRepositories
 from mirror.metrics import Metrics
 from mirror.oci.digest import Digest
 from mirror.pullthrough.blobs import BlobService
@@ -46,6 +47,7 @@ from mirror.web.admin.retention import add_admin_routes
 from mirror.web.keys import (
     AUTH,
     CACHE,
+    HOSTED,
     METADATA,
     METRICS_ACCESS,
     RETENTION,
@@ -293,6 +295,12 @@ class Resources:
             max_stale=cache.max_stale,
         )
         app[SERVICES] = Services(self.router, blobs, manifests, listing, metadata, self.metrics)
+        app[HOSTED] = HostedRepositories(
+            capped,
+            metadata,
+            self.clock,
+            max_manifest_bytes=self.config.hosted.max_manifest_size,
+        )
         try:
             yield
         finally:

@@ -16,6 +16,7 @@ from mirror.auth.service import AuthService
 from mirror.blobstore.capacity import CapacityLimit
 from mirror.db.metadata import Metadata
 from mirror.errors import ErrorCode, RegistryError
+from mirror.hosted.repositories import HostedRepositories
 from mirror.metrics import Metrics
 from mirror.pullthrough.blobs import BlobService
 from mirror.pullthrough.listing import ListingService
@@ -42,6 +43,8 @@ SERVICES = web.AppKey("services", Services)
 AUTH = web.AppKey("auth", AuthService)
 RETENTION = web.AppKey("retention", RetentionService)
 # Who may read /metrics: "anonymous", "admin" or "off" (``server.metrics`` resolved).
+# Hosted repositories' content (pushed manifests and tags).
+HOSTED = web.AppKey("hosted", HostedRepositories)
 METRICS_ACCESS = web.AppKey("metrics_access", str)
 # The blob store under its capacity limit, the metadata store and the upstream clients.
 CACHE = web.AppKey("cache", CapacityLimit)

@@ -1,0 +1,1 @@
+"""Hosted repositories: content pushed into ``<tenancy>/<repo>``, with no upstream behind it."""
