@@ -14,9 +14,10 @@ import pytest
 
 from mirror.db.identity.records import ADMINISTRATORS, PullThroughRule
 from mirror.hosted.names import hosted_key
+from mirror.hosted.repositories import hosted_target
 from mirror.oci.digest import Digest
 from mirror.oci.media import DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST
-from mirror.web.keys import CACHE
+from mirror.web.keys import CACHE, HOSTED
 
 from .conftest import AuthMirror, MirrorFactory
 from .test_auth_tokens import basic
@@ -379,3 +380,30 @@ async def test_with_auth_off_writes_stay_405(
         ):
             async with http.request(method, f"{mirror.url}/v2/{path}", data=b"{}") as resp:
                 assert (resp.status, code_of(await resp.read())) == (405, "UNSUPPORTED")
+
+
+async def test_the_capacity_limit_never_evicts_hosted_images(
+    mirror_factory: MirrorFactory, upstream_registry: Any
+) -> None:
+    mirror = await mirror_factory(
+        {upstream_registry.host: upstream_registry.url}, retention={"max_size": 10_000_000}
+    )
+    hosted = mirror.app[HOSTED]
+    where = hosted_target("acme", "app", "acme/app")
+    blobs: list[dict[str, Any]] = []
+    for data in (b'{"config": 1}', b"layer" * 1000):
+        digest = Digest.of(data)
+        await mirror.app[CACHE].put(digest, data)
+        mirror.services.metadata.link(where.upstream, where.repo, [digest])
+        blobs.append({"mediaType": LAYER, "digest": str(digest), "size": len(data)})
+    doc = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": blobs[0], "layers": blobs[1:]}
+    body = json.dumps(doc).encode()
+    pushed = await hosted.put_manifest(where, "v1", body, OCI_MANIFEST)
+    mirror.clock.advance(365 * 24 * 3600)
+
+    await mirror.retention.evict_to(0)
+
+    found = await hosted.manifest(where, "v1", [])
+    assert found.digest == pushed.digest and found.body == body
+    for blob in blobs:
+        assert await hosted.holds_blob(where, Digest.parse(blob["digest"]))
