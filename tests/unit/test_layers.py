@@ -34,6 +34,8 @@ LAYERS: dict[str, int] = {
     "mirror.pullthrough": 3,
     "mirror.auth": 3,
     "mirror.retention": 3,
+    "mirror.hosted": 3,
+    "mirror.hosted.names": 1,
     "mirror.web": 4,
     "mirror.config": 5,
     "mirror.app": 5,
@@ -46,6 +48,7 @@ SIBLINGS: frozenset[tuple[str, str]] = frozenset(
     {
         ("mirror.verify", "mirror.oci"),  # a verifier checks against a Digest
         ("mirror.app", "mirror.config"),  # the app is wired from the configuration
+        ("mirror.hosted", "mirror.pullthrough"),  # hosted manifests answer as cached ones do
     }
 )
 
