@@ -28,6 +28,7 @@ from mirror.config import Config, UpstreamConfig
 from mirror.db.lock import DataDirLock
 from mirror.db.metadata import WRITE_FAILED, Metadata
 from mirror.db.retention import RetentionStore
+from mirror.hosted.repositories import HostedRepositories
 from mirror.hosted.uploads import UploadStore
 from mirror.metrics import Metrics
 from mirror.oci.digest import Digest
@@ -48,6 +49,7 @@ from mirror.web.keys import (
     ANONYMOUS_PUSH,
     AUTH,
     CACHE,
+    HOSTED,
     METADATA,
     METRICS_ACCESS,
     RETENTION,
@@ -297,6 +299,12 @@ class Resources:
             max_stale=cache.max_stale,
         )
         app[SERVICES] = Services(self.router, blobs, manifests, listing, metadata, self.metrics)
+        app[HOSTED] = HostedRepositories(
+            capped,
+            metadata,
+            self.clock,
+            max_manifest_bytes=self.config.hosted.max_manifest_size,
+        )
         try:
             yield
         finally:

@@ -6,7 +6,8 @@ A request is on one of two faces. The **registry face** (a request whose ``Host`
 longest prefix. The **node-local face** (any other ``Host``, and every ``?ns=`` request)
 names proxy repositories of the configured default tenancy, routed to a configured upstream
 by the :class:`~mirror.upstream.routing.Router` and named ``<upstream>/<repo>`` in that
-tenancy, whatever tenancies exist: a tenancy never shadows a node-local name.
+tenancy, whatever tenancies exist: a tenancy never shadows a node-local name. A tenancy
+repository that no rule serves is **hosted**: its content is pushed, never pulled through.
 """
 
 from __future__ import annotations
@@ -19,8 +20,12 @@ from mirror.auth.principal import Principal
 from mirror.db.identity.records import ADMINISTRATORS, RESERVED_TENANCIES, PullThroughRule
 from mirror.db.identity.store import IdentityStore
 from mirror.errors import ErrorCode, RegistryError
+from mirror.hosted.names import hosted_key
 from mirror.oci.names import validate_name
 from mirror.upstream.routing import Router, Target
+
+# Catalog entries of hosted repositories start with this (``hosted:<tenancy>/<repo>``).
+HOSTED_PREFIX = hosted_key("")
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +134,14 @@ class Resolver:
             detail={"name": ref.path},
         )
 
+    def is_hosted(self, ref: RepoRef) -> bool:
+        """Whether ``ref`` is a hosted repository: a tenancy repository no pull-through rule
+        serves (its name is neither a rule's prefix nor under one)."""
+        return not ref.proxy and not any(
+            ref.name == rule.prefix or ref.name.startswith(rule.prefix + "/")
+            for rule in self._store.rules(ref.tenancy)
+        )
+
     def records_of(self, ref: RepoRef) -> list[tuple[str, str]]:
         """The ``(upstream key, repo)`` pairs a repository of ``ref.tenancy`` keeps cache
         records under: its tenancy's rules' keys, or (default tenancy) its proxy name. Never
@@ -149,8 +162,12 @@ class Resolver:
         ``host``, or ``None`` when it is not reachable there (a deleted rule's leftovers, a
         tenancy repository on the node-local face, a proxy repository on the registry face).
         """
-        key, at, rest = name.partition("@")
         registry = self.on_registry_face(host, None)
+        if name.startswith(HOSTED_PREFIX):
+            tenancy, _, repo = name[len(HOSTED_PREFIX) :].partition("/")
+            hosted = registry and repo and self._store.tenancy(tenancy) is not None
+            return f"{tenancy}/{repo}" if hosted else None
+        key, at, rest = name.partition("@")
         if not at:
             # Proxy repositories, and rules stored before rule ids (keyed by their path).
             return name if not registry or self._is_tenancy_path(name) else None

@@ -254,6 +254,19 @@ class RetentionConfig:
                 raise ConfigError(f'{key}.match: expected "any" or "all"')
 
 
+@dataclass(frozen=True)
+class HostedConfig:
+    """Hosted repositories: what may be pushed into ``<tenancy>/<repo>``."""
+
+    # Largest manifest body a push may send, in bytes (distribution-spec: at least 4 MiB).
+    max_manifest_size: int = 4 * MiB
+
+    def check(self) -> None:
+        """Raise ``ConfigError`` naming the first bad ``hosted.*`` key."""
+        if self.max_manifest_size < 1024:
+            raise ConfigError("hosted.max_manifest_size: must be at least 1024 bytes")
+
+
 def _default_upstreams() -> tuple[UpstreamConfig, ...]:
     return (
         UpstreamConfig(
@@ -279,6 +292,7 @@ class Config:
     upstreams: tuple[UpstreamConfig, ...] = field(default_factory=_default_upstreams)
     auth: AuthConfig = field(default_factory=AuthConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
+    hosted: HostedConfig = field(default_factory=HostedConfig)
     # Upstream host used for bare names (no ?ns= and no host path prefix); "" for none.
     default_upstream: str = "docker.io"
 
@@ -319,6 +333,7 @@ class Config:
                 raise ConfigError(f"cache.{name}: must not be negative")
         self._validate_auth()
         self.retention.check()
+        self.hosted.check()
         return self
 
     def _validate_auth(self) -> None:

@@ -148,6 +148,16 @@ class Metadata(
             self._record_move(upstream, repo, move)
         self.add_repository(upstream, repo)
 
+    def delete_tag(self, upstream: str, repo: str, tag: str, at: float) -> TagRecord | None:
+        """Remove tag ``repo:tag`` (its move is recorded); the record it had, or ``None``."""
+        old = self.tag(upstream, repo, tag)
+        if old is None:
+            return None
+        self._db.delete(("tag", upstream, repo, tag))
+        self._tags.drop((upstream, repo, tag))
+        self._record_move(upstream, repo, TagMove(tag, old.digest, None, at))
+        return old
+
     def touch_tag(self, upstream: str, repo: str, tag: str, fetched_at: float) -> None:
         """Note that upstream confirmed the tag unchanged at ``fetched_at``."""
         record = self.tag(upstream, repo, tag)
@@ -205,6 +215,11 @@ class Metadata(
     def linked(self, upstream: str, repo: str, digest: Digest) -> bool:
         """Whether ``repo`` at ``upstream`` is known to reference ``digest``."""
         return ("link", upstream, repo, str(digest)) in self._db
+
+    def drop_link(self, upstream: str, repo: str, digest: Digest) -> bool:
+        """Forget that ``repo`` at ``upstream`` references ``digest``; whether it did."""
+        key = ("link", upstream, repo, str(digest))
+        return bool(self._db.delete(key))
 
     def unlink(self, upstream: str, repo: str) -> int:
         """Forget every link of ``repo`` at ``upstream``; returns how many."""

@@ -14,6 +14,7 @@ from mirror.blobstore.capacity import CapacityLimit
 from mirror.blobstore.interface import BlobStore
 from mirror.clock import Clock
 from mirror.db.retention import RetentionStore
+from mirror.hosted.names import hosted_key
 from mirror.metrics import Metrics
 from mirror.oci.digest import Digest
 from mirror.retention.audit import AuditLog, iso
@@ -244,8 +245,8 @@ class RetentionService:
             return report
 
     async def evict_to(self, target: int) -> None:
-        """Evict least recently pulled images (exempt tags respected) until the cache holds
-        at most ``target`` bytes, or nothing evictable is left."""
+        """Evict least recently pulled images (exempt tags respected; hosted images never)
+        until the cache holds at most ``target`` bytes, or nothing evictable is left."""
         capacity = self.capacity
         if capacity is None:
             return
@@ -263,7 +264,9 @@ class RetentionService:
             await collector.collect_deferred()
             # Objects no cached manifest refers to go before any image does.
             await collector.collect_orphans(lambda: capacity.total <= target)
-            for group in least_recently_pulled(list(inventory.images), governing):
+            # Hosted images are not a cache: nothing upstream could bring them back.
+            cached = [i for i in inventory.images if not i.upstream.startswith(hosted_key(""))]
+            for group in least_recently_pulled(cached, governing):
                 if capacity.total <= target:
                     break
                 reason = (

@@ -19,12 +19,13 @@ from aiohttp.typedefs import Handler
 from mirror.auth.access import RepoRef
 from mirror.auth.policy.grammar import Verb
 from mirror.auth.principal import Principal
-from mirror.auth.scope import ALL, CATALOG, DELETE, PULL, PUSH, REGISTRY, REPOSITORY
+from mirror.auth.scope import ALL, CATALOG, PULL, PUSH, REGISTRY, REPOSITORY
 from mirror.auth.service import AuthService
 from mirror.errors import ErrorCode, RegistryError
+from mirror.hosted.repositories import hosted_target
 from mirror.oci.digest import Digest, is_digest
 from mirror.oci.names import HOST_PATTERN
-from mirror.web.keys import AUTH, HOSTED, PRINCIPAL, TARGET
+from mirror.web.keys import AUTH, HOSTED, HOSTED_REPO, PRINCIPAL, TARGET
 
 TOKEN_PATH = "/auth/token"
 _BASE = ("/v2/", "/v2")
@@ -42,18 +43,16 @@ class Need:
     lists_tags: bool = False
 
 
-UPLOADS = "/blobs/uploads/"
 
 
 def need_of(method: str, route: str) -> Need:
-    """The access a registry route needs (tags list: inspect; pulls: read; writes and every
-    blob upload route, its status ``GET`` and cancelling ``DELETE`` included: push, ``use``)."""
+    """The access a registry route needs (tags list: inspect; pulls: read; pushes, every blob
+    upload route (its status ``GET`` and cancelling ``DELETE`` included) and the deletion of
+    manifests, tags and blobs: push, ``use``)."""
     if method in ("GET", "HEAD") and "/blobs/uploads/" not in route:
         if route.endswith("/tags/list"):
             return Need(PULL, Verb.INSPECT, lists_tags=True)
         return Need(PULL, Verb.READ)
-    if method == "DELETE" and "/blobs/uploads/" not in route:
-        return Need(DELETE, Verb.MANAGE)
     return Need(PUSH, Verb.USE)
 
 
@@ -156,28 +155,18 @@ async def _repository_request(
     auth = request.app[AUTH]
     name = request.match_info["name"]
     ref = auth.resolver.locate(name, request.query.get("ns"), request.host)
-    need = need_of(request.method, route)
-    scope = f"{REPOSITORY}:{name}:{need.action}"
-    principal = authenticate(request, scope)
-    if need.lists_tags:
-        allowed = auth.authorizer.permits_tag_listing(principal, ref)
-    else:
-        allowed = auth.authorizer.permits(principal, ref, need.verb)
-    held = principal.holds(REPOSITORY, name, need.action)
-    if not (allowed and held):
-        if principal.anonymous:
-            raise challenge(request, None, scope)
-        if not allowed:
-            raise RegistryError(ErrorCode.DENIED, detail={"name": name, "action": need.action})
-        raise challenge(request, None, scope, "insufficient_scope")
-    if UPLOADS in route:
-        request[HOSTED] = hosted_repository(auth, principal, ref)
-        request[PRINCIPAL] = principal
-        return await handler(request)
+    hosted = auth.resolver.is_hosted(ref)
+    reading = request.method in ("GET", "HEAD")
+    principal = _authorised(request, ref, route, refuse_writes=not hosted)
+    request[PRINCIPAL] = principal
+    if hosted:
+        request[TARGET] = hosted_target(ref.tenancy, ref.name, ref.path)
+        if not reading:
+            _ensure_repository(request, principal, ref)
+        request[HOSTED_REPO] = ref
+        return await _hosted_request(request, handler, route)
     target = await auth.target_of(ref)
     request[TARGET] = target
-    request[PRINCIPAL] = principal
-    reading = request.method in ("GET", "HEAD")
     if reading and route.endswith("/blobs/{digest}"):
         await auth.links.prove_blob(target, Digest.parse(request.match_info["digest"]))
     manifest = reading and route.endswith("/manifests/{reference}")
@@ -195,32 +184,62 @@ async def _repository_request(
     return response
 
 
-def hosted_repository(auth: AuthService, principal: Principal, ref: RepoRef) -> RepoRef:
-    """``ref`` as a hosted repository ``principal`` may push to: ``DENIED`` for a pull-through
-    namespace (node-local or a rule's prefix), and for a repository that does not exist yet
-    unless the pusher may ``manage`` repositories (then the first push creates it)."""
-    cache = RegistryError(
-        ErrorCode.DENIED,
-        "this repository is a pull-through cache: it cannot be pushed to",
-        detail={"name": ref.path},
-    )
-    if ref.proxy:
-        raise cache
-    try:
-        auth.resolver.rule_for(ref)
-    except RegistryError:
-        pass
+def _authorised(
+    request: web.Request, ref: RepoRef, route: str, *, refuse_writes: bool
+) -> Principal:
+    """The caller, allowed what the route needs of ``ref``; a write to a pull-through cache
+    (``refuse_writes``) is ``DENIED`` saying so, whoever logged in asks."""
+    auth = request.app[AUTH]
+    name = request.match_info["name"]
+    need = need_of(request.method, route)
+    scope = f"{REPOSITORY}:{name}:{need.action}"
+    principal = authenticate(request, scope)
+    if refuse_writes and request.method not in ("GET", "HEAD"):
+        if principal.anonymous:
+            raise challenge(request, None, scope)
+        raise RegistryError(
+            ErrorCode.DENIED,
+            f"{name} is a pull-through cache: nothing can be pushed to it or deleted from it",
+            detail={"name": name},
+        )
+    if need.lists_tags:
+        allowed = auth.authorizer.permits_tag_listing(principal, ref)
     else:
-        raise cache
-    if auth.identity.repository(ref.tenancy, ref.name) is None:
-        if not auth.authorizer.permits(principal, ref, Verb.MANAGE):
-            raise RegistryError(
-                ErrorCode.DENIED,
-                "no such repository, and creating it on push needs manage",
-                detail={"name": ref.path},
-            )
-        auth.identity.create_repository(ref.tenancy, ref.name, auth.tokens.now(), exist_ok=True)
-    return ref
+        allowed = auth.authorizer.permits(principal, ref, need.verb)
+    held = principal.holds(REPOSITORY, name, need.action)
+    if not (allowed and held):
+        if principal.anonymous:
+            raise challenge(request, None, scope)
+        if not allowed:
+            raise RegistryError(ErrorCode.DENIED, detail={"name": name, "action": need.action})
+        raise challenge(request, None, scope, "insufficient_scope")
+    return principal
+
+
+def _ensure_repository(request: web.Request, principal: Principal, ref: RepoRef) -> None:
+    """Create the record of a hosted repository on its first push when ``principal`` may
+    manage it; ``DENIED`` otherwise."""
+    auth = request.app[AUTH]
+    if auth.identity.repository(ref.tenancy, ref.name) is not None:
+        return
+    if request.method == "DELETE":
+        raise RegistryError(ErrorCode.NAME_UNKNOWN, detail={"name": ref.path})
+    if not auth.authorizer.permits(principal, ref, Verb.MANAGE):
+        raise RegistryError(
+            ErrorCode.DENIED,
+            "the repository does not exist, and creating it needs manage on it",
+            detail={"name": ref.path},
+        )
+    auth.identity.create_repository(ref.tenancy, ref.name, auth.tokens.now(), exist_ok=True)
+
+
+async def _hosted_request(request: web.Request, handler: Handler, route: str) -> web.StreamResponse:
+    """A request to a hosted repository: served from what it holds, never from upstream."""
+    if request.method in ("GET", "HEAD") and route.endswith("/blobs/{digest}"):
+        digest = Digest.parse(request.match_info["digest"])
+        if not await request.app[HOSTED].holds_blob(request[TARGET], digest):
+            raise RegistryError(ErrorCode.BLOB_UNKNOWN, detail={"digest": str(digest)})
+    return await handler(request)
 
 
 def visible_repositories(request: web.Request, names: list[str]) -> list[str]:

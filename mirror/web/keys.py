@@ -17,6 +17,7 @@ from mirror.auth.service import AuthService
 from mirror.blobstore.capacity import CapacityLimit
 from mirror.db.metadata import Metadata
 from mirror.errors import ErrorCode, RegistryError
+from mirror.hosted.repositories import HostedRepositories
 from mirror.hosted.uploads import UploadStore
 from mirror.metrics import Metrics
 from mirror.pullthrough.blobs import BlobService
@@ -44,6 +45,8 @@ SERVICES = web.AppKey("services", Services)
 AUTH = web.AppKey("auth", AuthService)
 RETENTION = web.AppKey("retention", RetentionService)
 # Who may read /metrics: "anonymous", "admin" or "off" (``server.metrics`` resolved).
+# Hosted repositories' content (pushed manifests and tags).
+HOSTED = web.AppKey("hosted", HostedRepositories)
 METRICS_ACCESS = web.AppKey("metrics_access", str)
 # The blob store under its capacity limit, the metadata store and the upstream clients.
 CACHE = web.AppKey("cache", CapacityLimit)
@@ -57,7 +60,7 @@ ANONYMOUS_PUSH = web.AppKey("anonymous_push", bool)
 # The target resolved by the auth middleware (tenancy repositories and their rules), if any.
 TARGET = web.RequestKey("target", Target)
 # The hosted repository a write addresses, once the auth middleware checked it may be pushed.
-HOSTED = web.RequestKey("hosted", RepoRef)
+HOSTED_REPO = web.RequestKey("hosted_repo", RepoRef)
 # Who made the request, once the auth middleware authenticated it.
 PRINCIPAL = web.RequestKey("principal", Principal)
 # Seconds the handler took, with perf_counter resolution (the loop clock ticks in ms on uvloop).

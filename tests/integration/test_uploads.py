@@ -512,10 +512,6 @@ async def test_skopeo_pushes_the_blobs(pushee: Pushee, tmp_path: Path) -> None:
     assert list((pushee.data_dir / "uploads").iterdir()) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="manifest PUT is the 'hosted' half of issue 11; un-xfail when it is merged",
-)
 async def test_skopeo_copy_into_a_hosted_repository(pushee: Pushee, tmp_path: Path) -> None:
     image = _image(tmp_path)
     src, dest, options = _skopeo_push_args(pushee, image.layout_dir)

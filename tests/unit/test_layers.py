@@ -35,6 +35,7 @@ LAYERS: dict[str, int] = {
     "mirror.auth": 3,
     "mirror.hosted": 3,
     "mirror.retention": 3,
+    "mirror.hosted.names": 1,
     "mirror.web": 4,
     "mirror.check": 4,
     "mirror.config": 5,
@@ -48,6 +49,7 @@ SIBLINGS: frozenset[tuple[str, str]] = frozenset(
     {
         ("mirror.verify", "mirror.oci"),  # a verifier checks against a Digest
         ("mirror.app", "mirror.config"),  # the app is wired from the configuration
+        ("mirror.hosted", "mirror.pullthrough"),  # hosted manifests answer as cached ones do
     }
 )
 

@@ -6,11 +6,13 @@ from aiohttp import web
 
 from mirror.db.roles import Repositories
 from mirror.errors import ErrorCode, RegistryError
+from mirror.hosted.repositories import is_hosted
 from mirror.oci.digest import Digest
+from mirror.oci.media import OCI_INDEX
 from mirror.oci.names import validate_tag
 from mirror.pullthrough.listing import Listing
 from mirror.web.access import visible_repositories
-from mirror.web.keys import services, target
+from mirror.web.keys import HOSTED, services, target
 
 _MAX_DIGITS = 18
 
@@ -34,21 +36,33 @@ def _answer(listing: Listing) -> web.Response:
 
 
 async def tags(request: web.Request) -> web.Response:
-    """``GET /v2/<name>/tags/list`` with ``n`` and ``last``, from upstream."""
+    """``GET /v2/<name>/tags/list`` with ``n`` and ``last``: from upstream, or the hosted
+    repository's own tags."""
     where = target(request)
     n = _page_size(request)
     last = request.query.get("last")
     if last is not None:
         validate_tag(last)
-    return _answer(await services(request).listing.tags(where, n, last))
+    if not is_hosted(where):
+        return _answer(await services(request).listing.tags(where, n, last))
+    found, more = request.app[HOSTED].tags(where, n, last)
+    headers: dict[str, str] = {}
+    if more:
+        headers["Link"] = f'</v2/{where.name}/tags/list?last={found[-1]}&n={n}>; rel="next"'
+    return web.json_response({"name": where.name, "tags": found}, headers=headers)
 
 
 async def referrers(request: web.Request) -> web.Response:
-    """``GET /v2/<name>/referrers/<digest>`` with the ``artifactType`` filter."""
+    """``GET /v2/<name>/referrers/<digest>`` with the ``artifactType`` filter: from upstream,
+    or the manifests pushed into a hosted repository with this ``subject``."""
     where = target(request)
     digest = Digest.parse(request.match_info["digest"])
     artifact_type = request.query.get("artifactType")
-    return _answer(await services(request).listing.referrers(where, digest, artifact_type))
+    if not is_hosted(where):
+        return _answer(await services(request).listing.referrers(where, digest, artifact_type))
+    body = request.app[HOSTED].referrers(where, digest, artifact_type)
+    headers = {"OCI-Filters-Applied": "artifactType"} if artifact_type else {}
+    return _answer(Listing(body, OCI_INDEX, headers))
 
 
 async def catalog(request: web.Request) -> web.Response:

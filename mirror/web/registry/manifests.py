@@ -1,14 +1,20 @@
-"""``GET``/``HEAD /v2/<name>/manifests/<reference>`` (distribution-spec "Pulling manifests")."""
+"""``/v2/<name>/manifests/<reference>``: ``GET``/``HEAD`` (distribution-spec "Pulling
+manifests") of cached and hosted repositories; ``PUT`` and ``DELETE`` of hosted ones."""
 
 from __future__ import annotations
+
+from urllib.parse import quote
 
 from aiohttp import web
 
 from mirror.errors import ErrorCode, RegistryError
+from mirror.hosted.repositories import HostedRepositories, is_hosted
 from mirror.oci.digest import is_digest
 from mirror.oci.media import parse_accept
 from mirror.oci.names import TAG_PATTERN
-from mirror.web.keys import services, target
+from mirror.pullthrough.manifests import Manifest
+from mirror.upstream.routing import Target
+from mirror.web.keys import AUTH, HOSTED, services, target
 
 
 async def manifest(request: web.Request) -> web.Response:
@@ -25,7 +31,12 @@ async def manifest(request: web.Request) -> web.Response:
             "no manifest has this reference: it is not a valid tag",
             detail={"reference": reference},
         )
-    found = await svc.manifests.get(where, reference, accept)
+    hosted = request.app[HOSTED] if is_hosted(where) else None
+    found: Manifest
+    if hosted is not None:
+        found = await hosted.manifest(where, reference, accept)
+    else:
+        found = await svc.manifests.get(where, reference, accept)
     headers = {
         "Docker-Content-Digest": str(found.digest),
         "Content-Type": found.media_type,
@@ -35,5 +46,65 @@ async def manifest(request: web.Request) -> web.Response:
         headers["Warning"] = '110 - "Response is Stale"'
     if request.method == "HEAD":
         return web.Response(status=200, headers=headers)
-    svc.manifests.record_pull(where, found)
+    if hosted is not None:
+        hosted.record_pull(where, found)
+    else:
+        svc.manifests.record_pull(where, found)
     return web.Response(status=200, body=found.body, headers=headers)
+
+
+def hosted_target(request: web.Request) -> tuple[HostedRepositories, Target]:
+    """The hosted repository a write addresses; ``UNSUPPORTED`` without auth (nothing can be
+    pushed then), ``DENIED`` for a pull-through cache (the auth middleware says so first)."""
+    if AUTH not in request.app:
+        raise RegistryError(
+            ErrorCode.UNSUPPORTED,
+            "pushes need auth: with auth off this mirror is read-only",
+            detail={"method": request.method, "path": request.path},
+        )
+    where = target(request)
+    if not is_hosted(where):
+        raise RegistryError(ErrorCode.DENIED, "this repository is a pull-through cache")
+    return request.app[HOSTED], where
+
+
+async def put_manifest(request: web.Request) -> web.Response:
+    """``PUT``: store a pushed manifest under a tag or its digest; 201 with ``Location``,
+    ``Docker-Content-Digest`` and, for a manifest with a ``subject``, ``OCI-Subject``."""
+    hosted, where = hosted_target(request)
+    limit = hosted.max_manifest_bytes
+    if (request.content_length or 0) > limit:
+        raise RegistryError(
+            ErrorCode.SIZE_INVALID,
+            f"manifest is larger than the limit of {limit} bytes",
+            detail={"size": request.content_length, "limit": limit},
+            status=413,
+        )
+    body = await _read_limited(request, limit)
+    reference = request.match_info["reference"]
+    pushed = await hosted.put_manifest(where, reference, body, request.headers.get("Content-Type"))
+    name = request.match_info["name"]
+    headers = {
+        "Location": f"/v2/{quote(name)}/manifests/{pushed.digest}",
+        "Docker-Content-Digest": str(pushed.digest),
+    }
+    if pushed.subject is not None:
+        headers["OCI-Subject"] = str(pushed.subject)
+    return web.Response(status=201, headers=headers)
+
+
+async def _read_limited(request: web.Request, limit: int) -> bytes:
+    """The request body, at most ``limit`` bytes (one more is read to tell it is over)."""
+    body = bytearray()
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        body += chunk
+        if len(body) > limit:
+            break
+    return bytes(body)
+
+
+async def delete_manifest(request: web.Request) -> web.Response:
+    """``DELETE`` by digest (the manifest and its tags) or by tag (the tag); 202."""
+    hosted, where = hosted_target(request)
+    hosted.delete_manifest(where, request.match_info["reference"])
+    return web.Response(status=202)

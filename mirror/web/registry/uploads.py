@@ -26,7 +26,7 @@ from mirror.web.keys import (
     ANONYMOUS_PUSH,
     AUTH,
     CACHE,
-    HOSTED,
+    HOSTED_REPO,
     PRINCIPAL,
     UPLOADS,
     services,
@@ -47,7 +47,7 @@ def cache_namespace(name: str) -> RegistryError:
 def hosted_of(request: web.Request) -> RepoRef:
     """The hosted repository a write addresses: checked by the auth middleware, or (auth
     off) a name no upstream serves when ``server.allow_anonymous_push`` is on; else 405."""
-    ref: RepoRef | None = request.get(HOSTED)
+    ref: RepoRef | None = request.get(HOSTED_REPO)
     if ref is not None:
         return ref
     name = request.match_info["name"]
