@@ -6,7 +6,6 @@ slowly."""
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,6 +13,8 @@ from dataclasses import dataclass, field
 
 import aiohttp
 from aiohttp import web
+
+from mirror.testing.loopback import loopback_socket, serve_on_loopback
 
 HOP_HEADERS = frozenset(
     {"connection", "keep-alive", "transfer-encoding", "te", "upgrade", "host", "content-length"}
@@ -62,19 +63,12 @@ class CountingProxy:
     async def serve(self, port: int = 0) -> AsyncIterator[str]:
         """Listen on 127.0.0.1 (``port``, or a free one) while the context lasts; yields the
         proxy's base URL."""
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", port))
-        runner = web.AppRunner(self.app(), access_log=None)
-        await runner.setup()
         async with aiohttp.ClientSession(timeout=self._timeout, auto_decompress=False) as http:
             self._http = http
             try:
-                await web.SockSite(runner, listener).start()
-                yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+                async with serve_on_loopback(self.app(), loopback_socket(port)) as url:
+                    yield url
             finally:
-                await runner.cleanup()
-                listener.close()
                 self._http = None
 
     async def _forward(self, request: web.Request) -> web.StreamResponse:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
 import sys
 import tempfile
 from collections.abc import AsyncIterator
@@ -16,12 +15,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from aiohttp import web
-
-from mirror.app.build import build_app
+from mirror.app.loopback import mirror_on_loopback
 from mirror.check.report import table, to_json
 from mirror.check.suite import Settings, TargetStarter, given_target, run_suite
-from mirror.config import load_config
 from mirror.metrics import Metrics
 
 
@@ -83,25 +79,7 @@ async def own_mirror(proxy_url: str, upstream_host: str, tag_ttl: float) -> Asyn
     """This mirror in-process on loopback, with ``upstream_host`` served from ``proxy_url``
     and the given tag TTL; yields its URL. Its data lives in a temporary directory."""
     with tempfile.TemporaryDirectory(prefix="mirror-check-") as scratch:
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        listener.bind(("127.0.0.1", 0))
-        port = listener.getsockname()[1]
-        config = load_config(
-            overrides={
-                "server": {"listen": f"127.0.0.1:{port}"},
-                "storage": {"data_dir": str(Path(scratch) / "data")},
-                "encryption": {"kek_file": str(Path(scratch) / "mirror.kek")},
-                "upstreams": [{"host": upstream_host, "url": proxy_url}],
-                "default_upstream": upstream_host,
-                "cache": {"tag_ttl": tag_ttl},
-            },
-            environ={},
-        )
-        runner = web.AppRunner(build_app(config, metrics=Metrics()), access_log=None)
-        await runner.setup()
-        try:
-            await web.SockSite(runner, listener).start()
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            await runner.cleanup()
-            listener.close()
+        async with mirror_on_loopback(
+            Path(scratch), upstream_host, proxy_url, Metrics(), tag_ttl=tag_ttl
+        ) as url:
+            yield url

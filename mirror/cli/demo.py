@@ -7,17 +7,14 @@ import argparse
 import asyncio
 import json
 import random
-import socket
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiohttp import web
 
-from mirror.app.build import build_app
-from mirror.config import load_config
+from mirror.app.loopback import mirror_on_loopback
 from mirror.metrics import Metrics
 from mirror.oci.media import MANIFEST_TYPES
 from mirror.testing.images import build_image, random_layer
@@ -66,36 +63,18 @@ async def run_demo(work_dir: Path | None) -> int:
             print(f"origin registry (in-process) on {origin_url}")
             sizes = await asyncio.to_thread(_seed, content, base / "layout")
             print(f"seeded {REPO}:v1 with {len(sizes)} layers ({sum(sizes) / 1e6:.1f} MB)")
-            listener = _loopback_socket()
-            port = listener.getsockname()[1]
-            config = load_config(
-                overrides={
-                    "server": {"listen": f"127.0.0.1:{port}"},
-                    "storage": {"data_dir": str(base / "mirror-data")},
-                    "encryption": {"kek_file": str(base / "mirror.kek")},
-                    "upstreams": [{"host": origin_host, "url": origin_url}],
-                    "default_upstream": origin_host,
-                },
-                environ={},
-            )
             metrics = Metrics()
-            runner = web.AppRunner(build_app(config, metrics=metrics), access_log=None)
-            await runner.setup()
-            await web.SockSite(runner, listener).start()
-            print(f"mirror on http://127.0.0.1:{port}, cache in {config.storage.data_dir}")
-            try:
+            async with mirror_on_loopback(base, origin_host, origin_url, metrics) as url:
+                print(f"mirror on {url}, cache in {base / 'mirror-data'}")
                 async with aiohttp.ClientSession() as http:
                     for label in ("cold", "warm"):
                         started = time.perf_counter()
-                        size = await _pull(http, f"http://127.0.0.1:{port}", REPO, "v1")
+                        size = await _pull(http, url, REPO, "v1")
                         elapsed = time.perf_counter() - started
                         print(
                             f"{label} pull: {size / 1e6:.1f} MB in {elapsed * 1000:.0f} ms "
                             f"({size / elapsed / 1e6:.0f} MB/s)"
                         )
-            finally:
-                await runner.cleanup()
-                listener.close()
             hits = metrics.registry.get_sample_value("mirror_cache_hits_total", {"kind": "blob"})
             fetched = metrics.registry.get_sample_value("mirror_bytes_fetched_upstream_total")
             print(
@@ -114,9 +93,3 @@ def _seed(content: RegistryContent, layout_dir: Path) -> list[int]:
     content.add_image(REPO, image)
     return [layer.size for layer in image.layers]
 
-
-def _loopback_socket() -> socket.socket:
-    """A TCP socket bound to a free port of 127.0.0.1, for the mirror to listen on."""
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.bind(("127.0.0.1", 0))
-    return listener

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from aiohttp import web
 from mirror.oci.digest import Digest
 from mirror.oci.media import OCI_MANIFEST
 from mirror.testing.images import BuiltImage, BuiltIndex
+from mirror.testing.loopback import serve_on_loopback
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,17 +110,8 @@ class InProcessRegistry:
     @asynccontextmanager
     async def serve(self) -> AsyncIterator[str]:
         """Listen on a free port of 127.0.0.1 while the context lasts; yields the base URL."""
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        listener.bind(("127.0.0.1", 0))
-        port = listener.getsockname()[1]
-        runner = web.AppRunner(self.app(), access_log=None)
-        await runner.setup()
-        try:
-            await web.SockSite(runner, listener).start()
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            await runner.cleanup()
-            listener.close()
+        async with serve_on_loopback(self.app()) as url:
+            yield url
 
     async def _ping(self, request: web.Request) -> web.Response:
         return web.json_response({})
