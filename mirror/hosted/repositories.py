@@ -30,15 +30,10 @@ from mirror.hosted.manifests import PushedManifest, check_manifest
 from mirror.hosted.names import hosted_key
 from mirror.oci.digest import Digest, is_digest
 from mirror.oci.media import (
-    DOCKER_MANIFEST_LIST,
-    IMAGE_TYPES,
     OCI_INDEX,
-    acceptable,
-    default_platform_child,
-    parse_manifest,
 )
 from mirror.oci.names import validate_tag
-from mirror.pullthrough.manifests import Manifest
+from mirror.pullthrough.manifests import Manifest, negotiate
 from mirror.upstream.routing import Target
 
 # The kind of the per-subject referrers record (``CachedResponses``, never expiring).
@@ -182,19 +177,7 @@ class HostedRepositories:
         """The manifest ``reference`` of ``target``, negotiated by ``accept`` as pulled
         manifests are; ``MANIFEST_UNKNOWN`` when the repository does not hold it."""
         found = await self._by_reference(target, reference)
-        if acceptable(found.media_type, accept):
-            return found
-        if found.media_type == DOCKER_MANIFEST_LIST and any(t in IMAGE_TYPES for t in accept):
-            child = default_platform_child(parse_manifest(found.body, found.media_type))
-            if child is not None:
-                chosen = await self._by_reference(target, child)
-                if acceptable(chosen.media_type, accept):
-                    return chosen
-        raise RegistryError(
-            ErrorCode.MANIFEST_UNKNOWN,
-            "manifest found, but its media type is not in the Accept header",
-            detail={"mediaType": found.media_type, "accept": list(accept)},
-        )
+        return await negotiate(found, accept, lambda child: self._by_reference(target, str(child)))
 
     async def _by_reference(self, target: Target, reference: str) -> Manifest:
         if is_digest(reference):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -89,30 +89,11 @@ class ManifestService:
             manifest = await self.by_digest(target, Digest.parse(reference))
         else:
             manifest = await self.by_tag(target, validate_tag(reference))
-        return await self._negotiate(target, manifest, accept)
+        return await negotiate(manifest, accept, lambda child: self.by_digest(target, child))
 
     def record_pull(self, target: Target, manifest: Manifest) -> None:
         """Note that a client pulled this image now (feeds retention)."""
         self._metadata.record_pull(target.upstream, target.repo, manifest.digest, self._clock.now())
-
-    async def _negotiate(
-        self, target: Target, manifest: Manifest, accept: Sequence[str]
-    ) -> Manifest:
-        if acceptable(manifest.media_type, accept):
-            return manifest
-        # As distribution does: a Docker manifest list asked for by a client that takes only
-        # image manifests resolves to its linux/amd64 image; an OCI index is never converted.
-        if manifest.media_type == DOCKER_MANIFEST_LIST and any(t in IMAGE_TYPES for t in accept):
-            child = default_platform_child(parse_manifest(manifest.body, manifest.media_type))
-            if child is not None:
-                chosen = await self.by_digest(target, Digest.parse(child))
-                if acceptable(chosen.media_type, accept):
-                    return chosen
-        raise RegistryError(
-            ErrorCode.MANIFEST_UNKNOWN,
-            "manifest found, but its media type is not in the Accept header",
-            detail={"mediaType": manifest.media_type, "accept": list(accept)},
-        )
 
     async def by_digest(self, target: Target, digest: Digest) -> Manifest:
         """A manifest by digest: immutable, so a cached one never needs upstream."""
@@ -259,3 +240,25 @@ class ManifestService:
         """Note a metadata write the disk refused: one warning line and a count."""
         log.warning("cannot record %s %s (%s); serving it uncached", record, what, exc)
         self._metrics.metadata_write_failures.labels(record).inc()
+
+
+async def negotiate(
+    manifest: Manifest, accept: Sequence[str], child: Callable[[Digest], Awaitable[Manifest]]
+) -> Manifest:
+    """``manifest`` if ``accept`` takes its media type; else, as distribution does, a Docker
+    manifest list asked for by a client that takes only image manifests resolves to its
+    linux/amd64 image (fetched with ``child``); an OCI index is never converted. Otherwise
+    ``MANIFEST_UNKNOWN``."""
+    if acceptable(manifest.media_type, accept):
+        return manifest
+    if manifest.media_type == DOCKER_MANIFEST_LIST and any(t in IMAGE_TYPES for t in accept):
+        default = default_platform_child(parse_manifest(manifest.body, manifest.media_type))
+        if default is not None:
+            chosen = await child(Digest.parse(default))
+            if acceptable(chosen.media_type, accept):
+                return chosen
+    raise RegistryError(
+        ErrorCode.MANIFEST_UNKNOWN,
+        "manifest found, but its media type is not in the Accept header",
+        detail={"mediaType": manifest.media_type, "accept": list(accept)},
+    )
