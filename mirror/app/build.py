@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -251,7 +252,13 @@ class Resources:
         def count(method: str, status: int, host: str = endpoint.host) -> None:
             self.metrics.upstream_requests.labels(host, method, str(status)).inc()
 
-        return UpstreamClient(endpoint, clock=self.clock, on_response=count, guard=guard)
+        return UpstreamClient(
+            endpoint,
+            clock=self.clock,
+            on_response=count,
+            guard=guard,
+            offline=self.config.cache.offline,
+        )
 
     async def upstreams(self, app: web.Application) -> AsyncIterator[None]:
         """``UPSTREAMS``: a started client per configured upstream, and the pool that also
@@ -273,6 +280,9 @@ class Resources:
         are cancelled on close)."""
         capped, metadata, pool = app[CACHE], app[METADATA], app[UPSTREAMS]
         cache = self.config.cache
+        # Offline, nothing could revalidate a tag: what is cached stays current forever.
+        tag_ttl = math.inf if cache.offline else cache.tag_ttl
+        self.metrics.offline.set(1 if cache.offline else 0)
         blobs = BlobService(
             capped,
             pool.get,
@@ -287,7 +297,7 @@ class Resources:
             pool.get,
             self.metrics,
             self.clock,
-            tag_ttl=cache.tag_ttl,
+            tag_ttl=tag_ttl,
             max_stale=cache.max_stale,
         )
         listing = ListingService(
@@ -295,7 +305,7 @@ class Resources:
             pool.get,
             self.metrics,
             self.clock,
-            ttl=cache.tag_ttl,
+            ttl=tag_ttl,
             max_stale=cache.max_stale,
         )
         app[SERVICES] = Services(self.router, blobs, manifests, listing, metadata, self.metrics)
