@@ -33,10 +33,12 @@ from mirror.hosted.repositories import HostedRepositories
 from mirror.hosted.uploads import UploadStore
 from mirror.metrics import Metrics
 from mirror.oci.digest import Digest
+from mirror.oci.reflist import parse_all
 from mirror.pullthrough.blobs import BlobService
 from mirror.pullthrough.leases import Leases
 from mirror.pullthrough.listing import ListingService
 from mirror.pullthrough.manifests import ManifestService
+from mirror.pullthrough.prewarm import Prewarmer, Sleep
 from mirror.retention.audit import AuditLog
 from mirror.retention.policy import RetentionPolicy
 from mirror.retention.service import RetentionService
@@ -45,6 +47,7 @@ from mirror.upstream.client import UpstreamClient
 from mirror.upstream.endpoint import UpstreamEndpoint
 from mirror.upstream.pool import UpstreamPool
 from mirror.upstream.routing import Route, Router
+from mirror.web.admin.prewarm import add_prewarm_routes
 from mirror.web.admin.retention import add_admin_routes
 from mirror.web.keys import (
     ANONYMOUS_PUSH,
@@ -53,6 +56,7 @@ from mirror.web.keys import (
     HOSTED,
     METADATA,
     METRICS_ACCESS,
+    PREWARM,
     RETENTION,
     SERVICES,
     UPLOADS,
@@ -178,6 +182,8 @@ class Resources:
     existed: bool
     # Blobs being filled or served: the blob service holds them, retention spares them.
     leases: Leases = field(default_factory=Leases)
+    # How background tasks wait between runs (the scheduled pre-warm list).
+    sleep: Sleep = asyncio.sleep
 
     @property
     def data_dir(self) -> Path:
@@ -196,6 +202,7 @@ class Resources:
             *auth,
             self.retention,
             self.last_pulls,
+            self.prewarm,
         ]
 
     def open_store(self) -> BlobStoreImpl:
@@ -309,6 +316,7 @@ class Resources:
             max_stale=cache.max_stale,
         )
         app[SERVICES] = Services(self.router, blobs, manifests, listing, metadata, self.metrics)
+        app[PREWARM] = Prewarmer(self.router, manifests, blobs, self.metrics, self.clock)
         app[HOSTED] = HostedRepositories(
             capped,
             metadata,
@@ -370,6 +378,20 @@ class Resources:
         async with running(_flush_last_pulls(app[METADATA], interval, self.metrics)):
             yield
 
+    async def prewarm(self, app: web.Application) -> AsyncIterator[None]:
+        """The scheduled pre-warm list (``prewarm.images`` every ``prewarm.interval`` seconds,
+        the first run at start), when an interval is set; cancelled at shutdown."""
+        settings = self.config.prewarm
+        if settings.interval <= 0:
+            yield
+            return
+        refs = parse_all(("prewarm.images", image) for image in settings.images)
+        job = app[PREWARM].run_periodically(
+            refs, settings.interval, settings.concurrency, self.sleep
+        )
+        async with running(job):
+            yield
+
 
 async def stop_eviction(capped: CapacityLimit) -> None:
     """Detach the cache's evictor and wait for an eviction running in the background."""
@@ -403,6 +425,7 @@ def build_app(
     if config.auth.enabled:
         install_auth(app)
     add_admin_routes(app)
+    add_prewarm_routes(app)
     app[METRICS_ACCESS] = config.metrics_access()
     app[ANONYMOUS_PUSH] = config.server.allow_anonymous_push and not config.auth.enabled
     app.on_response_prepare.append(common_headers)

@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass, field
 
 from mirror.oci.names import NAME_PATTERN, is_host
+from mirror.oci.reflist import ReferenceListError, parse_reference
 from mirror.upstream.addresses import HostPattern
 
 MiB = 1024 * 1024
@@ -292,6 +293,11 @@ class PrewarmConfig:
             raise ConfigError("prewarm.interval: an offline mirror (cache.offline) cannot pre-warm")
         if self.interval > 0 and not self.images:
             raise ConfigError("prewarm.images: required when prewarm.interval is set")
+        for i, image in enumerate(self.images):
+            try:
+                parse_reference(image)
+            except ReferenceListError as exc:
+                raise ConfigError(f"prewarm.images[{i}]: {exc}") from None
 
 
 def _default_upstreams() -> tuple[UpstreamConfig, ...]:
