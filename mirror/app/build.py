@@ -406,10 +406,12 @@ def build_app(
     metrics: Metrics | None = None,
     announce: Callable[[str], None] = print_once,
     store_factory: Callable[[Path], BlobStoreImpl] | None = None,
+    sleep: Sleep = asyncio.sleep,
 ) -> web.Application:
     """The mirror as an aiohttp application (resources open on startup, close on cleanup).
 
-    With ``auth.enabled`` the first start's administrator token goes to ``announce``.
+    With ``auth.enabled`` the first start's administrator token goes to ``announce``;
+    ``sleep`` is how background tasks wait between runs (the scheduled pre-warm list).
     """
     resources = Resources(
         config,
@@ -419,6 +421,7 @@ def build_app(
         announce,
         store_factory,
         existed=Path(config.storage.data_dir).is_dir(),
+        sleep=sleep,
     )
     app = web.Application(middlewares=[errors_middleware])
     add_routes(app)

@@ -9,11 +9,17 @@ import json
 import os
 import random
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 
+from mirror.app.build import build_app
+from mirror.clock import ManualClock
+from mirror.config import load_config
+from mirror.metrics import Metrics
 from mirror.testing.images import random_layer
 from tests.peers.factory import ImageFactory
 from tests.peers.registry import Registry
@@ -121,3 +127,53 @@ async def test_admin_api_prewarm_reports_per_image_and_refuses_bad_references(
     assert not failed["ok"] and failed["error"]
     assert (report["images"], report["failed"]) == (2, 1)
     assert json.dumps(report)
+
+
+async def test_scheduled_prewarm_list_warms_at_start_and_refreshes_tags_each_interval(
+    aiohttp_server: Any, upstream_registry: Registry, rng: random.Random, tmp_path: Path
+) -> None:
+    first = push_image(
+        upstream_registry, tmp_path, "test/pw-sched", "v1", [random_layer(rng, 5_000)]
+    )
+    waits: list[float] = []
+    tick = asyncio.Event()
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        await tick.wait()
+        tick.clear()
+
+    config = load_config(
+        overrides={
+            "storage": {"data_dir": str(tmp_path / "sched")},
+            "encryption": {"kek_file": str(tmp_path / "sched.kek")},
+            "upstreams": [{"host": upstream_registry.host, "url": upstream_registry.url}],
+            "default_upstream": upstream_registry.host,
+            "cache": {"tag_ttl": 0},
+            "prewarm": {"images": [f"{upstream_registry.host}/test/pw-sched:v1"], "interval": 600},
+        },
+        environ={},
+    )
+    app = build_app(config, clock=ManualClock(), metrics=Metrics(), sleep=sleep)
+    server = await aiohttp_server(app, host="127.0.0.1")
+    for blob in first.blobs():  # the run at start-up
+        assert await upstream_registry.wait_for_requests("GET", blob.digest) == 1
+    await _until(lambda: waits == [600])
+
+    moved = push_image(
+        upstream_registry, tmp_path, "test/pw-sched", "v1", [random_layer(rng, 5_000)]
+    )
+    tick.set()  # the interval passed: the tag is revalidated and its new content fetched
+    for blob in moved.blobs():
+        assert await upstream_registry.wait_for_requests("GET", blob.digest) == 1
+    await _until(lambda: len(waits) == 2)
+    await server.close()  # the task's lifetime ends with the app's
+    for blob in first.blobs():
+        assert upstream_registry.count_requests("GET", blob.digest) == 1
+
+
+async def _until(condition: Callable[[], bool], within: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
