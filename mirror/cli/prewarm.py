@@ -26,13 +26,20 @@ from mirror.cli.client import (
 from mirror.cli.progress import Progress
 from mirror.oci.reflist import ImageRef, ReferenceListError, read_reference_list
 
+DESCRIPTION = (
+    "Fetch images into a running mirror's cache (every platform of an index), --concurrency "
+    "at a time, with a progress bar and a final report. References come from arguments, "
+    "--file (one a line, or Kubernetes YAML) and the image: fields of Kubernetes YAML or Helm "
+    "output on stdin (-). Exit 0 when every image is warm, 1 when one failed, 2 on bad input."
+)
+
 
 def add(commands: Any) -> None:
     """Add ``prewarm`` and its flags to the ``mirror`` command's subparsers."""
     parser = commands.add_parser(
         "prewarm",
         help="fetch images into a running mirror's cache",
-        description=__doc__.split("\n\n", 1)[1] + " " + CREDENTIALS_HELP,
+        description=DESCRIPTION + " " + CREDENTIALS_HELP,
     )
     parser.add_argument("images", nargs="*", metavar="REF", help="image references; - for stdin")
     parser.add_argument(
