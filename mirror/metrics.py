@@ -162,6 +162,17 @@ class Metrics:
         self.cache_size = Gauge(
             "mirror_cache_size_bytes", "Bytes in the cache, fills in progress included", registry=r
         )
+        self.offline = Gauge(
+            "mirror_offline",
+            "1 when the mirror never contacts an upstream (cache.offline)",
+            registry=r,
+        )
+        self.prewarmed = Counter(
+            "mirror_prewarm_images",
+            "Images pre-warmed into the cache, by result (ok, failed)",
+            ["result"],
+            registry=r,
+        )
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         """Count and time one answered request (label children resolved once per key)."""

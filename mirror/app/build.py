@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,10 +33,12 @@ from mirror.hosted.repositories import HostedRepositories
 from mirror.hosted.uploads import UploadStore
 from mirror.metrics import Metrics
 from mirror.oci.digest import Digest
+from mirror.oci.reflist import parse_all
 from mirror.pullthrough.blobs import BlobService
 from mirror.pullthrough.leases import Leases
 from mirror.pullthrough.listing import ListingService
 from mirror.pullthrough.manifests import ManifestService
+from mirror.pullthrough.prewarm import Prewarmer, Sleep
 from mirror.retention.audit import AuditLog
 from mirror.retention.policy import RetentionPolicy
 from mirror.retention.service import RetentionService
@@ -44,6 +47,7 @@ from mirror.upstream.client import UpstreamClient
 from mirror.upstream.endpoint import UpstreamEndpoint
 from mirror.upstream.pool import UpstreamPool
 from mirror.upstream.routing import Route, Router
+from mirror.web.admin.prewarm import add_prewarm_routes
 from mirror.web.admin.retention import add_admin_routes
 from mirror.web.keys import (
     ANONYMOUS_PUSH,
@@ -52,6 +56,7 @@ from mirror.web.keys import (
     HOSTED,
     METADATA,
     METRICS_ACCESS,
+    PREWARM,
     RETENTION,
     SERVICES,
     UPLOADS,
@@ -177,6 +182,8 @@ class Resources:
     existed: bool
     # Blobs being filled or served: the blob service holds them, retention spares them.
     leases: Leases = field(default_factory=Leases)
+    # How background tasks wait between runs (the scheduled pre-warm list).
+    sleep: Sleep = asyncio.sleep
 
     @property
     def data_dir(self) -> Path:
@@ -195,6 +202,7 @@ class Resources:
             *auth,
             self.retention,
             self.last_pulls,
+            self.prewarm,
         ]
 
     def open_store(self) -> BlobStoreImpl:
@@ -251,7 +259,13 @@ class Resources:
         def count(method: str, status: int, host: str = endpoint.host) -> None:
             self.metrics.upstream_requests.labels(host, method, str(status)).inc()
 
-        return UpstreamClient(endpoint, clock=self.clock, on_response=count, guard=guard)
+        return UpstreamClient(
+            endpoint,
+            clock=self.clock,
+            on_response=count,
+            guard=guard,
+            offline=self.config.cache.offline,
+        )
 
     async def upstreams(self, app: web.Application) -> AsyncIterator[None]:
         """``UPSTREAMS``: a started client per configured upstream, and the pool that also
@@ -273,6 +287,9 @@ class Resources:
         are cancelled on close)."""
         capped, metadata, pool = app[CACHE], app[METADATA], app[UPSTREAMS]
         cache = self.config.cache
+        # Offline, nothing could revalidate a tag: what is cached stays current forever.
+        tag_ttl = math.inf if cache.offline else cache.tag_ttl
+        self.metrics.offline.set(1 if cache.offline else 0)
         blobs = BlobService(
             capped,
             pool.get,
@@ -287,7 +304,7 @@ class Resources:
             pool.get,
             self.metrics,
             self.clock,
-            tag_ttl=cache.tag_ttl,
+            tag_ttl=tag_ttl,
             max_stale=cache.max_stale,
         )
         listing = ListingService(
@@ -295,10 +312,11 @@ class Resources:
             pool.get,
             self.metrics,
             self.clock,
-            ttl=cache.tag_ttl,
+            ttl=tag_ttl,
             max_stale=cache.max_stale,
         )
         app[SERVICES] = Services(self.router, blobs, manifests, listing, metadata, self.metrics)
+        app[PREWARM] = Prewarmer(self.router, manifests, blobs, self.metrics, self.clock)
         app[HOSTED] = HostedRepositories(
             capped,
             metadata,
@@ -360,6 +378,20 @@ class Resources:
         async with running(_flush_last_pulls(app[METADATA], interval, self.metrics)):
             yield
 
+    async def prewarm(self, app: web.Application) -> AsyncIterator[None]:
+        """The scheduled pre-warm list (``prewarm.images`` every ``prewarm.interval`` seconds,
+        the first run at start), when an interval is set; cancelled at shutdown."""
+        settings = self.config.prewarm
+        if settings.interval <= 0:
+            yield
+            return
+        refs = parse_all(("prewarm.images", image) for image in settings.images)
+        job = app[PREWARM].run_periodically(
+            refs, settings.interval, settings.concurrency, self.sleep
+        )
+        async with running(job):
+            yield
+
 
 async def stop_eviction(capped: CapacityLimit) -> None:
     """Detach the cache's evictor and wait for an eviction running in the background."""
@@ -374,10 +406,12 @@ def build_app(
     metrics: Metrics | None = None,
     announce: Callable[[str], None] = print_once,
     store_factory: Callable[[Path], BlobStoreImpl] | None = None,
+    sleep: Sleep = asyncio.sleep,
 ) -> web.Application:
     """The mirror as an aiohttp application (resources open on startup, close on cleanup).
 
-    With ``auth.enabled`` the first start's administrator token goes to ``announce``.
+    With ``auth.enabled`` the first start's administrator token goes to ``announce``;
+    ``sleep`` is how background tasks wait between runs (the scheduled pre-warm list).
     """
     resources = Resources(
         config,
@@ -387,12 +421,14 @@ def build_app(
         announce,
         store_factory,
         existed=Path(config.storage.data_dir).is_dir(),
+        sleep=sleep,
     )
     app = web.Application(middlewares=[errors_middleware])
     add_routes(app)
     if config.auth.enabled:
         install_auth(app)
     add_admin_routes(app)
+    add_prewarm_routes(app)
     app[METRICS_ACCESS] = config.metrics_access()
     app[ANONYMOUS_PUSH] = config.server.allow_anonymous_push and not config.auth.enabled
     app.on_response_prepare.append(common_headers)

@@ -77,6 +77,12 @@ def add(commands: Any) -> None:
         type=float,
         help=f"seconds before a tag is revalidated (default: {defaults.cache.tag_ttl:g})",
     )
+    serve.add_argument(
+        "--offline",
+        action="store_true",
+        default=None,
+        help="never contact any upstream: serve the cache only (cache.offline; docs/airgap.md)",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
@@ -88,6 +94,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
         overrides.setdefault("storage", {})["data_dir"] = args.data_dir
     if args.tag_ttl is not None:
         overrides.setdefault("cache", {})["tag_ttl"] = args.tag_ttl
+    if args.offline:
+        overrides.setdefault("cache", {})["offline"] = True
     if args.default_upstream is not None:
         overrides["default_upstream"] = args.default_upstream
     if args.upstream:
@@ -149,11 +157,12 @@ async def serve(config: Config) -> None:
     try:
         await start_site(config, runner)
         log.info(
-            "mirror listening on %s://%s (data in %s, upstreams: %s)",
+            "mirror listening on %s://%s (data in %s, upstreams: %s%s)",
             "https" if config.server.tls_cert else "http",
             config.server.listen,
             config.storage.data_dir,
             ", ".join(u.host for u in config.upstreams),
+            "; OFFLINE: no upstream is contacted" if config.cache.offline else "",
         )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -22,6 +22,7 @@ from mirror.config.model import (
     Config,
     ConfigError,
     EncryptionConfig,
+    PrewarmConfig,
     RetentionConfig,
     ServerConfig,
     StorageConfig,
@@ -135,6 +136,7 @@ _SECTIONS: dict[str, type] = {
     "encryption": EncryptionConfig,
     "auth": AuthConfig,
     "retention": RetentionConfig,
+    "prewarm": PrewarmConfig,
 }
 
 

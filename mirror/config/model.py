@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass, field
 
 from mirror.oci.names import NAME_PATTERN, is_host
+from mirror.oci.reflist import ReferenceListError, parse_reference
 from mirror.upstream.addresses import HostPattern
 
 MiB = 1024 * 1024
@@ -76,6 +77,9 @@ class CacheConfig:
     fill_timeout: float = 3600.0
     # Seconds between flushes of batched last-pull times to the metadata store.
     last_pull_flush_interval: float = 5.0
+    # Never contact any upstream (air-gapped sites): cached tags never go stale, anything not
+    # cached answers a fast 404 saying the mirror is offline. Also `mirror serve --offline`.
+    offline: bool = False
 
 
 @dataclass(frozen=True)
@@ -267,6 +271,35 @@ class HostedConfig:
             raise ConfigError("hosted.max_manifest_size: must be at least 1024 bytes")
 
 
+@dataclass(frozen=True)
+class PrewarmConfig:
+    """The scheduled pre-warm list: images fetched into the cache before anyone pulls them."""
+
+    # References to keep warm ("docker.io/library/alpine:3.20", "ghcr.io/org/app@sha256:...");
+    # every platform of an index is fetched.
+    images: tuple[str, ...] = ()
+    # Seconds between refreshes of the list's tags (a run also starts at start-up); 0 is off.
+    interval: float = 0.0
+    # Images fetched at once by a scheduled run (and the CLI's / admin API's default).
+    concurrency: int = 4
+
+    def check(self, offline: bool) -> None:
+        """Raise ``ConfigError`` naming the first bad ``prewarm.*`` key."""
+        if self.interval < 0:
+            raise ConfigError("prewarm.interval: must not be negative")
+        if not 1 <= self.concurrency <= 64:
+            raise ConfigError("prewarm.concurrency: must be between 1 and 64")
+        if self.interval > 0 and offline:
+            raise ConfigError("prewarm.interval: an offline mirror (cache.offline) cannot pre-warm")
+        if self.interval > 0 and not self.images:
+            raise ConfigError("prewarm.images: required when prewarm.interval is set")
+        for i, image in enumerate(self.images):
+            try:
+                parse_reference(image)
+            except ReferenceListError as exc:
+                raise ConfigError(f"prewarm.images[{i}]: {exc}") from None
+
+
 def _default_upstreams() -> tuple[UpstreamConfig, ...]:
     return (
         UpstreamConfig(
@@ -293,6 +326,7 @@ class Config:
     auth: AuthConfig = field(default_factory=AuthConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     hosted: HostedConfig = field(default_factory=HostedConfig)
+    prewarm: PrewarmConfig = field(default_factory=PrewarmConfig)
     # Upstream host used for bare names (no ?ns= and no host path prefix); "" for none.
     default_upstream: str = "docker.io"
 
@@ -334,6 +368,7 @@ class Config:
         self._validate_auth()
         self.retention.check()
         self.hosted.check()
+        self.prewarm.check(self.cache.offline)
         return self
 
     def _validate_auth(self) -> None:

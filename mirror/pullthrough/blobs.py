@@ -163,6 +163,18 @@ class BlobService:
 
         return BlobBody(size, byte_range, Guarded(inner, close_fill), False)
 
+    async def ensure(self, target: Target, digest: Digest) -> tuple[int, bool]:
+        """Have the blob in the cache (pre-warming): its size, and whether it was fetched now
+        (False when it was cached already). Joins a running fill rather than starting one."""
+        size = await self._store.stat(digest)
+        if size is not None:
+            return size, False
+        body = await self.open(target, digest, None)
+        async with aclosing(body.chunks) as chunks:
+            async for _ in chunks:
+                pass
+        return body.size, not body.from_cache
+
     def _key(self, target: Target, digest: Digest) -> FillKey:
         """The fill ``target``'s clients share: its upstream's endpoint and the digest."""
         return (self._upstreams(target.upstream).endpoint, digest)

@@ -123,6 +123,8 @@ class UpstreamClient:
     the retry backoff; ``on_response`` is called with (method, status) for every upstream
     response, status 0 for no response. ``guard`` (clients of tenancies' rules) refuses
     connections to internal addresses that the rule-host allow-list does not name.
+    ``offline`` (``cache.offline``) makes every call raise ``MirrorOffline`` (a 404) with no
+    connection ever opened: see :mod:`mirror.upstream.offline`.
     """
 
     def __init__(
@@ -135,6 +137,7 @@ class UpstreamClient:
         policy: RetryPolicy | None = None,
         max_connections: int = 64,
         guard: RuleHosts | None = None,
+        offline: bool = False,
     ) -> None:
         self.endpoint = endpoint
         clock = clock or SystemClock()
@@ -159,7 +162,17 @@ class UpstreamClient:
                 clock=clock,
             ),
             guard=guard,
+            offline=offline,
         )
+
+    @property
+    def offline(self) -> bool:
+        """Whether this client refuses every upstream request (offline mode)."""
+        return self._transport.offline
+
+    async def probe(self, within: float) -> str | None:
+        """Why the upstream's ``GET /v2/`` got no answer within ``within`` s (one line), or None."""
+        return await self._transport.probe(within)
 
     async def start(self) -> None:
         """Open the session (idempotent)."""

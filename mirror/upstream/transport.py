@@ -23,6 +23,7 @@ from mirror.upstream.addresses import GuardedResolver, RuleHosts, refusal
 from mirror.upstream.authenticator import Authenticator, OnResponse, parse_challenges
 from mirror.upstream.breaker import CircuitBreaker
 from mirror.upstream.endpoint import UpstreamEndpoint
+from mirror.upstream.offline import MirrorOffline
 from mirror.upstream.status import connection_failure, error_from_response, parse_retry_after
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,9 @@ class Transport:
     """The session and request loop for one upstream. Start it before use, close it after.
 
     ``guard`` (for tenancies' rules) makes every connection refuse internal addresses of hosts
-    the allow-list does not name, however the name resolves at that moment.
+    the allow-list does not name, however the name resolves at that moment. ``offline``
+    (``cache.offline``) is the choke point of offline mode: no session is ever opened and every
+    request raises :class:`~mirror.upstream.offline.MirrorOffline` before anything is sent.
     """
 
     def __init__(
@@ -88,8 +91,10 @@ class Transport:
         max_connections: int = 64,
         breaker: CircuitBreaker | None = None,
         guard: RuleHosts | None = None,
+        offline: bool = False,
     ) -> None:
         self.endpoint = endpoint
+        self.offline = offline
         self._guard = guard
         self._resolver: GuardedResolver | None = None
         self.breaker = breaker or CircuitBreaker(
@@ -106,8 +111,8 @@ class Transport:
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
-        """Open the pooled session (idempotent)."""
-        if self._session is not None:
+        """Open the pooled session (idempotent; never when offline)."""
+        if self._session is not None or self.offline:
             return
         self._resolver = self._guard.resolver() if self._guard is not None else None
         connector = aiohttp.TCPConnector(
@@ -144,7 +149,9 @@ class Transport:
 
     @property
     def session(self) -> aiohttp.ClientSession:
-        """The open session; RuntimeError before :meth:`start`."""
+        """The open session; ``MirrorOffline`` when offline, RuntimeError before :meth:`start`."""
+        if self.offline:
+            raise MirrorOffline(ErrorCode.NAME_UNKNOWN, self.endpoint.host)
         if self._session is None:
             raise RuntimeError(f"upstream client for {self.endpoint.host} is not started")
         return self._session
@@ -165,8 +172,11 @@ class Transport:
         """A 2xx response to an idempotent request, after auth, redirects and retries.
 
         Raises ``UpstreamUnavailable`` (connect error, timeout, 5xx after ``retries``),
-        ``UpstreamThrottled`` (429), or ``RegistryError`` (404 → ``unknown``, 401, 403, ...).
+        ``UpstreamThrottled`` (429), ``RegistryError`` (404 → ``unknown``, 401, 403, ...), or,
+        offline, ``MirrorOffline`` (404 in ``unknown``) with nothing sent.
         """
+        if self.offline:
+            raise MirrorOffline(unknown, self.endpoint.host)
         attempts = _Attempts(self._auth.authorization(scope))
         while True:
             resp = await self._attempt(method, url, headers or {}, attempts)
@@ -181,6 +191,20 @@ class Transport:
             ):
                 continue
             raise await self._failure(resp, unknown)
+
+    async def probe(self, within: float) -> str | None:
+        """Why ``GET /v2/`` got no HTTP answer within ``within`` seconds (one line), or None
+        when it got any (401 included); offline, ``MirrorOffline`` with nothing sent."""
+        session = self.session
+        try:
+            async with session.get(
+                self.url("/v2/"),
+                allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(total=within),
+            ):
+                return None
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            return connection_failure(exc)
 
     async def _attempt(
         self, method: str, url: URL, headers: Mapping[str, str], attempts: _Attempts

@@ -23,6 +23,7 @@ from mirror.metrics import Metrics
 from mirror.pullthrough.blobs import BlobService
 from mirror.pullthrough.listing import ListingService
 from mirror.pullthrough.manifests import ManifestService
+from mirror.pullthrough.prewarm import Prewarmer
 from mirror.retention.service import RetentionService
 from mirror.upstream.pool import UpstreamPool
 from mirror.upstream.routing import Router, Target
@@ -56,6 +57,8 @@ UPSTREAMS = web.AppKey("upstreams", UpstreamPool)
 # (``server.allow_anonymous_push``).
 UPLOADS = web.AppKey("uploads", UploadStore)
 ANONYMOUS_PUSH = web.AppKey("anonymous_push", bool)
+# Pre-warming images into the cache (the admin API and the scheduled list).
+PREWARM = web.AppKey("prewarm", Prewarmer)
 
 # The target resolved by the auth middleware (tenancy repositories and their rules), if any.
 TARGET = web.RequestKey("target", Target)

@@ -7,7 +7,7 @@ from aiohttp import web
 from mirror.errors import ErrorCode, RegistryError
 from mirror.web.admin.identity import as_system_admin
 from mirror.web.keys import METRICS_ACCESS, UPSTREAMS, services
-from mirror.web.registry.readiness import metadata_problem, upstream_problems
+from mirror.web.registry.readiness import OFFLINE_CHECK, metadata_problem, upstream_problems
 
 
 async def version_check(request: web.Request) -> web.Response:
@@ -44,16 +44,22 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     """Readiness: the metadata store is there and answers, and at least one configured
-    upstream answers ``GET /v2/``; 503 with one-line reasons otherwise."""
+    upstream answers ``GET /v2/`` (offline: none is probed, ``"mode": "offline"``); 503 with
+    one-line reasons otherwise."""
     svc = services(request)
     problems: dict[str, str] = {}
     metadata = metadata_problem(svc.metadata, svc.metadata.directory)
     if metadata is not None:
         problems["metadata"] = metadata
     pool = request.app[UPSTREAMS]
-    endpoints = [pool.get(host).endpoint for host in svc.router.hosts()]
-    upstreams = await upstream_problems(endpoints)
-    if not any(problem is None for problem in upstreams.values()):
+    clients = [pool.get(host) for host in svc.router.hosts()]
+    offline = any(client.offline for client in clients)
+    upstreams: dict[str, str | None] = (
+        {c.endpoint.host: OFFLINE_CHECK for c in clients}
+        if offline
+        else await upstream_problems(clients)
+    )
+    if not offline and not any(problem is None for problem in upstreams.values()):
         problems["upstreams"] = "no usable upstream: " + (
             "; ".join(f"{host}: {why}" for host, why in upstreams.items()) or "none configured"
         )
@@ -61,9 +67,11 @@ async def readyz(request: web.Request) -> web.Response:
         "metadata": metadata or "ok",
         "upstreams": {host: why or "ok" for host, why in upstreams.items()},
     }
+    mode = "offline" if offline else "online"
     if problems:
         reason = "; ".join(problems.values())
         return web.json_response(
-            {"status": "unavailable", "reason": reason, "checks": checks}, status=503
+            {"status": "unavailable", "mode": mode, "reason": reason, "checks": checks},
+            status=503,
         )
-    return web.json_response({"status": "ok", "checks": checks})
+    return web.json_response({"status": "ok", "mode": mode, "checks": checks})

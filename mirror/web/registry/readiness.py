@@ -1,4 +1,5 @@
-"""What ``/readyz`` checks: the metadata store is there and answers, and some upstream answers.
+"""What ``/readyz`` checks: the metadata store is there and answers, and some upstream answers
+(offline: no upstream is probed, the mirror is ready on its cache alone).
 
 An upstream is usable when its ``GET /v2/`` gets any HTTP answer (401 included) within
 ``PROBE_TIMEOUT`` seconds; every reason is one line, never a Python repr.
@@ -7,16 +8,14 @@ An upstream is usable when its ``GET /v2/`` gets any HTTP answer (401 included) 
 from __future__ import annotations
 
 import asyncio
-import ssl
 from pathlib import Path
 
-import aiohttp
-
 from mirror.db.roles import Repositories
-from mirror.upstream.endpoint import UpstreamEndpoint
-from mirror.upstream.status import connection_failure
+from mirror.upstream.client import UpstreamClient
 
 PROBE_TIMEOUT = 2.0
+# What an offline mirror's readiness says of each upstream (none is contacted).
+OFFLINE_CHECK = "offline: not contacted (cache.offline)"
 
 
 def metadata_problem(metadata: Repositories, directory: Path) -> str | None:
@@ -30,27 +29,13 @@ def metadata_problem(metadata: Repositories, directory: Path) -> str | None:
     return None
 
 
-def _ssl_for(endpoint: UpstreamEndpoint) -> ssl.SSLContext | bool:
-    if not endpoint.verify_tls:
-        return False
-    if endpoint.ca_file:
-        return ssl.create_default_context(cafile=endpoint.ca_file)
-    return True
+async def upstream_problem(client: UpstreamClient) -> str | None:
+    """Why ``client``'s upstream cannot be reached (one line), or None when ``GET /v2/`` is
+    answered; the probe goes through the client's own transport (so offline mode holds)."""
+    return await client.probe(min(PROBE_TIMEOUT, client.endpoint.connect_timeout or 1.0))
 
 
-async def upstream_problem(endpoint: UpstreamEndpoint) -> str | None:
-    """Why ``endpoint`` cannot be reached (one line), or None when ``GET /v2/`` is answered."""
-    timeout = aiohttp.ClientTimeout(total=min(PROBE_TIMEOUT, endpoint.connect_timeout or 1.0))
-    try:
-        async with aiohttp.ClientSession(timeout=timeout) as session:
-            url = endpoint.url.rstrip("/") + "/v2/"
-            async with session.get(url, ssl=_ssl_for(endpoint), allow_redirects=False):
-                return None
-    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-        return connection_failure(exc)
-
-
-async def upstream_problems(endpoints: list[UpstreamEndpoint]) -> dict[str, str | None]:
-    """:func:`upstream_problem` of every endpoint, probed concurrently, by host."""
-    found = await asyncio.gather(*(upstream_problem(e) for e in endpoints))
-    return {e.host: problem for e, problem in zip(endpoints, found, strict=True)}
+async def upstream_problems(clients: list[UpstreamClient]) -> dict[str, str | None]:
+    """:func:`upstream_problem` of every client, probed concurrently, by host."""
+    found = await asyncio.gather(*(upstream_problem(c) for c in clients))
+    return {c.endpoint.host: problem for c, problem in zip(clients, found, strict=True)}
