@@ -146,6 +146,7 @@ class EncryptedBlobStore:
             lambda: view,
             self.executor,
             lambda bad_fd, exc: self.evict(digest, bad_fd, exc),
+            header.version,
         )
         return reader, header.plain_size
 
