@@ -102,9 +102,7 @@ def open_chunk(
 ) -> bytes:
     """Decrypt one chunk; raises ``CorruptObject`` when the tag does not verify."""
     try:
-        return cipher.decrypt(
-            chunk_nonce(index), sealed, chunk_aad(digest, index, last, version)
-        )
+        return cipher.decrypt(chunk_nonce(index), sealed, chunk_aad(digest, index, last, version))
     except InvalidTag:
         raise CorruptObject(digest, f"chunk {index} failed its tag check") from None
 
@@ -160,9 +158,7 @@ class Header:
 
     def prelude(self) -> bytes:
         """The header's fixed prelude: magic, version, cipher, chunk size, plaintext size."""
-        return _PRELUDE.pack(
-            MAGIC, self.version, self.cipher, 0, self.chunk_size, self.plain_size
-        )
+        return _PRELUDE.pack(MAGIC, self.version, self.cipher, 0, self.chunk_size, self.plain_size)
 
     def pack(self) -> bytes:
         """The header's ``HEADER_SIZE`` bytes."""
