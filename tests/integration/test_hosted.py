@@ -432,4 +432,3 @@ async def test_a_pushed_blob_survives_an_orphan_sweep_before_its_manifest(
     doc = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": blobs[0], "layers": blobs[1:]}
     pushed = await hosted.put_manifest(where, "v1", json.dumps(doc).encode(), OCI_MANIFEST)
     assert (await hosted.manifest(where, "v1", [])).digest == pushed.digest
-
