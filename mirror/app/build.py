@@ -337,6 +337,7 @@ class Resources:
             self.clock,
             timeout=storage.upload_timeout,
             chunk_size=storage.chunk_size,
+            stager=app[CACHE],
         )
         store.sweep()
         app[UPLOADS] = store

@@ -13,9 +13,11 @@ import asyncio
 import errno
 import logging
 from collections.abc import Callable, Coroutine, Iterator
+from pathlib import Path
 from typing import Any
 
 from mirror.blobstore.interface import BlobStore, BlobWriter, RangeReader
+from mirror.blobstore.staging import Staged, Stager
 from mirror.metrics import Metrics
 from mirror.oci.digest import Digest
 
@@ -143,6 +145,69 @@ class CapacityLimit:
     def footprint(self, size: int) -> int:
         """The inner store's footprint of ``size`` bytes."""
         return self.inner.footprint(size)
+
+    async def stage(self, directory: Path) -> CappedStaged:
+        """The inner store's staged upload, installed only once its footprint is claimed."""
+        if not isinstance(self.inner, Stager):
+            raise TypeError(f"{type(self.inner).__name__} cannot stage uploads")
+        return CappedStaged(self, await self.inner.stage(directory))
+
+    def staged_footprint(self, size: int) -> int:
+        """The inner store's footprint of an installed upload."""
+        return self.inner.footprint(size)
+
+
+class CappedStaged:
+    """A staged upload whose install claims room first (an object already stored costs
+    nothing and is not replaced)."""
+
+    def __init__(self, limit: CapacityLimit, inner: Staged) -> None:
+        self._limit = limit
+        self._inner = inner
+
+    @property
+    def size(self) -> int:
+        """The bytes received so far."""
+        return self._inner.size
+
+    async def write(self, chunk: bytes) -> None:
+        """The inner staged object's ``write`` (staged bytes are claimed at install)."""
+        await self._inner.write(chunk)
+
+    def mark(self) -> None:
+        """The inner ``mark``."""
+        self._inner.mark()
+
+    def rollback(self) -> bool:
+        """The inner ``rollback``."""
+        return self._inner.rollback()
+
+    async def flush(self) -> None:
+        """The inner ``flush``."""
+        await self._inner.flush()
+
+    def verify(self, digest: Digest) -> None:
+        """The inner ``verify``."""
+        self._inner.verify(digest)
+
+    async def install(self, digest: Digest) -> None:
+        """Verify; unless the store holds ``digest`` already, claim its footprint (evicting
+        if needed, ``ENOSPC`` if there is no room) and install."""
+        self._inner.verify(digest)
+        if await self._limit.inner.stat(digest) is not None:
+            return  # content-addressed: the stored copy is this content
+        needed = self._limit.footprint(self._inner.size)
+        await self._limit.claim(needed)
+        stored = 0
+        try:
+            await self._inner.install(digest)
+            stored = needed
+        finally:
+            self._limit.settle(needed, stored)
+
+    def close(self) -> None:
+        """The inner ``close``."""
+        self._inner.close()
 
 
 class CappedWriter:

@@ -20,6 +20,7 @@ from mirror.blobstore.filesystem import FilesystemBlobStore
 from mirror.blobstore.interface import put_whole
 from mirror.blobstore.keyring import CacheKeys
 from mirror.blobstore.sealed import ChunkReader, ChunkView, SealedWriter
+from mirror.blobstore.sealed_staging import KEY, SealedStaged, new_data_key
 from mirror.crypto.envelope import HEADER_SIZE, Header, Layout, aead, unwrap_key
 from mirror.crypto.keys import Kek
 from mirror.errors import CorruptObject, KeyUnavailable
@@ -146,6 +147,7 @@ class EncryptedBlobStore:
             lambda: view,
             self.executor,
             lambda bad_fd, exc: self.evict(digest, bad_fd, exc),
+            header.version,
         )
         return reader, header.plain_size
 
@@ -201,6 +203,42 @@ class EncryptedBlobStore:
         """Bytes on disk of a sealed ``size``-byte object: header, chunks and their tags."""
         # Objects written under an earlier chunk size differ by a few tag bytes at most.
         return Layout(self.chunk_size).file_size(size)
+
+    async def stage(self, directory: Path) -> SealedStaged:
+        """An upload staged in ``directory`` in this store's sealed format: a new one (a fresh
+        data key, wrapped by the current KEK), or one resumed after a restart."""
+        loop = asyncio.get_running_loop()
+        if (directory / KEY).exists():
+            key, cipher, chunk_size = await loop.run_in_executor(
+                self.executor, SealedStaged.read_key, directory, self._find_kek
+            )
+        else:
+            key, cipher, chunk_size = new_data_key(self._random_bytes), self.cipher, self.chunk_size
+            kek = await loop.run_in_executor(self.executor, self._current_kek)
+            SealedStaged.new_key(directory, kek, cipher, chunk_size, key)
+        staged = SealedStaged(
+            directory,
+            key,
+            cipher=cipher,
+            chunk_size=chunk_size,
+            random_bytes=self._random_bytes,
+            executor=self.executor,
+            current_kek=self._current_kek,
+            final=self.path,
+        )
+        try:
+            await loop.run_in_executor(self.executor, staged.resume)
+        except BaseException:
+            staged.close()
+            raise
+        return staged
+
+    def staged_footprint(self, size: int) -> int:
+        """Bytes on disk of an installed upload of ``size`` bytes."""
+        return self.footprint(size)
+
+    def _find_kek(self, kek_id: str) -> Kek | None:
+        return self.keys.ring.get(kek_id) or self.keys.find(kek_id)
 
     def _current_kek(self) -> Kek:
         self.keys.refresh()

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from mirror.blobstore.install import install
 from mirror.blobstore.interface import put_whole
+from mirror.blobstore.staging import PlainStaged
 from mirror.oci.digest import Digest
 
 log = logging.getLogger(__name__)
@@ -150,6 +151,14 @@ class FilesystemBlobStore:
 
     def footprint(self, size: int) -> int:
         """Plaintext files take exactly their size on disk."""
+        return size
+
+    async def stage(self, directory: Path) -> PlainStaged:
+        """An upload staged in ``directory`` (new, or resumed and re-hashed)."""
+        return await PlainStaged.open(directory, self.path, self.executor)
+
+    def staged_footprint(self, size: int) -> int:
+        """Bytes on disk of an installed upload of ``size`` bytes."""
         return size
 
     def digests(self) -> Iterator[Digest]:

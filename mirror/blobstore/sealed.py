@@ -21,6 +21,7 @@ from mirror.crypto.envelope import (
     DATA_KEY_SIZE,
     NONCE_SIZE,
     TAG_SIZE,
+    VERSION,
     Header,
     Layout,
     aead,
@@ -64,8 +65,10 @@ class ChunkReader:
         view: Callable[[], ChunkView],
         executor: Executor | None,
         on_corrupt: Callable[[int, CorruptObject], None],
+        version: int = VERSION,
     ) -> None:
         self._fd = fd
+        self._version = version
         self._cipher = cipher
         self._digest = digest
         self._layout = layout
@@ -108,7 +111,7 @@ class ChunkReader:
         sealed = os.pread(self._fd, length, self._layout.offset(index))
         if len(sealed) != length:
             raise CorruptObject(self._digest, f"chunk {index} is truncated")
-        plain = open_chunk(self._cipher, self._digest, index, last, sealed)
+        plain = open_chunk(self._cipher, self._digest, index, last, sealed, self._version)
         self._cached = (index, plain)
         return plain
 

@@ -10,9 +10,13 @@
                 the last chunk holds 0..chunk_size bytes (an empty object has one empty chunk)
 
 A fresh random data key per object seals every chunk; the nonce of chunk ``i`` is ``i`` (each
-key seals each index exactly once) and its associated data binds the object digest, ``i`` and
-whether it is the last chunk, so truncation, reordering and swapping chunks or files between
-objects all fail the tag check. The data key is wrapped with AES-256-GCM under a KEK; the wrap's
+key seals each index exactly once) and its associated data binds ``i`` and whether it is the
+last chunk (format version 1 also bound the object digest), so truncation and reordering fail
+the tag check; chunks of another object are under another data key. Version 2 leaves the digest
+out of the chunks so that an upload can be sealed before its digest is known (a pushed blob is
+written once, in this format, and installed by rename); the digest is still bound through the
+key wrap, so a file moved to another digest's path does not open. Both versions are read; new
+objects are version 2. The data key is wrapped with AES-256-GCM under a KEK; the wrap's
 associated data binds the prelude (so chunk size and plaintext size are authenticated too), the
 digest, the slot generation and the KEK id. Two slots let a key rotation rewrite one while the
 other stays valid, so a torn header write never loses the object.
@@ -30,7 +34,9 @@ from mirror.crypto.keys import Kek
 from mirror.errors import CorruptObject
 
 MAGIC = b"\x89MIRENC\n"
-VERSION = 1
+VERSION = 2
+# The versions a reader accepts (1: chunks bound to the digest too).
+VERSIONS = (1, 2)
 HEADER_SIZE = 512
 TAG_SIZE = 16
 DATA_KEY_SIZE = 32
@@ -70,22 +76,33 @@ def chunk_nonce(index: int) -> bytes:
     return index.to_bytes(NONCE_SIZE, "big")
 
 
-def chunk_aad(digest: str, index: int, last: bool) -> bytes:
-    """What each chunk's tag authenticates besides its ciphertext."""
-    return b"mirror chunk v1\0" + digest.encode() + b"\0" + struct.pack(">QB", index, last)
+def chunk_aad(digest: str, index: int, last: bool, version: int = VERSION) -> bytes:
+    """What each chunk's tag authenticates besides its ciphertext (``digest`` in version 1
+    only)."""
+    position = struct.pack(">QB", index, last)
+    if version == 1:
+        return b"mirror chunk v1\0" + digest.encode() + b"\0" + position
+    return b"mirror chunk v2\0" + position
 
 
 def seal_chunk(
-    cipher: AEAD, digest: str, index: int, last: bool, plain: bytes | memoryview
+    cipher: AEAD,
+    digest: str,
+    index: int,
+    last: bool,
+    plain: bytes | memoryview,
+    version: int = VERSION,
 ) -> bytes:
     """Encrypt one chunk (ciphertext followed by its tag)."""
-    return cipher.encrypt(chunk_nonce(index), plain, chunk_aad(digest, index, last))
+    return cipher.encrypt(chunk_nonce(index), plain, chunk_aad(digest, index, last, version))
 
 
-def open_chunk(cipher: AEAD, digest: str, index: int, last: bool, sealed: bytes) -> bytes:
+def open_chunk(
+    cipher: AEAD, digest: str, index: int, last: bool, sealed: bytes, version: int = VERSION
+) -> bytes:
     """Decrypt one chunk; raises ``CorruptObject`` when the tag does not verify."""
     try:
-        return cipher.decrypt(chunk_nonce(index), sealed, chunk_aad(digest, index, last))
+        return cipher.decrypt(chunk_nonce(index), sealed, chunk_aad(digest, index, last, version))
     except InvalidTag:
         raise CorruptObject(digest, f"chunk {index} failed its tag check") from None
 
@@ -132,6 +149,7 @@ class Header:
     chunk_size: int
     plain_size: int
     slots: tuple[KeySlot | None, KeySlot | None]
+    version: int = VERSION
 
     @property
     def layout(self) -> Layout:
@@ -140,7 +158,7 @@ class Header:
 
     def prelude(self) -> bytes:
         """The header's fixed prelude: magic, version, cipher, chunk size, plaintext size."""
-        return _PRELUDE.pack(MAGIC, VERSION, self.cipher, 0, self.chunk_size, self.plain_size)
+        return _PRELUDE.pack(MAGIC, self.version, self.cipher, 0, self.chunk_size, self.plain_size)
 
     def pack(self) -> bytes:
         """The header's ``HEADER_SIZE`` bytes."""
@@ -170,7 +188,7 @@ class Header:
         magic, version, cipher, _, chunk_size, plain_size = _PRELUDE.unpack_from(data)
         if magic != MAGIC:
             raise CorruptObject(digest, "not an encrypted object (bad magic)")
-        if version != VERSION:
+        if version not in VERSIONS:
             raise CorruptObject(digest, f"unknown format version {version}")
         if cipher not in CIPHERS.values() or chunk_size < 1:
             raise CorruptObject(digest, f"bad cipher {cipher} or chunk size {chunk_size}")
@@ -185,7 +203,7 @@ class Header:
             except UnicodeDecodeError:
                 name = "?"
             slots.append(KeySlot(generation, name, nonce, wrapped))
-        return Header(cipher, chunk_size, plain_size, (slots[0], slots[1]))
+        return Header(cipher, chunk_size, plain_size, (slots[0], slots[1]), version)
 
 
 def _wrap_aad(header: Header, digest: str, generation: int, kek_id: str) -> bytes:

@@ -221,6 +221,14 @@ class Metadata(
         key = ("link", upstream, repo, str(digest))
         return bool(self._db.delete(key))
 
+    def links(self, prefix: str) -> Iterator[tuple[str, str, Digest]]:
+        """Every link ``(upstream, repo, digest)`` of an upstream key starting with ``prefix``
+        (the hosted repositories' links, for the collector)."""
+        for key in iter(self._db):
+            if isinstance(key, tuple) and len(key) == 4 and key[0] == "link":
+                if key[1].startswith(prefix):
+                    yield key[1], key[2], Digest.parse(key[3])
+
     def unlink(self, upstream: str, repo: str) -> int:
         """Forget every link of ``repo`` at ``upstream``; returns how many."""
         keys = [

@@ -77,6 +77,10 @@ class Links(Protocol):
         """Whether ``repo`` at ``upstream`` is known to reference ``digest``."""
         ...
 
+    def links(self, prefix: str) -> Iterator[tuple[str, str, Digest]]:
+        """Every link ``(upstream, repo, digest)`` of an upstream key starting with ``prefix``."""
+        ...
+
     def unlink(self, upstream: str, repo: str) -> int:
         """Forget every link of ``repo`` at ``upstream``; returns how many."""
         ...

@@ -1,11 +1,12 @@
-"""Upload sessions on disk: ``<root>/<uuid>/data`` (the bytes received so far) and
-``<root>/<uuid>/state.json`` (tenancy, repository, last activity).
+"""Upload sessions on disk: ``<root>/<uuid>/state.json`` (tenancy, repository, last activity,
+bytes received) and the staged object (``mirror.blobstore.staging``): the blob in the store's
+own format (sealed when encryption is on), hashed as it is written.
 
-The offset of a session is the size of its data file, so a session survives a restart as it
-is: no hash state is kept between requests (the bytes are hashed once, as they are installed
-into the blob store at the final ``PUT``), and nothing needs re-hashing on resume. A session
-idle for longer than ``timeout`` seconds is unknown (``BLOB_UPLOAD_UNKNOWN``) and its files
-are removed by :meth:`UploadStore.sweep`.
+The final ``PUT`` compares that running hash with its digest and renames the object into the
+store: nothing is read back or copied, and nothing is visible before digest and size match. A
+session survives a restart: its staged object is re-hashed once when it is next used. A
+session idle for longer than ``timeout`` seconds is unknown (``BLOB_UPLOAD_UNKNOWN``) and its
+files are removed by :meth:`UploadStore.sweep`.
 """
 
 from __future__ import annotations
@@ -22,16 +23,14 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
 
-from mirror.blobstore.interface import BlobStore
-from mirror.blobstore.upload import install_upload
+from mirror.blobstore.staging import Staged, Stager
 from mirror.clock import Clock
-from mirror.errors import DigestMismatch, ErrorCode, RegistryError
+from mirror.errors import CorruptObject, DigestMismatch, ErrorCode, RegistryError
 from mirror.oci.digest import Digest
 
 log = logging.getLogger(__name__)
 
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-DATA = "data"
 STATE = "state.json"
 
 
@@ -44,17 +43,13 @@ class Session:
     repo: str
     path: Path
 
-    @property
-    def data(self) -> Path:
-        """The file of the bytes received so far."""
-        return self.path / DATA
-
     def offset(self) -> int:
-        """How many bytes were received (the size of the data file)."""
+        """How many bytes were received (as of the last request)."""
         try:
-            return self.data.stat().st_size
-        except FileNotFoundError:
+            offset = json.loads((self.path / STATE).read_text()).get("offset", 0)
+        except (OSError, ValueError, AttributeError):
             return 0
+        return offset if isinstance(offset, int) else 0
 
 
 def unknown(upload: str) -> RegistryError:
@@ -73,6 +68,7 @@ class UploadStore:
         *,
         timeout: float,
         chunk_size: int,
+        stager: Stager,
         executor: Executor | None = None,
         new_id: Callable[[], str] = lambda: str(uuidlib.uuid4()),
     ) -> None:
@@ -83,8 +79,11 @@ class UploadStore:
         self._clock = clock
         self._executor = executor
         self._new_id = new_id
+        self._stager = stager
         # One request at a time per session (a PATCH racing a PUT would corrupt the data).
         self._locks: dict[str, asyncio.Lock] = {}
+        # The staged objects of sessions used since start-up (open, with their running hash).
+        self._staged: dict[str, Staged] = {}
 
     def lock(self, upload: str) -> asyncio.Lock:
         """The lock serialising the requests of one session."""
@@ -96,12 +95,16 @@ class UploadStore:
         path = self.root / upload
         path.mkdir(mode=0o700)
         session = Session(upload, tenancy, repo, path)
-        (path / DATA).touch(mode=0o600)
-        self._write_state(session)
+        self._write_state(session, 0)
         return session
 
-    def _write_state(self, session: Session) -> None:
-        state = {"tenancy": session.tenancy, "repo": session.repo, "touched": self._clock.now()}
+    def _write_state(self, session: Session, offset: int) -> None:
+        state = {
+            "tenancy": session.tenancy,
+            "repo": session.repo,
+            "touched": self._clock.now(),
+            "offset": offset,
+        }
         temp = session.path / (STATE + ".tmp")
         temp.write_text(json.dumps(state))
         os.replace(temp, session.path / STATE)
@@ -133,64 +136,84 @@ class UploadStore:
             raise unknown(upload)
         return Session(upload, tenancy, repo, path)
 
+    async def staged(self, session: Session) -> Staged:
+        """The session's staged object (opened, and re-hashed, on first use since start-up);
+        ``BLOB_UPLOAD_UNKNOWN`` (the session discarded) when it can no longer be read."""
+        staged = self._staged.get(session.uuid)
+        if staged is None:
+            try:
+                staged = await self._stager.stage(session.path)
+            except (CorruptObject, OSError) as exc:
+                log.warning("upload %s cannot be resumed: %s", session.uuid, exc)
+                self.discard(session)
+                raise unknown(session.uuid) from None
+            self._staged[session.uuid] = staged
+        return staged
+
     async def append(
         self, session: Session, chunks: AsyncIterable[bytes], start: int | None = None
     ) -> int:
-        """Write ``chunks`` at the end of the session's data and return the new offset.
+        """Write ``chunks`` at the end of the session's staged object and return the new
+        offset.
 
         ``start`` (a ``Content-Range`` chunk) must be the current offset, else 416
         ``RANGE_INVALID`` with the current ``Range``: chunks arrive in order, without overlap.
         """
-        offset = session.offset()
-        if start is not None and start != offset:
+        staged = await self.staged(session)
+        if start is not None and start != staged.size:
             raise RegistryError(
                 ErrorCode.RANGE_INVALID,
-                f"chunk starts at {start}, the upload has {offset} bytes",
-                headers=range_headers(session, offset),
+                f"chunk starts at {start}, the upload has {staged.size} bytes",
+                headers=range_headers(session, staged.size),
             )
-        loop = asyncio.get_running_loop()
-        fd = os.open(session.data, os.O_WRONLY | os.O_APPEND)
+        staged.mark()
         try:
             async for chunk in chunks:
-                await loop.run_in_executor(self._executor, _write_all, fd, chunk)
-                offset += len(chunk)
+                await staged.write(chunk)
         finally:
-            os.close(fd)
-            self._write_state(session)
-        return offset
+            await staged.flush()
+            self._write_state(session, staged.size)
+        return staged.size
 
     def truncate(self, session: Session, size: int) -> None:
-        """Cut the session's data back to ``size`` bytes (undo a chunk that was refused)."""
-        os.truncate(session.data, size)
-
-    async def commit(self, session: Session, digest: Digest, store: BlobStore) -> int:
-        """Install the session's bytes in ``store`` as ``digest`` and end the session; the
-        size. A mismatch raises ``DIGEST_INVALID`` and discards the upload (nothing visible).
-        """
-        size = session.offset()
-        try:
-            await install_upload(
-                store,
-                digest,
-                session.data,
-                size,
-                chunk_size=self.chunk_size,
-                executor=self._executor,
-            )
-        except DigestMismatch as exc:
+        """Undo the chunk just appended (it was refused), back to ``size`` bytes; when that
+        cannot be done (an encrypted chunk was sealed) the session is discarded."""
+        staged = self._staged.get(session.uuid)
+        if staged is None or staged.size < size:
+            return
+        if not staged.rollback() or staged.size != size:
             self.discard(session)
+            return
+        self._write_state(session, size)
+
+    async def commit(self, session: Session, digest: Digest) -> int:
+        """Install the session's staged object as ``digest`` (a rename) and end the session;
+        the size. A mismatch raises ``DIGEST_INVALID`` and discards the upload (nothing
+        visible)."""
+        staged = await self.staged(session)
+        size = staged.size
+        try:
+            await staged.install(digest)
+        except DigestMismatch as exc:
             raise RegistryError(
                 ErrorCode.DIGEST_INVALID,
                 f"the upload is {exc.actual}, not {digest}",
                 detail={"digest": str(digest)},
             ) from None
-        self.discard(session)
+        finally:
+            self.discard(session)
         return size
 
     def discard(self, session: Session) -> None:
         """Remove the session and its files."""
+        self._forget(session.uuid)
         shutil.rmtree(session.path, ignore_errors=True)
-        self._locks.pop(session.uuid, None)
+
+    def _forget(self, upload: str) -> None:
+        staged = self._staged.pop(upload, None)
+        if staged is not None:
+            staged.close()
+        self._locks.pop(upload, None)
 
     def sweep(self) -> int:
         """Remove the files of expired (or unreadable) sessions; returns how many."""
@@ -205,8 +228,8 @@ class UploadStore:
                 continue  # a request is writing it right now
             state = self._read_state(entry)
             if state is None or self._expired(state):
+                self._forget(entry.name)
                 shutil.rmtree(entry, ignore_errors=True)
-                self._locks.pop(entry.name, None)
                 removed += 1
         if removed:
             log.info("swept %d expired upload sessions from %s", removed, self.root)
@@ -227,10 +250,3 @@ def range_headers(session: Session, offset: int) -> dict[str, str]:
         "Docker-Upload-UUID": session.uuid,
         "Range": f"0-{max(offset - 1, 0)}",
     }
-
-
-def _write_all(fd: int, chunk: bytes) -> None:
-    view = memoryview(chunk)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]

@@ -18,7 +18,8 @@ from typing import Protocol
 
 from mirror.blobstore.interface import BlobStore
 from mirror.db.retention import RetentionStore
-from mirror.db.roles import Eviction, Manifests, Pulls
+from mirror.db.roles import Eviction, Links, Manifests, Pulls
+from mirror.hosted.names import hosted_key
 from mirror.metrics import Metrics
 from mirror.oci.digest import Digest
 from mirror.retention.audit import AuditLog
@@ -34,8 +35,12 @@ YIELD_EVERY = 64
 DEFERRED_GRACE = 3600.0
 
 
-class CollectorRecords(Manifests, Pulls, Eviction, Protocol):
-    """The metadata a collection changes: manifests, last pulls, eviction."""
+class CollectorRecords(Manifests, Pulls, Eviction, Links, Protocol):
+    """The metadata a collection changes: manifests, last pulls, eviction, hosted links."""
+
+    def drop_link(self, upstream: str, repo: str, digest: Digest) -> bool:
+        """Forget that ``repo`` at ``upstream`` references ``digest``; whether it did."""
+        ...
 
 
 @dataclass
@@ -85,6 +90,9 @@ class Collector:
         self._counts: Counter[Digest] = Counter(i.digest for i in inventory.images)
         for references in inventory.references.values():
             self._counts.update(references)
+        # A blob linked in a hosted repository is held there (pushed, perhaps before the
+        # manifest that will refer to it): nothing upstream could bring it back.
+        self._counts.update(digest for _, _, digest in metadata.links(hosted_key("")))
         self._steps = 0
         self._now = now
         self._previously_deferred = state.deferred()
@@ -113,6 +121,10 @@ class Collector:
             cleared.add(group)
             tags = self._metadata.evict_image(image.upstream, image.repo, image.digest, image.tags)
             touched.add((image.upstream, image.repo))
+            if image.upstream.startswith(hosted_key("")):
+                # A hosted image a policy deletes leaves its repository for good.
+                if self._metadata.drop_link(image.upstream, image.repo, image.digest):
+                    self._counts[image.digest] -= 1
             self.outcome.evicted.append(decision)
             self._metrics.evictions.labels(self._trigger, decision.rule).inc()
             self._audit.write(

@@ -407,3 +407,28 @@ async def test_the_capacity_limit_never_evicts_hosted_images(
     assert found.digest == pushed.digest and found.body == body
     for blob in blobs:
         assert await hosted.holds_blob(where, Digest.parse(blob["digest"]))
+
+
+async def test_a_pushed_blob_survives_an_orphan_sweep_before_its_manifest(
+    mirror_factory: MirrorFactory, upstream_registry: Any
+) -> None:
+    mirror = await mirror_factory(
+        {upstream_registry.host: upstream_registry.url}, retention={"max_size": 10_000_000}
+    )
+    hosted, cache = mirror.app[HOSTED], mirror.app[CACHE]
+    where = hosted_target("acme", "app", "acme/app")
+    blobs: list[dict[str, Any]] = []
+    for data in (b'{"config": 2}', b"pushed layer" * 500):
+        digest = Digest.of(data)
+        await cache.put(digest, data)  # an upload committed: stored and linked, no manifest yet
+        mirror.services.metadata.link(where.upstream, where.repo, [digest])
+        blobs.append({"mediaType": LAYER, "digest": str(digest), "size": len(data)})
+    stray = b"a cached blob no manifest refers to"
+    await cache.put(Digest.of(stray), stray)
+
+    await mirror.retention.evict_to(0)  # the capacity limit's orphan sweep
+
+    assert await cache.stat(Digest.of(stray)) is None, "the sweep ran and took the real orphan"
+    doc = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": blobs[0], "layers": blobs[1:]}
+    pushed = await hosted.put_manifest(where, "v1", json.dumps(doc).encode(), OCI_MANIFEST)
+    assert (await hosted.manifest(where, "v1", [])).digest == pushed.digest

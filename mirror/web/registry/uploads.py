@@ -93,7 +93,7 @@ def _created(request: web.Request, name: str, digest: Digest) -> web.Response:
 
 
 async def _commit(request: web.Request, ref: RepoRef, session: Session, digest: Digest) -> None:
-    await _store(request).commit(session, digest, request.app[CACHE])
+    await _store(request).commit(session, digest)
     services(request).metadata.link(hosted_key(ref.tenancy), ref.name, [digest])
 
 

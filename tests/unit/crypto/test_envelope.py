@@ -66,18 +66,32 @@ def test_layout(plain_size: int, chunks: int, file_size: int) -> None:
 
 
 @pytest.mark.parametrize("cipher_id", [AES_256_GCM, CHACHA20_POLY1305])
-def test_chunk_opens_only_with_its_digest_index_and_last_flag(cipher_id: int) -> None:
+def test_chunk_opens_only_with_its_index_and_last_flag(cipher_id: int) -> None:
     cipher = aead(cipher_id, bytes(32))
     sealed = seal_chunk(cipher, DIGEST, 3, False, b"chunk three")
 
     assert open_chunk(cipher, DIGEST, 3, False, sealed) == b"chunk three"
+    # Version 2 chunks do not bind the digest (an upload is sealed before it is known).
+    assert open_chunk(cipher, OTHER, 3, False, sealed) == b"chunk three"
     assert len(sealed) == len(b"chunk three") + TAG_SIZE
-    for digest, index, last in [(OTHER, 3, False), (DIGEST, 4, False), (DIGEST, 3, True)]:
+    for index, last in [(4, False), (3, True)]:
         with pytest.raises(CorruptObject, match="chunk"):
-            open_chunk(cipher, digest, index, last, sealed)
+            open_chunk(cipher, DIGEST, index, last, sealed)
     flipped = bytes([sealed[0] ^ 1]) + sealed[1:]
     with pytest.raises(CorruptObject, match="tag check"):
         open_chunk(cipher, DIGEST, 3, False, flipped)
+
+
+def test_version_1_chunks_are_still_read_and_bound_to_their_digest() -> None:
+    cipher = aead(AES_256_GCM, bytes(32))
+    sealed = seal_chunk(cipher, DIGEST, 3, False, b"old", version=1)
+
+    assert open_chunk(cipher, DIGEST, 3, False, sealed, version=1) == b"old"
+    for digest, version in [(OTHER, 1), (DIGEST, 2)]:
+        with pytest.raises(CorruptObject, match="tag check"):
+            open_chunk(cipher, digest, 3, False, sealed, version=version)
+    old = Header(AES_256_GCM, 4096, 10, (None, None), version=1)
+    assert Header.unpack(old.pack(), DIGEST).version == 1
 
 
 def header_with_slot(plain_size: int = 12345) -> tuple[Header, bytes]:
