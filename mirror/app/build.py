@@ -20,6 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from mirror.app.auth import open_auth, print_once
+from mirror.app.quotas import load_quotas, quotas_of
 from mirror.app.stores import BlobStoreImpl, open_store
 from mirror.blobstore.capacity import CapacityLimit
 from mirror.blobstore.install import restrict_to_owner
@@ -37,6 +38,7 @@ from mirror.pullthrough.leases import Leases
 from mirror.pullthrough.listing import ListingService
 from mirror.pullthrough.manifests import ManifestService
 from mirror.retention.audit import AuditLog
+from mirror.retention.names import resolve_policy_repository
 from mirror.retention.policy import RetentionPolicy
 from mirror.retention.service import RetentionService
 from mirror.upstream.addresses import RuleHosts
@@ -52,6 +54,7 @@ from mirror.web.keys import (
     HOSTED,
     METADATA,
     METRICS_ACCESS,
+    QUOTAS,
     RETENTION,
     SERVICES,
     UPLOADS,
@@ -60,6 +63,7 @@ from mirror.web.keys import (
 )
 from mirror.web.middleware import common_headers, errors_middleware
 from mirror.web.registry.routes import add_routes
+from mirror.web.registry.seeding import install_seeding
 from mirror.web.routes import install_auth
 
 log = logging.getLogger(__name__)
@@ -97,8 +101,8 @@ def declared_policies(
         policy = RetentionPolicy(
             p.name, p.not_pulled_days, p.not_tagged_days, p.exempt_tags, p.match
         )
-        targets = [router.resolve(name, None) for name in p.repositories]
-        declared.append((policy, tuple(f"{t.upstream}/{t.repo}" for t in targets)))
+        names = (resolve_policy_repository(router, name) for name in p.repositories)
+        declared.append((policy, tuple(names)))
     return declared
 
 
@@ -193,6 +197,7 @@ class Resources:
             self.services,
             self.uploads,
             *auth,
+            self.quotas,
             self.retention,
             self.last_pulls,
         ]
@@ -299,10 +304,12 @@ class Resources:
             max_stale=cache.max_stale,
         )
         app[SERVICES] = Services(self.router, blobs, manifests, listing, metadata, self.metrics)
+        app[QUOTAS] = quotas_of(self.config, self.metrics)
         app[HOSTED] = HostedRepositories(
             capped,
             metadata,
             self.clock,
+            app[QUOTAS],
             max_manifest_bytes=self.config.hosted.max_manifest_size,
         )
         try:
@@ -338,6 +345,11 @@ class Resources:
         finally:
             auth.identity.close()
 
+    async def quotas(self, app: web.Application) -> AsyncIterator[None]:
+        """Hosted usage per tenancy, rebuilt now from what the data directory holds."""
+        await load_quotas(app[QUOTAS], app[METADATA], app[CACHE], app.get(AUTH))
+        yield
+
     async def retention(self, app: web.Application) -> AsyncIterator[None]:
         """``RETENTION``: the retention service, the cache's evictor, and the periodic run
         when ``retention.interval`` is set."""
@@ -347,6 +359,10 @@ class Resources:
         async with contextlib.AsyncExitStack() as opened:
             opened.callback(retention.close)
             capped.evictor = retention.evict_to
+            # What the collector reclaimed leaves the tenancies' usage.
+            retention.after_collect = lambda: load_quotas(
+                app[QUOTAS], metadata, capped, app.get(AUTH)
+            )
             opened.push_async_callback(stop_eviction, capped)
             app[RETENTION] = retention
             interval = config.retention.interval
@@ -395,6 +411,8 @@ def build_app(
     add_admin_routes(app)
     app[METRICS_ACCESS] = config.metrics_access()
     app[ANONYMOUS_PUSH] = config.server.allow_anonymous_push and not config.auth.enabled
+    if app[ANONYMOUS_PUSH]:
+        install_seeding(app)
     app.on_response_prepare.append(common_headers)
     app.cleanup_ctx.extend(resources.contexts())
     return app
