@@ -194,20 +194,22 @@ class Quotas:
 
     def admit_repository(self, tenancy: str, repo: str) -> None:
         """Count a new repository of ``tenancy``; 403 ``DENIED`` over its repository quota."""
-        usage = self._tenancies[tenancy]
-        if repo in usage.repositories:
-            return
-        limit = self.limits(tenancy).repositories
-        if limit is not None and len(usage.repositories) + 1 > limit:
-            self._refuse(tenancy, REPOSITORIES)
-            raise exceeded(tenancy, REPOSITORIES, len(usage.repositories), 1, limit)
-        usage.repositories.add(repo)
+        self._check_repository(tenancy, repo)
+        self._tenancies[tenancy].repositories.add(repo)
         self._publish(tenancy)
+
+    def _check_repository(self, tenancy: str, repo: str) -> None:
+        repositories = self._tenancies[tenancy].repositories
+        limit = self.limits(tenancy).repositories
+        if repo not in repositories and limit is not None and len(repositories) + 1 > limit:
+            self._refuse(tenancy, REPOSITORIES)
+            raise exceeded(tenancy, REPOSITORIES, len(repositories), 1, limit)
 
     def reserve(self, tenancy: str, repo: str, digest: Digest, size: int) -> Reservation:
         """Hold ``size`` bytes for ``digest`` on its way into ``repo`` (nothing when the
-        tenancy stores it already); 403 ``DENIED`` over either quota."""
-        self.admit_repository(tenancy, repo)
+        tenancy stores it already); 403 ``DENIED`` over either quota, and then nothing is
+        counted."""
+        self._check_repository(tenancy, repo)
         usage = self._tenancies[tenancy]
         adding = 0 if digest in usage.sizes else size
         limit = self.limits(tenancy).bytes
@@ -216,6 +218,7 @@ class Quotas:
             self._refuse(tenancy, BYTES)
             raise exceeded(tenancy, BYTES, used, adding, limit)
         usage.reserved += adding
+        self.admit_repository(tenancy, repo)
         return Reservation(self, tenancy, adding)
 
     def unreserve(self, tenancy: str, size: int) -> None:
