@@ -33,6 +33,7 @@ from mirror.oci.media import OCI_MANIFEST
 from mirror.testing.images import build_image, random_layer
 from mirror.web.keys import AUTH, CACHE, QUOTAS, SERVICES
 from tests.integration.conftest import AUTH_REGISTRY_HOST, AUTH_TEST_HASH_COST
+from tests.integration.fake_upstream import FakeUpstream
 from tests.peers.skopeo import skopeo_copy_async
 
 DAY = 86400.0
@@ -552,11 +553,16 @@ async def test_a_policy_on_a_hosted_repository_deletes_its_unpulled_image(start:
 async def test_skopeo_copy_into_a_loopback_seeding_station(
     aiohttp_server: Any, tmp_path: Path
 ) -> None:
+    upstream = FakeUpstream()
+    cached_manifest, _ = upstream.add_image("library/base", "v1", [b"base layer"])
+    origin = await aiohttp_server(upstream.app(), host="127.0.0.1")
     config = load_config(
         overrides={
             "server": {"allow_anonymous_push": True},
             "storage": {"data_dir": str(tmp_path / "data")},
-            "upstreams": [{"host": "upstream.test", "url": "http://127.0.0.1:9"}],
+            "upstreams": [
+                {"host": "upstream.test", "url": f"http://127.0.0.1:{origin.port}", "retries": 0}
+            ],
             "default_upstream": "",
             "encryption": {"enabled": False},
             "hosted": {"tenancy_max_repositories": 1},
@@ -590,6 +596,13 @@ async def test_skopeo_copy_into_a_loopback_seeding_station(
         ) as resp:
             assert resp.status == 403
             assert error(await resp.json())["detail"]["quota"] == "repositories"
+        # Names an upstream serves are still pulled through (and cached), never hosted.
+        async with http.get(
+            f"http://127.0.0.1:{server.port}/v2/upstream.test/library/base/manifests/v1",
+            headers={"Accept": OCI_MANIFEST},
+        ) as resp:
+            assert resp.status == 200
+            assert resp.headers["Docker-Content-Digest"] == cached_manifest
         # A cache name is still never written.
         async with http.put(
             f"http://127.0.0.1:{server.port}/v2/upstream.test/app/manifests/v1",

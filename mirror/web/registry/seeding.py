@@ -35,9 +35,18 @@ def seeded_repository(request: web.Request, name: str) -> RepoRef | None:
         services(request).router.resolve(name, request.query.get("ns"))
     except RegistryError:
         tenancy, sep, repo = name.partition("/")
-        if sep and tenancy:
-            return RepoRef(tenancy, validate_name(repo), name)
+        if sep and tenancy and is_name(name):
+            return RepoRef(tenancy, repo, name)
     return None
+
+
+def is_name(name: str) -> bool:
+    """Whether ``name`` is a valid repository name."""
+    try:
+        validate_name(name)
+    except RegistryError:
+        return False
+    return True
 
 
 @web.middleware
@@ -47,7 +56,7 @@ async def seeding_middleware(request: web.Request, handler: Handler) -> web.Stre
     name = request.match_info.get("name")
     if name is None or not request.path.startswith("/v2/"):
         return await handler(request)
-    ref = seeded_repository(request, validate_name(name))
+    ref = seeded_repository(request, name)
     if ref is None:
         return await handler(request)
     if not on_loopback(request):
