@@ -12,7 +12,8 @@ from mirror.blobstore.interface import BlobStore
 from mirror.config.model import Config
 from mirror.db.metadata import Metadata
 from mirror.hosted.names import HOSTED_PREFIX
-from mirror.hosted.quota import Limits, PrometheusQuotaMetrics, Quotas
+from mirror.hosted.quota import Limits, Quotas
+from mirror.hosted.quota_metrics import PrometheusQuotaMetrics
 from mirror.metrics import Metrics
 from mirror.oci.digest import Digest
 

@@ -22,10 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from prometheus_client import Counter, Gauge
-
 from mirror.errors import ErrorCode, RegistryError
-from mirror.metrics import Metrics
 from mirror.oci.digest import Digest
 
 BYTES = "bytes"
@@ -97,10 +94,20 @@ class _Tenancy:
     sizes: dict[Digest, int] = field(default_factory=dict)
     repositories: set[str] = field(default_factory=set)
     reserved: int = 0
+    # The sum of ``sizes`` (kept, not summed on every check).
+    stored: int = 0
 
-    @property
-    def stored(self) -> int:
-        return sum(self.sizes.values())
+    def add(self, repo: str, digest: Digest, size: int) -> None:
+        self.holders[digest].add(repo)
+        if digest not in self.sizes:
+            self.sizes[digest] = size
+            self.stored += size
+
+    def drop(self, repo: str, digest: Digest) -> None:
+        self.holders[digest].discard(repo)
+        if not self.holders[digest]:
+            del self.holders[digest]
+            self.stored -= self.sizes.pop(digest, 0)
 
 
 class Reservation:
@@ -166,8 +173,7 @@ class Quotas:
             usage.repositories.add(repo)
             size = sizes[digest] if digest in sizes else self._known_size(tenancy, digest)
             if size is not None:
-                usage.holders[digest].add(repo)
-                usage.sizes[digest] = size
+                usage.add(repo, digest, size)
         for tenancy, repo in repositories():
             fresh[tenancy].repositories.add(repo)
         for tenancy, old in self._tenancies.items():
@@ -231,8 +237,7 @@ class Quotas:
         """``repo`` of ``tenancy`` now links stored object ``digest`` of ``size`` bytes."""
         usage = self._tenancies[tenancy]
         usage.repositories.add(repo)
-        usage.holders[digest].add(repo)
-        usage.sizes.setdefault(digest, size)
+        usage.add(repo, digest, size)
         self._publish(tenancy)
 
     def unlinked(self, tenancy: str, repo: str, digest: Digest) -> None:
@@ -241,10 +246,7 @@ class Quotas:
         usage = self._tenancies.get(tenancy)
         if usage is None or digest not in usage.holders:
             return
-        usage.holders[digest].discard(repo)
-        if not usage.holders[digest]:
-            del usage.holders[digest]
-            usage.sizes.pop(digest, None)
+        usage.drop(repo, digest)
         self._publish(tenancy)
 
     def forget_repository(self, tenancy: str, repo: str) -> None:
@@ -309,41 +311,3 @@ def _write_overrides(path: Path, overrides: dict[str, Limits]) -> None:
         out.flush()
         os.fsync(out.fileno())
     os.replace(temp, path)
-
-
-class PrometheusQuotaMetrics:
-    """Publishes quotas in the app's ``Metrics`` (``mirror_hosted_*``)."""
-
-    def __init__(self, metrics: Metrics) -> None:
-        self._metrics = metrics
-
-    def publish(self, usage: Usage) -> None:
-        """Set the usage and limit gauges of ``usage.tenancy`` (no limit series when none)."""
-        m, tenancy = self._metrics, usage.tenancy
-        m.hosted_stored_bytes.labels(tenancy).set(usage.bytes)
-        m.hosted_repositories.labels(tenancy).set(usage.repositories)
-        for quota, limit in usage.limits.as_json().items():
-            if limit is None:
-                _remove(m.hosted_quota_limit, tenancy, quota)
-            else:
-                m.hosted_quota_limit.labels(tenancy, quota).set(limit)
-
-    def refused(self, tenancy: str, quota: str) -> None:
-        """Count one refusal."""
-        self._metrics.hosted_quota_refusals.labels(tenancy, quota).inc()
-
-    def forget(self, tenancy: str) -> None:
-        """Remove every series of ``tenancy``."""
-        m = self._metrics
-        _remove(m.hosted_stored_bytes, tenancy)
-        _remove(m.hosted_repositories, tenancy)
-        for quota in (BYTES, REPOSITORIES):
-            _remove(m.hosted_quota_limit, tenancy, quota)
-            _remove(m.hosted_quota_refusals, tenancy, quota)
-
-
-def _remove(metric: Gauge | Counter, *labels: str) -> None:
-    try:
-        metric.remove(*labels)
-    except KeyError:
-        pass

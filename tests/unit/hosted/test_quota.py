@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from mirror.errors import ErrorCode, RegistryError
-from mirror.hosted.quota import BYTES, REPOSITORIES, Limits, PrometheusQuotaMetrics, Quotas
+from mirror.hosted.quota import BYTES, REPOSITORIES, Limits, Quotas
+from mirror.hosted.quota_metrics import PrometheusQuotaMetrics
 from mirror.metrics import Metrics
 from mirror.oci.digest import Digest
 
