@@ -173,6 +173,32 @@ class Metrics:
             ["result"],
             registry=r,
         )
+        # Hosted repositories' per-tenancy quotas (one series per tenancy that stores
+        # something or has a limit; a deleted tenancy's series are removed).
+        self.hosted_stored_bytes = Gauge(
+            "mirror_hosted_stored_bytes",
+            "Bytes a tenancy's hosted repositories store (each object once per tenancy)",
+            ["tenancy"],
+            registry=r,
+        )
+        self.hosted_repositories = Gauge(
+            "mirror_hosted_repositories",
+            "Hosted repositories of a tenancy",
+            ["tenancy"],
+            registry=r,
+        )
+        self.hosted_quota_limit = Gauge(
+            "mirror_hosted_quota_limit",
+            "A tenancy's quota (bytes or repositories); absent when unlimited",
+            ["tenancy", "quota"],
+            registry=r,
+        )
+        self.hosted_quota_refusals = Counter(
+            "mirror_hosted_quota_refusals",
+            "Pushes refused because they would pass a tenancy's quota",
+            ["tenancy", "quota"],
+            registry=r,
+        )
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         """Count and time one answered request (label children resolved once per key)."""

@@ -21,6 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from mirror.app.auth import open_auth, print_once
+from mirror.app.quotas import load_quotas, quotas_of
 from mirror.app.stores import BlobStoreImpl, open_store
 from mirror.blobstore.capacity import CapacityLimit
 from mirror.blobstore.install import restrict_to_owner
@@ -40,6 +41,7 @@ from mirror.pullthrough.listing import ListingService
 from mirror.pullthrough.manifests import ManifestService
 from mirror.pullthrough.prewarm import Prewarmer, Sleep
 from mirror.retention.audit import AuditLog
+from mirror.retention.names import resolve_policy_repository
 from mirror.retention.policy import RetentionPolicy
 from mirror.retention.service import RetentionService
 from mirror.upstream.addresses import RuleHosts
@@ -57,6 +59,7 @@ from mirror.web.keys import (
     METADATA,
     METRICS_ACCESS,
     PREWARM,
+    QUOTAS,
     RETENTION,
     SERVICES,
     UPLOADS,
@@ -65,6 +68,7 @@ from mirror.web.keys import (
 )
 from mirror.web.middleware import common_headers, errors_middleware
 from mirror.web.registry.routes import add_routes
+from mirror.web.registry.seeding import install_seeding
 from mirror.web.routes import install_auth
 
 log = logging.getLogger(__name__)
@@ -102,8 +106,8 @@ def declared_policies(
         policy = RetentionPolicy(
             p.name, p.not_pulled_days, p.not_tagged_days, p.exempt_tags, p.match
         )
-        targets = [router.resolve(name, None) for name in p.repositories]
-        declared.append((policy, tuple(f"{t.upstream}/{t.repo}" for t in targets)))
+        names = (resolve_policy_repository(router, name) for name in p.repositories)
+        declared.append((policy, tuple(names)))
     return declared
 
 
@@ -200,6 +204,7 @@ class Resources:
             self.services,
             self.uploads,
             *auth,
+            self.quotas,
             self.retention,
             self.last_pulls,
             self.prewarm,
@@ -317,10 +322,12 @@ class Resources:
         )
         app[SERVICES] = Services(self.router, blobs, manifests, listing, metadata, self.metrics)
         app[PREWARM] = Prewarmer(self.router, manifests, blobs, self.metrics, self.clock)
+        app[QUOTAS] = quotas_of(self.config, self.metrics)
         app[HOSTED] = HostedRepositories(
             capped,
             metadata,
             self.clock,
+            app[QUOTAS],
             max_manifest_bytes=self.config.hosted.max_manifest_size,
         )
         try:
@@ -357,6 +364,11 @@ class Resources:
         finally:
             auth.identity.close()
 
+    async def quotas(self, app: web.Application) -> AsyncIterator[None]:
+        """Hosted usage per tenancy, rebuilt now from what the data directory holds."""
+        await load_quotas(app[QUOTAS], app[METADATA], app[CACHE], app.get(AUTH))
+        yield
+
     async def retention(self, app: web.Application) -> AsyncIterator[None]:
         """``RETENTION``: the retention service, the cache's evictor, and the periodic run
         when ``retention.interval`` is set."""
@@ -366,6 +378,10 @@ class Resources:
         async with contextlib.AsyncExitStack() as opened:
             opened.callback(retention.close)
             capped.evictor = retention.evict_to
+            # What the collector reclaimed leaves the tenancies' usage.
+            retention.after_collect = lambda: load_quotas(
+                app[QUOTAS], metadata, capped, app.get(AUTH)
+            )
             opened.push_async_callback(stop_eviction, capped)
             app[RETENTION] = retention
             interval = config.retention.interval
@@ -432,6 +448,8 @@ def build_app(
     add_prewarm_routes(app)
     app[METRICS_ACCESS] = config.metrics_access()
     app[ANONYMOUS_PUSH] = config.server.allow_anonymous_push and not config.auth.enabled
+    if app[ANONYMOUS_PUSH]:
+        install_seeding(app)
     app.on_response_prepare.append(common_headers)
     app.cleanup_ctx.extend(resources.contexts())
     return app

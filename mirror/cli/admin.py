@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -74,6 +75,10 @@ COMMANDS: dict[tuple[str, str], tuple[str, str, tuple[str, ...]]] = {
         "/tenancies/{tenancy}/repositories/{name}",
         ("tenancy", "name"),
     ),
+    ("usage", "list"): ("GET", "/usage", ()),
+    ("usage", "show"): ("GET", "/tenancies/{tenancy}/usage", ("tenancy",)),
+    ("quota", "set"): ("PUT", "/tenancies/{tenancy}/quota", ("tenancy",)),
+    ("quota", "reset"): ("DELETE", "/tenancies/{tenancy}/quota", ("tenancy",)),
     ("rule", "list"): ("GET", "/tenancies/{tenancy}/rules", ("tenancy",)),
     ("rule", "create"): ("POST", "/tenancies/{tenancy}/rules", ("tenancy", "prefix", "url")),
     ("rule", "delete"): ("DELETE", "/tenancies/{tenancy}/rules/{prefix}", ("tenancy", "prefix")),
@@ -87,6 +92,8 @@ RESOURCES = {
     "token": "auth tokens of a user (the password of docker login)",
     "policy": "access policies of a tenancy",
     "repo": "repositories of a tenancy and their visibility",
+    "usage": "what hosted repositories store per tenancy, against its quotas",
+    "quota": "a tenancy's own quotas (operators): stored bytes, repository count",
     "rule": "pull-through rules: a repository prefix and the upstream it pulls from",
 }
 ARGUMENTS = {
@@ -97,6 +104,19 @@ ARGUMENTS = {
     "prefix": "repository prefix the rule serves",
     "url": "upstream registry URL, e.g. https://registry-1.docker.io/library",
 }
+
+
+_UNITS = {"": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4}
+
+
+def size(text: str) -> int:
+    """A byte count: ``1048576``, ``500MB``, ``10GiB``, ``2T`` (``argparse`` type)."""
+    match = re.fullmatch(r"\s*([0-9]+)\s*([kmgt]?)(i?)b?\s*", text.lower())
+    if match is None:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 1048576, 500MB, 10GiB)")
+    number, unit, binary = match.groups()
+    scale = 1024 ** "kmgt".index(unit) * 1024 if binary and unit else _UNITS[unit]
+    return int(number) * scale
 
 
 def add(commands: Any) -> None:
@@ -142,6 +162,13 @@ def add(commands: Any) -> None:
             sub.add_argument(
                 "--public", action="store_true", help="anyone may pull it without credentials"
             )
+        if (resource, action) == ("quota", "set"):
+            sub.add_argument(
+                "--bytes", type=size, help="stored bytes (e.g. 500GiB); unlimited when omitted"
+            )
+            sub.add_argument(
+                "--repositories", type=int, help="hosted repositories; unlimited when omitted"
+            )
         if (resource, action) == ("rule", "create"):
             sub.add_argument("--username", help="user name at the upstream")
             sub.add_argument("--password-env", help="environment variable holding the password")
@@ -158,6 +185,7 @@ BODIES: dict[tuple[str, str], Callable[[argparse.Namespace], dict[str, Any]]] = 
     ("repo", "create"): lambda a: {"name": a.name, "public": a.public},
     ("repo", "public"): lambda a: {"public": True},
     ("repo", "private"): lambda a: {"public": False},
+    ("quota", "set"): lambda a: {"bytes": a.bytes, "repositories": a.repositories},
     ("rule", "create"): lambda a: {
         "prefix": a.prefix,
         "url": a.url,

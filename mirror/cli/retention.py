@@ -45,6 +45,7 @@ from mirror.db.lock import DataDirLock, DataDirLocked
 from mirror.db.metadata import Metadata
 from mirror.errors import RegistryError
 from mirror.metrics import Metrics
+from mirror.retention.names import resolve_policy_repository
 from mirror.retention.policy import parse_edit, parse_policy
 from mirror.retention.service import RetentionService
 
@@ -143,8 +144,7 @@ class LocalAdmin:
         self._service = service
 
     def _repository(self, name: str) -> str:
-        target = self._router.resolve(name, None)
-        return f"{target.upstream}/{target.repo}"
+        return resolve_policy_repository(self._router, name)
 
     def policies(self) -> list[dict[str, Any]]:
         """Every policy in the data directory."""

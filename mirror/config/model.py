@@ -264,11 +264,20 @@ class HostedConfig:
 
     # Largest manifest body a push may send, in bytes (distribution-spec: at least 4 MiB).
     max_manifest_size: int = 4 * MiB
+    # Default per-tenancy quotas (0: unlimited): bytes a tenancy's hosted repositories store
+    # (each object once per tenancy) and how many hosted repositories it has. An operator sets
+    # a tenancy's own with PUT /admin/v1/tenancies/<tenancy>/quota (mirror admin quota set).
+    tenancy_max_bytes: int = 0
+    tenancy_max_repositories: int = 0
 
     def check(self) -> None:
         """Raise ``ConfigError`` naming the first bad ``hosted.*`` key."""
         if self.max_manifest_size < 1024:
             raise ConfigError("hosted.max_manifest_size: must be at least 1024 bytes")
+        for key in ("tenancy_max_bytes", "tenancy_max_repositories"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigError(f"hosted.{key}: must be a whole number >= 0 (0: unlimited)")
 
 
 @dataclass(frozen=True)

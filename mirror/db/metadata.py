@@ -216,18 +216,19 @@ class Metadata(
         """Whether ``repo`` at ``upstream`` is known to reference ``digest``."""
         return ("link", upstream, repo, str(digest)) in self._db
 
+    def links_under(self, prefix: str) -> Iterator[tuple[str, str, Digest]]:
+        """Every ``(upstream, repo, digest)`` link of an upstream key starting with ``prefix``
+        (one pass over the database)."""
+        for key in self._keys("link"):
+            if len(key) == 4 and key[1].startswith(prefix):
+                digest = _digest_or_none(key[3])
+                if digest is not None:
+                    yield key[1], key[2], digest
+
     def drop_link(self, upstream: str, repo: str, digest: Digest) -> bool:
         """Forget that ``repo`` at ``upstream`` references ``digest``; whether it did."""
         key = ("link", upstream, repo, str(digest))
         return bool(self._db.delete(key))
-
-    def links(self, prefix: str) -> Iterator[tuple[str, str, Digest]]:
-        """Every link ``(upstream, repo, digest)`` of an upstream key starting with ``prefix``
-        (the hosted repositories' links, for the collector)."""
-        for key in iter(self._db):
-            if isinstance(key, tuple) and len(key) == 4 and key[0] == "link":
-                if key[1].startswith(prefix):
-                    yield key[1], key[2], Digest.parse(key[3])
 
     def unlink(self, upstream: str, repo: str) -> int:
         """Forget every link of ``repo`` at ``upstream``; returns how many."""
@@ -417,3 +418,10 @@ class Metadata(
             log.warning("could not keep %d last-pull times at close: %s", lost, exc)
         finally:
             self._db.close()
+
+
+def _digest_or_none(text: str) -> Digest | None:
+    try:
+        return Digest.parse(text)
+    except RegistryError:
+        return None

@@ -77,7 +77,7 @@ class Links(Protocol):
         """Whether ``repo`` at ``upstream`` is known to reference ``digest``."""
         ...
 
-    def links(self, prefix: str) -> Iterator[tuple[str, str, Digest]]:
+    def links_under(self, prefix: str) -> Iterator[tuple[str, str, Digest]]:
         """Every link ``(upstream, repo, digest)`` of an upstream key starting with ``prefix``."""
         ...
 

@@ -28,6 +28,7 @@ from mirror.db.roles import (
 from mirror.errors import ErrorCode, RegistryError
 from mirror.hosted.manifests import PushedManifest, check_manifest
 from mirror.hosted.names import hosted_key
+from mirror.hosted.quota import Quotas
 from mirror.oci.digest import Digest, is_digest
 from mirror.oci.media import (
     OCI_INDEX,
@@ -45,6 +46,11 @@ HOSTED_PREFIX = hosted_key("")
 def is_hosted(target: Target) -> bool:
     """Whether a resolved target is a hosted repository (no upstream behind it)."""
     return target.upstream.startswith(HOSTED_PREFIX)
+
+
+def tenancy_of(target: Target) -> str:
+    """The tenancy of a hosted target."""
+    return target.upstream[len(HOSTED_PREFIX) :]
 
 
 def hosted_target(tenancy: str, repo: str, path: str) -> Target:
@@ -78,11 +84,18 @@ class HostedRepositories:
     """Pushes, reads and deletes the content of hosted repositories."""
 
     def __init__(
-        self, store: BlobStore, metadata: HostedRecords, clock: Clock, *, max_manifest_bytes: int
+        self,
+        store: BlobStore,
+        metadata: HostedRecords,
+        clock: Clock,
+        quotas: Quotas,
+        *,
+        max_manifest_bytes: int,
     ) -> None:
         self._store = store
         self._metadata = metadata
         self._clock = clock
+        self.quotas = quotas
         self.max_manifest_bytes = max_manifest_bytes
 
     # Push ---------------------------------------------------------------------------------
@@ -105,10 +118,12 @@ class HostedRepositories:
             )
         await self._require(target, pushed)
         now = self._clock.now()
-        await self._store.put(digest, body)
-        record = ManifestRecord(pushed.media_type, len(body), pushed.references, now)
-        self._metadata.set_manifest(digest, record)
-        self._metadata.link(target.upstream, target.repo, [digest])
+        with self.quotas.reserve(tenancy_of(target), target.repo, digest, len(body)) as held:
+            await self._store.put(digest, body)
+            record = ManifestRecord(pushed.media_type, len(body), pushed.references, now)
+            self._metadata.set_manifest(digest, record)
+            self._metadata.link(target.upstream, target.repo, [digest])
+            held.commit(target.repo, digest)
         self._metadata.add_repository(target.upstream, target.repo)
         if tag is not None:
             tagged = TagRecord(str(digest), pushed.media_type, len(body), now)
@@ -236,6 +251,7 @@ class HostedRepositories:
         digest = Digest.parse(reference)
         if not self._metadata.drop_link(target.upstream, target.repo, digest):
             raise RegistryError(ErrorCode.MANIFEST_UNKNOWN, detail={"reference": reference})
+        self.quotas.unlinked(tenancy_of(target), target.repo, digest)
         # Its tags, last pull and tag history here go, as retention's eviction does.
         self._metadata.evict_image(target.upstream, target.repo, digest)
 
@@ -244,3 +260,4 @@ class HostedRepositories:
         it); ``BLOB_UNKNOWN`` when the repository does not hold it."""
         if not self._metadata.drop_link(target.upstream, target.repo, digest):
             raise RegistryError(ErrorCode.BLOB_UNKNOWN, detail={"digest": str(digest)})
+        self.quotas.unlinked(tenancy_of(target), target.repo, digest)

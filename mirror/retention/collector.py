@@ -92,7 +92,7 @@ class Collector:
             self._counts.update(references)
         # A blob linked in a hosted repository is held there (pushed, perhaps before the
         # manifest that will refer to it): nothing upstream could bring it back.
-        self._counts.update(digest for _, _, digest in metadata.links(hosted_key("")))
+        self._counts.update(digest for _, _, digest in metadata.links_under(hosted_key("")))
         self._steps = 0
         self._now = now
         self._previously_deferred = state.deferred()

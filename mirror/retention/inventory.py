@@ -17,6 +17,7 @@ from mirror.db.metadata import ManifestRecord
 from mirror.db.roles import Manifests, Pulls, TagHistory, Tags
 from mirror.errors import RegistryError
 from mirror.oci.digest import Digest
+from mirror.retention.names import policy_name
 
 
 class InventoryRecords(Tags, Manifests, Pulls, TagHistory, Protocol):
@@ -45,8 +46,8 @@ class Image:
 
     @property
     def repository(self) -> str:
-        """``HOST/REPO``, how policies name repositories."""
-        return f"{self.upstream}/{self.repo}"
+        """How policies name its repository: ``HOST/REPO``, or ``<tenancy>/<repo>`` hosted."""
+        return policy_name(self.upstream, self.repo)
 
     @property
     def name(self) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -136,6 +136,9 @@ class RetentionService:
         self.cooling_period = cooling_period
         self.capacity = capacity
         self._lock = asyncio.Lock()
+        # Called after every run or eviction that deleted something for real (hosted quotas
+        # recount what the tenancies still store).
+        self.after_collect: Callable[[], Awaitable[None]] | None = None
 
     # Policies ---------------------------------------------------------------------------
 
@@ -224,6 +227,7 @@ class RetentionService:
             await collector.collect_deferred()
             await collector.evict(d for d in decisions if d.delete)
             collector.save_deferred()
+            await self._collected()
             report.outcome = collector.outcome
             self._audit.write(
                 "run",
@@ -278,6 +282,7 @@ class RetentionService:
                     for i in group
                 )
             collector.save_deferred()
+            await self._collected()
             if capacity.total > target:
                 log.warning(
                     "cache still at %d bytes (target %d): the rest is exempt or in use; "
@@ -285,6 +290,10 @@ class RetentionService:
                     capacity.total,
                     target,
                 )
+
+    async def _collected(self) -> None:
+        if self.after_collect is not None:
+            await self.after_collect()
 
     async def run_periodically(self, interval: float) -> None:
         """The background job: a run every ``interval`` seconds, until cancelled."""

@@ -25,7 +25,7 @@ from mirror.errors import ErrorCode, RegistryError
 from mirror.hosted.repositories import hosted_target
 from mirror.oci.digest import Digest, is_digest
 from mirror.oci.names import HOST_PATTERN
-from mirror.web.keys import AUTH, HOSTED, HOSTED_REPO, PRINCIPAL, TARGET
+from mirror.web.keys import AUTH, HOSTED, HOSTED_REPO, PRINCIPAL, QUOTAS, TARGET
 
 TOKEN_PATH = "/auth/token"
 _BASE = ("/v2/", "/v2")
@@ -228,6 +228,7 @@ def _ensure_repository(request: web.Request, principal: Principal, ref: RepoRef)
             "the repository does not exist, and creating it needs manage on it",
             detail={"name": ref.path},
         )
+    request.app[QUOTAS].admit_repository(ref.tenancy, ref.name)
     auth.identity.create_repository(ref.tenancy, ref.name, auth.tokens.now(), exist_ok=True)
 
 

@@ -17,7 +17,8 @@ from mirror.auth.service import AuthService
 from mirror.db.identity.records import PullThroughRule, group_name, tenancy_name, user_name
 from mirror.db.roles import Upstreams
 from mirror.errors import ErrorCode, RegistryError
-from mirror.web.keys import AUTH, services
+from mirror.hosted.names import hosted_key
+from mirror.web.keys import AUTH, QUOTAS, services
 
 PREFIX = "/admin/v1"
 _MAX_BODY = 256 * 1024
@@ -117,6 +118,9 @@ async def delete_tenancy(request: web.Request) -> web.Response:
     if name == auth.authorizer.admin_tenancy:
         raise RegistryError(ErrorCode.REQUEST_INVALID, "the admin tenancy stays")
     forget_rules(request, auth.identity.delete_tenancy(name))
+    # Its hosted repositories go with it (a tenancy created again starts empty).
+    services(request).metadata.forget_upstream(hosted_key(name))
+    request.app[QUOTAS].forget_tenancy(name)
     return ok({"deleted": name})
 
 

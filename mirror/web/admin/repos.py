@@ -14,8 +14,9 @@ from mirror.auth.access import RepoRef
 from mirror.auth.policy.grammar import Verb
 from mirror.db.identity.records import PullThroughRule, group_name, repository_name
 from mirror.db.identity.resources import is_rule_url
-from mirror.db.roles import Links
 from mirror.errors import ErrorCode, RegistryError
+from mirror.hosted.names import hosted_key
+from mirror.hosted.repositories import HostedRecords
 from mirror.web.admin.identity import (
     PREFIX,
     as_tenancy_admin,
@@ -25,7 +26,8 @@ from mirror.web.admin.identity import (
     forget_rules,
     ok,
 )
-from mirror.web.keys import AUTH, services
+from mirror.web.admin.quota import add_quota_routes
+from mirror.web.keys import AUTH, QUOTAS, services
 
 
 async def list_policies(request: web.Request) -> web.Response:
@@ -102,6 +104,8 @@ async def create_repository(request: web.Request) -> web.Response:
     ref = _managing(request, data.get("name"))
     auth = request.app[AUTH]
     public = _public(data.get("public", False))
+    if auth.resolver.is_hosted(ref) and auth.identity.repository(ref.tenancy, ref.name) is None:
+        request.app[QUOTAS].admit_repository(ref.tenancy, ref.name)
     record = auth.identity.create_repository(
         ref.tenancy, ref.name, auth.tokens.now(), public=public
     )
@@ -122,10 +126,27 @@ async def delete_repository(request: web.Request) -> web.Response:
     ref = _managing(request, request.match_info["name"])
     auth = request.app[AUTH]
     auth.identity.delete_repository(ref.tenancy, ref.name)
-    links: Links = services(request).metadata
+    metadata = services(request).metadata
     for upstream, repo in auth.resolver.records_of(ref):
-        links.unlink(upstream, repo)
+        metadata.unlink(upstream, repo)
+    if auth.resolver.is_hosted(ref):
+        forget_hosted(metadata, ref.tenancy, ref.name, auth.tokens.now())
+        request.app[QUOTAS].forget_repository(ref.tenancy, ref.name)
     return ok({"deleted": ref.name})
+
+
+def forget_hosted(metadata: HostedRecords, tenancy: str, repo: str, now: float) -> None:
+    """A deleted hosted repository's content: its links (the collector reclaims what no other
+    repository refers to), tags and catalog entry. Gone for good: no upstream has it."""
+    key = hosted_key(tenancy)
+    metadata.unlink(key, repo)
+    for upstream, name, tag, _ in list(metadata.tags()):
+        if (upstream, name) == (key, repo):
+            metadata.delete_tag(key, repo, tag, now)
+    for upstream, name, digest in list(metadata.pulls()):
+        if (upstream, name) == (key, repo):
+            metadata.evict_image(key, repo, digest, ())
+    metadata.forget_empty_repositories([(key, repo)])
 
 
 # Pull-through rules -------------------------------------------------------------------
@@ -184,3 +205,4 @@ def add_resource_routes(app: web.Application) -> None:
     r.add_get(f"{t}/rules", list_rules)
     r.add_post(f"{t}/rules", create_rule)
     r.add_delete(f"{t}/rules/{{prefix:.+}}", delete_rule)
+    add_quota_routes(app)

@@ -16,9 +16,13 @@ it; without auth it is open, like the rest of a loopback or node-local mirror.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from aiohttp import web
 
+from mirror.auth.access import RepoRef
 from mirror.errors import ErrorCode, RegistryError
+from mirror.retention.names import resolve_policy_repository
 from mirror.retention.policy import parse_edit, parse_policy
 from mirror.retention.service import RetentionService
 from mirror.web.admin.identity import as_system_admin, body
@@ -35,10 +39,26 @@ def retention(request: web.Request) -> RetentionService:
 
 
 def repository(request: web.Request) -> str:
-    """The ``{repo}`` path part as ``HOST/REPO``, resolved like a client's repository name
-    (so ``library/alpine`` names the default upstream's repository)."""
-    target = services(request).router.resolve(request.match_info["repo"], None)
-    return f"{target.upstream}/{target.repo}"
+    """The ``{repo}`` path part as policies name it: a hosted repository ``<tenancy>/<repo>``
+    as it is, anything else resolved like a client's repository name to ``HOST/REPO`` (so
+    ``library/alpine`` names the default upstream's repository)."""
+    router = services(request).router
+    return resolve_policy_repository(router, request.match_info["repo"], _hosted(request))
+
+
+def _hosted(request: web.Request) -> Callable[[str], bool]:
+    """Whether a name is a hosted repository of an existing tenancy (auth on)."""
+    if AUTH not in request.app:
+        return lambda _: False
+    auth = request.app[AUTH]
+
+    def hosted(name: str) -> bool:
+        tenancy, sep, repo = name.partition("/")
+        if not sep or auth.identity.tenancy(tenancy) is None:
+            return False
+        return auth.resolver.is_hosted(RepoRef(tenancy, repo, name))
+
+    return hosted
 
 
 async def list_policies(request: web.Request) -> web.Response:

@@ -9,12 +9,14 @@ from aiohttp import web
 
 from mirror.errors import ErrorCode, RegistryError
 from mirror.hosted.repositories import HostedRepositories, is_hosted
+from mirror.hosted.repositories import hosted_target as hosted_target_of
 from mirror.oci.digest import is_digest
 from mirror.oci.media import parse_accept
 from mirror.oci.names import TAG_PATTERN
 from mirror.pullthrough.manifests import Manifest
 from mirror.upstream.routing import Target
-from mirror.web.keys import AUTH, HOSTED, services, target
+from mirror.web.keys import HOSTED, TARGET, services, target
+from mirror.web.registry.uploads import hosted_of
 
 
 async def manifest(request: web.Request) -> web.Response:
@@ -54,15 +56,11 @@ async def manifest(request: web.Request) -> web.Response:
 
 
 def hosted_target(request: web.Request) -> tuple[HostedRepositories, Target]:
-    """The hosted repository a write addresses; ``UNSUPPORTED`` without auth (nothing can be
-    pushed then), ``DENIED`` for a pull-through cache (the auth middleware says so first)."""
-    if AUTH not in request.app:
-        raise RegistryError(
-            ErrorCode.UNSUPPORTED,
-            "pushes need auth: with auth off this mirror is read-only",
-            detail={"method": request.method, "path": request.path},
-        )
-    where = target(request)
+    """The hosted repository a write addresses: checked by the auth middleware, or (auth off)
+    one ``server.allow_anonymous_push`` admits; else 405 ``UNSUPPORTED`` (auth off) or 403
+    ``DENIED`` for a pull-through cache."""
+    ref = hosted_of(request)
+    where = request.get(TARGET) or hosted_target_of(ref.tenancy, ref.name, ref.path)
     if not is_hosted(where):
         raise RegistryError(ErrorCode.DENIED, "this repository is a pull-through cache")
     return request.app[HOSTED], where

@@ -28,9 +28,11 @@ from mirror.web.keys import (
     CACHE,
     HOSTED_REPO,
     PRINCIPAL,
+    QUOTAS,
     UPLOADS,
     services,
 )
+from mirror.web.registry.seeding import on_loopback, seeded_repository
 
 _CONTENT_RANGE = re.compile(r"(?:bytes[ =])?([0-9]{1,18})-([0-9]{1,18})(?:/(?:[0-9]+|\*))?")
 
@@ -46,7 +48,8 @@ def cache_namespace(name: str) -> RegistryError:
 
 def hosted_of(request: web.Request) -> RepoRef:
     """The hosted repository a write addresses: checked by the auth middleware, or (auth
-    off) a name no upstream serves when ``server.allow_anonymous_push`` is on; else 405."""
+    off) a name no upstream serves when ``server.allow_anonymous_push`` is on and the request
+    came in on loopback; else 405."""
     ref: RepoRef | None = request.get(HOSTED_REPO)
     if ref is not None:
         return ref
@@ -57,14 +60,12 @@ def hosted_of(request: web.Request) -> RepoRef:
             "this mirror is read-only",
             detail={"method": request.method, "path": request.path},
         )
-    validate_name(name)
-    try:
-        services(request).router.resolve(name, request.query.get("ns"))
-    except RegistryError:
-        tenancy, sep, repo = name.partition("/")
-        if sep:
-            return RepoRef(tenancy, validate_name(repo), name)
-    raise cache_namespace(name)
+    seeded = seeded_repository(request, validate_name(name))
+    if seeded is None:
+        raise cache_namespace(name)
+    if not on_loopback(request):
+        raise RegistryError(ErrorCode.DENIED, "anonymous pushes are taken on loopback only")
+    return seeded
 
 
 def _store(request: web.Request) -> UploadStore:
@@ -93,8 +94,17 @@ def _created(request: web.Request, name: str, digest: Digest) -> web.Response:
 
 
 async def _commit(request: web.Request, ref: RepoRef, session: Session, digest: Digest) -> None:
-    await _store(request).commit(session, digest)
-    services(request).metadata.link(hosted_key(ref.tenancy), ref.name, [digest])
+    """Install and link the upload, its bytes reserved in the tenancy's quota meanwhile."""
+    quotas = request.app[QUOTAS]
+    try:
+        held = quotas.reserve(ref.tenancy, ref.name, digest, session.offset())
+    except RegistryError:
+        _store(request).discard(session)
+        raise
+    with held:
+        await _store(request).commit(session, digest)
+        services(request).metadata.link(hosted_key(ref.tenancy), ref.name, [digest])
+        held.commit(ref.name, digest)
 
 
 def _digest_param(request: web.Request) -> Digest:
@@ -143,8 +153,11 @@ async def _mount(
     metadata = services(request).metadata
     if not metadata.linked(hosted_key(origin.tenancy), origin.name, digest):
         return None
-    if await request.app[CACHE].stat(digest) is None:
+    size = await request.app[CACHE].stat(digest)
+    if size is None:
         return None
+    # No await from the check to the link: concurrent pushes cannot pass the quota together.
+    request.app[QUOTAS].reserve(ref.tenancy, ref.name, digest, size).commit(ref.name, digest)
     metadata.link(hosted_key(ref.tenancy), ref.name, [digest])
     return digest
 

@@ -427,3 +427,17 @@ def test_retention_policies_from_toml_and_size_from_environment(tmp_path: Path) 
             repositories=("docker.io/library/alpine",),
         ),
     )
+
+
+@pytest.mark.parametrize("key", ["tenancy_max_bytes", "tenancy_max_repositories"])
+@pytest.mark.parametrize("value", [-1, 1.5, True, "10GiB"])
+def test_hosted_quotas_must_be_whole_numbers(key: str, value: object) -> None:
+    with pytest.raises(ConfigError, match=rf"hosted\.{key}"):
+        load_config(overrides={"hosted": {key: value}}, environ={})
+
+
+def test_hosted_quotas_default_to_unlimited() -> None:
+    hosted = load_config(overrides={}, environ={}).hosted
+    assert (hosted.tenancy_max_bytes, hosted.tenancy_max_repositories) == (0, 0)
+    set_ = load_config(overrides={"hosted": {"tenancy_max_bytes": 10}}, environ={}).hosted
+    assert set_.tenancy_max_bytes == 10

@@ -1,0 +1,52 @@
+"""Wiring of hosted quotas: the persisted facts usage is rebuilt from (hosted links, stored
+sizes, repository records), at start and after each retention collection."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from mirror.auth.access import RepoRef
+from mirror.auth.service import AuthService
+from mirror.blobstore.interface import BlobStore
+from mirror.config.model import Config
+from mirror.db.metadata import Metadata
+from mirror.hosted.names import HOSTED_PREFIX
+from mirror.hosted.quota import Limits, Quotas
+from mirror.hosted.quota_metrics import PrometheusQuotaMetrics
+from mirror.metrics import Metrics
+from mirror.oci.digest import Digest
+
+
+def quotas_of(config: Config, metrics: Metrics) -> Quotas:
+    """The quotas of ``config``'s ``[hosted]`` defaults, overrides in the data directory."""
+    hosted = config.hosted
+    default = Limits(hosted.tenancy_max_bytes or None, hosted.tenancy_max_repositories or None)
+    overrides = Path(config.storage.data_dir) / "hosted-quotas.json"
+    return Quotas(default, overrides, PrometheusQuotaMetrics(metrics))
+
+
+def _links(metadata: Metadata) -> Iterator[tuple[str, str, Digest]]:
+    for upstream, repo, digest in metadata.links_under(HOSTED_PREFIX):
+        yield upstream[len(HOSTED_PREFIX) :], repo, digest
+
+
+def _repositories(metadata: Metadata, auth: AuthService | None) -> Iterator[tuple[str, str]]:
+    for upstream, repo in metadata.repositories():
+        if upstream.startswith(HOSTED_PREFIX):
+            yield upstream[len(HOSTED_PREFIX) :], repo
+    if auth is None:
+        return
+    for tenancy in auth.identity.tenancies():
+        for record in auth.identity.repositories(tenancy.name):
+            ref = RepoRef(tenancy.name, record.name, f"{tenancy.name}/{record.name}")
+            if auth.resolver.is_hosted(ref):
+                yield tenancy.name, record.name
+
+
+async def load_quotas(
+    quotas: Quotas, metadata: Metadata, store: BlobStore, auth: AuthService | None
+) -> None:
+    """Rebuild every tenancy's usage from the metadata store, the blob store and (auth on)
+    the identity store's repository records."""
+    await quotas.load(lambda: _links(metadata), store.stat, lambda: _repositories(metadata, auth))
