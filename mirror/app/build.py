@@ -88,6 +88,7 @@ def endpoint_of(upstream: UpstreamConfig) -> UpstreamEndpoint:
         breaker_cooldown=upstream.breaker_cooldown,
         ca_file=upstream.ca_file,
         verify_tls=upstream.verify_tls,
+        forward_ns=upstream.forward_ns,
     )
 
 

@@ -138,6 +138,9 @@ class UpstreamConfig:
     ca_file: str | None = None
     # Verify the upstream's TLS certificate (turn off only for tests).
     verify_tls: bool = True
+    # The url is another mirror (a regional tier), not the registry itself: every request
+    # carries ?ns=<host> so that mirror picks this registry's upstream (docs/airgap.md).
+    forward_ns: bool = False
 
     def __post_init__(self) -> None:
         alias = port_free_alias(self.host)

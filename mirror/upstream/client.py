@@ -199,8 +199,13 @@ class UpstreamClient:
     ) -> None:
         await self.close()
 
-    def _url(self, repo: str, *parts: str) -> URL:
-        return self._transport.url("/v2/" + "/".join((repo, *parts)))
+    def _url(self, repo: str, *parts: str, query: dict[str, str] | None = None) -> URL:
+        """The URL of ``/v2/<repo>/<parts>``; to a chained mirror it names the registry
+        (``ns``) first, as containerd does."""
+        url = self._transport.url("/v2/" + "/".join((repo, *parts)))
+        forwarded = {"ns": self.endpoint.host} if self.endpoint.forward_ns else {}
+        merged = forwarded | (query or {})
+        return url.with_query(merged) if merged else url
 
     async def _send(
         self, method: str, url: URL, repo: str, unknown: ErrorCode, **headers: str
@@ -276,7 +281,7 @@ class UpstreamClient:
     ) -> tuple[dict[str, Any], str | None]:
         """The tag list page and its ``Link`` header. 404 → ``NAME_UNKNOWN``."""
         query = {key: str(value) for key, value in (("n", n), ("last", last)) if value is not None}
-        url = self._url(repo, "tags", "list").with_query(query)
+        url = self._url(repo, "tags", "list", query=query)
         resp = await self._send("GET", url, repo, ErrorCode.NAME_UNKNOWN, Accept="application/json")
         body = await self._read(resp, TAGS_LIMIT, "tag list")
         try:
@@ -294,9 +299,8 @@ class UpstreamClient:
         (``OCI-Filters-Applied``, ``Link``). 404 → ``MANIFEST_UNKNOWN`` (or upstream's code):
         a registry without the referrers API answers 404 too.
         """
-        url = self._url(repo, "referrers", str(digest))
-        if artifact_type is not None:
-            url = url.with_query({"artifactType": artifact_type})
+        query = {"artifactType": artifact_type} if artifact_type is not None else None
+        url = self._url(repo, "referrers", str(digest), query=query)
         resp = await self._send(
             "GET",
             url,

@@ -15,7 +15,9 @@ class UpstreamEndpoint:
     the base URL actually spoken to (``https://registry-1.docker.io``). Timeouts are seconds:
     ``connect_timeout`` bounds opening a socket, ``read_timeout`` each wait for bytes (not the
     whole transfer, so large blobs stream as long as bytes keep coming). ``retries`` counts
-    extra attempts after the first one for idempotent requests.
+    extra attempts after the first one for idempotent requests. ``forward_ns`` marks ``url`` as
+    another mirror (chaining): requests name the registry with ``?ns=<host>``, as containerd
+    names it to a mirror.
     """
 
     host: str
@@ -30,6 +32,8 @@ class UpstreamEndpoint:
     # Consecutive failed attempts before failing fast, and for how long (0 disables).
     breaker_threshold: int = 3
     breaker_cooldown: float = 30.0
+    # ``url`` is another mirror: send containerd's ``?ns=<host>`` with every registry request.
+    forward_ns: bool = False
 
     def __post_init__(self) -> None:
         base = URL(self.url)

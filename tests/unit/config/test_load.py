@@ -99,6 +99,11 @@ def test_toml_file_sets_sections_and_replaces_upstreams(tmp_path: Path) -> None:
         [[upstreams]]
         host = "127.0.0.1:5000"
         url = "http://127.0.0.1:5000"
+
+        [[upstreams]]
+        host = "ghcr.io"
+        url = "https://regional.example:5016"
+        forward_ns = true
         """,
     )
 
@@ -121,6 +126,7 @@ def test_toml_file_sets_sections_and_replaces_upstreams(tmp_path: Path) -> None:
             retries=5,
         ),
         UpstreamConfig(host="127.0.0.1:5000", url="http://127.0.0.1:5000"),
+        UpstreamConfig(host="ghcr.io", url="https://regional.example:5016", forward_ns=True),
     )
 
 
@@ -288,6 +294,13 @@ MISSING = object()  # the path names a file that does not exist
             {},
             "upstreams[0].host: required",
             id="upstream-host-missing",
+        ),
+        pytest.param(
+            UPSTREAM.format(host="docker.io", url="https://regional.example")
+            + 'forward_ns = "sometimes"\n',
+            {},
+            "upstreams[0].forward_ns: expected true or false",
+            id="forward-ns-not-a-bool",
         ),
         pytest.param(
             "upstreams = [1]", {}, "upstreams[0]: expected a table", id="upstream-not-a-table"
