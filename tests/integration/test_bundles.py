@@ -23,7 +23,7 @@ from mirror.cli import export as export_cli
 from mirror.cli import importer as import_cli
 from mirror.cli.main import parser
 from mirror.oci.digest import Digest
-from mirror.testing.images import OCI_MANIFEST
+from mirror.testing.images import OCI_INDEX, OCI_MANIFEST
 from mirror.web.keys import CACHE
 from tests.peers.containerd import Containerd, write_hosts_toml
 from tests.peers.factory import ImageFactory
@@ -71,7 +71,7 @@ def put_signature(registry: Registry, repo: str, subject: str, size: int, media:
              "manifests": [{"mediaType": OCI_MANIFEST, "digest": digest, "size": len(body),
                             "artifactType": SIGNATURE_TYPE}]}  # fmt: skip
     tag = subject.replace(":", "-")
-    _put_manifest(registry, repo, tag, json.dumps(index).encode(), index["mediaType"])
+    _put_manifest(registry, repo, tag, json.dumps(index).encode(), OCI_INDEX)
     return digest
 
 
