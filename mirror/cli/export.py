@@ -8,6 +8,7 @@ import argparse
 import asyncio
 import json
 import sys
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -91,6 +92,7 @@ async def export(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             progress = Progress("export", total, err, unit="bytes")
         progress.update(done)
 
+    started = time.monotonic()
     try:
         async with mirror_url(args) as url, aiohttp.ClientSession(timeout=TIMEOUT) as session:
             client = RegistryClient(session, url)
@@ -102,7 +104,8 @@ async def export(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             progress.close()
         if isinstance(sink, TarSink):
             sink.close()
-    manifest = {"bundle": str(args.dir or args.output), **manifest}
+    seconds = round(time.monotonic() - started, 3)
+    manifest = {"bundle": str(args.dir or args.output), **manifest, "seconds": seconds}
     print(json.dumps(manifest, indent=2), file=out)
     return 0
 

@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import json
 import sys
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -85,13 +86,15 @@ async def import_bundle(args: argparse.Namespace, out: TextIO, err: TextIO) -> i
             progress = Progress("import", total, err, unit="bytes")
         progress.update(done)
 
+    started = time.monotonic()
     async with opened(build_app(config_of(args))) as app:
         try:
             results = await Importer(source, app[CACHE], placement_of(app, args.into), show).run()
         finally:
             if progress is not None:
                 progress.close()
-    print(json.dumps(report(results), indent=2), file=out)
+    summary = {**report(results), "seconds": round(time.monotonic() - started, 3)}
+    print(json.dumps(summary, indent=2), file=out)
     for result in results:
         if result.outcome == "refused":
             print(f"mirror import: refused {result.reference}: {result.reason}", file=err)
