@@ -19,18 +19,22 @@ from typing import Any
 import aiohttp
 import pytest
 
+from mirror.app.build import build_app
 from mirror.cli import export as export_cli
 from mirror.cli import importer as import_cli
 from mirror.cli.main import parser
+from mirror.config import load_config
+from mirror.db.lock import DataDirLocked
+from mirror.hosted.repositories import hosted_target
 from mirror.oci.digest import Digest
 from mirror.testing.images import OCI_INDEX, OCI_MANIFEST
-from mirror.web.keys import CACHE
+from mirror.web.keys import AUTH, CACHE, HOSTED
 from tests.peers.containerd import Containerd, write_hosts_toml
 from tests.peers.factory import ImageFactory
 from tests.peers.registry import Registry
 from tests.peers.skopeo import skopeo_copy
 
-from .conftest import DockerdFactory, Mirror, MirrorFactory
+from .conftest import AuthMirrorFactory, DockerdFactory, Mirror, MirrorFactory
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -282,3 +286,58 @@ async def test_standard_tools_read_an_export_and_a_skopeo_archive_imports(
     assert [r["reference"] for r in report["added"]] == [ref]
     airgap = await mirror_factory({HUB: NOWHERE}, data_dir=data_dir)
     assert await _status(f"{airgap.url}/v2/library/alpine/manifests/3.20?ns={HUB}") == 200
+
+
+async def test_import_into_a_hosted_repository_and_an_export_of_chosen_platforms(
+    mirror_factory: MirrorFactory,
+    auth_mirror_factory: AuthMirrorFactory,
+    upstream_registry: Registry,
+    image_factory: ImageFactory,
+    tmp_path: Path,
+) -> None:
+    connected = await mirror_factory({HUB: upstream_registry.url})
+    multi = image_factory.push_index("1.36", repo="library/busybox", layer_size=20_000)
+    bundle = tmp_path / "bundle"
+    ref = "docker.io/library/busybox:1.36"
+    code, manifest, err = await run_export(
+        ref, "--dir", str(bundle), "--platform", "linux/arm64", "--mirror", connected.url
+    )
+    assert code == 0, err
+    assert manifest["images"][0]["platforms"] == ["linux/arm64"]
+    amd64 = multi.index.image_for(("linux", "amd64"))
+    arm64 = multi.index.image_for(("linux", "arm64"))
+    blobs = bundle / "blobs" / "sha256"
+    assert not (blobs / amd64.layers[0].digest.removeprefix("sha256:")).exists()
+    assert (blobs / arm64.layers[0].digest.removeprefix("sha256:")).exists()
+
+    hosted = await auth_mirror_factory({HUB: NOWHERE})
+    hosted.identity.create_tenancy("acme", hosted.mirror.clock.now())
+    config = tmp_path / "hosted.toml"
+    data_dir = hosted.mirror.data_dir
+    config.write_text(
+        f'default_upstream = "{HUB}"\n[storage]\ndata_dir = "{data_dir}"\n'
+        f'[encryption]\nkek_file = "{data_dir.with_name(data_dir.name + ".kek")}"\n'
+        f'[auth]\nenabled = true\ndefault_tenancy = "nodes"\nregistry_hosts = ["localhost"]\n'
+        f'[[upstreams]]\nhost = "{HUB}"\nurl = "{NOWHERE}"\n'
+    )
+    # The running mirror holds the data directory: import refuses to run beside it.
+    with pytest.raises(DataDirLocked):
+        await run_import(str(bundle), "--config", str(config), "--into", "acme/vendor")
+    await hosted.mirror.server.close()
+
+    # An index with a platform left out cannot be pushed into a hosted repository whole.
+    code, report, err = await run_import(str(bundle), "--config", str(config), "--into",
+                                         "acme/vendor")  # fmt: skip
+    assert code == 1 and "MANIFEST_UNKNOWN" in report["refused"][0]["reason"], report
+    code, _, err = await run_export(ref, "--dir", str(bundle), "--mirror", connected.url)
+    assert code == 0, err
+    code, report, err = await run_import(str(bundle), "--config", str(config), "--into",
+                                         "acme/vendor")  # fmt: skip
+    assert code == 0, err
+    assert report["added"][0]["destination"] == "hosted acme/vendor/library/busybox"
+
+    target = hosted_target("acme", "vendor/library/busybox", "acme/vendor/library/busybox")
+    async with import_cli.opened(build_app(load_config(config, environ={}))) as app:
+        found = await app[HOSTED].manifest(target, "1.36", [OCI_INDEX])
+        assert str(found.digest) == multi.index.index_digest
+        assert app[AUTH].identity.repository("acme", "vendor/library/busybox") is not None
