@@ -5,6 +5,7 @@ from __future__ import annotations
 from types import ModuleType
 
 from benchmarks.scenarios import (
+    bundles,
     cold_blob,
     herd,
     images,
@@ -15,5 +16,5 @@ from benchmarks.scenarios import (
 )
 
 SCENARIOS: dict[int, ModuleType] = {
-    m.NUMBER: m for m in (warm_blob, cold_blob, herd, manifests, images, memory, retention)
+    m.NUMBER: m for m in (warm_blob, cold_blob, herd, manifests, images, memory, retention, bundles)
 }

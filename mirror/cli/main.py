@@ -8,7 +8,19 @@ from collections.abc import Iterator
 from importlib import metadata
 from typing import Any, Protocol
 
-from mirror.cli import admin, cache, check, demo, keys, logs, prewarm, retention, serve
+from mirror.cli import (
+    admin,
+    cache,
+    check,
+    demo,
+    export,
+    importer,
+    keys,
+    logs,
+    prewarm,
+    retention,
+    serve,
+)
 
 DESCRIPTION = (
     "A pull-through caching mirror for OCI container images. 'mirror serve' runs it, "
@@ -37,6 +49,8 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "retention": retention,
     "check": check,
     "prewarm": prewarm,
+    "export": export,
+    "import": importer,
 }
 
 

@@ -23,6 +23,7 @@ LAYOUT_FILE = "oci-layout"
 INDEX_FILE = "index.json"
 LAYOUT_VERSION = "1.0.0"
 REF_NAME = "org.opencontainers.image.ref.name"
+INDEX_MEDIA_TYPE = "application/vnd.oci.image.index.v1+json"
 
 
 class LayoutError(Exception):
@@ -166,6 +167,18 @@ class ImageLayout:
             return [Descriptor.from_json(entry) for entry in entries]
         except ValueError as exc:
             raise LayoutError(self.root / INDEX_FILE, str(exc)) from None
+
+    def entries(self) -> list[dict[str, Any]]:
+        """The entries of ``index.json`` as JSON objects (for a writer that keeps them)."""
+        return [e for e in self._index_doc().get("manifests", []) if isinstance(e, dict)]
+
+    def write_index(self, entries: list[dict[str, Any]]) -> None:
+        """Replace ``index.json`` with an image index of ``entries`` (atomically)."""
+        doc = {"schemaVersion": 2, "mediaType": INDEX_MEDIA_TYPE, "manifests": entries}
+        fd, temp = tempfile.mkstemp(dir=self.root, prefix=".tmp-")
+        with os.fdopen(fd, "wb") as out:
+            out.write(_json_bytes(doc))
+        os.replace(temp, self.root / INDEX_FILE)
 
     def resolve(self, tag: str) -> Descriptor:
         """The descriptor tagged ``tag``; raises ``KeyError`` if there is none."""

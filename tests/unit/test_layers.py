@@ -38,6 +38,7 @@ LAYERS: dict[str, int] = {
     "mirror.hosted.names": 1,
     "mirror.web": 4,
     "mirror.check": 4,
+    "mirror.bundle": 4,
     "mirror.config": 5,
     "mirror.app": 5,
     "mirror.cli": 6,

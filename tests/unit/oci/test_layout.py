@@ -122,3 +122,13 @@ def test_a_malformed_index_is_a_layout_error(tmp_path: Path) -> None:
     (tmp_path / "index.json").write_text("[]")
     with pytest.raises(LayoutError, match="not an image index"):
         layout.manifests()
+
+
+def test_write_index_replaces_the_entries_and_entries_reads_them_back(tmp_path: Path) -> None:
+    layout = ImageLayout.create(tmp_path / "layout")
+    entry = {"mediaType": "application/vnd.oci.image.manifest.v1+json",
+             "digest": "sha256:" + "a" * 64, "size": 3,
+             "annotations": {REF_NAME: "x:1"}}  # fmt: skip
+    layout.write_index([entry])
+    assert layout.entries() == [entry]
+    assert [d.ref_name for d in layout.manifests()] == ["x:1"]

@@ -1,0 +1,142 @@
+"""Scenario 8: bundle export and import throughput of the large image and of the 50-layer
+image, side by side with ``skopeo copy docker://... oci-archive:`` and back
+(``oci-archive: docker://``), with the peak RSS of the exporting and importing process.
+
+``mirror export`` reads through a running mirror in front of the upstream (cold: the mirror
+fills its cache on the way, as an export on a connected site does); ``mirror import`` writes
+the tar into a fresh, stopped mirror's data directory. skopeo reads from the upstream itself
+and pushes back into a fresh ``docker-registry``."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from benchmarks.bench import Bench
+from benchmarks.clients import RssSampler
+from benchmarks.seed import LARGE_REPO, LAYERS_REPO, TAG
+from benchmarks.servers import REPO_ROOT
+from tests.peers.registry import Registry
+from tests.peers.skopeo import skopeo_copy
+
+NUMBER = 8
+TITLE = "Bundle export and import"
+MIRROR = "mirror"
+SKOPEO = "skopeo"
+
+
+def _mirror_cli(bench: Bench, work: Path, *args: str) -> tuple[float, float, str]:
+    """``python -m mirror ARGS``: seconds, peak RSS (MiB) and stdout."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MIRROR_")}
+    env["PYTHONPATH"] = str(REPO_ROOT)
+    env["MIRROR_ENCRYPTION_KEK_FILE"] = str(work / "import.kek")
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mirror", *args],
+        cwd=REPO_ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    with RssSampler(process.pid) as rss:
+        out, err = process.communicate(timeout=bench.settings.transfer_timeout)
+    seconds = time.perf_counter() - started
+    if process.returncode not in (0,):
+        raise RuntimeError(f"mirror {args[0]} exited {process.returncode}: {err.decode()[-800:]}")
+    return seconds, rss.peak / 1024, out.decode()
+
+
+def _skopeo(src: str, dest: str, *options: str) -> float:
+    started = time.perf_counter()
+    skopeo_copy(src, dest, *options)
+    return time.perf_counter() - started
+
+
+def _import_config(work: Path, bench: Bench) -> Path:
+    config = work / "import.toml"
+    config.write_text(
+        f'default_upstream = "{bench.upstream.host}"\n[storage]\ndata_dir = "{work / "data"}"\n'
+        f'[[upstreams]]\nhost = "{bench.upstream.host}"\nurl = "{bench.upstream.url}"\n'
+    )
+    return config
+
+
+def _case(bench: Bench, repo: str, label: str, rep: int) -> None:
+    r = bench.results
+    work = bench.work / f"bundle-{label.split()[0]}-{rep}"
+    work.mkdir(parents=True, exist_ok=True)
+    ref = f"{bench.upstream.host}/{repo}:{TAG}"
+    bundle = work / "bundle.tar"
+    server = bench.mirror()
+    try:
+        seconds, peak, out = _mirror_cli(bench, work, "export", ref, "-o", str(bundle),
+                                         "--mirror", server.url)  # fmt: skip
+    finally:
+        bench.stop_mirror(server)
+    manifest = json.loads(out)
+    size = manifest["bytes"]
+    exported = size / seconds / 1e6
+    inner = size / manifest["seconds"] / 1e6
+    r.add(NUMBER, f"{label}: export", MIRROR, "throughput without CLI start", "MB/s", inner,
+          higher_is_better=True)  # fmt: skip
+    r.add(NUMBER, f"{label}: export", MIRROR, "throughput", "MB/s", exported, higher_is_better=True)
+    r.add(NUMBER, f"{label}: export", MIRROR, "peak RSS", "MiB", peak, higher_is_better=False)
+
+    archive = work / "skopeo.tar"
+    sk_seconds = _skopeo(
+        f"docker://{ref}", f"oci-archive:{archive}:{ref}", "--src-tls-verify=false"
+    )
+    sk_export = size / sk_seconds / 1e6
+    r.add(
+        NUMBER, f"{label}: export", SKOPEO, "throughput", "MB/s", sk_export, higher_is_better=True
+    )
+
+    config = _import_config(work, bench)
+    seconds, peak, out = _mirror_cli(bench, work, "import", str(bundle), "--config", str(config))
+    report = json.loads(out)
+    imported = size / seconds / 1e6
+    inner = size / report["seconds"] / 1e6
+    r.add(NUMBER, f"{label}: import", MIRROR, "throughput without CLI start", "MB/s", inner,
+          higher_is_better=True)  # fmt: skip
+    r.add(NUMBER, f"{label}: import", MIRROR, "throughput", "MB/s", imported, higher_is_better=True)
+    r.add(NUMBER, f"{label}: import", MIRROR, "peak RSS", "MiB", peak, higher_is_better=False)
+    r.fact(NUMBER, MIRROR, f"{label}: images added", len(report["added"]), 1)
+    _, _, again = _mirror_cli(bench, work, "import", str(bundle), "--config", str(config))
+    r.fact(
+        NUMBER,
+        MIRROR,
+        f"{label}: blobs added by a second import",
+        json.loads(again)["blobs_added"],
+        0,
+    )
+
+    with Registry(work / "registry") as target:
+        dest = f"docker://{target.host}/{repo}:{TAG}"
+        sk_seconds = _skopeo(f"oci-archive:{bundle}:{ref}", dest, "--dest-tls-verify=false")
+    sk_import = size / sk_seconds / 1e6
+    r.add(
+        NUMBER, f"{label}: import", SKOPEO, "throughput", "MB/s", sk_import, higher_is_better=True
+    )
+    bench.progress(
+        f"  {label}: export {exported:.0f} MB/s ({exported / sk_export:.2f}x skopeo), "
+        f"import {imported:.0f} MB/s ({imported / sk_import:.2f}x skopeo)"
+    )
+    r.add(NUMBER, f"{label}: export", MIRROR, "ratio to skopeo", "x", exported / sk_export,
+          higher_is_better=True)  # fmt: skip
+    r.add(NUMBER, f"{label}: import", MIRROR, "ratio to skopeo", "x", imported / sk_import,
+          higher_is_better=True)  # fmt: skip
+
+
+def run(bench: Bench) -> None:
+    """Per repetition: the large image, then the 50-layer image."""
+    large = f"large image ({bench.settings.large_size // (1024 * 1024)} MiB)"
+    layers = f"{bench.settings.layer_count}-layer image"
+    for rep in range(bench.settings.reps):
+        for repo, label in ((LARGE_REPO, large), (LAYERS_REPO, layers)):
+            _case(bench, repo, label, rep)
+        bench.progress(f"  rep {rep + 1}/{bench.settings.reps} done")

@@ -1,0 +1,123 @@
+"""``mirror export``: write the images of a list of references as an OCI image layout (a tar,
+or a directory with ``--dir``), from a running mirror (``--mirror URL``) or from the cache
+of ``--config`` served in-process (from the cache, or from its upstreams when connected)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, TextIO
+
+import aiohttp
+
+from mirror.app.build import build_app
+from mirror.bundle.client import FetchFailed, RegistryClient
+from mirror.bundle.export import Exporter, Planner
+from mirror.bundle.references import ReferenceInvalid, read_references
+from mirror.bundle.sink import DirectorySink, TarSink
+from mirror.cli.cachedir import add_cache_flags, config_of
+from mirror.cli.progress import Progress
+from mirror.config import ConfigError
+from mirror.crypto.keys import KeyringError
+from mirror.db.lock import DataDirLocked
+from mirror.testing.loopback import serve_on_loopback
+
+# A blob may take long; only a stalled read fails.
+TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=300)
+
+
+def add(commands: Any) -> None:
+    """Add ``export`` to the ``mirror`` command's subparsers."""
+    p = commands.add_parser("export", help="write images as an OCI image layout (tar or dir)")
+    p.add_argument("references", nargs="*", help="e.g. docker.io/library/alpine:3.20")
+    p.add_argument(
+        "-f",
+        "--file",
+        type=argparse.FileType(),
+        action="append",
+        default=[],
+        help="a file of references, one a line",
+    )
+    p.add_argument(
+        "--stdin",
+        action="store_true",
+        help="read the image: fields of Kubernetes YAML or Helm output on stdin",
+    )
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("-o", "--output", type=Path, help="the bundle tar to write")
+    where.add_argument("--dir", type=Path, help="an image layout directory to write")
+    p.add_argument("--mirror", help="URL of a running mirror to read from")
+    p.add_argument(
+        "--platform",
+        action="append",
+        default=[],
+        help="os/arch[/variant] to keep of an index (repeatable; default all)",
+    )
+    p.add_argument(
+        "--referrers", action="store_true", help="also export signatures, SBOMs and attestations"
+    )
+    add_cache_flags(p)
+
+
+@asynccontextmanager
+async def mirror_url(args: argparse.Namespace) -> AsyncIterator[str]:
+    """The running mirror's URL, or the configured mirror served on loopback meanwhile (it
+    holds the data directory's lock while it runs)."""
+    if args.mirror:
+        yield args.mirror
+        return
+    async with serve_on_loopback(build_app(config_of(args))) as url:
+        yield url
+
+
+async def export(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Plan and write the bundle, print its manifest to ``out``; returns the exit status."""
+    stdin = sys.stdin if args.stdin else None
+    references = read_references(args.references, args.file, stdin)
+    if not references:
+        print("mirror export: no references given", file=err)
+        return 2
+    sink = DirectorySink(args.dir) if args.dir else TarSink(args.output).open()
+    progress: Progress | None = None
+
+    def show(done: int, total: int) -> None:
+        nonlocal progress
+        if progress is None:
+            progress = Progress("export", total, err, unit="bytes")
+        progress.update(done)
+
+    started = time.monotonic()
+    try:
+        async with mirror_url(args) as url, aiohttp.ClientSession(timeout=TIMEOUT) as session:
+            client = RegistryClient(session, url)
+            planner = Planner(client, args.platform, args.referrers)
+            plans = [await planner.plan(ref) for ref in references]
+            manifest = await Exporter(client, sink, show).write(plans)
+    finally:
+        if progress is not None:
+            progress.close()
+        if isinstance(sink, TarSink):
+            sink.close()
+    seconds = round(time.monotonic() - started, 3)
+    manifest = {"bundle": str(args.dir or args.output), **manifest, "seconds": seconds}
+    print(json.dumps(manifest, indent=2), file=out)
+    return 0
+
+
+def run(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    """Run ``mirror export``: 0 written, 1 an image could not be read (what was written stays
+    for a resume), 2 bad arguments or the cache could not be opened."""
+    try:
+        return asyncio.run(export(args, out, err))
+    except FetchFailed as exc:
+        print(f"mirror export: {exc} (run again to resume)", file=err)
+        return 1
+    except (ReferenceInvalid, ConfigError, KeyringError, DataDirLocked) as exc:
+        print(f"mirror export: {exc}", file=err)
+        return 2
