@@ -1,20 +1,25 @@
 """Real clients pushing into hosted repositories: ``skopeo copy`` (one image, and ``--all``
 of a multi-platform index) and the Docker engine's ``login``/``tag``/``push``, then a pull
-from a second, empty engine; a user without ``use`` gets 403 and an anonymous client 401.
+from a second, empty engine; a user without ``use`` gets 403 and an anonymous client 401;
+``podman push`` and ``buildah push`` with credentials, pulled back by a second podman store.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import aiohttp
 import pytest
 
 from mirror.db.identity.records import ADMINISTRATORS
+from tests.peers.buildah import Buildah
 from tests.peers.dockerd import Dockerd
 from tests.peers.factory import ImageFactory
+from tests.peers.podman import Podman
 from tests.peers.registry import Registry
 from tests.peers.skopeo import skopeo_copy_async
 
-from .conftest import AuthMirror, DockerdFactory
+from .conftest import AuthMirror, DockerdFactory, _require_root_and
 from .test_auth_tokens import basic
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
@@ -126,3 +131,50 @@ async def test_docker_push_then_pull_from_a_second_engine(
     assert done.returncode == 0, done.stderr
     inspected = await puller.docker("image", "inspect", "--format", "{{.Id}}", ref)
     assert inspected.stdout.strip() == pushed.image.config.digest
+
+
+def _client(kind: type[Podman], base: Path) -> Podman:
+    client = kind(base)
+    client.registries_conf.write_text("unqualified-search-registries = []\n")
+    return client
+
+
+@pytest.mark.parametrize("kind", [Podman, Buildah], ids=["podman", "buildah"])
+async def test_podman_and_buildah_push_into_a_new_private_repository(
+    kind: type[Podman],
+    auth_mirror: AuthMirror,
+    image_factory: ImageFactory,
+    upstream_registry: Registry,
+    tmp_path: Path,
+) -> None:
+    _require_root_and(kind.__name__.lower())
+    pushed = image_factory.push("v1", layers=3, layer_size=60_000)
+    boss = auth_mirror.user("acme", "boss", ADMINISTRATORS)
+    dev = auth_mirror.user("acme", "dev", "devs", policy=USERS)
+    ref = f"{auth_mirror.host}/acme/{kind.__name__.lower()}/app:v1"
+    pusher, puller = _client(kind, tmp_path / "pusher"), _client(Podman, tmp_path / "puller")
+    try:
+        source = f"{upstream_registry.host}/{pushed.repo}:v1"
+        assert (await pusher.run("pull", "--tls-verify=false", source)).returncode == 0
+        assert (await pusher.run("tag", source, ref)).returncode == 0
+        digest_file = tmp_path / "pushed.digest"
+        anonymous = await pusher.run("push", "--tls-verify=false", ref)
+        assert anonymous.returncode != 0 and "unauthorized" in anonymous.stderr.lower()
+        done = await pusher.run(
+            "push", "--tls-verify=false", "--creds", ":".join(boss),
+            "--digestfile", str(digest_file), ref,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        digest = digest_file.read_text().strip()
+        assert digest.startswith("sha256:")
+        assert await manifest_digest(auth_mirror, f"acme/{kind.__name__.lower()}/app/manifests/v1",
+                                     basic(*dev)) == digest  # fmt: skip
+        # Private by default: no pull without a login, the same digest back with one.
+        assert (await puller.run("pull", "--tls-verify=false", ref)).returncode != 0
+        done = await puller.run("pull", "--tls-verify=false", "--creds", ":".join(dev), ref)
+        assert done.returncode == 0, done.stderr
+        found = await puller.run("image", "inspect", "--format", "{{.Digest}}", ref)
+        assert found.stdout.strip() == digest
+    finally:
+        pusher.close()
+        puller.close()
