@@ -1,4 +1,4 @@
-"""Drive ``buildah`` 1.28 (no daemon) with its own storage, like :class:`~tests.peers.podman.Podman`.
+"""Drive ``buildah`` 1.28 (no daemon) with its own storage, as ``tests.peers.podman`` does.
 
 buildah shares podman's image library (containers/image) and its auth file, so the runner
 is podman's with buildah's global flags: private ``--root``/``--runroot``, the ``vfs``
