@@ -286,3 +286,34 @@ async def test_a_mount_from_a_repository_the_user_may_not_read_is_a_plain_sessio
         blob = f"{auth_mirror.url}/v2/{target}/blobs/{digest}"
         async with http.get(blob, headers=basic(*login)) as resp:
             assert resp.status == 404 and secret not in await resp.read()
+
+
+async def test_a_mount_with_a_token_lacking_the_source_scope_is_challenged_for_both(
+    auth_mirror: AuthMirror,
+) -> None:
+    login = auth_mirror.user("acme", "boss", ADMINISTRATORS)
+    data = b"a layer both repositories may share"
+    digest = f"sha256:{hashlib.sha256(data).hexdigest()}"
+    async with aiohttp.ClientSession() as http:
+
+        async def token(*scopes: str) -> dict[str, str]:
+            params = [("service", "mirror"), *(("scope", s) for s in scopes)]
+            url = f"{auth_mirror.url}/auth/token"
+            async with http.get(url, params=params, headers=basic(*login)) as resp:
+                assert resp.status == 200
+                return {"Authorization": f"Bearer {(await resp.json())['token']}"}
+
+        upload = f"{auth_mirror.url}/v2/acme/src/blobs/uploads/?digest={digest}"
+        async with http.post(upload, data=data, headers=basic(*login)) as resp:
+            assert resp.status == 201
+        mount = f"{auth_mirror.url}/v2/acme/dst/blobs/uploads/?mount={digest}&from=acme/src"
+        narrow = await token("repository:acme/dst:pull,push")
+        async with http.post(mount, headers=narrow) as resp:
+            assert resp.status == 401
+            challenge = resp.headers["WWW-Authenticate"]
+        assert 'error="insufficient_scope"' in challenge
+        assert 'scope="repository:acme/dst:push repository:acme/src:pull"' in challenge
+        both = await token("repository:acme/dst:pull,push", "repository:acme/src:pull")
+        async with http.post(mount, headers=both) as resp:
+            assert resp.status == 201
+            assert resp.headers["Docker-Content-Digest"] == digest

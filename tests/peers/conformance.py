@@ -93,7 +93,9 @@ async def _run(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[int, st
         proc.kill()
         await proc.wait()
         raise
-    return (proc.returncode if proc.returncode is not None else -1), out.decode(errors="replace")
+    output = out.decode(errors="replace")
+    _write(cwd / "output.log", output)  # the full log, beside the reports
+    return (proc.returncode if proc.returncode is not None else -1), output
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,8 @@ async def run_v1_1_1(tools: Path, target: Target, report_dir: Path) -> SuiteResu
         "OCI_TEST_CONTENT_MANAGEMENT": "1",
         "OCI_REPORT_DIR": str(report_dir),
         "OCI_HIDE_SKIPPED_WORKFLOWS": "0",
+        # OCI_DEBUG=1 in the test's environment logs every request and response.
+        "OCI_DEBUG": os.environ.get("OCI_DEBUG", "0"),
     }
     argv = [str(tools / V1_1_1), "-ginkgo.no-color", "-ginkgo.v"]
     code, output = await _run(argv, env, report_dir)
