@@ -65,6 +65,39 @@ def _descriptors(doc: dict[str, Any], key: str, *, required: bool) -> tuple[Dige
     return tuple(_descriptor(entry, f"{key}[{i}]") for i, entry in enumerate(value))
 
 
+# Layers a registry is not expected to hold: image-spec's non-distributable layers and Docker's
+# foreign layers (Windows base images), fetched by clients from their descriptor's ``urls``.
+NON_DISTRIBUTABLE = frozenset(
+    {
+        "application/vnd.oci.image.layer.nondistributable.v1.tar",
+        "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+        "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
+        "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+    }
+)
+
+
+def _is_foreign(entry: Any) -> bool:
+    """A non-distributable layer naming where it lives (``urls``, http or https only): the
+    manifest may be pushed without it, as distribution accepts it."""
+    if not isinstance(entry, dict) or entry.get("mediaType") not in NON_DISTRIBUTABLE:
+        return False
+    urls = entry.get("urls")
+    if not isinstance(urls, list) or not urls:
+        return False
+    if not all(isinstance(u, str) and u.startswith(("http://", "https://")) for u in urls):
+        raise _invalid("a non-distributable layer's urls are not http or https URLs")
+    return True
+
+
+def _required_layers(doc: dict[str, Any]) -> tuple[Digest, ...]:
+    """The digests of the layers this repository must hold (all but foreign ones)."""
+    layers = _descriptors(doc, "layers", required=True)
+    return tuple(
+        d for d, entry in zip(layers, doc["layers"], strict=True) if not _is_foreign(entry)
+    )
+
+
 def _document(body: bytes) -> dict[str, Any]:
     try:
         doc = json.loads(body)
@@ -101,7 +134,7 @@ def check_manifest(body: bytes, content_type: str | None, max_bytes: int) -> Pus
         children = _descriptors(doc, "manifests", required=True)
     else:
         blobs = (_descriptor(doc.get("config"), "config"),)
-        blobs += _descriptors(doc, "layers", required=True)
+        blobs += _required_layers(doc)
         children = ()
     subject = _descriptor(doc["subject"], "subject") if "subject" in doc else None
     artifact_type = doc.get("artifactType")

@@ -24,7 +24,7 @@ from mirror.auth.service import AuthService
 from mirror.errors import ErrorCode, RegistryError
 from mirror.hosted.repositories import hosted_target
 from mirror.oci.digest import Digest, is_digest
-from mirror.oci.names import HOST_PATTERN
+from mirror.oci.names import HOST_PATTERN, NAME_PATTERN
 from mirror.web.keys import AUTH, HOSTED, HOSTED_REPO, PRINCIPAL, QUOTAS, TARGET
 
 TOKEN_PATH = "/auth/token"
@@ -157,6 +157,8 @@ async def _repository_request(
     reading = request.method in ("GET", "HEAD")
     principal = _authorised(request, ref, route, refuse_writes=not hosted)
     request[PRINCIPAL] = principal
+    if hosted and request.method == "POST":
+        _require_mount_scope(request, principal)
     if hosted:
         request[TARGET] = hosted_target(ref.tenancy, ref.name, ref.path)
         if not reading:
@@ -182,6 +184,22 @@ async def _repository_request(
     return response
 
 
+def mount_source(request: web.Request) -> str | None:
+    """The ``from`` repository of a cross-repository mount request (a valid name), or ``None``."""
+    source = request.query.get("from")
+    if request.method != "POST" or "mount" not in request.query or not source:
+        return None
+    return source if NAME_PATTERN.fullmatch(source) else None
+
+
+def scope_of(request: web.Request, name: str, action: str) -> str:
+    """The scope a challenge asks for: the route's, and ``pull`` of a mount's ``from``
+    repository, as distribution asks (a token client then gets one token for both)."""
+    scope = f"{REPOSITORY}:{name}:{action}"
+    source = mount_source(request)
+    return scope if source is None else f"{scope} {REPOSITORY}:{source}:{PULL}"
+
+
 def _authorised(
     request: web.Request, ref: RepoRef, route: str, *, refuse_writes: bool
 ) -> Principal:
@@ -190,7 +208,7 @@ def _authorised(
     auth = request.app[AUTH]
     name = request.match_info["name"]
     need = need_of(request.method, route)
-    scope = f"{REPOSITORY}:{name}:{need.action}"
+    scope = scope_of(request, name, need.action)
     principal = authenticate(request, scope)
     if refuse_writes and request.method not in ("GET", "HEAD"):
         if principal.anonymous:
@@ -212,6 +230,30 @@ def _authorised(
             raise RegistryError(ErrorCode.DENIED, detail={"name": name, "action": need.action})
         raise challenge(request, None, scope, "insufficient_scope")
     return principal
+
+
+def _require_mount_scope(request: web.Request, principal: Principal) -> None:
+    """A mount's ``from`` repository must be in a bearer token's scope: when the caller may
+    read it but the token does not name it, 401 ``insufficient_scope`` asking for both scopes,
+    as distribution does (a token client fetches one token for the two and retries). A ``from``
+    the caller may not read, or that is not hosted, is no challenge: the handler answers a
+    plain 202 session, so a mount never tells what another repository holds."""
+    source = mount_source(request)
+    if source is None or principal.anonymous:
+        return
+    if principal.holds(REPOSITORY, source, PULL):
+        return
+    auth = request.app[AUTH]
+    try:
+        origin = auth.resolver.locate(source, None, request.host)
+    except RegistryError:
+        return
+    if not auth.resolver.is_hosted(origin) or not auth.authorizer.permits(
+        principal, origin, Verb.READ
+    ):
+        return
+    scope = scope_of(request, request.match_info["name"], PUSH)
+    raise challenge(request, None, scope, "insufficient_scope")
 
 
 def _ensure_repository(request: web.Request, principal: Principal, ref: RepoRef) -> None:

@@ -107,3 +107,30 @@ def test_the_size_limit() -> None:
     with pytest.raises(RegistryError) as caught:
         check_manifest(body, OCI_MANIFEST, len(body) - 1)
     assert caught.value.code is ErrorCode.SIZE_INVALID and caught.value.status == 413
+
+
+NONDIST = "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
+FOREIGN = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
+
+
+@pytest.mark.parametrize(("media_type", "layer_type"), [(OCI_MANIFEST, NONDIST),
+                                                        (DOCKER_MANIFEST, FOREIGN)])  # fmt: skip
+def test_a_non_distributable_layer_with_urls_need_not_be_held(
+    media_type: str, layer_type: str
+) -> None:
+    foreign = {**desc(C, layer_type), "urls": ["https://store.example.com/blobs/" + C]}
+    pushed = check(image(media_type, layers=[foreign, desc(B)]), media_type)
+    assert [str(d) for d in pushed.blobs] == [A, B]
+    assert pushed.references == (A, B)
+
+
+def test_a_non_distributable_layer_without_urls_must_be_held() -> None:
+    pushed = check(image(layers=[desc(C, NONDIST)]))
+    assert [str(d) for d in pushed.blobs] == [A, C]
+
+
+def test_a_non_distributable_layer_with_a_non_http_url_is_invalid() -> None:
+    foreign = {**desc(C, NONDIST), "urls": ["file:///etc/passwd"]}
+    with pytest.raises(RegistryError) as raised:
+        check(image(layers=[foreign]))
+    assert raised.value.code is ErrorCode.MANIFEST_INVALID
