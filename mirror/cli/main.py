@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from importlib import metadata
 from typing import Any, Protocol
 
-from mirror.cli import admin, cache, check, demo, keys, logs, retention, serve
+from mirror.cli import admin, bench, cache, check, demo, keys, logs, retention, serve
 
 DESCRIPTION = (
     "A pull-through caching mirror for OCI container images. 'mirror serve' runs it, "
@@ -36,6 +36,7 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "keys": keys,
     "retention": retention,
     "check": check,
+    "bench": bench,
 }
 
 

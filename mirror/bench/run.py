@@ -1,0 +1,97 @@
+"""A whole run: seed the origin when allowed, then for every target resolve the image, warm
+it up once (unmeasured) and run each chosen workload; a workload that cannot run is noted."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+
+from mirror.bench import ops
+from mirror.bench.image import ImageRef
+from mirror.bench.plan import Plan
+from mirror.bench.push import seed_image
+from mirror.bench.results import Results, machine
+from mirror.bench.session import Bench, FreshImage, NoProgress, ProgressFactory
+from mirror.bench.target import Target
+from mirror.bench.workloads import WORKLOAD_FUNCTIONS, Skip
+from mirror.check.seed import SeedError
+from mirror.clock import Clock, SystemClock
+
+WARMED = frozenset({"pull", "blob", "range", "manifest", "sweep"})
+
+
+@dataclass
+class Sources:
+    """Where images come from: a given one, an origin to push fresh ones to (only with
+    permission), and images known not to be cached."""
+
+    image: ImageRef | None = None
+    origin: Target | None = None
+    cold_images: list[ImageRef] = field(default_factory=list)
+
+
+def _fresh_images(origin: Target, plan: Plan, rng: random.Random) -> FreshImage:
+    async def fresh() -> ImageRef:
+        async with origin.session(4) as http:
+            return await seed_image(http, origin, rng, layers=plan.layers, size=plan.layer_size)
+
+    return fresh
+
+
+async def _prepare(bench: Bench) -> None:
+    if bench.image is None:
+        return
+    async with bench.target.session(bench.plan.pull_concurrency) as http:
+        outcome, bench.resolved = await ops.resolve(http, bench.target, bench.image)
+        if bench.resolved is None:
+            bench.notes.append(f"{bench.target.label}: {bench.image} unresolved: {outcome.error}")
+        elif bench.plan.warmup and WARMED & set(bench.plan.workloads):
+            await ops.pull(http, bench.target, bench.image, bench.plan.pull_concurrency)
+
+
+async def run_bench(
+    targets: list[Target],
+    plan: Plan,
+    sources: Sources,
+    *,
+    clock: Clock | None = None,
+    progress: ProgressFactory = lambda label, total: NoProgress(),
+) -> Results:
+    """Run ``plan`` against every target in turn (the first is the baseline of ratios)."""
+    clock = clock or SystemClock()
+    rng = random.Random(plan.seed)
+    results = Results(
+        targets={target.label: target.url for target in targets},
+        plan={k: v for k, v in asdict(plan).items()},
+        machine=machine(),
+        started=datetime.fromtimestamp(clock.now(), UTC).isoformat(timespec="seconds"),
+    )
+    fresh = None
+    image = sources.image
+    if sources.origin is not None and plan.allow_push:
+        fresh = _fresh_images(sources.origin, plan, rng)
+        if image is None:
+            image = await fresh()
+    for target in targets:
+        bench = Bench(
+            target,
+            plan,
+            clock,
+            progress,
+            image=image,
+            fresh=fresh,
+            cold_images=list(sources.cold_images),
+            rng=random.Random(plan.seed),
+        )
+        await _prepare(bench)
+        for name in plan.workloads:
+            try:
+                await WORKLOAD_FUNCTIONS[name](bench)
+            except Skip as skipped:
+                bench.notes.append(f"{target.label} {name}: skipped: {skipped}")
+            except SeedError as refused:
+                bench.notes.append(f"{target.label} {name}: skipped: origin refused: {refused}")
+        results.rows.extend(bench.rows)
+        results.notes.extend(bench.notes)
+    return results
