@@ -30,8 +30,16 @@ from mirror.check.seed import SeedError
 from mirror.cli.progress import Progress
 
 _SIZE = re.compile(r"^(\d+)\s*(|B|KiB|MiB|GiB|K|M|G)$", re.IGNORECASE)
-_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kib": 1 << 10, "m": MIB, "mib": MIB, "g": 1 << 30,
-          "gib": 1 << 30}  # fmt: skip
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1 << 10,
+    "kib": 1 << 10,
+    "m": MIB,
+    "mib": MIB,
+    "g": 1 << 30,
+    "gib": 1 << 30,
+}
 
 
 class UsageError(ValueError):
@@ -95,7 +103,7 @@ def add(commands: Any) -> None:
     out.add_argument("--json", type=Path, metavar="FILE", help="write the results as JSON")
     out.add_argument("--plots", type=Path, metavar="DIR", help="write PNG plots into DIR")
     out.add_argument("--html", type=Path, metavar="FILE", help="write a self-contained report")
-    out.add_argument("--quiet", action="store_true", help="no progress on stderr")  # fmt: skip
+    out.add_argument("--quiet", action="store_true", help="no progress on stderr")
 
 
 def _add_source_flags(bench: argparse.ArgumentParser) -> None:
@@ -195,14 +203,26 @@ def plan_of(args: argparse.Namespace) -> Plan:
     if args.rate is not None and args.rate <= 0:
         raise UsageError("--rate must be above 0")
     return Plan(
-        workloads=args.workload, requests=args.requests, pulls=args.pulls,
-        connections=args.connections, pull_concurrency=args.pull_concurrency, rate=args.rate,
-        duration=args.duration, sweep=args.sweep, chunk=args.chunk_size,
-        range_parallel=args.range_parallel, clients=args.clients, push_size=args.push_size,
-        push_chunk=args.push_chunk, push_repo=args.push_repo, allow_push=args.allow_push,
-        seed=args.seed, layers=args.layers, layer_size=args.layer_size,
+        workloads=args.workload,
+        requests=args.requests,
+        pulls=args.pulls,
+        connections=args.connections,
+        pull_concurrency=args.pull_concurrency,
+        rate=args.rate,
+        duration=args.duration,
+        sweep=args.sweep,
+        chunk=args.chunk_size,
+        range_parallel=args.range_parallel,
+        clients=args.clients,
+        push_size=args.push_size,
+        push_chunk=args.push_chunk,
+        push_repo=args.push_repo,
+        allow_push=args.allow_push,
+        seed=args.seed,
+        layers=args.layers,
+        layer_size=args.layer_size,
         warmup=not args.no_warmup,
-    )  # fmt: skip
+    )
 
 
 def _credentials(args: argparse.Namespace, url: str, user: str | None) -> Credentials | None:

@@ -1,0 +1,299 @@
+"""``mirror bench`` in quick mode, through the CLI, against this mirror and against the
+distribution proxy (``docker-registry`` with ``proxy.remoteurl``) in front of an in-process
+origin. No speed is asserted: the structure of the report, and that counts and errors are
+right (every case sends what was asked; a wrong password is errors, not a crash; pushes only
+with --allow-push; open-loop latency counts from the intended send time)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from aiohttp import web
+
+from mirror.bench.plan import WORKLOADS
+from mirror.cli.check import own_mirror
+from mirror.cli.main import main
+from mirror.testing.loopback import serve_on_loopback
+from mirror.testing.registry import InProcessRegistry
+from tests.peers.htpasswd import write_htpasswd
+from tests.peers.registry import Registry
+
+QUICK = [
+    "--requests",
+    "4",
+    "--pulls",
+    "2",
+    "--sweep",
+    "1,2",
+    "--clients",
+    "3",
+    "--layers",
+    "2",
+    "--layer-size",
+    "64KiB",
+    "--chunk-size",
+    "16KiB",
+    "--push-size",
+    "32KiB",
+    "--push-chunk",
+    "8KiB",
+    "--quiet",
+]
+
+
+async def bench(*argv: str) -> int:
+    """``mirror bench ARGV`` in a thread (the CLI runs its own event loop)."""
+    return await asyncio.to_thread(main, ["bench", *argv])
+
+
+def rows(report: dict[str, Any], workload: str) -> list[dict[str, Any]]:
+    return [row for row in report["rows"] if row["workload"] == workload]
+
+
+def assert_counts_are_exact(report: dict[str, Any]) -> None:
+    for row in report["rows"]:
+        assert row["sent"] == row["requested"], row
+        assert row["errors"] == sum(row["error_kinds"].values()), row
+
+
+@pytest.fixture
+async def origin() -> AsyncIterator[str]:
+    async with InProcessRegistry().serve() as url:
+        yield url
+
+
+async def test_every_workload_against_our_mirror(origin: str, tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    async with own_mirror(origin, urlsplit(origin).netloc, 1.0) as target:
+        workloads = ",".join(w for w in WORKLOADS if w != "push")
+        status = await bench(
+            target,
+            "--origin",
+            origin,
+            "--allow-push",
+            "--workload",
+            workloads,
+            *QUICK,
+            "--json",
+            str(out),
+        )
+    report = json.loads(out.read_text())
+    assert status == 0, report["rows"]
+    assert_counts_are_exact(report)
+    assert report["errors"] == 0
+    cases = {(row["workload"], row["case"]) for row in report["rows"]}
+    assert {
+        ("manifest", "HEAD by tag"),
+        ("manifest", "GET by tag"),
+        ("manifest", "HEAD by digest"),
+        ("manifest", "GET by digest"),
+        ("sweep", "c=1"),
+        ("sweep", "c=2"),
+        ("cold", "cold pull"),
+        ("cold", "warm pull"),
+        ("rollout", "3 nodes, new image"),
+    } <= cases
+    assert [r["requested"] for r in rows(report, "manifest")] == [4, 4, 4, 4]
+    assert [r["requested"] for r in rows(report, "cold")] == [2, 2]
+    assert rows(report, "rollout")[0]["concurrency"] == 3
+    pull = rows(report, "pull")[0]
+    assert pull["size"] > 2 * 2 * (64 << 10)  # two pulls of two 64 KiB layers, and more
+    for key in ("p50", "p90", "p99", "max"):
+        assert pull["latency_s"][key] > 0
+    assert report["machine"]["cpu_model"] and len(report["machine"]["load_average"]) == 3
+
+
+async def test_distribution_proxy_cold_then_warm(origin: str, tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    async with Registry(tmp_path / "proxy", proxy_remote_url=origin) as proxy:
+        status = await bench(
+            proxy.url,
+            "--origin",
+            origin,
+            "--allow-push",
+            "--workload",
+            "pull,blob,range,manifest,cold,rollout",
+            *QUICK,
+            "--json",
+            str(out),
+        )
+    report = json.loads(out.read_text())
+    assert_counts_are_exact(report)
+    assert {row["workload"] for row in report["rows"]} == {
+        "pull",
+        "blob",
+        "range",
+        "manifest",
+        "cold",
+        "rollout",
+    }
+    assert report["errors"] == 0, [[r["case"], r["error_kinds"]] for r in report["rows"]]
+    assert status == 0
+
+
+async def test_compare_shows_ratios_and_writes_plots_and_a_self_contained_page(
+    origin: str, tmp_path: Path
+) -> None:
+    page, plots = tmp_path / "report.html", tmp_path / "plots"
+    async with own_mirror(origin, urlsplit(origin).netloc, 1.0) as target:
+        status = await bench(
+            target,
+            "--compare",
+            origin,
+            "--origin",
+            origin,
+            "--allow-push",
+            "--workload",
+            "manifest,sweep",
+            *QUICK,
+            "--html",
+            str(page),
+            "--plots",
+            str(plots),
+            "--json",
+            str(tmp_path / "r.json"),
+        )
+    assert status == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    compared = report["comparisons"]
+    assert len(compared) == 6 and {c["baseline"] for c in compared} == {urlsplit(target).netloc}
+    assert all(c["p50_ratio"] > 0 for c in compared)
+    assert sorted(p.name for p in plots.iterdir()) == ["cdf-manifest.png", "sweep.png"]
+    html = page.read_text()
+    assert html.count("src='data:image/png;base64,") == 2
+    for external in ("<script", "<link", "src='http", 'src="http', "url("):
+        assert external not in html
+
+
+async def test_push_is_refused_without_allow_push_and_measured_with_it(
+    origin: str, tmp_path: Path
+) -> None:
+    registry = InProcessRegistry()
+    async with registry.serve() as target:
+        assert await bench(target, "--workload", "push", *QUICK) == 2
+        assert await bench(target, "--origin", origin, "--workload", "pull", *QUICK) == 2
+        assert registry.content.blobs == {}
+        out = tmp_path / "push.json"
+        status = await bench(
+            target, "--workload", "push", "--allow-push", *QUICK, "--json", str(out)
+        )
+    report = json.loads(out.read_text())
+    assert status == 0
+    assert [row["case"] for row in report["rows"]] == ["monolithic 32768 B", "chunked 32768 B"]
+    assert_counts_are_exact(report)
+    assert len(registry.content.blobs) == 8  # 4 monolithic and 4 chunked random blobs
+
+
+async def test_basic_auth_right_and_wrong_password(tmp_path: Path) -> None:
+    htpasswd = write_htpasswd(tmp_path / "htpasswd", {"alice": "secret"})
+    docker_config = tmp_path / "config.json"
+    async with Registry(tmp_path / "reg", htpasswd=htpasswd) as registry:
+        auth = base64.b64encode(b"alice:secret").decode()
+        docker_config.write_text(json.dumps({"auths": {registry.host: {"auth": auth}}}))
+        good = tmp_path / "good.json"
+        status = await bench(
+            registry.url,
+            "--origin",
+            registry.url,
+            "--allow-push",
+            "--docker-config",
+            str(docker_config),
+            "--workload",
+            "pull,manifest",
+            *QUICK,
+            "--json",
+            str(good),
+        )
+        assert status == 0, good.read_text()
+        image = json.loads(good.read_text())["rows"][0]["case"].split()[0]
+        bad = tmp_path / "bad.json"
+        status = await bench(
+            registry.url,
+            "--image",
+            image,
+            "--user",
+            "alice:wrong",
+            "--workload",
+            "pull,manifest",
+            *QUICK,
+            "--json",
+            str(bad),
+        )
+    report = json.loads(bad.read_text())
+    assert status == 1
+    assert_counts_are_exact(report)
+    assert [(r["workload"], r["case"]) for r in report["rows"]] == [
+        ("pull", f"{image} x3"),
+        ("manifest", "HEAD by tag"),
+        ("manifest", "GET by tag"),
+    ]
+    for row in report["rows"]:
+        assert row["errors"] == row["requested"] and row["error_kinds"] == {"HTTP 401": row["sent"]}
+    assert any("unresolved: HTTP 401" in note for note in report["notes"])
+
+
+async def test_open_loop_latency_counts_from_the_intended_send_time(
+    origin: str, tmp_path: Path
+) -> None:
+    """A target that takes 0.2 s per request on one connection, asked at 20/s: the fifth
+    request is meant to go at 0.2 s but is answered only at about 1.0 s."""
+    registry = InProcessRegistry()
+    async with registry.serve() as seeded:
+        out = tmp_path / "seed.json"
+        await bench(
+            seeded,
+            "--origin",
+            seeded,
+            "--allow-push",
+            "--workload",
+            "pull",
+            *QUICK,
+            "--json",
+            str(out),
+        )
+    image = json.loads(out.read_text())["rows"][0]["case"].split()[0]
+
+    @web.middleware
+    async def slow(request: web.Request, handler: Any) -> web.StreamResponse:
+        await asyncio.sleep(0.2)
+        response: web.StreamResponse = await handler(request)
+        return response
+
+    app = registry.app()
+    app.middlewares.append(slow)
+    async with serve_on_loopback(app) as target:
+        for mode, extra in (("open", ["--rate", "20"]), ("closed", [])):
+            status = await bench(
+                target,
+                "--image",
+                image,
+                "--workload",
+                "manifest",
+                "--requests",
+                "5",
+                "--connections",
+                "1",
+                "--no-warmup",
+                "--quiet",
+                *extra,
+                "--json",
+                str(tmp_path / f"{mode}.json"),
+            )
+            assert status == 0
+    opened = json.loads((tmp_path / "open.json").read_text())["rows"]
+    closed = json.loads((tmp_path / "closed.json").read_text())["rows"]
+    assert {row["mode"] for row in opened} == {"open"} and opened[0]["rate"] == 20
+    for row in opened:
+        assert row["sent"] == 5 and row["errors"] == 0
+        # Served one at a time: answers at ~0.2, 0.4, ... 1.0 s for sends due at 0, 0.05, ...
+        assert row["latency_s"]["max"] >= 0.75, row
+        assert row["latency_s"]["p50"] >= 0.45, row
+    for row in closed:
+        assert row["mode"] == "closed" and row["latency_s"]["p50"] >= 0.2
