@@ -7,8 +7,11 @@ import random
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
+import aiohttp
+
 from mirror.bench import ops
-from mirror.bench.image import ImageRef
+from mirror.bench.image import Image, ImageRef
+from mirror.bench.loops import Outcome, guarded
 from mirror.bench.plan import Plan
 from mirror.bench.push import seed_image
 from mirror.bench.results import Results, machine
@@ -33,8 +36,12 @@ class Sources:
 
 def _fresh_images(origin: Target, plan: Plan, rng: random.Random) -> FreshImage:
     async def fresh() -> ImageRef:
-        async with origin.session(4) as http:
-            return await seed_image(http, origin, rng, layers=plan.layers, size=plan.layer_size)
+        """A new image at the origin; :class:`SeedError` if refused or unreachable."""
+        try:
+            async with origin.session(4) as http:
+                return await seed_image(http, origin, rng, layers=plan.layers, size=plan.layer_size)
+        except (aiohttp.ClientError, TimeoutError, OSError) as error:
+            raise SeedError(f"{origin.url}: {error}") from error
 
     return fresh
 
@@ -42,12 +49,21 @@ def _fresh_images(origin: Target, plan: Plan, rng: random.Random) -> FreshImage:
 async def _prepare(bench: Bench) -> None:
     if bench.image is None:
         return
-    async with bench.target.session(bench.plan.pull_concurrency) as http:
-        outcome, bench.resolved = await ops.resolve(http, bench.target, bench.image)
+    image, plan = bench.image, bench.plan
+    async with bench.target.session(plan.pull_concurrency) as http:
+        found: list[Image] = []
+
+        async def resolve() -> Outcome:
+            outcome, resolved = await ops.resolve(http, bench.target, image)
+            found.extend([resolved] if resolved else [])
+            return outcome
+
+        outcome = await guarded(resolve)
+        bench.resolved = found[0] if found else None
         if bench.resolved is None:
-            bench.notes.append(f"{bench.target.label}: {bench.image} unresolved: {outcome.error}")
-        elif bench.plan.warmup and WARMED & set(bench.plan.workloads):
-            await ops.pull(http, bench.target, bench.image, bench.plan.pull_concurrency)
+            bench.notes.append(f"{bench.target.label}: {image} unresolved: {outcome.error}")
+        elif plan.warmup and WARMED & set(plan.workloads):
+            await guarded(lambda: ops.pull(http, bench.target, image, plan.pull_concurrency))
 
 
 async def run_bench(

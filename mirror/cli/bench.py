@@ -14,8 +14,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import aiohttp
-
 from mirror.bench.credentials import Credentials, CredentialsError, from_docker_config, parse_user
 from mirror.bench.image import ImageError, ImageRef
 from mirror.bench.plan import DEFAULT_WORKLOADS, MIB, WORKLOADS, Plan
@@ -296,7 +294,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         results = asyncio.run(run_bench(targets, plan, sources, progress=_progress(args.quiet)))
-    except (SeedError, aiohttp.ClientError) as error:
+    except SeedError as error:
         print(f"mirror bench: could not push to --origin: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

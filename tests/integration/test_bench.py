@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import random
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -20,10 +21,16 @@ from aiohttp import web
 from mirror.bench.plan import WORKLOADS
 from mirror.cli.check import own_mirror
 from mirror.cli.main import main
+from mirror.db.identity.records import PullThroughRule
+from mirror.testing.images import build_image, random_layer
 from mirror.testing.loopback import serve_on_loopback
 from mirror.testing.registry import InProcessRegistry
+from tests.peers.factory import ImageFactory
 from tests.peers.htpasswd import write_htpasswd
 from tests.peers.registry import Registry
+from tests.peers.tls import make_test_ca
+
+from .conftest import AuthMirror
 
 QUICK = [
     "--requests",
@@ -297,3 +304,87 @@ async def test_open_loop_latency_counts_from_the_intended_send_time(
         assert row["latency_s"]["p50"] >= 0.45, row
     for row in closed:
         assert row["mode"] == "closed" and row["latency_s"]["p50"] >= 0.2
+
+
+async def test_token_flow_of_an_auth_enabled_mirror(
+    auth_mirror: AuthMirror, image_factory: ImageFactory, tmp_path: Path
+) -> None:
+    """This mirror with ``[auth]`` challenges with Bearer: the bench gets a token from the
+    realm with the user's login and pulls; a wrong token gets 401s counted as errors."""
+    pushed = image_factory.push("v1", layers=1, layer_size=2048)
+    auth_mirror.identity.create_tenancy("acme", 0)
+    auth_mirror.identity.create_rule(PullThroughRule("acme", "up", pushed.registry.url))
+    policy = ["allow any-user to read repos in tenancy"]
+    login, token = auth_mirror.user("acme", "reader", policy=policy)
+    image = f"acme/up/{pushed.repo}:v1"
+    for name, secret in (("good", token), ("bad", token + "x")):
+        await bench(
+            auth_mirror.url,
+            "--image",
+            image,
+            "--user",
+            f"{login}:{secret}",
+            "--workload",
+            "pull,manifest",
+            *QUICK,
+            "--json",
+            str(tmp_path / name),
+        )
+    good = json.loads((tmp_path / "good").read_text())
+    bad = json.loads((tmp_path / "bad").read_text())
+    assert good["errors"] == 0 and len(good["rows"]) == 5, good["rows"]
+    assert_counts_are_exact(good)
+    assert_counts_are_exact(bad)
+    assert all(row["errors"] == row["requested"] for row in bad["rows"])
+    assert {kind for row in bad["rows"] for kind in row["error_kinds"]} == {"HTTP 401"}
+
+
+async def test_tls_is_verified_against_ca_or_skipped_with_insecure(
+    aiohttp_server: Any, tmp_path: Path
+) -> None:
+    registry = InProcessRegistry()
+    built = build_image(tmp_path / "layout", "v1", [random_layer(random.Random(3), 4096)])
+    registry.content.add_image("team/app", built)
+    ca = make_test_ca(tmp_path / "ca")
+    server = await aiohttp_server(registry.app(), host="127.0.0.1", ssl=ca.server_context())
+    url = f"https://127.0.0.1:{server.port}"
+    outcomes = {}
+    for name, flags in (
+        ("ca", ["--ca", str(ca.ca_cert)]),
+        ("none", []),
+        ("insecure", ["--insecure"]),
+    ):
+        out = tmp_path / f"{name}.json"
+        await bench(
+            url, "--image", "team/app:v1", "--workload", "pull", *flags, *QUICK, "--json", str(out)
+        )
+        outcomes[name] = json.loads(out.read_text())["rows"][0]
+    assert outcomes["ca"]["errors"] == 0 and outcomes["insecure"]["errors"] == 0
+    untrusted = outcomes["none"]
+    assert untrusted["errors"] == untrusted["requested"] == untrusted["sent"] == 2
+    assert list(untrusted["error_kinds"]) == ["ClientConnectorCertificateError"]
+
+
+async def test_ns_is_sent_with_every_request(origin: str, tmp_path: Path) -> None:
+    """This mirror routes ``?ns=`` to the upstream of that name: the origin's host works, and
+    an unknown name is an error on every pull (nothing falls back to the default)."""
+    host = urlsplit(origin).netloc
+    async with own_mirror(origin, host, 1.0) as target:
+        for name, ns in (("known", host), ("unknown", "unknown.example")):
+            await bench(
+                target,
+                "--origin",
+                origin,
+                "--allow-push",
+                "--ns",
+                ns,
+                "--workload",
+                "pull",
+                *QUICK,
+                "--json",
+                str(tmp_path / name),
+            )
+    known = json.loads((tmp_path / "known").read_text())["rows"][0]
+    unknown = json.loads((tmp_path / "unknown").read_text())["rows"][0]
+    assert known["errors"] == 0 and known["sent"] == 2
+    assert unknown["errors"] == unknown["sent"] == 2, unknown
