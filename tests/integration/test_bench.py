@@ -388,3 +388,20 @@ async def test_ns_is_sent_with_every_request(origin: str, tmp_path: Path) -> Non
     unknown = json.loads((tmp_path / "unknown").read_text())["rows"][0]
     assert known["errors"] == 0 and known["sent"] == 2
     assert unknown["errors"] == unknown["sent"] == 2, unknown
+
+
+async def test_progress_on_stderr_and_the_table_on_stdout(
+    origin: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with own_mirror(origin, urlsplit(origin).netloc, 1.0) as target:
+        argv = [target, "--origin", origin, "--allow-push", "--workload", "manifest"]
+        argv += [flag for flag in QUICK if flag != "--quiet"]
+        assert await bench(*argv) == 0
+    captured = capsys.readouterr()
+    label = urlsplit(target).netloc
+    for case in ("HEAD by tag", "GET by tag", "HEAD by digest", "GET by digest"):
+        assert f"{label} manifest {case}: 4/4 ops" in captured.err
+    header = captured.out.splitlines()[0].split()
+    assert header[:6] == ["target", "workload", "case", "mode", "c", "ok/sent"]
+    assert header[6:10] == ["p50", "p90", "p99", "max"] and "errors" in header
+    assert "machine: " in captured.out
