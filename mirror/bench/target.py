@@ -57,12 +57,18 @@ class Target:
     credentials: Credentials | None = None
     tls: Tls = field(default_factory=Tls)
     timeout: float = 30.0
-    _authenticator: Authenticator | None = None
+    _authenticator: Authenticator = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.url = self.url.rstrip("/")
         user, password = self.credentials or (None, None)
         self._authenticator = Authenticator(user, password, upstream=URL(self.url))
+
+    def owns(self, url: URL) -> bool:
+        """Whether ``url`` is on the target's own origin (scheme, host, port): only those
+        requests get credentials, never a host an upload ``Location`` or redirect names."""
+        own = URL(self.url)
+        return (url.scheme, url.host, url.port) == (own.scheme, own.host, own.port)
 
     def address(self, path_or_location: str) -> str:
         """An absolute URL for a ``/v2/...`` path or an upload ``Location``, with ``ns``."""
@@ -95,12 +101,13 @@ class Target:
             yield http
 
     def _middleware(self, tokens: aiohttp.ClientSession) -> aiohttp.ClientMiddlewareType:
-        assert self._authenticator is not None
         authenticator = self._authenticator
 
         async def authenticate(
             request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
         ) -> aiohttp.ClientResponse:
+            if not self.owns(request.url):
+                return await handler(request)
             scope = scope_of(request.method, request.url)
             known = authenticator.authorization(scope)
             if known is not None:

@@ -405,3 +405,46 @@ async def test_progress_on_stderr_and_the_table_on_stdout(
     assert header[:6] == ["target", "workload", "case", "mode", "c", "ok/sent"]
     assert header[6:10] == ["p50", "p90", "p99", "max"] and "errors" in header
     assert "machine: " in captured.out
+
+
+async def test_credentials_never_follow_an_upload_location_to_another_host(
+    aiohttp_server: Any, tmp_path: Path
+) -> None:
+    """A hostile target that challenges for Basic and then sends the upload elsewhere: the
+    other host sees the blob but never the password."""
+    seen: list[str | None] = []
+
+    async def elsewhere(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Authorization"))
+        await request.read()
+        return web.Response(status=201)
+
+    other_app = web.Application()
+    other_app.router.add_put("/upload", elsewhere)
+    other = await aiohttp_server(other_app, host="127.0.0.1")
+
+    async def start(request: web.Request) -> web.Response:
+        if request.headers.get("Authorization") is None:
+            return web.Response(status=401, headers={"WWW-Authenticate": 'Basic realm="r"'})
+        return web.Response(status=202, headers={"Location": f"{other.make_url('/upload')}"})
+
+    hostile_app = web.Application()
+    hostile_app.router.add_post("/v2/bench/push/blobs/uploads/", start)
+    hostile = await aiohttp_server(hostile_app, host="127.0.0.1")
+    out = tmp_path / "push.json"
+    status = await bench(
+        str(hostile.make_url("")),
+        "--workload",
+        "push",
+        "--allow-push",
+        "--user",
+        "alice:secret",
+        *QUICK,
+        "--requests",
+        "2",
+        "--json",
+        str(out),
+    )
+    assert status == 1  # the chunked pushes fail: the other host takes no PATCH
+    assert json.loads(out.read_text())["rows"][0]["errors"] == 0
+    assert len(seen) == 2 and seen == [None, None]
