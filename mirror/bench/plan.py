@@ -23,6 +23,7 @@ class Plan:
     pull_concurrency: int = 3
     rate: float | None = None
     duration: float = 30.0
+    deadline: float = 300.0
     sweep: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)
     chunk: int = 8 * MIB
     range_parallel: int = 8

@@ -15,7 +15,13 @@ from mirror.bench.loops import Outcome, guarded
 from mirror.bench.plan import Plan
 from mirror.bench.push import seed_image
 from mirror.bench.results import Results, machine
-from mirror.bench.session import Bench, FreshImage, NoProgress, ProgressFactory
+from mirror.bench.session import (
+    Bench,
+    DeadlineReached,
+    FreshImage,
+    NoProgress,
+    ProgressFactory,
+)
 from mirror.bench.target import Target
 from mirror.bench.workloads import WORKLOAD_FUNCTIONS, Skip
 from mirror.check.seed import SeedError
@@ -83,6 +89,7 @@ async def run_bench(
         machine=machine(),
         started=datetime.fromtimestamp(clock.now(), UTC).isoformat(timespec="seconds"),
     )
+    stop_at = clock.monotonic() + plan.deadline
     fresh = None
     image = sources.image
     if sources.origin is not None and plan.allow_push:
@@ -99,6 +106,7 @@ async def run_bench(
             fresh=fresh,
             cold_images=list(sources.cold_images),
             rng=random.Random(plan.seed),
+            stop_at=stop_at,
         )
         await _prepare(bench)
         for name in plan.workloads:
@@ -106,6 +114,8 @@ async def run_bench(
                 await WORKLOAD_FUNCTIONS[name](bench)
             except Skip as skipped:
                 bench.notes.append(f"{target.label} {name}: skipped: {skipped}")
+            except DeadlineReached:
+                bench.notes.append(f"{target.label} {name}: cut short: --deadline reached")
             except SeedError as refused:
                 bench.notes.append(f"{target.label} {name}: skipped: origin refused: {refused}")
         results.rows.extend(bench.rows)

@@ -35,6 +35,10 @@ MakeOperation = Callable[[aiohttp.ClientSession], Operation]
 FreshImage = Callable[[], Awaitable[ImageRef]]
 
 
+class DeadlineReached(Exception):
+    """The run's ``--deadline`` has passed: what is left is not started."""
+
+
 class NoProgress:
     """Shows nothing."""
 
@@ -60,6 +64,15 @@ class Bench:
     rng: random.Random = field(default_factory=random.Random)
     rows: list[Row] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    stop_at: float = float("inf")
+
+    def time_left(self) -> float:
+        """Seconds a new case may run: the plan's duration, cut short by the deadline;
+        raises :class:`DeadlineReached` when none is left."""
+        left = min(self.plan.duration, self.stop_at - self.clock.monotonic())
+        if left <= 0:
+            raise DeadlineReached
+        return left
 
     async def measure(
         self,
@@ -72,13 +85,16 @@ class Bench:
         connections: int | None = None,
         open_loop: bool = False,
     ) -> Row:
-        """Run ``count`` operations (bounded by the plan's duration) and record the row."""
+        """Run ``count`` operations (bounded by :meth:`time_left`) and record the row."""
+        duration = self.time_left()
         tracker = self.progress(f"{self.target.label} {workload} {case}", count)
         rate = self.plan.rate if open_loop else None
         try:
             async with self.target.session(connections or workers) as http:
                 operation = make(http)
-                samples, elapsed = await self._loop(operation, count, workers, rate, tracker)
+                samples, elapsed = await self._loop(
+                    operation, count, workers, rate, duration, tracker
+                )
         finally:
             tracker.close()
         row = Row(
@@ -95,23 +111,29 @@ class Bench:
         return row
 
     async def _loop(
-        self, operation: Operation, count: int, workers: int, rate: float | None, tracker: Progress
+        self,
+        operation: Operation,
+        count: int,
+        workers: int,
+        rate: float | None,
+        duration: float,
+        tracker: Progress,
     ) -> tuple[list[Sample], float]:
         if rate:
             loop = OpenLoop(rate, self.clock)
-            return await loop.run(
-                operation, count=count, duration=self.plan.duration, on_done=tracker.update
-            )
+            return await loop.run(operation, count=count, duration=duration, on_done=tracker.update)
         return await closed_loop(
             operation,
             workers=workers,
             count=count,
-            duration=self.plan.duration,
+            duration=duration,
             clock=self.clock,
             on_done=tracker.update,
         )
 
-    def record(self, workload: str, case: str, samples: list[Sample], concurrency: int) -> Row:
+    def record(
+        self, workload: str, case: str, samples: list[Sample], requested: int, concurrency: int
+    ) -> Row:
         """A row of samples measured one by one (cold and warm pulls)."""
         elapsed = sum(sample.latency for sample in samples)
         row = Row(
@@ -122,7 +144,7 @@ class Bench:
             concurrency,
             None,
             round(elapsed, 6),
-            summarise(samples, len(samples), elapsed),
+            summarise(samples, requested, elapsed),
         )
         self.rows.append(row)
         return row

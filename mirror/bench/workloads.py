@@ -11,7 +11,7 @@ from mirror.bench import ops
 from mirror.bench.image import Image, ImageRef
 from mirror.bench.loops import Outcome, guarded
 from mirror.bench.push import push_chunked, push_monolithic
-from mirror.bench.session import Bench, MakeOperation
+from mirror.bench.session import Bench, DeadlineReached, MakeOperation
 from mirror.bench.stats import Sample
 
 Workload = Callable[[Bench], Awaitable[None]]
@@ -167,10 +167,15 @@ async def cold(bench: Bench) -> None:
     warm_samples: list[Sample] = []
     async with bench.target.session(plan.pull_concurrency) as http:
         for ref in refs:
+            try:
+                bench.time_left()
+            except DeadlineReached:
+                bench.notes.append(f"{bench.target.label} cold: stopped at --deadline")
+                break
             for samples in (cold_samples, warm_samples):
                 samples.append(await _timed(bench, http, ref))
-    bench.record("cold", "cold pull", cold_samples, plan.pull_concurrency)
-    bench.record("cold", "warm pull", warm_samples, plan.pull_concurrency)
+    bench.record("cold", "cold pull", cold_samples, len(refs), plan.pull_concurrency)
+    bench.record("cold", "warm pull", warm_samples, len(refs), plan.pull_concurrency)
 
 
 async def _timed(bench: Bench, http: aiohttp.ClientSession, ref: ImageRef) -> Sample:

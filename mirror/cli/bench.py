@@ -162,6 +162,9 @@ def _add_plan_flags(bench: argparse.ArgumentParser) -> None:
     plan.add_argument("--rate", type=float, help="open loop: requests/s (manifest, blob)")
     plan.add_argument("--duration", type=float, default=30.0, help="at most seconds per case")
     plan.add_argument(
+        "--deadline", type=float, default=300.0, help="at most seconds for the whole run"
+    )
+    plan.add_argument(
         "--sweep",
         type=counts,
         default=(1, 2, 4, 8, 16, 32, 64),
@@ -200,6 +203,8 @@ def plan_of(args: argparse.Namespace) -> Plan:
         raise UsageError("--origin is pushed to (fresh random images): add --allow-push")
     if args.rate is not None and args.rate <= 0:
         raise UsageError("--rate must be above 0")
+    if args.duration <= 0 or args.deadline <= 0:
+        raise UsageError("--duration and --deadline must be above 0 s")
     return Plan(
         workloads=args.workload,
         requests=args.requests,
@@ -208,6 +213,7 @@ def plan_of(args: argparse.Namespace) -> Plan:
         pull_concurrency=args.pull_concurrency,
         rate=args.rate,
         duration=args.duration,
+        deadline=args.deadline,
         sweep=args.sweep,
         chunk=args.chunk_size,
         range_parallel=args.range_parallel,

@@ -246,26 +246,12 @@ async def test_basic_auth_right_and_wrong_password(tmp_path: Path) -> None:
     assert any("unresolved: HTTP 401" in note for note in report["notes"])
 
 
-async def test_open_loop_latency_counts_from_the_intended_send_time(
-    origin: str, tmp_path: Path
-) -> None:
-    """A target that takes 0.2 s per request on one connection, asked at 20/s: the fifth
-    request is meant to go at 0.2 s but is answered only at about 1.0 s."""
+@pytest.fixture
+async def slow_target(tmp_path: Path) -> AsyncIterator[tuple[str, str]]:
+    """A registry that takes 0.2 s over every answer; yields its URL and an image in it."""
     registry = InProcessRegistry()
-    async with registry.serve() as seeded:
-        out = tmp_path / "seed.json"
-        await bench(
-            seeded,
-            "--origin",
-            seeded,
-            "--allow-push",
-            "--workload",
-            "pull",
-            *QUICK,
-            "--json",
-            str(out),
-        )
-    image = json.loads(out.read_text())["rows"][0]["case"].split()[0]
+    built = build_image(tmp_path / "slow", "v1", [random_layer(random.Random(4), 4096)])
+    registry.content.add_image("team/slow", built)
 
     @web.middleware
     async def slow(request: web.Request, handler: Any) -> web.StreamResponse:
@@ -275,25 +261,34 @@ async def test_open_loop_latency_counts_from_the_intended_send_time(
 
     app = registry.app()
     app.middlewares.append(slow)
-    async with serve_on_loopback(app) as target:
-        for mode, extra in (("open", ["--rate", "20"]), ("closed", [])):
-            status = await bench(
-                target,
-                "--image",
-                image,
-                "--workload",
-                "manifest",
-                "--requests",
-                "5",
-                "--connections",
-                "1",
-                "--no-warmup",
-                "--quiet",
-                *extra,
-                "--json",
-                str(tmp_path / f"{mode}.json"),
-            )
-            assert status == 0
+    async with serve_on_loopback(app) as url:
+        yield url, "team/slow:v1"
+
+
+async def test_open_loop_latency_counts_from_the_intended_send_time(
+    slow_target: tuple[str, str], tmp_path: Path
+) -> None:
+    """The target takes 0.2 s per request on one connection, asked at 20/s: the fifth
+    request is meant to go at 0.2 s but is answered only at about 1.0 s."""
+    target, image = slow_target
+    for mode, extra in (("open", ["--rate", "20"]), ("closed", [])):
+        status = await bench(
+            target,
+            "--image",
+            image,
+            "--workload",
+            "manifest",
+            "--requests",
+            "5",
+            "--connections",
+            "1",
+            "--no-warmup",
+            "--quiet",
+            *extra,
+            "--json",
+            str(tmp_path / f"{mode}.json"),
+        )
+        assert status == 0
     opened = json.loads((tmp_path / "open.json").read_text())["rows"]
     closed = json.loads((tmp_path / "closed.json").read_text())["rows"]
     assert {row["mode"] for row in opened} == {"open"} and opened[0]["rate"] == 20
@@ -448,3 +443,34 @@ async def test_credentials_never_follow_an_upload_location_to_another_host(
     assert status == 1  # the chunked pushes fail: the other host takes no PATCH
     assert json.loads(out.read_text())["rows"][0]["errors"] == 0
     assert len(seen) == 2 and seen == [None, None]
+
+
+async def test_the_run_stops_itself_at_the_deadline(
+    slow_target: tuple[str, str], tmp_path: Path
+) -> None:
+    target, image = slow_target
+    out = tmp_path / "deadline.json"
+    status = await bench(
+        target,
+        "--image",
+        image,
+        "--workload",
+        "manifest,pull",
+        "--requests",
+        "50",
+        "--connections",
+        "1",
+        "--no-warmup",
+        "--quiet",
+        "--deadline",
+        "1.5",
+        "--json",
+        str(out),
+    )
+    report = json.loads(out.read_text())
+    assert status == 0
+    first = report["rows"][0]
+    assert first["case"] == "HEAD by tag" and 0 < first["sent"] < first["requested"] == 50
+    assert first["errors"] == 0
+    assert all(row["workload"] == "manifest" for row in report["rows"])
+    assert any("pull: cut short: --deadline reached" in note for note in report["notes"])

@@ -34,10 +34,18 @@ def test_bad_lists_and_sizes_are_argument_errors() -> None:
         ["http://127.0.0.1:1", "--workload", "push"],
         ["http://127.0.0.1:1", "--origin", "http://127.0.0.1:2"],
         ["http://127.0.0.1:1", "--rate", "0"],
+        ["http://127.0.0.1:1", "--deadline", "0"],
         ["ftp://127.0.0.1:1"],
         ["http://127.0.0.1:1", "--user", "nocolon"],
     ],
-    ids=["push-needs-allow-push", "origin-needs-allow-push", "rate-zero", "not-http", "bad-user"],
+    ids=[
+        "push-needs-allow-push",
+        "origin-needs-allow-push",
+        "rate-zero",
+        "deadline-zero",
+        "not-http",
+        "bad-user",
+    ],
 )
 def test_refused_before_anything_is_sent(
     argv: list[str], capsys: pytest.CaptureFixture[str]
