@@ -8,7 +8,7 @@ import argparse
 import pytest
 
 from mirror.bench.plan import WORKLOADS
-from mirror.cli.bench import counts, size, workloads
+from mirror.cli.bench_flags import counts, size, workloads
 from mirror.cli.main import main
 
 

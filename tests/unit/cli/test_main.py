@@ -12,7 +12,16 @@ from mirror.cli.main import SUBCOMMANDS, main, parser
 
 
 def test_every_subcommand_is_a_module_named_after_it() -> None:
-    assert list(SUBCOMMANDS) == ["serve", "admin", "demo", "cache", "keys", "retention", "check"]
+    assert list(SUBCOMMANDS) == [
+        "serve",
+        "admin",
+        "demo",
+        "cache",
+        "keys",
+        "retention",
+        "check",
+        "bench",
+    ]
     for name, module in SUBCOMMANDS.items():
         assert getattr(module, "__name__", "") == f"mirror.cli.{name}"
         assert callable(module.add) and callable(module.run)
@@ -22,7 +31,7 @@ def test_help_lists_the_subcommands_in_order(capsys: pytest.CaptureFixture[str])
     with pytest.raises(SystemExit) as done:
         parser().parse_args(["--help"])
     assert done.value.code == 0
-    assert "{serve,admin,demo,cache,keys,retention,check}" in capsys.readouterr().out
+    assert "{serve,admin,demo,cache,keys,retention,check,bench}" in capsys.readouterr().out
 
 
 def test_main_dispatches_to_the_subcommand_and_returns_its_status(
