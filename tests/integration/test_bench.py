@@ -474,3 +474,28 @@ async def test_the_run_stops_itself_at_the_deadline(
     assert first["errors"] == 0
     assert all(row["workload"] == "manifest" for row in report["rows"])
     assert any("pull: cut short: --deadline reached" in note for note in report["notes"])
+
+
+async def test_cold_images_from_a_file_without_push_access(tmp_path: Path) -> None:
+    """Without ``--origin``, ``--cold-images`` names images the mirror has not cached: each
+    is pulled cold, then warm, and nothing is pushed anywhere."""
+    registry = InProcessRegistry()
+    rng = random.Random(5)
+    for i in range(3):
+        built = build_image(tmp_path / f"img{i}", "v1", [random_layer(rng, 8192)])
+        registry.content.add_image(f"team/cold{i}", built)
+    blobs_before = dict(registry.content.blobs)
+    listing = tmp_path / "cold.txt"
+    listing.write_text("# never pulled\nteam/cold0:v1\nteam/cold1:v1\n\nteam/cold2:v1\n")
+    out = tmp_path / "cold.json"
+    async with registry.serve() as origin, own_mirror(origin, urlsplit(origin).netloc, 1.0) as m:
+        status = await bench(
+            m, "--cold-images", str(listing), "--workload", "cold", *QUICK, "--json", str(out)
+        )
+    report = json.loads(out.read_text())
+    assert status == 0
+    assert [(r["case"], r["requested"], r["sent"], r["errors"]) for r in report["rows"]] == [
+        ("cold pull", 3, 3, 0),
+        ("warm pull", 3, 3, 0),
+    ]
+    assert registry.content.blobs == blobs_before
