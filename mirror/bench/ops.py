@@ -104,11 +104,28 @@ async def ranged_blob(
     return Outcome(len(data))
 
 
+async def _digest_of_tag(
+    http: aiohttp.ClientSession, target: Target, ref: ImageRef
+) -> tuple[Outcome, str]:
+    """What containerd does first: ``HEAD`` the tag for its ``Docker-Content-Digest``; the
+    tag itself when the answer names no digest (containerd then GETs by tag)."""
+    if ":" in ref.reference:
+        return Outcome(), ref.reference
+    head, _, digest = await manifest(http, target, ref.repo, ref.reference, "HEAD")
+    if head.error == "no Docker-Content-Digest":
+        return Outcome(), ref.reference
+    return head, digest
+
+
 async def resolve(
     http: aiohttp.ClientSession, target: Target, ref: ImageRef
 ) -> tuple[Outcome, Image | None]:
-    """``GET`` the manifest by ``ref`` (and an index's child): the outcome and the image."""
-    outcome, body, digest = await manifest(http, target, ref.repo, ref.reference, "GET")
+    """Resolve ``ref`` as containerd does (``HEAD`` by tag, then ``GET`` by digest, and an
+    index's child): the outcome and the image."""
+    head, reference = await _digest_of_tag(http, target, ref)
+    if head.error:
+        return head, None
+    outcome, body, digest = await manifest(http, target, ref.repo, reference, "GET")
     if outcome.error:
         return outcome, None
     size = outcome.size
@@ -127,8 +144,8 @@ async def resolve(
 async def pull(
     http: aiohttp.ClientSession, target: Target, ref: ImageRef, concurrency: int
 ) -> Outcome:
-    """A whole-image pull as a node does it: the manifest by tag, then the config and the
-    layers, ``concurrency`` at a time (containerd's default is 3)."""
+    """A whole-image pull as a node does it: :func:`resolve` the tag, then fetch the config
+    and the layers, ``concurrency`` at a time (containerd's default is 3)."""
     outcome, image = await resolve(http, target, ref)
     if image is None:
         return outcome
