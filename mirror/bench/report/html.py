@@ -7,7 +7,7 @@ import base64
 import html
 import json
 
-from mirror.bench.report.table import HEADER, cells
+from mirror.bench.report.table import HEADER, UNITS, cells
 from mirror.bench.results import Results
 
 STYLE = (
@@ -39,6 +39,7 @@ def report_html(results: Results, pngs: dict[str, bytes]) -> str:
         + ", ".join(f"{html.escape(k)} = {html.escape(v)}" for k, v in results.targets.items())
         + "</p>",
         _table(list(HEADER), [cells(row) for row in results.rows]),
+        f"<p>{html.escape(UNITS)}</p>",
     ]
     if document["comparisons"]:
         parts.append("<h2>Compared with the first target</h2>")

@@ -25,6 +25,9 @@ HEADER = (
 )
 
 
+UNITS = "latencies in ms (of successful operations); req/s and MB/s over each case's wall time"
+
+
 def ms(seconds: float) -> str:
     """Seconds as milliseconds for the table (``-`` when unknown)."""
     return "-" if math.isnan(seconds) else f"{seconds * 1000:.1f}"
@@ -89,6 +92,6 @@ def table(results: Results) -> str:
             ],
         )
     m = results.machine
-    out += ["", f"machine: {m['cpu_model']} x{m['cpus']}, load {m['load_average']}"]
+    out += ["", UNITS, f"machine: {m['cpu_model']} x{m['cpus']}, load {m['load_average']}"]
     out += [f"note: {note}" for note in results.notes]
     return "\n".join(out)
