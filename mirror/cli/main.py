@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 from mirror.cli import (
     admin,
+    bench,
     cache,
     check,
     demo,
@@ -51,6 +52,7 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "prewarm": prewarm,
     "export": export,
     "import": importer,
+    "bench": bench,
 }
 
 

@@ -16,8 +16,10 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from mirror.errors import RegistryError
 from mirror.oci.digest import Digest
 from mirror.oci.media import OCI_MANIFEST
+from mirror.oci.ranges import parse_range, resolve_range
 from mirror.testing.images import BuiltImage, BuiltIndex
 from mirror.testing.loopback import serve_on_loopback
 
@@ -155,11 +157,16 @@ class InProcessRegistry:
         headers = {"Docker-Content-Digest": digest, "Content-Type": "application/octet-stream"}
         if request.method == "HEAD":
             return web.Response(headers={**headers, "Content-Length": str(len(data))})
-        offset = blob_range(request)
-        if offset:
-            headers["Content-Range"] = f"bytes {offset}-{len(data) - 1}/{len(data)}"
-            return web.Response(status=206, body=data[offset:], headers=headers)
-        return web.Response(body=data, headers=headers)
+        try:
+            spec = parse_range(request.headers.get("Range"))
+            wanted = None if spec is None else resolve_range(spec, len(data))
+        except RegistryError:
+            return error("RANGE_INVALID", 416, **{"Content-Range": f"bytes */{len(data)}"})
+        # ``bytes=0-`` is answered whole with a 200, as before closed ranges were served.
+        if wanted is None or (spec == (0, None)):
+            return web.Response(body=data, headers=headers)
+        headers["Content-Range"] = wanted.content_range()
+        return web.Response(status=206, body=data[wanted.first : wanted.last + 1], headers=headers)
 
     async def _start_upload(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]

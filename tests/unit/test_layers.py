@@ -39,6 +39,7 @@ LAYERS: dict[str, int] = {
     "mirror.web": 4,
     "mirror.check": 4,
     "mirror.bundle": 4,
+    "mirror.bench": 4,
     "mirror.config": 5,
     "mirror.app": 5,
     "mirror.cli": 6,
@@ -51,6 +52,7 @@ SIBLINGS: frozenset[tuple[str, str]] = frozenset(
         ("mirror.verify", "mirror.oci"),  # a verifier checks against a Digest
         ("mirror.app", "mirror.config"),  # the app is wired from the configuration
         ("mirror.hosted", "mirror.pullthrough"),  # hosted manifests answer as cached ones do
+        ("mirror.bench", "mirror.check"),  # bench seeds an origin with check's push code
     }
 )
 

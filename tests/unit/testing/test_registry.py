@@ -54,6 +54,19 @@ async def test_a_seeded_image_is_served_by_tag_and_by_digest(
     assert ranged.headers["Content-Range"] == f"bytes 10-{layer.size - 1}/{layer.size}"
 
 
+async def test_a_closed_range_is_answered_with_exactly_those_bytes(
+    registry: InProcessRegistry, client: Client
+) -> None:
+    data = random.Random(2).randbytes(1000)
+    digest = registry.content.add_blob(data)
+    ranged = await client.get(f"/v2/team/app/blobs/{digest}", headers={"Range": "bytes=100-199"})
+    assert ranged.status == 206 and await ranged.read() == data[100:200]
+    assert ranged.headers["Content-Range"] == "bytes 100-199/1000"
+    beyond = await client.get(f"/v2/team/app/blobs/{digest}", headers={"Range": "bytes=1000-"})
+    assert beyond.status == 416
+    assert (await beyond.json())["errors"][0]["code"] == "RANGE_INVALID"
+
+
 async def test_an_index_is_seeded_with_every_child(
     registry: InProcessRegistry, client: Client, tmp_path: Path
 ) -> None:

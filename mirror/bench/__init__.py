@@ -1,0 +1,1 @@
+"""``mirror bench``: pull, push and manifest latency of any OCI registry or mirror."""
