@@ -264,11 +264,18 @@ class HostedConfig:
 
     # Largest manifest body a push may send, in bytes (distribution-spec: at least 4 MiB).
     max_manifest_size: int = 4 * MiB
+    # Seconds a hosted link (a blob, a child manifest) must stay unreferenced by every
+    # manifest of its repository before the collector drops it: spares a push whose blobs
+    # are uploaded but whose manifest is not PUT yet. Counted from when a retention run
+    # first found it so, or from the DELETE that left it so.
+    gc_grace: float = 3600.0
 
     def check(self) -> None:
         """Raise ``ConfigError`` naming the first bad ``hosted.*`` key."""
         if self.max_manifest_size < 1024:
             raise ConfigError("hosted.max_manifest_size: must be at least 1024 bytes")
+        if not 0 <= self.gc_grace < float("inf"):
+            raise ConfigError("hosted.gc_grace: must be a number of seconds, at least 0")
 
 
 @dataclass(frozen=True)
