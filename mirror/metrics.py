@@ -154,6 +154,12 @@ class Metrics:
         self.bytes_freed = Counter(
             "mirror_retention_bytes_freed", "Bytes freed by deletions", ["trigger"], registry=r
         )
+        self.hosted_bytes_reclaimed = Counter(
+            "mirror_hosted_reclaimed_bytes",
+            "Bytes deleted from disk after hosted content was deleted, per tenancy",
+            ["tenancy"],
+            registry=r,
+        )
         self.deletions_deferred = Counter(
             "mirror_retention_deletions_deferred",
             "Blobs left for a later run because a client was reading them",

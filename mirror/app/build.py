@@ -136,6 +136,7 @@ def retention_of(
         in_use=in_use,
         cooling_period=settings.cooling_period,
         capacity=cache if settings.max_size else None,
+        hosted_grace=config.hosted.gc_grace,
     )
     service.declare(declared_policies(config, router or router_of(config)))
     return service

@@ -272,6 +272,11 @@ class HostedConfig:
     # a tenancy's own with PUT /admin/v1/tenancies/<tenancy>/quota (mirror admin quota set).
     tenancy_max_bytes: int = 0
     tenancy_max_repositories: int = 0
+    # Seconds a hosted link (a blob, a child manifest) must stay unreferenced by every
+    # manifest of its repository before the collector drops it: spares a push whose blobs
+    # are uploaded but whose manifest is not PUT yet. Counted from when a retention run
+    # first found it so, or from the DELETE that left it so.
+    gc_grace: float = 3600.0
 
     def check(self) -> None:
         """Raise ``ConfigError`` naming the first bad ``hosted.*`` key."""
@@ -281,6 +286,8 @@ class HostedConfig:
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ConfigError(f"hosted.{key}: must be a whole number >= 0 (0: unlimited)")
+        if not 0 <= self.gc_grace < float("inf"):
+            raise ConfigError("hosted.gc_grace: must be a number of seconds, at least 0")
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import diskcache
@@ -77,6 +77,16 @@ class TagMove:
     from_digest: str | None
     to_digest: str | None
     at: float
+
+
+@dataclass(slots=True)
+class RepositoryRecords:
+    """What some repositories hold, by ``(upstream, repo)``: their links, the digests their
+    tags point at (as stored), and their deletion notes (digest: when it was deleted)."""
+
+    links: dict[tuple[str, str], set[Digest]] = field(default_factory=dict)
+    tags: dict[tuple[str, str], set[str]] = field(default_factory=dict)
+    deleted: dict[tuple[str, str], dict[Digest, float]] = field(default_factory=dict)
 
 
 # Tag moves kept per repository (moves of evicted images are pruned before this bites).
@@ -230,6 +240,35 @@ class Metadata(
         key = ("link", upstream, repo, str(digest))
         return bool(self._db.delete(key))
 
+    def bury(self, upstream: str, repo: str, digest: Digest, at: float) -> None:
+        """Note that a client (or a policy) deleted ``digest`` from ``repo`` at ``at``: the
+        collector reclaims what only it referred to there, then forgets the note."""
+        self._db.set(("deleted", upstream, repo, str(digest)), at)
+
+    def unbury(self, upstream: str, repo: str, digest: Digest) -> None:
+        """Forget the deletion note of ``digest`` in ``repo``."""
+        self._db.delete(("deleted", upstream, repo, str(digest)))
+
+    def repository_records(self, prefix: str) -> RepositoryRecords:
+        """The links, tags and deletion notes of every upstream key starting with ``prefix``,
+        read in one pass (the hosted repositories', for their garbage collection)."""
+        found = RepositoryRecords()
+        for key in iter(self._db):
+            if not isinstance(key, tuple) or len(key) != 4 or not isinstance(key[1], str):
+                continue
+            if key[0] not in ("link", "tag", "deleted") or not key[1].startswith(prefix):
+                continue
+            where = (key[1], key[2])
+            if key[0] == "link":
+                found.links.setdefault(where, set()).add(Digest.parse(key[3]))
+            elif key[0] == "deleted":
+                found.deleted.setdefault(where, {})[Digest.parse(key[3])] = float(
+                    self._db.get(key, 0.0)
+                )
+            elif isinstance(record := self.tag(key[1], key[2], key[3]), TagRecord):
+                found.tags.setdefault(where, set()).add(record.digest)
+        return found
+
     def unlink(self, upstream: str, repo: str) -> int:
         """Forget every link of ``repo`` at ``upstream``; returns how many."""
         keys = [
@@ -337,7 +376,7 @@ class Metadata(
         how many records. Records of any other key (another tenancy's, even for the same URL
         and repository) stay. Manifests and blobs are shared by digest: retention collects
         what no repository references any more."""
-        per_repo = ("repo", "link", "tag", "tag-history", "pull")
+        per_repo = ("repo", "link", "tag", "tag-history", "pull", "deleted")
         keys = [
             key
             for key in iter(self._db)

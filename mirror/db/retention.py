@@ -207,6 +207,18 @@ class RetentionStore:
         """Replace the deferred blobs (stored by their digest strings)."""
         self._db.set("deferred", {str(digest): since for digest, since in deferred.items()})
 
+    def unreferenced(self) -> dict[tuple[str, str, Digest], float]:
+        """Links of hosted repositories that no manifest there refers to, ``(upstream, repo,
+        digest)``, with when the collector first found each so (its grace runs from then)."""
+        value = self._db.get("hosted-unreferenced")
+        stored = dict(value) if isinstance(value, dict) else {}
+        return {(u, r, Digest.parse(d)): since for (u, r, d), since in stored.items()}
+
+    def set_unreferenced(self, found: Mapping[tuple[str, str, Digest], float]) -> None:
+        """Replace the unreferenced hosted links (stored by their digest strings)."""
+        stored = {(u, r, str(d)): since for (u, r, d), since in found.items()}
+        self._db.set("hosted-unreferenced", stored)
+
     def close(self) -> None:
         """Close the database."""
         self._db.close()

@@ -27,7 +27,7 @@ from mirror.db.roles import (
 )
 from mirror.errors import ErrorCode, RegistryError
 from mirror.hosted.manifests import PushedManifest, check_manifest
-from mirror.hosted.names import hosted_key
+from mirror.hosted.names import REFERRERS, hosted_key
 from mirror.hosted.quota import Quotas
 from mirror.oci.digest import Digest, is_digest
 from mirror.oci.media import (
@@ -37,8 +37,6 @@ from mirror.oci.names import validate_tag
 from mirror.pullthrough.manifests import Manifest, negotiate
 from mirror.upstream.routing import Target
 
-# The kind of the per-subject referrers record (``CachedResponses``, never expiring).
-REFERRERS = "hosted-referrers"
 # The prefix every hosted key starts with.
 HOSTED_PREFIX = hosted_key("")
 
@@ -61,7 +59,7 @@ def hosted_target(tenancy: str, repo: str, path: str) -> Target:
 class HostedRecords(
     Tags, Manifests, Repositories, Links, Pulls, CachedResponses, Eviction, Protocol
 ):
-    """The metadata hosted repositories live in, with the two deletions they need."""
+    """The metadata hosted repositories live in, with the deletions they need."""
 
     def drop_link(self, upstream: str, repo: str, digest: Digest) -> bool:
         """Forget that ``repo`` at ``upstream`` references ``digest``; whether it did."""
@@ -69,6 +67,10 @@ class HostedRecords(
 
     def delete_tag(self, upstream: str, repo: str, tag: str, at: float) -> TagRecord | None:
         """Remove a tag; the record it had, or ``None``."""
+        ...
+
+    def bury(self, upstream: str, repo: str, digest: Digest, at: float) -> None:
+        """Note that ``digest`` was deleted from ``repo`` (for the garbage collector)."""
         ...
 
 
@@ -120,6 +122,9 @@ class HostedRepositories:
         now = self._clock.now()
         with self.quotas.reserve(tenancy_of(target), target.repo, digest, len(body)) as held:
             await self._store.put(digest, body)
+            # Checked again with no await before the link: the garbage collector unlinks
+            # without one either, so it either sees this manifest or this push sees the unlink.
+            self._require_linked(target, pushed)
             record = ManifestRecord(pushed.media_type, len(body), pushed.references, now)
             self._metadata.set_manifest(digest, record)
             self._metadata.link(target.upstream, target.repo, [digest])
@@ -147,6 +152,15 @@ class HostedRepositories:
                     ErrorCode.MANIFEST_UNKNOWN,
                     "the index refers to a manifest this repository does not hold",
                     detail={"digest": str(child)},
+                )
+
+    def _require_linked(self, target: Target, pushed: PushedManifest) -> None:
+        for blob in (*pushed.blobs, *pushed.children):
+            if not self._metadata.linked(target.upstream, target.repo, blob):
+                raise RegistryError(
+                    ErrorCode.MANIFEST_BLOB_UNKNOWN,
+                    "the manifest refers to content this repository no longer holds",
+                    detail={"digest": str(blob)},
                 )
 
     async def holds_blob(self, target: Target, digest: Digest) -> bool:
@@ -254,6 +268,8 @@ class HostedRepositories:
         self.quotas.unlinked(tenancy_of(target), target.repo, digest)
         # Its tags, last pull and tag history here go, as retention's eviction does.
         self._metadata.evict_image(target.upstream, target.repo, digest)
+        # What only it referred to here is reclaimed by the collector after its grace.
+        self._metadata.bury(target.upstream, target.repo, digest, now)
 
     def delete_blob(self, target: Target, digest: Digest) -> None:
         """Unlink a blob from the repository (the collector deletes it once nothing refers to
@@ -261,3 +277,4 @@ class HostedRepositories:
         if not self._metadata.drop_link(target.upstream, target.repo, digest):
             raise RegistryError(ErrorCode.BLOB_UNKNOWN, detail={"digest": str(digest)})
         self.quotas.unlinked(tenancy_of(target), target.repo, digest)
+        self._metadata.bury(target.upstream, target.repo, digest, self._clock.now())

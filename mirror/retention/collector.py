@@ -5,11 +5,16 @@ goes once no image in any repository and no remaining manifest refers to it; a b
 no remaining manifest refers to it and no client is reading it (else it is deferred to a later
 run). References are counted once per run from a snapshot, and rechecked where a concurrent
 pull could have changed them: an image pulled since the snapshot is not evicted.
+
+Hosted repositories are collected too: links there that no present manifest refers to (see
+``hosted_gc``) are dropped once unreferenced for a grace period, then released like evicted
+images' content.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -17,12 +22,15 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from mirror.blobstore.interface import BlobStore
+from mirror.db.metadata import CachedResponse, RepositoryRecords
 from mirror.db.retention import RetentionStore
-from mirror.db.roles import Eviction, Links, Manifests, Pulls
-from mirror.hosted.names import hosted_key
+from mirror.db.roles import CachedResponses, Eviction, Links, Manifests, Pulls
+from mirror.errors import RegistryError
+from mirror.hosted.names import HOSTED_PREFIX, REFERRERS
 from mirror.metrics import Metrics
 from mirror.oci.digest import Digest
 from mirror.retention.audit import AuditLog
+from mirror.retention.hosted_gc import Garbage, HostedRepository, garbage, hosted_repositories
 from mirror.retention.inventory import Inventory
 from mirror.retention.rules import Decision
 
@@ -35,11 +43,24 @@ YIELD_EVERY = 64
 DEFERRED_GRACE = 3600.0
 
 
-class CollectorRecords(Manifests, Pulls, Eviction, Links, Protocol):
-    """The metadata a collection changes: manifests, last pulls, eviction, hosted links."""
+class CollectorRecords(Manifests, Pulls, Eviction, Links, CachedResponses, Protocol):
+    """The metadata a collection changes: manifests, last pulls, eviction, hosted links (and
+    reads: hosted referrers)."""
 
     def drop_link(self, upstream: str, repo: str, digest: Digest) -> bool:
         """Forget that ``repo`` at ``upstream`` references ``digest``; whether it did."""
+        ...
+
+    def bury(self, upstream: str, repo: str, digest: Digest, at: float) -> None:
+        """Note that ``digest`` was deleted from ``repo`` at ``at``."""
+        ...
+
+    def unbury(self, upstream: str, repo: str, digest: Digest) -> None:
+        """Forget the deletion note of ``digest`` in ``repo``."""
+        ...
+
+    def repository_records(self, prefix: str) -> RepositoryRecords:
+        """Links, tags and deletion notes of the upstream keys starting with ``prefix``."""
         ...
 
 
@@ -52,6 +73,10 @@ class Outcome:
     spared: list[Decision] = field(default_factory=list)
     deleted: list[tuple[str, Digest, int]] = field(default_factory=list)
     deferred: set[Digest] = field(default_factory=set)
+    # Hosted links dropped as garbage: ``(<tenancy>/<repo>, digest)``.
+    unlinked: list[tuple[str, Digest]] = field(default_factory=list)
+    # Bytes deleted from disk by the hosted collection, per tenancy whose unlink freed them.
+    reclaimed: dict[str, int] = field(default_factory=dict)
 
     @property
     def bytes_freed(self) -> int:
@@ -92,7 +117,9 @@ class Collector:
             self._counts.update(references)
         # A blob linked in a hosted repository is held there (pushed, perhaps before the
         # manifest that will refer to it): nothing upstream could bring it back.
-        self._counts.update(digest for _, _, digest in metadata.links_under(hosted_key("")))
+        self._hosted = hosted_repositories(metadata.repository_records(HOSTED_PREFIX))
+        for repository in self._hosted:
+            self._counts.update(repository.links)
         self._steps = 0
         self._now = now
         self._previously_deferred = state.deferred()
@@ -121,10 +148,11 @@ class Collector:
             cleared.add(group)
             tags = self._metadata.evict_image(image.upstream, image.repo, image.digest, image.tags)
             touched.add((image.upstream, image.repo))
-            if image.upstream.startswith(hosted_key("")):
+            if image.upstream.startswith(HOSTED_PREFIX):
                 # A hosted image a policy deletes leaves its repository for good.
                 if self._metadata.drop_link(image.upstream, image.repo, image.digest):
                     self._counts[image.digest] -= 1
+                    self._metadata.bury(image.upstream, image.repo, image.digest, self._now)
             self.outcome.evicted.append(decision)
             self._metrics.evictions.labels(self._trigger, decision.rule).inc()
             self._audit.write(
@@ -179,16 +207,101 @@ class Collector:
     async def _release(self, digest: Digest, reason: str) -> None:
         """Drop one reference to ``digest``; delete it when none is left."""
         self._counts[digest] -= 1
-        if self._counts[digest] > 0:
+        await self._collect(digest, reason)
+
+    async def _collect(self, digest: Digest, reason: str) -> None:
+        """Delete ``digest`` if nothing references it (a manifest: its record too, then
+        release what it references)."""
+        if self._counts[digest] > 0 or self._linked_again(digest):
             return
-        record = self._inventory.manifests.get(digest)
+        record = self._inventory.manifests.get(digest) or self._metadata.manifest(digest)
         if record is None:
             await self._delete_blob(digest, reason)
             return
         self._metadata.delete_manifest(digest)
         await self._delete_object("manifest", digest, reason)
-        for reference in self._inventory.references[digest]:
+        for reference in record.referenced():
             await self._release(reference, f"only referenced by manifest {digest}")
+
+    def _linked_again(self, digest: Digest) -> bool:
+        """Whether a hosted repository linked ``digest`` since the snapshot (a push)."""
+        return any(self._metadata.linked(r.upstream, r.repo, digest) for r in self._hosted)
+
+    # Hosted repositories ------------------------------------------------------------------
+
+    async def collect_hosted(self, grace: float) -> None:
+        """Drop the links of hosted repositories that no present manifest has referred to for
+        ``grace`` seconds, and the notes of deletions whose leftovers are all dropped; then
+        delete what nothing references any more. Bytes freed are counted per tenancy."""
+        first_seen = self._state.unreferenced()
+        still: dict[tuple[str, str, Digest], float] = {}
+        for repository in self._hosted:
+            found = garbage(repository, self._edges(repository), self._is_manifest)
+            due: set[Digest] = set()
+            for digest in found.unreferenced:
+                key = (repository.upstream, repository.repo, digest)
+                left = found.unreferenced_since(digest, repository.deleted)
+                since = first_seen.get(key, left if left is not None else self._now)
+                if self._now - since >= grace:
+                    due.add(digest)
+                else:
+                    still[key] = since
+            self._unlink(repository, due, grace)
+            released = sorted(due | self._buried_out(repository, found, due, grace), key=str)
+            before = len(self.outcome.deleted)
+            for digest in released:
+                await self._collect(digest, f"hosted: left {repository.name}, referenced nowhere")
+            freed = sum(size for _, _, size in self.outcome.deleted[before:])
+            if freed:
+                tenancy = repository.tenancy
+                self.outcome.reclaimed[tenancy] = self.outcome.reclaimed.get(tenancy, 0) + freed
+                self._metrics.hosted_bytes_reclaimed.labels(tenancy).inc(freed)
+        self._state.set_unreferenced(still)
+
+    def _unlink(self, repository: HostedRepository, due: set[Digest], grace: float) -> None:
+        for digest in sorted(due, key=str):
+            if not self._metadata.drop_link(repository.upstream, repository.repo, digest):
+                continue
+            self._counts[digest] -= 1
+            self.outcome.unlinked.append((repository.name, digest))
+            self._audit.write(
+                "unlink-hosted",
+                run=self._run_id,
+                trigger=self._trigger,
+                repository=repository.name,
+                digest=str(digest),
+                reason=f"no manifest in the repository has referred to it for {grace:g} s",
+            )
+
+    def _buried_out(
+        self, repository: HostedRepository, found: Garbage, due: set[Digest], grace: float
+    ) -> set[Digest]:
+        """The deleted digests of ``repository`` whose notes go now (their leftovers are
+        dropped, or it was pushed again), to be collected; their notes are forgotten."""
+        done: set[Digest] = set()
+        for dead, at in repository.deleted.items():
+            pushed_again = dead in repository.links
+            if pushed_again or (self._now - at >= grace and found.left_by[dead] <= due):
+                self._metadata.unbury(repository.upstream, repository.repo, dead)
+                if not pushed_again:
+                    done.add(dead)
+        return done
+
+    def _is_manifest(self, digest: Digest) -> bool:
+        return digest in self._inventory.manifests or self._metadata.manifest(digest) is not None
+
+    def _edges(self, repository: HostedRepository) -> Callable[[Digest], list[Digest]]:
+        """What a digest refers to in ``repository``: a manifest's references and the
+        referrers pushed there with it as their subject."""
+
+        def edges(digest: Digest) -> list[Digest]:
+            record = self._inventory.manifests.get(digest) or self._metadata.manifest(digest)
+            if record is None:
+                return []
+            where = (REFERRERS, repository.upstream, repository.repo, str(digest))
+            return [*record.referenced(), *_referrers(self._metadata.response(*where))]
+
+        return edges
 
     async def _delete_blob(self, digest: Digest, reason: str, *, retry: bool = False) -> None:
         if self._in_use(digest):
@@ -219,3 +332,16 @@ class Collector:
 
 def _by_digest(item: tuple[Digest, float]) -> str:
     return str(item[0])
+
+
+def _referrers(record: CachedResponse | None) -> list[Digest]:
+    """The digests of a hosted referrers record's descriptors."""
+    if record is None:
+        return []
+    found = []
+    for descriptor in json.loads(record.body):
+        try:
+            found.append(Digest.parse(descriptor["digest"]))
+        except (KeyError, TypeError, RegistryError):
+            continue
+    return found

@@ -103,6 +103,11 @@ class Report:
             ],
             "deferred": sorted(str(digest) for digest in self.outcome.deferred),
             "bytes_freed": self.outcome.bytes_freed,
+            "hosted_unlinked": [
+                {"repository": name, "digest": str(digest)}
+                for name, digest in self.outcome.unlinked
+            ],
+            "hosted_reclaimed": dict(sorted(self.outcome.reclaimed.items())),
         }
 
 
@@ -125,6 +130,8 @@ class RetentionService:
         in_use: Callable[[Digest], bool],
         cooling_period: float,
         capacity: CapacityLimit | None = None,
+        hosted_grace: float = 3600.0,
+        on_reclaimed: Callable[[str, int], None] | None = None,
     ) -> None:
         self._metadata = metadata
         self._store = store
@@ -135,6 +142,11 @@ class RetentionService:
         self._in_use = in_use
         self.cooling_period = cooling_period
         self.capacity = capacity
+        # Seconds a hosted link stays unreferenced before the collector drops it.
+        self.hosted_grace = hosted_grace
+        # Told ``(tenancy, bytes)`` after each run that deleted a tenancy's hosted content
+        # (quotas hook in here).
+        self.on_reclaimed = on_reclaimed
         self._lock = asyncio.Lock()
         # Called after every run or eviction that deleted something for real (hosted quotas
         # recount what the tenancies still store).
@@ -225,10 +237,13 @@ class RetentionService:
                 return report
             collector = self._collector(inventory, trigger, run_id, now)
             await collector.collect_deferred()
+            # Hosted garbage first: the snapshot of hosted links is the collector's own.
+            await collector.collect_hosted(self.hosted_grace)
             await collector.evict(d for d in decisions if d.delete)
             collector.save_deferred()
             await self._collected()
             report.outcome = collector.outcome
+            self._reclaimed(collector.outcome)
             self._audit.write(
                 "run",
                 run=run_id,
@@ -237,6 +252,8 @@ class RetentionService:
                 evicted=len(collector.outcome.evicted),
                 spared=len(collector.outcome.spared),
                 bytes_freed=collector.outcome.bytes_freed,
+                hosted_unlinked=len(collector.outcome.unlinked),
+                hosted_reclaimed=collector.outcome.reclaimed,
             )
             log.info(
                 "retention run %s (%s): %d images, %d evicted, %d bytes freed",
@@ -247,6 +264,16 @@ class RetentionService:
                 collector.outcome.bytes_freed,
             )
             return report
+
+    def _reclaimed(self, outcome: Outcome) -> None:
+        """Tell ``on_reclaimed`` what the hosted collection freed, tenancy by tenancy."""
+        if self.on_reclaimed is None:
+            return
+        for tenancy, freed in sorted(outcome.reclaimed.items()):
+            try:
+                self.on_reclaimed(tenancy, freed)
+            except Exception:
+                log.exception("on_reclaimed failed for tenancy %s", tenancy)
 
     async def evict_to(self, target: int) -> None:
         """Evict least recently pulled images (exempt tags respected; hosted images never)
