@@ -34,9 +34,13 @@ class Pusher:
         return self.token_file.read_text().strip()
 
 
-def push_variants(extra_args: tuple[str, ...] = ()) -> list[MirrorVariant]:
-    """Every mirror configuration of :func:`mirror_variants` with auth turned on."""
-    return [MirrorVariant(v.label, v.args, AUTH_TOML + v.toml) for v in mirror_variants(extra_args)]
+def push_variants(
+    extra_args: tuple[str, ...] = (), hash_cost: int | None = None
+) -> list[MirrorVariant]:
+    """Every mirror configuration of :func:`mirror_variants` with auth turned on (and
+    ``auth.hash_cost``, the cost of checking an auth token at login, when given)."""
+    auth = AUTH_TOML + (f"hash_cost = {hash_cost}\n" if hash_cost else "")
+    return [MirrorVariant(v.label, v.args, auth + v.toml) for v in mirror_variants(extra_args)]
 
 
 def admin_token(server: MirrorServer) -> str:

@@ -222,7 +222,7 @@ def run(bench: Bench) -> None:
     """Per repetition, every target in rotating order, each started fresh: (a), (b), (c),
     then (d) (not on the discard server)."""
     s = bench.settings
-    variants = {v.label: v for v in push_variants(s.mirror_args)}
+    variants = {v.label: v for v in push_variants(s.mirror_args, s.auth_hash_cost)}
     labels = [*variants, DISTRIBUTION, SINK]
     source, expected = _layout(bench)
     for rep in range(s.reps):

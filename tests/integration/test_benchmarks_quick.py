@@ -84,7 +84,7 @@ def test_push_client_ceiling_against_the_discard_server(tmp_path: Path) -> None:
         stop_process(sink)
 
 
-@pytest.mark.timeout(360)
+@pytest.mark.timeout(480)
 def test_quick_run_measures_every_scenario(tmp_path: Path) -> None:
     missing = [name for name in NEEDED if shutil.which(name) is None]
     if missing:
@@ -105,7 +105,7 @@ def test_quick_run_measures_every_scenario(tmp_path: Path) -> None:
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
-        timeout=340,
+        timeout=460,
         check=False,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
