@@ -1,5 +1,5 @@
 """``python -m benchmarks run [--quick] [--out DIR] [--only 1,2] [--reps N] [--mirror-arg A]``:
-start everything on 127.0.0.1, run the scenarios of issue 6, print and write the report."""
+start everything on 127.0.0.1, run the scenarios of issues 6 and 11, print and write the report."""
 
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         unknown = set(scenarios) - set(ALL_SCENARIOS)
         if unknown:
             print(
-                f"unknown scenarios: {sorted(unknown)} (known: 1-7)",
+                f"unknown scenarios: {sorted(unknown)} (known: 1-{max(ALL_SCENARIOS)})",
                 file=sys.stderr,
             )
             return 2

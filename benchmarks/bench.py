@@ -79,6 +79,19 @@ class Bench:
         self.processes.remove(f"proxy {registry.root_dir.name}")
         shutil.rmtree(registry.root_dir, ignore_errors=True)
 
+    def hosted_registry(self) -> Registry:
+        """A fresh docker-registry as a hosted registry (filesystem storage, no proxy)."""
+        registry = Registry(self._next_dir("hosted"))
+        registry.start_sync()
+        self.processes.add_callback(f"hosted {registry.root_dir.name}", registry.stop_sync)
+        return registry
+
+    def stop_hosted_registry(self, registry: Registry) -> None:
+        """Stop a hosted registry by PID and delete its storage."""
+        registry.stop_sync()
+        self.processes.remove(f"hosted {registry.root_dir.name}")
+        shutil.rmtree(registry.root_dir, ignore_errors=True)
+
     # Blob URLs ---------------------------------------------------------------------------
 
     @staticmethod

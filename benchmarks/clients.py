@@ -213,3 +213,85 @@ class RssSampler:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+
+
+@dataclass(frozen=True)
+class PushRun:
+    """What :mod:`benchmarks.pushclient` reported: seconds per push (and of its final
+    ``PUT``), wall time, and how many
+    blobs the registry then answered ``HEAD`` for with the right size."""
+
+    seconds: list[float]
+    last_put: list[float]
+    size: int
+    wall: float
+    verified: int
+
+    @property
+    def rate(self) -> float:
+        """Bytes per second of one push (the first)."""
+        return self.size / self.seconds[0] if self.seconds[0] > 0 else 0.0
+
+    @property
+    def aggregate(self) -> float:
+        """Bytes per second of all pushes together."""
+        return len(self.seconds) * self.size / self.wall if self.wall > 0 else 0.0
+
+
+def push_blobs(
+    url: str,
+    repo: str,
+    size: int,
+    *,
+    chunk: int = 0,
+    concurrency: int = 1,
+    salt: int = 0,
+    credentials: tuple[str, Path] | None = None,
+    verify: bool = True,
+    timeout: float = 300.0,
+) -> PushRun:
+    """Run :mod:`benchmarks.pushclient` in its own process (``chunk`` 0: monolithic)."""
+    argv = [sys.executable, "-m", "benchmarks.pushclient", "--url", url, "--repo", repo]
+    argv += ["--size", str(size), "--chunk", str(chunk), "--concurrency", str(concurrency)]
+    argv += ["--salt", str(salt), "--timeout", str(timeout)]
+    if credentials is not None:
+        argv += ["--login", credentials[0], "--token-file", str(credentials[1])]
+    if not verify:
+        argv.append("--no-verify")
+    done = subprocess.run(
+        argv, cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout + 60, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"push to {url}/{repo} failed: {done.stderr.strip()[-2000:]}")
+    doc = json.loads(done.stdout)
+    return PushRun(
+        [float(p["seconds"]) for p in doc["pushes"]],
+        [float(p["last_put"]) for p in doc["pushes"]],
+        size,
+        float(doc["wall"]),
+        int(doc["verified"]),
+    )
+
+
+def skopeo_push(source: str, ref: str, credentials: tuple[str, str] | None) -> float:
+    """``skopeo copy SOURCE docker://REF`` (``SOURCE`` e.g. ``oci:DIR:TAG``, plain HTTP);
+    returns seconds."""
+    options = ["--dest-tls-verify=false"]
+    if credentials is not None:
+        options.append(f"--dest-creds={credentials[0]}:{credentials[1]}")
+    started = time.perf_counter()
+    skopeo_copy(source, f"docker://{ref}", *options)
+    return time.perf_counter() - started
+
+
+def manifest_digest(ref: str, credentials: tuple[str, str] | None) -> str:
+    """The digest a registry answers for ``REF``'s manifest (``skopeo inspect``)."""
+    argv = ["skopeo", "inspect", "--tls-verify=false", "--format", "{{.Digest}}"]
+    if credentials is not None:
+        argv.append(f"--creds={credentials[0]}:{credentials[1]}")
+    done = subprocess.run(
+        [*argv, f"docker://{ref}"], capture_output=True, text=True, timeout=60, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"skopeo inspect {ref} failed: {done.stderr.strip()}")
+    return done.stdout.strip()

@@ -27,8 +27,10 @@ def _ratio(m: Measurement, ref: Measurement | None) -> str:
 def measurements_table(r: Results) -> list[str]:
     """One row per measurement; ratio columns divide its median by each reference's."""
     lines = [
-        "| # | Case | Target | Metric | Median | Min-max | n | ÷ proxy | ÷ upstream | ÷ nginx |",
-        "|---|------|--------|--------|-------:|--------:|--:|--------:|-----------:|--------:|",
+        "| # | Case | Target | Metric | Median | Min-max | n | ÷ proxy | ÷ upstream | ÷ nginx "
+        "| ÷ docker-registry |",
+        "|---|------|--------|--------|-------:|--------:|--:|--------:|-----------:|--------:"
+        "|------------------:|",
     ]
     for m in sorted(r.measurements, key=lambda m: m.scenario):
         refs = [r.get(m.scenario, m.case, ref, m.metric) for ref in REFERENCES]

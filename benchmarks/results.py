@@ -12,7 +12,9 @@ from typing import Any
 PROXY = "distribution proxy"
 UPSTREAM = "upstream (direct)"
 NGINX = "nginx sendfile"
-REFERENCES = (PROXY, UPSTREAM, NGINX)
+# docker-registry as a hosted registry (filesystem storage, no proxy): the push reference.
+DISTRIBUTION = "docker-registry (hosted)"
+REFERENCES = (PROXY, UPSTREAM, NGINX, DISTRIBUTION)
 
 
 @dataclass

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 MiB = 1024 * 1024
-ALL_SCENARIOS = (1, 2, 3, 4, 5, 6, 7, 8)
+ALL_SCENARIOS = (1, 2, 3, 4, 5, 6, 7, 8, 9)
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,13 @@ class Settings:
     memory_clients: int = 16
     # Cached images judged by the retention dry run (scenario 7).
     retention_images: int = 100_000
+    # Scenario 8: bytes of each pushed blob, PATCH chunk size, and concurrent pushes (RSS).
+    push_size: int = 1024 * MiB
+    push_chunk: int = 16 * MiB
+    push_clients: int = 8
+    # The mirror's ``auth.hash_cost`` in scenario 8 (None: its default); quick mode lowers it
+    # so that logins cost nothing on a loaded CI machine.
+    auth_hash_cost: int | None = None
     # Seconds per load-generator cell (after ``load_warmup``).
     load_duration: float = 2.0
     load_warmup: float = 0.3
@@ -59,6 +66,9 @@ class Settings:
                 transfer_timeout=60.0,
                 settle_quiet=0.3,
                 retention_images=2_000,
+                push_size=4 * MiB,
+                push_chunk=256 * 1024,
+                auth_hash_cost=256,
             )
         base.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**base)  # type: ignore[arg-type]

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from benchmarks.results import NGINX, PROXY, Check, Results
-from benchmarks.scenarios import manifests
+from benchmarks.results import DISTRIBUTION, NGINX, PROXY, Check, Results
+from benchmarks.scenarios import manifests, pushes
 
 MIRROR = "mirror"
 
@@ -193,8 +193,36 @@ def _scenario7(r: Results) -> list[Check]:
     ]
 
 
+def _scenario8(r: Results) -> list[Check]:
+    """Per mirror variant: push throughput ≥ 1.0x docker-registry's (monolithic, chunked;
+    skopeo as docker-registry's time over ours), and peak RSS of the concurrent pushes."""
+    cases = sorted({m.case for m in r.measurements if m.scenario == 8})
+    labels = sorted(
+        {m.target for m in r.measurements if m.scenario == 8 and m.target.startswith(MIRROR)}
+    )
+    if not labels:
+        return [Check(8, "pushes into a hosted registry", "not measured", None)]
+    checks = []
+    for label in labels:
+        for case in cases:
+            if r.get(8, case, label, "throughput") and r.get(8, case, DISTRIBUTION, "throughput"):
+                text = f"{label}, {case}: ≥ 1.0x docker-registry throughput"
+                num, den = (case, label, "throughput"), (case, DISTRIBUTION, "throughput")
+                checks.append(_ratio_check(r, 8, text, num, den, 1.0))
+        case = pushes.SKOPEO_CASE
+        text = f"{label}, {case}: no slower than docker-registry (its time ÷ ours)"
+        checks.append(
+            _ratio_check(r, 8, text, (case, DISTRIBUTION, "time"), (case, label, "time"), 1.0)
+        )
+        for case in cases:
+            if r.get(8, case, label, "peak RSS"):
+                text = f"{label}, {case}: peak RSS ≤ 200 MiB"
+                checks.append(_limit_check(r, 8, text, (case, label, "peak RSS"), 200.0, "MiB"))
+    return checks
+
+
 def evaluate(r: Results, herd_size: int, clients: int) -> list[Check]:
-    """Every target of issue 6 for the scenarios that ran."""
+    """Every target of issues 6 and 11 for the scenarios that ran."""
     scenarios: dict[int, Callable[[], list[Check]]] = {
         1: lambda: _scenario1(r),
         2: lambda: _scenario2(r),
@@ -203,6 +231,7 @@ def evaluate(r: Results, herd_size: int, clients: int) -> list[Check]:
         5: lambda: _scenario5(r),
         6: lambda: _scenario6(r, clients),
         7: lambda: _scenario7(r),
+        8: lambda: _scenario8(r),
     }
     ran = set(r.scenarios_run)
     return [check for n, checks in scenarios.items() if n in ran for check in checks()]

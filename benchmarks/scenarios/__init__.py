@@ -1,4 +1,5 @@
-"""One module per scenario of issue 6; each has ``NUMBER``, ``TITLE`` and ``run(bench)``."""
+"""One module per scenario of issue 6 (and 8, of issue 11); each has ``NUMBER``, ``TITLE``
+and ``run(bench)``."""
 
 from __future__ import annotations
 
@@ -11,10 +12,12 @@ from benchmarks.scenarios import (
     images,
     manifests,
     memory,
+    pushes,
     retention,
     warm_blob,
 )
 
 SCENARIOS: dict[int, ModuleType] = {
-    m.NUMBER: m for m in (warm_blob, cold_blob, herd, manifests, images, memory, retention, bundles)
+    m.NUMBER: m
+    for m in (warm_blob, cold_blob, herd, manifests, images, memory, retention, pushes, bundles)
 }

@@ -1,4 +1,4 @@
-"""Scenario 8: bundle export and import throughput of the large image and of the 50-layer
+"""Scenario 9: bundle export and import throughput of the large image and of the 50-layer
 image, side by side with ``skopeo copy docker://... oci-archive:`` and back
 (``oci-archive: docker://``), with the peak RSS of the exporting and importing process.
 
@@ -23,7 +23,7 @@ from benchmarks.servers import REPO_ROOT
 from tests.peers.registry import Registry
 from tests.peers.skopeo import skopeo_copy
 
-NUMBER = 8
+NUMBER = 9
 TITLE = "Bundle export and import"
 MIRROR = "mirror"
 SKOPEO = "skopeo"

@@ -3,7 +3,9 @@ in the results table, and the correctness facts hold. Nothing is asserted on spe
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import json
 import shutil
 import subprocess
 import sys
@@ -12,8 +14,12 @@ from pathlib import Path
 import pytest
 
 from benchmarks.bench import rotated
-from benchmarks.results import PROXY, Results
+from benchmarks.procs import stop_process, wait_http
+from benchmarks.pushclient import SyntheticBlob
+from benchmarks.results import DISTRIBUTION, PROXY, Results
+from benchmarks.scenarios.pushes import SINK, SKOPEO_CASE
 from benchmarks.settings import ALL_SCENARIOS
+from tests.peers.ports import free_port
 
 pytestmark = pytest.mark.integration
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -28,7 +34,57 @@ def test_rotated_changes_order_every_repetition() -> None:
     assert {order[0] for order in orders} == {"a", "b", "c"}
 
 
-@pytest.mark.timeout(240)
+def test_synthetic_push_blob_is_its_pieces_and_salted_per_push() -> None:
+    block = bytes(range(256)) * 16
+    blob = SyntheticBlob.make(3 * len(block) + 100, 7, block)
+    whole = b"".join(blob.pieces(0, blob.size))
+    assert len(whole) == blob.size
+    assert whole[len(block) :] == block * 2 + block[:100]
+    assert blob.digest() == "sha256:" + hashlib.sha256(whole).hexdigest()
+    # Any window is the same bytes as the slice of the whole (the chunked upload's PATCHes).
+    assert b"".join(blob.pieces(4000, 5000)) == whole[4000:9000]
+    assert SyntheticBlob.make(blob.size, 8, block).digest() != blob.digest()
+
+
+def test_push_client_ceiling_against_the_discard_server(tmp_path: Path) -> None:
+    port = free_port()
+    sink = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.sink", "--port", str(port)], cwd=REPO_ROOT
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/v2/", sink, 10.0, "sink")
+        for chunk in ("0", str(64 * 1024)):
+            done = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "benchmarks.pushclient",
+                    "--url",
+                    f"http://127.0.0.1:{port}",
+                    "--repo",
+                    "a/b",
+                    "--size",
+                    str(1024 * 1024),
+                    "--chunk",
+                    chunk,
+                    "--concurrency",
+                    "2",
+                    "--no-verify",
+                ],
+                cwd=REPO_ROOT,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=True,
+            )
+            doc = json.loads(done.stdout)
+            assert [p["bytes"] for p in doc["pushes"]] == [1024 * 1024] * 2
+            assert len(set(doc["digests"])) == 2
+    finally:
+        stop_process(sink)
+
+
+@pytest.mark.timeout(480)
 def test_quick_run_measures_every_scenario(tmp_path: Path) -> None:
     missing = [name for name in NEEDED if shutil.which(name) is None]
     if missing:
@@ -49,7 +105,7 @@ def test_quick_run_measures_every_scenario(tmp_path: Path) -> None:
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
-        timeout=220,
+        timeout=460,
         check=False,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -84,6 +140,14 @@ def test_quick_run_measures_every_scenario(tmp_path: Path) -> None:
     assert facts(5, "mirror", "skopeo copy, warm: upstream blob GETs") == [0]
     assert facts(5, "mirror", "ctr content fetch, warm: upstream blob GETs") == [0]
     assert facts(5, "mirror", "skopeo copy, cold: upstream blob GETs") == [51]
+    # Pushes (scenario 8): every registry serves what was pushed, digests kept.
+    pushed = [m.target for m in results.measurements if m.scenario == 8 and m.metric == "time"]
+    assert DISTRIBUTION in pushed and any(t.startswith("mirror") for t in pushed)
+    for target in pushed:
+        assert facts(8, target, f"{SKOPEO_CASE}: manifest digest kept") == [1]
+        assert facts(8, target, "8 concurrent") == [8]
+        assert len(facts(8, target, "")) == 4
+    assert "| 8 | mirror, encryption on (default), 8 concurrent 4 MiB pushes: peak RSS" in table
     # Every reference took part where the issue compares against it.
     targets = {(m.scenario, m.target) for m in results.measurements}
     for scenario, target in [
@@ -94,6 +158,8 @@ def test_quick_run_measures_every_scenario(tmp_path: Path) -> None:
         (4, PROXY),
         (5, PROXY),
         (6, PROXY),
+        (8, DISTRIBUTION),
+        (8, SINK),
     ]:
         assert (scenario, target) in targets
     assert len(results.checks) >= 10
