@@ -80,6 +80,25 @@ class Metrics:
             ["upstream", "method", "status"],
             registry=r,
         )
+        # Per-upstream limits (upstreams[].max_connections, requests_per_second, bandwidth).
+        self.upstream_limit_waits = Counter(
+            "mirror_upstream_limit_waits",
+            "Upstream requests that waited for a limit (connections, requests, bandwidth)",
+            ["upstream", "lane", "limit"],
+            registry=r,
+        )
+        self.upstream_limit_wait_seconds = Counter(
+            "mirror_upstream_limit_wait_seconds",
+            "Seconds upstream requests waited for a limit",
+            ["upstream", "lane", "limit"],
+            registry=r,
+        )
+        self.upstream_limit_queue = Gauge(
+            "mirror_upstream_limit_queue",
+            "Upstream requests waiting for a connection slot now",
+            ["upstream", "lane"],
+            registry=r,
+        )
         self.fills_started = Counter("mirror_fills_started", "Blob fills started", registry=r)
         self.fills_committed = Counter(
             "mirror_fills_committed", "Blob fills verified and committed", registry=r

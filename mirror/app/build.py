@@ -21,6 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from mirror.app.auth import open_auth, print_once
+from mirror.app.limit_metrics import LimitMetrics
 from mirror.app.quotas import load_quotas, quotas_of
 from mirror.app.stores import BlobStoreImpl, open_store
 from mirror.blobstore.capacity import CapacityLimit
@@ -47,6 +48,7 @@ from mirror.retention.service import RetentionService
 from mirror.upstream.addresses import RuleHosts
 from mirror.upstream.client import UpstreamClient
 from mirror.upstream.endpoint import UpstreamEndpoint
+from mirror.upstream.limits import UpstreamLimits
 from mirror.upstream.pool import UpstreamPool
 from mirror.upstream.routing import Route, Router
 from mirror.web.admin.prewarm import add_prewarm_routes
@@ -89,6 +91,9 @@ def endpoint_of(upstream: UpstreamConfig) -> UpstreamEndpoint:
         ca_file=upstream.ca_file,
         verify_tls=upstream.verify_tls,
         forward_ns=upstream.forward_ns,
+        limits=UpstreamLimits(
+            upstream.max_connections, upstream.requests_per_second, upstream.bandwidth
+        ),
     )
 
 
@@ -272,6 +277,7 @@ class Resources:
             on_response=count,
             guard=guard,
             offline=self.config.cache.offline,
+            observer=LimitMetrics(self.metrics, endpoint.host),
         )
 
     async def upstreams(self, app: web.Application) -> AsyncIterator[None]:

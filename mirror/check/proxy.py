@@ -33,7 +33,9 @@ class ProxyMode:
 
 
 class CountingProxy:
-    """Forwards to ``origin`` and counts ``(method, path)`` of every request it receives."""
+    """Forwards to ``origin`` and counts ``(method, path)`` of every request it receives,
+    and the client connections open at once (``peak_connections``: kept-alive idle ones too)
+    and requests in flight at once (``peak_in_flight``)."""
 
     def __init__(self, origin: str, *, timeout: float = 30.0) -> None:
         self.origin = origin.rstrip("/")
@@ -41,6 +43,10 @@ class CountingProxy:
         self.counts: Counter[tuple[str, str]] = Counter()
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._http: aiohttp.ClientSession | None = None
+        self._connections: set[asyncio.BaseTransport] = set()
+        self.peak_connections = 0
+        self.in_flight = 0
+        self.peak_in_flight = 0
 
     def count(self, method: str, path_contains: str) -> int:
         """How many ``method`` requests whose path contains ``path_contains`` arrived."""
@@ -52,6 +58,7 @@ class CountingProxy:
         """Forget the counts and go back to forwarding faithfully."""
         self.counts.clear()
         self.mode = ProxyMode()
+        self.peak_connections = self.peak_in_flight = 0
 
     def app(self) -> web.Application:
         """The proxy as an aiohttp application (one catch-all route)."""
@@ -71,8 +78,24 @@ class CountingProxy:
             finally:
                 self._http = None
 
+    def _opened(self, request: web.Request) -> None:
+        """Note the request's connection; count the distinct ones still open."""
+        if request.transport is not None:
+            self._connections.add(request.transport)
+        self._connections = {t for t in self._connections if not t.is_closing()}
+        self.peak_connections = max(self.peak_connections, len(self._connections))
+
     async def _forward(self, request: web.Request) -> web.StreamResponse:
         self.counts[(request.method, request.path)] += 1
+        self._opened(request)
+        self.in_flight += 1
+        self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        try:
+            return await self._relay(request)
+        finally:
+            self.in_flight -= 1
+
+    async def _relay(self, request: web.Request) -> web.StreamResponse:
         if self.mode.down:
             return web.json_response({"errors": [{"code": "UNAVAILABLE"}]}, status=503)
         assert self._http is not None

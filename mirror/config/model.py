@@ -141,6 +141,12 @@ class UpstreamConfig:
     # The url is another mirror (a regional tier), not the registry itself: every request
     # carries ?ns=<host> so that mirror picks this registry's upstream (docs/airgap.md).
     forward_ns: bool = False
+    # Limits to stay under the upstream's rate limits (0: none). Connections open at once
+    # (blob transfers leave one for manifests and tokens), requests a second, and blob bytes a
+    # second. Manifest and token requests never wait behind blob transfers.
+    max_connections: int = 0
+    requests_per_second: float = 0.0
+    bandwidth: int = 0
 
     def __post_init__(self) -> None:
         alias = port_free_alias(self.host)
@@ -487,7 +493,14 @@ def _is_path_component(name: str) -> bool:
 
 
 def _validate_upstream(i: int, upstream: UpstreamConfig) -> None:
-    for name in ("retries", "breaker_threshold", "breaker_cooldown"):
+    for name in (
+        "retries",
+        "breaker_threshold",
+        "breaker_cooldown",
+        "max_connections",
+        "requests_per_second",
+        "bandwidth",
+    ):
         if getattr(upstream, name) < 0:
             raise ConfigError(f"upstreams[{i}].{name}: must not be negative")
     if not upstream.url.startswith(("http://", "https://")):

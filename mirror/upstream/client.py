@@ -25,6 +25,7 @@ from mirror.upstream.addresses import RuleHosts
 from mirror.upstream.authenticator import Authenticator, OnResponse
 from mirror.upstream.breaker import CircuitBreaker
 from mirror.upstream.endpoint import UpstreamEndpoint
+from mirror.upstream.limits import Lane, Limiter, LimitObserver
 from mirror.upstream.status import connection_failure, read_capped
 from mirror.upstream.transport import RetryPolicy, Sleep, Transport
 
@@ -58,17 +59,25 @@ class UpstreamBlob:
     """An open blob download starting at ``offset``; ``size`` is the whole blob's size."""
 
     def __init__(
-        self, response: aiohttp.ClientResponse, *, size: int | None, offset: int, skip: int
+        self,
+        response: aiohttp.ClientResponse,
+        *,
+        size: int | None,
+        offset: int,
+        skip: int,
+        transport: Transport,
     ) -> None:
         self.size = size
         self.offset = offset
         self._response = response
         self._skip = skip
+        self._transport = transport
 
     async def iter_chunks(self, chunk_size: int = DEFAULT_CHUNK_SIZE) -> AsyncIterator[bytes]:
         """The body from ``offset`` on; a broken or stalled transfer raises UpstreamUnavailable."""
         try:
             async for chunk in self._response.content.iter_chunked(chunk_size):
+                await self._transport.transferred(len(chunk))
                 if self._skip:
                     dropped = min(self._skip, len(chunk))
                     self._skip -= dropped
@@ -124,7 +133,9 @@ class UpstreamClient:
     response, status 0 for no response. ``guard`` (clients of tenancies' rules) refuses
     connections to internal addresses that the rule-host allow-list does not name.
     ``offline`` (``cache.offline``) makes every call raise ``MirrorOffline`` (a 404) with no
-    connection ever opened: see :mod:`mirror.upstream.offline`.
+    connection ever opened: see :mod:`mirror.upstream.offline`. ``endpoint.limits`` caps
+    connections, requests and bandwidth (:mod:`mirror.upstream.limits`), blob bodies in their
+    own lane; ``observer`` is told of every wait.
     """
 
     def __init__(
@@ -138,9 +149,11 @@ class UpstreamClient:
         max_connections: int = 64,
         guard: RuleHosts | None = None,
         offline: bool = False,
+        observer: LimitObserver | None = None,
     ) -> None:
         self.endpoint = endpoint
         clock = clock or SystemClock()
+        limiter = Limiter(endpoint.limits, clock, sleep, observer) if endpoint.limits.any else None
         authenticator = Authenticator(
             endpoint.username,
             endpoint.password,
@@ -163,6 +176,7 @@ class UpstreamClient:
             ),
             guard=guard,
             offline=offline,
+            limiter=limiter,
         )
 
     @property
@@ -208,19 +222,36 @@ class UpstreamClient:
         return url.with_query(merged) if merged else url
 
     async def _send(
-        self, method: str, url: URL, repo: str, unknown: ErrorCode, **headers: str
+        self,
+        method: str,
+        url: URL,
+        repo: str,
+        unknown: ErrorCode,
+        lane: Lane = Lane.METADATA,
+        **headers: str,
     ) -> aiohttp.ClientResponse:
         return await self._transport.send(
-            method, url, scope=f"repository:{repo}:pull", unknown=unknown, headers=headers
+            method,
+            url,
+            scope=f"repository:{repo}:pull",
+            unknown=unknown,
+            headers=headers,
+            lane=lane,
         )
+
+    async def _head(
+        self, url: URL, repo: str, unknown: ErrorCode, **headers: str
+    ) -> aiohttp.ClientResponse:
+        """A HEAD's (released) response, sent on a metadata connection slot."""
+        async with self._transport.connection(Lane.METADATA):
+            resp = await self._send("HEAD", url, repo, unknown, Lane.METADATA, **headers)
+            resp.release()
+        return resp
 
     async def head_manifest(self, repo: str, reference: str, accept: Sequence[str]) -> ManifestHead:
         """HEAD a manifest by tag or digest. 404 → ``MANIFEST_UNKNOWN`` (or upstream's code)."""
         url = self._url(repo, "manifests", reference)
-        resp = await self._send(
-            "HEAD", url, repo, ErrorCode.MANIFEST_UNKNOWN, Accept=", ".join(accept)
-        )
-        resp.release()
+        resp = await self._head(url, repo, ErrorCode.MANIFEST_UNKNOWN, Accept=", ".join(accept))
         return ManifestHead(_digest_header(resp), _media_type(resp), resp.content_length)
 
     async def get_manifest(
@@ -228,23 +259,21 @@ class UpstreamClient:
     ) -> UpstreamManifest:
         """GET a manifest; more than 4 MiB raises ``MANIFEST_INVALID``."""
         url = self._url(repo, "manifests", reference)
-        resp = await self._send(
-            "GET", url, repo, ErrorCode.MANIFEST_UNKNOWN, Accept=", ".join(accept)
-        )
         too_big = RegistryError(
             ErrorCode.MANIFEST_INVALID,
             "manifest exceeds the 4 MiB limit",
             detail={"reference": reference, "limit": MANIFEST_LIMIT},
         )
-        body = await self._read(resp, MANIFEST_LIMIT, "manifest", too_big)
+        async with self._transport.connection(Lane.METADATA):
+            resp = await self._send(
+                "GET", url, repo, ErrorCode.MANIFEST_UNKNOWN, Accept=", ".join(accept)
+            )
+            body = await self._read(resp, MANIFEST_LIMIT, "manifest", too_big)
         return UpstreamManifest(body, _media_type(resp), _digest_header(resp))
 
     async def head_blob(self, repo: str, digest: Digest | str) -> int:
         """The size of a blob. 404 → ``BLOB_UNKNOWN``."""
-        resp = await self._send(
-            "HEAD", self._url(repo, "blobs", str(digest)), repo, ErrorCode.BLOB_UNKNOWN
-        )
-        resp.release()
+        resp = await self._head(self._url(repo, "blobs", str(digest)), repo, ErrorCode.BLOB_UNKNOWN)
         if resp.content_length is None:
             raise UpstreamUnavailable(
                 "upstream blob HEAD has no Content-Length", detail={"digest": str(digest)}
@@ -267,14 +296,17 @@ class UpstreamClient:
         if length is not None:
             headers = {"Range": f"bytes={offset}-{offset + length - 1}"}
         url = self._url(repo, "blobs", str(digest))
-        resp = await self._send("GET", url, repo, ErrorCode.BLOB_UNKNOWN, **headers)
-        try:
-            size, skip = _blob_window(resp, offset)
-            yield UpstreamBlob(resp, size=size, offset=offset, skip=skip)
-        except BaseException:
-            resp.close()  # never hand a half-read connection back to the pool
-            raise
-        resp.release()
+        async with self._transport.connection(Lane.BLOB):
+            resp = await self._send("GET", url, repo, ErrorCode.BLOB_UNKNOWN, Lane.BLOB, **headers)
+            try:
+                size, skip = _blob_window(resp, offset)
+                yield UpstreamBlob(
+                    resp, size=size, offset=offset, skip=skip, transport=self._transport
+                )
+            except BaseException:
+                resp.close()  # never hand a half-read connection back to the pool
+                raise
+            resp.release()
 
     async def get_tags(
         self, repo: str, n: int | None = None, last: str | None = None
@@ -282,8 +314,11 @@ class UpstreamClient:
         """The tag list page and its ``Link`` header. 404 → ``NAME_UNKNOWN``."""
         query = {key: str(value) for key, value in (("n", n), ("last", last)) if value is not None}
         url = self._url(repo, "tags", "list", query=query)
-        resp = await self._send("GET", url, repo, ErrorCode.NAME_UNKNOWN, Accept="application/json")
-        body = await self._read(resp, TAGS_LIMIT, "tag list")
+        async with self._transport.connection(Lane.METADATA):
+            resp = await self._send(
+                "GET", url, repo, ErrorCode.NAME_UNKNOWN, Accept="application/json"
+            )
+            body = await self._read(resp, TAGS_LIMIT, "tag list")
         try:
             document = json.loads(body)
         except (ValueError, UnicodeDecodeError):
@@ -301,14 +336,15 @@ class UpstreamClient:
         """
         query = {"artifactType": artifact_type} if artifact_type is not None else None
         url = self._url(repo, "referrers", str(digest), query=query)
-        resp = await self._send(
-            "GET",
-            url,
-            repo,
-            ErrorCode.MANIFEST_UNKNOWN,
-            Accept="application/vnd.oci.image.index.v1+json",
-        )
-        body = await self._read(resp, MANIFEST_LIMIT, "referrers index")
+        async with self._transport.connection(Lane.METADATA):
+            resp = await self._send(
+                "GET",
+                url,
+                repo,
+                ErrorCode.MANIFEST_UNKNOWN,
+                Accept="application/vnd.oci.image.index.v1+json",
+            )
+            body = await self._read(resp, MANIFEST_LIMIT, "referrers index")
         passed = {name: resp.headers[name] for name in REFERRERS_HEADERS if name in resp.headers}
         return body, _media_type(resp), passed
 

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 from yarl import URL
 
+from mirror.upstream.limits import UpstreamLimits
+
 
 @dataclass(frozen=True, slots=True)
 class UpstreamEndpoint:
@@ -17,7 +19,7 @@ class UpstreamEndpoint:
     whole transfer, so large blobs stream as long as bytes keep coming). ``retries`` counts
     extra attempts after the first one for idempotent requests. ``forward_ns`` marks ``url`` as
     another mirror (chaining): requests name the registry with ``?ns=<host>``, as containerd
-    names it to a mirror.
+    names it to a mirror. ``limits`` keeps the mirror under the upstream's rate limits.
     """
 
     host: str
@@ -34,6 +36,8 @@ class UpstreamEndpoint:
     breaker_cooldown: float = 30.0
     # ``url`` is another mirror: send containerd's ``?ns=<host>`` with every registry request.
     forward_ns: bool = False
+    # Connections, requests a second and bytes a second this upstream may take (0: no limit).
+    limits: UpstreamLimits = field(default_factory=UpstreamLimits)
 
     def __post_init__(self) -> None:
         base = URL(self.url)

@@ -9,6 +9,7 @@ another origin (blob storage, a CDN) and a challenge from that other origin is n
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 from collections.abc import Awaitable, Callable, Mapping
@@ -23,8 +24,16 @@ from mirror.upstream.addresses import GuardedResolver, RuleHosts, refusal
 from mirror.upstream.authenticator import Authenticator, OnResponse, parse_challenges
 from mirror.upstream.breaker import CircuitBreaker
 from mirror.upstream.endpoint import UpstreamEndpoint
+from mirror.upstream.limits import Lane, Limiter
 from mirror.upstream.offline import MirrorOffline
-from mirror.upstream.status import connection_failure, error_from_response, parse_retry_after
+from mirror.upstream.status import (
+    ERROR_BODY_LIMIT,
+    connection_failure,
+    error_for,
+    error_from_response,
+    parse_retry_after,
+    read_capped,
+)
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +87,8 @@ class Transport:
     the allow-list does not name, however the name resolves at that moment. ``offline``
     (``cache.offline``) is the choke point of offline mode: no session is ever opened and every
     request raises :class:`~mirror.upstream.offline.MirrorOffline` before anything is sent.
+    ``limiter`` enforces the upstream's limits (:mod:`mirror.upstream.limits`): the connection
+    cap is also the session's pool size, so the upstream never sees more connections.
     """
 
     def __init__(
@@ -92,9 +103,11 @@ class Transport:
         breaker: CircuitBreaker | None = None,
         guard: RuleHosts | None = None,
         offline: bool = False,
+        limiter: Limiter | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.offline = offline
+        self.limiter = limiter
         self._guard = guard
         self._resolver: GuardedResolver | None = None
         self.breaker = breaker or CircuitBreaker(
@@ -106,7 +119,8 @@ class Transport:
         self._policy = policy
         self._sleep = sleep
         self._on_response = on_response
-        self._max_connections = max_connections
+        cap = limiter.limits.max_connections if limiter is not None else 0
+        self._max_connections = cap or max_connections
         self._origin = endpoint.base_url.origin()
         self._session: aiohttp.ClientSession | None = None
 
@@ -168,8 +182,12 @@ class Transport:
         scope: str,
         unknown: ErrorCode,
         headers: Mapping[str, str] | None = None,
+        lane: Lane = Lane.METADATA,
     ) -> aiohttp.ClientResponse:
         """A 2xx response to an idempotent request, after auth, redirects and retries.
+
+        Hold :meth:`connection` of ``lane`` around the call and the body read; each attempt
+        waits for its request token here.
 
         Raises ``UpstreamUnavailable`` (connect error, timeout, 5xx after ``retries``),
         ``UpstreamThrottled`` (429), ``RegistryError`` (404 → ``unknown``, 401, 403, ...), or,
@@ -179,7 +197,7 @@ class Transport:
             raise MirrorOffline(unknown, self.endpoint.host)
         attempts = _Attempts(self._auth.authorization(scope))
         while True:
-            resp = await self._attempt(method, url, headers or {}, attempts)
+            resp = await self._attempt(method, url, headers or {}, attempts, lane)
             if resp is None:
                 continue
             if resp.status < 300:
@@ -197,21 +215,42 @@ class Transport:
         when it got any (401 included); offline, ``MirrorOffline`` with nothing sent."""
         session = self.session
         try:
-            async with session.get(
-                self.url("/v2/"),
-                allow_redirects=False,
-                timeout=aiohttp.ClientTimeout(total=within),
+            async with (
+                self.connection(Lane.METADATA),
+                session.get(
+                    self.url("/v2/"),
+                    allow_redirects=False,
+                    timeout=aiohttp.ClientTimeout(total=within),
+                ),
             ):
                 return None
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             return connection_failure(exc)
 
+    def connection(self, lane: Lane) -> contextlib.AbstractAsyncContextManager[None]:
+        """Hold one of the upstream's connection slots for ``lane`` (free without a cap)."""
+        if self.limiter is None:
+            return contextlib.nullcontext()
+        return self.limiter.connection(lane)
+
+    async def transferred(self, size: int) -> None:
+        """Account ``size`` blob bytes received (pauses while over the bandwidth limit)."""
+        if self.limiter is not None:
+            await self.limiter.transferred(size)
+
     async def _attempt(
-        self, method: str, url: URL, headers: Mapping[str, str], attempts: _Attempts
+        self,
+        method: str,
+        url: URL,
+        headers: Mapping[str, str],
+        attempts: _Attempts,
+        lane: Lane,
     ) -> aiohttp.ClientResponse | None:
         """One try past the breaker: the response (the breaker told of it), or None after
         backing off from a connection failure worth retrying."""
         self.breaker.check()
+        if self.limiter is not None:
+            await self.limiter.request(lane)
         request_headers = dict(headers)
         if attempts.authorization is not None:
             request_headers["Authorization"] = attempts.authorization
@@ -251,14 +290,28 @@ class Transport:
     async def _reauthorize(
         self, resp: aiohttp.ClientResponse, scope: str, attempts: _Attempts
     ) -> bool:
-        """Answer the upstream's first 401 challenge; True (``resp`` released) to try again."""
+        """Answer the upstream's first 401 challenge; True (``resp`` released) to try again.
+
+        The 401 is read and released before the token is fetched, so a fetch never needs a
+        second connection while the first is held (under a connection cap it would wait).
+        """
         if resp.status != 401 or not self._from_upstream(resp) or attempts.answered_challenge:
             return False
         attempts.answered_challenge = True
-        answer = await self._answer(resp, scope, attempts.authorization)
+        challenges = parse_challenges(resp.headers.getall("WWW-Authenticate", []))
+        body = b""
+        try:
+            if resp.method != "HEAD":
+                body = await read_capped(resp, ERROR_BODY_LIMIT) or b""
+        except (aiohttp.ClientError, TimeoutError):
+            body = b""
+        finally:
+            resp.release()
+        answer = await self._auth.answer(
+            self.session, challenges, scope, rejected=attempts.authorization
+        )
         if answer is None:
-            return False
-        resp.release()
+            raise error_for(401, body, unknown=ErrorCode.UNAUTHORIZED)
         attempts.authorization = answer
         return True
 
@@ -331,17 +384,6 @@ class Transport:
         )
         attempts.retries += 1
         await self._sleep(delay)
-
-    async def _answer(
-        self, resp: aiohttp.ClientResponse, scope: str, rejected: str | None
-    ) -> str | None:
-        """The Authorization to retry a 401 with, or None; releases ``resp`` if this raises."""
-        challenges = parse_challenges(resp.headers.getall("WWW-Authenticate", []))
-        try:
-            return await self._auth.answer(self.session, challenges, scope, rejected=rejected)
-        except BaseException:
-            resp.release()
-            raise
 
     def _observe(self, method: str, status: int) -> None:
         if self._on_response is not None:

@@ -9,10 +9,11 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from mirror.app.build import build_app
+from mirror.app.build import build_app, endpoint_of
 from mirror.clock import ManualClock
 from mirror.config import Config, load_config
 from mirror.db.lock import DataDirLock
+from mirror.upstream.limits import UpstreamLimits
 from mirror.web.keys import CACHE, METADATA, SERVICES, UPSTREAMS
 
 GOOD = {"host": "good.test", "url": "http://127.0.0.1:9"}
@@ -104,3 +105,10 @@ async def test_an_unreadable_signing_key_fails_the_start_and_closes_what_had_ope
     assert data_dir_is_free(data_dir)
     client = await aiohttp_client(build_app(config_for(data_dir, GOOD), clock=ManualClock()))
     assert (await client.get("/v2/")).status == 200
+
+
+def test_an_upstreams_limits_reach_its_endpoint(tmp_path: Path) -> None:
+    limited = GOOD | {"max_connections": 4, "requests_per_second": 2.5, "bandwidth": 1_000_000}
+    config = config_for(tmp_path / "data", limited)
+    endpoint = endpoint_of(config.upstreams[0])
+    assert endpoint.limits == UpstreamLimits(4, 2.5, 1_000_000)

@@ -284,6 +284,18 @@ MISSING = object()  # the path names a file that does not exist
             id="alias-duplicates-a-host",
         ),
         pytest.param(
+            UPSTREAM.format(host="docker.io", url="https://a.example") + "max_connections = -1\n",
+            {},
+            "upstreams[0].max_connections: must not be negative",
+            id="negative-connection-cap",
+        ),
+        pytest.param(
+            UPSTREAM.format(host="docker.io", url="https://a.example") + "bandwidth = -5\n",
+            {},
+            "upstreams[0].bandwidth: must not be negative",
+            id="negative-bandwidth",
+        ),
+        pytest.param(
             UPSTREAM.format(host="not a host", url="https://a.example"),
             {},
             "upstreams[0].host: not a registry host",
