@@ -12,6 +12,7 @@ from mirror.cli import (
     admin,
     cache,
     check,
+    db,
     demo,
     export,
     importer,
@@ -51,6 +52,7 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "prewarm": prewarm,
     "export": export,
     "import": importer,
+    "db": db,
 }
 
 

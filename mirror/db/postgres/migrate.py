@@ -66,3 +66,12 @@ async def migrate(connection: asyncpg.Connection) -> tuple[Migration, ...]:
         return todo
     finally:
         await connection.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
+
+
+async def migrate_database(dsn: str, password: str | None) -> tuple[Migration, ...]:
+    """Connect, apply what is pending (as :func:`migrate`), disconnect; those applied."""
+    connection = await asyncpg.connect(dsn=dsn, password=password)
+    try:
+        return await migrate(connection)
+    finally:
+        await connection.close()
