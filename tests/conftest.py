@@ -17,7 +17,11 @@ import pytest
 
 from tests.peers.containerd import Containerd
 from tests.peers.factory import ImageFactory
+from tests.peers.postgres import postgres_dsn, postgres_server
 from tests.peers.registry import Registry
+
+# Session PostgreSQL and a fresh database per test (tests/peers/postgres.py).
+__all__ = ["postgres_dsn", "postgres_server"]
 
 
 def _require(*binaries: str) -> None:

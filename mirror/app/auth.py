@@ -23,7 +23,7 @@ from mirror.clock import Clock
 from mirror.config import Config
 from mirror.crypto.sealed import SecretSealer
 from mirror.db.identity.store import IdentityStore
-from mirror.db.metadata import Metadata
+from mirror.db.roles import MetadataStore
 from mirror.upstream.pool import UpstreamPool
 from mirror.upstream.routing import Router
 
@@ -36,7 +36,7 @@ def print_once(text: str) -> None:
 def open_auth(
     config: Config,
     router: Router,
-    metadata: Metadata,
+    metadata: MetadataStore,
     upstreams: UpstreamPool,
     clock: Clock,
     announce: Callable[[str], None],

@@ -22,6 +22,7 @@ from aiohttp import web
 
 from mirror.app.auth import open_auth, print_once
 from mirror.app.limit_metrics import LimitMetrics
+from mirror.app.metadata import open_metadata
 from mirror.app.quotas import load_quotas, quotas_of
 from mirror.app.stores import BlobStoreImpl, open_store
 from mirror.blobstore.capacity import CapacityLimit
@@ -29,8 +30,9 @@ from mirror.blobstore.install import restrict_to_owner
 from mirror.clock import Clock, SystemClock
 from mirror.config import Config, UpstreamConfig
 from mirror.db.lock import DataDirLock
-from mirror.db.metadata import WRITE_FAILED, Metadata
+from mirror.db.metadata import WRITE_FAILED
 from mirror.db.retention import RetentionStore
+from mirror.db.roles import MetadataStore
 from mirror.hosted.repositories import HostedRepositories
 from mirror.hosted.uploads import UploadStore
 from mirror.metrics import Metrics
@@ -119,7 +121,7 @@ def declared_policies(
 
 def retention_of(
     config: Config,
-    metadata: Metadata,
+    metadata: MetadataStore,
     cache: CapacityLimit,
     metrics: Metrics,
     clock: Clock,
@@ -147,7 +149,7 @@ def retention_of(
     return service
 
 
-async def _flush_last_pulls(metadata: Metadata, interval: float, metrics: Metrics) -> None:
+async def _flush_last_pulls(metadata: MetadataStore, interval: float, metrics: Metrics) -> None:
     while True:
         await asyncio.sleep(interval)
         try:
@@ -257,7 +259,10 @@ class Resources:
 
     async def metadata(self, app: web.Application) -> AsyncIterator[None]:
         """``METADATA``: the metadata store (pending last-pull times are flushed on close)."""
-        metadata = Metadata(self.data_dir / "metadata")
+        if self.config.metadata.backend == "postgres":
+            metadata = await asyncio.to_thread(open_metadata, self.config, self.data_dir)
+        else:
+            metadata = open_metadata(self.config, self.data_dir)
         try:
             app[METADATA] = metadata
             yield

@@ -10,7 +10,7 @@ from mirror.auth.access import RepoRef
 from mirror.auth.service import AuthService
 from mirror.blobstore.interface import BlobStore
 from mirror.config.model import Config
-from mirror.db.metadata import Metadata
+from mirror.db.roles import MetadataStore
 from mirror.hosted.names import HOSTED_PREFIX
 from mirror.hosted.quota import Limits, Quotas
 from mirror.hosted.quota_metrics import PrometheusQuotaMetrics
@@ -26,12 +26,12 @@ def quotas_of(config: Config, metrics: Metrics) -> Quotas:
     return Quotas(default, overrides, PrometheusQuotaMetrics(metrics))
 
 
-def _links(metadata: Metadata) -> Iterator[tuple[str, str, Digest]]:
+def _links(metadata: MetadataStore) -> Iterator[tuple[str, str, Digest]]:
     for upstream, repo, digest in metadata.links_under(HOSTED_PREFIX):
         yield upstream[len(HOSTED_PREFIX) :], repo, digest
 
 
-def _repositories(metadata: Metadata, auth: AuthService | None) -> Iterator[tuple[str, str]]:
+def _repositories(metadata: MetadataStore, auth: AuthService | None) -> Iterator[tuple[str, str]]:
     for upstream, repo in metadata.repositories():
         if upstream.startswith(HOSTED_PREFIX):
             yield upstream[len(HOSTED_PREFIX) :], repo
@@ -45,7 +45,7 @@ def _repositories(metadata: Metadata, auth: AuthService | None) -> Iterator[tupl
 
 
 async def load_quotas(
-    quotas: Quotas, metadata: Metadata, store: BlobStore, auth: AuthService | None
+    quotas: Quotas, metadata: MetadataStore, store: BlobStore, auth: AuthService | None
 ) -> None:
     """Rebuild every tenancy's usage from the metadata store, the blob store and (auth on)
     the identity store's repository records."""

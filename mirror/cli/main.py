@@ -13,6 +13,7 @@ from mirror.cli import (
     bench,
     cache,
     check,
+    db,
     demo,
     export,
     importer,
@@ -53,6 +54,7 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "export": export,
     "import": importer,
     "bench": bench,
+    "db": db,
 }
 
 

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 from urllib.parse import quote
 
 from mirror.app.build import retention_of, router_of
+from mirror.app.metadata import open_metadata
 from mirror.app.stores import open_store
 from mirror.blobstore.capacity import CapacityLimit
 from mirror.blobstore.filesystem import FilesystemBlobStore
@@ -42,7 +43,6 @@ from mirror.clock import SystemClock
 from mirror.config import Config, ConfigError, load_config
 from mirror.crypto.keys import KeyringError
 from mirror.db.lock import DataDirLock, DataDirLocked
-from mirror.db.metadata import Metadata
 from mirror.errors import RegistryError
 from mirror.metrics import Metrics
 from mirror.retention.names import resolve_policy_repository
@@ -187,7 +187,7 @@ def local_admin(config: Config, *, for_run: bool) -> Iterator[LocalAdmin]:
     server, so they open no keys and never read the blob store they are handed.
     """
     data_dir = Path(config.storage.data_dir)
-    metadata = Metadata(data_dir / "metadata")
+    metadata = open_metadata(config, data_dir)
     lock = DataDirLock(data_dir)
     try:
         if for_run:

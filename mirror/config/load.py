@@ -22,6 +22,7 @@ from mirror.config.model import (
     Config,
     ConfigError,
     EncryptionConfig,
+    MetadataConfig,
     PrewarmConfig,
     RetentionConfig,
     ServerConfig,
@@ -132,6 +133,7 @@ _PREFIX = "MIRROR_"
 _SECTIONS: dict[str, type] = {
     "server": ServerConfig,
     "storage": StorageConfig,
+    "metadata": MetadataConfig,
     "cache": CacheConfig,
     "encryption": EncryptionConfig,
     "auth": AuthConfig,

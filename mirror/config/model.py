@@ -66,6 +66,47 @@ class StorageConfig:
 
 
 @dataclass(frozen=True)
+class MetadataConfig:
+    """Where the metadata (tags, manifests, links, last pulls) lives."""
+
+    # "diskcache": the embedded store in <data_dir>/metadata (one node, the default);
+    # "postgres": a PostgreSQL database shared by the replicas of a regional tier.
+    backend: str = "diskcache"
+    # With backend = "postgres": libpq DSN without a password, e.g.
+    # "postgresql://mirror@db.internal:5432/mirror".
+    dsn: str = ""
+    # The database password: read from this environment variable, or from this file (first
+    # line); neither is ever logged. Empty: no password (peer/trust/certificate auth).
+    password_env: str = ""
+    password_file: str = ""
+    # Connections per replica, and seconds one metadata call may take before it fails.
+    pool_size: int = 4
+    call_timeout: float = 10.0
+
+    def check(self) -> None:
+        """Raise ``ConfigError`` naming the first bad ``metadata.*`` key."""
+        if self.backend not in ("diskcache", "postgres"):
+            raise ConfigError('metadata.backend: expected "diskcache" or "postgres"')
+        if self.backend != "postgres":
+            return
+        if not self.dsn:
+            raise ConfigError('metadata.dsn: required with backend = "postgres"')
+        if not self.dsn.startswith(("postgresql://", "postgres://")):
+            raise ConfigError("metadata.dsn: expected a postgresql:// URL")
+        if "@" in self.dsn and ":" in self.dsn.split("://", 1)[1].split("@", 1)[0]:
+            raise ConfigError(
+                "metadata.dsn: must not carry a password; use metadata.password_env or "
+                "metadata.password_file"
+            )
+        if self.password_env and self.password_file:
+            raise ConfigError("metadata.password_env: set it or metadata.password_file, not both")
+        if self.pool_size < 1:
+            raise ConfigError("metadata.pool_size: must be at least 1")
+        if not self.call_timeout > 0:
+            raise ConfigError("metadata.call_timeout: must be positive")
+
+
+@dataclass(frozen=True)
 class CacheConfig:
     """Freshness and fill behaviour."""
 
@@ -345,6 +386,7 @@ class Config:
 
     server: ServerConfig = field(default_factory=ServerConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
+    metadata: MetadataConfig = field(default_factory=MetadataConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
     encryption: EncryptionConfig = field(default_factory=EncryptionConfig)
     upstreams: tuple[UpstreamConfig, ...] = field(default_factory=_default_upstreams)
@@ -391,6 +433,7 @@ class Config:
             if getattr(self.cache, name) < 0:
                 raise ConfigError(f"cache.{name}: must not be negative")
         self._validate_auth()
+        self.metadata.check()
         self.retention.check()
         self.hosted.check()
         self.prewarm.check(self.cache.offline)

@@ -20,6 +20,7 @@ from mirror.db.roles import (
     Eviction,
     Links,
     Manifests,
+    MetadataUnavailable,
     Pulls,
     Repositories,
     TagHistory,
@@ -34,8 +35,13 @@ log = logging.getLogger(__name__)
 
 # What a write raises when the disk refuses it: sqlite's ``OperationalError`` ("database or
 # disk is full", "disk I/O error", "database is locked"), or the ``OSError`` of a large value
-# that diskcache keeps in a file of its own. Nothing of the failed write is kept.
-WRITE_FAILED: tuple[type[Exception], ...] = (sqlite3.OperationalError, OSError)
+# that diskcache keeps in a file of its own, or ``MetadataUnavailable`` from the shared
+# PostgreSQL store. Nothing of the failed write is kept.
+WRITE_FAILED: tuple[type[Exception], ...] = (
+    sqlite3.OperationalError,
+    OSError,
+    MetadataUnavailable,
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,17 +1,32 @@
 """The metadata store's roles: each service declares the slice of the store it uses.
 
-One diskcache database (``mirror.db.metadata.Metadata``) plays every role; a role is a small
-protocol named for what it holds, so a reader sees from a constructor what a service touches.
+One database plays every role: the embedded diskcache one (``mirror.db.metadata.Metadata``,
+the single-node default) or the shared PostgreSQL one of a regional tier
+(``mirror.db.postgres.metadata.PostgresMetadata``); both are a ``MetadataStore``. A role is a
+small protocol named for what it holds, so a reader sees from a constructor what a service
+touches.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from mirror.db.metadata import CachedResponse, ManifestRecord, TagMove, TagRecord
+    from mirror.db.metadata import (
+        CachedResponse,
+        ManifestRecord,
+        RepositoryRecords,
+        TagMove,
+        TagRecord,
+    )
     from mirror.oci.digest import Digest
+
+
+class MetadataUnavailable(Exception):
+    """A shared metadata database refused or could not take a call (connection lost, server
+    gone, statement failed): one of ``mirror.db.metadata.WRITE_FAILED``."""
 
 
 class Tags(Protocol):
@@ -149,4 +164,48 @@ class Upstreams(Protocol):
     def forget_upstream(self, upstream: str) -> int:
         """Forget every link, tag, tag move, last pull, cached response and catalog entry of
         ``upstream``; returns how many records."""
+        ...
+
+
+class MetadataStore(
+    Tags,
+    Manifests,
+    Repositories,
+    Links,
+    TagHistory,
+    CachedResponses,
+    Pulls,
+    Eviction,
+    Upstreams,
+    Protocol,
+):
+    """A whole metadata store: every role, plus the few calls only the admin API, hosted
+    repositories and the app's lifecycle make."""
+
+    # A local directory the store needs to serve (readiness checks that it is still there).
+    directory: Path
+
+    def delete_tag(self, upstream: str, repo: str, tag: str, at: float) -> TagRecord | None:
+        """Remove tag ``repo:tag`` (its move is recorded); the record it had, or ``None``."""
+        ...
+
+    def drop_link(self, upstream: str, repo: str, digest: Digest) -> bool:
+        """Forget that ``repo`` at ``upstream`` references ``digest``; whether it did."""
+        ...
+
+    def bury(self, upstream: str, repo: str, digest: Digest, at: float) -> None:
+        """Note that ``digest`` was deleted from ``repo`` at ``at`` (for the hosted garbage
+        collection)."""
+        ...
+
+    def unbury(self, upstream: str, repo: str, digest: Digest) -> None:
+        """Forget the deletion note of ``digest`` in ``repo``."""
+        ...
+
+    def repository_records(self, prefix: str) -> RepositoryRecords:
+        """The links, tag targets and deletion notes of every upstream key under ``prefix``."""
+        ...
+
+    def close(self) -> None:
+        """Flush batched last pulls and release the database."""
         ...

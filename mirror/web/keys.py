@@ -15,7 +15,7 @@ from mirror.auth.access import RepoRef
 from mirror.auth.principal import Principal
 from mirror.auth.service import AuthService
 from mirror.blobstore.capacity import CapacityLimit
-from mirror.db.metadata import Metadata
+from mirror.db.roles import MetadataStore
 from mirror.errors import ErrorCode, RegistryError
 from mirror.hosted.quota import Quotas
 from mirror.hosted.repositories import HostedRepositories
@@ -38,7 +38,7 @@ class Services:
     blobs: BlobService
     manifests: ManifestService
     listing: ListingService
-    metadata: Metadata
+    metadata: MetadataStore
     metrics: Metrics
 
 
@@ -54,7 +54,7 @@ QUOTAS = web.AppKey("quotas", Quotas)
 METRICS_ACCESS = web.AppKey("metrics_access", str)
 # The blob store under its capacity limit, the metadata store and the upstream clients.
 CACHE = web.AppKey("cache", CapacityLimit)
-METADATA = web.AppKey("metadata", Metadata)
+METADATA = web.AppKey("metadata", MetadataStore)
 UPSTREAMS = web.AppKey("upstreams", UpstreamPool)
 # The blob upload sessions on disk, and whether auth-off pushes are allowed
 # (``server.allow_anonymous_push``).

@@ -82,6 +82,7 @@ async def mirror_factory(aiohttp_server: Any, tmp_path: Path) -> MirrorFactory:
         retention: dict[str, Any] | None = None,
         store_factory: Callable[[Path], FilesystemBlobStore] | None = None,
         upstream_options: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
         **cache: Any,
     ) -> Mirror:
         nonlocal count
@@ -100,6 +101,7 @@ async def mirror_factory(aiohttp_server: Any, tmp_path: Path) -> MirrorFactory:
                 ],
                 "default_upstream": next(iter(upstreams)),
                 "retention": retention or {},
+                "metadata": metadata or {},
             },
             environ={},
         )

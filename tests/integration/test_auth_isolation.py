@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 
 from mirror.db.identity.records import ADMINISTRATORS, PullThroughRule
+from mirror.db.metadata import Metadata
 from mirror.oci.digest import Digest
 from mirror.testing.images import BuiltImage, build_image, random_layer
 from tests.peers.htpasswd import write_htpasswd
@@ -101,7 +102,9 @@ async def old_content_answers(
 
 def records_of(mirror: AuthMirror, tenancy: str) -> list[tuple[Any, ...]]:
     """Metadata records kept under any of ``tenancy``'s rule keys."""
-    db = mirror.mirror.services.metadata._db
+    metadata = mirror.mirror.services.metadata
+    assert isinstance(metadata, Metadata)  # these mirrors keep the embedded store
+    db = metadata._db
     return [
         key
         for key in iter(db)

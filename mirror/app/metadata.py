@@ -1,0 +1,53 @@
+"""Wiring of the metadata store from the configuration: the embedded diskcache one (the
+single-node default) or the PostgreSQL one a regional tier shares.
+
+Used by the app and by the maintenance commands (``mirror retention``, ``mirror db``), so
+they all open the metadata the same way.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from mirror.config import Config, ConfigError
+from mirror.db.metadata import Metadata
+from mirror.db.postgres.connect import PostgresSettings
+from mirror.db.postgres.metadata import PostgresMetadata
+from mirror.db.roles import MetadataStore
+
+
+def postgres_settings(config: Config, environ: Mapping[str, str]) -> PostgresSettings:
+    """The ``[metadata]`` connection settings, the password read from its variable or file
+    (``ConfigError`` naming the key when it cannot be read)."""
+    meta = config.metadata
+    password: str | None = None
+    if meta.password_env:
+        if meta.password_env not in environ:
+            raise ConfigError(f"metadata.password_env: {meta.password_env} is not set")
+        password = environ[meta.password_env]
+    elif meta.password_file:
+        try:
+            lines = Path(meta.password_file).read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise ConfigError(f"metadata.password_file: cannot read: {exc.strerror}") from None
+        password = lines[0] if lines else ""
+    return PostgresSettings(
+        meta.dsn, password, pool_size=meta.pool_size, call_timeout=meta.call_timeout
+    )
+
+
+def open_metadata(
+    config: Config,
+    data_dir: Path,
+    environ: Mapping[str, str] | None = None,
+    *,
+    migrate_schema: bool = True,
+) -> MetadataStore:
+    """The configured metadata store, open (PostgreSQL: connected, schema migrated unless
+    told not to; ``MetadataUnavailable`` when the database cannot be used)."""
+    if config.metadata.backend == "postgres":
+        settings = postgres_settings(config, os.environ if environ is None else environ)
+        return PostgresMetadata.open(settings, data_dir, migrate_schema=migrate_schema)
+    return Metadata(data_dir / "metadata")

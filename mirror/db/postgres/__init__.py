@@ -1,0 +1,1 @@
+"""The shared metadata store of a regional tier, in PostgreSQL (asyncpg)."""
