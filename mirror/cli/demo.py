@@ -92,4 +92,3 @@ def _seed(content: RegistryContent, layout_dir: Path) -> list[int]:
     image = build_image(layout_dir, "v1", layers)
     content.add_image(REPO, image)
     return [layer.size for layer in image.layers]
-

@@ -43,8 +43,6 @@ class Need:
     lists_tags: bool = False
 
 
-
-
 def need_of(method: str, route: str) -> Need:
     """The access a registry route needs (tags list: inspect; pulls: read; pushes, every blob
     upload route (its status ``GET`` and cancelling ``DELETE`` included) and the deletion of
