@@ -8,7 +8,7 @@ import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 
-TOP = 15
+TOP = 25
 
 
 def _frames(stack: str) -> list[str]:
@@ -50,9 +50,10 @@ def render(title: str, raw: str) -> str:
     """Markdown tables of the top frames of every process with ``mirror serve`` in its root."""
     out = [f"## {title}", ""]
     for process, (total, own, inclusive) in sorted(summarise(raw).items()):
-        if "mirror" not in process:
+        if process != "process" and "mirror" not in process:
             continue
-        out += [f"### {process[:160]}", "", f"{total} samples", ""]
+        heading = f"### {process[:160]}\n\n" if process != "process" else ""
+        out += [f"{heading}{total} samples while on CPU (py-spy, 100 Hz)", ""]
         for name, counter in (("own", own), ("inclusive", inclusive)):
             out += [f"| top frames ({name}) | share |", "|---|---:|"]
             for frame, count in counter.most_common(TOP):
