@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from aiohttp import web
@@ -43,7 +42,6 @@ async def blob(request: web.Request) -> web.StreamResponse:
         sock = socket_fd(request.transport) if body.file is not None else None
         if body.file is not None and sock is not None and request.transport is not None:
             # A plaintext cached file: the kernel copies it to the socket (zero-copy).
-            assert isinstance(request.transport, asyncio.WriteTransport)
             sent = await send_file_range(
                 request.transport,
                 sock,

@@ -33,7 +33,7 @@ def socket_fd(transport: asyncio.BaseTransport | None) -> int | None:
     return fd if fd >= 0 else None
 
 
-async def _emptied(transport: asyncio.WriteTransport) -> None:
+async def _emptied(transport: asyncio.Transport) -> None:
     """Return once the transport has handed every buffered byte (the headers) to the kernel."""
     while transport.get_write_buffer_size() > 0:
         if transport.is_closing():
@@ -58,7 +58,7 @@ async def _writable(fd: int) -> None:
 
 
 async def send_file_range(
-    transport: asyncio.WriteTransport,
+    transport: asyncio.Transport,
     sock_fd: int,
     file_fd: int,
     first: int,
