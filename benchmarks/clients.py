@@ -12,6 +12,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from benchmarks.procs import stop_process
 from benchmarks.servers import REPO_ROOT
@@ -295,3 +296,62 @@ def manifest_digest(ref: str, credentials: tuple[str, str] | None) -> str:
     if done.returncode != 0:
         raise RuntimeError(f"skopeo inspect {ref} failed: {done.stderr.strip()}")
     return done.stdout.strip()
+
+
+def _range_get(conn: Any, path: str, start: int, end: int, errors: list[str]) -> bytes:
+    """One ``Range: bytes=start-end`` GET on ``conn``; a wrong answer is added to ``errors``."""
+    conn.request("GET", path, headers={"Range": f"bytes={start}-{end}"})
+    resp = conn.getresponse()
+    body: bytes = resp.read()
+    if resp.status != 206 or len(body) != end + 1 - start:
+        errors.append(f"piece {start}: {resp.status}, {len(body)} bytes")
+    return body
+
+
+def ranged_pull(url: str, size: int, piece: int, workers: int, timeout: float) -> tuple[float, str]:
+    """Fetch ``url`` (``size`` bytes) as containerd 2.1 / SOCI do: ``workers`` concurrent
+    ``Range`` requests of ``piece`` bytes, each worker taking the next piece when done.
+    Returns the wall time and the sha256 of the pieces in order; raises ``RuntimeError``
+    unless every piece answered 206 with exactly its bytes."""
+    import hashlib
+    import http.client
+    import queue
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    todo: queue.SimpleQueue[int] = queue.SimpleQueue()
+    for start in range(0, size, piece):
+        todo.put(start)
+    got: dict[int, bytes] = {}
+    errors: list[str] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        conn = http.client.HTTPConnection(parts.netloc, timeout=timeout)
+        try:
+            while not errors:
+                try:
+                    start = todo.get_nowait()
+                except queue.Empty:
+                    return
+                body = _range_get(conn, parts.path, start, min(start + piece, size) - 1, errors)
+                with lock:
+                    got[start] = body
+        except OSError as exc:
+            errors.append(repr(exc))
+        finally:
+            conn.close()
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=worker) for _ in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout)
+    wall = time.perf_counter() - started
+    if errors:
+        raise RuntimeError(f"ranged pull failed: {errors[:3]}")
+    whole = hashlib.sha256()
+    for start in sorted(got):
+        whole.update(got.pop(start))
+    return wall, "sha256:" + whole.hexdigest()

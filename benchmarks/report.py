@@ -79,6 +79,61 @@ def facts_table(r: Results) -> list[str]:
 _HEADLINE = ("date", "nproc", "memory", "cpu", "kernel")
 
 
+# Each path's unavoidable parts: the machine limits (benchmarks.machine.limits) it must pass
+# through, one after the other; (scenario, case, target) of its throughput measurement.
+PATHS: tuple[tuple[str, tuple[int, str, str], tuple[str, ...]], ...] = (
+    (
+        "warm, encryption on",
+        (1, "large blob, warm", "mirror, encryption on (default)"),
+        ("AES-256-GCM, one core", "nginx sendfile"),
+    ),
+    (
+        "warm, encryption off",
+        (1, "large blob, warm", "mirror, encryption off"),
+        ("nginx sendfile",),
+    ),
+    (
+        "cold",
+        (2, "large blob, cold", "mirror"),
+        ("loopback relay (user space)", "sha256, one core", "AES-256-GCM, one core"),
+    ),
+    (
+        "cold, chunked parallel Range",
+        (3, "chunked parallel Range, cold", "mirror"),
+        ("loopback relay (user space)", "sha256, one core", "AES-256-GCM, one core"),
+    ),
+)
+
+
+def limits_section(r: Results) -> list[str]:
+    """The machine's limits in this run, and each path as a fraction of the sum of its parts."""
+    if not r.limits:
+        return []
+    out = ["## Machine limits (measured in this run)", "", "| Limit | GB/s |", "|---|---:|"]
+    out += [f"| {name} | {rate / 1e9:.2f} |" for name, rate in r.limits.items()]
+    out += [
+        "",
+        "Each path as a fraction of the sum of its unavoidable parts: the seconds per byte of "
+        "every limit it passes through, added (as if done one after the other on one core), "
+        "over the measured seconds per byte (1.0 = at that bound; above 1 = overlapped on "
+        "several cores).",
+        "",
+        "| Path | Unavoidable parts | Bound (MB/s) | Measured (MB/s) | Fraction |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for name, (scenario, case, target), parts in PATHS:
+        m = r.get(scenario, case, target, "throughput")
+        if m is None or not m.values or not all(p in r.limits for p in parts):
+            continue
+        bound = 1 / sum(1 / r.limits[p] for p in parts)
+        measured = m.median * 1e6
+        out.append(
+            f"| {name} | {' + '.join(parts)} | {bound / 1e6:,.0f} | {measured / 1e6:,.0f} "
+            f"| {measured / bound:.2f} |"
+        )
+    return [*out, ""]
+
+
 def render(r: Results, plots: list[str], titles: dict[int, str]) -> str:
     """The whole Markdown report."""
     m = r.machine
@@ -96,6 +151,7 @@ def render(r: Results, plots: list[str], titles: dict[int, str]) -> str:
         "",
         "Scenarios: " + "; ".join(f"{n}. {titles[n]}" for n in r.scenarios_run if n in titles),
         "",
+        *limits_section(r),
         "## Targets",
         "",
         *targets_table(r),

@@ -72,6 +72,8 @@ class Results:
     """Everything one run measured, plus the machine it ran on and the extra series for plots."""
 
     machine: dict[str, str] = field(default_factory=dict)
+    # The machine's own limits measured in this run (bytes/s), see benchmarks.machine.limits.
+    limits: dict[str, float] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
     measurements: list[Measurement] = field(default_factory=list)
     facts: list[Fact] = field(default_factory=list)
@@ -124,6 +126,7 @@ class Results:
         doc = json.loads(path.read_text())
         return cls(
             machine=doc["machine"],
+            limits=doc.get("limits", {}),
             settings=doc["settings"],
             measurements=[Measurement(**m) for m in doc["measurements"]],
             facts=[Fact(**f) for f in doc["facts"]],

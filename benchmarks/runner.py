@@ -12,7 +12,8 @@ from pathlib import Path
 
 from benchmarks import report
 from benchmarks.bench import Bench
-from benchmarks.machine import describe
+from benchmarks.clients import curl
+from benchmarks.machine import describe, limits
 from benchmarks.plots import write_plots
 from benchmarks.procs import Processes, sigterm_as_interrupt
 from benchmarks.results import Results
@@ -46,6 +47,12 @@ def _wait_idle(limit: float) -> None:
         time.sleep(min(10.0, max(0.0, deadline - time.monotonic())))
 
 
+def _sendfile_rate(bench: Bench) -> float:
+    """Best of three nginx ``sendfile`` pulls of the large blob, in bytes/s."""
+    url = bench.nginx_url(bench.seeded.large.digest)
+    return max(curl(url, bench.settings.transfer_timeout).rate for _ in range(3))
+
+
 def run(settings: Settings) -> tuple[Results, bool]:
     """Start the upstream and nginx, seed, run every selected scenario (a failing scenario
     is reported and the others still run), stop everything, write the report. Returns the
@@ -77,6 +84,10 @@ def run(settings: Settings) -> tuple[Results, bool]:
             )
             nginx = Nginx(work / "nginx", upstream.storage_dir).start(processes)
             bench = Bench(settings, work, processes, results, upstream, nginx, seeded, started)
+            bench.progress("machine limits: sha256, AEAD, loopback relay, nginx sendfile")
+            results.limits = limits(
+                min(settings.large_size, 512 * 2**20) or 2**20, lambda: _sendfile_rate(bench)
+            )
             for number in settings.scenarios:
                 module = SCENARIOS[number]
                 bench.progress(f"scenario {number}: {module.TITLE}")

@@ -4,13 +4,17 @@ the wall time against one cold pull through a fresh mirror in the same repetitio
 from __future__ import annotations
 
 from benchmarks.bench import Bench, blob_gets, proxy_blob_path
-from benchmarks.clients import RssSampler, curl, curl_many
+from benchmarks.clients import RssSampler, curl, curl_many, ranged_pull
 from benchmarks.results import PROXY
 from benchmarks.seed import LARGE_REPO
 
 NUMBER = 3
 TITLE = "Concurrent cold pulls of one blob"
 MIRROR = "mirror"
+RANGED = "chunked parallel Range, cold"
+# containerd 2.1's parallel unpack / SOCI: 8 MiB pieces, 8 in flight.
+PIECE = 8 * 1024 * 1024
+WORKERS = 8
 
 
 def run(bench: Bench) -> None:
@@ -59,10 +63,40 @@ def run(bench: Bench) -> None:
         )
         r.add(NUMBER, case, MIRROR, "peak RSS", "MiB", rss.peak / 1024, higher_is_better=False)
         r.fact(NUMBER, MIRROR, f"upstream GETs of the blob ({s.herd} clients)", len(gets), 1)
+        _ranged(bench, one.seconds)
         bench.progress(
             f"  rep {rep + 1}/{s.reps}: {wall:.2f} s for {s.herd}, 1 pull {one.seconds:.2f} s"
         )
     _proxy_herd(bench, case)
+
+
+def _ranged(bench: Bench, one_pull: float) -> None:
+    """The blob in ``PIECE`` ranges, ``WORKERS`` at a time, through a fresh mirror: one
+    upstream GET, every piece right, wall time against one cold full pull."""
+    s, r = bench.settings, bench.results
+    digest, size = bench.seeded.large.digest, bench.seeded.large.size
+    server = bench.mirror()
+    try:
+        mark = bench.mark()
+        url = bench.blob_url(server.url, LARGE_REPO, digest)
+        wall, whole = ranged_pull(url, size, PIECE, WORKERS, s.transfer_timeout)
+        gets = blob_gets(bench.settle(mark), digest)
+    finally:
+        bench.stop_mirror(server)
+    r.add(NUMBER, RANGED, MIRROR, "wall time", "s", wall, higher_is_better=False)
+    r.add(NUMBER, RANGED, MIRROR, "throughput", "MB/s", size / wall / 1e6, higher_is_better=True)
+    r.add(
+        NUMBER,
+        RANGED,
+        MIRROR,
+        "wall time / 1 cold pull",
+        "x",
+        wall / one_pull,
+        higher_is_better=False,
+    )
+    r.fact(NUMBER, MIRROR, "upstream GETs of the blob (chunked Range)", len(gets), 1)
+    r.fact(NUMBER, MIRROR, "chunked Range pieces assemble to the digest", float(whole == digest), 1)
+    bench.progress(f"  chunked Range: {wall:.2f} s, 1 pull {one_pull:.2f} s")
 
 
 def _proxy_herd(bench: Bench, case: str) -> None:

@@ -32,6 +32,10 @@ class FileReader:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, os.pread, self._fd, length, offset)
 
+    def fileno(self) -> int:
+        """The open file's descriptor (for ``sendfile``; the reader still owns it)."""
+        return self._fd
+
     async def close(self) -> None:
         """Close the file descriptor (a second call does nothing)."""
         if self._fd >= 0:

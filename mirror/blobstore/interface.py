@@ -7,8 +7,9 @@ it lives in a temporary file that joiners of an in-progress fill may read as it 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from mirror.oci.digest import Digest
 
@@ -22,6 +23,15 @@ class RangeReader(Protocol):
 
     async def close(self) -> None:
         """Release the reader's file handle."""
+        ...
+
+
+@runtime_checkable
+class FileBacked(Protocol):
+    """A reader whose object is a plaintext file: its bytes can go out with ``sendfile``."""
+
+    def fileno(self) -> int:
+        """The open file's descriptor (owned by the reader)."""
         ...
 
 
@@ -97,11 +107,30 @@ async def put_whole(writer: BlobWriter, data: bytes) -> None:
 async def iter_range(
     reader: RangeReader, first: int, last: int, chunk_size: int
 ) -> AsyncIterator[bytes]:
-    """Yield the bytes ``first..last`` (inclusive) of a committed object in chunks."""
+    """Yield the bytes ``first..last`` (inclusive) of a committed object in chunks.
+
+    The next chunk is read (and, for a sealed object, decrypted in a worker thread) while the
+    consumer sends this one; the read in flight is awaited before the stream ends, however it
+    ends, so the reader may be closed right after.
+    """
+
+    def start(offset: int) -> asyncio.Future[bytes] | None:
+        if offset > last:
+            return None
+        return asyncio.ensure_future(reader.read(offset, min(chunk_size, last - offset + 1)))
+
     offset = first
-    while offset <= last:
-        data = await reader.read(offset, min(chunk_size, last - offset + 1))
-        if not data:
-            raise EOFError(f"object ended at {offset}, expected up to {last}")
-        offset += len(data)
-        yield data
+    ahead = start(offset)
+    try:
+        while ahead is not None:
+            data = await ahead
+            ahead = None
+            if len(data) != min(chunk_size, last - offset + 1):
+                raise EOFError(f"object ended at {offset + len(data)}, expected up to {last}")
+            offset += len(data)
+            ahead = start(offset)
+            yield data
+    finally:
+        if ahead is not None:
+            # Not cancelled: a read running in a thread must finish before the file closes.
+            await asyncio.gather(ahead, return_exceptions=True)

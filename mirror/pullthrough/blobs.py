@@ -16,7 +16,13 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
 
-from mirror.blobstore.interface import BlobStore, BlobWriter, RangeReader, iter_range
+from mirror.blobstore.interface import (
+    BlobStore,
+    BlobWriter,
+    FileBacked,
+    RangeReader,
+    iter_range,
+)
 from mirror.errors import CorruptObject, DigestMismatch, RegistryError
 from mirror.metrics import Metrics
 from mirror.oci.digest import Digest
@@ -46,13 +52,26 @@ FillKey = tuple[UpstreamEndpoint, Digest]
 
 
 @dataclass(frozen=True, slots=True)
+class FileSpan:
+    """Where a warm plaintext body lies in an open file (the body's reader owns ``fd``), so the
+    route may send it with ``sendfile`` instead of iterating ``chunks``; ``sent`` counts it."""
+
+    fd: int
+    first: int
+    length: int
+    sent: Callable[[int], None]
+
+
+@dataclass(frozen=True, slots=True)
 class BlobBody:
-    """A blob ready to send: its size, the range answered (``None`` for all), and the bytes."""
+    """A blob ready to send: its size, the range answered (``None`` for all), and the bytes
+    (``file``: the same bytes as a file span, for a zero-copy send)."""
 
     size: int
     range: ByteRange | None
     chunks: AsyncGenerator[bytes, None]
     from_cache: bool
+    file: FileSpan | None = None
 
 
 class BlobService:
@@ -125,8 +144,11 @@ class BlobService:
                 byte_range = resolve_range(range_spec, size) if range_spec else None
                 first, last = (byte_range.first, byte_range.last) if byte_range else (0, size - 1)
                 # Read the first piece before any header is sent: if it fails its check, the
-                # store has evicted the object and this request refetches it instead.
-                head = await reader.read(first, min(self._chunk_size, last - first + 1))
+                # store has evicted the object and this request refetches it instead. (A
+                # plaintext file has no check to fail: it may go out with sendfile instead.)
+                plain = isinstance(reader, FileBacked)
+                length = 0 if plain else min(self._chunk_size, last - first + 1)
+                head = await reader.read(first, length) if length else b""
             except CorruptObject:
                 await reader.close()
             except BaseException:
@@ -140,7 +162,12 @@ class BlobService:
                     await reader.close()
 
                 chunks = Guarded(self._warm(reader, head, first + len(head), last), close_warm)
-                return BlobBody(size, byte_range, chunks, True)
+                span = None
+                if isinstance(reader, FileBacked):
+                    span = FileSpan(
+                        reader.fileno(), first, last + 1 - first, self._metrics.bytes_from_cache.inc
+                    )
+                return BlobBody(size, byte_range, chunks, True, span)
         fill = self._fills.get(self._key(target, digest))
         if fill is None:
             self._metrics.cache_misses.labels("blob").inc()

@@ -12,6 +12,7 @@ from mirror.oci.ranges import parse_range
 from mirror.pullthrough.fill import FillFailed
 from mirror.web.keys import services, target
 from mirror.web.middleware import client_gone, note_disconnect
+from mirror.web.registry.sendfile import send_file_range, socket_fd
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +39,21 @@ async def blob(request: web.Request) -> web.StreamResponse:
     sent = 0
     try:
         await response.prepare(request)
-        async for chunk in body.chunks:
-            await response.write(chunk)
-            sent += len(chunk)
+        sock = socket_fd(request.transport) if body.file is not None else None
+        if body.file is not None and sock is not None and request.transport is not None:
+            # A plaintext cached file: the kernel copies it to the socket (zero-copy).
+            sent = await send_file_range(
+                request.transport,
+                sock,
+                body.file.fd,
+                body.file.first,
+                body.file.length,
+                body.file.sent,
+            )
+        else:
+            async for chunk in body.chunks:
+                await response.write(chunk)
+                sent += len(chunk)
     except ConnectionError:
         if not client_gone(request):
             raise

@@ -148,3 +148,35 @@ async def test_a_chunked_answer_is_sized_by_the_registry_head(
     upstream.chunked = True
 
     assert await download(aiohttp_server, upstream) == (BLOB, [len(BLOB)], 0)
+
+
+async def test_a_download_arrives_in_whole_pieces_of_the_chunk_size(
+    aiohttp_server: ServerFactory,
+) -> None:
+    # The socket hands over whatever arrived; the fill gets pieces of exactly the chunk size
+    # (one hash job, one sealed chunk, one reader wake-up each), the last one shorter.
+
+    async def dribble(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        response.content_length = len(BLOB)
+        await response.prepare(request)
+        for offset in range(0, len(BLOB), 700):  # small, uneven writes, each flushed
+            await response.write(BLOB[offset : offset + 700])
+            await asyncio.sleep(0.001)
+        await response.write_eof()
+        return response
+
+    app = web.Application()
+    app.router.add_route("GET", f"/v2/library/app/blobs/{DIGEST}", dribble)
+    server = await aiohttp_server(app)
+    endpoint = UpstreamEndpoint(host=f"127.0.0.1:{server.port}", url=str(server.make_url("")))
+
+    async def started(size: int) -> None:
+        pass
+
+    async with UpstreamClient(endpoint) as client:
+        fetch = Download(client, "library/app", DIGEST, chunk_size=5000, resume_attempts=0)
+        pieces = [chunk async for chunk in fetch.chunks(started)]
+
+    assert [len(p) for p in pieces] == [5000, 5000, 5000, len(BLOB) - 15000]
+    assert b"".join(pieces) == BLOB

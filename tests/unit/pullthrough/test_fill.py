@@ -281,3 +281,19 @@ async def test_a_superseded_fill_discards_its_copy_and_serves_the_installed_one(
     assert b"".join([chunk async for chunk in reader]) == data
     assert list(store.tmp_dir.iterdir()) == []
     assert await store.get(digest) == data
+
+
+async def test_a_hostile_upstream_never_completes_a_range_of_wrong_bytes(
+    fill: Fill, data: bytes
+) -> None:
+    # The upstream sends other bytes than the digest names: the ranges of the filling blob
+    # stream, but none of them completes, even those whose bytes were all written.
+    wrong = bytes(b ^ 0xFF for b in data)
+    ranges = [(0, 99), (100, 299), (900, SIZE - 1)]
+    readers = [Reader(fill, first, last, 50) for first, last in ranges]
+    await Producer(fill, wrong).fail(ValueError("digest mismatch"))
+
+    for reader, (first, last) in zip(readers, ranges, strict=True):
+        with pytest.raises(FillFailed):
+            await reader.task
+        assert len(reader.received) < last + 1 - first  # its last piece never left
