@@ -21,6 +21,7 @@ from mirror.cli import (
     prewarm,
     retention,
     serve,
+    tier,
 )
 
 DESCRIPTION = (
@@ -53,6 +54,7 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "export": export,
     "import": importer,
     "bench": bench,
+    "tier": tier,
 }
 
 

@@ -26,6 +26,7 @@ from mirror.pullthrough.fill import Fill, FillFailed
 from mirror.pullthrough.guard import Guarded
 from mirror.pullthrough.leases import Leases
 from mirror.pullthrough.singleflight import SingleFlight
+from mirror.pullthrough.source import BlobSource
 from mirror.upstream.client import UpstreamClient
 from mirror.upstream.endpoint import UpstreamEndpoint
 from mirror.upstream.routing import Target
@@ -41,6 +42,8 @@ def _reason(exc: OSError) -> str:
 
 # Looks up the client of an upstream by its canonical host.
 Upstreams = Callable[[str], UpstreamClient]
+# Looks up where the blobs of an upstream are read from (its client, or a tier's placement).
+BlobSources = Callable[[str], BlobSource]
 # A fill's key: the upstream's endpoint (its host or rule key, URL and credentials) and digest.
 FillKey = tuple[UpstreamEndpoint, Digest]
 
@@ -62,15 +65,19 @@ class BlobService:
     def __init__(
         self,
         store: BlobStore,
-        upstreams: Upstreams,
+        upstreams: BlobSources,
         metrics: Metrics,
         *,
         chunk_size: int,
         fill_timeout: float,
         leases: Leases,
         resume_attempts: int = 3,
+        keep: Callable[[Digest], bool] | None = None,
     ) -> None:
         self._store = store
+        # Whether a fill of this digest is cached here (``None``: always); a tier replica
+        # relays a blob it reads from the owner without keeping it unless configured to.
+        self._keep = keep
         self._upstreams = upstreams
         self._metrics = metrics
         self._chunk_size = chunk_size
@@ -215,7 +222,9 @@ class BlobService:
 
     def _start_fill(self, target: Target, digest: Digest) -> Fill:
         try:
-            writer: BlobWriter | None = self._store.create(digest)
+            writer: BlobWriter | None = (
+                self._store.create(digest) if self._keep is None or self._keep(digest) else None
+            )
         except OSError as exc:
             # Not even a temp file: relay this blob to its readers from memory.
             log.warning("cannot cache %s (%s); streaming it uncached", digest, exc)
