@@ -3,15 +3,15 @@
 ``GET /_tier/blobs/<digest>?upstream=<key>&repo=<repo>``, signed (see
 :mod:`mirror.tier.signing`). The owner serves it from its cache or its own fill, so the
 tier fetches each digest from upstream once. Failures that mean "the owner cannot help"
-(no connection, a timeout, a 5xx, a refused signature) raise :class:`PeerUnavailable`, and
-the caller goes upstream itself; a ``BLOB_UNKNOWN`` from the owner is upstream's answer.
+(no connection, a timeout, a 5xx, a refused signature, a 421 from a replica whose view of
+the tier differs) raise :class:`PeerUnavailable`, and the caller asks the next replica on the
+walk or goes upstream itself; a ``BLOB_UNKNOWN`` from the owner is upstream's answer.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 
 import aiohttp
 from yarl import URL
@@ -20,24 +20,52 @@ from mirror.errors import ErrorCode, RegistryError
 from mirror.oci.digest import Digest
 from mirror.tier.signing import HEADER, PeerSigner
 from mirror.upstream.client import UpstreamBlob
+from mirror.upstream.status import connection_failure
 
 PEER_PATH = "/_tier/blobs/{digest}"
+# The answer of a replica asked for a digest it does not serve in its view of the tier.
+MISDIRECTED = 421
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
 
 
 class PeerUnavailable(Exception):
-    """The owner could not serve the blob; read it from upstream instead."""
+    """The peer could not serve the blob: ask the next replica, or read it from upstream.
+    ``down`` says whether the peer failed (and is passed over for a while) rather than
+    declined (it does not serve this digest in its view of the tier)."""
 
-    def __init__(self, server: str, reason: str) -> None:
+    def __init__(self, server: str, reason: str, *, down: bool = True) -> None:
         self.server = server
         self.reason = reason
+        self.down = down
         super().__init__(f"peer {server}: {reason}")
 
 
-def peer_url(base: URL, upstream: str, repo: str, digest: Digest | str) -> URL:
-    """The owner's internal URL of blob ``digest`` of ``repo`` at upstream ``upstream``."""
-    path = PEER_PATH.format(digest=digest)
-    return base.with_path(path).with_query({"upstream": upstream, "repo": repo})
+def peer_url(
+    base: URL, upstream: str, repo: str, digest: Digest | str, skip: Sequence[str] = ()
+) -> URL:
+    """The peer's internal URL of blob ``digest`` of ``repo`` at upstream ``upstream``;
+    ``skip`` names the replicas before it on the walk that the caller found down."""
+    query = {"upstream": upstream, "repo": repo}
+    if skip:
+        query["skip"] = ",".join(skip)
+    return base.with_path(PEER_PATH.format(digest=digest)).with_query(query)
+
+
+class PeerBlob(UpstreamBlob):
+    """A blob streaming from peer ``server``; its holder releases or closes the response."""
+
+    def __init__(self, server: str, response: aiohttp.ClientResponse, size: int, offset: int):
+        super().__init__(response, size=size, offset=offset, skip=0)
+        self.server = server
+        self._peer_response = response
+
+    def release(self) -> None:
+        """Hand the (fully read) connection back to the pool."""
+        self._peer_response.release()
+
+    def close(self) -> None:
+        """Drop the connection (the body was not read to its end)."""
+        self._peer_response.close()
 
 
 class PeerClient:
@@ -52,7 +80,7 @@ class PeerClient:
         return {HEADER: self._signer.sign(method, url.raw_path_qs, self._sender)}
 
     async def head_blob(self, server: str, url: URL) -> int:
-        """The blob's size as the owner knows it (from its cache, fill or upstream)."""
+        """The blob's size as the peer knows it (from its cache, fill or upstream)."""
         try:
             async with self._session.head(url, headers=self._headers("HEAD", url)) as resp:
                 _check(server, resp)
@@ -60,31 +88,32 @@ class PeerClient:
                     raise PeerUnavailable(server, "HEAD without Content-Length")
                 return resp.content_length
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise PeerUnavailable(server, repr(exc)) from exc
+            raise PeerUnavailable(server, connection_failure(exc)) from exc
 
-    @asynccontextmanager
-    async def open_blob(self, server: str, url: URL, offset: int) -> AsyncIterator[UpstreamBlob]:
-        """The blob from ``offset`` as the owner streams it (verified by the caller)."""
+    async def open_blob(self, server: str, url: URL, offset: int) -> PeerBlob:
+        """The blob from ``offset`` as the peer streams it (the caller verifies it, and
+        releases the blob's response)."""
         headers = self._headers("GET", url)
         if offset:
             headers["Range"] = f"bytes={offset}-"
         try:
             resp = await self._session.get(url, headers=headers)
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise PeerUnavailable(server, repr(exc)) from exc
+            raise PeerUnavailable(server, connection_failure(exc)) from exc
         try:
             _check(server, resp)
-            yield UpstreamBlob(resp, size=_size(server, resp, offset), offset=offset, skip=0)
+            return PeerBlob(server, resp, _size(server, resp, offset), offset)
         except BaseException:
             resp.close()
             raise
-        resp.release()
 
 
 def _check(server: str, resp: aiohttp.ClientResponse) -> None:
-    """Raise unless the owner answered with the blob."""
+    """Raise unless the peer answered with the blob."""
     if resp.status == 404:
         raise RegistryError(ErrorCode.BLOB_UNKNOWN, detail={"owner": server})
+    if resp.status == MISDIRECTED:
+        raise PeerUnavailable(server, "does not serve this digest", down=False)
     if resp.status not in (200, 206):
         raise PeerUnavailable(server, f"answered {resp.status}")
 

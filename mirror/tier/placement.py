@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from yarl import URL
 
@@ -50,18 +50,28 @@ class Placement:
         """The base URL of replica ``server``."""
         return self._urls[server]
 
-    def peer_for(self, digest: Digest | str) -> str | None:
-        """The owner to read ``digest`` from: ``None`` when it is this replica or is down (then
-        this replica stands in for it and goes upstream itself)."""
-        owner = self.owner(digest)
-        if owner == self.self_server or self.is_down(owner):
-            return None
-        return owner
+    def chosen(self, digest: Digest | str, skip: Collection[str] = ()) -> str:
+        """The replica that serves ``digest`` now: the first on its walk that is this replica,
+        or is neither known to be down nor in ``skip`` (peers a caller found down)."""
+        for server in self.ring.walk(str(digest)):
+            if server == self.self_server or not (server in skip or self.is_down(server)):
+                return server
+        return self.self_server  # unreachable: this replica is on every walk
+
+    def peer_for(self, digest: Digest | str, skip: Collection[str] = ()) -> str | None:
+        """The peer to read ``digest`` from; ``None`` when this replica serves it itself (it
+        owns it, or stands in for the owner and those before it on the walk, all down)."""
+        server = self.chosen(digest, skip)
+        return None if server == self.self_server else server
 
     def keeps(self, digest: Digest | str, *, cache_peer_blobs: bool) -> bool:
-        """Whether a fill of ``digest`` here is cached: this replica owns it, stands in for its
-        owner that is down, or caches what it reads from peers."""
-        return cache_peer_blobs or self.peer_for(digest) is None
+        """Whether a fill of ``digest`` here is cached: when this replica serves it itself, is
+        the owner's stand-in (the next on the walk: where nginx sends it when the owner
+        fails), or caches what it reads from peers."""
+        if cache_peer_blobs or self.peer_for(digest) is None:
+            return True
+        walk = self.ring.walk(str(digest))
+        return self.self_server in (next(walk), next(walk, None))
 
     def is_down(self, server: str) -> bool:
         """Whether ``server`` failed recently and is passed over for now."""
