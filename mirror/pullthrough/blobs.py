@@ -10,6 +10,7 @@ and finishes its readers from the installed one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
@@ -75,8 +76,8 @@ class BlobService:
         keep: Callable[[Digest], bool] | None = None,
     ) -> None:
         self._store = store
-        # Whether a fill of this digest is cached here (``None``: always); a tier replica
-        # relays a blob it reads from the owner without keeping it unless configured to.
+        # Whether a blob missing here is filled into the cache (``None``: always) or relayed to
+        # its client uncached: a tier replica relays what it reads from the blob's owner.
         self._keep = keep
         self._upstreams = upstreams
         self._metrics = metrics
@@ -149,6 +150,9 @@ class BlobService:
                 chunks = Guarded(self._warm(reader, head, first + len(head), last), close_warm)
                 return BlobBody(size, byte_range, chunks, True)
         fill = self._fills.get(self._key(target, digest))
+        if fill is None and self._keep is not None and not self._keep(digest):
+            self._metrics.cache_misses.labels("blob").inc()
+            return await self._relay(target, digest, range_spec, release)
         if fill is None:
             self._metrics.cache_misses.labels("blob").inc()
             fill = self._start_fill(target, digest)
@@ -215,6 +219,48 @@ class BlobService:
         except (RegistryError, DigestMismatch) as exc:
             raise FillFailed(digest, exc) from exc
 
+    async def _relay(
+        self,
+        target: Target,
+        digest: Digest,
+        range_spec: tuple[int | None, int | None] | None,
+        release: Callable[[], None],
+    ) -> BlobBody:
+        """A blob this server does not keep (``keep`` said no): streamed from its source to
+        this client alone, verified (the whole blob hashed, the last piece held until it
+        matched), and never cached."""
+        self._metrics.uncached_streams.labels("relay").inc()
+        client = self._upstreams(target.upstream)
+        opened = contextlib.AsyncExitStack()
+        try:
+            blob = await opened.enter_async_context(client.open_blob(target.repo, digest))
+            size = (
+                blob.size if blob.size is not None else await client.head_blob(target.repo, digest)
+            )
+            byte_range = resolve_range(range_spec, size) if range_spec else None
+        except BaseException:
+            await opened.aclose()
+            raise
+        first, last = (byte_range.first, byte_range.last) if byte_range else (0, size - 1)
+
+        async def relayed() -> AsyncGenerator[bytes, None]:
+            whole = verified(
+                self._counted(blob.iter_chunks(self._chunk_size)), Verifier(digest, size)
+            )
+            pieces = hold_last(_window(whole, first, last), last + 1 - first)
+            try:
+                async with aclosing(pieces):
+                    async for piece in pieces:
+                        yield piece
+            except (RegistryError, DigestMismatch) as exc:
+                raise FillFailed(digest, exc) from exc
+
+        async def close() -> None:
+            release()
+            await opened.aclose()
+
+        return BlobBody(size, byte_range, Guarded(relayed(), close), False)
+
     async def _counted(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         async for chunk in chunks:
             self._metrics.bytes_from_upstream.inc(len(chunk))
@@ -222,9 +268,7 @@ class BlobService:
 
     def _start_fill(self, target: Target, digest: Digest) -> Fill:
         try:
-            writer: BlobWriter | None = (
-                self._store.create(digest) if self._keep is None or self._keep(digest) else None
-            )
+            writer: BlobWriter | None = self._store.create(digest)
         except OSError as exc:
             # Not even a temp file: relay this blob to its readers from memory.
             log.warning("cannot cache %s (%s); streaming it uncached", digest, exc)
