@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from mirror.config import Config, ConfigError, load_config
@@ -40,3 +42,9 @@ def test_a_replica_names_the_tier_itself_and_the_secret() -> None:
 def test_bad_tier_settings_name_the_key(tier: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_config(overrides={"tier": tier}, environ={})
+
+
+def test_the_shipped_replica_example_loads() -> None:
+    example = Path(__file__).resolve().parents[3] / "conf" / "tier-replica.example.toml"
+    tier = load_config(example, environ={}).tier
+    assert tier.enabled and tier.self in tier.replicas and len(tier.replicas) == 3
