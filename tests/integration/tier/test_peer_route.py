@@ -22,6 +22,7 @@ from mirror.testing.images import BuiltImage
 from mirror.tier.peer import peer_url
 from mirror.tier.ring import HashRing, Member
 from mirror.tier.signing import HEADER, PeerSigner
+from mirror.web.keys import SERVICES
 from tests.integration.tier.conftest import push_image
 from tests.peers.ports import free_port
 from tests.peers.registry import Registry
@@ -226,3 +227,25 @@ async def test_a_client_asking_for_a_blob_whose_owner_is_down_gets_it_from_upstr
             assert body == next(b.read_bytes() for b in image.blobs() if b.digest == digest)
     for digest in digests:
         assert await upstream_registry.wait_for_requests("GET", f"/blobs/{digest}") == 1
+
+
+async def test_a_blob_this_replica_only_relays_is_streamed_uncached_and_ranges_work(
+    replica_for: ReplicaFactory, image: BuiltImage
+) -> None:
+    # This replica is last on the walk of some blob: it relays it, it does not keep it.
+    def last(ring: HashRing, me: str) -> bool:
+        return any(list(ring.walk(b.digest))[2] == me for b in image.blobs())
+
+    replica = await replica_for(last)
+    blob = next(
+        b for b in image.blobs() if list(replica.ring.walk(b.digest))[2] == replica.self_server
+    )
+    content = blob.read_bytes()
+    url = f"{replica.url}/v2/tier/route/blobs/{blob.digest}"
+    async with aiohttp.ClientSession() as session:
+        async with session.get(url, headers={"Range": "bytes=10-4009"}) as resp:
+            assert resp.status == 206
+            assert resp.headers["Content-Range"] == f"bytes 10-4009/{len(content)}"
+            assert await resp.read() == content[10:4010]
+    metrics = replica.server.app[SERVICES].metrics.registry
+    assert metrics.get_sample_value("mirror_uncached_streams_total", {"reason": "relay"}) == 1
