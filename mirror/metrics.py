@@ -138,7 +138,8 @@ class Metrics:
         # Retention, garbage collection and capacity (issue 4).
         self.uncached_streams = Counter(
             "mirror_uncached_streams",
-            "Blobs or manifests served without caching because the disk refused them",
+            "Blobs or manifests served without caching (the disk refused them, or a tier "
+            "replica relays a blob it does not own)",
             ["reason"],
             registry=r,
         )

@@ -25,6 +25,7 @@ from mirror.app.limit_metrics import LimitMetrics
 from mirror.app.metadata import open_metadata
 from mirror.app.quotas import load_quotas, quotas_of
 from mirror.app.stores import BlobStoreImpl, open_store
+from mirror.app.tier import open_replica
 from mirror.blobstore.capacity import CapacityLimit
 from mirror.blobstore.install import restrict_to_owner
 from mirror.clock import Clock, SystemClock
@@ -74,6 +75,7 @@ from mirror.web.middleware import common_headers, errors_middleware
 from mirror.web.registry.routes import add_routes
 from mirror.web.registry.seeding import install_seeding
 from mirror.web.routes import install_auth
+from mirror.web.tier import TIER, add_tier_routes
 
 log = logging.getLogger(__name__)
 
@@ -210,6 +212,7 @@ class Resources:
             self.cache,
             self.metadata,
             self.upstreams,
+            self.tier,
             self.services,
             self.uploads,
             *auth,
@@ -300,6 +303,14 @@ class Resources:
             app[UPSTREAMS] = pool
             yield
 
+    async def tier(self, app: web.Application) -> AsyncIterator[None]:
+        """``TIER``: this replica's place in its tier and its session to the peers (only with
+        ``tier.replicas``)."""
+        async with open_replica(self.config.tier, self.clock) as replica:
+            if replica is not None:
+                app[TIER] = replica
+            yield
+
     async def services(self, app: web.Application) -> AsyncIterator[None]:
         """``SERVICES``: the pull-through services behind the routes (fills still running
         are cancelled on close)."""
@@ -308,13 +319,15 @@ class Resources:
         # Offline, nothing could revalidate a tag: what is cached stays current forever.
         tag_ttl = math.inf if cache.offline else cache.tag_ttl
         self.metrics.offline.set(1 if cache.offline else 0)
+        replica = app.get(TIER)
         blobs = BlobService(
             capped,
-            pool.get,
+            pool.get if replica is None else (lambda key: replica.source(key, pool.get(key))),
             self.metrics,
             chunk_size=self.config.storage.chunk_size,
             fill_timeout=cache.fill_timeout,
             leases=self.leases,
+            keep=None if replica is None else replica.keeps,
         )
         manifests = ManifestService(
             capped,
@@ -459,6 +472,8 @@ def build_app(
         install_auth(app)
     add_admin_routes(app)
     add_prewarm_routes(app)
+    if config.tier.enabled:
+        add_tier_routes(app)
     app[METRICS_ACCESS] = config.metrics_access()
     app[ANONYMOUS_PUSH] = config.server.allow_anonymous_push and not config.auth.enabled
     if app[ANONYMOUS_PUSH]:

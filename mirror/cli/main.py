@@ -22,6 +22,7 @@ from mirror.cli import (
     prewarm,
     retention,
     serve,
+    tier,
 )
 
 DESCRIPTION = (
@@ -55,6 +56,7 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "import": importer,
     "bench": bench,
     "db": db,
+    "tier": tier,
 }
 
 

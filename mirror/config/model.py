@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from mirror.oci.names import NAME_PATTERN, is_host
 from mirror.oci.reflist import ReferenceListError, parse_reference
+from mirror.tier.placement import server_of
 from mirror.upstream.addresses import HostPattern
 
 MiB = 1024 * 1024
@@ -366,6 +367,57 @@ class PrewarmConfig:
                 raise ConfigError(f"prewarm.images[{i}]: {exc}") from None
 
 
+@dataclass(frozen=True)
+class TierConfig:
+    """``[tier]``: this server as one replica of a regional tier (no replicas: standalone)."""
+
+    # Every replica's URL, as the load balancer's server list names them (http://host:port);
+    # the same list, in any order, on every replica and in nginx (``mirror tier nginx-config``).
+    replicas: tuple[str, ...] = ()
+    # This replica's URL: one of ``replicas``.
+    self: str = ""
+    # File holding the secret every replica shares (at least 16 bytes); it signs peer requests.
+    secret_file: str = ""
+    # Keep a copy of blobs read from their owner replica (default: relay them uncached).
+    cache_peer_blobs: bool = False
+    # Seconds to wait for a peer to accept a connection, and between bytes from it.
+    peer_connect_timeout: float = 2.0
+    peer_read_timeout: float = 30.0
+    # Seconds a peer that did not answer is passed over (this replica goes upstream instead).
+    peer_down_for: float = 10.0
+
+    @property
+    def enabled(self) -> bool:
+        """Whether this server is a replica of a tier."""
+        return bool(self.replicas)
+
+    def check(self) -> None:
+        """Raise ``ConfigError`` naming the first bad ``tier.*`` key."""
+        if not self.enabled:
+            if self.self:
+                raise ConfigError("tier.replicas: required when tier.self is set")
+            return
+        servers = [_tier_server(f"tier.replicas[{i}]", u) for i, u in enumerate(self.replicas)]
+        if len(set(servers)) != len(servers):
+            raise ConfigError(f"tier.replicas: a replica is listed twice: {servers}")
+        if not self.self:
+            raise ConfigError("tier.self: required when tier.replicas is set")
+        if _tier_server("tier.self", self.self) not in servers:
+            raise ConfigError(f"tier.self: {self.self!r} is not one of tier.replicas")
+        if not self.secret_file:
+            raise ConfigError("tier.secret_file: required when tier.replicas is set")
+        for name in ("peer_connect_timeout", "peer_read_timeout", "peer_down_for"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"tier.{name}: must be positive")
+
+
+def _tier_server(key: str, url: str) -> str:
+    try:
+        return server_of(url)
+    except ValueError as exc:
+        raise ConfigError(f"{key}: {exc}") from None
+
+
 def _default_upstreams() -> tuple[UpstreamConfig, ...]:
     return (
         UpstreamConfig(
@@ -394,6 +446,7 @@ class Config:
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     hosted: HostedConfig = field(default_factory=HostedConfig)
     prewarm: PrewarmConfig = field(default_factory=PrewarmConfig)
+    tier: TierConfig = field(default_factory=TierConfig)
     # Upstream host used for bare names (no ?ns= and no host path prefix); "" for none.
     default_upstream: str = "docker.io"
 
@@ -437,6 +490,7 @@ class Config:
         self.retention.check()
         self.hosted.check()
         self.prewarm.check(self.cache.offline)
+        self.tier.check()
         return self
 
     def _validate_auth(self) -> None:

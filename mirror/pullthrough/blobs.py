@@ -10,6 +10,7 @@ and finishes its readers from the installed one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
@@ -32,6 +33,7 @@ from mirror.pullthrough.fill import Fill, FillFailed
 from mirror.pullthrough.guard import Guarded
 from mirror.pullthrough.leases import Leases
 from mirror.pullthrough.singleflight import SingleFlight
+from mirror.pullthrough.source import BlobSource
 from mirror.upstream.client import UpstreamClient
 from mirror.upstream.endpoint import UpstreamEndpoint
 from mirror.upstream.routing import Target
@@ -47,6 +49,8 @@ def _reason(exc: OSError) -> str:
 
 # Looks up the client of an upstream by its canonical host.
 Upstreams = Callable[[str], UpstreamClient]
+# Looks up where the blobs of an upstream are read from (its client, or a tier's placement).
+BlobSources = Callable[[str], BlobSource]
 # A fill's key: the upstream's endpoint (its host or rule key, URL and credentials) and digest.
 FillKey = tuple[UpstreamEndpoint, Digest]
 
@@ -81,15 +85,19 @@ class BlobService:
     def __init__(
         self,
         store: BlobStore,
-        upstreams: Upstreams,
+        upstreams: BlobSources,
         metrics: Metrics,
         *,
         chunk_size: int,
         fill_timeout: float,
         leases: Leases,
         resume_attempts: int = 3,
+        keep: Callable[[Digest], bool] | None = None,
     ) -> None:
         self._store = store
+        # Whether a blob missing here is filled into the cache (``None``: always) or relayed to
+        # its client uncached: a tier replica relays what it reads from the blob's owner.
+        self._keep = keep
         self._upstreams = upstreams
         self._metrics = metrics
         self._chunk_size = chunk_size
@@ -137,38 +145,65 @@ class BlobService:
         range_spec: tuple[int | None, int | None] | None,
         release: Callable[[], None],
     ) -> BlobBody:
+        cached = await self._open_cached(digest, range_spec, release)
+        if cached is not None:
+            return cached
+        return await self._open_missing(target, digest, range_spec, release)
+
+    async def _open_cached(
+        self,
+        digest: Digest,
+        range_spec: tuple[int | None, int | None] | None,
+        release: Callable[[], None],
+    ) -> BlobBody | None:
+        """The cached blob's body, or ``None`` when it is not cached (or failed its check,
+        which evicted it)."""
         opened = await self._store.open(digest)
-        if opened is not None:
-            reader, size = opened
-            try:
-                byte_range = resolve_range(range_spec, size) if range_spec else None
-                first, last = (byte_range.first, byte_range.last) if byte_range else (0, size - 1)
-                # Read the first piece before any header is sent: if it fails its check, the
-                # store has evicted the object and this request refetches it instead. (A
-                # plaintext file has no check to fail: it may go out with sendfile instead.)
-                plain = isinstance(reader, FileBacked)
-                length = 0 if plain else min(self._chunk_size, last - first + 1)
-                head = await reader.read(first, length) if length else b""
-            except CorruptObject:
-                await reader.close()
-            except BaseException:
-                await reader.close()
-                raise
-            else:
-                self._metrics.cache_hits.labels("blob").inc()
+        if opened is None:
+            return None
+        reader, size = opened
+        try:
+            byte_range = resolve_range(range_spec, size) if range_spec else None
+            first, last = (byte_range.first, byte_range.last) if byte_range else (0, size - 1)
+            # Read the first piece before any header is sent: if it fails its check, the
+            # store has evicted the object and this request refetches it instead. (A
+            # plaintext file has no check to fail: it may go out with sendfile instead.)
+            plain = isinstance(reader, FileBacked)
+            length = 0 if plain else min(self._chunk_size, last - first + 1)
+            head = await reader.read(first, length) if length else b""
+        except CorruptObject:
+            await reader.close()
+            return None
+        except BaseException:
+            await reader.close()
+            raise
+        self._metrics.cache_hits.labels("blob").inc()
 
-                async def close_warm() -> None:
-                    release()
-                    await reader.close()
+        async def close_warm() -> None:
+            release()
+            await reader.close()
 
-                chunks = Guarded(self._warm(reader, head, first + len(head), last), close_warm)
-                span = None
-                if isinstance(reader, FileBacked):
-                    span = FileSpan(
-                        reader.fileno(), first, last + 1 - first, self._metrics.bytes_from_cache.inc
-                    )
-                return BlobBody(size, byte_range, chunks, True, span)
+        chunks = Guarded(self._warm(reader, head, first + len(head), last), close_warm)
+        span = None
+        if isinstance(reader, FileBacked):
+            span = FileSpan(
+                reader.fileno(), first, last + 1 - first, self._metrics.bytes_from_cache.inc
+            )
+        return BlobBody(size, byte_range, chunks, True, span)
+
+    async def _open_missing(
+        self,
+        target: Target,
+        digest: Digest,
+        range_spec: tuple[int | None, int | None] | None,
+        release: Callable[[], None],
+    ) -> BlobBody:
+        """A blob not cached: joined to its fill (started if none runs), or relayed uncached
+        when this replica does not keep it."""
         fill = self._fills.get(self._key(target, digest))
+        if fill is None and self._keep is not None and not self._keep(digest):
+            self._metrics.cache_misses.labels("blob").inc()
+            return await self._relay(target, digest, range_spec, release)
         if fill is None:
             self._metrics.cache_misses.labels("blob").inc()
             fill = self._start_fill(target, digest)
@@ -234,6 +269,48 @@ class BlobService:
                         yield piece
         except (RegistryError, DigestMismatch) as exc:
             raise FillFailed(digest, exc) from exc
+
+    async def _relay(
+        self,
+        target: Target,
+        digest: Digest,
+        range_spec: tuple[int | None, int | None] | None,
+        release: Callable[[], None],
+    ) -> BlobBody:
+        """A blob this server does not keep (``keep`` said no): streamed from its source to
+        this client alone, verified (the whole blob hashed, the last piece held until it
+        matched), and never cached."""
+        self._metrics.uncached_streams.labels("relay").inc()
+        client = self._upstreams(target.upstream)
+        opened = contextlib.AsyncExitStack()
+        try:
+            blob = await opened.enter_async_context(client.open_blob(target.repo, digest))
+            size = (
+                blob.size if blob.size is not None else await client.head_blob(target.repo, digest)
+            )
+            byte_range = resolve_range(range_spec, size) if range_spec else None
+        except BaseException:
+            await opened.aclose()
+            raise
+        first, last = (byte_range.first, byte_range.last) if byte_range else (0, size - 1)
+
+        async def relayed() -> AsyncGenerator[bytes, None]:
+            whole = verified(
+                self._counted(blob.iter_chunks(self._chunk_size)), Verifier(digest, size)
+            )
+            pieces = hold_last(_window(whole, first, last), last + 1 - first)
+            try:
+                async with aclosing(pieces):
+                    async for piece in pieces:
+                        yield piece
+            except (RegistryError, DigestMismatch) as exc:
+                raise FillFailed(digest, exc) from exc
+
+        async def close() -> None:
+            release()
+            await opened.aclose()
+
+        return BlobBody(size, byte_range, Guarded(relayed(), close), False)
 
     async def _counted(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         async for chunk in chunks:

@@ -8,7 +8,7 @@ from contextlib import aclosing
 
 from mirror.errors import DigestMismatch, UpstreamUnavailable
 from mirror.oci.digest import Digest
-from mirror.upstream.client import UpstreamClient
+from mirror.pullthrough.source import BlobSource
 from mirror.verify import Verifier, verified
 
 log = logging.getLogger(__name__)
@@ -24,7 +24,7 @@ class Download:
 
     def __init__(
         self,
-        client: UpstreamClient,
+        client: BlobSource,
         repo: str,
         digest: Digest,
         *,

@@ -65,7 +65,7 @@ class UpstreamBlob:
         size: int | None,
         offset: int,
         skip: int,
-        transport: Transport,
+        transport: Transport | None,
     ) -> None:
         self.size = size
         self.offset = offset
@@ -77,7 +77,8 @@ class UpstreamBlob:
         """The body from ``offset`` on; a broken or stalled transfer raises UpstreamUnavailable."""
         try:
             async for chunk in self._response.content.iter_chunked(chunk_size):
-                await self._transport.transferred(len(chunk))
+                if self._transport is not None:  # None: not an upstream's body (a peer's)
+                    await self._transport.transferred(len(chunk))
                 if self._skip:
                     dropped = min(self._skip, len(chunk))
                     self._skip -= dropped

@@ -22,12 +22,14 @@ _CHECKOUT = Path(__file__).resolve().parents[2]
 
 class MirrorServe(ServiceProcess):
     """``mirror serve`` with ``config`` (TOML text whose ``{port}`` is filled in with a free
-    port at each start); ``url`` is where it listens, ``log`` its stderr so far."""
+    port at each start, or with ``port`` when given: a tier's replicas are listed by address
+    before they start); ``url`` is where it listens, ``log`` its stderr so far."""
 
-    def __init__(self, base_dir: Path, config: str) -> None:
+    def __init__(self, base_dir: Path, config: str, port: int | None = None) -> None:
         self.base_dir = base_dir
         self.config_text = config
-        self.port = 0
+        self._fixed_port = port
+        self.port = port or 0
         self.starts = 0
         base_dir.mkdir(parents=True, exist_ok=True)
 
@@ -44,7 +46,7 @@ class MirrorServe(ServiceProcess):
     def start_sync(self) -> None:
         """Start it and wait until it logs that it is listening (or exits, or times out)."""
         self.starts += 1
-        self.port = free_port()
+        self.port = self._fixed_port or free_port()
         config = self.base_dir / "mirror.toml"
         config.write_text(self.config_text.replace("{port}", str(self.port)))
         env = {**os.environ, "PYTHONPATH": str(_CHECKOUT)}

@@ -35,6 +35,10 @@ LAYERS: dict[str, int] = {
     "mirror.auth": 3,
     "mirror.hosted": 3,
     "mirror.retention": 3,
+    # A tier replica reads blobs from their owner (a source beside the upstream clients);
+    # the ring itself is pure.
+    "mirror.tier": 3,
+    "mirror.tier.ring": 1,
     "mirror.hosted.names": 1,
     "mirror.web": 4,
     "mirror.check": 4,

@@ -1,0 +1,131 @@
+"""Reading a blob from the replica that owns it, over the owner's internal route.
+
+``GET /_tier/blobs/<digest>?upstream=<key>&repo=<repo>``, signed (see
+:mod:`mirror.tier.signing`). The owner serves it from its cache or its own fill, so the
+tier fetches each digest from upstream once. Failures that mean "the owner cannot help"
+(no connection, a timeout, a 5xx, a refused signature, a 421 from a replica whose view of
+the tier differs) raise :class:`PeerUnavailable`, and the caller asks the next replica on the
+walk or goes upstream itself; a ``BLOB_UNKNOWN`` from the owner is upstream's answer.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import aiohttp
+from yarl import URL
+
+from mirror.errors import ErrorCode, RegistryError
+from mirror.oci.digest import Digest
+from mirror.tier.signing import HEADER, PeerSigner
+from mirror.upstream.client import UpstreamBlob
+from mirror.upstream.status import connection_failure
+
+PEER_PATH = "/_tier/blobs/{digest}"
+# The answer of a replica asked for a digest it does not serve in its view of the tier.
+MISDIRECTED = 421
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
+
+
+class PeerUnavailable(Exception):
+    """The peer could not serve the blob: ask the next replica, or read it from upstream.
+    ``down`` says whether the peer failed (and is passed over for a while) rather than
+    declined (it does not serve this digest in its view of the tier)."""
+
+    def __init__(self, server: str, reason: str, *, down: bool = True) -> None:
+        self.server = server
+        self.reason = reason
+        self.down = down
+        super().__init__(f"peer {server}: {reason}")
+
+
+def peer_url(
+    base: URL, upstream: str, repo: str, digest: Digest | str, skip: Sequence[str] = ()
+) -> URL:
+    """The peer's internal URL of blob ``digest`` of ``repo`` at upstream ``upstream``;
+    ``skip`` names the replicas before it on the walk that the caller found down."""
+    query = {"upstream": upstream, "repo": repo}
+    if skip:
+        query["skip"] = ",".join(skip)
+    return base.with_path(PEER_PATH.format(digest=digest)).with_query(query)
+
+
+class PeerBlob(UpstreamBlob):
+    """A blob streaming from peer ``server``; its holder releases or closes the response."""
+
+    def __init__(self, server: str, response: aiohttp.ClientResponse, size: int, offset: int):
+        # A peer's body is not an upstream's: no per-upstream bandwidth limit applies.
+        super().__init__(response, size=size, offset=offset, skip=0, transport=None)
+        self.server = server
+        self._peer_response = response
+
+    def release(self) -> None:
+        """Hand the (fully read) connection back to the pool."""
+        self._peer_response.release()
+
+    def close(self) -> None:
+        """Drop the connection (the body was not read to its end)."""
+        self._peer_response.close()
+
+
+class PeerClient:
+    """Asks other replicas for blobs over one session; ``sender`` is this replica's server."""
+
+    def __init__(self, session: aiohttp.ClientSession, signer: PeerSigner, sender: str) -> None:
+        self._session = session
+        self._signer = signer
+        self._sender = sender
+
+    def _headers(self, method: str, url: URL) -> dict[str, str]:
+        return {HEADER: self._signer.sign(method, url.raw_path_qs, self._sender)}
+
+    async def head_blob(self, server: str, url: URL) -> int:
+        """The blob's size as the peer knows it (from its cache, fill or upstream)."""
+        try:
+            async with self._session.head(url, headers=self._headers("HEAD", url)) as resp:
+                _check(server, resp)
+                if resp.content_length is None:
+                    raise PeerUnavailable(server, "HEAD without Content-Length")
+                return resp.content_length
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise PeerUnavailable(server, connection_failure(exc)) from exc
+
+    async def open_blob(self, server: str, url: URL, offset: int) -> PeerBlob:
+        """The blob from ``offset`` as the peer streams it (the caller verifies it, and
+        releases the blob's response)."""
+        headers = self._headers("GET", url)
+        if offset:
+            headers["Range"] = f"bytes={offset}-"
+        try:
+            resp = await self._session.get(url, headers=headers)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise PeerUnavailable(server, connection_failure(exc)) from exc
+        try:
+            _check(server, resp)
+            return PeerBlob(server, resp, _size(server, resp, offset), offset)
+        except BaseException:
+            resp.close()
+            raise
+
+
+def _check(server: str, resp: aiohttp.ClientResponse) -> None:
+    """Raise unless the peer answered with the blob."""
+    if resp.status == 404:
+        raise RegistryError(ErrorCode.BLOB_UNKNOWN, detail={"owner": server})
+    if resp.status == MISDIRECTED:
+        raise PeerUnavailable(server, "does not serve this digest", down=False)
+    if resp.status not in (200, 206):
+        raise PeerUnavailable(server, f"answered {resp.status}")
+
+
+def _size(server: str, resp: aiohttp.ClientResponse, offset: int) -> int:
+    """The whole blob's size from an answer to a request from ``offset``."""
+    if resp.status == 206:
+        match = _CONTENT_RANGE.fullmatch(resp.headers.get("Content-Range", "").strip())
+        if match is None or int(match.group(1)) != offset:
+            raise PeerUnavailable(server, "unexpected Content-Range")
+        return int(match.group(3))
+    if offset or resp.content_length is None:
+        raise PeerUnavailable(server, "no usable size in the answer")
+    return resp.content_length

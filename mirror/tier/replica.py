@@ -1,0 +1,30 @@
+"""This process as a member of a tier: its placement, the peer signer and the caching rule."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mirror.oci.digest import Digest
+from mirror.tier.peer import PeerClient
+from mirror.tier.placement import Placement
+from mirror.tier.signing import PeerSigner
+from mirror.tier.source import TierSource
+from mirror.upstream.client import UpstreamClient
+
+
+@dataclass(frozen=True)
+class Replica:
+    """One replica of the tier; ``cache_peer_blobs`` keeps copies of blobs read from owners."""
+
+    placement: Placement
+    signer: PeerSigner
+    peers: PeerClient
+    cache_peer_blobs: bool = False
+
+    def source(self, key: str, upstream: UpstreamClient) -> TierSource:
+        """Where the blobs of upstream ``key`` are read from on this replica."""
+        return TierSource(key, upstream, self.placement, self.peers)
+
+    def keeps(self, digest: Digest) -> bool:
+        """Whether a fill of ``digest`` on this replica is cached."""
+        return self.placement.keeps(digest, cache_peer_blobs=self.cache_peer_blobs)

@@ -1,0 +1,50 @@
+"""The ``[tier]`` section: off by default, and every bad key named at start."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mirror.config import Config, ConfigError, load_config
+
+REPLICAS = ["http://127.0.0.1:5001", "http://127.0.0.1:5002", "http://127.0.0.1:5003"]
+GOOD = {"replicas": REPLICAS, "self": REPLICAS[1], "secret_file": "/run/secrets/tier"}
+
+
+def test_a_mirror_is_standalone_by_default() -> None:
+    assert not Config().tier.enabled
+
+
+def test_a_replica_names_the_tier_itself_and_the_secret() -> None:
+    tier = load_config(overrides={"tier": GOOD}, environ={}).tier
+    assert tier.enabled and tier.replicas == tuple(REPLICAS) and tier.self == REPLICAS[1]
+    assert not tier.cache_peer_blobs
+
+
+@pytest.mark.parametrize(
+    ("tier", "message"),
+    [
+        pytest.param({"self": REPLICAS[0]}, "tier.replicas: required", id="self-alone"),
+        pytest.param(GOOD | {"self": ""}, "tier.self: required", id="no-self"),
+        pytest.param(GOOD | {"self": "http://127.0.0.1:6000"}, "not one of", id="self-outside"),
+        pytest.param(GOOD | {"secret_file": ""}, "tier.secret_file: required", id="no-secret"),
+        pytest.param(
+            GOOD | {"replicas": [*REPLICAS, "http://127.0.0.1:5001/"]}, "listed twice", id="twice"
+        ),
+        pytest.param(GOOD | {"replicas": ["ftp://x:1"]}, r"tier.replicas\[0\]", id="scheme"),
+        pytest.param(GOOD | {"replicas": ["http://x:1/a"]}, r"tier.replicas\[0\]", id="path"),
+        pytest.param(GOOD | {"peer_connect_timeout": 0}, "peer_connect_timeout", id="timeout"),
+        pytest.param(GOOD | {"peer_down_for": -1}, "tier.peer_down_for", id="down-for"),
+        pytest.param(GOOD | {"owner": "x"}, "tier.owner: unknown key", id="unknown"),
+    ],
+)
+def test_bad_tier_settings_name_the_key(tier: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(overrides={"tier": tier}, environ={})
+
+
+def test_the_shipped_replica_example_loads() -> None:
+    example = Path(__file__).resolve().parents[3] / "conf" / "tier-replica.example.toml"
+    tier = load_config(example, environ={}).tier
+    assert tier.enabled and tier.self in tier.replicas and len(tier.replicas) == 3
