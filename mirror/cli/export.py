@@ -16,17 +16,12 @@ from typing import Any, TextIO
 
 import aiohttp
 
-from mirror.app.build import build_app
 from mirror.bundle.client import FetchFailed, RegistryClient
 from mirror.bundle.export import Exporter, Planner
 from mirror.bundle.sink import DirectorySink, TarSink
-from mirror.cli.cachedir import add_cache_flags, config_of
+from mirror.cli.cachedir import add_cache_flags, cache_errors
 from mirror.cli.progress import Progress
-from mirror.config import ConfigError
-from mirror.crypto.keys import KeyringError
-from mirror.db.lock import DataDirLocked
 from mirror.oci.reflist import ImageRef, ReferenceListError, read_reference_list
-from mirror.testing.loopback import serve_on_loopback
 
 # A blob may take long; only a stalled read fails.
 TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=300)
@@ -77,6 +72,11 @@ async def mirror_url(args: argparse.Namespace) -> AsyncIterator[str]:
     if args.mirror:
         yield args.mirror
         return
+    # Imported only for this: an export from a running mirror starts without the server.
+    from mirror.app.build import build_app
+    from mirror.cli.cachedir import config_of
+    from mirror.testing.loopback import serve_on_loopback
+
     async with serve_on_loopback(build_app(config_of(args))) as url:
         yield url
 
@@ -130,6 +130,11 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.st
     except FetchFailed as exc:
         print(f"mirror export: {exc} (run again to resume)", file=err)
         return 1
-    except (ReferenceListError, ConfigError, KeyringError, DataDirLocked) as exc:
+    except ReferenceListError as exc:
+        print(f"mirror export: {exc}", file=err)
+        return 2
+    except Exception as exc:
+        if not isinstance(exc, cache_errors()):
+            raise
         print(f"mirror export: {exc}", file=err)
         return 2
