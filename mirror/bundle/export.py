@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mirror.bundle.client import RegistryClient
-from mirror.bundle.references import SourceReference
 from mirror.bundle.sink import BundleSink
 from mirror.oci.digest import Digest
 from mirror.oci.layout import REF_NAME
 from mirror.oci.media import INDEX_TYPES
+from mirror.oci.reflist import ImageRef
 
 # Called with (bytes done, bytes total) as the export goes.
 OnProgress = Callable[[int, int], None]
@@ -29,7 +29,7 @@ OnProgress = Callable[[int, int], None]
 class ImagePlan:
     """One reference's image: every manifest (body) and blob (size) it takes."""
 
-    source: SourceReference
+    source: ImageRef
     root: dict[str, Any]
     manifests: dict[Digest, bytes] = field(default_factory=dict)
     blobs: dict[Digest, int] = field(default_factory=dict)
@@ -76,9 +76,9 @@ class Planner:
         self._wanted = wanted
         self._referrers = referrers
 
-    async def plan(self, source: SourceReference) -> ImagePlan:
+    async def plan(self, source: ImageRef) -> ImagePlan:
         """The image of ``source``; raises ``FetchFailed``."""
-        top = await self._client.manifest(source.host, source.repo, source.reference)
+        top = await self._client.manifest(source.registry, source.repository, source.reference)
         media_type = _media_type(top.body, top.media_type)
         root = {"mediaType": media_type, "digest": str(top.digest), "size": len(top.body)}
         plan = ImagePlan(source, root)
@@ -96,7 +96,7 @@ class Planner:
                 if not chosen(platform, self._wanted):
                     continue
                 child = await self._client.manifest(
-                    plan.source.host, plan.source.repo, entry["digest"]
+                    plan.source.registry, plan.source.repository, entry["digest"]
                 )
                 if platform:
                     plan.platforms.append(platform)
@@ -108,13 +108,15 @@ class Planner:
 
     async def _add_referrers(self, plan: ImagePlan) -> None:
         for subject in list(plan.manifests):
-            found = await self._client.referrers(plan.source.host, plan.source.repo, subject)
+            found = await self._client.referrers(
+                plan.source.registry, plan.source.repository, subject
+            )
             for descriptor in found:
                 digest = Digest.parse(descriptor["digest"])
                 if digest in plan.manifests:
                     continue
                 fetched = await self._client.manifest(
-                    plan.source.host, plan.source.repo, str(digest)
+                    plan.source.registry, plan.source.repository, str(digest)
                 )
                 media_type = _media_type(fetched.body, descriptor.get("mediaType", ""))
                 plan.referrers.append({**descriptor, "mediaType": media_type})
@@ -153,7 +155,7 @@ class Exporter:
     async def write(self, plans: list[ImagePlan]) -> dict[str, Any]:
         """Every manifest and blob not yet in the bundle, then ``index.json``; returns the
         bundle manifest (references, digests, sizes)."""
-        jobs: dict[Digest, tuple[SourceReference, int, bytes | None]] = {}
+        jobs: dict[Digest, tuple[ImageRef, int, bytes | None]] = {}
         for plan in plans:
             for digest, body in plan.manifests.items():
                 jobs.setdefault(digest, (plan.source, len(body), body))
@@ -185,8 +187,8 @@ class Exporter:
             return True
         return False
 
-    def _blob(self, source: SourceReference, digest: Digest) -> AsyncIterator[bytes]:
-        return self.client.blob(source.host, source.repo, digest)
+    def _blob(self, source: ImageRef, digest: Digest) -> AsyncIterator[bytes]:
+        return self.client.blob(source.registry, source.repository, digest)
 
 
 async def _one(body: bytes) -> AsyncIterator[bytes]:

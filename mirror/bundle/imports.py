@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +25,7 @@ from mirror.errors import DigestMismatch, RegistryError
 from mirror.oci.digest import Digest
 from mirror.oci.layout import REF_NAME
 from mirror.oci.media import INDEX_TYPES, MAX_MANIFEST_BYTES, parse_manifest
-from mirror.verify import Verifier
+from mirror.verify import Verifier, verified
 
 # Called with (bytes done, bytes total) as blobs are read from the bundle.
 OnProgress = Callable[[int, int], None]
@@ -195,12 +196,14 @@ class Importer:
             raise Refused(f"blob {digest} is missing from the bundle")
         writer = self._store.create(digest)
         verifier = Verifier(digest, size)
+        # A pipeline of worker threads (file reads, hashlib and the store's sealing all release
+        # the GIL): chunk n+1 is read while n is hashed and n-1 sealed and written.
+        chunks = verified(self._source.stream(digest), verifier, in_thread=True)
         try:
-            for chunk in self._source.chunks(digest):
-                verifier.update(chunk)
-                await writer.write(chunk)
-                self._advance(len(chunk))
-            verifier.verify()
+            async with aclosing(chunks):
+                async for chunk in chunks:
+                    await writer.write(chunk)
+                    self._advance(len(chunk))
         except DigestMismatch as exc:
             await writer.abort()
             raise Refused(

@@ -12,8 +12,6 @@ from typing import Any, Protocol
 
 from mirror.blobstore.interface import BlobStore
 from mirror.bundle.content import BundleManifest, ImageContent, Refused
-from mirror.bundle.references import ReferenceInvalid, SourceReference, is_tag_only
-from mirror.bundle.references import parse_reference as parse_source
 from mirror.clock import Clock
 from mirror.db.metadata import CachedResponse, ManifestRecord, TagRecord
 from mirror.db.roles import CachedResponses, Links, Manifests, Repositories, Tags
@@ -21,6 +19,7 @@ from mirror.errors import RegistryError
 from mirror.hosted.names import hosted_key
 from mirror.hosted.repositories import HostedRepositories, hosted_target
 from mirror.oci.media import OCI_INDEX, parse_manifest
+from mirror.oci.reflist import ImageRef, ReferenceListError, is_tag_only, parse_reference
 from mirror.pullthrough.listing import empty_index
 from mirror.upstream.routing import Router, Target
 
@@ -60,10 +59,10 @@ def _refused(reason: str) -> Refused:
     return Refused(reason)
 
 
-def _source(ref_name: str) -> SourceReference:
+def _source(ref_name: str) -> ImageRef:
     try:
-        return parse_source(ref_name)
-    except ReferenceInvalid as exc:
+        return parse_reference(ref_name)
+    except ReferenceListError as exc:
         raise _refused(str(exc)) from None
 
 
@@ -84,10 +83,10 @@ class CachePlacement:
             raise _refused(f"the name {ref_name!r} is only a tag: import it with --into")
         source = _source(ref_name)
         try:
-            target = self._router.resolve(source.repo, source.host)
+            target = self._router.resolve(source.repository, source.registry)
         except RegistryError:
             raise _refused(
-                f"no upstream {source.host} is configured: nothing would serve it"
+                f"no upstream {source.registry} is configured: nothing would serve it"
             ) from None
         return Destination(target, source.tag, f"cache {target.upstream}/{target.repo}")
 
@@ -188,7 +187,7 @@ class HostedPlacement:
             repo = self._prefix
         else:
             source = _source(ref_name)
-            repo = "/".join(p for p in (self._prefix, source.repo) if p)
+            repo = "/".join(p for p in (self._prefix, source.repository) if p)
             tag = source.tag
         if not repo:
             raise _refused(f"{ref_name!r} is only a tag: --into needs a repository prefix")

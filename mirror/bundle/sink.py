@@ -12,6 +12,7 @@ appends from there.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import tarfile
@@ -65,6 +66,31 @@ def merge_entries(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[
     return [e for e in old if key(e) not in taken] + new
 
 
+def _hash_and_write(verifier: Verifier, out: BinaryIO, chunk: bytes) -> None:
+    verifier.update(chunk)
+    out.write(chunk)
+
+
+async def absorb(chunks: AsyncIterable[bytes], verifier: Verifier, out: BinaryIO) -> None:
+    """Hash and write every chunk in a worker thread (hashlib and file writes release the GIL)
+    while the event loop receives the next one: one chunk in flight, so memory stays flat.
+    Whatever the worker raised (``DigestMismatch`` once too long, ``OSError``) is raised."""
+    loop = asyncio.get_running_loop()
+    pending: asyncio.Future[None] | None = None
+    try:
+        async for chunk in chunks:
+            if pending is not None:
+                job, pending = pending, None
+                await job
+            pending = loop.run_in_executor(None, _hash_and_write, verifier, out, chunk)
+        if pending is not None:
+            job, pending = pending, None
+            await job
+    finally:
+        if pending is not None:
+            await asyncio.gather(pending, return_exceptions=True)
+
+
 def _hashes_to(path: Path, digest: Digest) -> bool:
     verifier = Verifier(digest)
     with path.open("rb") as handle:
@@ -102,9 +128,7 @@ class DirectorySink:
         verifier = Verifier(digest, size)
         try:
             with os.fdopen(fd, "wb") as out:
-                async for chunk in chunks:
-                    verifier.update(chunk)
-                    out.write(chunk)
+                await absorb(chunks, verifier, out)
                 verifier.verify()
             os.replace(temp, path)
         except BaseException:
@@ -186,9 +210,7 @@ class TarSink:
         verifier = Verifier(digest, size)
         try:
             out.write(_member(f"blobs/{digest.algorithm}/{digest.encoded}", size))
-            async for chunk in chunks:
-                verifier.update(chunk)
-                out.write(chunk)
+            await absorb(chunks, verifier, out)
             verifier.verify()
             out.write(_padding(size))
         except BaseException:

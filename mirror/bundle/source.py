@@ -4,9 +4,10 @@ extracting: a tar's members are located once, then each blob is read at its offs
 
 from __future__ import annotations
 
+import asyncio
 import json
 import tarfile
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Generator
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +64,7 @@ class BundleSource:
         member = self._members.get(f"blobs/{digest.algorithm}/{digest.encoded}")
         return member[1] if member else None
 
-    def chunks(self, digest: Digest, limit: int | None = None) -> Iterator[bytes]:
+    def chunks(self, digest: Digest, limit: int | None = None) -> Generator[bytes, None, None]:
         """The blob's bytes in chunks, at most ``limit`` of them (unverified: the caller
         hashes them)."""
         if self._layout is not None:
@@ -85,3 +86,17 @@ class BundleSource:
     def read(self, digest: Digest, limit: int) -> bytes:
         """A small blob (a manifest) whole, cut at ``limit + 1`` bytes."""
         return b"".join(self.chunks(digest, limit + 1))
+
+    async def stream(self, digest: Digest) -> AsyncIterator[bytes]:
+        """The blob's chunks read in a worker thread, the next one while the consumer handles
+        this one (one chunk ahead: memory stays flat)."""
+        loop = asyncio.get_running_loop()
+        chunks = self.chunks(digest)
+        pending = loop.run_in_executor(None, next, chunks, None)
+        try:
+            while (chunk := await pending) is not None:
+                pending = loop.run_in_executor(None, next, chunks, None)
+                yield chunk
+        finally:
+            await asyncio.gather(pending, return_exceptions=True)
+            chunks.close()

@@ -1,13 +1,13 @@
 """The counting, switchable proxy that ``mirror check`` puts between a mirror and its origin:
 an aiohttp app on loopback that forwards every request to the origin, counts requests by
-method and path, and can be switched to answer 503 (down), corrupt one blob's bytes, or stream
-slowly."""
+method and path, and can be switched to answer 503 (down), corrupt one blob's bytes, stream
+slowly, or hold requests until a test lets them through."""
 
 from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -25,11 +25,13 @@ CHUNK = 64 * 1024
 @dataclass
 class ProxyMode:
     """What the proxy does now: ``down`` answers 503 to everything; a blob whose digest is in
-    ``corrupt`` has its bytes flipped (same length); ``slow`` seconds pass between chunks."""
+    ``corrupt`` has its bytes flipped (same length); ``slow`` seconds pass between chunks;
+    ``hold``, given the method and path, is awaited before a request is forwarded (a gate)."""
 
     down: bool = False
     corrupt: set[str] = field(default_factory=set)
     slow: float = 0.0
+    hold: Callable[[str, str], Awaitable[None]] | None = None
 
 
 class CountingProxy:
@@ -99,6 +101,8 @@ class CountingProxy:
         if self.mode.down:
             return web.json_response({"errors": [{"code": "UNAVAILABLE"}]}, status=503)
         assert self._http is not None
+        if self.mode.hold is not None:
+            await self.mode.hold(request.method, request.path)
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
         body = await request.read()
         async with self._http.request(

@@ -6,10 +6,13 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from mirror.config import Config, ConfigError, load_config
-from mirror.crypto.keys import KeyringError
+if TYPE_CHECKING:
+    from mirror.config import Config
+
+# The configuration and key modules are imported when a cache is opened, not when the flags are
+# added: ``mirror export --mirror URL`` opens none, and starts faster without them.
 
 
 def add_cache_flags(parser: argparse.ArgumentParser) -> None:
@@ -20,6 +23,8 @@ def add_cache_flags(parser: argparse.ArgumentParser) -> None:
 
 def config_of(args: argparse.Namespace) -> Config:
     """The configuration those flags name; raises ``ConfigError``."""
+    from mirror.config import load_config
+
     overrides: dict[str, Any] = {}
     if args.data_dir:
         overrides["storage"] = {"data_dir": args.data_dir}
@@ -29,6 +34,9 @@ def config_of(args: argparse.Namespace) -> Config:
 def run_on_cache(args: argparse.Namespace, command: Callable[[Config], int], err: TextIO) -> int:
     """``command`` on the configured cache; exit status 2 (and the reason on ``err``) when the
     configuration or the keys do not open it."""
+    from mirror.config import ConfigError
+    from mirror.crypto.keys import KeyringError
+
     try:
         return command(config_of(args))
     except ConfigError as exc:
@@ -36,3 +44,13 @@ def run_on_cache(args: argparse.Namespace, command: Callable[[Config], int], err
     except KeyringError as exc:
         print(f"mirror: key error: {exc}", file=err)
     return 2
+
+
+def cache_errors() -> tuple[type[Exception], ...]:
+    """What opening a cache raises when it cannot be opened: a bad configuration, unusable
+    keys, a data directory another process holds."""
+    from mirror.config import ConfigError
+    from mirror.crypto.keys import KeyringError
+    from mirror.db.lock import DataDirLocked
+
+    return ConfigError, KeyringError, DataDirLocked

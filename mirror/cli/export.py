@@ -16,17 +16,12 @@ from typing import Any, TextIO
 
 import aiohttp
 
-from mirror.app.build import build_app
 from mirror.bundle.client import FetchFailed, RegistryClient
 from mirror.bundle.export import Exporter, Planner
-from mirror.bundle.references import ReferenceInvalid, read_references
 from mirror.bundle.sink import DirectorySink, TarSink
-from mirror.cli.cachedir import add_cache_flags, config_of
+from mirror.cli.cachedir import add_cache_flags, cache_errors
 from mirror.cli.progress import Progress
-from mirror.config import ConfigError
-from mirror.crypto.keys import KeyringError
-from mirror.db.lock import DataDirLocked
-from mirror.testing.loopback import serve_on_loopback
+from mirror.oci.reflist import ImageRef, ReferenceListError, read_reference_list
 
 # A blob may take long; only a stalled read fails.
 TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=300)
@@ -35,19 +30,24 @@ TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=300)
 def add(commands: Any) -> None:
     """Add ``export`` to the ``mirror`` command's subparsers."""
     p = commands.add_parser("export", help="write images as an OCI image layout (tar or dir)")
-    p.add_argument("references", nargs="*", help="e.g. docker.io/library/alpine:3.20")
+    p.add_argument(
+        "references",
+        nargs="*",
+        metavar="REF",
+        help="e.g. docker.io/library/alpine:3.20; - for stdin (as mirror prewarm)",
+    )
     p.add_argument(
         "-f",
         "--file",
-        type=argparse.FileType(),
+        type=Path,
         action="append",
         default=[],
-        help="a file of references, one a line",
+        help="a list of references, one a line, or Kubernetes YAML (repeatable)",
     )
     p.add_argument(
         "--stdin",
         action="store_true",
-        help="read the image: fields of Kubernetes YAML or Helm output on stdin",
+        help="read the image: fields of Kubernetes YAML or Helm output on stdin (same as -)",
     )
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("-o", "--output", type=Path, help="the bundle tar to write")
@@ -72,14 +72,26 @@ async def mirror_url(args: argparse.Namespace) -> AsyncIterator[str]:
     if args.mirror:
         yield args.mirror
         return
+    # Imported only for this: an export from a running mirror starts without the server.
+    from mirror.app.build import build_app
+    from mirror.cli.cachedir import config_of
+    from mirror.testing.loopback import serve_on_loopback
+
     async with serve_on_loopback(build_app(config_of(args))) as url:
         yield url
 
 
+def references_of(args: argparse.Namespace, stdin: TextIO) -> list[ImageRef]:
+    """The list the arguments, ``--file`` and stdin (``-`` or ``--stdin``) name, read as
+    ``mirror prewarm`` reads its list (``ReferenceListError`` if one is bad)."""
+    arguments = [ref for ref in args.references if ref != "-"]
+    manifests = stdin.read() if args.stdin or "-" in args.references else None
+    return read_reference_list(arguments, args.file, manifests)
+
+
 async def export(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Plan and write the bundle, print its manifest to ``out``; returns the exit status."""
-    stdin = sys.stdin if args.stdin else None
-    references = read_references(args.references, args.file, stdin)
+    references = references_of(args, sys.stdin)
     if not references:
         print("mirror export: no references given", file=err)
         return 2
@@ -118,6 +130,11 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.st
     except FetchFailed as exc:
         print(f"mirror export: {exc} (run again to resume)", file=err)
         return 1
-    except (ReferenceInvalid, ConfigError, KeyringError, DataDirLocked) as exc:
+    except ReferenceListError as exc:
+        print(f"mirror export: {exc}", file=err)
+        return 2
+    except Exception as exc:
+        if not isinstance(exc, cache_errors()):
+            raise
         print(f"mirror export: {exc}", file=err)
         return 2

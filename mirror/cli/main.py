@@ -3,27 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from importlib import metadata
 from typing import Any, Protocol
 
-from mirror.cli import (
-    admin,
-    bench,
-    cache,
-    check,
-    db,
-    demo,
-    export,
-    importer,
-    keys,
-    logs,
-    prewarm,
-    retention,
-    serve,
-    tier,
-)
+from mirror.cli import logs
 
 DESCRIPTION = (
     "A pull-through caching mirror for OCI container images. 'mirror serve' runs it, "
@@ -42,22 +28,47 @@ class Subcommand(Protocol):
         """Carry out the parsed command; returns the exit status."""
 
 
-# In the order ``mirror --help`` lists them.
-SUBCOMMANDS: dict[str, Subcommand] = {
-    "serve": serve,
-    "admin": admin,
-    "demo": demo,
-    "cache": cache,
-    "keys": keys,
-    "retention": retention,
-    "check": check,
-    "prewarm": prewarm,
-    "export": export,
-    "import": importer,
-    "bench": bench,
-    "db": db,
-    "tier": tier,
-}
+class LazySubcommands(Mapping[str, Subcommand]):
+    """The subcommands by name, each module imported only when it is looked up: a command
+    imports what it needs, not every other subcommand's dependencies (start-up time)."""
+
+    def __init__(self, modules: dict[str, str]) -> None:
+        self._modules = modules
+
+    def __getitem__(self, name: str) -> Subcommand:
+        module: Subcommand = importlib.import_module(self._modules[name])
+        return module
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._modules)
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+
+# In the order ``mirror --help`` lists them (``import`` is a keyword: module ``importer``).
+SUBCOMMANDS = LazySubcommands(
+    {
+        name: f"mirror.cli.{module}"
+        for name, module in [
+            ("serve", "serve"),
+            ("admin", "admin"),
+            ("demo", "demo"),
+            ("cache", "cache"),
+            ("keys", "keys"),
+            ("retention", "retention"),
+            ("check", "check"),
+            ("prewarm", "prewarm"),
+            ("export", "export"),
+            ("import", "importer"),
+            ("bench", "bench"),
+            ("db", "db"),
+            ("tier", "tier"),
+        ]
+    }
+)
+# Options of the top-level parser that take a value (the word after them is not a command).
+_VALUED = ("--log-level", "--log-format")
 
 
 def version() -> str:
@@ -93,14 +104,27 @@ def _every_subparser(parser: argparse.ArgumentParser) -> Iterator[argparse.Argum
                 yield from _every_subparser(sub)
 
 
-def parser() -> argparse.ArgumentParser:
-    """The command-line grammar."""
+def chosen(argv: list[str]) -> str | None:
+    """The subcommand ``argv`` names (its first word that is not a top-level option or its
+    value), or ``None`` when that is not a known subcommand."""
+    words = iter(argv)
+    for word in words:
+        if word in _VALUED:
+            next(words, None)
+        elif not word.startswith("-"):
+            return word if word in SUBCOMMANDS else None
+    return None
+
+
+def parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The command-line grammar: every subcommand, or ``only`` that one (what ``main`` parses
+    with, so a command imports no other subcommand's modules)."""
     top = argparse.ArgumentParser(prog="mirror", description=DESCRIPTION)
     top.add_argument("--version", action="version", version=f"mirror {version()}")
     _add_logging_flags(top, top=True)
     commands = top.add_subparsers(dest="command", required=True)
-    for module in SUBCOMMANDS.values():
-        module.add(commands)
+    for name in [only] if only else SUBCOMMANDS:
+        SUBCOMMANDS[name].add(commands)
     for sub in _every_subparser(top):
         _add_logging_flags(sub, top=False)
     return top
@@ -108,7 +132,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``mirror`` console script; returns the exit status."""
-    args = parser().parse_args(argv)
+    words = sys.argv[1:] if argv is None else argv
+    args = parser(chosen(words)).parse_args(words)
     logs.configure(args.log_level, args.log_format)
     return SUBCOMMANDS[args.command].run(args)
 

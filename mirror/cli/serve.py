@@ -25,15 +25,29 @@ if TYPE_CHECKING:
 log = logging.getLogger("mirror")
 
 
+# Switches an --upstream flag may end with (``HOST=URL,forward_ns``): the upstream's boolean keys.
+UPSTREAM_SWITCHES = ("forward_ns",)
+UPSTREAM_SHAPE = "HOST[,ALIAS...]=URL[,forward_ns]"
+
+
 def _upstream_flag(text: str) -> dict[str, Any]:
-    """``HOST[,ALIAS...]=URL`` as an upstream table; a bad shape is an argparse error."""
-    names, sep, url = text.partition("=")
+    """``HOST[,ALIAS...]=URL[,forward_ns]`` as an upstream table (``forward_ns``: the URL is
+    another mirror, chaining); a bad shape is an argparse error."""
+    names, sep, target = text.partition("=")
     host, *aliases = names.split(",")
+    url, *switches = target.split(",")
     if not sep or not host or not url or not all(aliases):
-        raise argparse.ArgumentTypeError(f"expected HOST=URL or HOST,ALIAS...=URL, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected HOST=URL, or {UPSTREAM_SHAPE}, got {text!r}")
+    unknown = [s for s in switches if s not in UPSTREAM_SWITCHES]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"--upstream {text!r}: unknown option {unknown[0]!r} after the URL "
+            f"(known: {', '.join(UPSTREAM_SWITCHES)})"
+        )
     upstream: dict[str, Any] = {"host": host, "url": url}
     if aliases:
         upstream["aliases"] = aliases
+    upstream.update(dict.fromkeys(switches, True))
     return upstream
 
 
@@ -62,11 +76,12 @@ def add(commands: Any) -> None:
         action="append",
         type=_upstream_flag,
         default=[],
-        metavar="HOST[,ALIAS...]=URL",
+        metavar=UPSTREAM_SHAPE,
         help="an upstream registry (repeatable; default: "
         + ", ".join(u.host for u in defaults.upstreams)
         + "); ALIAS is another name for it in paths and ?ns= (a HOST with a port also gets HOST "
-        "with ':' replaced by '-', e.g. 127.0.0.1-5000)",
+        "with ':' replaced by '-', e.g. 127.0.0.1-5000); ,forward_ns: URL is another mirror "
+        "(a regional one) that is told HOST with ?ns= (chaining, docs/airgap.md)",
     )
     serve.add_argument(
         "--default-upstream",

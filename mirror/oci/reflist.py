@@ -93,6 +93,12 @@ def _split_tag(name: str) -> tuple[str, str | None]:
     return name, None
 
 
+def is_tag_only(ref_name: str) -> bool:
+    """Whether an ``org.opencontainers.image.ref.name`` is a bare tag (``3.20``, as skopeo's
+    ``oci-archive:FILE:3.20`` writes it) rather than a reference naming a repository."""
+    return bool(TAG_PATTERN.fullmatch(ref_name)) and not any(c in ref_name for c in "/:@")
+
+
 def image_fields(text: str) -> list[str]:
     """The values of every ``image:`` field of Kubernetes YAML, Helm output or JSON."""
     return [match.group(2) for match in _IMAGE_FIELD.finditer(text)]

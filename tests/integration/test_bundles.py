@@ -1,8 +1,10 @@
 """Bundles for air-gapped sites: a connected mirror exports images (single-arch, a
 multi-arch index, one with a signature artifact as referrer) as an OCI image layout tar, a
-second mirror with no upstream at all imports it, and ctr (hosts.toml), skopeo and docker
-pull every image from it; standard tools (skopeo, umoci) read what export writes, a
-skopeo-written oci-archive imports, and a tampered bundle is refused with nothing visible."""
+second mirror started as ``mirror serve --offline --data-dir DIR`` (no configuration, no
+upstream reachable) imports it, and ctr (hosts.toml), skopeo and docker pull every image from
+it, a blob it lacks is the fast offline 404 and its imported tags never go stale; standard
+tools (skopeo, umoci) read what export writes, a skopeo-written oci-archive imports, and a
+tampered bundle is refused naming the image, with nothing of it visible (offline 404s)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import json
 import shutil
 import subprocess
 import tarfile
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -23,9 +26,12 @@ from mirror.app.build import build_app
 from mirror.cli import export as export_cli
 from mirror.cli import importer as import_cli
 from mirror.cli.main import parser
+from mirror.cli.serve import config_from_args
+from mirror.clock import ManualClock
 from mirror.config import load_config
 from mirror.db.lock import DataDirLocked
 from mirror.hosted.repositories import hosted_target
+from mirror.metrics import Metrics
 from mirror.oci.digest import Digest
 from mirror.testing.images import OCI_INDEX, OCI_MANIFEST
 from mirror.web.keys import AUTH, CACHE, HOSTED
@@ -85,15 +91,30 @@ def _put_manifest(registry: Registry, repo: str, ref: str, body: bytes, media: s
     urllib.request.urlopen(request)
 
 
-def air_gapped_config(tmp: Path, name: str) -> tuple[Path, Path]:
-    """A config file whose only upstream, docker.io, is unreachable; and its data dir."""
-    data_dir = tmp / name
-    config = tmp / f"{name}.toml"
-    config.write_text(
-        f'default_upstream = "{HUB}"\n[storage]\ndata_dir = "{data_dir}"\n'
-        f'[[upstreams]]\nhost = "{HUB}"\nurl = "{NOWHERE}"\n'
-    )
-    return config, data_dir
+async def offline_site(aiohttp_server: Any, data_dir: Path) -> Mirror:
+    """``mirror serve --offline --data-dir DATA_DIR`` and nothing else: no config file, no
+    ``--upstream`` (the built-in docker.io, ghcr.io, ... are never contacted offline)."""
+    args = parser().parse_args(["serve", "--offline", "--data-dir", str(data_dir)])
+    config = config_from_args(args)
+    assert config.cache.offline
+    clock, metrics = ManualClock(), Metrics()
+    app = build_app(config, clock=clock, metrics=metrics)
+    server = await aiohttp_server(app, host="127.0.0.1")
+    return Mirror(server, config, clock, metrics, data_dir, app)
+
+
+async def assert_offline_404(url: str) -> dict[str, Any]:
+    """``url`` answers a 404 at once saying the mirror is offline; the error."""
+    started = time.monotonic()
+    status, body = await _get(url)
+    assert time.monotonic() - started < 1.0, url
+    assert status == 404, (url, body)
+    error: dict[str, Any] = json.loads(body)["errors"][0]
+    assert error["detail"]["offline"] is True and "offline" in error["message"], error
+    return error
+
+
+YEAR = 365 * 24 * 3600.0
 
 
 async def run_export(*argv: str) -> tuple[int, dict[str, Any], str]:
@@ -133,6 +154,7 @@ async def test_round_trip_to_an_air_gapped_mirror_pulled_by_ctr_skopeo_and_docke
     containerd: Containerd,
     hosts_dir: Path,
     dockerd_factory: DockerdFactory,
+    aiohttp_server: Any,
     tmp_path: Path,
 ) -> None:
     connected, images = await image_set(mirror_factory, upstream_registry, image_factory)
@@ -145,15 +167,17 @@ async def test_round_trip_to_an_air_gapped_mirror_pulled_by_ctr_skopeo_and_docke
     assert manifest["images"][2]["referrers"] == [images["sig"]]
     assert manifest["images"][0]["digest"] == images["single"].image.manifest_digest
 
-    config, data_dir = air_gapped_config(tmp_path, "airgap")
-    code, report, err = await run_import(str(bundle), "--config", str(config))
+    data_dir = tmp_path / "airgap"
+    code, report, err = await run_import(str(bundle), "--data-dir", str(data_dir))
     assert code == 0, err
     assert [r["reference"] for r in report["added"]] == list(REFS)
     # Importing twice stores nothing twice.
-    code, again, err = await run_import(str(bundle), "--config", str(config))
+    code, again, err = await run_import(str(bundle), "--data-dir", str(data_dir))
     assert code == 0 and again["blobs_added"] == 0 and len(again["skipped"]) == 3, again
 
-    airgap = await mirror_factory({HUB: NOWHERE}, data_dir=data_dir)
+    airgap = await offline_site(aiohttp_server, data_dir)
+    # A year later nothing has gone stale: nothing could revalidate it.
+    airgap.clock.advance(YEAR)
     write_hosts_toml(hosts_dir, HUB, NOWHERE, airgap.url)
     for ref in REFS:
         done = await containerd.pull_async(ref, hosts_dir)
@@ -179,9 +203,16 @@ async def test_round_trip_to_an_air_gapped_mirror_pulled_by_ctr_skopeo_and_docke
     assert [m["digest"] for m in json.loads(body)["manifests"]] == [images["sig"]]
 
     docker = await dockerd_factory(registry_mirrors=(airgap.url,))
-    for name in ("alpine:3.20", "busybox:1.36"):
+    for name in ("alpine:3.20", "busybox:1.36", "acme/app:1.0"):
         pulled = await docker.docker("pull", name)
         assert pulled.returncode == 0, (name, pulled.stderr)
+
+    # What the bundle did not carry is the fast offline 404, in the code of what was asked.
+    lacking = Digest.of(b"not in the bundle")
+    error = await assert_offline_404(f"{airgap.url}/v2/library/alpine/blobs/{lacking}?ns={HUB}")
+    assert error["code"] == "BLOB_UNKNOWN"
+    error = await assert_offline_404(f"{airgap.url}/v2/library/alpine/manifests/edge?ns={HUB}")
+    assert error["code"] == "MANIFEST_UNKNOWN"
 
 
 def _tamper_one_layer(bundle: Path, digest: str) -> None:
@@ -199,10 +230,11 @@ async def test_a_tampered_bundle_is_refused_naming_the_image_and_nothing_of_it_i
     mirror_factory: MirrorFactory,
     upstream_registry: Registry,
     image_factory: ImageFactory,
+    aiohttp_server: Any,
     tmp_path: Path,
 ) -> None:
     connected = await mirror_factory({HUB: upstream_registry.url})
-    image_factory.push("good", repo="library/alpine", layers=1, layer_size=20_000)
+    good_image = image_factory.push("good", repo="library/alpine", layers=1, layer_size=20_000)
     bad = image_factory.push("bad", repo="library/alpine", layers=2, layer_size=40_000)
     bundle = tmp_path / "bundle.tar"
     refs = ("docker.io/library/alpine:good", "docker.io/library/alpine:bad")
@@ -211,23 +243,27 @@ async def test_a_tampered_bundle_is_refused_naming_the_image_and_nothing_of_it_i
     layer = bad.image.layers[1].digest
     _tamper_one_layer(bundle, layer)
 
-    config, data_dir = air_gapped_config(tmp_path, "airgap")
-    code, report, err = await run_import(str(bundle), "--config", str(config))
+    data_dir = tmp_path / "airgap"
+    code, report, err = await run_import(str(bundle), "--data-dir", str(data_dir))
     assert code == 1
     assert [r["reference"] for r in report["refused"]] == ["docker.io/library/alpine:bad"]
     assert layer in report["refused"][0]["reason"]
     assert "refused docker.io/library/alpine:bad" in err
     assert [r["reference"] for r in report["added"]] == ["docker.io/library/alpine:good"]
 
-    airgap = await mirror_factory({HUB: NOWHERE}, data_dir=data_dir)
+    airgap = await offline_site(aiohttp_server, data_dir)
     assert airgap.services.metadata.tag(HUB, "library/alpine", "bad") is None
-    assert airgap.services.metadata.tag(HUB, "library/alpine", "good") is not None
+    good = f"{airgap.url}/v2/library/alpine/manifests/good?ns={HUB}"
+    assert await _status(good) == 200
+    shared = {b.digest for b in good_image.image.blobs()}
     for blob in bad.image.blobs():
-        # Not in the cache (without offline mode the mirror then tries its dead upstream).
+        if blob.digest in shared:
+            continue
         assert await airgap.app[CACHE].stat(Digest.parse(blob.digest)) is None, blob.digest
-        status = await _status(f"{airgap.url}/v2/library/alpine/blobs/{blob.digest}?ns={HUB}")
-        assert status != 200, blob.digest
-    assert await _status(f"{airgap.url}/v2/library/alpine/manifests/bad?ns={HUB}") != 200
+        await assert_offline_404(f"{airgap.url}/v2/library/alpine/blobs/{blob.digest}?ns={HUB}")
+    await assert_offline_404(f"{airgap.url}/v2/library/alpine/manifests/bad?ns={HUB}")
+    manifest = bad.image.manifest_digest
+    await assert_offline_404(f"{airgap.url}/v2/library/alpine/manifests/{manifest}?ns={HUB}")
 
 
 async def _get(url: str) -> tuple[int, bytes]:
@@ -244,6 +280,7 @@ async def test_standard_tools_read_an_export_and_a_skopeo_archive_imports(
     mirror_factory: MirrorFactory,
     upstream_registry: Registry,
     image_factory: ImageFactory,
+    aiohttp_server: Any,
     tmp_path: Path,
 ) -> None:
     connected = await mirror_factory({HUB: upstream_registry.url})
@@ -280,11 +317,11 @@ async def test_standard_tools_read_an_export_and_a_skopeo_archive_imports(
         f"oci-archive:{archived}:{ref}", "--src-tls-verify=false",
     )  # fmt: skip
     assert written.returncode == 0, written.stderr
-    config, data_dir = air_gapped_config(tmp_path, "airgap")
-    code, report, err = await run_import(str(archived), "--config", str(config))
+    data_dir = tmp_path / "airgap"
+    code, report, err = await run_import(str(archived), "--data-dir", str(data_dir))
     assert code == 0, err
     assert [r["reference"] for r in report["added"]] == [ref]
-    airgap = await mirror_factory({HUB: NOWHERE}, data_dir=data_dir)
+    airgap = await offline_site(aiohttp_server, data_dir)
     assert await _status(f"{airgap.url}/v2/library/alpine/manifests/3.20?ns={HUB}") == 200
 
 

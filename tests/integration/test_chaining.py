@@ -16,6 +16,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from mirror.check.proxy import CountingProxy
 from tests.peers.containerd import Containerd, write_hosts_toml
 from tests.peers.factory import ImageFactory, PushedImage
 from tests.peers.ports import free_port
@@ -26,6 +27,7 @@ from .conftest import AuthMirrorFactory, Mirror, MirrorFactory
 pytestmark = pytest.mark.integration
 
 DEAD_URL = "http://127.0.0.1:9"
+POLL = 0.01
 
 
 async def chain(mirror_factory: MirrorFactory, origin: Registry, nodes: int) -> list[Mirror]:
@@ -89,42 +91,90 @@ async def test_ctr_pulls_a_tag_through_node_local_and_regional_mirrors(
         assert tier.metric("mirror_fills_committed_total") == len(blobs)
 
 
+class JoinGate:
+    """Holds each of the regional mirror's blob GETs to the origin until every node's request
+    for a blob has reached the regional mirror and joined its fill (its join counter says so),
+    so the second node joins the in-flight fetch whatever the machine's load: no timing."""
+
+    def __init__(self, nodes_proxy: CountingProxy, regional: Mirror, limit: float) -> None:
+        self._nodes = nodes_proxy
+        self._regional = regional
+        self._limit = limit
+
+    def _later_asks(self) -> int:
+        """Node blob GETs beyond the first of each blob: each must join a held fill."""
+        return sum(
+            n - 1 for (m, path), n in self._nodes.counts.items() if m == "GET" and "/blobs/" in path
+        )
+
+    def _open(self, digest: str) -> bool:
+        joins = self._regional.metric("mirror_singleflight_joins_total", kind="blob")
+        return self._nodes.count("GET", digest) >= 2 and joins >= self._later_asks()
+
+    async def hold(self, method: str, path: str) -> None:
+        """The proxy's gate: wait until the blob of ``path`` was asked for by both nodes and
+        joined (a bounded wait: if it never happens the test's join count says so)."""
+        if method != "GET" or "/blobs/" not in path:
+            return
+        digest = path.rsplit("/", 1)[1]
+        # Polled: the join counter is the regional mirror's own evidence and has no event.
+        for _ in range(int(self._limit / POLL)):
+            if self._open(digest):
+                return
+            await asyncio.sleep(POLL)
+
+
 async def test_concurrent_pulls_via_two_nodes_fetch_each_blob_once(
     mirror_factory: MirrorFactory,
     image_factory: ImageFactory,
     upstream_registry: Registry,
     tmp_path: Path,
 ) -> None:
-    regional, *nodes = await chain(mirror_factory, upstream_registry, nodes=2)
     pushed = image_factory.push("v1", layers=4, layer_size=400_000)
-    since = len(upstream_registry.requests())
-    dirs = []
-    for i, node in enumerate(nodes):
-        dirs.append(tmp_path / f"hosts-{i}")
-        write_hosts_toml(dirs[-1], upstream_registry.host, upstream_registry.url, node.url)
-
-    async with (
-        Containerd(tmp_path / "node-a") as first,
-        Containerd(tmp_path / "node-b") as second,
-    ):
-        done = await asyncio.gather(
-            first.pull_async(pushed.ref, dirs[0]), second.pull_async(pushed.ref, dirs[1])
+    # 2 containerd → 2 node-local → counting proxy → regional → gate proxy → origin.
+    to_origin = CountingProxy(upstream_registry.url)
+    async with to_origin.serve() as origin_url:
+        regional = await mirror_factory(
+            {"elsewhere.test": DEAD_URL, upstream_registry.host: origin_url}
         )
-        assert all(d.returncode == 0 for d in done), [d.stderr for d in done]
-        for client in (first, second):
-            assert {b.digest for b in pushed.image.blobs()} <= client.content_digests()
+        to_regional = CountingProxy(regional.url)
+        async with to_regional.serve() as regional_url:
+            nodes = [
+                await mirror_factory(
+                    {upstream_registry.host: regional_url}, upstream_options={"forward_ns": True}
+                )
+                for _ in range(2)
+            ]
+            to_origin.mode.hold = JoinGate(to_regional, regional, limit=60.0).hold
+            since = len(upstream_registry.requests())
+            dirs = []
+            for i, node in enumerate(nodes):
+                dirs.append(tmp_path / f"hosts-{i}")
+                write_hosts_toml(dirs[-1], upstream_registry.host, upstream_registry.url, node.url)
+            async with (
+                Containerd(tmp_path / "node-a") as first,
+                Containerd(tmp_path / "node-b") as second,
+            ):
+                done = await asyncio.gather(
+                    first.pull_async(pushed.ref, dirs[0]), second.pull_async(pushed.ref, dirs[1])
+                )
+                assert all(d.returncode == 0 for d in done), [d.stderr for d in done]
+                for client in (first, second):
+                    assert {b.digest for b in pushed.image.blobs()} <= client.content_digests()
 
     await assert_fetched_once_for_the_chain(upstream_registry, since, pushed)
     # Each node-local mirror filled every blob from the regional one, which fetched each once
-    # and served the other node's request by joining that fetch (or from the committed cache).
+    # and served the other node's request by joining that (held) fetch: never from its cache.
     blobs = len(pushed.image.blobs())
     assert regional.metric("mirror_fills_started_total") == blobs
     assert regional.metric("mirror_fills_committed_total") == blobs
-    joins = regional.metric("mirror_singleflight_joins_total", kind="blob")
-    assert joins + regional.metric("mirror_cache_hits_total", kind="blob") == blobs
-    assert joins >= 1, "the two pulls did not overlap at the regional mirror"
+    assert regional.metric("mirror_singleflight_joins_total", kind="blob") == blobs
+    assert regional.metric("mirror_cache_hits_total", kind="blob") == 0
+    for blob in pushed.image.blobs():
+        assert to_origin.count("GET", blob.digest) == 1, blob
+        assert to_regional.count("GET", blob.digest) == 2, blob
     for node in nodes:
-        assert node.metric("mirror_fills_committed_total") == len(pushed.image.blobs())
+        assert node.metric("mirror_fills_committed_total") == blobs
 
 
 async def test_regional_down_node_local_serves_its_cache(

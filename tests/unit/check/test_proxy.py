@@ -3,6 +3,7 @@ told to, and the seed pushes through the spec's push API."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 
 import aiohttp
@@ -57,3 +58,29 @@ async def test_fetch_never_raises_on_a_dead_port_or_a_timeout() -> None:
             assert slow.status == 200 and slow.cut and slow.failure == "TimeoutError"
         refused = await fetch(http, "GET", url + "/v2/", seconds=1)
         assert refused.status is None and refused.failure
+
+
+async def test_a_held_request_is_forwarded_only_when_its_gate_opens() -> None:
+    async with InProcessRegistry().serve() as origin, aiohttp.ClientSession() as http:
+        proxy = CountingProxy(origin, timeout=5)
+        gate = asyncio.Event()
+        held: list[tuple[str, str]] = []
+        arrived = asyncio.Event()
+
+        async def hold(method: str, path: str) -> None:
+            held.append((method, path))
+            arrived.set()
+            await gate.wait()
+
+        async with proxy.serve() as url:
+            image = await seed(http, url, random.Random(3), layers=1, size=1000)
+            proxy.mode.hold = hold
+            layer = image.layers[0]
+            pending = asyncio.ensure_future(
+                fetch(http, "GET", f"{url}/v2/{image.repo}/blobs/{layer}", seconds=5)
+            )
+            await asyncio.wait_for(arrived.wait(), 5)
+            assert not pending.done() and held == [("GET", f"/v2/{image.repo}/blobs/{layer}")]
+            gate.set()
+            answer = await pending
+            assert answer.status == 200 and answer.body == image.blobs[layer]

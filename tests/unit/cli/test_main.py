@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
 
-from mirror.cli.main import SUBCOMMANDS, main, parser
+from mirror.cli.main import SUBCOMMANDS, chosen, main, parser
 
 
 def test_every_subcommand_is_a_module_named_after_it() -> None:
@@ -140,3 +142,40 @@ def test_every_admin_option_and_argument_has_help() -> None:
                 seen += 1
                 assert action.help, f"{node.prog} {action.option_strings or action.dest}: no help"
     assert seen > 100
+
+
+@pytest.mark.parametrize(
+    ("argv", "command"),
+    [
+        (["export", "alpine", "-o", "b.tar"], "export"),
+        (["--log-level", "debug", "import", "b.tar"], "import"),
+        (["--log-format=json", "serve"], "serve"),
+        (["--log-level", "serve", "keys"], "keys"),
+        (["--help"], None),
+        (["bogus", "serve"], None),
+    ],
+    ids=["first-word", "after-valued-option", "option-with-equals", "value-not-command",
+         "none", "unknown"],
+)  # fmt: skip
+def test_the_chosen_subcommand_is_the_first_word_that_is_not_an_option(
+    argv: list[str], command: str | None
+) -> None:
+    assert chosen(argv) == command
+
+
+def test_a_command_imports_no_other_subcommand() -> None:
+    """Start-up time: ``mirror export`` does not import ``check``, ``admin``, the server..."""
+    probe = (
+        "import sys\n"
+        "from mirror.cli.main import main\n"
+        "try:\n"
+        "    main(['export', '--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print(sorted(m for m in sys.modules if m.startswith('mirror.cli.')))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    loaded = done.stdout.strip().splitlines()[-1]
+    assert "mirror.cli.export" in loaded
+    for other in ("check", "admin", "serve", "retention", "importer", "cache"):
+        assert f"'mirror.cli.{other}'" not in loaded, loaded

@@ -9,6 +9,8 @@ import pytest
 from mirror.oci.reflist import (
     ReferenceListError,
     image_fields,
+    is_tag_only,
+    listed,
     parse_reference,
     read_reference_list,
 )
@@ -25,18 +27,34 @@ DIGEST = "sha256:" + "a" * 64
         ("bitnami/redis:7", "docker.io/bitnami/redis:7", "7"),
         ("ghcr.io/org/app:v1", "ghcr.io/org/app:v1", "v1"),
         ("localhost:5000/x/y", "localhost:5000/x/y:latest", "latest"),
+        ("localhost/app", "localhost/app:latest", "latest"),
+        ("registry-1.docker.io/bitnami/redis", "docker.io/bitnami/redis:latest", "latest"),
         ("127.0.0.1:5000/repo:tag", "127.0.0.1:5000/repo:tag", "tag"),
         (f"quay.io/a/b@{DIGEST}", f"quay.io/a/b@{DIGEST}", DIGEST),
         (f"nginx:1.27@{DIGEST}", f"docker.io/library/nginx:1.27@{DIGEST}", DIGEST),
     ],
-    ids=["bare", "tag", "hub-alias", "hub-org", "other", "port", "ip", "digest", "both"],
+    ids=[
+        "bare",
+        "tag",
+        "hub-alias",
+        "hub-org",
+        "other",
+        "port",
+        "localhost",
+        "hub-registry-1",
+        "ip",
+        "digest",
+        "both",
+    ],
 )
 def test_references_are_normalised_like_docker(text: str, normalised: str, fetched: str) -> None:
     ref = parse_reference(text)
     assert (str(ref), ref.reference) == (normalised, fetched)
 
 
-@pytest.mark.parametrize("bad", ["", "UPPER/case", "alpine@sha256:zz", "a/b:bad tag", "x::y"])
+@pytest.mark.parametrize(
+    "bad", ["", "UPPER/case", "alpine@sha256:zz", "app@sha256:short", "a/b:bad tag", "x::y"]
+)
 def test_bad_references_are_refused_with_the_text(bad: str) -> None:
     with pytest.raises(ReferenceListError):
         parse_reference(bad)
@@ -91,3 +109,14 @@ def test_a_bad_line_is_named_by_its_file(tmp_path: Path) -> None:
     listed.write_text("alpine\nNot/Valid\n")
     with pytest.raises(ReferenceListError, match=r"images\.txt"):
         read_reference_list(files=[listed])
+
+
+def test_a_list_file_may_be_kubernetes_yaml() -> None:
+    """What ``mirror export -f`` and ``mirror prewarm -f`` both accept."""
+    assert listed("spec:\n  containers:\n  - image: busybox:1.36 # init\n") == ["busybox:1.36"]
+
+
+def test_a_bare_tag_names_no_repository() -> None:
+    """A bundle's ``ref.name`` of ``3.20`` (skopeo's ``oci-archive:FILE:3.20``) is only a tag."""
+    assert is_tag_only("3.20") and not is_tag_only("alpine:3.20")
+    assert not is_tag_only("docker.io/library/alpine:3.20")
