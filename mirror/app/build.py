@@ -27,6 +27,7 @@ from mirror.blobstore.capacity import CapacityLimit
 from mirror.blobstore.install import restrict_to_owner
 from mirror.clock import Clock, SystemClock
 from mirror.config import Config, UpstreamConfig
+from mirror.console.app import add_console
 from mirror.db.lock import DataDirLock
 from mirror.db.metadata import WRITE_FAILED, Metadata
 from mirror.db.retention import RetentionStore
@@ -447,6 +448,7 @@ def build_app(
         install_auth(app)
     add_admin_routes(app)
     add_prewarm_routes(app)
+    add_console(app, resources.clock)
     app[METRICS_ACCESS] = config.metrics_access()
     app[ANONYMOUS_PUSH] = config.server.allow_anonymous_push and not config.auth.enabled
     if app[ANONYMOUS_PUSH]:

@@ -37,6 +37,7 @@ LAYERS: dict[str, int] = {
     "mirror.retention": 3,
     "mirror.hosted.names": 1,
     "mirror.web": 4,
+    "mirror.console": 4,
     "mirror.check": 4,
     "mirror.bundle": 4,
     "mirror.config": 5,
@@ -51,6 +52,7 @@ SIBLINGS: frozenset[tuple[str, str]] = frozenset(
         ("mirror.verify", "mirror.oci"),  # a verifier checks against a Digest
         ("mirror.app", "mirror.config"),  # the app is wired from the configuration
         ("mirror.hosted", "mirror.pullthrough"),  # hosted manifests answer as cached ones do
+        ("mirror.console", "mirror.web"),  # the console calls the admin API's own checks
     }
 )
 
