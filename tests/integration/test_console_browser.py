@@ -56,7 +56,8 @@ def admin_journey(driver: WebDriver, mirror: AuthMirror, layout: Path) -> None:
     driver.refresh()
     assert len(driver.find_elements(By.CSS_SELECTOR, "tr.layer")) == 2
     pull = driver.find_element(By.ID, "pull-1").get_attribute("value") or ""
-    assert pull.endswith("/admin/app:v1") and pull.startswith("docker pull ")
+    # The registry face (auth.registry_hosts), not the address the console was opened at.
+    assert pull == f"docker pull {mirror.host}/admin/app:v1"
     click(driver, "Make public")
     assert driver.find_element(By.ID, "visibility").text == "public"
     driver.get(f"{base}/console/t/admin/repositories")

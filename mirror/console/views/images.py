@@ -40,5 +40,5 @@ async def repository(request: web.Request) -> web.Response:
         hosted=who.auth.resolver.is_hosted(ref),
         manageable=who.auth.authorizer.permits(who.principal, ref, Verb.MANAGE),
         images=views,
-        registry=request.host,
+        registry=who.auth.resolver.registry_face(request.host),
     )
