@@ -3,16 +3,20 @@ pages, its security headers, its static assets (all local: it works air-gapped).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from mirror.clock import Clock
-from mirror.console.keys import MIRROR, SESSIONS, TEMPLATES
+from mirror.console.keys import MIRROR, SAMPLES, SESSIONS, TEMPLATES
 from mirror.console.render import environment, page
+from mirror.console.samples import SampleRing, Sleep, sample_periodically
 from mirror.console.session import SessionStore
-from mirror.console.views import images, repositories, retention, signin
+from mirror.console.views import cache, images, repositories, retention, signin
 from mirror.errors import RegistryError
 
 STATIC = Path(__file__).parent / "static"
@@ -20,6 +24,9 @@ STATIC = Path(__file__).parent / "static"
 # browser does not stay signed in overnight.
 SESSION_LIFETIME = 8 * 3600.0
 # Scripts and styles only from /console/static (no inline code, no other origin), no framing.
+# The dashboard's history: a sample every 10 s for an hour.
+SAMPLE_INTERVAL = 10.0
+SAMPLES_KEPT = 360
 _CSP = "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'"
 
 
@@ -43,12 +50,33 @@ async def _headers(request: web.Request, response: web.StreamResponse) -> None:
             response.headers["Cache-Control"] = "no-store"
 
 
-def console_app(mirror: web.Application, clock: Clock, lifetime: float) -> web.Application:
-    """The console's application over ``mirror``'s services."""
+def console_app(
+    mirror: web.Application,
+    clock: Clock,
+    lifetime: float,
+    *,
+    interval: float = SAMPLE_INTERVAL,
+    sleep: Sleep = asyncio.sleep,
+) -> web.Application:
+    """The console's application over ``mirror``'s services; the dashboard samples the
+    metrics every ``interval`` seconds while it runs."""
     console = web.Application(middlewares=[console_errors])
     console[MIRROR] = mirror
     console[SESSIONS] = SessionStore(clock, lifetime=lifetime)
     console[TEMPLATES] = environment()
+    console[SAMPLES] = SampleRing(SAMPLES_KEPT)
+
+    async def sampler(_: web.Application) -> AsyncIterator[None]:
+        job = sample_periodically(
+            console[SAMPLES], lambda at: cache.current(mirror, at), clock, interval, sleep
+        )
+        task = asyncio.create_task(job)
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    console.cleanup_ctx.append(sampler)
     r = console.router
     r.add_get("/", repositories.home)
     r.add_get("/login", signin.login_form)
@@ -69,6 +97,7 @@ def console_app(mirror: web.Application, clock: Clock, lifetime: float) -> web.A
     r.add_post(p + "/{policy}/delete", retention.delete)
     r.add_post(p + "/{policy}/repositories", retention.attach)
     r.add_post(p + "/{policy}/repositories/remove", retention.detach)
+    r.add_get("/cache", cache.dashboard)
     r.add_static("/static/", STATIC)
     return console
 

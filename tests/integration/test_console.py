@@ -237,3 +237,20 @@ async def test_with_auth_off_the_console_is_read_only_on_loopback(
         assert status == 200
     finally:
         await user.close()
+
+
+async def test_the_cache_dashboard_is_for_system_administrators(
+    mirror: AuthMirror, users: dict[str, Any]
+) -> None:
+    mirror.mirror.metrics.cache_hits.labels("blob").inc(3)
+    mirror.mirror.metrics.cache_misses.labels("blob").inc(1)
+    admin = ConsoleUser(mirror.node_url)
+    try:
+        assert await admin.sign_in("admin/admin", mirror.admin_token) == 200
+        status, html = await admin.get("/console/cache")
+        assert status == 200 and "75.0 %" in html and "no capacity limit" in html
+    finally:
+        await admin.close()
+    boss = await signed_in(users, "boss")  # a tenancy's administrator: not the whole mirror's
+    status, html = await boss.get("/console/cache")
+    assert status == 403 and "75.0" not in html
