@@ -16,7 +16,17 @@ from mirror.console.keys import MIRROR, SAMPLES, SESSIONS, TEMPLATES
 from mirror.console.render import environment, page
 from mirror.console.samples import SampleRing, Sleep, sample_periodically
 from mirror.console.session import SessionStore
-from mirror.console.views import cache, images, repositories, retention, signin
+from mirror.console.views import (
+    cache,
+    groups,
+    images,
+    policies,
+    repositories,
+    retention,
+    rules,
+    signin,
+    users,
+)
 from mirror.errors import RegistryError
 
 STATIC = Path(__file__).parent / "static"
@@ -82,6 +92,25 @@ def console_app(
     r.add_get("/login", signin.login_form)
     r.add_post("/login", signin.login)
     r.add_post("/logout", signin.logout)
+    u = "/t/{tenancy}/users"
+    r.add_get(u, users.users)
+    r.add_post(u, users.create)
+    r.add_post(u + "/{user}/delete", users.delete)
+    r.add_get(u + "/{user}/tokens", users.tokens)
+    r.add_post(u + "/{user}/tokens", users.create_token)
+    r.add_post(u + "/{user}/tokens/{token}/revoke", users.revoke_token)
+    g = "/t/{tenancy}/groups"
+    r.add_get(g, groups.groups)
+    r.add_post(g, groups.create)
+    r.add_post(g + "/{group}/delete", groups.delete)
+    r.add_post(g + "/{group}/members", groups.add_member)
+    r.add_post(g + "/{group}/members/remove", groups.remove_member)
+    r.add_get("/t/{tenancy}/policies", policies.policies)
+    r.add_post("/t/{tenancy}/policies", policies.save)
+    r.add_post("/t/{tenancy}/policies/{policy}/delete", policies.delete)
+    r.add_get("/t/{tenancy}/rules", rules.rules)
+    r.add_post("/t/{tenancy}/rules", rules.create)
+    r.add_post("/t/{tenancy}/rules/{prefix:.+}/delete", rules.delete)
     t = "/t/{tenancy}/repositories"
     r.add_get(t, repositories.repositories)
     r.add_post(t, repositories.create)

@@ -68,7 +68,16 @@ async def cached_list(request: web.Request, who: Viewer) -> web.Response:
     for upstream, repo in sorted(snapshot.repositories()):
         line = summary(snapshot, [(upstream, repo)])
         rows.append(Row(f"{upstream}/{repo}", False, True, False, line))
-    return page(request, "repositories.html", who, tenancy=None, rows=rows, error=None)
+    return page(
+        request,
+        "repositories.html",
+        who,
+        tenancy=None,
+        rows=rows,
+        error=None,
+        tenant_admin=False,
+        can_create=False,
+    )
 
 
 async def repositories(request: web.Request) -> web.Response:
@@ -93,7 +102,21 @@ async def _list(request: web.Request, who: Viewer, error: str | None, status: in
         manageable = who.auth.authorizer.permits(who.principal, ref, Verb.MANAGE)
         hosted = who.auth.resolver.is_hosted(ref)
         rows.append(Row(record.name, hosted, record.public, manageable, sized))
-    return page(request, "repositories.html", who, status, tenancy=tenancy, rows=rows, error=error)
+    admin = who.auth.authorizer.is_tenancy_admin(who.principal, tenancy)
+    # Creating needs manage on the new name, which the policies decide per name: offered in
+    # one's own tenancy, refused (403) by the same check as the API when not allowed.
+    creates = admin or who.principal.tenancy == tenancy
+    return page(
+        request,
+        "repositories.html",
+        who,
+        status,
+        tenancy=tenancy,
+        rows=rows,
+        error=error,
+        tenant_admin=admin,
+        can_create=creates,
+    )
 
 
 async def create(request: web.Request) -> web.Response:

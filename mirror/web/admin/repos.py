@@ -196,6 +196,20 @@ async def create_rule(request: web.Request) -> web.Response:
     prefix, url, username, password = (
         _optional_string(data, key) for key in ("prefix", "url", "username", "password")
     )
+    rule = await create_rule_in(auth, tenancy, prefix, url, username, password)
+    return ok(rule.public(), 201)
+
+
+async def create_rule_in(
+    auth: AuthService,
+    tenancy: str,
+    prefix: str | None,
+    url: str | None,
+    username: str | None,
+    password: str | None,
+) -> PullThroughRule:
+    """Create ``tenancy``'s rule ``prefix`` → ``url``, the host on the system administrator's
+    allow-list (``REQUEST_INVALID``, ``DENIED``)."""
     if not prefix or not url:
         raise RegistryError(ErrorCode.REQUEST_INVALID, "prefix and url are required")
     rule = PullThroughRule(tenancy, prefix, url, username, password, auth.tokens.now())
@@ -203,7 +217,7 @@ async def create_rule(request: web.Request) -> web.Response:
         raise RegistryError(ErrorCode.REQUEST_INVALID, "url: expected http(s)://host[:port]")
     await auth.upstreams.rule_hosts.admit(url)  # the system administrator's allow-list
     auth.identity.create_rule(rule)
-    return ok(rule.public(), 201)
+    return rule
 
 
 def _optional_string(data: dict[str, Any], key: str) -> str | None:
