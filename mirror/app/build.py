@@ -448,7 +448,9 @@ def build_app(
         install_auth(app)
     add_admin_routes(app)
     add_prewarm_routes(app)
-    add_console(app, resources.clock)
+    if config.console.enabled:
+        console = config.console
+        add_console(app, resources.clock, console.session_lifetime, console.sample_interval)
     app[METRICS_ACCESS] = config.metrics_access()
     app[ANONYMOUS_PUSH] = config.server.allow_anonymous_push and not config.auth.enabled
     if app[ANONYMOUS_PUSH]:

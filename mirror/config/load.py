@@ -21,6 +21,7 @@ from mirror.config.model import (
     CacheConfig,
     Config,
     ConfigError,
+    ConsoleConfig,
     EncryptionConfig,
     PrewarmConfig,
     RetentionConfig,
@@ -137,6 +138,7 @@ _SECTIONS: dict[str, type] = {
     "auth": AuthConfig,
     "retention": RetentionConfig,
     "prewarm": PrewarmConfig,
+    "console": ConsoleConfig,
 }
 
 

@@ -131,7 +131,13 @@ def console_app(
     return console
 
 
-def add_console(app: web.Application, clock: Clock, lifetime: float = SESSION_LIFETIME) -> None:
-    """Serve the console under ``/console/`` (one call from the app's wiring)."""
-    app.add_subapp("/console/", console_app(app, clock, lifetime))
+def add_console(
+    app: web.Application,
+    clock: Clock,
+    lifetime: float = SESSION_LIFETIME,
+    interval: float = SAMPLE_INTERVAL,
+) -> None:
+    """Serve the console under ``/console/`` (one call from the app's wiring): sessions last
+    ``lifetime`` seconds, the dashboard samples every ``interval``."""
+    app.add_subapp("/console/", console_app(app, clock, lifetime, interval=interval))
     app.on_response_prepare.append(_headers)

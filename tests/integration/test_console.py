@@ -4,11 +4,14 @@ API's authorisation (a user sees and changes only what the policies allow)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
+from mirror.app.build import build_app
+from mirror.config import load_config
 from mirror.db.identity.records import ADMINISTRATORS
 from mirror.hosted.names import hosted_key
 from mirror.oci.digest import Digest
@@ -254,3 +257,20 @@ async def test_the_cache_dashboard_is_for_system_administrators(
     boss = await signed_in(users, "boss")  # a tenancy's administrator: not the whole mirror's
     status, html = await boss.get("/console/cache")
     assert status == 403 and "75.0" not in html
+
+
+def test_console_enabled_false_serves_no_console(tmp_path: Path) -> None:
+    def console_routes(enabled: bool) -> list[str]:
+        config = load_config(
+            overrides={
+                "storage": {"data_dir": str(tmp_path / "data")},
+                "encryption": {"kek_file": str(tmp_path / "mirror.kek")},
+                "console": {"enabled": enabled},
+            },
+            environ={},
+        )
+        resources = build_app(config).router.resources()
+        return [r.canonical for r in resources if r.canonical.startswith("/console")]
+
+    assert console_routes(True) == ["/console"]
+    assert console_routes(False) == []
