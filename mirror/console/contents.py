@@ -1,5 +1,5 @@
 """What repositories hold, for the pages: read from retention's inventory (the same facts the
-rules judge) and the manifests' own bodies (layers, platforms, subjects)."""
+rules judge) and the manifests' own bodies (layers, platforms, artifact types)."""
 
 from __future__ import annotations
 
@@ -44,9 +44,9 @@ class ImageView:
     created: str | None = None
     # An index's children: (digest, "os/arch[/variant]", media type, size).
     platforms: list[tuple[str, str, str, int]] = field(default_factory=list)
-    subject: str | None = None
     artifact_type: str | None = None
-    referrers: list[ImageView] = field(default_factory=list)
+    # Manifests whose subject is this one: (digest, artifact type or media type, size).
+    referrers: list[tuple[str, str, int]] = field(default_factory=list)
 
     @property
     def size(self) -> int:
@@ -90,17 +90,20 @@ async def blob_sizes(store: BlobStore, inventory: Inventory, records: Records) -
 
 
 async def views_of(store: BlobStore, images: list[Image]) -> list[ImageView]:
-    """Every image with what its manifest says; referrers hung under their subjects."""
-    views = [await _view(store, image) for image in images]
-    by_digest = {str(v.image.digest): v for v in views}
-    shown = []
-    for view in views:
-        parent = by_digest.get(view.subject or "")
-        if parent is not None and parent is not view:
-            parent.referrers.append(view)
-        else:
-            shown.append(view)
-    return shown
+    """Every image with what its manifest says."""
+    return [await _view(store, image) for image in images]
+
+
+def referrers_of(index: bytes) -> list[tuple[str, str, int]]:
+    """The lines of a referrers index (the referrers API's answer)."""
+    doc = _json(index) or {}
+    found = []
+    for entry in doc.get("manifests") or []:
+        if isinstance(entry, dict) and isinstance(entry.get("digest"), str):
+            kind = entry.get("artifactType") or entry.get("mediaType") or ""
+            size = entry.get("size")
+            found.append((entry["digest"], str(kind), size if isinstance(size, int) else 0))
+    return found
 
 
 async def _view(store: BlobStore, image: Image) -> ImageView:
@@ -108,7 +111,6 @@ async def _view(store: BlobStore, image: Image) -> ImageView:
     doc = _json(await store.get(image.digest))
     if doc is None:
         return view
-    view.subject = _digest_field(doc.get("subject"))
     artifact = doc.get("artifactType") or (doc.get("config") or {}).get("mediaType")
     view.artifact_type = artifact if isinstance(artifact, str) else None
     for child in doc.get("manifests") or []:
@@ -132,12 +134,6 @@ def _json(data: bytes | None) -> dict[str, Any] | None:
     except ValueError:
         return None
     return doc if isinstance(doc, dict) else None
-
-
-def _digest_field(value: object) -> str | None:
-    if isinstance(value, dict) and isinstance(value.get("digest"), str):
-        return str(value["digest"])
-    return None
 
 
 def _layer(value: object) -> Layer | None:

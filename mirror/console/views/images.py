@@ -7,12 +7,13 @@ from aiohttp import web
 
 from mirror.auth.access import RepoRef
 from mirror.auth.policy.grammar import Verb
-from mirror.console.contents import images_of, views_of
+from mirror.console.contents import images_of, referrers_of, views_of
 from mirror.console.render import page
 from mirror.console.viewer import mirror_app, viewer
 from mirror.console.views.repositories import inventory, records_of
 from mirror.errors import ErrorCode, RegistryError
-from mirror.web.keys import CACHE
+from mirror.hosted.repositories import hosted_target
+from mirror.web.keys import CACHE, HOSTED
 
 
 async def repository(request: web.Request) -> web.Response:
@@ -31,13 +32,20 @@ async def repository(request: web.Request) -> web.Response:
         raise RegistryError(ErrorCode.NAME_UNKNOWN, detail={"name": ref.path})
     snapshot = await inventory(app)
     views = await views_of(app[CACHE], images_of(snapshot, records_of(app, ref)))
+    hosted = who.auth.resolver.is_hosted(ref)
+    if hosted:
+        # The referrers API's own answer: what was pushed with each image as its subject.
+        target = hosted_target(tenancy, name, ref.path)
+        for view in views:
+            index = app[HOSTED].referrers(target, view.image.digest, None)
+            view.referrers = referrers_of(index)
     return page(
         request,
         "repository.html",
         who,
         tenancy=tenancy,
         repo=record,
-        hosted=who.auth.resolver.is_hosted(ref),
+        hosted=hosted,
         manageable=who.auth.authorizer.permits(who.principal, ref, Verb.MANAGE),
         images=views,
         registry=who.auth.resolver.registry_face(request.host),
