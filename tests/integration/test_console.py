@@ -16,9 +16,10 @@ from mirror.db.identity.records import ADMINISTRATORS
 from mirror.hosted.names import hosted_key
 from mirror.oci.digest import Digest
 from mirror.web.keys import CACHE
+from tests.peers.tls import make_test_ca
 
 from .conftest import AuthMirror, AuthMirrorFactory, MirrorFactory
-from .console_client import ConsoleUser
+from .console_client import ConsoleUser, csrf_of
 from .test_auth_tokens import basic
 
 # Nothing here is pulled: the upstream is never reached.
@@ -78,6 +79,8 @@ async def test_sign_in_sets_a_strict_httponly_cookie(
         cookie = [v for v in resp.headers.getall("Set-Cookie") if v.startswith("mirror_console=")]
         assert cookie and "HttpOnly" in cookie[0] and "SameSite=Strict" in cookie[0]
         assert "Max-Age=" in cookie[0]
+        # Plain HTTP (loopback): a Secure cookie would not come back; HTTPS sets it (below).
+        assert "Secure" not in cookie[0]
 
 
 async def test_a_wrong_token_is_refused_and_throttled_like_docker_login(
@@ -274,3 +277,33 @@ def test_console_enabled_false_serves_no_console(tmp_path: Path) -> None:
 
     assert console_routes(True) == ["/console"]
     assert console_routes(False) == []
+
+
+async def test_over_https_the_session_cookie_is_secure(aiohttp_server: Any, tmp_path: Path) -> None:
+    ca = make_test_ca(tmp_path / "ca")
+    said: list[str] = []
+    config = load_config(
+        overrides={
+            "storage": {"data_dir": str(tmp_path / "data")},
+            "encryption": {"kek_file": str(tmp_path / "mirror.kek")},
+            "upstreams": [{"host": h, "url": u} for h, u in UPSTREAMS.items()],
+            "default_upstream": next(iter(UPSTREAMS)),
+            "auth": {"enabled": True, "hash_cost": 256},
+        },
+        environ={},
+    )
+    app = build_app(config, announce=said.append)
+    server = await aiohttp_server(app, host="127.0.0.1", ssl=ca.server_context())
+    base = f"https://127.0.0.1:{server.port}"
+    token = said[0].rsplit(" ", 1)[1]
+    connector = aiohttp.TCPConnector(ssl=ca.client_context())
+    jar = aiohttp.CookieJar(unsafe=True)
+    async with aiohttp.ClientSession(connector=connector, cookie_jar=jar) as http:
+        async with http.get(f"{base}/console/login") as resp:
+            csrf = csrf_of(await resp.text())
+            assert "Secure" in resp.headers["Set-Cookie"]
+        form = {"csrf": csrf, "username": "admin/admin", "token": token}
+        async with http.post(f"{base}/console/login", data=form, allow_redirects=False) as resp:
+            assert resp.status == 303
+            cookie = [v for v in resp.headers.getall("Set-Cookie") if "mirror_console=" in v]
+            assert "Secure" in cookie[0] and "HttpOnly" in cookie[0]
