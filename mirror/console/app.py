@@ -25,6 +25,7 @@ from mirror.console.views import (
     retention,
     rules,
     signin,
+    tenancies,
     users,
 )
 from mirror.errors import RegistryError
@@ -127,6 +128,7 @@ def console_app(
     r.add_post(p + "/{policy}/repositories", retention.attach)
     r.add_post(p + "/{policy}/repositories/remove", retention.detach)
     r.add_get("/cache", cache.dashboard)
+    r.add_get("/tenancies", tenancies.tenancies)
     r.add_static("/static/", STATIC)
     return console
 

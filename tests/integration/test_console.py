@@ -307,3 +307,20 @@ async def test_over_https_the_session_cookie_is_secure(aiohttp_server: Any, tmp_
             assert resp.status == 303
             cookie = [v for v in resp.headers.getall("Set-Cookie") if "mirror_console=" in v]
             assert "Secure" in cookie[0] and "HttpOnly" in cookie[0]
+
+
+async def test_system_administrators_list_every_tenancy_and_no_one_else(
+    mirror: AuthMirror, users: dict[str, Any]
+) -> None:
+    admin = ConsoleUser(mirror.node_url)
+    try:
+        assert await admin.sign_in("admin/admin", mirror.admin_token) == 200
+        status, html = await admin.get("/console/tenancies")
+        assert status == 200
+        for name in ("admin", "acme", "beta"):
+            assert f'href="/console/t/{name}/repositories"' in html
+    finally:
+        await admin.close()
+    boss = await signed_in(users, "boss")
+    status, html = await boss.get("/console/tenancies")
+    assert status == 403 and "beta" not in html
