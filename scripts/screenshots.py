@@ -9,12 +9,14 @@ from __future__ import annotations
 import asyncio
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
 
 from mirror.app.build import build_app  # noqa: E402
 from mirror.config import load_config  # noqa: E402
@@ -56,8 +58,32 @@ def photograph(base: str, registry: str, token: str, work: Path) -> None:
         driver.find_element(By.ID, "add-short-lived").send_keys("admin/shop/web")
         driver.find_element(By.XPATH, "//button[.='+ Add repository']").click()
         driver.find_element(By.XPATH, "//button[.='Run a dry run now']").click()
-        driver.set_window_size(1280, 1500)
-        driver.save_screenshot(str(OUT / "retention.png"))
+        full_page(driver, OUT / "retention.png")
+        driver.get(f"{base}/console/t/admin/policies")
+        driver.find_element(By.ID, "policy-name").send_keys("devs")
+        driver.find_element(By.ID, "policy-statements").send_keys(
+            "allow group devs to use repos in tenancy\nallow group devs to frob repos"
+        )
+        driver.find_element(By.XPATH, "//button[.='Save policy']").click()
+        driver.save_screenshot(str(OUT / "policy-error.png"))
+        for i in range(4):  # some traffic for the dashboard's charts
+            skopeo_copy(
+                f"docker://{registry}/admin/shop/web:v1",
+                f"dir:{work / f'pull-{i}'}",
+                "--src-tls-verify=false",
+                f"--src-creds=admin/admin:{token}",
+            )
+            time.sleep(1.5)
+        driver.get(f"{base}/console/cache")
+        full_page(driver, OUT / "cache.png")
+
+
+def full_page(driver: WebDriver, path: Path) -> None:
+    """Save the whole page, however long, at the window's width."""
+    height = driver.execute_script("return document.documentElement.scrollHeight")
+    driver.set_window_size(1280, max(900, int(height) + 100))
+    driver.save_screenshot(str(path))
+    driver.set_window_size(1280, 900)
 
 
 async def main() -> None:
@@ -74,6 +100,8 @@ async def main() -> None:
                 "encryption": {"kek_file": str(work / "mirror.kek")},
                 "upstreams": [{"host": "docker.io", "url": "http://127.0.0.1:9"}],
                 "auth": {"enabled": True, "hash_cost": 256, "registry_hosts": ["localhost"]},
+                # Samples every second, so the dashboard has lines by the time it is shown.
+                "console": {"sample_interval": 1},
             },
             environ={},
         )
