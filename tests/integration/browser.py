@@ -30,6 +30,8 @@ def chromium(width: int = 1280, height: int = 900) -> Iterator[webdriver.Chrome]
         options.add_argument(arg)
     options.add_argument(f"--window-size={width},{height}")
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    # A click that submits a form may return before the next page is there: lookups retry.
+    driver.implicitly_wait(10)
     try:
         yield driver
     finally:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support.wait import WebDriverWait
 
 from mirror.db.identity.records import ADMINISTRATORS
 from mirror.testing.images import build_image
@@ -33,6 +34,7 @@ def sign_in(driver: WebDriver, base: str, login: str, token: str) -> None:
     driver.find_element(By.ID, "username").send_keys(login)
     driver.find_element(By.ID, "token").send_keys(token)
     driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+    WebDriverWait(driver, 10).until(lambda d: "/console/login" not in d.current_url)
 
 
 def click(driver: WebDriver, text: str) -> None:
