@@ -12,7 +12,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from mirror.clock import Clock
-from mirror.console.keys import MIRROR, SAMPLES, SESSIONS, TEMPLATES
+from mirror.console.keys import CLOCK, MIRROR, SAMPLES, SESSIONS, TEMPLATES
 from mirror.console.render import environment, page
 from mirror.console.samples import SampleRing, Sleep, sample_periodically
 from mirror.console.session import SessionStore
@@ -73,6 +73,7 @@ def console_app(
     metrics every ``interval`` seconds while it runs."""
     console = web.Application(middlewares=[console_errors])
     console[MIRROR] = mirror
+    console[CLOCK] = clock
     console[SESSIONS] = SessionStore(clock, lifetime=lifetime)
     console[TEMPLATES] = environment()
     console[SAMPLES] = SampleRing(SAMPLES_KEPT)

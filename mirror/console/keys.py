@@ -5,6 +5,7 @@ from __future__ import annotations
 import jinja2
 from aiohttp import web
 
+from mirror.clock import Clock
 from mirror.console.samples import SampleRing
 from mirror.console.session import SessionStore
 
@@ -13,3 +14,5 @@ MIRROR = web.AppKey("mirror", web.Application)
 SESSIONS = web.AppKey("sessions", SessionStore)
 TEMPLATES = web.AppKey("templates", jinja2.Environment)
 SAMPLES = web.AppKey("samples", SampleRing)
+# The clock pages read "now" from (the one the app was built with).
+CLOCK = web.AppKey("clock", Clock)

@@ -12,7 +12,9 @@ import pytest
 
 from mirror.app.build import build_app
 from mirror.config import load_config
+from mirror.console.render import when
 from mirror.db.identity.records import ADMINISTRATORS
+from mirror.db.metadata import ManifestRecord, TagRecord
 from mirror.hosted.names import hosted_key
 from mirror.oci.digest import Digest
 from mirror.web.keys import CACHE
@@ -227,6 +229,30 @@ async def test_the_repository_page_shows_images_and_layers(
     assert status == 200
     assert str(Digest.of(manifest)) in html and str(Digest.of(layer)) in html
     assert "2026-01-02T03:04:05Z" in html and "docker pull" in html and ">v1<" in html
+
+
+async def test_with_auth_off_the_cached_repositories_are_listed(
+    mirror_factory: MirrorFactory,
+) -> None:
+    plain = await mirror_factory(UPSTREAMS)
+    plain.clock.advance(86400)
+    body = b'{"schemaVersion":2}'
+    digest, kind = Digest.of(body), "application/vnd.oci.image.manifest.v1+json"
+    metadata = plain.services.metadata
+    metadata.set_manifest(digest, ManifestRecord(kind, len(body), (), plain.clock.now()))
+    metadata.set_tag(
+        "127.0.0.1:9", "library/alpine", "3.20", TagRecord(str(digest), kind, len(body), 0.0)
+    )
+    user = ConsoleUser(plain.url)
+    try:
+        status, html = await user.get("/console/")
+    finally:
+        await user.close()
+    assert status == 200
+    row = html.split("<td>127.0.0.1:9/library/alpine</td>")[1].split("</tr>")[0]
+    cells = [c.split("</td>")[0] for c in row.split("<td>")[1:]]
+    assert cells[:3] == ["pull-through", "public", "1"]
+    assert cells[4] == when(plain.clock.now())  # cached by the mirror's clock, not the host's
 
 
 async def test_with_auth_off_the_console_is_read_only_on_loopback(

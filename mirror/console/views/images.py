@@ -30,7 +30,7 @@ async def repository(request: web.Request) -> web.Response:
     record = who.auth.identity.repository(tenancy, name)
     if record is None:
         raise RegistryError(ErrorCode.NAME_UNKNOWN, detail={"name": ref.path})
-    snapshot = await inventory(app)
+    snapshot = await inventory(request)
     views = await views_of(app[CACHE], images_of(snapshot, records_of(app, ref)))
     hosted = who.auth.resolver.is_hosted(ref)
     if hosted:

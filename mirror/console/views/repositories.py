@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from mirror.auth.access import RepoRef
-from mirror.auth.policy.grammar import Verb
 from mirror.console.contents import Records, Summary, blob_sizes, summary
+from mirror.console.keys import CLOCK
 from mirror.console.render import page
 from mirror.console.viewer import Viewer, form_of, mirror_app, viewer
 from mirror.hosted.names import hosted_key
@@ -34,7 +34,6 @@ class Row:
     name: str
     hosted: bool
     public: bool
-    manageable: bool
     summary: Summary
 
 
@@ -46,10 +45,10 @@ def records_of(app: web.Application, ref: RepoRef) -> Records:
     return auth.resolver.records_of(ref)
 
 
-async def inventory(app: web.Application) -> Inventory:
-    """Retention's snapshot of what is kept, read off the event loop."""
-    clock_now = app[AUTH].tokens.now() if AUTH in app else 0.0
-    return await asyncio.to_thread(Inventory.load, app[SERVICES].metadata, clock_now)
+async def inventory(request: web.Request) -> Inventory:
+    """Retention's snapshot of what is kept now, read off the event loop."""
+    now = request.app[CLOCK].now()
+    return await asyncio.to_thread(Inventory.load, mirror_app(request)[SERVICES].metadata, now)
 
 
 async def home(request: web.Request) -> web.Response:
@@ -62,12 +61,11 @@ async def home(request: web.Request) -> web.Response:
 
 async def cached_list(request: web.Request, who: Viewer) -> web.Response:
     """The read-only list of a mirror with auth off: every cached repository."""
-    app = mirror_app(request)
-    snapshot = await inventory(app)
+    snapshot = await inventory(request)
     rows = []
     for upstream, repo in sorted(snapshot.repositories()):
         line = summary(snapshot, [(upstream, repo)])
-        rows.append(Row(f"{upstream}/{repo}", False, True, False, line))
+        rows.append(Row(f"{upstream}/{repo}", False, True, line))
     return page(
         request,
         "repositories.html",
@@ -91,7 +89,7 @@ async def _list(request: web.Request, who: Viewer, error: str | None, status: in
     assert who.auth is not None
     tenancy = request.match_info["tenancy"]
     shown = inspectable_repositories(who.auth, who.principal, tenancy)
-    snapshot = await inventory(app)
+    snapshot = await inventory(request)
     rows = []
     for record in shown:
         ref = RepoRef(tenancy, record.name, f"{tenancy}/{record.name}")
@@ -99,9 +97,8 @@ async def _list(request: web.Request, who: Viewer, error: str | None, status: in
         line = summary(snapshot, records)
         blobs = await blob_sizes(app[CACHE], snapshot, records)
         sized = Summary(line.images, line.size + blobs, line.last_push, line.last_pull)
-        manageable = who.auth.authorizer.permits(who.principal, ref, Verb.MANAGE)
         hosted = who.auth.resolver.is_hosted(ref)
-        rows.append(Row(record.name, hosted, record.public, manageable, sized))
+        rows.append(Row(record.name, hosted, record.public, sized))
     admin = who.auth.authorizer.is_tenancy_admin(who.principal, tenancy)
     # Creating needs manage on the new name, which the policies decide per name: offered in
     # one's own tenancy, refused (403) by the same check as the API when not allowed.

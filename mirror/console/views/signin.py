@@ -4,6 +4,7 @@ login`` is (the same ``Login.check``: slow hash, failed-login throttling per add
 from __future__ import annotations
 
 import hmac
+import logging
 import secrets
 
 from aiohttp import web
@@ -13,6 +14,8 @@ from mirror.console.render import page
 from mirror.console.viewer import COOKIE, LOGIN_PATH, form_of, mirror_app, viewer
 from mirror.errors import ErrorCode, RegistryError
 from mirror.web.keys import AUTH
+
+log = logging.getLogger(__name__)
 
 # The sign-in form's CSRF token before any session exists (double-submit cookie).
 LOGIN_COOKIE = "mirror_console_login"
@@ -58,6 +61,7 @@ async def login(request: web.Request) -> web.Response:
         return _form(request, "Incorrect username or auth token.", 401)
     assert principal.tenancy and principal.user and principal.token_id
     session = request.app[SESSIONS].open(principal.tenancy, principal.user, principal.token_id)
+    log.info("console sign-in of %s from %s", principal.subject, request.remote)
     response = web.HTTPSeeOther("/console/")
     lifetime = int(request.app[SESSIONS].lifetime)
     response.set_cookie(COOKIE, session.id, max_age=lifetime, **_cookie_options(request))  # type: ignore[arg-type]
@@ -71,6 +75,7 @@ async def logout(request: web.Request) -> web.Response:
     await form_of(request, who)
     if who.session is not None:
         request.app[SESSIONS].close(who.session.id)
+        log.info("console sign-out of %s", who.principal.subject)
     response = web.HTTPSeeOther(LOGIN_PATH)
     response.del_cookie(COOKIE, path="/console/")
     raise response
