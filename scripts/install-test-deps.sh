@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 . scripts/apt.sh
 need=()
 for pkg in docker-registry skopeo containerd runc nginx-light curl docker.io podman umoci \
-    buildah postgresql; do
+    buildah postgresql chromium chromium-driver; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -30,6 +30,7 @@ from mirror.blobstore.capacity import CapacityLimit
 from mirror.blobstore.install import restrict_to_owner
 from mirror.clock import Clock, SystemClock
 from mirror.config import Config, UpstreamConfig
+from mirror.console.app import add_console
 from mirror.db.lock import DataDirLock
 from mirror.db.metadata import WRITE_FAILED
 from mirror.db.retention import RetentionStore
@@ -474,6 +475,9 @@ def build_app(
     add_prewarm_routes(app)
     if config.tier.enabled:
         add_tier_routes(app)
+    if config.console.enabled:
+        console = config.console
+        add_console(app, resources.clock, console.session_lifetime, console.sample_interval)
     app[METRICS_ACCESS] = config.metrics_access()
     app[ANONYMOUS_PUSH] = config.server.allow_anonymous_push and not config.auth.enabled
     if app[ANONYMOUS_PUSH]:

@@ -73,6 +73,7 @@ class Resolver:
         self._router = router
         self._default = default_tenancy
         self._registry_hosts = frozenset(host_name(h) for h in registry_hosts)
+        self._first_registry_host = host_name(registry_hosts[0]) if registry_hosts else ""
         self._reserved = RESERVED_TENANCIES | reserved
 
     def on_registry_face(self, host: str | None, ns: str | None) -> bool:
@@ -80,6 +81,16 @@ class Resolver:
         if ns is not None:
             return False
         return not self._default or host_name(host) in self._registry_hosts
+
+    def registry_face(self, host: str) -> str:
+        """The ``host[:port]`` clients address tenancy repositories by, seen from a request
+        to ``host``: ``host`` itself on the registry face, else the first registry host on
+        ``host``'s port."""
+        if self.on_registry_face(host, None) or not self._first_registry_host:
+            return host
+        name = host_name(host)
+        port = host[len(name) :] if host.lower().startswith(name) else ""
+        return self._first_registry_host + port
 
     def locate(self, path: str, ns: str | None, host: str | None) -> RepoRef:
         """The repository a request path names on the face of ``host`` and ``ns``;

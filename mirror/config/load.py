@@ -21,6 +21,7 @@ from mirror.config.model import (
     CacheConfig,
     Config,
     ConfigError,
+    ConsoleConfig,
     EncryptionConfig,
     MetadataConfig,
     PrewarmConfig,
@@ -139,6 +140,7 @@ _SECTIONS: dict[str, type] = {
     "auth": AuthConfig,
     "retention": RetentionConfig,
     "prewarm": PrewarmConfig,
+    "console": ConsoleConfig,
 }
 
 

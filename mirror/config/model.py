@@ -418,6 +418,25 @@ def _tier_server(key: str, url: str) -> str:
         raise ConfigError(f"{key}: {exc}") from None
 
 
+@dataclass(frozen=True)
+class ConsoleConfig:
+    """The web console under ``/console/`` (docs/console.md)."""
+
+    # Serve the console; with auth off it is a read-only view answering loopback only.
+    enabled: bool = True
+    # Seconds a console sign-in lasts; signing out, or revoking its token, ends it sooner.
+    session_lifetime: float = 8 * 3600.0
+    # Seconds between the cache dashboard's samples of the metrics (it keeps 360 of them).
+    sample_interval: float = 10.0
+
+    def check(self) -> None:
+        """Raise ``ConfigError`` naming the first bad ``console.*`` key."""
+        if not 60 <= self.session_lifetime <= 30 * 86400:
+            raise ConfigError("console.session_lifetime: must be between 60 s and 30 days")
+        if not self.sample_interval >= 1:
+            raise ConfigError("console.sample_interval: must be at least 1 second")
+
+
 def _default_upstreams() -> tuple[UpstreamConfig, ...]:
     return (
         UpstreamConfig(
@@ -447,6 +466,7 @@ class Config:
     hosted: HostedConfig = field(default_factory=HostedConfig)
     prewarm: PrewarmConfig = field(default_factory=PrewarmConfig)
     tier: TierConfig = field(default_factory=TierConfig)
+    console: ConsoleConfig = field(default_factory=ConsoleConfig)
     # Upstream host used for bare names (no ?ns= and no host path prefix); "" for none.
     default_upstream: str = "docker.io"
 
@@ -491,6 +511,7 @@ class Config:
         self.hosted.check()
         self.prewarm.check(self.cache.offline)
         self.tier.check()
+        self.console.check()
         return self
 
     def _validate_auth(self) -> None:

@@ -331,6 +331,10 @@ class RetentionService:
             except Exception:
                 log.exception("scheduled retention run failed")
 
+    def audit_events(self) -> list[dict[str, Any]]:
+        """The audit log's events (runs and deletions with their reasons), oldest first."""
+        return self._audit.read()
+
     def close(self) -> None:
         """Close the retention state's database."""
         self._state.close()

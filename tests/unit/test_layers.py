@@ -41,6 +41,7 @@ LAYERS: dict[str, int] = {
     "mirror.tier.ring": 1,
     "mirror.hosted.names": 1,
     "mirror.web": 4,
+    "mirror.console": 4,
     "mirror.check": 4,
     "mirror.bundle": 4,
     "mirror.bench": 4,
@@ -57,6 +58,7 @@ SIBLINGS: frozenset[tuple[str, str]] = frozenset(
         ("mirror.app", "mirror.config"),  # the app is wired from the configuration
         ("mirror.hosted", "mirror.pullthrough"),  # hosted manifests answer as cached ones do
         ("mirror.bench", "mirror.check"),  # bench seeds an origin with check's push code
+        ("mirror.console", "mirror.web"),  # the console calls the admin API's own checks
     }
 )
 

@@ -14,11 +14,17 @@ from aiohttp import web
 
 from mirror.auth.principal import Principal
 from mirror.auth.service import AuthService
-from mirror.db.identity.records import PullThroughRule, group_name, tenancy_name, user_name
+from mirror.db.identity.records import (
+    AuthToken,
+    PullThroughRule,
+    group_name,
+    tenancy_name,
+    user_name,
+)
 from mirror.db.roles import Upstreams
 from mirror.errors import ErrorCode, RegistryError
 from mirror.hosted.names import hosted_key
-from mirror.web.keys import AUTH, QUOTAS, services
+from mirror.web.keys import AUTH, QUOTAS, SERVICES, services
 
 PREFIX = "/admin/v1"
 _MAX_BODY = 256 * 1024
@@ -53,10 +59,16 @@ def as_tenancy_admin(request: web.Request) -> tuple[AuthService, str]:
     """The tenancy of the path, when the caller administers it."""
     auth, principal = caller(request)
     tenancy = request.match_info["tenancy"]
+    require_tenancy_admin(auth, principal, tenancy)
+    return auth, tenancy
+
+
+def require_tenancy_admin(auth: AuthService, principal: Principal, tenancy: str) -> None:
+    """``DENIED`` unless ``principal`` administers ``tenancy`` (``TENANCY_UNKNOWN`` after):
+    the API's and the console's one check."""
     if not auth.authorizer.is_tenancy_admin(principal, tenancy):
         raise deny()
     auth.identity.require_tenancy(tenancy)
-    return auth, tenancy
 
 
 async def body(request: web.Request) -> dict[str, Any]:
@@ -127,8 +139,13 @@ async def delete_tenancy(request: web.Request) -> web.Response:
 def forget_rules(request: web.Request, rules: list[PullThroughRule]) -> None:
     """Forget what deleted rules kept under their upstream keys, and their upstream clients:
     a rule or tenancy created again starts empty."""
-    kept: Upstreams = services(request).metadata
-    auth = request.app[AUTH]
+    forget_rules_of(request.app, rules)
+
+
+def forget_rules_of(app: web.Application, rules: list[PullThroughRule]) -> None:
+    """:func:`forget_rules` for the application ``app``."""
+    kept: Upstreams = app[SERVICES].metadata
+    auth = app[AUTH]
     for rule in rules:
         kept.forget_upstream(rule.key)
         auth.upstreams.forget(rule.key)
@@ -155,16 +172,23 @@ async def create_user(request: web.Request) -> web.Response:
     """``POST .../users``: create a user (201)."""
     auth, tenancy = as_tenancy_admin(request)
     data = await body(request)
-    name = user_name(data.get("name"))
     groups = data.get("groups", [])
     if not isinstance(groups, list):
         raise RegistryError(ErrorCode.REQUEST_INVALID, "groups: expected a list")
-    for group in groups:
-        auth.identity.require_group(tenancy, group_name(group))
-    auth.identity.create_user(tenancy, name, auth.tokens.now())
-    for group in groups:
-        auth.identity.set_member(tenancy, group, name, True)
+    name = create_user_in(auth, tenancy, data.get("name"), groups)
     return ok({"name": name, "groups": sorted(groups)}, 201)
+
+
+def create_user_in(auth: AuthService, tenancy: str, name: object, groups: list[object]) -> str:
+    """Create user ``name`` of ``tenancy`` in existing ``groups`` (all checked first)."""
+    valid = user_name(name)
+    checked = [group_name(group) for group in groups]
+    for group in checked:
+        auth.identity.require_group(tenancy, group)
+    auth.identity.create_user(tenancy, valid, auth.tokens.now())
+    for group in checked:
+        auth.identity.set_member(tenancy, group, valid, True)
+    return valid
 
 
 async def delete_user(request: web.Request) -> web.Response:
@@ -213,11 +237,16 @@ def as_self_or_admin(request: web.Request) -> tuple[AuthService, str, str]:
     administers the tenancy; else ``DENIED``."""
     auth, principal = caller(request)
     tenancy, user = request.match_info["tenancy"], request.match_info["user"]
+    require_self_or_admin(auth, principal, tenancy, user)
+    return auth, tenancy, user
+
+
+def require_self_or_admin(auth: AuthService, principal: Principal, tenancy: str, user: str) -> None:
+    """``DENIED`` unless ``principal`` is ``tenancy/user`` or administers ``tenancy``."""
     own = (principal.tenancy, principal.user) == (tenancy, user)
     if not own and not auth.authorizer.is_tenancy_admin(principal, tenancy):
         raise deny()
     auth.identity.require_user(tenancy, user)
-    return auth, tenancy, user
 
 
 async def list_tokens(request: web.Request) -> web.Response:
@@ -232,10 +261,17 @@ async def create_token(request: web.Request) -> web.Response:
     description = (await body(request)).get("description", "")
     if not isinstance(description, str):
         raise RegistryError(ErrorCode.REQUEST_INVALID, "description: at most 256 characters")
-    record, secret = auth.identity.create_token(
+    record, secret = new_token(auth, tenancy, user, description)
+    return ok({**record.public(), "token": secret}, 201)
+
+
+def new_token(
+    auth: AuthService, tenancy: str, user: str, description: str
+) -> tuple[AuthToken, str]:
+    """A new auth token of ``tenancy/user`` and its secret (shown once, kept hashed)."""
+    return auth.identity.create_token(
         tenancy, user, description, auth.tokens.now(), cost=auth.login.hash_cost
     )
-    return ok({**record.public(), "token": secret}, 201)
 
 
 async def revoke_token(request: web.Request) -> web.Response:

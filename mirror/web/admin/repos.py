@@ -12,7 +12,14 @@ from aiohttp import web
 
 from mirror.auth.access import RepoRef
 from mirror.auth.policy.grammar import Verb
-from mirror.db.identity.records import PullThroughRule, group_name, repository_name
+from mirror.auth.principal import Principal
+from mirror.auth.service import AuthService
+from mirror.db.identity.records import (
+    PullThroughRule,
+    Repository,
+    group_name,
+    repository_name,
+)
 from mirror.db.identity.resources import is_rule_url
 from mirror.errors import ErrorCode, RegistryError
 from mirror.hosted.names import hosted_key
@@ -27,7 +34,7 @@ from mirror.web.admin.identity import (
     ok,
 )
 from mirror.web.admin.quota import add_quota_routes
-from mirror.web.keys import AUTH, QUOTAS, services
+from mirror.web.keys import AUTH, QUOTAS, SERVICES
 
 
 async def list_policies(request: web.Request) -> web.Response:
@@ -71,12 +78,52 @@ def _repo_ref(tenancy: str, name: object) -> RepoRef:
 
 def _managing(request: web.Request, name: object) -> RepoRef:
     auth, principal = caller(request)
-    tenancy = request.match_info["tenancy"]
+    return managed_repository(auth, principal, request.match_info["tenancy"], name)
+
+
+def managed_repository(
+    auth: AuthService, principal: Principal, tenancy: str, name: object
+) -> RepoRef:
+    """``tenancy``'s repository ``name`` when ``principal`` may manage it (``DENIED``;
+    ``NAME_INVALID``, ``TENANCY_UNKNOWN``): the API's and the console's one check."""
     auth.identity.require_tenancy(tenancy)
     ref = _repo_ref(tenancy, name)
     if not auth.authorizer.permits(principal, ref, Verb.MANAGE):
         raise deny()
     return ref
+
+
+def inspectable_repositories(
+    auth: AuthService, principal: Principal, tenancy: str
+) -> list[Repository]:
+    """``tenancy``'s repositories that ``principal`` may inspect (``TENANCY_UNKNOWN``)."""
+    auth.identity.require_tenancy(tenancy)
+    return [
+        r
+        for r in auth.identity.repositories(tenancy)
+        if auth.authorizer.permits(principal, _repo_ref(tenancy, r.name), Verb.INSPECT)
+    ]
+
+
+def create_managed(app: web.Application, ref: RepoRef, public: bool) -> Repository:
+    """Create a repository the caller may manage (a new hosted one must fit the quota)."""
+    auth = app[AUTH]
+    if auth.resolver.is_hosted(ref) and auth.identity.repository(ref.tenancy, ref.name) is None:
+        app[QUOTAS].admit_repository(ref.tenancy, ref.name)
+    return auth.identity.create_repository(ref.tenancy, ref.name, auth.tokens.now(), public=public)
+
+
+def delete_managed(app: web.Application, ref: RepoRef) -> None:
+    """Forget a repository the caller may manage: its settings and links to cached content
+    (the next pull through it proves access again with its upstream); hosted, its content."""
+    auth = app[AUTH]
+    auth.identity.delete_repository(ref.tenancy, ref.name)
+    metadata = app[SERVICES].metadata
+    for upstream, repo in auth.resolver.records_of(ref):
+        metadata.unlink(upstream, repo)
+    if auth.resolver.is_hosted(ref):
+        forget_hosted(metadata, ref.tenancy, ref.name, auth.tokens.now())
+        app[QUOTAS].forget_repository(ref.tenancy, ref.name)
 
 
 def _public(value: object) -> bool:
@@ -88,12 +135,9 @@ def _public(value: object) -> bool:
 async def list_repositories(request: web.Request) -> web.Response:
     """``GET .../repositories``: the repositories the caller may inspect."""
     auth, principal = caller(request)
-    tenancy = request.match_info["tenancy"]
-    auth.identity.require_tenancy(tenancy)
     shown = [
         {"name": r.name, "public": r.public, "created_at": r.created_at}
-        for r in auth.identity.repositories(tenancy)
-        if auth.authorizer.permits(principal, _repo_ref(tenancy, r.name), Verb.INSPECT)
+        for r in inspectable_repositories(auth, principal, request.match_info["tenancy"])
     ]
     return ok({"repositories": shown})
 
@@ -102,13 +146,7 @@ async def create_repository(request: web.Request) -> web.Response:
     """``POST .../repositories``: create a repository (private unless ``public``)."""
     data = await body(request)
     ref = _managing(request, data.get("name"))
-    auth = request.app[AUTH]
-    public = _public(data.get("public", False))
-    if auth.resolver.is_hosted(ref) and auth.identity.repository(ref.tenancy, ref.name) is None:
-        request.app[QUOTAS].admit_repository(ref.tenancy, ref.name)
-    record = auth.identity.create_repository(
-        ref.tenancy, ref.name, auth.tokens.now(), public=public
-    )
+    record = create_managed(request.app, ref, _public(data.get("public", False)))
     return ok({"name": record.name, "public": record.public}, 201)
 
 
@@ -124,14 +162,7 @@ async def delete_repository(request: web.Request) -> web.Response:
     """Forget the repository's settings and its links to cached content: the next pull through
     it proves access again with its upstream."""
     ref = _managing(request, request.match_info["name"])
-    auth = request.app[AUTH]
-    auth.identity.delete_repository(ref.tenancy, ref.name)
-    metadata = services(request).metadata
-    for upstream, repo in auth.resolver.records_of(ref):
-        metadata.unlink(upstream, repo)
-    if auth.resolver.is_hosted(ref):
-        forget_hosted(metadata, ref.tenancy, ref.name, auth.tokens.now())
-        request.app[QUOTAS].forget_repository(ref.tenancy, ref.name)
+    delete_managed(request.app, ref)
     return ok({"deleted": ref.name})
 
 
@@ -165,6 +196,20 @@ async def create_rule(request: web.Request) -> web.Response:
     prefix, url, username, password = (
         _optional_string(data, key) for key in ("prefix", "url", "username", "password")
     )
+    rule = await create_rule_in(auth, tenancy, prefix, url, username, password)
+    return ok(rule.public(), 201)
+
+
+async def create_rule_in(
+    auth: AuthService,
+    tenancy: str,
+    prefix: str | None,
+    url: str | None,
+    username: str | None,
+    password: str | None,
+) -> PullThroughRule:
+    """Create ``tenancy``'s rule ``prefix`` → ``url``, the host on the system administrator's
+    allow-list (``REQUEST_INVALID``, ``DENIED``)."""
     if not prefix or not url:
         raise RegistryError(ErrorCode.REQUEST_INVALID, "prefix and url are required")
     rule = PullThroughRule(tenancy, prefix, url, username, password, auth.tokens.now())
@@ -172,7 +217,7 @@ async def create_rule(request: web.Request) -> web.Response:
         raise RegistryError(ErrorCode.REQUEST_INVALID, "url: expected http(s)://host[:port]")
     await auth.upstreams.rule_hosts.admit(url)  # the system administrator's allow-list
     auth.identity.create_rule(rule)
-    return ok(rule.public(), 201)
+    return rule
 
 
 def _optional_string(data: dict[str, Any], key: str) -> str | None:

@@ -26,7 +26,7 @@ from mirror.retention.names import resolve_policy_repository
 from mirror.retention.policy import parse_edit, parse_policy
 from mirror.retention.service import RetentionService
 from mirror.web.admin.identity import as_system_admin, body
-from mirror.web.keys import AUTH, RETENTION, services
+from mirror.web.keys import AUTH, RETENTION, SERVICES
 
 PREFIX = "/admin/v1/retention"
 
@@ -42,15 +42,19 @@ def repository(request: web.Request) -> str:
     """The ``{repo}`` path part as policies name it: a hosted repository ``<tenancy>/<repo>``
     as it is, anything else resolved like a client's repository name to ``HOST/REPO`` (so
     ``library/alpine`` names the default upstream's repository)."""
-    router = services(request).router
-    return resolve_policy_repository(router, request.match_info["repo"], _hosted(request))
+    return policy_repository(request.app, request.match_info["repo"])
 
 
-def _hosted(request: web.Request) -> Callable[[str], bool]:
+def policy_repository(app: web.Application, name: str) -> str:
+    """A repository as a client names it, as policies name it (see :func:`repository`)."""
+    return resolve_policy_repository(app[SERVICES].router, name, hosted_names(app))
+
+
+def hosted_names(app: web.Application) -> Callable[[str], bool]:
     """Whether a name is a hosted repository of an existing tenancy (auth on)."""
-    if AUTH not in request.app:
+    if AUTH not in app:
         return lambda _: False
-    auth = request.app[AUTH]
+    auth = app[AUTH]
 
     def hosted(name: str) -> bool:
         tenancy, sep, repo = name.partition("/")
