@@ -24,6 +24,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--large-mib", type=int, help="size of the large layer in MiB")
     run.add_argument("--work-dir", type=Path, help="parent of the temporary work directory")
     run.add_argument(
+        "--retention-images", type=int, help="cached images of scenario 7 (full: 100,000)"
+    )
+    run.add_argument(
         "--wait-idle",
         type=float,
         metavar="SECONDS",
@@ -72,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         image_reps=args.reps + 2 if args.reps else None,
         large_size=args.large_mib * MiB if args.large_mib else None,
         work_dir=args.work_dir,
+        retention_images=args.retention_images,
         keep=args.keep or None,
         wait_idle=args.wait_idle,
         mirror_args=tuple(args.mirror_arg) or None,

@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 
 from benchmarks.bench import Bench
-from mirror.db.metadata import ManifestRecord, Metadata, TagRecord
+from benchmarks.bulk_metadata import BulkMetadata
+from mirror.db.metadata import ManifestRecord, TagMove, TagRecord
 from mirror.oci.digest import Digest
 
 NUMBER = 7
@@ -23,6 +24,7 @@ OCI = "application/vnd.oci.image.manifest.v1+json"
 # Shape of the synthetic cache: images spread over repositories, layers shared between them.
 REPOSITORIES = 500
 LAYERS = 2_000
+UPSTREAM = "docker.io"
 
 
 def _digest(text: str) -> Digest:
@@ -30,21 +32,26 @@ def _digest(text: str) -> Digest:
 
 
 def populate(data_dir: Path, images: int, now: float) -> None:
-    """Write ``images`` tagged, pulled manifests (two layers each) into the metadata store."""
+    """Write ``images`` tagged, pulled manifests (two layers each) into the metadata store,
+    one repository per transaction: the records a mirror keeps after pulling them."""
     layers = [str(_digest(f"layer-{i}")) for i in range(LAYERS)]
-    metadata = Metadata(data_dir / "metadata")
+    bulk = BulkMetadata(data_dir / "metadata")
     try:
-        for i in range(images):
-            digest = _digest(f"manifest-{i}")
-            repo = f"team{i % REPOSITORIES}/app"
-            refs = (layers[i % LAYERS], layers[(i * 7) % LAYERS])
-            metadata.set_manifest(digest, ManifestRecord(OCI, 900, refs, now - 86400))
-            metadata.set_tag("docker.io", repo, f"v{i}", TagRecord(str(digest), OCI, 900, now))
-            metadata.record_pull("docker.io", repo, digest, now - i)
-            if i % 10_000 == 0:
-                metadata.flush()
+        for r in range(min(REPOSITORIES, images)):
+            repo = f"team{r}/app"
+            history = []
+            for i in range(r, images, REPOSITORIES):
+                digest = str(_digest(f"manifest-{i}"))
+                refs = (layers[i % LAYERS], layers[(i * 7) % LAYERS])
+                bulk.add(("manifest", digest), ManifestRecord(OCI, 900, refs, now - 86400))
+                bulk.add(("tag", UPSTREAM, repo, f"v{i}"), TagRecord(digest, OCI, 900, now))
+                bulk.add(("pull", UPSTREAM, repo, digest), now - i)
+                history.append(TagMove(f"v{i}", None, digest, now))
+            bulk.add(("tag-history", UPSTREAM, repo), tuple(history))
+            bulk.add(("repo", UPSTREAM, repo), True)
+            bulk.commit()
     finally:
-        metadata.close()
+        bulk.close()
 
 
 def dry_run(data_dir: Path, timeout: float) -> tuple[float, float, int]:
@@ -88,7 +95,9 @@ def run(bench: Bench) -> None:
     s, r = bench.settings, bench.results
     data_dir = bench.work / "retention-scale"
     bench.progress(f"  writing metadata of {s.retention_images} images")
+    started = time.perf_counter()
     populate(data_dir, s.retention_images, time.time())
+    bench.progress(f"  written in {time.perf_counter() - started:.1f} s (setup, not timed)")
     case = f"dry run over {s.retention_images} images"
     for rep in range(s.reps):
         wall, rss, reported = dry_run(data_dir, s.transfer_timeout)

@@ -22,7 +22,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TextIO
 from urllib.parse import quote
 
 from mirror.app.build import retention_of, router_of
@@ -38,7 +38,7 @@ from mirror.cli.client import (
     add_credential_flags,
     credentials_of,
 )
-from mirror.cli.retention_text import format_policies, format_report
+from mirror.cli.retention_text import format_line, format_policies, format_report
 from mirror.clock import SystemClock
 from mirror.config import Config, ConfigError, load_config
 from mirror.crypto.keys import KeyringError
@@ -47,6 +47,7 @@ from mirror.errors import RegistryError
 from mirror.metrics import Metrics
 from mirror.retention.names import resolve_policy_repository
 from mirror.retention.policy import parse_edit, parse_policy
+from mirror.retention.report import json_chunks
 from mirror.retention.service import RetentionService
 
 TIMEOUT = 600.0
@@ -79,6 +80,9 @@ class Admin(Protocol):
 
     def run(self, dry_run: bool) -> dict[str, Any]:
         """Apply the policies now (or only report, with ``dry_run``); the run's report."""
+
+    def dry_run(self, out: TextIO, as_json: bool) -> None:
+        """Print a dry run's report to ``out`` (as JSON, or as lines)."""
 
 
 class RemoteAdmin:
@@ -127,6 +131,11 @@ class RemoteAdmin:
         """``POST .../retention/runs`` on the server."""
         return dict(self._call("POST", "/runs", {"dry_run": dry_run}))
 
+    def dry_run(self, out: TextIO, as_json: bool) -> None:
+        """A dry run on the server, printed once its answer is complete."""
+        report = self.run(True)
+        print(json.dumps(report, indent=2) if as_json else format_report(report), file=out)
+
 
 def _error_message(raw: bytes, status: int) -> str:
     try:
@@ -173,6 +182,26 @@ class LocalAdmin:
     def run(self, dry_run: bool) -> dict[str, Any]:
         """Run retention on the data directory (the server must be stopped to delete)."""
         return asyncio.run(self._service.run(dry_run=dry_run)).as_json()
+
+    def dry_run(self, out: TextIO, as_json: bool) -> None:
+        """A dry run on the data directory, printed as it goes (one repository in memory)."""
+        asyncio.run(_print_dry_run(self._service, out, as_json))
+
+
+async def _print_dry_run(service: RetentionService, out: TextIO, as_json: bool) -> None:
+    async with service.dry_run() as run:
+        if as_json:
+            async for chunk in json_chunks(run.head, run.batches):
+                out.write(chunk)
+            out.write("\n")
+            return
+        images = selected = 0
+        async for batch in run.batches:
+            for line in batch:
+                out.write(format_line(line, dry_run=True) + "\n")
+                selected += line["action"] == "delete"
+            images += len(batch)
+        out.write(f"dry run: {images} images, {selected} would be deleted\n")
 
 
 @contextmanager
@@ -276,6 +305,9 @@ def _spec(args: argparse.Namespace) -> dict[str, Any]:
 
 def dispatch(admin: Admin, args: argparse.Namespace) -> None:
     """Run one retention command and print its result."""
+    if args.retention_command == "run" and args.dry_run:
+        admin.dry_run(sys.stdout, args.json)
+        return
     if args.retention_command == "run":
         report = admin.run(args.dry_run)
         print(json.dumps(report, indent=2) if args.json else format_report(report))

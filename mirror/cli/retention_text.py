@@ -28,19 +28,20 @@ def format_policies(policies: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def format_line(line: dict[str, Any], *, dry_run: bool) -> str:
+    """One image of a report: the action, the image, and the rule that retained or selected it."""
+    action = {"delete": "DELETE" if not dry_run else "WOULD DELETE"}.get(line["action"], "keep")
+    tags = ",".join(line["tags"]) or "-"
+    return (
+        f"{action:12} {line['repository']}@{line['digest'][:19]} policy={line['policy']} "
+        f"rule={line['rule']} last-pull={line['last_pull'] or 'never'} "
+        f"last-tagged={line['last_tagged'] or 'never'} tags={tags}: {line['reason']}"
+    )
+
+
 def format_report(report: dict[str, Any]) -> str:
-    """One line per image: the action, the image, and the rule that retained or selected it."""
-    lines = []
-    for line in report["images"]:
-        action = {"delete": "DELETE" if not report["dry_run"] else "WOULD DELETE"}.get(
-            line["action"], "keep"
-        )
-        tags = ",".join(line["tags"]) or "-"
-        lines.append(
-            f"{action:12} {line['repository']}@{line['digest'][:19]} policy={line['policy']} "
-            f"rule={line['rule']} last-pull={line['last_pull'] or 'never'} "
-            f"last-tagged={line['last_tagged'] or 'never'} tags={tags}: {line['reason']}"
-        )
+    """One line per image, then what the run did."""
+    lines = [format_line(line, dry_run=report["dry_run"]) for line in report["images"]]
     selected = sum(1 for line in report["images"] if line["action"] == "delete")
     if report["dry_run"]:
         lines.append(f"dry run: {len(report['images'])} images, {selected} would be deleted")

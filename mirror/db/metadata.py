@@ -11,6 +11,7 @@ import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import diskcache
 
@@ -401,6 +402,31 @@ class Metadata(
         for pending in [k for k in self._pending_pulls if k[0] == upstream]:
             del self._pending_pulls[pending]
         return len(keys)
+
+    def records(
+        self, kinds: Iterable[str], batch: int = 2_000
+    ) -> Iterator[tuple[tuple[str, ...], object]]:
+        """Every ``(key, record)`` whose key kind is one of ``kinds``, read in one pass over
+        the database in short read transactions (retention's snapshot; batched last pulls are
+        not included)."""
+        wanted = set(kinds)
+        cache: Any = self._db
+        disk = cache._disk
+        select = (
+            "SELECT rowid, key, raw, mode, filename, value FROM Cache"
+            " WHERE rowid > ? ORDER BY rowid LIMIT ?"
+        )
+        last = 0
+        while rows := cache._sql(select, (last, batch)).fetchall():
+            last = rows[-1][0]
+            for _, raw_key, raw, mode, filename, value in rows:
+                key = disk.get(raw_key, raw)
+                if isinstance(key, tuple) and key and key[0] in wanted:
+                    yield key, disk.fetch(mode, filename, value, False)
+
+    def pending_pulls(self) -> dict[tuple[str, str, str], float]:
+        """Last pulls batched in memory and not flushed yet, by ``(upstream, repo, digest)``."""
+        return dict(self._pending_pulls)
 
     def _keys(self, kind: str, *prefix: str | None) -> Iterator[tuple[str, ...]]:
         """Keys of ``kind`` whose next parts equal ``prefix`` (``None`` matches anything)."""

@@ -9,8 +9,9 @@ index is a pull of the index), and a tag on the index tags its children.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from mirror.db.metadata import ManifestRecord
@@ -18,10 +19,19 @@ from mirror.db.roles import Manifests, Pulls, TagHistory, Tags
 from mirror.errors import RegistryError
 from mirror.oci.digest import Digest
 from mirror.retention.names import policy_name
+from mirror.retention.snapshot import Snapshot, SnapshotRecords
 
 
-class InventoryRecords(Tags, Manifests, Pulls, TagHistory, Protocol):
+class InventoryRecords(Tags, Manifests, Pulls, TagHistory, SnapshotRecords, Protocol):
     """The metadata an inventory is read from: tags, manifests, last pulls, tag history."""
+
+
+class References(Protocol):
+    """What each cached manifest references; ``in`` tells whether a digest is one."""
+
+    def __contains__(self, digest: object) -> bool: ...
+
+    def __getitem__(self, digest: Digest) -> tuple[Digest, ...]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,67 +81,100 @@ class Inventory:
 
     @classmethod
     def load(cls, metadata: InventoryRecords, now: float) -> Inventory:
-        """Read the metadata once and derive every image's facts."""
+        """Read the metadata once and derive every image's facts (all of them in memory: the
+        collector's reference counts need them; dry runs stream ``images`` instead)."""
         manifests = dict(metadata.manifests())
         references = {digest: record.referenced() for digest, record in manifests.items()}
-        tags: dict[tuple[str, str], dict[Digest, list[str]]] = defaultdict(
-            lambda: defaultdict(list)
-        )
-        for upstream, repo, tag, tag_record in metadata.tags():
-            if (digest := _parsed(tag_record.digest)) is not None:
-                tags[(upstream, repo)][digest].append(tag)
-        pulls = metadata.pulls()
-        members: dict[tuple[str, str], set[Digest]] = defaultdict(set)
-        for (upstream, repo), by_digest in tags.items():
-            members[(upstream, repo)].update(d for d in by_digest if d in manifests)
-        for upstream, repo, digest in pulls:
-            if digest in manifests:
-                members[(upstream, repo)].add(digest)
-        images: list[Image] = []
-        for (upstream, repo), digests in sorted(members.items()):
-            _add_children(digests, references)
-            history = metadata.tag_history(upstream, repo)
-            # When each digest last lost a tag (moves are recorded oldest first).
-            untagged_at = {
-                digest: m.at
-                for m in history
-                if m.from_digest is not None and (digest := _parsed(m.from_digest)) is not None
-            }
-            repo_tags = tags.get((upstream, repo), {})
-            for group in _groups(digests, references):
-                own = {d: pulls.get((upstream, repo, d)) for d in group}
-                group_tags = tuple(sorted(t for d in group for t in repo_tags.get(d, ())))
-                pulled = [p for p in own.values() if p is not None]
-                if group_tags:
-                    last_tagged: float | None = now
-                    untagged_since = now
-                else:
-                    known = [untagged_at[d] for d in group if d in untagged_at]
-                    last_tagged = max(known) if known else None
-                    untagged_since = max(untagged_at.get(d, manifests[d].cached_at) for d in group)
-                for digest in group:
-                    record = manifests[digest]
-                    images.append(
-                        Image(
-                            upstream,
-                            repo,
-                            digest,
-                            record.media_type,
-                            record.size,
-                            record.cached_at,
-                            own[digest],
-                            group_tags,
-                            max(pulled) if pulled else None,
-                            last_tagged,
-                            untagged_since,
-                            group,
-                        )
-                    )
-        return cls(tuple(images), manifests, references)
+        return cls(tuple(images(metadata, now)), manifests, references)
 
     def repositories(self) -> set[tuple[str, str]]:
         """Every ``(upstream, repo)`` with at least one image."""
         return {(image.upstream, image.repo) for image in self.images}
+
+
+def images(
+    metadata: InventoryRecords, now: float, directory: Path | None = None
+) -> Generator[Image]:
+    """Every cached image with its facts, one repository at a time (repositories in name
+    order, groups in digest order), from a snapshot spilled to a temporary index in
+    ``directory``: memory holds one repository's records, whatever the cache's size."""
+    snapshot = Snapshot(metadata, directory)
+    try:
+        for upstream, repo in snapshot.repositories():
+            yield from _repository(metadata, snapshot, upstream, repo, now)
+    finally:
+        snapshot.close()
+
+
+def _repository(
+    metadata: InventoryRecords, snapshot: Snapshot, upstream: str, repo: str, now: float
+) -> Iterator[Image]:
+    """The images of one repository."""
+    repo_tags = {Digest.parse(d): tags for d, tags in snapshot.tags(upstream, repo).items()}
+    pulls = {Digest.parse(d): at for d, at in snapshot.pulls(upstream, repo).items()}
+    records = _Manifests(snapshot)
+    digests = set(repo_tags) | set(pulls)
+    _add_children(digests, records)
+    # When each digest last lost a tag (moves are recorded oldest first).
+    untagged_at = {
+        digest: m.at
+        for m in metadata.tag_history(upstream, repo)
+        if m.from_digest is not None and (digest := _parsed(m.from_digest)) is not None
+    }
+    for group in _groups(digests, records):
+        own = {d: pulls.get(d) for d in group}
+        group_tags = tuple(sorted(t for d in group for t in repo_tags.get(d, ())))
+        pulled = [p for p in own.values() if p is not None]
+        if group_tags:
+            last_tagged: float | None = now
+            untagged_since = now
+        else:
+            known = [untagged_at[d] for d in group if d in untagged_at]
+            last_tagged = max(known) if known else None
+            untagged_since = max(untagged_at.get(d, records.record(d).cached_at) for d in group)
+        for digest in group:
+            record = records.record(digest)
+            yield Image(
+                upstream,
+                repo,
+                digest,
+                record.media_type,
+                record.size,
+                record.cached_at,
+                own[digest],
+                group_tags,
+                max(pulled) if pulled else None,
+                last_tagged,
+                untagged_since,
+                group,
+            )
+
+
+class _Manifests:
+    """The manifest records one repository's images need, looked up in the snapshot once."""
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        self._snapshot = snapshot
+        self._records: dict[Digest, ManifestRecord | None] = {}
+
+    def _lookup(self, digest: Digest) -> ManifestRecord | None:
+        if digest not in self._records:
+            self._records[digest] = self._snapshot.manifest(str(digest))
+        return self._records[digest]
+
+    def __contains__(self, digest: object) -> bool:
+        return isinstance(digest, Digest) and self._lookup(digest) is not None
+
+    def __getitem__(self, digest: Digest) -> tuple[Digest, ...]:
+        """What cached manifest ``digest`` references."""
+        record = self._lookup(digest)
+        return record.referenced() if record is not None else ()
+
+    def record(self, digest: Digest) -> ManifestRecord:
+        """The record of cached manifest ``digest``."""
+        record = self._lookup(digest)
+        assert record is not None, digest
+        return record
 
 
 def _parsed(text: str) -> Digest | None:
@@ -143,7 +186,7 @@ def _parsed(text: str) -> Digest | None:
         return None
 
 
-def _add_children(digests: set[Digest], references: dict[Digest, tuple[Digest, ...]]) -> None:
+def _add_children(digests: set[Digest], references: References) -> None:
     """Add the cached manifests that members reference (an index's children), transitively."""
     pending = list(digests)
     while pending:
@@ -153,9 +196,7 @@ def _add_children(digests: set[Digest], references: dict[Digest, tuple[Digest, .
                 pending.append(reference)
 
 
-def _groups(
-    digests: Iterable[Digest], references: dict[Digest, tuple[Digest, ...]]
-) -> list[tuple[Digest, ...]]:
+def _groups(digests: Iterable[Digest], references: References) -> list[tuple[Digest, ...]]:
     """Connected components of the parent/child relation among ``digests``, each in digest
     order, in the order of their first digests."""
     members = set(digests)

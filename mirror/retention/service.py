@@ -4,10 +4,14 @@ for the cache size limit. One run or eviction at a time."""
 from __future__ import annotations
 
 import asyncio
+import functools
+import itertools
 import logging
 import secrets
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Protocol
 
 from mirror.blobstore.capacity import CapacityLimit
@@ -19,7 +23,7 @@ from mirror.metrics import Metrics
 from mirror.oci.digest import Digest
 from mirror.retention.audit import AuditLog, iso
 from mirror.retention.collector import Collector, CollectorRecords, Outcome
-from mirror.retention.inventory import Inventory, InventoryRecords
+from mirror.retention.inventory import Inventory, InventoryRecords, images
 from mirror.retention.policy import PolicyEdit, RetentionPolicy
 from mirror.retention.rules import Decision, decide, least_recently_pulled
 
@@ -77,6 +81,12 @@ class Report:
 
     def as_json(self) -> dict[str, Any]:
         """The report as the admin API and ``--json`` answer it."""
+        return report_head(
+            self.run_id, self.trigger, self.dry_run, self.started_at, self.outcome
+        ) | {"images": self.lines()}
+
+    def lines(self) -> list[dict[str, Any]]:
+        """The report's line for each image (those spared during the run say so)."""
         spared = {id(d) for d in self.outcome.spared}
         lines = []
         for decision in self.decisions:
@@ -90,25 +100,40 @@ class Report:
                 lines.append(decision_json(kept))
             else:
                 lines.append(decision_json(decision))
-        return {
-            "run": self.run_id,
-            "trigger": self.trigger,
-            "dry_run": self.dry_run,
-            "started_at": iso(self.started_at),
-            "images": lines,
-            "evicted": len(self.outcome.evicted),
-            "deleted": [
-                {"kind": kind, "digest": str(digest), "size": size}
-                for kind, digest, size in self.outcome.deleted
-            ],
-            "deferred": sorted(str(digest) for digest in self.outcome.deferred),
-            "bytes_freed": self.outcome.bytes_freed,
-            "hosted_unlinked": [
-                {"repository": name, "digest": str(digest)}
-                for name, digest in self.outcome.unlinked
-            ],
-            "hosted_reclaimed": dict(sorted(self.outcome.reclaimed.items())),
-        }
+        return lines
+
+
+def report_head(
+    run_id: str, trigger: str, dry_run: bool, started_at: float, outcome: Outcome
+) -> dict[str, Any]:
+    """A run report without its images (``images`` comes between ``started_at`` and
+    ``evicted``)."""
+    return {
+        "run": run_id,
+        "trigger": trigger,
+        "dry_run": dry_run,
+        "started_at": iso(started_at),
+        "images": [],
+        "evicted": len(outcome.evicted),
+        "deleted": [
+            {"kind": kind, "digest": str(digest), "size": size}
+            for kind, digest, size in outcome.deleted
+        ],
+        "deferred": sorted(str(digest) for digest in outcome.deferred),
+        "bytes_freed": outcome.bytes_freed,
+        "hosted_unlinked": [
+            {"repository": name, "digest": str(digest)} for name, digest in outcome.unlinked
+        ],
+        "hosted_reclaimed": dict(sorted(outcome.reclaimed.items())),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class DryRun:
+    """A dry run being streamed: its report's head, and its lines in batches."""
+
+    head: dict[str, Any]
+    batches: AsyncIterator[list[dict[str, Any]]]
 
 
 class RetentionRecords(InventoryRecords, CollectorRecords, Protocol):
@@ -148,6 +173,8 @@ class RetentionService:
         # (quotas hook in here).
         self.on_reclaimed = on_reclaimed
         self._lock = asyncio.Lock()
+        # Where dry runs spill their snapshot (``None``: the system's temporary directory).
+        self.scratch: Path | None = None
         # Called after every run or eviction that deleted something for real (hosted quotas
         # recount what the tenancies still store).
         self.after_collect: Callable[[], Awaitable[None]] | None = None
@@ -217,6 +244,39 @@ class RetentionService:
             run_id=run_id,
             now=now,
         )
+
+    @asynccontextmanager
+    async def dry_run(
+        self, trigger: str = "manual", *, batch: int = 1_000
+    ) -> AsyncIterator[DryRun]:
+        """A dry run streamed: the report's lines are judged and yielded ``batch`` at a time,
+        one repository's records in memory at a time (the same decisions ``run`` reports)."""
+        async with self._lock:
+            now = self._clock.now()
+            run_id = f"{int(now)}-{secrets.token_hex(3)}"
+            state = self._state.state()
+            governing = functools.lru_cache(maxsize=4096)(state.governing)
+            found = images(self._metadata, now, self.scratch)
+
+            def take() -> list[dict[str, Any]]:
+                lines = []
+                for image in itertools.islice(found, batch):
+                    policy, since = governing(image.repository)
+                    lines.append(
+                        decision_json(decide(image, policy, since, now, self.cooling_period))
+                    )
+                return lines
+
+            async def batches() -> AsyncIterator[list[dict[str, Any]]]:
+                # Off the event loop: a large cache takes seconds to read, and pulls go on.
+                while lines := await asyncio.to_thread(take):
+                    yield lines
+
+            self._metrics.retention_runs.labels(trigger, "dry-run").inc()
+            try:
+                yield DryRun(report_head(run_id, trigger, True, now, Outcome()), batches())
+            finally:
+                found.close()
 
     async def run(self, *, dry_run: bool, trigger: str = "manual") -> Report:
         """Judge every cached image by its repository's policy and, unless ``dry_run``,

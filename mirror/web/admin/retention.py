@@ -24,6 +24,7 @@ from mirror.auth.access import RepoRef
 from mirror.errors import ErrorCode, RegistryError
 from mirror.retention.names import resolve_policy_repository
 from mirror.retention.policy import parse_edit, parse_policy
+from mirror.retention.report import json_chunks
 from mirror.retention.service import RetentionService
 from mirror.web.admin.identity import as_system_admin, body
 from mirror.web.keys import AUTH, RETENTION, SERVICES
@@ -112,13 +113,26 @@ async def detach(request: web.Request) -> web.Response:
     return web.json_response(retention(request).detach(policy, repository(request)).as_json())
 
 
-async def run(request: web.Request) -> web.Response:
+async def run(request: web.Request) -> web.StreamResponse:
     """``POST .../runs``: apply the policies now, or only report with ``dry_run``."""
     dry_run = (await body(request)).get("dry_run", False)
     if not isinstance(dry_run, bool):
         raise RegistryError(ErrorCode.POLICY_INVALID, "dry_run must be true or false")
+    if dry_run:
+        return await _stream_dry_run(request)
     report = await retention(request).run(dry_run=dry_run, trigger="api")
     return web.json_response(report.as_json())
+
+
+async def _stream_dry_run(request: web.Request) -> web.StreamResponse:
+    """A dry run's report streamed as it is judged (the same JSON, one repository in memory)."""
+    response = web.StreamResponse(headers={"Content-Type": "application/json; charset=utf-8"})
+    async with retention(request).dry_run(trigger="api") as dry:
+        await response.prepare(request)
+        async for chunk in json_chunks(dry.head, dry.batches):
+            await response.write(chunk.encode())
+    await response.write_eof()
+    return response
 
 
 async def capacity(request: web.Request) -> web.Response:

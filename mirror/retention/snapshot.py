@@ -1,0 +1,146 @@
+"""Retention's snapshot of the metadata: one pass over the database spilled into a temporary
+SQLite index, read back one repository at a time, so a run over millions of images holds one
+repository's records in memory, never the whole cache."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Protocol
+
+from mirror.db.metadata import ManifestRecord, TagRecord
+from mirror.errors import RegistryError
+from mirror.oci.digest import Digest
+
+SCHEMA = """
+CREATE TABLE manifest (digest TEXT PRIMARY KEY, media_type TEXT, size INTEGER,
+    cached_at REAL, refs TEXT) WITHOUT ROWID;
+CREATE TABLE tag (upstream TEXT, repo TEXT, tag TEXT, digest TEXT);
+CREATE TABLE pull (upstream TEXT, repo TEXT, digest TEXT, at REAL,
+    PRIMARY KEY (upstream, repo, digest)) WITHOUT ROWID;
+"""
+INDEXES = "CREATE INDEX tag_repo ON tag (upstream, repo);"
+# Repositories with at least one tag or last pull of a cached manifest, in name order.
+REPOSITORIES = """
+SELECT upstream, repo FROM tag JOIN manifest USING (digest)
+UNION SELECT upstream, repo FROM pull JOIN manifest USING (digest)
+ORDER BY 1, 2
+"""
+# Rows inserted per statement while the snapshot is spilled.
+BATCH = 5_000
+
+
+class SnapshotRecords(Protocol):
+    """The metadata a snapshot is read from: every record in one pass, and batched pulls."""
+
+    def records(self, kinds: Iterable[str]) -> Iterator[tuple[tuple[str, ...], object]]:
+        """Every ``(key, record)`` of those kinds, in one pass."""
+        ...
+
+    def pending_pulls(self) -> dict[tuple[str, str, str], float]:
+        """Last pulls not flushed yet."""
+        ...
+
+
+class Snapshot:
+    """The tags, last pulls and manifest records of the cache as one pass read them."""
+
+    def __init__(self, metadata: SnapshotRecords, directory: Path | None = None) -> None:
+        handle, name = tempfile.mkstemp(prefix="retention-", suffix=".db", dir=directory)
+        os.close(handle)
+        self._path = Path(name)
+        # Read back from whichever worker thread the run continues on, one at a time.
+        self._db = sqlite3.connect(name, check_same_thread=False, isolation_level=None)
+        self._db.executescript("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;" + SCHEMA)
+        self._spill(metadata)
+
+    def _spill(self, metadata: SnapshotRecords) -> None:
+        rows: dict[str, list[tuple[object, ...]]] = {"manifest": [], "tag": [], "pull": []}
+        insert = {
+            "manifest": "INSERT OR REPLACE INTO manifest VALUES (?, ?, ?, ?, ?)",
+            "tag": "INSERT INTO tag VALUES (?, ?, ?, ?)",
+            "pull": "INSERT OR REPLACE INTO pull VALUES (?, ?, ?, ?)",
+        }
+        self._db.execute("BEGIN")
+        for key, value in metadata.records(("manifest", "tag", "pull")):
+            row = _row(key, value)
+            if row is None:
+                continue
+            batch = rows[key[0]]
+            batch.append(row)
+            if len(batch) >= BATCH:
+                self._db.executemany(insert[key[0]], batch)
+                batch.clear()
+        pending = [(*where, when) for where, when in metadata.pending_pulls().items()]
+        rows["pull"].extend(row for row in pending if _digest(row[2]) is not None)
+        for kind, batch in rows.items():
+            self._db.executemany(insert[kind], batch)
+        self._db.execute(INDEXES)
+        self._db.execute("COMMIT")
+
+    def repositories(self) -> Iterator[tuple[str, str]]:
+        """Every ``(upstream, repo)`` with an image, in name order."""
+        yield from self._db.execute(REPOSITORIES)
+
+    def tags(self, upstream: str, repo: str) -> dict[str, list[str]]:
+        """The tags of ``repo`` by the cached manifest they point at."""
+        found: dict[str, list[str]] = {}
+        query = (
+            "SELECT tag, digest FROM tag JOIN manifest USING (digest) WHERE upstream=? AND repo=?"
+        )
+        for tag, digest in self._db.execute(query, (upstream, repo)):
+            found.setdefault(digest, []).append(tag)
+        return found
+
+    def pulls(self, upstream: str, repo: str) -> dict[str, float]:
+        """The last pull of each cached manifest of ``repo``."""
+        query = (
+            "SELECT digest, at FROM pull JOIN manifest USING (digest) WHERE upstream=? AND repo=?"
+        )
+        return dict(self._db.execute(query, (upstream, repo)))
+
+    def manifest(self, digest: str) -> ManifestRecord | None:
+        """The record of cached manifest ``digest``, or ``None``."""
+        query = "SELECT media_type, size, cached_at, refs FROM manifest WHERE digest=?"
+        row = self._db.execute(query, (digest,)).fetchone()
+        if row is None:
+            return None
+        media_type, size, cached_at, refs = row
+        return ManifestRecord(media_type, size, tuple(refs.split("\n")) if refs else (), cached_at)
+
+    def close(self) -> None:
+        """Drop the index."""
+        self._db.close()
+        self._path.unlink(missing_ok=True)
+
+
+def _digest(text: str) -> str | None:
+    """``text`` as a digest's canonical string, or ``None`` if it is not a digest."""
+    try:
+        return str(Digest.parse(text))
+    except RegistryError:
+        return None
+
+
+def _row(key: tuple[str, ...], value: object) -> tuple[object, ...] | None:
+    """The index row of one metadata record (``None``: malformed, nothing is cached under it)."""
+    kind = key[0]
+    if kind == "manifest" and len(key) == 2 and isinstance(value, ManifestRecord):
+        digest = _digest(key[1])
+        # Only the references that are digests (as ``ManifestRecord.referenced`` reads them).
+        refs = "\n".join(str(d) for d in value.referenced())
+        return (
+            None
+            if digest is None
+            else (digest, value.media_type, value.size, value.cached_at, refs)
+        )
+    if kind == "tag" and len(key) == 4 and isinstance(value, TagRecord):
+        digest = _digest(value.digest)
+        return None if digest is None else (key[1], key[2], key[3], digest)
+    if kind == "pull" and len(key) == 4 and value is not None:
+        digest = _digest(key[3])
+        return None if digest is None else (key[1], key[2], digest, float(value))  # type: ignore[arg-type]
+    return None
