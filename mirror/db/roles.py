@@ -167,8 +167,23 @@ class Upstreams(Protocol):
         ...
 
 
+class Snapshots(Protocol):
+    """Whole-store reads in one pass, for retention's snapshot of the cache."""
+
+    def records(self, kinds: Iterable[str]) -> Iterator[tuple[tuple[str, ...], object]]:
+        """Every ``(key, record)`` of the kinds asked (``manifest``, ``tag``, ``pull``), keyed
+        as ``("manifest", digest)``, ``("tag", upstream, repo, tag)``, ``("pull", upstream,
+        repo, digest)``; batched last pulls are not included."""
+        ...
+
+    def pending_pulls(self) -> dict[tuple[str, str, str], float]:
+        """Last pulls batched in memory and not flushed yet, by ``(upstream, repo, digest)``."""
+        ...
+
+
 class MetadataStore(
     Tags,
+    Snapshots,
     Manifests,
     Repositories,
     Links,

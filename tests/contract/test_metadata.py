@@ -256,3 +256,17 @@ def test_deletion_notes_and_repository_records_of_hosted_repositories(
     store.forget_upstream("hosted:acme")
     assert store.repository_records("hosted:acme").deleted == {}
     assert store.repository_records("hosted:acme").links == {}
+
+
+def test_a_snapshot_reads_manifests_tags_and_pulls_keyed_alike(store: MetadataStore) -> None:
+    record = ManifestRecord(OCI, 10, (str(B),), 5.0)
+    store.set_manifest(A, record)
+    store.set_tag("h", "r", "v1", tag(A))
+    store.record_pull("h", "r", A, 42.0)
+    assert store.pending_pulls() == {("h", "r", str(A)): 42.0}
+    before_flush = dict(store.records(("manifest", "tag", "pull")))
+    assert before_flush == {("manifest", str(A)): record, ("tag", "h", "r", "v1"): tag(A)}
+
+    store.flush()
+    assert store.pending_pulls() == {}
+    assert dict(store.records(("pull",))) == {("pull", "h", "r", str(A)): 42.0}

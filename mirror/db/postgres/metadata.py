@@ -375,6 +375,25 @@ class PostgresMetadata(MetadataStore):
         found.update(self._pending_pulls)
         return {(h, r, Digest.parse(d)): when for (h, r, d), when in found.items()}
 
+    def records(self, kinds: Iterable[str]) -> Iterator[tuple[tuple[str, ...], object]]:
+        """Every ``(key, record)`` of the kinds asked (``manifest``, ``tag``, ``pull``), keyed
+        as the diskcache store keys them (retention's snapshot; batched last pulls are not
+        included: see ``pending_pulls``)."""
+        wanted = set(kinds)
+        if "manifest" in wanted:
+            for digest, manifest in self.manifests():
+                yield ("manifest", str(digest)), manifest
+        if "tag" in wanted:
+            for upstream, repo, name, record in self.tags():
+                yield ("tag", upstream, repo, name), record
+        if "pull" in wanted:
+            for row in self._run("fetch", Q.pulls):
+                yield ("pull", row[0], row[1], row[2]), float(row[3])
+
+    def pending_pulls(self) -> dict[tuple[str, str, str], float]:
+        """Last pulls batched in memory and not flushed yet, by ``(upstream, repo, digest)``."""
+        return dict(self._pending_pulls)
+
     def flush(self) -> int:
         """Write batched last-pull times in one statement (the later of this and another
         replica's time wins); a failed write keeps the batch pending and raises."""
