@@ -5,7 +5,9 @@ At most two batches of a body are held (one being written, one filling), so an u
 memory is bounded by ``2 * batch`` plus the web server's read buffer, whatever its size. The
 batches are written in order, one at a time: a hash is a sequence. A batch in flight always
 finishes before the body's writer returns, even when the request is cancelled or the body
-fails, so nothing else touches the object while a pool thread still writes it.
+fails, so nothing else touches the object while a pool thread still writes it. Pieces of a batch
+not yet handed over when the body fails are dropped: the staged object's size (the upload's
+offset) says what was kept.
 """
 
 from __future__ import annotations
@@ -13,11 +15,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterable
+from typing import Protocol
 
-from mirror.blobstore.staging import Staged
+
+class Writable(Protocol):
+    """What the pipeline needs of a staged object."""
+
+    async def write(self, *pieces: bytes) -> None:
+        """Append and hash ``pieces``; ``OSError`` when the disk refuses them."""
+        ...
 
 
-async def write_body(staged: Staged, body: AsyncIterable[bytes], batch: int) -> None:
+async def write_body(staged: Writable, body: AsyncIterable[bytes], batch: int) -> None:
     """Write every piece of ``body`` to ``staged`` in batches of at least ``batch`` bytes
     (the last one smaller), the next batch received while the previous one is written."""
     pieces: list[bytes] = []
