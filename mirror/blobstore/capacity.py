@@ -170,9 +170,9 @@ class CappedStaged:
         """The bytes received so far."""
         return self._inner.size
 
-    async def write(self, chunk: bytes) -> None:
+    async def write(self, *pieces: bytes) -> None:
         """The inner staged object's ``write`` (staged bytes are claimed at install)."""
-        await self._inner.write(chunk)
+        await self._inner.write(*pieces)
 
     def mark(self) -> None:
         """The inner ``mark``."""

@@ -44,7 +44,7 @@ class ChunkView:
     tail: tuple[bytes, ...] = ()
 
 
-def pwrite_all(fd: int, data: bytes | memoryview, offset: int) -> None:
+def pwrite_all(fd: int, data: bytes | bytearray | memoryview, offset: int) -> None:
     """``os.pwrite`` until every byte is written."""
     view = memoryview(data)
     while view:

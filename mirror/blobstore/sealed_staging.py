@@ -41,6 +41,7 @@ from mirror.crypto.envelope import (
     aead,
     open_chunk,
     seal_chunk,
+    seal_chunk_into,
     wrap_key,
 )
 from mirror.crypto.keys import Kek
@@ -79,7 +80,11 @@ class SealedStaged:
         self._executor = executor
         self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
         self._sealed = 0
-        self._tail = b""
+        # The chunk being filled (its first ``_fill`` bytes: the tail) and the sealed chunk's
+        # buffer: each byte is copied once into the first and sealed into the second.
+        self._buffer = bytearray(chunk_size)
+        self._fill = 0
+        self._out = bytearray(chunk_size + TAG_SIZE)
         self._hash = hashlib.new(HASH)
         self._mark: tuple[int, bytes, Any] = (0, b"", self._hash.copy())
 
@@ -122,14 +127,16 @@ class SealedStaged:
         except FileNotFoundError:
             record = b""
         if record:
-            self._sealed, self._tail = self._open_tail(record)
+            self._sealed, tail = self._open_tail(record)
+            self._set_tail(tail)
         extra = self._sealed_after_flush()
         if extra:
-            self._sealed, self._tail = self._sealed + extra, b""
+            self._sealed = self._sealed + extra
+            self._set_tail(b"")
         os.ftruncate(self._fd, self._layout.offset(self._sealed))
         for index in range(self._sealed):
             self._hash.update(self._read_chunk(index))
-        self._hash.update(self._tail)
+        self._hash.update(self._tail_view())
         self.mark()
 
     def _open_tail(self, record: bytes) -> tuple[int, bytes]:
@@ -166,30 +173,43 @@ class SealedStaged:
     @property
     def size(self) -> int:
         """The plaintext bytes received so far."""
-        return self._sealed * self._layout.chunk_size + len(self._tail)
+        return self._sealed * self._layout.chunk_size + self._fill
 
-    async def write(self, chunk: bytes) -> None:
-        """Hash ``chunk`` and seal every chunk it completes (a chunk is sealed once a byte of
-        the next one arrived: the last one is sealed, flagged last, at install)."""
-        loop = asyncio.get_running_loop()
-        self._tail, self._sealed = await loop.run_in_executor(
-            self._executor, self._write, self._tail + chunk if self._tail else chunk
-        )
+    def _tail_view(self) -> memoryview:
+        return memoryview(self._buffer)[: self._fill]
 
-    def _write(self, data: bytes) -> tuple[bytes, int]:
+    def _set_tail(self, tail: bytes) -> None:
+        self._buffer[: len(tail)] = tail
+        self._fill = len(tail)
+
+    async def write(self, *pieces: bytes) -> None:
+        """Hash ``pieces`` and seal every chunk they complete (a chunk is sealed once a byte
+        of the next one arrived: the last one is sealed, flagged last, at install), in the
+        executor; the object's state changes only there."""
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._write, pieces)
+
+    def _write(self, pieces: tuple[bytes, ...]) -> None:
         size = self._layout.chunk_size
-        count = max(len(data) - 1, 0) // size
-        self._hash.update(data[len(self._tail) :])
-        view = memoryview(data)
-        for j in range(count):
-            index = self._sealed + j
-            sealed = seal_chunk(self._cipher, "", index, False, view[j * size : (j + 1) * size])
-            pwrite_all(self._fd, sealed, self._layout.offset(index))
-        return bytes(view[count * size :]), self._sealed + count
+        for piece in pieces:
+            self._hash.update(piece)
+            view = memoryview(piece)
+            while view:
+                if self._fill == size:
+                    self._seal_full()
+                take = min(size - self._fill, len(view))
+                self._buffer[self._fill : self._fill + take] = view[:take]
+                self._fill += take
+                view = view[take:]
+
+    def _seal_full(self) -> None:
+        seal_chunk_into(self._cipher, "", self._sealed, False, self._buffer, self._out)
+        pwrite_all(self._fd, self._out, self._layout.offset(self._sealed))
+        self._sealed += 1
+        self._fill = 0
 
     def mark(self) -> None:
         """Remember the current end (sealed chunks, tail, hash)."""
-        self._mark = (self._sealed, self._tail, self._hash.copy())
+        self._mark = (self._sealed, bytes(self._tail_view()), self._hash.copy())
 
     def rollback(self) -> bool:
         """Back to the mark (the tail record rewritten), unless a chunk was sealed since:
@@ -197,7 +217,8 @@ class SealedStaged:
         sealed, tail, hasher = self._mark
         if sealed != self._sealed:
             return False
-        self._tail, self._hash = tail, hasher.copy()
+        self._set_tail(tail)
+        self._hash = hasher.copy()
         self._save_tail()
         return True
 
@@ -207,7 +228,7 @@ class SealedStaged:
 
     def _save_tail(self) -> None:
         nonce = b"\xff" + self._random_bytes(NONCE_SIZE - 1)
-        body = self._cipher.encrypt(nonce, self._tail, self._tail_aad(self._sealed))
+        body = self._cipher.encrypt(nonce, self._tail_view(), self._tail_aad(self._sealed))
         os.fsync(self._fd)
         _replace(self._directory / TAIL, _COUNT.pack(self._sealed) + nonce + body)
 
@@ -215,7 +236,7 @@ class SealedStaged:
         """Hash every staged byte into ``hasher`` (for a digest of another algorithm)."""
         for index in range(self._sealed):
             hasher.update(self._read_chunk(index))
-        hasher.update(self._tail)
+        hasher.update(self._tail_view())
 
     def verify(self, digest: Digest) -> None:
         """Raise ``DigestMismatch`` unless the staged bytes hash to ``digest``."""
@@ -231,7 +252,7 @@ class SealedStaged:
         await loop.run_in_executor(self._executor, self._install, str(digest), kek, final)
 
     def _install(self, digest: str, kek: Kek, final: Path) -> None:
-        last = seal_chunk(self._cipher, digest, self._sealed, True, self._tail)
+        last = seal_chunk(self._cipher, digest, self._sealed, True, self._tail_view())
         pwrite_all(self._fd, last, self._layout.offset(self._sealed))
         header = Header(self._cipher_id, self._layout.chunk_size, self.size, (None, None))
         nonce = self._random_bytes(NONCE_SIZE)

@@ -41,8 +41,9 @@ class Staged(Protocol):
         """The bytes received so far."""
         ...
 
-    async def write(self, chunk: bytes) -> None:
-        """Append and hash ``chunk``; ``OSError`` when the disk refuses it."""
+    async def write(self, *pieces: bytes) -> None:
+        """Append and hash ``pieces`` (in the executor: the object's state changes only
+        there); ``OSError`` when the disk refuses them."""
         ...
 
     def mark(self) -> None:
@@ -133,17 +134,17 @@ class PlainStaged:
             hasher.update(data)
             offset += len(data)
 
-    async def write(self, chunk: bytes) -> None:
-        """Append and hash ``chunk`` off the event loop."""
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, self._write, chunk)
-        self._size += len(chunk)
+    async def write(self, *pieces: bytes) -> None:
+        """Append and hash ``pieces`` off the event loop."""
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._write, pieces)
 
-    def _write(self, chunk: bytes) -> None:
-        view = memoryview(chunk)
-        while view:
-            view = view[os.write(self._fd, view) :]
-        self._hash.update(chunk)
+    def _write(self, pieces: tuple[bytes, ...]) -> None:
+        for piece in pieces:
+            view = memoryview(piece)
+            while view:
+                view = view[os.write(self._fd, view) :]
+            self._hash.update(piece)
+            self._size += len(piece)
 
     def mark(self) -> None:
         """Remember the current end and hash state."""

@@ -97,6 +97,18 @@ def seal_chunk(
     return cipher.encrypt(chunk_nonce(index), plain, chunk_aad(digest, index, last, version))
 
 
+def seal_chunk_into(
+    cipher: AEAD,
+    digest: str,
+    index: int,
+    last: bool,
+    plain: bytes | bytearray | memoryview,
+    out: bytearray,
+) -> None:
+    """``seal_chunk`` into ``out`` (``len(plain) + TAG_SIZE`` bytes): no allocation per chunk."""
+    cipher.encrypt_into(chunk_nonce(index), plain, chunk_aad(digest, index, last), out)
+
+
 def open_chunk(
     cipher: AEAD, digest: str, index: int, last: bool, sealed: bytes, version: int = VERSION
 ) -> bytes:

@@ -23,6 +23,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
 
+from mirror.blobstore.pipeline import write_body
 from mirror.blobstore.staging import Staged, Stager
 from mirror.clock import Clock
 from mirror.errors import CorruptObject, DigestMismatch, ErrorCode, RegistryError
@@ -168,8 +169,7 @@ class UploadStore:
             )
         staged.mark()
         try:
-            async for chunk in chunks:
-                await staged.write(chunk)
+            await write_body(staged, chunks, self.chunk_size)
         finally:
             await staged.flush()
             self._write_state(session, staged.size)

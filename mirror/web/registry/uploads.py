@@ -72,8 +72,14 @@ def _store(request: web.Request) -> UploadStore:
     return request.app[UPLOADS]
 
 
+# The body's read buffer: reading pauses above twice this (per request), and whatever arrived
+# is taken as it is (no joining into larger pieces); the store batches pieces for its writes.
+READ_BUFFER = 256 * 1024
+
+
 def _body(request: web.Request) -> AsyncIterator[bytes]:
-    return request.content.iter_chunked(_store(request).chunk_size)
+    request.content.set_read_chunk_size(READ_BUFFER)
+    return request.content.iter_any()
 
 
 def _session(request: web.Request, ref: RepoRef) -> Session:
