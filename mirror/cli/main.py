@@ -15,6 +15,7 @@ from mirror.cli import (
     check,
     demo,
     export,
+    healthcheck,
     importer,
     keys,
     logs,
@@ -53,6 +54,7 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "export": export,
     "import": importer,
     "bench": bench,
+    "healthcheck": healthcheck,
 }
 
 
