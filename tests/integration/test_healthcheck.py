@@ -105,7 +105,7 @@ def test_healthcheck_fails_when_nothing_listens(tmp_path: Path) -> None:
 
 def test_healthcheck_on_a_bad_configuration_names_the_key(tmp_path: Path) -> None:
     config = tmp_path / "mirror.toml"
-    config.write_text('[server]\nkeepalive_timeout = -1\n')
+    config.write_text("[server]\nkeepalive_timeout = -1\n")
     done = healthcheck(config)
     assert done.returncode == 2
     assert "configuration error" in done.stderr and "keepalive_timeout" in done.stderr

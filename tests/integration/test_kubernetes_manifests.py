@@ -23,6 +23,10 @@ KUBERNETES = Path(__file__).resolve().parents[2] / "deploy" / "kubernetes"
 OVERLAYS = sorted(p.name for p in (KUBERNETES / "overlays").iterdir() if p.is_dir())
 MIRROR_UID = 10001
 REPLICAS = 3
+# Node-local pods need the "privileged" Pod Security level (hostNetwork, hostPath); the tier
+# keeps "restricted" in its own namespace.
+NAMESPACES = {"node-local": "mirror-node", "regional": "mirror", "regional-with-postgres": "mirror"}
+POD_SECURITY = {"mirror-node": "privileged", "mirror": "restricted"}
 # The one container allowed to run as root: it writes the node's containerd hosts.toml files
 # (a root-owned host directory) and hands the hostPath cache to the mirror's UID.
 ROOT_INIT_CONTAINERS = {("mirror-node", "install-hosts-toml")}
@@ -93,9 +97,22 @@ def test_every_overlay_validates_against_the_newest_kubernetes_schemas(
             kubernetes_validate.validate(manifest, version, strict=True)
         except kubernetes_validate.ValidationError as exc:
             pytest.fail(f"{what} is not valid Kubernetes {version}: {exc.message}")
-        # Everything but the Namespace itself lands in the mirror namespace.
+        # Everything but the Namespace itself lands in the overlay's namespace.
         if manifest["kind"] != "Namespace":
-            assert manifest["metadata"].get("namespace") == "mirror", what
+            assert manifest["metadata"].get("namespace") == NAMESPACES[overlay], what
+
+
+def test_each_namespace_enforces_the_strictest_pod_security_its_pods_allow(
+    built: tuple[str, list[Manifest]],
+) -> None:
+    overlay, manifests = built
+    (namespace,) = of_kind(manifests, "Namespace")
+    name = namespace["metadata"]["name"]
+    assert name == NAMESPACES[overlay]
+    assert (
+        namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"]
+        == (POD_SECURITY[name])
+    )
 
 
 def test_containers_run_as_non_root_with_the_images_uid(
@@ -232,9 +249,7 @@ def test_nginx_hashes_on_the_digest_and_retries_the_next_statefulset_replica() -
     servers = re.findall(r"^\s*server (\S+):5016", conf, re.M)
     statefulset = named(manifests, "StatefulSet", "mirror")
     headless = statefulset["spec"]["serviceName"]
-    assert servers == [
-        f"mirror-{i}.{headless}.mirror.svc.cluster.local" for i in range(REPLICAS)
-    ]
+    assert servers == [f"mirror-{i}.{headless}.mirror.svc.cluster.local" for i in range(REPLICAS)]
     replica_config = named(manifests, "ConfigMap", _config_name(statefulset))
     for server in servers:
         assert f'"http://{server}:5016"' in replica_config["data"]["mirror.toml"]
