@@ -64,6 +64,7 @@ SUBCOMMANDS = LazySubcommands(
             ("bench", "bench"),
             ("db", "db"),
             ("tier", "tier"),
+            ("healthcheck", "healthcheck"),
         ]
     }
 )

@@ -23,11 +23,13 @@ from mirror.config.model import (
     ConfigError,
     ConsoleConfig,
     EncryptionConfig,
+    HostedConfig,
     MetadataConfig,
     PrewarmConfig,
     RetentionConfig,
     ServerConfig,
     StorageConfig,
+    TierConfig,
 )
 
 _TRUE = ("1", "true", "yes", "on")
@@ -141,6 +143,9 @@ _SECTIONS: dict[str, type] = {
     "retention": RetentionConfig,
     "prewarm": PrewarmConfig,
     "console": ConsoleConfig,
+    "hosted": HostedConfig,
+    # A replica finds itself from MIRROR_TIER_SELF (set from its pod's name).
+    "tier": TierConfig,
 }
 
 

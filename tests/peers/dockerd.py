@@ -42,13 +42,22 @@ class DockerdStartError(RuntimeError):
 class Dockerd(ServiceProcess):
     """A ``dockerd`` whose state lives under ``base_dir`` (sockets under a short temp dir).
 
-    ``registry_mirrors`` go into its ``daemon.json``. Use ``async with`` / ``await start()``,
-    or ``with`` / ``start_sync()``; :meth:`docker` runs the CLI against this daemon only.
+    ``registry_mirrors`` go into its ``daemon.json``; ``storage_driver`` is ``vfs`` unless a
+    test needs image builds to be fast (``overlay2``, where the kernel has overlayfs). Use
+    ``async with`` / ``await start()``, or ``with`` / ``start_sync()``; :meth:`docker` runs the
+    CLI against this daemon only.
     """
 
-    def __init__(self, base_dir: Path, *, registry_mirrors: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        base_dir: Path,
+        *,
+        registry_mirrors: tuple[str, ...] = (),
+        storage_driver: str = "vfs",
+    ) -> None:
         self.base_dir = base_dir
         self.registry_mirrors = registry_mirrors
+        self.storage_driver = storage_driver
         self._process: subprocess.Popen[bytes] | None = None
         self._run_dir: Path | None = None
 
@@ -91,7 +100,7 @@ class Dockerd(ServiceProcess):
             "--exec-root", str(self.run_dir / "exec"),
             "--pidfile", str(self.run_dir / "docker.pid"),
             "-H", f"unix://{self.socket}",
-            "--storage-driver=vfs",
+            f"--storage-driver={self.storage_driver}",
             "--iptables=false",
             "--ip6tables=false",
             "--bridge=none",

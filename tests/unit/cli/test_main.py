@@ -28,6 +28,7 @@ def test_every_subcommand_is_a_module_named_after_it() -> None:
         "bench",
         "db",
         "tier",
+        "healthcheck",
     ]
     # ``import`` is a Python keyword: its module is ``importer``.
     module_names = {"import": "importer"}
@@ -40,7 +41,10 @@ def test_help_lists_the_subcommands_in_order(capsys: pytest.CaptureFixture[str])
     with pytest.raises(SystemExit) as done:
         parser().parse_args(["--help"])
     assert done.value.code == 0
-    listed = "{serve,admin,demo,cache,keys,retention,check,prewarm,export,import,bench,db,tier}"
+    listed = (
+        "{serve,admin,demo,cache,keys,retention,check,prewarm,export,import,bench,db,tier,"
+        "healthcheck}"
+    )
     assert listed in capsys.readouterr().out
 
 

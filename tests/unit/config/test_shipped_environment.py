@@ -1,5 +1,7 @@
-"""The ``MIRROR_*`` variables the Dockerfile sets are keys the configuration accepts (unknown
-ones are refused at start, so a stale name there would stop the image from starting)."""
+"""The configuration the container image ships (``conf/container.toml``, copied to
+``/etc/mirror/mirror.toml``) and any ``MIRROR_*`` variable its Dockerfile sets are accepted by
+the mirror's own loader (unknown keys are refused at start, so a stale name there would stop
+the image from starting), and put the data and the key where the image's volumes are."""
 
 from __future__ import annotations
 
@@ -25,9 +27,12 @@ def dockerfile_environment() -> dict[str, str]:
     return found
 
 
-def test_the_dockerfiles_variables_are_valid_keys() -> None:
-    environ = dockerfile_environment()
-    assert "MIRROR_ENCRYPTION_KEK_FILE" in environ
-    config = load_config(environ=environ)
-    assert str(config.encryption.kek_file) == environ["MIRROR_ENCRYPTION_KEK_FILE"]
-    assert str(config.storage.data_dir) == environ["MIRROR_STORAGE_DATA_DIR"]
+def test_the_images_config_and_variables_are_valid_and_use_its_volumes() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "conf/container.toml" in dockerfile and "/etc/mirror/mirror.toml" in dockerfile
+    config = load_config(ROOT / "conf" / "container.toml", environ=dockerfile_environment())
+    assert 'VOLUME ["/var/lib/mirror"]' in dockerfile
+    assert str(config.storage.data_dir).startswith("/var/lib/mirror/")
+    # The key-encryption key is outside the cache volume (a mounted secret), never baked in.
+    assert str(config.encryption.kek_file).startswith("/run/mirror/")
+    assert config.server.listen.endswith(":5016") and "EXPOSE 5016" in dockerfile
