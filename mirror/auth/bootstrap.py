@@ -39,13 +39,19 @@ class Bootstrapped:
         )
 
 
+def load_key(path: Path) -> Ed25519PrivateKey:
+    """The Ed25519 signing key at ``path`` (``OSError`` when missing, ``ValueError`` when it
+    is not one)."""
+    key = load_pem_private_key(path.read_bytes(), password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ValueError(f"{path}: not an Ed25519 private key")
+    return key
+
+
 def load_or_create_key(path: Path) -> Ed25519PrivateKey:
     """The Ed25519 signing key at ``path``, created (mode 0600) when missing."""
     if path.exists():
-        key = load_pem_private_key(path.read_bytes(), password=None)
-        if not isinstance(key, Ed25519PrivateKey):
-            raise ValueError(f"{path}: not an Ed25519 private key")
-        return key
+        return load_key(path)
     key = Ed25519PrivateKey.generate()
     pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,7 @@ import hmac
 import secrets
 
 from mirror.auth.principal import Principal
-from mirror.auth.throttle import Throttle
+from mirror.auth.throttle import LoginThrottle
 from mirror.clock import Clock
 from mirror.crypto.secrets import burn, verify_secret
 from mirror.db.identity.records import split_token
@@ -37,7 +37,7 @@ class Login:
     def __init__(
         self,
         store: IdentityStore,
-        throttle: Throttle,
+        throttle: LoginThrottle,
         clock: Clock,
         *,
         hash_cost: int,

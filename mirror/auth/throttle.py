@@ -13,11 +13,26 @@ lockouts that ran out, then the soonest to run out, are dropped.
 from __future__ import annotations
 
 from collections import OrderedDict, deque
+from typing import Protocol
 
 from mirror.clock import Clock
 from mirror.errors import ErrorCode, RegistryError
 
 _MAX_SOURCES = 100_000
+
+
+class LoginThrottle(Protocol):
+    """What a login asks of throttling: this process's :class:`Throttle`, or the tier's
+    ``mirror.db.postgres.throttle.PostgresThrottle`` counting at every replica."""
+
+    def check(self, source: str) -> None:
+        """Raise ``TOOMANYREQUESTS`` while ``source`` is locked out."""
+
+    def failed(self, source: str, user: str = "") -> None:
+        """Count one failed login of ``user`` from ``source``."""
+
+    def succeeded(self, source: str, user: str = "") -> None:
+        """Forgive ``user``'s failures from ``source``."""
 
 
 class Throttle:

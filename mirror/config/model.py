@@ -218,6 +218,8 @@ class AuthConfig:
     # Seconds a bearer token is valid.
     token_ttl: float = 300.0
     # Ed25519 private key (PEM) signing bearer tokens; "" = <data_dir>/auth/signing-key.pem.
+    # With metadata.backend = "postgres" it is required and must exist (a secret mounted on
+    # every replica: a token one signs, the others accept); it is never created then.
     signing_key: str = ""
     # Tenancy of ?ns=, host-prefixed and bare names (node-local mode); "" refuses those names.
     default_tenancy: str = ""
@@ -507,6 +509,11 @@ class Config:
                 raise ConfigError(f"cache.{name}: must not be negative")
         self._validate_auth()
         self.metadata.check()
+        if self.auth.enabled and self.metadata.backend == "postgres" and not self.auth.signing_key:
+            raise ConfigError(
+                'auth.signing_key: required with metadata.backend = "postgres": every replica '
+                "signs with the same key (mount one secret file on each)"
+            )
         self.retention.check()
         self.hosted.check()
         self.prewarm.check(self.cache.offline)

@@ -183,7 +183,9 @@ async def auth_mirror_factory(aiohttp_server: Any, tmp_path: Path) -> AuthMirror
     """Start mirrors with ``[auth] enabled`` (fast token hashes, default tenancy ``nodes``)."""
     count = 0
 
-    async def start(upstreams: dict[str, str], **auth: Any) -> AuthMirror:
+    async def start(
+        upstreams: dict[str, str], *, metadata: dict[str, Any] | None = None, **auth: Any
+    ) -> AuthMirror:
         nonlocal count
         count += 1
         data_dir = tmp_path / f"auth-mirror-{count}"
@@ -205,6 +207,7 @@ async def auth_mirror_factory(aiohttp_server: Any, tmp_path: Path) -> AuthMirror
                 # The key file lives beside the data directory, never in the checkout.
                 "encryption": {"kek_file": str(data_dir.with_name(data_dir.name + ".kek"))},
                 "auth": settings,
+                "metadata": metadata or {},
             },
             environ={},
         )

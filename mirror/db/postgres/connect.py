@@ -7,16 +7,31 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 
-from mirror.db.postgres.memo import CHANNEL, SharedMemo
+from mirror.db.postgres.memo import CHANNEL
 
 log = logging.getLogger(__name__)
 
 # Seconds between tries to reconnect a lost listener.
 RELISTEN_DELAY = 1.0
+
+
+class Notified(Protocol):
+    """What a listener feeds: a memo named ``origin`` told of notifications and of whether
+    it is listening."""
+
+    @property
+    def origin(self) -> str:
+        """This process's application_name (its own notifications are skipped)."""
+
+    def notified(self, payload: str) -> None:
+        """One notification's payload."""
+
+    def listening(self, connected: bool) -> None:
+        """Whether the listener is connected."""
 
 
 @dataclass(frozen=True)
@@ -50,12 +65,13 @@ async def open_pool(settings: PostgresSettings, origin: str) -> asyncpg.Pool:
 
 
 class Listener:
-    """A connection of its own listening on ``CHANNEL``, feeding ``memo``; reconnected when
-    lost (the memo keeps nothing meanwhile)."""
+    """A connection of its own listening on ``channel`` (``CHANNEL`` unless told), feeding
+    ``memo``; reconnected when lost (the memo keeps nothing meanwhile)."""
 
-    def __init__(self, settings: PostgresSettings, memo: SharedMemo) -> None:
+    def __init__(self, settings: PostgresSettings, memo: Notified, channel: str = CHANNEL) -> None:
         self._settings = settings
         self._memo = memo
+        self._channel = channel
         self._connection: asyncpg.Connection | None = None
         self._retry: asyncio.Task[None] | None = None
         self._closed = False
@@ -63,7 +79,7 @@ class Listener:
     async def start(self) -> None:
         """Connect and listen (raises when the server cannot be reached)."""
         connection = await asyncpg.connect(**self._settings.connect_args(self._memo.origin))
-        await connection.add_listener(CHANNEL, self._notified)
+        await connection.add_listener(self._channel, self._notified)
         connection.add_termination_listener(self._lost)
         self._connection = connection
         self._memo.listening(True)

@@ -44,3 +44,29 @@ def test_environment_sets_auth_keys() -> None:
 def test_bad_auth_settings_name_the_key(auth: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_config(overrides={"auth": auth}, environ={})
+
+
+TIER = {"backend": "postgres", "dsn": "postgresql://mirror@127.0.0.1:1/mirror"}
+
+
+def test_a_tier_requires_one_mounted_signing_key() -> None:
+    overrides = {"auth": {"enabled": True}, "metadata": TIER}
+    with pytest.raises(ConfigError, match=r"^auth\.signing_key: required with"):
+        load_config(overrides=overrides, environ={})
+
+
+def test_a_tier_never_creates_the_signing_key(tmp_path: Path) -> None:
+    from mirror.app.auth import signing_key
+
+    missing = tmp_path / "mounted" / "signing-key.pem"
+    config = load_config(
+        overrides={"auth": {"enabled": True, "signing_key": str(missing)}, "metadata": TIER},
+        environ={},
+    )
+    with pytest.raises(ConfigError, match=r"^auth\.signing_key: cannot read"):
+        signing_key(config)
+    assert not missing.exists()
+    # A single node creates it at first start, as before.
+    single = load_config(overrides={"auth": {"signing_key": str(missing)}}, environ={})
+    signing_key(single)
+    assert missing.exists()
