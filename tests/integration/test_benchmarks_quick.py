@@ -136,7 +136,8 @@ def test_quick_run_measures_every_scenario(tmp_path: Path) -> None:
     assert facts(2, "mirror", "upstream GETs") == [1]
     assert facts(2, "mirror", "upstream bytes") == [1.0]
     assert facts(2, PROXY, "upstream GETs")[0] >= 1
-    assert facts(3, "mirror", "upstream GETs") == [1]
+    # Scenario 3 runs two patterns (a herd of whole pulls, containerd's parallel ranges).
+    assert set(facts(3, "mirror", "upstream GETs")) == {1}
     assert facts(5, "mirror", "skopeo copy, warm: upstream blob GETs") == [0]
     assert facts(5, "mirror", "ctr content fetch, warm: upstream blob GETs") == [0]
     assert facts(5, "mirror", "skopeo copy, cold: upstream blob GETs") == [51]
