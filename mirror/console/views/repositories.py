@@ -14,6 +14,7 @@ from aiohttp import web
 from mirror.auth.access import RepoRef
 from mirror.console.contents import Records, Summary, blob_sizes, summary
 from mirror.console.keys import CLOCK
+from mirror.console.permissions import creatable_names, may_create_in
 from mirror.console.render import page
 from mirror.console.viewer import Viewer, form_of, mirror_app, viewer
 from mirror.hosted.names import hosted_key
@@ -75,6 +76,7 @@ async def cached_list(request: web.Request, who: Viewer) -> web.Response:
         error=None,
         tenant_admin=False,
         can_create=False,
+        creatable=[],
     )
 
 
@@ -100,9 +102,9 @@ async def _list(request: web.Request, who: Viewer, error: str | None, status: in
         hosted = who.auth.resolver.is_hosted(ref)
         rows.append(Row(record.name, hosted, record.public, sized))
     admin = who.auth.authorizer.is_tenancy_admin(who.principal, tenancy)
-    # Creating needs manage on the new name, which the policies decide per name: offered in
-    # one's own tenancy, refused (403) by the same check as the API when not allowed.
-    creates = admin or who.principal.tenancy == tenancy
+    # Creating needs manage on the new name, which the policies decide per name: offered when
+    # some name would pass; the POST still checks the name it is given (403 otherwise).
+    creates = may_create_in(who.auth, who.principal, tenancy)
     return page(
         request,
         "repositories.html",
@@ -113,6 +115,7 @@ async def _list(request: web.Request, who: Viewer, error: str | None, status: in
         error=error,
         tenant_admin=admin,
         can_create=creates,
+        creatable=creatable_names(who.auth, who.principal, tenancy) if creates else [],
     )
 
 
