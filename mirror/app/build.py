@@ -477,7 +477,13 @@ def build_app(
         add_tier_routes(app)
     if config.console.enabled:
         console = config.console
-        add_console(app, resources.clock, console.session_lifetime, console.sample_interval)
+        add_console(
+            app,
+            resources.clock,
+            console.session_lifetime,
+            console.sample_interval,
+            data_dir=resources.data_dir,
+        )
     app[METRICS_ACCESS] = config.metrics_access()
     app[ANONYMOUS_PUSH] = config.server.allow_anonymous_push and not config.auth.enabled
     if app[ANONYMOUS_PUSH]:

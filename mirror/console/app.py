@@ -66,15 +66,16 @@ def console_app(
     clock: Clock,
     lifetime: float,
     *,
+    sessions: Path,
     interval: float = SAMPLE_INTERVAL,
     sleep: Sleep = asyncio.sleep,
 ) -> web.Application:
-    """The console's application over ``mirror``'s services; the dashboard samples the
-    metrics every ``interval`` seconds while it runs."""
+    """The console's application over ``mirror``'s services, its sessions kept under
+    ``sessions``; the dashboard samples the metrics every ``interval`` seconds while it runs."""
     console = web.Application(middlewares=[console_errors])
     console[MIRROR] = mirror
     console[CLOCK] = clock
-    console[SESSIONS] = SessionStore(clock, lifetime=lifetime)
+    console[SESSIONS] = SessionStore(sessions, clock, lifetime=lifetime)
     console[TEMPLATES] = environment()
     console[SAMPLES] = SampleRing(SAMPLES_KEPT)
 
@@ -88,7 +89,11 @@ def console_app(
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
+    async def close_sessions(_: web.Application) -> None:
+        console[SESSIONS].shut()
+
     console.cleanup_ctx.append(sampler)
+    console.on_cleanup.append(close_sessions)
     r = console.router
     r.add_get("/", repositories.home)
     r.add_get("/login", signin.login_form)
@@ -139,8 +144,14 @@ def add_console(
     clock: Clock,
     lifetime: float = SESSION_LIFETIME,
     interval: float = SAMPLE_INTERVAL,
+    *,
+    data_dir: Path,
 ) -> None:
     """Serve the console under ``/console/`` (one call from the app's wiring): sessions last
-    ``lifetime`` seconds, the dashboard samples every ``interval``."""
-    app.add_subapp("/console/", console_app(app, clock, lifetime, interval=interval))
+    ``lifetime`` seconds and are kept under ``data_dir``, the dashboard samples every
+    ``interval``."""
+    sessions = data_dir / "console" / "sessions"
+    app.add_subapp(
+        "/console/", console_app(app, clock, lifetime, sessions=sessions, interval=interval)
+    )
     app.on_response_prepare.append(_headers)

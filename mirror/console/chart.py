@@ -11,11 +11,13 @@ WIDTH, HEIGHT = 600, 140
 
 @dataclass(frozen=True, slots=True)
 class Series:
-    """One line: its name (legend and accessible label), colour and points ``(t, value)``."""
+    """One line: its name (legend and accessible label), colour and points ``(t, value)``;
+    a dashed line tells a second figure of the same colour apart."""
 
     name: str
     colour: str
     points: tuple[tuple[float, float], ...]
+    dashed: bool = False
 
 
 def polyline(points: Sequence[tuple[float, float]], t0: float, t1: float, top: float) -> str:
@@ -33,7 +35,10 @@ def chart(series: Sequence[Series]) -> dict[str, object]:
     values = [v for s in series for _, v in s.points]
     t0, t1 = (min(times), max(times)) if times else (0.0, 1.0)
     top = max(values) if values else 0.0
-    lines = [(s.name, s.colour, polyline(s.points, t0, t1, top)) for s in series]
+    lines = [
+        (s.name, s.colour, polyline(s.points, t0, t1, top), "6 4" if s.dashed else "none")
+        for s in series
+    ]
     return {"width": WIDTH, "height": HEIGHT, "top": top, "lines": lines, "empty": len(times) < 2}
 
 

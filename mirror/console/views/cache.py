@@ -15,6 +15,23 @@ from mirror.console.viewer import mirror_app, viewer
 from mirror.errors import ErrorCode, RegistryError
 from mirror.web.keys import CACHE, SERVICES
 
+# Line colours of the per-upstream chart (contrast >= 4.5 on white), reused past the fourth.
+_PALETTE = ("#0b5cad", "#a61b1b", "#1d7a3a", "#5a3d8a")
+
+
+def upstream_series(history: list[Sample]) -> list[Series]:
+    """Per upstream, its requests per second and its errors per second between samples."""
+    hosts = sorted({u.host for s in history for u in s.upstreams})
+    found = []
+    for i, host in enumerate(hosts):
+        colour = _PALETTE[i % len(_PALETTE)]
+        figures = [(s.at, {u.host: u for u in s.upstreams}.get(host)) for s in history]
+        requests = [(t, u.requests if u else 0.0) for t, u in figures]
+        errors = [(t, u.errors if u else 0.0) for t, u in figures]
+        found.append(Series(f"{host} requests/s", colour, rates(requests)))
+        found.append(Series(f"{host} errors/s", colour, rates(errors), dashed=True))
+    return found
+
 
 def current(app: web.Application, at: float) -> Sample:
     """The mirror's figures now."""
@@ -54,6 +71,7 @@ async def dashboard(request: web.Request) -> web.Response:
             )
         ]
     )
+    upstreams = chart(upstream_series(history))
     disk = chart([Series("disk used (B)", "#5a3d8a", tuple((s.at, s.disk_used) for s in history))])
     return page(
         request,
@@ -65,4 +83,5 @@ async def dashboard(request: web.Request) -> web.Response:
         traffic=traffic,
         ratio=ratio,
         disk=disk,
+        upstreams=upstreams,
     )

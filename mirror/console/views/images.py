@@ -8,6 +8,7 @@ from aiohttp import web
 from mirror.auth.access import RepoRef
 from mirror.auth.policy.grammar import Verb
 from mirror.console.contents import images_of, referrers_of, views_of
+from mirror.console.paging import page_of
 from mirror.console.render import page
 from mirror.console.viewer import mirror_app, viewer
 from mirror.console.views.repositories import inventory, records_of
@@ -31,7 +32,8 @@ async def repository(request: web.Request) -> web.Response:
     if record is None:
         raise RegistryError(ErrorCode.NAME_UNKNOWN, detail={"name": ref.path})
     snapshot = await inventory(request)
-    views = await views_of(app[CACHE], images_of(snapshot, records_of(app, ref)))
+    listing = page_of(request, images_of(snapshot, records_of(app, ref)))
+    views = await views_of(app[CACHE], listing.items)
     hosted = who.auth.resolver.is_hosted(ref)
     if hosted:
         # The referrers API's own answer: what was pushed with each image as its subject.
@@ -48,5 +50,6 @@ async def repository(request: web.Request) -> web.Response:
         hosted=hosted,
         manageable=who.auth.authorizer.permits(who.principal, ref, Verb.MANAGE),
         images=views,
+        listing=listing,
         registry=who.auth.resolver.registry_face(request.host),
     )

@@ -14,6 +14,8 @@ from aiohttp import web
 from mirror.auth.access import RepoRef
 from mirror.console.contents import Records, Summary, blob_sizes, summary
 from mirror.console.keys import CLOCK
+from mirror.console.paging import page_of
+from mirror.console.permissions import creatable_names, may_create_in
 from mirror.console.render import page
 from mirror.console.viewer import Viewer, form_of, mirror_app, viewer
 from mirror.hosted.names import hosted_key
@@ -63,7 +65,8 @@ async def cached_list(request: web.Request, who: Viewer) -> web.Response:
     """The read-only list of a mirror with auth off: every cached repository."""
     snapshot = await inventory(request)
     rows = []
-    for upstream, repo in sorted(snapshot.repositories()):
+    shown = page_of(request, sorted(snapshot.repositories()))
+    for upstream, repo in shown.items:
         line = summary(snapshot, [(upstream, repo)])
         rows.append(Row(f"{upstream}/{repo}", False, True, line))
     return page(
@@ -72,9 +75,11 @@ async def cached_list(request: web.Request, who: Viewer) -> web.Response:
         who,
         tenancy=None,
         rows=rows,
+        listing=shown,
         error=None,
         tenant_admin=False,
         can_create=False,
+        creatable=[],
     )
 
 
@@ -88,10 +93,10 @@ async def _list(request: web.Request, who: Viewer, error: str | None, status: in
     app = mirror_app(request)
     assert who.auth is not None
     tenancy = request.match_info["tenancy"]
-    shown = inspectable_repositories(who.auth, who.principal, tenancy)
+    shown = page_of(request, inspectable_repositories(who.auth, who.principal, tenancy))
     snapshot = await inventory(request)
     rows = []
-    for record in shown:
+    for record in shown.items:
         ref = RepoRef(tenancy, record.name, f"{tenancy}/{record.name}")
         records = records_of(app, ref)
         line = summary(snapshot, records)
@@ -100,9 +105,9 @@ async def _list(request: web.Request, who: Viewer, error: str | None, status: in
         hosted = who.auth.resolver.is_hosted(ref)
         rows.append(Row(record.name, hosted, record.public, sized))
     admin = who.auth.authorizer.is_tenancy_admin(who.principal, tenancy)
-    # Creating needs manage on the new name, which the policies decide per name: offered in
-    # one's own tenancy, refused (403) by the same check as the API when not allowed.
-    creates = admin or who.principal.tenancy == tenancy
+    # Creating needs manage on the new name, which the policies decide per name: offered when
+    # some name would pass; the POST still checks the name it is given (403 otherwise).
+    creates = may_create_in(who.auth, who.principal, tenancy)
     return page(
         request,
         "repositories.html",
@@ -110,9 +115,11 @@ async def _list(request: web.Request, who: Viewer, error: str | None, status: in
         status,
         tenancy=tenancy,
         rows=rows,
+        listing=shown,
         error=error,
         tenant_admin=admin,
         can_create=creates,
+        creatable=creatable_names(who.auth, who.principal, tenancy) if creates else [],
     )
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
+from mirror.console.paging import page_of
 from mirror.console.render import page
 from mirror.console.viewer import Viewer, form_of, mirror_app, viewer
 from mirror.errors import ErrorCode, RegistryError
@@ -18,7 +19,6 @@ from mirror.web.admin.retention import policy_repository
 from mirror.web.keys import RETENTION
 
 PATH = "/console/retention"
-_AUDIT_SHOWN = 200
 
 
 def _retention(request: web.Request) -> tuple[Viewer, RetentionService]:
@@ -51,7 +51,7 @@ def _days(key: str, text: str) -> float:
 def _show(
     request: web.Request, who: Viewer, service: RetentionService, **extra: Any
 ) -> web.Response:
-    events = service.audit_events()[-_AUDIT_SHOWN:]
+    audit = page_of(request, list(reversed(service.audit_events())))
     context: dict[str, Any] = {"report": None, "error": None, "status": 200} | extra
     status = context.pop("status")
     return page(
@@ -61,7 +61,7 @@ def _show(
         status,
         policies=service.policies(),
         cooling_period=service.cooling_period,
-        audit=list(reversed(events)),
+        audit=audit,
         **context,
     )
 

@@ -69,5 +69,22 @@ def test_a_counter_reset_is_no_negative_rate() -> None:
 def test_chart_scales_lines_into_the_box() -> None:
     drawn = chart([Series("a", "#000", ((0.0, 0.0), (10.0, 5.0)))])
     assert drawn["top"] == 5.0 and not drawn["empty"]
-    assert drawn["lines"] == [("a", "#000", "0.0,140.0 600.0,0.0")]
+    assert drawn["lines"] == [("a", "#000", "0.0,140.0 600.0,0.0", "none")]
     assert chart([Series("a", "#000", ((0.0, 1.0),))])["empty"]
+
+
+def test_each_upstream_gets_a_requests_line_and_a_dashed_errors_line() -> None:
+    from mirror.console.samples import Sample, UpstreamFigures
+    from mirror.console.views.cache import upstream_series
+
+    def at(t: float, *ups: UpstreamFigures) -> Sample:
+        return Sample(t, 0, 0, 0, 0, 0, 0, 0, 0, ups)
+
+    history = [
+        at(0.0, UpstreamFigures("a.io", 0, 0)),
+        at(10.0, UpstreamFigures("a.io", 20, 5), UpstreamFigures("b.io", 10, 0)),
+    ]
+    lines = {s.name: s for s in upstream_series(history)}
+    assert lines["a.io requests/s"].points == ((10.0, 2.0),)
+    assert lines["a.io errors/s"].points == ((10.0, 0.5),) and lines["a.io errors/s"].dashed
+    assert lines["b.io requests/s"].points == ((10.0, 1.0),)  # absent before: counted from 0
