@@ -115,6 +115,11 @@ async def pulled_bytes(tier: Tier, dest: Path) -> dict[str, str]:
     await skopeo_copy_async(
         f"docker://127.0.0.1:{tier.front}/team/app:v1", f"dir:{dest}", "--src-tls-verify=false"
     )
+    return blob_files(dest)
+
+
+def blob_files(dest: Path) -> dict[str, str]:
+    """The sha256 of each blob file skopeo wrote into a ``dir:`` destination, by name."""
     return {
         p.name: hashlib.sha256(p.read_bytes()).hexdigest()
         for p in dest.iterdir()
