@@ -25,7 +25,7 @@ from mirror.app.limit_metrics import LimitMetrics
 from mirror.app.metadata import open_metadata
 from mirror.app.quotas import load_quotas, quotas_of
 from mirror.app.stores import BlobStoreImpl, open_store
-from mirror.app.tier import open_replica
+from mirror.app.tier import blob_sources, hosted_digests, open_replica, repair_periodically
 from mirror.blobstore.capacity import CapacityLimit
 from mirror.blobstore.install import restrict_to_owner
 from mirror.clock import Clock, SystemClock
@@ -49,6 +49,7 @@ from mirror.retention.audit import AuditLog
 from mirror.retention.names import resolve_policy_repository
 from mirror.retention.policy import RetentionPolicy
 from mirror.retention.service import RetentionService
+from mirror.tier.hosted_store import ReplicatedStore
 from mirror.upstream.addresses import RuleHosts
 from mirror.upstream.client import UpstreamClient
 from mirror.upstream.endpoint import UpstreamEndpoint
@@ -77,6 +78,7 @@ from mirror.web.registry.routes import add_routes
 from mirror.web.registry.seeding import install_seeding
 from mirror.web.routes import install_auth
 from mirror.web.tier import TIER, add_tier_routes
+from mirror.web.tier_hosted import HOSTED_COPIES, HOSTED_DIGESTS, add_hosted_routes
 
 log = logging.getLogger(__name__)
 
@@ -221,6 +223,7 @@ class Resources:
             self.retention,
             self.last_pulls,
             self.prewarm,
+            self.hosted_repair,
         ]
 
     def open_store(self) -> BlobStoreImpl:
@@ -321,9 +324,10 @@ class Resources:
         tag_ttl = math.inf if cache.offline else cache.tag_ttl
         self.metrics.offline.set(1 if cache.offline else 0)
         replica = app.get(TIER)
+        copies = None if replica is None else replica.hosted_copies(capped)
         blobs = BlobService(
             capped,
-            pool.get if replica is None else (lambda key: replica.source(key, pool.get(key))),
+            blob_sources(pool.get, replica, copies),
             self.metrics,
             chunk_size=self.config.storage.chunk_size,
             fill_timeout=cache.fill_timeout,
@@ -350,8 +354,11 @@ class Resources:
         app[SERVICES] = Services(self.router, blobs, manifests, listing, metadata, self.metrics)
         app[PREWARM] = Prewarmer(self.router, manifests, blobs, self.metrics, self.clock)
         app[QUOTAS] = quotas_of(self.config, self.metrics)
+        if copies is not None:
+            app[HOSTED_COPIES] = copies
+            app[HOSTED_DIGESTS] = hosted_digests(metadata)
         app[HOSTED] = HostedRepositories(
-            capped,
+            capped if copies is None else ReplicatedStore(capped, copies),
             metadata,
             self.clock,
             app[QUOTAS],
@@ -361,6 +368,17 @@ class Resources:
             yield
         finally:
             await blobs.close()
+
+    async def hosted_repair(self, app: web.Application) -> AsyncIterator[None]:
+        """On a tier, the background repair of hosted copies every ``tier.repair_interval``."""
+        if HOSTED_COPIES not in app:
+            yield
+            return
+        job = repair_periodically(
+            app[HOSTED_COPIES], app[HOSTED_DIGESTS], self.config.tier.repair_interval, self.sleep
+        )
+        async with running(job):
+            yield
 
     async def uploads(self, app: web.Application) -> AsyncIterator[None]:
         """``UPLOADS``: the blob upload sessions under ``<data_dir>/uploads``; expired ones are
@@ -475,6 +493,7 @@ def build_app(
     add_prewarm_routes(app)
     if config.tier.enabled:
         add_tier_routes(app)
+        add_hosted_routes(app)
     if config.console.enabled:
         console = config.console
         add_console(

@@ -387,6 +387,12 @@ class TierConfig:
     peer_read_timeout: float = 30.0
     # Seconds a peer that did not answer is passed over (this replica goes upstream instead).
     peer_down_for: float = 10.0
+    # Copies of each hosted blob and manifest, on the first replicas of its digest's walk; a
+    # push is answered only once that many replicas hold it (at most len(replicas)).
+    hosted_replication: int = 2
+    # Seconds between the background repair passes that restore the copies this replica
+    # should hold (after a replica was lost or replaced); ``mirror tier repair`` runs one now.
+    repair_interval: float = 300.0
 
     @property
     def enabled(self) -> bool:
@@ -408,9 +414,14 @@ class TierConfig:
             raise ConfigError(f"tier.self: {self.self!r} is not one of tier.replicas")
         if not self.secret_file:
             raise ConfigError("tier.secret_file: required when tier.replicas is set")
-        for name in ("peer_connect_timeout", "peer_read_timeout", "peer_down_for"):
+        timings = ("peer_connect_timeout", "peer_read_timeout", "peer_down_for", "repair_interval")
+        for name in timings:
             if not getattr(self, name) > 0:
                 raise ConfigError(f"tier.{name}: must be positive")
+        if not 1 <= self.hosted_replication <= len(servers):
+            raise ConfigError(
+                f"tier.hosted_replication: must be between 1 and the {len(servers)} replicas"
+            )
 
 
 def _tier_server(key: str, url: str) -> str:

@@ -11,7 +11,7 @@ walk or goes upstream itself; a ``BLOB_UNKNOWN`` from the owner is upstream's an
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import AsyncIterable, Sequence
 
 import aiohttp
 from yarl import URL
@@ -23,6 +23,8 @@ from mirror.upstream.client import UpstreamBlob
 from mirror.upstream.status import connection_failure
 
 PEER_PATH = "/_tier/blobs/{digest}"
+# Hosted blobs (and manifest bodies) between replicas: read, stored (replication), held.
+HOSTED_PATH = "/_tier/hosted/{digest}"
 # The answer of a replica asked for a digest it does not serve in its view of the tier.
 MISDIRECTED = 421
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
@@ -49,6 +51,12 @@ def peer_url(
     if skip:
         query["skip"] = ",".join(skip)
     return base.with_path(PEER_PATH.format(digest=digest)).with_query(query)
+
+
+def hosted_url(base: URL, digest: Digest | str, size: int | None = None) -> URL:
+    """The peer's internal URL of hosted blob ``digest`` (``size``: of a copy sent to it)."""
+    url = base.with_path(HOSTED_PATH.format(digest=digest))
+    return url if size is None else url.with_query({"size": str(size)})
 
 
 class PeerBlob(UpstreamBlob):
@@ -107,6 +115,32 @@ class PeerClient:
         except BaseException:
             resp.close()
             raise
+
+    async def holds(self, server: str, url: URL) -> int | None:
+        """The size of the hosted blob the peer holds on its own disk; ``None`` if it does
+        not hold it."""
+        try:
+            async with self._session.head(url, headers=self._headers("HEAD", url)) as resp:
+                if resp.status == 404:
+                    return None
+                _check(server, resp)
+                if resp.content_length is None:
+                    raise PeerUnavailable(server, "HEAD without Content-Length")
+                return resp.content_length
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise PeerUnavailable(server, connection_failure(exc)) from exc
+
+    async def store(self, server: str, url: URL, chunks: AsyncIterable[bytes]) -> None:
+        """Send a copy of a hosted blob for the peer to keep (it verifies the digest and size
+        named by ``url`` before it keeps it)."""
+        try:
+            async with self._session.put(
+                url, data=chunks, headers=self._headers("PUT", url)
+            ) as resp:
+                if resp.status not in (200, 201):
+                    raise PeerUnavailable(server, f"refused the copy: {resp.status}")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise PeerUnavailable(server, connection_failure(exc)) from exc
 
 
 def _check(server: str, resp: aiohttp.ClientResponse) -> None:

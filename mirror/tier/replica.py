@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mirror.blobstore.interface import BlobStore
 from mirror.oci.digest import Digest
+from mirror.tier.hosted import HostedCopies
 from mirror.tier.peer import PeerClient
 from mirror.tier.placement import Placement
 from mirror.tier.signing import PeerSigner
@@ -20,10 +22,16 @@ class Replica:
     signer: PeerSigner
     peers: PeerClient
     cache_peer_blobs: bool = False
+    # Copies of each hosted blob (``tier.hosted_replication``).
+    hosted_replication: int = 2
 
     def source(self, key: str, upstream: UpstreamClient) -> TierSource:
         """Where the blobs of upstream ``key`` are read from on this replica."""
         return TierSource(key, upstream, self.placement, self.peers)
+
+    def hosted_copies(self, store: BlobStore) -> HostedCopies:
+        """The replication of hosted blobs held in ``store``, this replica's disk."""
+        return HostedCopies(store, self.placement, self.peers, factor=self.hosted_replication)
 
     def keeps(self, digest: Digest) -> bool:
         """Whether a fill of ``digest`` on this replica is cached."""

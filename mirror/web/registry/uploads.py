@@ -33,6 +33,7 @@ from mirror.web.keys import (
     services,
 )
 from mirror.web.registry.seeding import on_loopback, seeded_repository
+from mirror.web.tier_hosted import HOSTED_COPIES
 
 _CONTENT_RANGE = re.compile(r"(?:bytes[ =])?([0-9]{1,18})-([0-9]{1,18})(?:/(?:[0-9]+|\*))?")
 
@@ -109,8 +110,17 @@ async def _commit(request: web.Request, ref: RepoRef, session: Session, digest: 
         raise
     with held:
         await _store(request).commit(session, digest)
+        await replicated(request, digest)
         services(request).metadata.link(hosted_key(ref.tenancy), ref.name, [digest])
         held.commit(ref.name, digest)
+
+
+async def replicated(request: web.Request, digest: Digest) -> None:
+    """On a tier, a copy of the committed ``digest`` on each of its holders before the push
+    is answered (503 ``UNAVAILABLE`` when too few replicas take one: push it again)."""
+    copies = request.app.get(HOSTED_COPIES)
+    if copies is not None:
+        await copies.replicate(digest)
 
 
 def _digest_param(request: web.Request) -> Digest:
@@ -159,9 +169,13 @@ async def _mount(
     metadata = services(request).metadata
     if not metadata.linked(hosted_key(origin.tenancy), origin.name, digest):
         return None
-    size = await request.app[CACHE].stat(digest)
+    copies = request.app.get(HOSTED_COPIES)
+    held = await request.app[CACHE].stat(digest)
+    size = held if held is not None or copies is None else await copies.size_anywhere(digest)
     if size is None:
         return None
+    if held is not None:
+        await replicated(request, digest)
     # No await from the check to the link: concurrent pushes cannot pass the quota together.
     request.app[QUOTAS].reserve(ref.tenancy, ref.name, digest, size).commit(ref.name, digest)
     metadata.link(hosted_key(ref.tenancy), ref.name, [digest])
