@@ -28,9 +28,12 @@ def read_secret(path: str) -> bytes:
 
 
 @asynccontextmanager
-async def open_replica(tier: TierConfig, clock: Clock) -> AsyncIterator[Replica | None]:
+async def open_replica(
+    tier: TierConfig, clock: Clock, *, shared_store: bool = False
+) -> AsyncIterator[Replica | None]:
     """This server as a replica of ``tier`` (``None`` when standalone), with an open session
-    to its peers for as long as the context lasts."""
+    to its peers for as long as the context lasts; ``shared_store`` when the replicas are the
+    workers of one server, sharing its data directory."""
     if not tier.enabled:
         yield None
         return
@@ -42,4 +45,10 @@ async def open_replica(tier: TierConfig, clock: Clock) -> AsyncIterator[Replica 
     # auto_decompress off: blob bytes are verified against their digest exactly as sent.
     async with aiohttp.ClientSession(timeout=timeout, auto_decompress=False) as session:
         peers = PeerClient(session, signer, placement.self_server)
-        yield Replica(placement, signer, peers, cache_peer_blobs=tier.cache_peer_blobs)
+        yield Replica(
+            placement,
+            signer,
+            peers,
+            cache_peer_blobs=tier.cache_peer_blobs,
+            shared_store=shared_store,
+        )
