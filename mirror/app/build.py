@@ -384,7 +384,8 @@ class Resources:
 
     async def uploads(self, app: web.Application) -> AsyncIterator[None]:
         """``UPLOADS``: the blob upload sessions under ``<data_dir>/uploads``; expired ones are
-        swept now and every ``storage.upload_timeout / 4`` seconds (at most every 5 min)."""
+        swept now and every ``storage.upload_timeout / 4`` seconds (at most every 5 min), by
+        the process that runs the background jobs."""
         storage = self.config.storage
         store = UploadStore(
             self.data_dir / "uploads",
