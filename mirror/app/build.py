@@ -26,6 +26,7 @@ from mirror.app.metadata import open_metadata
 from mirror.app.quotas import load_quotas, quotas_of
 from mirror.app.stores import BlobStoreImpl, open_store
 from mirror.app.tier import blob_sources, hosted_digests, open_replica, repair_periodically
+from mirror.app.workers import WorkerSlot
 from mirror.blobstore.capacity import CapacityLimit
 from mirror.blobstore.install import restrict_to_owner
 from mirror.clock import Clock, SystemClock
@@ -202,6 +203,23 @@ class Resources:
     leases: Leases = field(default_factory=Leases)
     # How background tasks wait between runs (the scheduled pre-warm list).
     sleep: Sleep = asyncio.sleep
+    # This process's place among the workers of a multi-process server (None: the only one).
+    worker: WorkerSlot | None = None
+
+    @property
+    def runs_jobs(self) -> bool:
+        """Whether this process runs the background jobs (retention and pre-warm schedules,
+        the upload sweeper): the only process, or worker 0."""
+        return self.worker is None or self.worker.runs_jobs
+
+    def data_dir_lock(self) -> DataDirLock:
+        """The data directory's lock, taken here (``DataDirLocked`` when another server or
+        an offline run has it), or inherited from this worker's supervisor."""
+        if self.worker is not None:
+            return DataDirLock.adopt(self.data_dir, self.worker.lock_fd)
+        lock = DataDirLock(self.data_dir)
+        lock.acquire(holder="a running mirror server")
+        return lock
 
     @property
     def data_dir(self) -> Path:
@@ -243,12 +261,13 @@ class Resources:
         data_dir = self.data_dir
         store = self.open_store()
         # Taken once the keys checked out, so a refused start leaves the data dir untouched.
-        lock = DataDirLock(data_dir)
-        lock.acquire(holder="a running mirror server")
+        lock = self.data_dir_lock()
         try:
             if restrict_to_owner(data_dir) and self.existed:
                 log.warning("%s was readable by other users; now owner-only (0700)", data_dir)
-            store.sweep()
+            # Only a server's first process sweeps: later workers would delete live fills.
+            if self.worker is None or self.worker.first_start:
+                store.sweep()
             limits = self.config.retention
             capped = CapacityLimit(
                 store,
@@ -310,7 +329,8 @@ class Resources:
     async def tier(self, app: web.Application) -> AsyncIterator[None]:
         """``TIER``: this replica's place in its tier and its session to the peers (only with
         ``tier.replicas``)."""
-        async with open_replica(self.config.tier, self.clock) as replica:
+        shared = self.worker is not None
+        async with open_replica(self.config.tier, self.clock, shared_store=shared) as replica:
             if replica is not None:
                 app[TIER] = replica
             yield
@@ -382,7 +402,8 @@ class Resources:
 
     async def uploads(self, app: web.Application) -> AsyncIterator[None]:
         """``UPLOADS``: the blob upload sessions under ``<data_dir>/uploads``; expired ones are
-        swept now and every ``storage.upload_timeout / 4`` seconds (at most every 5 min)."""
+        swept now and every ``storage.upload_timeout / 4`` seconds (at most every 5 min), by
+        the process that runs the background jobs."""
         storage = self.config.storage
         store = UploadStore(
             self.data_dir / "uploads",
@@ -391,8 +412,11 @@ class Resources:
             chunk_size=storage.chunk_size,
             stager=app[CACHE],
         )
-        store.sweep()
         app[UPLOADS] = store
+        if not self.runs_jobs:
+            yield
+            return
+        store.sweep()
         interval = min(storage.upload_timeout / 4, 300.0)
         async with running(store.sweep_periodically(interval)):
             yield
@@ -430,7 +454,7 @@ class Resources:
             opened.push_async_callback(stop_eviction, capped)
             app[RETENTION] = retention
             interval = config.retention.interval
-            if interval > 0:
+            if interval > 0 and self.runs_jobs:
                 await opened.enter_async_context(running(retention.run_periodically(interval)))
             yield
 
@@ -444,7 +468,7 @@ class Resources:
         """The scheduled pre-warm list (``prewarm.images`` every ``prewarm.interval`` seconds,
         the first run at start), when an interval is set; cancelled at shutdown."""
         settings = self.config.prewarm
-        if settings.interval <= 0:
+        if settings.interval <= 0 or not self.runs_jobs:
             yield
             return
         refs = parse_all(("prewarm.images", image) for image in settings.images)
@@ -469,11 +493,13 @@ def build_app(
     announce: Callable[[str], None] = print_once,
     store_factory: Callable[[Path], BlobStoreImpl] | None = None,
     sleep: Sleep = asyncio.sleep,
+    worker: WorkerSlot | None = None,
 ) -> web.Application:
     """The mirror as an aiohttp application (resources open on startup, close on cleanup).
 
     With ``auth.enabled`` the first start's administrator token goes to ``announce``;
-    ``sleep`` is how background tasks wait between runs (the scheduled pre-warm list).
+    ``sleep`` is how background tasks wait between runs (the scheduled pre-warm list);
+    ``worker`` is this process's slot when it is one worker of several.
     """
     resources = Resources(
         config,
@@ -484,6 +510,7 @@ def build_app(
         store_factory,
         existed=Path(config.storage.data_dir).is_dir(),
         sleep=sleep,
+        worker=worker,
     )
     app = web.Application(middlewares=[errors_middleware])
     add_routes(app)

@@ -38,9 +38,12 @@ def read_secret(path: str) -> bytes:
 
 
 @asynccontextmanager
-async def open_replica(tier: TierConfig, clock: Clock) -> AsyncIterator[Replica | None]:
+async def open_replica(
+    tier: TierConfig, clock: Clock, *, shared_store: bool = False
+) -> AsyncIterator[Replica | None]:
     """This server as a replica of ``tier`` (``None`` when standalone), with an open session
-    to its peers for as long as the context lasts."""
+    to its peers for as long as the context lasts; ``shared_store`` when the replicas are the
+    workers of one server, sharing its data directory."""
     if not tier.enabled:
         yield None
         return
@@ -58,6 +61,7 @@ async def open_replica(tier: TierConfig, clock: Clock) -> AsyncIterator[Replica 
             peers,
             cache_peer_blobs=tier.cache_peer_blobs,
             hosted_replication=tier.hosted_replication,
+            shared_store=shared_store,
         )
 
 

@@ -6,7 +6,9 @@ import argparse
 import asyncio
 import dataclasses
 import logging
+import os
 import signal
+import socket
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +21,7 @@ from mirror.db.lock import DataDirLocked
 if TYPE_CHECKING:
     from aiohttp import web
 
+    from mirror.app.workers import WorkerSlot
     from mirror.metrics import Metrics
 
 # The server's own log lines (start, stop, access log) come from the "mirror" logger.
@@ -98,6 +101,13 @@ def add(commands: Any) -> None:
         default=None,
         help="never contact any upstream: serve the cache only (cache.offline; docs/airgap.md)",
     )
+    serve.add_argument(
+        "--workers",
+        help="server processes sharing the port and the data directory: a number or 'auto' "
+        f"(one per CPU) (server.workers; default: {defaults.server.workers})",
+    )
+    # How the supervisor of a multi-process server starts each worker (not for users).
+    serve.add_argument("--worker-slot", type=Path, help=argparse.SUPPRESS)
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
@@ -111,6 +121,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
         overrides.setdefault("cache", {})["tag_ttl"] = args.tag_ttl
     if args.offline:
         overrides.setdefault("cache", {})["offline"] = True
+    if args.workers is not None:
+        overrides.setdefault("server", {})["workers"] = args.workers
     if args.default_upstream is not None:
         overrides["default_upstream"] = args.default_upstream
     if args.upstream:
@@ -161,46 +173,102 @@ async def start_site(config: Config, runner: web.AppRunner) -> web.TCPSite:
     return site
 
 
-async def serve(config: Config) -> None:
-    """Run the mirror until SIGINT or SIGTERM."""
+def describe(config: Config, workers: int = 1) -> str:
+    """Where the server listens and what it serves from, for its start-up line."""
+    return "%s://%s (%sdata in %s, upstreams: %s%s)" % (  # noqa: UP031 - one log line's text
+        "https" if config.server.tls_cert else "http",
+        config.server.listen,
+        f"{workers} workers, " if workers > 1 else "",
+        config.storage.data_dir,
+        ", ".join(u.host for u in config.upstreams),
+        "; OFFLINE: no upstream is contacted" if config.cache.offline else "",
+    )
+
+
+async def start_worker_sites(config: Config, runner: web.AppRunner, slot: WorkerSlot) -> None:
+    """Serve on the sockets a worker inherited: its share of ``server.listen`` (HTTPS when
+    ``tls_cert`` is set) and its private loopback port for the other workers."""
+    from aiohttp import web
+
+    tls = config.server
+    context = server_context(tls.tls_cert, tls.tls_key, tls.tls_client_ca) if tls.tls_cert else None
+    shared = socket.socket(fileno=slot.listen_fd)
+    await web.SockSite(runner, shared, ssl_context=context).start()
+    await web.SockSite(runner, socket.socket(fileno=slot.peer_fd)).start()
+
+
+async def serve(config: Config, worker: WorkerSlot | None = None) -> None:
+    """Run the mirror (or one ``worker`` of it) until SIGINT or SIGTERM."""
     from mirror.app.build import build_app
     from mirror.metrics import Metrics
 
     metrics = Metrics()
-    runner = runner_of(config, build_app(config, metrics=metrics), metrics)
+    runner = runner_of(config, build_app(config, metrics=metrics, worker=worker), metrics)
     await runner.setup()
     try:
-        await start_site(config, runner)
-        log.info(
-            "mirror listening on %s://%s (data in %s, upstreams: %s%s)",
-            "https" if config.server.tls_cert else "http",
-            config.server.listen,
-            config.storage.data_dir,
-            ", ".join(u.host for u in config.upstreams),
-            "; OFFLINE: no upstream is contacted" if config.cache.offline else "",
-        )
+        if worker is None:
+            await start_site(config, runner)
+        else:
+            await start_worker_sites(config, runner, worker)
+        if worker is None:
+            log.info("mirror listening on %s", describe(config))
+        else:
+            log.info("worker %d (PID %d) serving", worker.index, os.getpid())
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        if worker is not None:
+            from mirror.app.workers import signal_ready
+
+            # The supervisor's end of the lifeline closes when it dies: stop with it.
+            loop.add_reader(worker.lifeline_fd, stop.set)
+            signal_ready(worker)
         await stop.wait()
     finally:
         log.info("shutting down")
         await runner.cleanup()
 
 
+def supervise(config: Config, count: int) -> int:
+    """Run ``count`` worker processes under a supervisor (``server.workers``)."""
+    from mirror.app.supervisor import Supervisor, WorkerFailed
+
+    try:
+        return Supervisor(config, count, ready=describe(config, count)).run()
+    except WorkerFailed as exc:
+        print(f"mirror: cannot serve: {exc}", file=sys.stderr)
+        return exc.status if exc.status > 0 else 1
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``mirror serve``: 0 after a clean stop, 1 when it cannot listen or another process
     has the data directory, 2 on a bad configuration, key or TLS setup."""
+    worker = None
     try:
-        config = config_from_args(args)
+        if args.worker_slot is not None:
+            from mirror.app.workers import local_tier, read_assignment
+
+            worker, config = read_assignment(args.worker_slot)
+            config = local_tier(config, worker)
+        else:
+            config = config_from_args(args)
     except ConfigError as exc:
         print(f"mirror: configuration error: {exc}", file=sys.stderr)
         return 2
+    return _serve(config, worker)
+
+
+def _serve(config: Config, worker: WorkerSlot | None) -> int:
+    """Serve ``config`` (as one process, a supervisor, or a ``worker``) and map its failures
+    onto exit statuses."""
     import uvloop
 
+    count = 1 if worker is not None else config.server.worker_count(os.cpu_count())
     try:
-        uvloop.run(serve(config))
+        if count > 1:
+            return supervise(config, count)
+        uvloop.run(serve(config, worker))
     except KeyringError as exc:
         print(f"mirror: key error: {exc}", file=sys.stderr)
         return 2

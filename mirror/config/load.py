@@ -59,7 +59,13 @@ def _coerce_optional(value: Any, kind: Any, key: str) -> Any:
     if value is None:
         return None
     options = [a for a in get_args(kind) if a is not type(None)]
-    return _coerce(value, options[0], key)
+    # ``int | str`` (a count or a word such as "auto"): the first type the value fits.
+    for option in options[:-1]:
+        try:
+            return _coerce(value, option, key)
+        except ConfigError:
+            continue
+    return _coerce(value, options[-1], key)
 
 
 def _coerce_tuple(value: Any, kind: Any, key: str) -> tuple[Any, ...]:

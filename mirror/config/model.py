@@ -51,6 +51,15 @@ class ServerConfig:
     # on a loopback listen address; refused at start on any other. Without it every write is
     # 405 UNSUPPORTED when auth is off.
     allow_anonymous_push: bool = False
+    # Server processes sharing the listen port (SO_REUSEPORT) and the data directory: a whole
+    # number >= 1, or "auto" = one per CPU. With more than one, each worker owns a share of
+    # the digests and the others read a cold blob from its owner, so each digest is still
+    # fetched from upstream once (docs/architecture.md, "Workers").
+    workers: int | str = 1
+
+    def worker_count(self, cpus: int | None) -> int:
+        """How many worker processes ``workers`` asks for (``cpus``: ``os.cpu_count()``)."""
+        return max(cpus or 1, 1) if self.workers == "auto" else int(self.workers)
 
 
 @dataclass(frozen=True)
@@ -507,6 +516,7 @@ class Config:
             raise ConfigError("storage.upload_timeout: must be positive")
         if self.server.allow_anonymous_push:
             _validate_anonymous_push(self.server.listen, self.auth.enabled)
+        self._validate_workers()
         _validate_encryption(self.encryption)
         _validate_upstreams(self.upstreams)
         if self.default_upstream and self.upstream(self.default_upstream) is None:
@@ -531,6 +541,25 @@ class Config:
         self.tier.check()
         self.console.check()
         return self
+
+    def _validate_workers(self) -> None:
+        """``server.workers``: a count or "auto"; more than one only without the parts that
+        keep their state in one process's memory (docs/architecture.md, "Workers")."""
+        workers = self.server.workers
+        if workers != "auto" and (isinstance(workers, str) or workers < 1):
+            raise ConfigError(f"server.workers: expected a number >= 1 or 'auto', got {workers!r}")
+        if workers == 1:
+            return
+        single = {
+            "tier.replicas": self.tier.enabled,
+            "console.enabled": self.console.enabled,
+            "retention.max_size": bool(self.retention.max_size),
+            "hosted.tenancy_max_bytes": bool(self.hosted.tenancy_max_bytes),
+            "hosted.tenancy_max_repositories": bool(self.hosted.tenancy_max_repositories),
+        }
+        for key, used in single.items():
+            if used:
+                raise ConfigError(f"server.workers: more than one worker cannot be used with {key}")
 
     def _validate_auth(self) -> None:
         auth = self.auth

@@ -16,7 +16,11 @@ from mirror.upstream.client import UpstreamClient
 
 @dataclass(frozen=True)
 class Replica:
-    """One replica of the tier; ``cache_peer_blobs`` keeps copies of blobs read from owners."""
+    """One replica of the tier; ``cache_peer_blobs`` keeps copies of blobs read from owners.
+
+    ``shared_store``: the replicas share one blob store (the workers of one server), so a
+    replica keeps only what it fills itself; what it reads from the owner, the owner stores.
+    """
 
     placement: Placement
     signer: PeerSigner
@@ -24,6 +28,7 @@ class Replica:
     cache_peer_blobs: bool = False
     # Copies of each hosted blob (``tier.hosted_replication``).
     hosted_replication: int = 2
+    shared_store: bool = False
 
     def source(self, key: str, upstream: UpstreamClient) -> TierSource:
         """Where the blobs of upstream ``key`` are read from on this replica."""
@@ -35,4 +40,6 @@ class Replica:
 
     def keeps(self, digest: Digest) -> bool:
         """Whether a fill of ``digest`` on this replica is cached."""
+        if self.shared_store:
+            return self.placement.peer_for(digest) is None
         return self.placement.keeps(digest, cache_peer_blobs=self.cache_peer_blobs)

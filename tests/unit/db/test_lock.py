@@ -65,3 +65,31 @@ def test_a_holder_that_wrote_nothing_is_another_mirror_process(tmp_path: Path) -
         os.close(fd)
 
     assert str(refused.value) == f"{tmp_path} is in use by another mirror process"
+
+
+def test_workers_share_the_lock_their_supervisor_took_and_a_second_server_is_still_refused(
+    tmp_path: Path,
+) -> None:
+    supervisor = DataDirLock(tmp_path)
+    supervisor.acquire(holder="a running mirror server (2 workers)")
+    # A worker inherits the descriptor (here: a duplicate of it, as fork and exec give).
+    worker = DataDirLock.adopt(tmp_path, os.dup(supervisor.fd))
+    with pytest.raises(DataDirLocked, match=r"a running mirror server \(2 workers\)"):
+        DataDirLock(tmp_path).acquire(holder="a running mirror server")
+    # A worker that stops leaves the holder's record alone; while one lives, it holds.
+    worker.release()
+    assert "2 workers" in (tmp_path / "mirror.lock").read_text()
+    worker = DataDirLock.adopt(tmp_path, os.dup(supervisor.fd))
+    supervisor.release()
+    with pytest.raises(DataDirLocked):
+        DataDirLock(tmp_path).acquire(holder="a running mirror server")
+    worker.release()
+    DataDirLock(tmp_path).acquire()
+
+
+def test_a_descriptor_of_another_file_is_not_the_lock(tmp_path: Path) -> None:
+    DataDirLock(tmp_path).acquire()
+    other = os.open(tmp_path / "other", os.O_RDWR | os.O_CREAT, 0o600)
+    with pytest.raises(DataDirLocked, match="another file"):
+        DataDirLock.adopt(tmp_path, other)
+    os.close(other)
