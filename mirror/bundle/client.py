@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,7 +68,7 @@ class RegistryClient:
             raise FetchFailed(what, f"manifest hashes to {digest}, not {expected}")
         return FetchedManifest(digest, media_type, body)
 
-    async def blob(self, host: str, repo: str, digest: Digest) -> AsyncIterator[bytes]:
+    async def blob(self, host: str, repo: str, digest: Digest) -> AsyncGenerator[bytes, None]:
         """The blob's bytes in chunks (the caller verifies them as they pass)."""
         url = self._url(repo, "blobs", str(digest))
         async with self._session.get(url, params={"ns": host}) as response:

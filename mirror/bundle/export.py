@@ -2,18 +2,22 @@
 
 Export is a registry client of the mirror: each manifest and blob comes through the mirror's
 own serving path (from the cache, or filled from the upstream when the site is connected,
-with the mirror's verification and single-flight), and is checked again as it is written. The
+with the mirror's verification and single-flight), and is checked again as it is written.
+When the mirror runs in-process, a blob its store already holds is read from the store
+directly (``CachedBlobs``: the server's own verified reader) and only misses go over HTTP. The
 walk is planned first (manifests are small and kept in memory) so the progress bar knows the
-bytes; blobs then stream one at a time from the network to the bundle.
+bytes; blobs then stream one at a time to the bundle.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable, Collection
+from collections.abc import AsyncGenerator, Callable, Collection
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
 
+from mirror.bundle.cached import CachedBlobs
 from mirror.bundle.client import RegistryClient
 from mirror.bundle.sink import BundleSink
 from mirror.oci.digest import Digest
@@ -144,13 +148,16 @@ def index_entries(plans: list[ImagePlan]) -> list[dict[str, Any]]:
 
 @dataclass
 class Exporter:
-    """Writes planned images into ``sink`` from ``client``."""
+    """Writes planned images into ``sink``: blobs from ``cached`` when it holds them, the rest
+    (and every blob without ``cached``) from ``client``."""
 
     client: RegistryClient
     sink: BundleSink
     on_progress: OnProgress = lambda done, total: None
+    cached: CachedBlobs | None = None
     written: int = 0
     reused: int = 0
+    from_store: int = 0
 
     async def write(self, plans: list[ImagePlan]) -> dict[str, Any]:
         """Every manifest and blob not yet in the bundle, then ``index.json``; returns the
@@ -167,7 +174,8 @@ class Exporter:
         done = 0
         for digest, (source, size, small) in todo.items():
             chunks = _one(small) if small is not None else self._blob(source, digest)
-            await self.sink.write(digest, size, chunks)
+            async with aclosing(chunks):
+                await self.sink.write(digest, size, chunks)
             done += size
             self.written += size
             self.on_progress(done, total)
@@ -179,6 +187,7 @@ class Exporter:
             "bytes": sum(size for _, size, _ in jobs.values()),
             "written": self.written,
             "reused": self.reused,
+            "from_store": self.from_store,
         }
 
     def _kept(self, digest: Digest, size: int) -> bool:
@@ -187,9 +196,19 @@ class Exporter:
             return True
         return False
 
-    def _blob(self, source: ImageRef, digest: Digest) -> AsyncIterator[bytes]:
-        return self.client.blob(source.registry, source.repository, digest)
+    async def _blob(self, source: ImageRef, digest: Digest) -> AsyncGenerator[bytes, None]:
+        local = await self.cached.open(digest) if self.cached is not None else None
+        if local is not None:
+            async with aclosing(local):
+                async for chunk in local:
+                    self.from_store += len(chunk)
+                    yield chunk
+            return
+        remote = self.client.blob(source.registry, source.repository, digest)
+        async with aclosing(remote):
+            async for chunk in remote:
+                yield chunk
 
 
-async def _one(body: bytes) -> AsyncIterator[bytes]:
+async def _one(body: bytes) -> AsyncGenerator[bytes, None]:
     yield body

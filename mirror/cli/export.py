@@ -9,19 +9,29 @@ import asyncio
 import json
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import aiohttp
 
+from mirror.bundle.cached import CachedBlobs
 from mirror.bundle.client import FetchFailed, RegistryClient
 from mirror.bundle.export import Exporter, Planner
 from mirror.bundle.sink import DirectorySink, TarSink
 from mirror.cli.cachedir import add_cache_flags, cache_errors
 from mirror.cli.progress import Progress
 from mirror.oci.reflist import ImageRef, ReferenceListError, read_reference_list
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from mirror.config import Config
+
+# How the in-process mirror is built from the configuration (``build_app``; tests count).
+BuildApp = Callable[["Config"], "web.Application"]
 
 # A blob may take long; only a stalled read fails.
 TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=300)
@@ -65,20 +75,35 @@ def add(commands: Any) -> None:
     add_cache_flags(p)
 
 
+@dataclass(frozen=True, slots=True)
+class MirrorSource:
+    """Where an export reads: the mirror's URL, and its blob store when it runs in-process."""
+
+    url: str
+    cached: CachedBlobs | None = None
+
+
 @asynccontextmanager
-async def mirror_url(args: argparse.Namespace) -> AsyncIterator[str]:
-    """The running mirror's URL, or the configured mirror served on loopback meanwhile (it
-    holds the data directory's lock while it runs)."""
+async def mirror_source(
+    args: argparse.Namespace, build: BuildApp | None = None
+) -> AsyncIterator[MirrorSource]:
+    """The running mirror, or the configured mirror served on loopback meanwhile (it holds
+    the data directory's lock while it runs) with its blob store read directly."""
     if args.mirror:
-        yield args.mirror
+        yield MirrorSource(args.mirror)
         return
     # Imported only for this: an export from a running mirror starts without the server.
-    from mirror.app.build import build_app
     from mirror.cli.cachedir import config_of
     from mirror.testing.loopback import serve_on_loopback
+    from mirror.web.keys import CACHE
 
-    async with serve_on_loopback(build_app(config_of(args))) as url:
-        yield url
+    if build is None:
+        from mirror.app.build import build_app
+
+        build = build_app
+    app = build(config_of(args))
+    async with serve_on_loopback(app) as url:
+        yield MirrorSource(url, CachedBlobs(app[CACHE]))
 
 
 def references_of(args: argparse.Namespace, stdin: TextIO) -> list[ImageRef]:
@@ -89,8 +114,11 @@ def references_of(args: argparse.Namespace, stdin: TextIO) -> list[ImageRef]:
     return read_reference_list(arguments, args.file, manifests)
 
 
-async def export(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    """Plan and write the bundle, print its manifest to ``out``; returns the exit status."""
+async def export(
+    args: argparse.Namespace, out: TextIO, err: TextIO, build: BuildApp | None = None
+) -> int:
+    """Plan and write the bundle, print its manifest to ``out``; returns the exit status
+    (``build`` makes the in-process mirror: ``build_app`` by default)."""
     references = references_of(args, sys.stdin)
     if not references:
         print("mirror export: no references given", file=err)
@@ -106,11 +134,14 @@ async def export(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     started = time.monotonic()
     try:
-        async with mirror_url(args) as url, aiohttp.ClientSession(timeout=TIMEOUT) as session:
-            client = RegistryClient(session, url)
+        async with (
+            mirror_source(args, build) as mirror,
+            aiohttp.ClientSession(timeout=TIMEOUT) as session,
+        ):
+            client = RegistryClient(session, mirror.url)
             planner = Planner(client, args.platform, args.referrers)
             plans = [await planner.plan(ref) for ref in references]
-            manifest = await Exporter(client, sink, show).write(plans)
+            manifest = await Exporter(client, sink, show, mirror.cached).write(plans)
     finally:
         if progress is not None:
             progress.close()

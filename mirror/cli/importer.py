@@ -6,6 +6,9 @@ It writes the data directory directly, as the stopped mirror's owner: it opens t
 configured stores the way ``mirror serve`` does (same keys, same capacity limit), holding the
 data directory's lock, so it refuses to run beside a running mirror. Cached namespaces take no
 pushes by design, so there is no registry API to import into the cache through.
+
+The server, stores and bundle modules are imported when the command runs, not when its flags
+are added: ``mirror import --help`` (and every other subcommand's start) does without them.
 """
 
 from __future__ import annotations
@@ -18,22 +21,15 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from aiohttp import web
+from mirror.cli.cachedir import add_cache_flags, cache_errors, config_of
 
-from mirror.app.build import build_app
-from mirror.bundle.imports import ImageResult, Importer
-from mirror.bundle.placement import CachePlacement, HostedPlacement, Placement
-from mirror.bundle.source import BundleSource
-from mirror.cli.cachedir import add_cache_flags, config_of
-from mirror.cli.progress import Progress
-from mirror.clock import SystemClock
-from mirror.config import ConfigError
-from mirror.crypto.keys import KeyringError
-from mirror.db.lock import DataDirLocked
-from mirror.oci.layout import LayoutError
-from mirror.web.keys import AUTH, CACHE, HOSTED, METADATA, SERVICES
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from mirror.bundle.imports import ImageResult
+    from mirror.bundle.placement import Placement
 
 
 def add(commands: Any) -> None:
@@ -51,6 +47,8 @@ def add(commands: Any) -> None:
 @asynccontextmanager
 async def opened(app: web.Application) -> AsyncIterator[web.Application]:
     """The app's resources started (lock, keys, stores) without serving anything."""
+    from aiohttp import web
+
     runner = web.AppRunner(app, handle_signals=False)
     await runner.setup()
     try:
@@ -61,6 +59,11 @@ async def opened(app: web.Application) -> AsyncIterator[web.Application]:
 
 def placement_of(app: web.Application, into: str | None) -> Placement:
     """The cache's placement, or the hosted one of ``into`` (which needs auth on)."""
+    from mirror.bundle.placement import CachePlacement, HostedPlacement
+    from mirror.clock import SystemClock
+    from mirror.config import ConfigError
+    from mirror.web.keys import AUTH, CACHE, HOSTED, METADATA, SERVICES
+
     clock = SystemClock()
     if into is None:
         return CachePlacement(app[CACHE], app[METADATA], app[SERVICES].router, clock)
@@ -77,6 +80,12 @@ def placement_of(app: web.Application, into: str | None) -> Placement:
 
 async def import_bundle(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Import, print the report to ``out``; 1 if any image was refused."""
+    from mirror.app.build import build_app
+    from mirror.bundle.imports import Importer
+    from mirror.bundle.source import BundleSource
+    from mirror.cli.progress import Progress
+    from mirror.web.keys import CACHE
+
     source = BundleSource(args.bundle)
     progress: Progress | None = None
 
@@ -114,8 +123,11 @@ def report(results: list[ImageResult]) -> dict[str, Any]:
 def run(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     """Run ``mirror import``: 0 all imported or already there, 1 an image refused (nothing of
     it stored), 2 the bundle or the cache could not be opened."""
+    from mirror.oci.layout import LayoutError
+
+    unopened: tuple[type[Exception], ...] = (LayoutError, *cache_errors())
     try:
         return asyncio.run(import_bundle(args, out, err))
-    except (LayoutError, ConfigError, KeyringError, DataDirLocked) as exc:
+    except unopened as exc:
         print(f"mirror import: {exc}", file=err)
         return 2

@@ -14,8 +14,6 @@ import logging
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from aiohttp.http_exceptions import HttpProcessingError
-
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 FORMATS = ("text", "json")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -58,6 +56,11 @@ class DropParserTracebacks(logging.Filter):
         """Drop aiohttp's tracebacks for requests that were not HTTP (they are logged as one
         line)."""
         exc = record.exc_info[1] if record.exc_info else None
+        if exc is None:
+            return True
+        # Imported here: every ``mirror`` command configures logging, few load aiohttp's server.
+        from aiohttp.http_exceptions import HttpProcessingError
+
         return not isinstance(exc, HttpProcessingError)
 
 
