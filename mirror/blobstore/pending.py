@@ -15,7 +15,7 @@ import logging
 import os
 import secrets
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from pathlib import Path
 
 from mirror.errors import RegistryError
@@ -39,12 +39,13 @@ def fsync_path(path: Path) -> None:
 
 class PendingSync:
     """The journal of published-but-not-yet-durable objects in ``directory``, and the single
-    thread that makes them durable (disk-bound work, one object at a time)."""
+    thread that makes them durable (disk-bound work, one object at a time; ``executor``
+    replaces that thread, and should run one job at a time too)."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, executor: Executor | None = None) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._thread: ThreadPoolExecutor | None = None
+        self._thread = executor
 
     def record(self, digest: Digest) -> Path:
         """Durably list ``digest`` as published but not yet durable; returns its entry. Call
@@ -131,5 +132,7 @@ def _withdraw(fd: int, final_path: Path) -> None:
 
 def _log_failure(job: Future[None]) -> None:
     error = job.exception()
-    if error is not None:
+    if isinstance(error, FileNotFoundError):
+        log.debug("published object deleted before its fsync: %r", error)
+    elif error is not None:
         log.error("making a published object durable failed: %r", error)
