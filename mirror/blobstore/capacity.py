@@ -16,7 +16,7 @@ from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
-from mirror.blobstore.interface import BlobStore, BlobWriter, RangeReader
+from mirror.blobstore.interface import BlobStore, BlobWriter, Publishing, RangeReader
 from mirror.blobstore.staging import Staged, Stager
 from mirror.metrics import Metrics
 from mirror.oci.digest import Digest
@@ -244,6 +244,14 @@ class CappedWriter:
     async def commit(self) -> None:
         """Commit the inner writer and settle the claim at the stored footprint."""
         await self._inner.commit()
+        self._end(self._limit.footprint(self._written))
+
+    async def publish(self) -> None:
+        """Publish the inner writer (commit it, if it cannot publish) and settle the claim."""
+        if isinstance(self._inner, Publishing):
+            await self._inner.publish()
+        else:
+            await self._inner.commit()
         self._end(self._limit.footprint(self._written))
 
     async def abort(self) -> None:

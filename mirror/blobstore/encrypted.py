@@ -21,7 +21,15 @@ from mirror.blobstore.interface import put_whole
 from mirror.blobstore.keyring import CacheKeys
 from mirror.blobstore.sealed import ChunkReader, ChunkView, SealedWriter
 from mirror.blobstore.sealed_staging import KEY, SealedStaged, new_data_key
-from mirror.crypto.envelope import HEADER_SIZE, Header, Layout, aead, unwrap_key
+from mirror.crypto.envelope import (
+    HEADER_SIZE,
+    TAG_SIZE,
+    Header,
+    Layout,
+    aead,
+    open_chunk,
+    unwrap_key,
+)
 from mirror.crypto.keys import Kek
 from mirror.errors import CorruptObject, KeyUnavailable
 from mirror.oci.digest import Digest
@@ -44,7 +52,7 @@ class EncryptedBlobStore:
         on_corrupt: Callable[[CorruptObject], None] | None = None,
     ) -> None:
         # The plaintext store's layout, temp-file sweep, listing and deletion are shared.
-        self.files = FilesystemBlobStore(root, executor)
+        self.files = FilesystemBlobStore(root, executor, intact=self.intact)
         self.root = self.files.root
         self.tmp_dir = self.files.tmp_dir
         self.executor = executor
@@ -87,6 +95,26 @@ class EncryptedBlobStore:
             raise CorruptObject(digest, f"file is {actual} bytes, its header says {expected}")
         return header, self.data_key(header, digest)
 
+    def intact(self, path: Path, digest: Digest) -> bool:
+        """Whether the sealed file at ``path`` opens, authenticates chunk by chunk and hashes to
+        ``digest`` (the durability journal's check after a crash; blocking)."""
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            header, key = self.check(fd, str(digest))
+            cipher, layout = aead(header.cipher, key), header.layout
+            count = layout.chunk_count(header.plain_size)
+            hasher = digest.hasher()
+            for index in range(count):
+                last = index == count - 1
+                plain = header.plain_size - index * layout.chunk_size if last else layout.chunk_size
+                sealed = os.pread(fd, plain + TAG_SIZE, layout.offset(index))
+                hasher.update(open_chunk(cipher, str(digest), index, last, sealed, header.version))
+        except (CorruptObject, KeyUnavailable):
+            return False
+        finally:
+            os.close(fd)
+        return hasher.hexdigest() == digest.encoded
+
     def evict(self, digest: Digest, fd: int, error: CorruptObject) -> None:
         """Remove a corrupt object (unless a fresh copy already replaced it) and report it."""
         path = self.path(digest)
@@ -98,7 +126,8 @@ class EncryptedBlobStore:
         self._report(error)
 
     def sweep(self) -> int:
-        """Delete temp files left by an earlier process (call at start-up)."""
+        """Delete temp files left by an earlier process and re-verify objects published but
+        not yet durable at a crash (call at start-up, once the keys are loaded)."""
         return self.files.sweep()
 
     def path(self, digest: Digest) -> Path:
@@ -189,6 +218,7 @@ class EncryptedBlobStore:
             random_bytes=self._random_bytes,
             executor=self.executor,
             on_corrupt=lambda _fd, exc: self._report(exc),
+            pending=self.files.pending,
         )
 
     async def delete(self, digest: Digest) -> bool:

@@ -8,16 +8,26 @@ import logging
 import os
 import secrets
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
 from pathlib import Path
 
-from mirror.blobstore.install import install
+from mirror.blobstore.install import Installer, install, publish
 from mirror.blobstore.interface import put_whole
+from mirror.blobstore.pending import PendingSync
 from mirror.blobstore.staging import PlainStaged
 from mirror.oci.digest import Digest
 
 log = logging.getLogger(__name__)
+
+
+def hashes_to(path: Path, digest: Digest) -> bool:
+    """Whether the plaintext file at ``path`` hashes to ``digest`` (read in 1 MiB pieces)."""
+    hasher = digest.hasher()
+    with open(path, "rb", buffering=0) as file:
+        while piece := file.read(1024 * 1024):
+            hasher.update(piece)
+    return hasher.hexdigest() == digest.encoded
 
 
 class FileReader:
@@ -74,10 +84,21 @@ class FileWriter:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._store.executor, self._commit)
 
-    def _commit(self) -> None:
+    def _commit(self, installer: Installer = install) -> None:
         final = self._store.path(self._digest)
-        self._done = True  # install consumes the fd (and the temp file on failure)
-        install(self._fd, self.temp_path, final)
+        self._done = True  # the installer consumes the fd (and the temp file on failure)
+        installer(self._fd, self.temp_path, final)
+
+    async def publish(self) -> None:
+        """Install the temp file under the digest's path now; fsynced in the background (the
+        store's durability journal lists it until then)."""
+        pending, digest = self._store.pending, self._digest
+
+        def published(fd: int, temp_path: Path, final_path: Path) -> None:
+            publish(fd, temp_path, final_path, pending, digest)
+
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._store.executor, self._commit, published)
 
     async def abort(self) -> None:
         """Close and delete the temp file unless the writer already committed or aborted."""
@@ -88,19 +109,32 @@ class FileWriter:
 
 
 class FilesystemBlobStore:
-    """A ``BlobStore`` of plaintext files on a local filesystem."""
+    """A ``BlobStore`` of plaintext files on a local filesystem.
 
-    def __init__(self, root: Path, executor: Executor | None = None) -> None:
+    ``intact(path, digest)`` says whether a stored file still holds its object (the durability
+    journal's check after a crash; by default its content hashes to the digest).
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        executor: Executor | None = None,
+        intact: Callable[[Path, Digest], bool] | None = None,
+    ) -> None:
         self.root = Path(root)
         self.blob_dir = self.root / "blobs"
         self.tmp_dir = self.root / "tmp"
         self.executor = executor
         self.blob_dir.mkdir(parents=True, exist_ok=True)
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        self.pending = PendingSync(self.root / "pending")
+        self._intact = intact or hashes_to
 
     def sweep(self) -> int:
-        """Delete temp files left by an earlier process; returns how many. Call at start-up."""
-        count = 0
+        """Delete temp files left by an earlier process, and re-verify the objects a crash
+        may have left published but not yet durable (deleting those that fail); returns how
+        many files were removed. Call at start-up."""
+        count = self.pending.recover(self.path, self._intact)
         for entry in self.tmp_dir.iterdir():
             if entry.is_dir() and not entry.is_symlink():
                 shutil.rmtree(entry, ignore_errors=True)

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
+
+from mirror.blobstore.pending import PendingSync
+from mirror.oci.digest import Digest
+
+# How a writer makes its temp file the object: ``(fd, temp_path, final_path)``, consuming ``fd``.
+Installer = Callable[[int, Path, Path], None]
 
 
 def install(fd: int, temp_path: Path, final_path: Path) -> None:
@@ -27,6 +34,31 @@ def install(fd: int, temp_path: Path, final_path: Path) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def publish(
+    fd: int, temp_path: Path, final_path: Path, pending: PendingSync, digest: Digest
+) -> None:
+    """Make ``temp_path`` visible as ``final_path`` now and durable later: list the object in
+    the durability journal ``pending``, rename it, and hand ``fd`` to the journal's thread,
+    which fsyncs it and its directory, then drops the entry (a crash in between gets the
+    object re-verified at start-up).
+
+    ``fd`` is consumed whatever happens; on failure the temp file is removed.
+    """
+    try:
+        entry = pending.record(digest)
+        try:
+            final_path.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(temp_path, final_path)
+        except BaseException:
+            entry.unlink(missing_ok=True)
+            raise
+    except BaseException:
+        os.close(fd)
+        temp_path.unlink(missing_ok=True)
+        raise
+    pending.settle(fd, final_path, entry)
 
 
 def restrict_to_owner(directory: Path) -> bool:

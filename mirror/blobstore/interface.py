@@ -1,8 +1,9 @@
 """The content-addressed blob store interface.
 
 Blobs and manifest bodies alike are stored by digest. An object becomes visible only through
-``BlobWriter.commit``, after the writer's content was verified against its digest; until then
-it lives in a temporary file that joiners of an in-progress fill may read as it grows.
+``BlobWriter.commit`` (or ``Publishing.publish``), after the writer's content was verified
+against its digest; until then it lives in a temporary file that joiners of an in-progress fill
+may read as it grows.
 """
 
 from __future__ import annotations
@@ -55,6 +56,16 @@ class BlobWriter(Protocol):
 
     async def abort(self) -> None:
         """Discard what was written; nothing becomes visible."""
+        ...
+
+
+@runtime_checkable
+class Publishing(Protocol):
+    """A writer that can end with ``publish``: visible now, durable shortly after."""
+
+    async def publish(self) -> None:
+        """Make the verified object visible under its digest at once, and durable in the
+        background (the store's durability journal re-verifies it after a crash)."""
         ...
 
 

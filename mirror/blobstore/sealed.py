@@ -15,7 +15,8 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from mirror.blobstore.install import install
+from mirror.blobstore.install import Installer, install, publish
+from mirror.blobstore.pending import PendingSync
 from mirror.crypto.envelope import (
     AEAD,
     DATA_KEY_SIZE,
@@ -31,6 +32,7 @@ from mirror.crypto.envelope import (
 )
 from mirror.crypto.keys import Kek
 from mirror.errors import CorruptObject
+from mirror.oci.digest import Digest
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,8 +139,10 @@ class SealedWriter:
         random_bytes: Callable[[int], bytes],
         executor: Executor | None,
         on_corrupt: Callable[[int, CorruptObject], None],
+        pending: PendingSync | None = None,
     ) -> None:
         self.temp_path = temp_path
+        self._pending = pending
         self._final_path = final_path
         self._digest = digest
         self._cipher_id = cipher
@@ -211,16 +215,33 @@ class SealedWriter:
 
     async def commit(self) -> None:
         """Seal the last chunk, write the header and install the file durably under the digest."""
+        await self._finish(install)
+
+    async def publish(self) -> None:
+        """Seal the last chunk, write the header and install the file under the digest now;
+        it is fsynced in the background (listed in the durability journal ``pending`` until
+        then). A writer given no journal commits durably instead."""
+        pending, digest = self._pending, Digest.parse(self._digest)
+        if pending is None:
+            await self.commit()
+            return
+
+        def published(fd: int, temp_path: Path, final_path: Path) -> None:
+            publish(fd, temp_path, final_path, pending, digest)
+
+        await self._finish(published)
+
+    async def _finish(self, installer: Installer) -> None:
         loop = asyncio.get_running_loop()
         kek = await loop.run_in_executor(self._executor, self._current_kek)
         final = b"".join(self._tail)
         size = self._sealed * self._layout.chunk_size + len(final)
-        await loop.run_in_executor(self._executor, self._commit, final, size, kek)
+        await loop.run_in_executor(self._executor, self._commit, final, size, kek, installer)
         self._sealed += 1
         self._size = size
         self._tail, self._tail_length = [], 0
 
-    def _commit(self, final: bytes, size: int, kek: Kek) -> None:
+    def _commit(self, final: bytes, size: int, kek: Kek, installer: Installer) -> None:
         sealed = seal_chunk(self._cipher, self._digest, self._sealed, True, final)
         pwrite_all(self._fd, sealed, self._layout.offset(self._sealed))
         header = Header(self._cipher_id, self._layout.chunk_size, size, (None, None))
@@ -228,8 +249,8 @@ class SealedWriter:
             kek, self._data_key, header, self._digest, 1, self._random_bytes(NONCE_SIZE)
         )
         pwrite_all(self._fd, replace(header, slots=(slot, None)).pack(), 0)
-        self._done = True  # install consumes the fd (and the temp file on failure)
-        install(self._fd, self.temp_path, self._final_path)
+        self._done = True  # the installer consumes the fd (and the temp file on failure)
+        installer(self._fd, self.temp_path, self._final_path)
 
     async def abort(self) -> None:
         """Discard the temp file; nothing becomes visible."""

@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Protocol, runtime_checkable
 
-from mirror.blobstore.interface import BlobWriter, RangeReader
+from mirror.blobstore.interface import BlobWriter, Publishing, RangeReader
 from mirror.oci.digest import Digest
 from mirror.pullthrough.guard import Guarded
 from mirror.pullthrough.relay import Tail
@@ -215,7 +215,12 @@ class Fill:
             return False
         if self._writer is not None:
             try:
-                await self._writer.commit()
+                # Visible at once, fsynced in the background: the last piece of a response is
+                # released at the digest match, not after a whole blob's fsync.
+                if isinstance(self._writer, Publishing):
+                    await self._writer.publish()
+                else:
+                    await self._writer.commit()
             except OSError as exc:
                 await self._stop_caching(exc)
             else:

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from mirror.blobstore.filesystem import FilesystemBlobStore, FileWriter
+from mirror.blobstore.install import Installer, install
 from mirror.oci.digest import Digest
 
 
@@ -33,10 +34,10 @@ class FullDiskWriter(FileWriter):
         super()._write_all(chunk)
         self._full_store.used += len(chunk)
 
-    def _commit(self) -> None:
+    def _commit(self, installer: Installer = install) -> None:
         if self._full_store.refuse_commit:
             raise disk_full()
-        super()._commit()
+        super()._commit(installer)
 
 
 class FullDiskStore(FilesystemBlobStore):
