@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from importlib import metadata
 
 from benchmarks.servers import REPO_ROOT
+from mirror.bench.results import cpu_model
 
 
 def _first_line(argv: list[str]) -> str:
@@ -24,17 +25,6 @@ def _first_line(argv: list[str]) -> str:
         return "not found"
     text = (done.stdout or done.stderr).strip()
     return text.splitlines()[0] if text else "unknown"
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as info:
-            for line in info:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def _memory() -> str:
@@ -63,7 +53,7 @@ def describe() -> dict[str, str]:
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "nproc": str(os.cpu_count()),
         "memory": _memory(),
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "cpu flags": cpu_flags(),
         "kernel": platform.release(),
         "python": sys.version.split()[0],

@@ -114,7 +114,8 @@ def _no_nan(value: Any) -> Any:
     return value
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), recorded with every result."""
     try:
         with open("/proc/cpuinfo") as info:
             for line in info:
@@ -132,7 +133,7 @@ def machine() -> dict[str, Any]:
     except OSError:
         load = None
     return {
-        "cpu_model": _cpu_model(),
+        "cpu_model": cpu_model(),
         "cpus": os.cpu_count(),
         "load_average": load,
         "platform": platform.platform(),
