@@ -76,6 +76,12 @@ def photograph(base: str, registry: str, token: str, work: Path) -> None:
             time.sleep(1.5)
         driver.get(f"{base}/console/cache")
         full_page(driver, OUT / "cache.png")
+        driver.get(f"{base}/console/t/admin/quota")
+        for field, limit in (("limit-bytes", "1048576"), ("limit-repositories", "20")):
+            driver.find_element(By.ID, field).clear()
+            driver.find_element(By.ID, field).send_keys(limit)
+        driver.find_element(By.XPATH, "//button[.='Save limits']").click()
+        driver.save_screenshot(str(OUT / "quota.png"))
 
 
 def full_page(driver: WebDriver, path: Path) -> None:

@@ -21,6 +21,7 @@ from mirror.console.views import (
     groups,
     images,
     policies,
+    quota,
     repositories,
     retention,
     rules,
@@ -135,6 +136,12 @@ def console_app(
     r.add_post(p + "/{policy}/repositories/remove", retention.detach)
     r.add_get("/cache", cache.dashboard)
     r.add_get("/tenancies", tenancies.tenancies)
+    r.add_post("/tenancies", tenancies.create)
+    r.add_get("/tenancies/{tenancy}/delete", tenancies.confirm_delete)
+    r.add_post("/tenancies/{tenancy}/delete", tenancies.delete)
+    r.add_get("/t/{tenancy}/quota", quota.quota)
+    r.add_post("/t/{tenancy}/quota", quota.set_quota)
+    r.add_post("/t/{tenancy}/quota/reset", quota.reset_quota)
     r.add_static("/static/", STATIC)
     return console
 

@@ -64,6 +64,17 @@ def audit(driver: WebDriver, mirror: AuthMirror) -> dict[str, list[tuple[str, li
     pages["retention"] = summary(violations(driver))
     driver.get(f"{base}/console/cache")
     pages["cache"] = summary(violations(driver))
+    driver.get(f"{base}/console/tenancies")
+    driver.find_element(By.ID, "new-tenancy").send_keys("gamma")
+    click(driver, "Create tenancy")
+    driver.get(f"{base}/console/tenancies")
+    pages["tenancies"] = summary(violations(driver))
+    driver.get(f"{base}/console/t/gamma/quota")
+    assert "Quota of gamma" in driver.page_source and "Save limits" in driver.page_source
+    pages["quota"] = summary(violations(driver))
+    driver.get(f"{base}/console/tenancies/gamma/delete")
+    assert "Delete tenancy gamma?" in driver.page_source
+    pages["tenancy-delete"] = summary(violations(driver))
     return pages
 
 
@@ -79,7 +90,17 @@ async def test_every_main_page_passes_axe_core(mirror: AuthMirror) -> None:
             return audit(driver, mirror)
 
     pages = await asyncio.to_thread(run)
-    assert set(pages) == {"sign-in", "repository", "repositories", "delete", "retention", "cache"}
+    assert set(pages) == {
+        "sign-in",
+        "repository",
+        "repositories",
+        "delete",
+        "retention",
+        "cache",
+        "tenancies",
+        "quota",
+        "tenancy-delete",
+    }
     assert {name: found for name, found in pages.items() if found} == {}
 
 

@@ -24,7 +24,7 @@ from mirror.db.identity.records import (
 from mirror.db.roles import Upstreams
 from mirror.errors import ErrorCode, RegistryError
 from mirror.hosted.names import hosted_key
-from mirror.web.keys import AUTH, QUOTAS, SERVICES, services
+from mirror.web.keys import AUTH, QUOTAS, SERVICES
 
 PREFIX = "/admin/v1"
 _MAX_BODY = 256 * 1024
@@ -50,9 +50,15 @@ def as_system_admin(request: web.Request) -> AuthService:
     """The auth services if the caller is an administrator of the admin tenancy; else ``DENIED``
     (``UNAUTHORIZED`` when anonymous)."""
     auth, principal = caller(request)
+    require_system_admin(auth, principal)
+    return auth
+
+
+def require_system_admin(auth: AuthService, principal: Principal) -> None:
+    """``DENIED`` unless ``principal`` is a system administrator: the API's and the console's
+    one check."""
     if not auth.authorizer.is_system_admin(principal):
         raise deny()
-    return auth
 
 
 def as_tenancy_admin(request: web.Request) -> tuple[AuthService, str]:
@@ -117,23 +123,35 @@ async def list_tenancies(request: web.Request) -> web.Response:
 async def create_tenancy(request: web.Request) -> web.Response:
     """Create a tenancy; a name that is a node-local name's first component is refused."""
     auth = as_system_admin(request)
-    name = tenancy_name((await body(request)).get("name"))
-    auth.resolver.check_tenancy_name(name)
-    auth.identity.create_tenancy(name, auth.tokens.now())
+    name = create_tenancy_named(auth, (await body(request)).get("name"))
     return ok({"name": name}, 201)
+
+
+def create_tenancy_named(auth: AuthService, name: object) -> str:
+    """Create tenancy ``name`` (checked: valid, not a node-local name's first component)."""
+    valid = tenancy_name(name)
+    auth.resolver.check_tenancy_name(valid)
+    auth.identity.create_tenancy(valid, auth.tokens.now())
+    return valid
 
 
 async def delete_tenancy(request: web.Request) -> web.Response:
     """Delete a tenancy, and everything cached under its rules (links, tags, responses)."""
     auth = as_system_admin(request)
     name = request.match_info["tenancy"]
+    delete_tenancy_of(request.app, auth, name)
+    return ok({"deleted": name})
+
+
+def delete_tenancy_of(app: web.Application, auth: AuthService, name: str) -> None:
+    """Delete tenancy ``name`` of ``app`` with its rules' cached content, its hosted
+    repositories and its quota (the admin tenancy stays)."""
     if name == auth.authorizer.admin_tenancy:
         raise RegistryError(ErrorCode.REQUEST_INVALID, "the admin tenancy stays")
-    forget_rules(request, auth.identity.delete_tenancy(name))
+    forget_rules_of(app, auth.identity.delete_tenancy(name))
     # Its hosted repositories go with it (a tenancy created again starts empty).
-    services(request).metadata.forget_upstream(hosted_key(name))
-    request.app[QUOTAS].forget_tenancy(name)
-    return ok({"deleted": name})
+    app[SERVICES].metadata.forget_upstream(hosted_key(name))
+    app[QUOTAS].forget_tenancy(name)
 
 
 def forget_rules(request: web.Request, rules: list[PullThroughRule]) -> None:

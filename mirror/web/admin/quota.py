@@ -33,7 +33,8 @@ async def usage(request: web.Request) -> web.Response:
     return ok(request.app[QUOTAS].usage(tenancy).as_json())
 
 
-def _limit(data: dict[str, object], key: str) -> int | None:
+def limit_of(data: dict[str, object], key: str) -> int | None:
+    """The limit ``key`` of ``data``: a whole number >= 0, or ``None`` (unlimited)."""
     value = data.get(key)
     if value is None:
         return None
@@ -53,7 +54,7 @@ async def set_quota(request: web.Request) -> web.Response:
     unknown = set(data) - {BYTES, REPOSITORIES}
     if unknown:
         raise RegistryError(ErrorCode.REQUEST_INVALID, f"unknown keys: {sorted(unknown)}")
-    limits = Limits(_limit(data, BYTES), _limit(data, REPOSITORIES))
+    limits = Limits(limit_of(data, BYTES), limit_of(data, REPOSITORIES))
     request.app[QUOTAS].set_limits(tenancy, limits)
     return ok(request.app[QUOTAS].usage(tenancy).as_json())
 
