@@ -18,6 +18,7 @@ from mirror.blobstore.capacity import CapacityLimit
 from mirror.blobstore.interface import BlobStore
 from mirror.clock import Clock
 from mirror.db.retention import RetentionStore
+from mirror.errors import ErrorCode, RegistryError
 from mirror.hosted.names import hosted_key
 from mirror.metrics import Metrics
 from mirror.oci.digest import Digest
@@ -278,10 +279,27 @@ class RetentionService:
             finally:
                 found.close()
 
+    @asynccontextmanager
+    async def _tier_run(self) -> AsyncIterator[None]:
+        """Hold the tier's run lock for the block (``RETENTION_RUNNING`` while another
+        replica holds it; a single node's is always free)."""
+        if not self._state.begin_run():
+            raise RegistryError(
+                ErrorCode.RETENTION_RUNNING,
+                "a retention run is in progress at another replica of the tier; try again "
+                "when it has finished",
+            )
+        try:
+            yield
+        finally:
+            self._state.end_run()
+
     async def run(self, *, dry_run: bool, trigger: str = "manual") -> Report:
         """Judge every cached image by its repository's policy and, unless ``dry_run``,
-        evict the selected ones and collect what they leave unreferenced."""
-        async with self._lock:
+        evict the selected ones and collect what they leave unreferenced. Runs at this
+        replica wait for each other; a run while another replica of the tier runs is
+        ``RETENTION_RUNNING``."""
+        async with self._lock, self._tier_run():
             now = self._clock.now()
             run_id = f"{int(now)}-{secrets.token_hex(3)}"
             # Off the event loop: a large cache takes seconds to read, and pulls go on meanwhile.
@@ -344,39 +362,49 @@ class RetentionService:
         async with self._lock:
             if capacity.total <= target:
                 return
-            now = self._clock.now()
-            run_id = f"{int(now)}-{secrets.token_hex(3)}"
-            # Off the event loop: a large cache takes seconds to read, and pulls go on meanwhile.
-            inventory = await asyncio.to_thread(Inventory.load, self._metadata, now)
-            state = self._state.state()
-            governing = {i.repository: state.governing(i.repository)[0] for i in inventory.images}
-            collector = self._collector(inventory, "capacity", run_id, now)
-            self._metrics.retention_runs.labels("capacity", "run").inc()
-            await collector.collect_deferred()
-            # Objects no cached manifest refers to go before any image does.
-            await collector.collect_orphans(lambda: capacity.total <= target)
-            # Hosted images are not a cache: nothing upstream could bring them back.
-            cached = [i for i in inventory.images if not i.upstream.startswith(hosted_key(""))]
-            for group in least_recently_pulled(cached, governing):
-                if capacity.total <= target:
-                    break
-                reason = (
-                    f"cache at {capacity.total} bytes, limit {capacity.max_size}: least "
-                    f"recently pulled (last used {iso(max(i.last_used for i in group))})"
-                )
-                await collector.evict(
-                    Decision(i, governing[i.repository].name, True, "capacity-lru", reason)
-                    for i in group
-                )
-            collector.save_deferred()
-            await self._collected()
-            if capacity.total > target:
-                log.warning(
-                    "cache still at %d bytes (target %d): the rest is exempt or in use; "
-                    "pulls that do not fit are served uncached",
-                    capacity.total,
-                    target,
-                )
+            if not self._state.begin_run():
+                log.info("capacity eviction postponed: a retention run holds the tier")
+                return
+            try:
+                await self._evict_to(capacity, target)
+            finally:
+                self._state.end_run()
+
+    async def _evict_to(self, capacity: CapacityLimit, target: int) -> None:
+        """The eviction of ``evict_to``, under both locks."""
+        now = self._clock.now()
+        run_id = f"{int(now)}-{secrets.token_hex(3)}"
+        # Off the event loop: a large cache takes seconds to read, and pulls go on meanwhile.
+        inventory = await asyncio.to_thread(Inventory.load, self._metadata, now)
+        state = self._state.state()
+        governing = {i.repository: state.governing(i.repository)[0] for i in inventory.images}
+        collector = self._collector(inventory, "capacity", run_id, now)
+        self._metrics.retention_runs.labels("capacity", "run").inc()
+        await collector.collect_deferred()
+        # Objects no cached manifest refers to go before any image does.
+        await collector.collect_orphans(lambda: capacity.total <= target)
+        # Hosted images are not a cache: nothing upstream could bring them back.
+        cached = [i for i in inventory.images if not i.upstream.startswith(hosted_key(""))]
+        for group in least_recently_pulled(cached, governing):
+            if capacity.total <= target:
+                break
+            reason = (
+                f"cache at {capacity.total} bytes, limit {capacity.max_size}: least "
+                f"recently pulled (last used {iso(max(i.last_used for i in group))})"
+            )
+            await collector.evict(
+                Decision(i, governing[i.repository].name, True, "capacity-lru", reason)
+                for i in group
+            )
+        collector.save_deferred()
+        await self._collected()
+        if capacity.total > target:
+            log.warning(
+                "cache still at %d bytes (target %d): the rest is exempt or in use; "
+                "pulls that do not fit are served uncached",
+                capacity.total,
+                target,
+            )
 
     async def _collected(self) -> None:
         if self.after_collect is not None:
@@ -388,6 +416,8 @@ class RetentionService:
             await asyncio.sleep(interval)
             try:
                 await self.run(dry_run=False, trigger="schedule")
+            except RegistryError as exc:
+                log.info("scheduled retention run skipped: %s", exc)
             except Exception:
                 log.exception("scheduled retention run failed")
 
