@@ -451,6 +451,8 @@ class Resources:
                 app[QUOTAS], metadata, capped, app.get(AUTH)
             )
             opened.push_async_callback(stop_eviction, capped)
+            # A tier's replica deletes what it holds when another replica's run released it.
+            opened.push_async_callback(retention.follow_tier())
             app[RETENTION] = retention
             interval = config.retention.interval
             if interval > 0 and self.runs_jobs:

@@ -110,6 +110,15 @@ class SharedState(Protocol):
     def end_run(self) -> None:
         """Release the run lock taken by ``begin_run``."""
 
+    def release(self, deferred: Mapping[str, float], now: float) -> None:
+        """Tell every replica of blobs a run left for the replicas that hold them."""
+
+    def released(self, after: int) -> list[tuple[int, str, float]]:
+        """The released rows after row ``after``: (row, digest, since)."""
+
+    def watch(self, on_release: Callable[[], None]) -> None:
+        """Call ``on_release`` (on another thread) when another replica released blobs."""
+
     def close(self) -> None:
         """Disconnect."""
 
@@ -125,6 +134,8 @@ class RetentionStore:
         )
         self._shared = shared
         self._records: SharedState | diskcache.Cache = shared if shared is not None else self._db
+        # The last released row of the tier ``deferred`` has read (saved by ``set_deferred``).
+        self._read_through = 0
 
     @property
     def shared(self) -> bool:
@@ -251,11 +262,34 @@ class RetentionStore:
         cached yet (a client that already had the manifest may still fill them)."""
         value = self._db.get("deferred")
         stored = dict(value) if isinstance(value, dict) else {}
+        if self._shared is not None:
+            # With a tier: and what the other replicas' runs released since the last read.
+            through = self._db.get("released-through", 0)
+            for row, digest, since in self._shared.released(through):
+                stored[digest] = min(since, stored.get(digest, since))
+                through = row
+            self._read_through = through
         return {Digest.parse(digest): since for digest, since in stored.items()}
 
     def set_deferred(self, deferred: Mapping[Digest, float]) -> None:
-        """Replace the deferred blobs (stored by their digest strings)."""
-        self._db.set("deferred", {str(digest): since for digest, since in deferred.items()})
+        """Replace the deferred blobs (stored by their digest strings); with a tier, the
+        released rows ``deferred`` read are done."""
+        with self._db.transact():
+            self._db.set("deferred", {str(digest): since for digest, since in deferred.items()})
+            if self._shared is not None:
+                self._db.set("released-through", self._read_through)
+
+    def watch(self, on_release: Callable[[], None]) -> None:
+        """Call ``on_release`` (from another thread) when another replica of the tier released
+        blobs; a single node never does."""
+        if self._shared is not None:
+            self._shared.watch(on_release)
+
+    def release(self, deferred: Mapping[Digest, float], now: float) -> None:
+        """Leave the blobs a run could not delete itself (held elsewhere, or in use) to every
+        replica of the tier: each deletes those it holds (a single node: nothing to do)."""
+        if self._shared is not None:
+            self._shared.release({str(d): since for d, since in deferred.items()}, now)
 
     def unreferenced(self) -> dict[tuple[str, str, Digest], float]:
         """Links of hosted repositories that no manifest there refers to, ``(upstream, repo,

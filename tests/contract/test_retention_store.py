@@ -150,3 +150,17 @@ def test_a_replica_that_closes_mid_run_frees_the_tier(backend: str, open_replica
     a.close()
     assert b.begin_run()
     b.end_run()
+
+
+def test_what_a_run_releases_reaches_every_other_replica_once(
+    backend: str, open_replica: Opener
+) -> None:
+    a, b = open_replica(0), open_replica(1)
+    a.release({BLOB: T0}, T0)
+    # A tier's replica reads what another's run released with its own deferred blobs, until
+    # it saved its deferred blobs; a single node's run deleted what it held itself.
+    expected = {BLOB: T0} if backend == "postgres" else {}
+    assert b.deferred() == expected
+    assert b.deferred() == expected
+    b.set_deferred({})
+    assert b.deferred() == {}

@@ -12,11 +12,12 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import asyncpg
 
+from mirror.db.postgres.connect import Listener
 from mirror.db.postgres.shared import SharedDatabase
 from mirror.db.retention import POLICIES, UNREFERENCED, Attachment, PolicyState
 from mirror.retention.policy import RetentionPolicy
@@ -25,6 +26,16 @@ from mirror.retention.policy import RetentionPolicy
 STATE_LOCK = 0x7265747374
 RUN_LOCK = 0x72657472756E
 
+CHANNEL = "mirror_retention"
+# Seconds a released row is kept for replicas that were down when it was written.
+RELEASED_KEPT = 7 * 24 * 3600.0
+
+_RELEASE = (
+    "INSERT INTO retention_released (digest, since) SELECT * FROM unnest($1::text[], $2::float8[])"
+)
+_PRUNE = "DELETE FROM retention_released WHERE since < $1"
+_RELEASED = "SELECT id, digest, since FROM retention_released WHERE id > $1 ORDER BY id"
+_NOTIFY = "SELECT pg_notify($1, $2)"
 _GET = "SELECT body FROM retention_state WHERE key = $1"
 _SET = (
     "INSERT INTO retention_state VALUES ($1, $2::jsonb)"
@@ -66,6 +77,34 @@ class PostgresRetention:
         self._local = threading.local()
         self._run: asyncpg.Connection | None = None
         self._run_guard = threading.Lock()
+        self._watch = _Watch(database.origin)
+        self._listener: Listener | None = None
+
+    def watch(self, on_release: Callable[[], None]) -> None:
+        """Call ``on_release`` (on the database's thread) when another replica's run released
+        blobs, and once the listener is (re)connected (a release may have been missed)."""
+        self._watch.on_release = on_release
+        if self._listener is None:
+            self._listener = Listener(self._db.settings, self._watch, CHANNEL)
+            self._db.call(self._listener.start())
+
+    def release(self, deferred: Mapping[str, float], now: float) -> None:
+        """Tell every replica of blobs a run left (digest, since when); old rows go."""
+        if not deferred:
+            return
+        digests = sorted(deferred)
+        self._db.call(self._release(digests, [deferred[d] for d in digests], now))
+
+    async def _release(self, digests: list[str], since: list[float], now: float) -> None:
+        async with self._db.pool.acquire() as connection, connection.transaction():
+            await connection.execute(_PRUNE, now - RELEASED_KEPT)
+            await connection.execute(_RELEASE, digests, since)
+            await connection.execute(_NOTIFY, CHANNEL, self._db.origin)
+
+    def released(self, after: int) -> list[tuple[int, str, float]]:
+        """The released rows after row ``after``: (row, digest, since)."""
+        rows = self._db.run("fetch", _RELEASED, after)
+        return [(int(row[0]), str(row[1]), float(row[2])) for row in rows]
 
     def get(self, key: str, default: Any = None) -> Any:
         """The value under ``key``, or ``default``."""
@@ -154,7 +193,28 @@ class PostgresRetention:
             await self._db.pool.release(connection)
 
     def close(self) -> None:
-        """Release a run lock still held, and disconnect."""
+        """Release a run lock still held, stop listening, and disconnect."""
         with contextlib.suppress(Exception):
             self.end_run()
+        if self._listener is not None and not self._db.thread.closed:
+            with contextlib.suppress(Exception):
+                self._db.call(self._listener.close())
         self._db.close()
+
+
+class _Watch:
+    """Feeds the listener: another replica's release calls ``on_release``."""
+
+    def __init__(self, origin: str) -> None:
+        self.origin = origin
+        self.on_release: Callable[[], None] = lambda: None
+
+    def notified(self, payload: str) -> None:
+        """Another replica's release (this process's own are skipped)."""
+        if payload != self.origin:
+            self.on_release()
+
+    def listening(self, connected: bool) -> None:
+        """A reconnected listener may have missed a release: look once."""
+        if connected:
+            self.on_release()

@@ -8,3 +8,13 @@ CREATE TABLE retention_state (
     key text PRIMARY KEY,
     body jsonb NOT NULL
 );
+
+-- What the lock holder's runs released that they could not delete themselves (blobs another
+-- replica holds, or in use): every replica reads the rows after the last it read (kept in its
+-- own data directory), deletes those it holds once nothing refers to them, and ignores the
+-- rest. A run announces new rows on channel mirror_retention; rows older than a week go.
+CREATE TABLE retention_released (
+    id bigserial PRIMARY KEY,
+    digest text NOT NULL,
+    since double precision NOT NULL
+);
