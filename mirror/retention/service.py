@@ -381,30 +381,25 @@ class RetentionService:
                 self._state.end_run()
             self._state.release(released, self._clock.now())
 
-    async def sweep(self) -> bool:
+    async def sweep(self) -> None:
         """Delete the blobs this replica holds that another replica's run released and that
-        nothing refers to any more (each replica of a tier deletes what it holds); ``False``
-        when a run holds the tier (its own release brings this replica back)."""
+        nothing refers to any more (each replica of a tier deletes what it holds). Only this
+        replica's runs are waited for: the sweep deletes nothing the shared metadata still
+        refers to, so the replicas sweep at once, and beside another replica's run."""
         async with self._lock:
-            if not self._state.begin_run():
-                return False
-            try:
-                now = self._clock.now()
-                run_id = f"{int(now)}-{secrets.token_hex(3)}"
-                inventory = await asyncio.to_thread(Inventory.load, self._metadata, now)
-                collector = self._collector(inventory, "tier", run_id, now)
-                await collector.collect_deferred()
-                collector.save_deferred()
-                await self._collected()
-            finally:
-                self._state.end_run()
-        return True
+            now = self._clock.now()
+            run_id = f"{int(now)}-{secrets.token_hex(3)}"
+            inventory = await asyncio.to_thread(Inventory.load, self._metadata, now)
+            collector = self._collector(inventory, "tier", run_id, now)
+            await collector.collect_deferred()
+            collector.save_deferred()
+            await self._collected()
 
     def follow_tier(self) -> Callable[[], Awaitable[None]]:
         """Sweep (on this loop) whenever another replica of the tier released blobs; returns
         what stops following. A single node has nothing to follow."""
         loop = asyncio.get_running_loop()
-        tasks: set[asyncio.Task[bool]] = set()
+        tasks: set[asyncio.Task[None]] = set()
 
         def start() -> None:
             task = loop.create_task(self.sweep())
@@ -485,10 +480,10 @@ class RetentionService:
         self._state.close()
 
 
-def _finished(tasks: set[asyncio.Task[bool]]) -> Callable[[asyncio.Task[bool]], None]:
+def _finished(tasks: set[asyncio.Task[None]]) -> Callable[[asyncio.Task[None]], None]:
     """Forget a finished sweep (logging how it failed, if it did)."""
 
-    def done(task: asyncio.Task[bool]) -> None:
+    def done(task: asyncio.Task[None]) -> None:
         tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("retention sweep of the tier's releases failed", exc_info=task.exception())
