@@ -44,6 +44,8 @@ class ErrorCode(enum.Enum):
     POLICY_UNKNOWN = (404, "retention policy unknown")
     POLICY_CONFLICT = (409, "retention policy conflict")
     RETENTION_BUSY = (409, "the data directory is in use by a running mirror")
+    # A run asked of one replica of a tier while another replica's run holds the tier's lock.
+    RETENTION_RUNNING = (409, "a retention run is in progress at another replica")
 
     @property
     def status(self) -> int:

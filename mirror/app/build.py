@@ -22,7 +22,7 @@ from aiohttp import web
 
 from mirror.app.auth import open_auth, print_once
 from mirror.app.limit_metrics import LimitMetrics
-from mirror.app.metadata import open_metadata
+from mirror.app.metadata import open_metadata, open_retention_state
 from mirror.app.quotas import load_quotas, quotas_of
 from mirror.app.stores import BlobStoreImpl, open_store
 from mirror.app.tier import blob_sources, hosted_digests, open_replica, repair_periodically
@@ -34,7 +34,6 @@ from mirror.config import Config, UpstreamConfig
 from mirror.console.app import add_console
 from mirror.db.lock import DataDirLock
 from mirror.db.metadata import WRITE_FAILED
-from mirror.db.retention import RetentionStore
 from mirror.db.roles import MetadataStore
 from mirror.hosted.repositories import HostedRepositories
 from mirror.hosted.uploads import UploadStore
@@ -142,7 +141,7 @@ def retention_of(
     service = RetentionService(
         metadata,
         cache,
-        RetentionStore(data_dir / "retention"),
+        open_retention_state(config, data_dir / "retention"),
         AuditLog(audit or data_dir / "retention" / "audit.jsonl", clock),
         metrics,
         clock,
@@ -452,6 +451,8 @@ class Resources:
                 app[QUOTAS], metadata, capped, app.get(AUTH)
             )
             opened.push_async_callback(stop_eviction, capped)
+            # A tier's replica deletes what it holds when another replica's run released it.
+            opened.push_async_callback(retention.follow_tier())
             app[RETENTION] = retention
             interval = config.retention.interval
             if interval > 0 and self.runs_jobs:

@@ -15,6 +15,9 @@ from mirror.config import Config, ConfigError
 from mirror.db.metadata import Metadata
 from mirror.db.postgres.connect import PostgresSettings
 from mirror.db.postgres.metadata import PostgresMetadata
+from mirror.db.postgres.retention import PostgresRetention
+from mirror.db.postgres.shared import SharedDatabase
+from mirror.db.retention import RetentionStore
 from mirror.db.roles import MetadataStore
 
 
@@ -51,3 +54,20 @@ def open_metadata(
         settings = postgres_settings(config, os.environ if environ is None else environ)
         return PostgresMetadata.open(settings, data_dir, migrate_schema=migrate_schema)
     return Metadata(data_dir / "metadata")
+
+
+def open_retention_state(
+    config: Config, directory: Path, environ: Mapping[str, str] | None = None
+) -> RetentionStore:
+    """The retention state in ``directory``; with ``[metadata] backend = "postgres"`` its
+    policies, unreferenced hosted links and run lock are the tier's (the deferred blobs stay
+    this replica's)."""
+    if config.metadata.backend != "postgres":
+        return RetentionStore(directory)
+    settings = postgres_settings(config, os.environ if environ is None else environ)
+    database = SharedDatabase.open(settings, "retention")
+    try:
+        return RetentionStore(directory, shared=PostgresRetention(database))
+    except BaseException:
+        database.close()
+        raise

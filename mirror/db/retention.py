@@ -1,15 +1,19 @@
-"""Retention policies and their repositories, persisted in their own diskcache database.
+"""Retention policies and their repositories, persisted in their own diskcache database, or
+with a regional tier in the shared PostgreSQL (``SharedState``).
 
 The whole policy state is one record, changed in a transaction (read, change, write), so
-concurrent edits from the server and an offline ``mirror retention`` command never interleave.
+concurrent edits from the server and an offline ``mirror retention`` command (or from two
+replicas) never interleave. Deferred blob deletions name blobs this replica holds: they stay
+in its own database either way.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import diskcache
 
@@ -82,24 +86,81 @@ _DISK = disk_naming(
 )
 
 
+# The keys of the shared part of the state.
+POLICIES = "policies"
+UNREFERENCED = "hosted-unreferenced"
+
+
+class SharedState(Protocol):
+    """The part of the retention state a tier shares (``POLICIES``, ``UNREFERENCED``), and the
+    tier's run lock: ``mirror.db.postgres.retention.PostgresRetention``."""
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The value under ``key``, or ``default``."""
+
+    def set(self, key: str, value: Any) -> bool:
+        """Store ``value`` under ``key``."""
+
+    def transact(self) -> AbstractContextManager[Any]:
+        """A transaction of the calls made inside it, serialised across the tier."""
+
+    def begin_run(self) -> bool:
+        """Take the tier's run lock; ``False`` when another replica holds it."""
+
+    def end_run(self) -> None:
+        """Release the run lock taken by ``begin_run``."""
+
+    def release(self, deferred: Mapping[str, float], now: float) -> None:
+        """Tell every replica of blobs a run left for the replicas that hold them."""
+
+    def released(self, after: int) -> list[tuple[int, str, float]]:
+        """The released rows after row ``after``: (row, digest, since)."""
+
+    def watch(self, on_release: Callable[[], None]) -> None:
+        """Call ``on_release`` (on another thread) when another replica released blobs."""
+
+    def close(self) -> None:
+        """Disconnect."""
+
+
 class RetentionStore:
     """Persisted retention state: policies, attachments, and blobs whose deletion was deferred
-    because a client was reading them."""
+    because a client was reading them. With ``shared`` (a tier), the policies, attachments and
+    unreferenced hosted links are the tier's, the deferred blobs this replica's."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, shared: SharedState | None = None) -> None:
         self._db = diskcache.Cache(
             str(directory), disk=_DISK, eviction_policy="none", size_limit=2**62
         )
+        self._shared = shared
+        self._records: SharedState | diskcache.Cache = shared if shared is not None else self._db
+        # The last released row of the tier ``deferred`` has read (saved by ``set_deferred``).
+        self._read_through = 0
+
+    @property
+    def shared(self) -> bool:
+        """Whether the policies are a tier's (in the shared database)."""
+        return self._shared is not None
+
+    def begin_run(self) -> bool:
+        """Take the run lock of the tier (a single node's is always free: its runs are
+        serialised by the service); ``False`` while another replica runs."""
+        return self._shared.begin_run() if self._shared is not None else True
+
+    def end_run(self) -> None:
+        """Release what ``begin_run`` took."""
+        if self._shared is not None:
+            self._shared.end_run()
 
     def state(self) -> PolicyState:
         """The whole policy state as last written (an empty state before the first write)."""
-        state = self._db.get("policies")
+        state = self._records.get(POLICIES)
         return state if isinstance(state, PolicyState) else PolicyState()
 
     def _update(self, change: Callable[[PolicyState], PolicyState]) -> PolicyState:
-        with self._db.transact():
+        with self._records.transact():
             state = change(self.state())
-            self._db.set("policies", state)
+            self._records.set(POLICIES, state)
         return state
 
     def create(self, policy: RetentionPolicy, now: float) -> RetentionPolicy:
@@ -201,24 +262,51 @@ class RetentionStore:
         cached yet (a client that already had the manifest may still fill them)."""
         value = self._db.get("deferred")
         stored = dict(value) if isinstance(value, dict) else {}
+        if self._shared is not None:
+            # With a tier: and what the other replicas' runs released since the last read.
+            through = self._db.get("released-through", 0)
+            for row, digest, since in self._shared.released(through):
+                stored[digest] = min(since, stored.get(digest, since))
+                through = row
+            self._read_through = through
         return {Digest.parse(digest): since for digest, since in stored.items()}
 
     def set_deferred(self, deferred: Mapping[Digest, float]) -> None:
-        """Replace the deferred blobs (stored by their digest strings)."""
-        self._db.set("deferred", {str(digest): since for digest, since in deferred.items()})
+        """Replace the deferred blobs (stored by their digest strings); with a tier, the
+        released rows ``deferred`` read are done."""
+        with self._db.transact():
+            self._db.set("deferred", {str(digest): since for digest, since in deferred.items()})
+            if self._shared is not None:
+                self._db.set("released-through", self._read_through)
+
+    def watch(self, on_release: Callable[[], None]) -> None:
+        """Call ``on_release`` (from another thread) when another replica of the tier released
+        blobs; a single node never does."""
+        if self._shared is not None:
+            self._shared.watch(on_release)
+
+    def release(self, deferred: Mapping[Digest, float], now: float) -> None:
+        """Leave the blobs a run could not delete itself (held elsewhere, or in use) to every
+        replica of the tier: each deletes those it holds (a single node: nothing to do)."""
+        if self._shared is not None:
+            self._shared.release({str(d): since for d, since in deferred.items()}, now)
 
     def unreferenced(self) -> dict[tuple[str, str, Digest], float]:
         """Links of hosted repositories that no manifest there refers to, ``(upstream, repo,
         digest)``, with when the collector first found each so (its grace runs from then)."""
-        value = self._db.get("hosted-unreferenced")
+        value = self._records.get(UNREFERENCED)
         stored = dict(value) if isinstance(value, dict) else {}
         return {(u, r, Digest.parse(d)): since for (u, r, d), since in stored.items()}
 
     def set_unreferenced(self, found: Mapping[tuple[str, str, Digest], float]) -> None:
         """Replace the unreferenced hosted links (stored by their digest strings)."""
         stored = {(u, r, str(d)): since for (u, r, d), since in found.items()}
-        self._db.set("hosted-unreferenced", stored)
+        self._records.set(UNREFERENCED, stored)
 
     def close(self) -> None:
-        """Close the database."""
-        self._db.close()
+        """Close the database (and the shared one's connection)."""
+        try:
+            if self._shared is not None:
+                self._shared.close()
+        finally:
+            self._db.close()

@@ -204,6 +204,13 @@ class Collector:
         if still != previous:
             self._state.set_deferred(still)
 
+    def released(self) -> dict[Digest, float]:
+        """What this run released for the other replicas of a tier (they may hold copies):
+        the objects it deleted and those it newly left (not held here, or in use)."""
+        previous = self._previously_deferred
+        left = {d: self._now for d in self.outcome.deferred if d not in previous}
+        return {digest: self._now for _, digest, _ in self.outcome.deleted} | left
+
     async def _release(self, digest: Digest, reason: str) -> None:
         """Drop one reference to ``digest``; delete it when none is left."""
         self._counts[digest] -= 1

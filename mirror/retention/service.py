@@ -18,6 +18,7 @@ from mirror.blobstore.capacity import CapacityLimit
 from mirror.blobstore.interface import BlobStore
 from mirror.clock import Clock
 from mirror.db.retention import RetentionStore
+from mirror.errors import ErrorCode, RegistryError
 from mirror.hosted.names import hosted_key
 from mirror.metrics import Metrics
 from mirror.oci.digest import Digest
@@ -278,52 +279,79 @@ class RetentionService:
             finally:
                 found.close()
 
+    @asynccontextmanager
+    async def _tier_run(self) -> AsyncIterator[None]:
+        """Hold the tier's run lock for the block (``RETENTION_RUNNING`` while another
+        replica holds it; a single node's is always free)."""
+        if not self._state.begin_run():
+            raise RegistryError(
+                ErrorCode.RETENTION_RUNNING,
+                "a retention run is in progress at another replica of the tier; try again "
+                "when it has finished",
+            )
+        try:
+            yield
+        finally:
+            self._state.end_run()
+
     async def run(self, *, dry_run: bool, trigger: str = "manual") -> Report:
         """Judge every cached image by its repository's policy and, unless ``dry_run``,
-        evict the selected ones and collect what they leave unreferenced."""
+        evict the selected ones and collect what they leave unreferenced. Runs at this
+        replica wait for each other; a run while another replica of the tier runs is
+        ``RETENTION_RUNNING`` (a dry run deletes nothing: it needs no lock of the tier)."""
         async with self._lock:
-            now = self._clock.now()
-            run_id = f"{int(now)}-{secrets.token_hex(3)}"
-            # Off the event loop: a large cache takes seconds to read, and pulls go on meanwhile.
-            inventory = await asyncio.to_thread(Inventory.load, self._metadata, now)
-            state = self._state.state()
-            decisions = []
-            for image in inventory.images:
-                policy, since = state.governing(image.repository)
-                decisions.append(decide(image, policy, since, now, self.cooling_period))
-            report = Report(run_id, trigger, dry_run, now, decisions)
-            self._metrics.retention_runs.labels(trigger, "dry-run" if dry_run else "run").inc()
             if dry_run:
-                return report
-            collector = self._collector(inventory, trigger, run_id, now)
-            await collector.collect_deferred()
-            # Hosted garbage first: the snapshot of hosted links is the collector's own.
-            await collector.collect_hosted(self.hosted_grace)
-            await collector.evict(d for d in decisions if d.delete)
-            collector.save_deferred()
-            await self._collected()
-            report.outcome = collector.outcome
-            self._reclaimed(collector.outcome)
-            self._audit.write(
-                "run",
-                run=run_id,
-                trigger=trigger,
-                images=len(decisions),
-                evicted=len(collector.outcome.evicted),
-                spared=len(collector.outcome.spared),
-                bytes_freed=collector.outcome.bytes_freed,
-                hosted_unlinked=len(collector.outcome.unlinked),
-                hosted_reclaimed=collector.outcome.reclaimed,
-            )
-            log.info(
-                "retention run %s (%s): %d images, %d evicted, %d bytes freed",
-                run_id,
-                trigger,
-                len(decisions),
-                len(collector.outcome.evicted),
-                collector.outcome.bytes_freed,
-            )
+                return (await self._run(dry_run, trigger))[0]
+            async with self._tier_run():
+                report, released = await self._run(dry_run, trigger)
+            self._state.release(released, self._clock.now())
             return report
+
+    async def _run(self, dry_run: bool, trigger: str) -> tuple[Report, dict[Digest, float]]:
+        """The run of ``run``, under both locks; the report, and what it left to the tier."""
+        now = self._clock.now()
+        run_id = f"{int(now)}-{secrets.token_hex(3)}"
+        # Off the event loop: a large cache takes seconds to read, and pulls go on meanwhile.
+        inventory = await asyncio.to_thread(Inventory.load, self._metadata, now)
+        state = self._state.state()
+        decisions = []
+        for image in inventory.images:
+            policy, since = state.governing(image.repository)
+            decisions.append(decide(image, policy, since, now, self.cooling_period))
+        report = Report(run_id, trigger, dry_run, now, decisions)
+        self._metrics.retention_runs.labels(trigger, "dry-run" if dry_run else "run").inc()
+        if dry_run:
+            return report, {}
+        collector = self._collector(inventory, trigger, run_id, now)
+        await collector.collect_deferred()
+        # Hosted garbage first: the snapshot of hosted links is the collector's own.
+        await collector.collect_hosted(self.hosted_grace)
+        await collector.evict(d for d in decisions if d.delete)
+        collector.save_deferred()
+        released = collector.released()
+        await self._collected()
+        report.outcome = collector.outcome
+        self._reclaimed(collector.outcome)
+        self._audit.write(
+            "run",
+            run=run_id,
+            trigger=trigger,
+            images=len(decisions),
+            evicted=len(collector.outcome.evicted),
+            spared=len(collector.outcome.spared),
+            bytes_freed=collector.outcome.bytes_freed,
+            hosted_unlinked=len(collector.outcome.unlinked),
+            hosted_reclaimed=collector.outcome.reclaimed,
+        )
+        log.info(
+            "retention run %s (%s): %d images, %d evicted, %d bytes freed",
+            run_id,
+            trigger,
+            len(decisions),
+            len(collector.outcome.evicted),
+            collector.outcome.bytes_freed,
+        )
+        return report, released
 
     def _reclaimed(self, outcome: Outcome) -> None:
         """Tell ``on_reclaimed`` what the hosted collection freed, tenancy by tenancy."""
@@ -344,39 +372,89 @@ class RetentionService:
         async with self._lock:
             if capacity.total <= target:
                 return
+            if not self._state.begin_run():
+                log.info("capacity eviction postponed: a retention run holds the tier")
+                return
+            try:
+                released = await self._evict_to(capacity, target)
+            finally:
+                self._state.end_run()
+            self._state.release(released, self._clock.now())
+
+    async def sweep(self) -> None:
+        """Delete the blobs this replica holds that another replica's run released and that
+        nothing refers to any more (each replica of a tier deletes what it holds). Only this
+        replica's runs are waited for: the sweep deletes nothing the shared metadata still
+        refers to, so the replicas sweep at once, and beside another replica's run."""
+        async with self._lock:
             now = self._clock.now()
             run_id = f"{int(now)}-{secrets.token_hex(3)}"
-            # Off the event loop: a large cache takes seconds to read, and pulls go on meanwhile.
             inventory = await asyncio.to_thread(Inventory.load, self._metadata, now)
-            state = self._state.state()
-            governing = {i.repository: state.governing(i.repository)[0] for i in inventory.images}
-            collector = self._collector(inventory, "capacity", run_id, now)
-            self._metrics.retention_runs.labels("capacity", "run").inc()
+            collector = self._collector(inventory, "tier", run_id, now)
             await collector.collect_deferred()
-            # Objects no cached manifest refers to go before any image does.
-            await collector.collect_orphans(lambda: capacity.total <= target)
-            # Hosted images are not a cache: nothing upstream could bring them back.
-            cached = [i for i in inventory.images if not i.upstream.startswith(hosted_key(""))]
-            for group in least_recently_pulled(cached, governing):
-                if capacity.total <= target:
-                    break
-                reason = (
-                    f"cache at {capacity.total} bytes, limit {capacity.max_size}: least "
-                    f"recently pulled (last used {iso(max(i.last_used for i in group))})"
-                )
-                await collector.evict(
-                    Decision(i, governing[i.repository].name, True, "capacity-lru", reason)
-                    for i in group
-                )
             collector.save_deferred()
             await self._collected()
-            if capacity.total > target:
-                log.warning(
-                    "cache still at %d bytes (target %d): the rest is exempt or in use; "
-                    "pulls that do not fit are served uncached",
-                    capacity.total,
-                    target,
-                )
+
+    def follow_tier(self) -> Callable[[], Awaitable[None]]:
+        """Sweep (on this loop) whenever another replica of the tier released blobs; returns
+        what stops following. A single node has nothing to follow."""
+        loop = asyncio.get_running_loop()
+        tasks: set[asyncio.Task[None]] = set()
+
+        def start() -> None:
+            task = loop.create_task(self.sweep())
+            tasks.add(task)
+            task.add_done_callback(_finished(tasks))
+
+        def notified() -> None:
+            loop.call_soon_threadsafe(start)
+
+        self._state.watch(notified)
+
+        async def stop() -> None:
+            for task in list(tasks):
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        return stop
+
+    async def _evict_to(self, capacity: CapacityLimit, target: int) -> dict[Digest, float]:
+        """The eviction of ``evict_to``, under both locks; what it left to the tier."""
+        now = self._clock.now()
+        run_id = f"{int(now)}-{secrets.token_hex(3)}"
+        # Off the event loop: a large cache takes seconds to read, and pulls go on meanwhile.
+        inventory = await asyncio.to_thread(Inventory.load, self._metadata, now)
+        state = self._state.state()
+        governing = {i.repository: state.governing(i.repository)[0] for i in inventory.images}
+        collector = self._collector(inventory, "capacity", run_id, now)
+        self._metrics.retention_runs.labels("capacity", "run").inc()
+        await collector.collect_deferred()
+        # Objects no cached manifest refers to go before any image does.
+        await collector.collect_orphans(lambda: capacity.total <= target)
+        # Hosted images are not a cache: nothing upstream could bring them back.
+        cached = [i for i in inventory.images if not i.upstream.startswith(hosted_key(""))]
+        for group in least_recently_pulled(cached, governing):
+            if capacity.total <= target:
+                break
+            reason = (
+                f"cache at {capacity.total} bytes, limit {capacity.max_size}: least "
+                f"recently pulled (last used {iso(max(i.last_used for i in group))})"
+            )
+            await collector.evict(
+                Decision(i, governing[i.repository].name, True, "capacity-lru", reason)
+                for i in group
+            )
+        collector.save_deferred()
+        await self._collected()
+        released = collector.released()
+        if capacity.total > target:
+            log.warning(
+                "cache still at %d bytes (target %d): the rest is exempt or in use; "
+                "pulls that do not fit are served uncached",
+                capacity.total,
+                target,
+            )
+        return released
 
     async def _collected(self) -> None:
         if self.after_collect is not None:
@@ -388,6 +466,8 @@ class RetentionService:
             await asyncio.sleep(interval)
             try:
                 await self.run(dry_run=False, trigger="schedule")
+            except RegistryError as exc:
+                log.info("scheduled retention run skipped: %s", exc)
             except Exception:
                 log.exception("scheduled retention run failed")
 
@@ -398,3 +478,14 @@ class RetentionService:
     def close(self) -> None:
         """Close the retention state's database."""
         self._state.close()
+
+
+def _finished(tasks: set[asyncio.Task[None]]) -> Callable[[asyncio.Task[None]], None]:
+    """Forget a finished sweep (logging how it failed, if it did)."""
+
+    def done(task: asyncio.Task[None]) -> None:
+        tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("retention sweep of the tier's releases failed", exc_info=task.exception())
+
+    return done
