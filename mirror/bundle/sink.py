@@ -45,9 +45,17 @@ class BundleSink(Protocol):
         """Whether a verified copy of the blob is already in the bundle."""
         ...
 
-    async def write(self, digest: Digest, size: int, chunks: AsyncIterable[bytes]) -> None:
+    async def write(
+        self,
+        digest: Digest,
+        size: int,
+        chunks: AsyncIterable[bytes],
+        *,
+        authenticated: bool = False,
+    ) -> None:
         """Add a blob from ``chunks``; raises ``DigestMismatch`` (nothing kept) if they do not
-        hash to ``digest`` or are not ``size`` bytes."""
+        hash to ``digest`` or are not ``size`` bytes. ``authenticated`` chunks (read from the
+        encrypted store, each checked by its tag) are size-checked, not hashed again."""
         ...
 
     def finish(self, manifests: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -64,6 +72,30 @@ def merge_entries(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[
 
     taken = {key(e) for e in new}
     return [e for e in old if key(e) not in taken] + new
+
+
+class Counted(Verifier):
+    """A ``Verifier`` of authenticated content: checks the size, trusts the digest."""
+
+    def update(self, chunk: bytes | memoryview) -> None:
+        """Count ``chunk``; raises ``DigestMismatch`` as soon as the size is exceeded."""
+        self.count += len(chunk)
+        if self.size is not None and self.count > self.size:
+            raise DigestMismatch(
+                str(self.digest), "(too long)", expected_size=self.size, actual_size=self.count
+            )
+
+    def verify(self) -> None:
+        """Raise ``DigestMismatch`` unless exactly ``size`` bytes were seen."""
+        if self.size is not None and self.count != self.size:
+            raise DigestMismatch(
+                str(self.digest), "(short)", expected_size=self.size, actual_size=self.count
+            )
+
+
+def checker(digest: Digest, size: int, authenticated: bool) -> Verifier:
+    """What checks a blob as it is written: its hash, or only its size when authenticated."""
+    return Counted(digest, size) if authenticated else Verifier(digest, size)
 
 
 def _hash_and_write(verifier: Verifier, out: BinaryIO, chunk: bytes) -> None:
@@ -120,12 +152,19 @@ class DirectorySink:
             return True
         return False
 
-    async def write(self, digest: Digest, size: int, chunks: AsyncIterable[bytes]) -> None:
+    async def write(
+        self,
+        digest: Digest,
+        size: int,
+        chunks: AsyncIterable[bytes],
+        *,
+        authenticated: bool = False,
+    ) -> None:
         """Stream into a temporary file beside the blob; renamed into place once verified."""
         path = self.layout.blob_path(digest)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        verifier = Verifier(digest, size)
+        verifier = checker(digest, size, authenticated)
         try:
             with os.fdopen(fd, "wb") as out:
                 await absorb(chunks, verifier, out)
@@ -203,11 +242,18 @@ class TarSink:
         """Whether a verified member of the blob is in the tar."""
         return digest in self._present
 
-    async def write(self, digest: Digest, size: int, chunks: AsyncIterable[bytes]) -> None:
+    async def write(
+        self,
+        digest: Digest,
+        size: int,
+        chunks: AsyncIterable[bytes],
+        *,
+        authenticated: bool = False,
+    ) -> None:
         """Append the blob's member; on a mismatch the tar is cut back to before it."""
         out = self._opened()
         start = out.tell()
-        verifier = Verifier(digest, size)
+        verifier = checker(digest, size, authenticated)
         try:
             out.write(_member(f"blobs/{digest.algorithm}/{digest.encoded}", size))
             await absorb(chunks, verifier, out)
