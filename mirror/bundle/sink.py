@@ -17,10 +17,11 @@ import json
 import os
 import tarfile
 import tempfile
-from collections.abc import AsyncIterable, Iterator
+from collections.abc import AsyncIterable, Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
+from mirror.bundle.writeback import WriteBehind
 from mirror.errors import DigestMismatch
 from mirror.oci.digest import Digest
 from mirror.oci.layout import (
@@ -98,15 +99,25 @@ def checker(digest: Digest, size: int, authenticated: bool) -> Verifier:
     return Counted(digest, size) if authenticated else Verifier(digest, size)
 
 
-def _hash_and_write(verifier: Verifier, out: BinaryIO, chunk: bytes) -> None:
+def _hash_and_write(
+    verifier: Verifier, out: BinaryIO, chunk: bytes, written: Callable[[], None] | None
+) -> None:
     verifier.update(chunk)
     out.write(chunk)
+    if written is not None:
+        written()
 
 
-async def absorb(chunks: AsyncIterable[bytes], verifier: Verifier, out: BinaryIO) -> None:
+async def absorb(
+    chunks: AsyncIterable[bytes],
+    verifier: Verifier,
+    out: BinaryIO,
+    written: Callable[[], None] | None = None,
+) -> None:
     """Hash and write every chunk in a worker thread (hashlib and file writes release the GIL)
     while the event loop receives the next one: one chunk in flight, so memory stays flat.
-    Whatever the worker raised (``DigestMismatch`` once too long, ``OSError``) is raised."""
+    ``written`` is called in that thread after each write. Whatever the worker raised
+    (``DigestMismatch`` once too long, ``OSError``) is raised."""
     loop = asyncio.get_running_loop()
     pending: asyncio.Future[None] | None = None
     try:
@@ -114,7 +125,7 @@ async def absorb(chunks: AsyncIterable[bytes], verifier: Verifier, out: BinaryIO
             if pending is not None:
                 job, pending = pending, None
                 await job
-            pending = loop.run_in_executor(None, _hash_and_write, verifier, out, chunk)
+            pending = loop.run_in_executor(None, _hash_and_write, verifier, out, chunk, written)
         if pending is not None:
             job, pending = pending, None
             await job
@@ -202,6 +213,7 @@ class TarSink:
         self._present: set[Digest] = set()
         self._old_entries: list[dict[str, Any]] = []
         self._out: BinaryIO | None = None
+        self._behind: WriteBehind | None = None
 
     def open(self) -> TarSink:
         """Start, or resume, the ``.part`` file."""
@@ -216,6 +228,7 @@ class TarSink:
             self._out = self.partial.open("wb")
         if self._out.tell() == 0:
             self._append(LAYOUT_FILE, [LAYOUT_MARKER], len(LAYOUT_MARKER))
+        self._behind = WriteBehind(self._out)
         return self
 
     def _scan(self) -> int:
@@ -256,7 +269,7 @@ class TarSink:
         verifier = checker(digest, size, authenticated)
         try:
             out.write(_member(f"blobs/{digest.algorithm}/{digest.encoded}", size))
-            await absorb(chunks, verifier, out)
+            await absorb(chunks, verifier, out, self._behind)
             verifier.verify()
             out.write(_padding(size))
         except BaseException:
