@@ -173,9 +173,10 @@ class Exporter:
         self.on_progress(0, total)
         done = 0
         for digest, (source, size, small) in todo.items():
-            chunks = _one(small) if small is not None else self._blob(source, digest)
-            async with aclosing(chunks):
-                await self.sink.write(digest, size, chunks)
+            if small is not None:
+                await self.sink.write(digest, size, _one(small))
+            else:
+                await self._blob(source, digest, size)
             done += size
             self.written += size
             self.on_progress(done, total)
@@ -196,17 +197,22 @@ class Exporter:
             return True
         return False
 
-    async def _blob(self, source: ImageRef, digest: Digest) -> AsyncGenerator[bytes, None]:
+    async def _blob(self, source: ImageRef, digest: Digest, size: int) -> None:
+        """The blob from the store when it holds it (authenticated chunks of the encrypted
+        store are not hashed again), else through the mirror (hashed as written)."""
         local = await self.cached.open(digest) if self.cached is not None else None
         if local is not None:
-            async with aclosing(local):
-                async for chunk in local:
-                    self.from_store += len(chunk)
-                    yield chunk
+            async with aclosing(self._counted(local.chunks)) as chunks:
+                await self.sink.write(digest, size, chunks, authenticated=local.authenticated)
             return
         remote = self.client.blob(source.registry, source.repository, digest)
         async with aclosing(remote):
-            async for chunk in remote:
+            await self.sink.write(digest, size, remote)
+
+    async def _counted(self, chunks: AsyncGenerator[bytes, None]) -> AsyncGenerator[bytes, None]:
+        async with aclosing(chunks):
+            async for chunk in chunks:
+                self.from_store += len(chunk)
                 yield chunk
 
 

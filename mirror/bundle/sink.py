@@ -17,10 +17,11 @@ import json
 import os
 import tarfile
 import tempfile
-from collections.abc import AsyncIterable, Iterator
+from collections.abc import AsyncIterable, Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
+from mirror.bundle.writeback import WriteBehind
 from mirror.errors import DigestMismatch
 from mirror.oci.digest import Digest
 from mirror.oci.layout import (
@@ -45,9 +46,17 @@ class BundleSink(Protocol):
         """Whether a verified copy of the blob is already in the bundle."""
         ...
 
-    async def write(self, digest: Digest, size: int, chunks: AsyncIterable[bytes]) -> None:
+    async def write(
+        self,
+        digest: Digest,
+        size: int,
+        chunks: AsyncIterable[bytes],
+        *,
+        authenticated: bool = False,
+    ) -> None:
         """Add a blob from ``chunks``; raises ``DigestMismatch`` (nothing kept) if they do not
-        hash to ``digest`` or are not ``size`` bytes."""
+        hash to ``digest`` or are not ``size`` bytes. ``authenticated`` chunks (read from the
+        encrypted store, each checked by its tag) are size-checked, not hashed again."""
         ...
 
     def finish(self, manifests: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -66,15 +75,49 @@ def merge_entries(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[
     return [e for e in old if key(e) not in taken] + new
 
 
-def _hash_and_write(verifier: Verifier, out: BinaryIO, chunk: bytes) -> None:
+class Counted(Verifier):
+    """A ``Verifier`` of authenticated content: checks the size, trusts the digest."""
+
+    def update(self, chunk: bytes | memoryview) -> None:
+        """Count ``chunk``; raises ``DigestMismatch`` as soon as the size is exceeded."""
+        self.count += len(chunk)
+        if self.size is not None and self.count > self.size:
+            raise DigestMismatch(
+                str(self.digest), "(too long)", expected_size=self.size, actual_size=self.count
+            )
+
+    def verify(self) -> None:
+        """Raise ``DigestMismatch`` unless exactly ``size`` bytes were seen."""
+        if self.size is not None and self.count != self.size:
+            raise DigestMismatch(
+                str(self.digest), "(short)", expected_size=self.size, actual_size=self.count
+            )
+
+
+def checker(digest: Digest, size: int, authenticated: bool) -> Verifier:
+    """What checks a blob as it is written: its hash, or only its size when authenticated."""
+    return Counted(digest, size) if authenticated else Verifier(digest, size)
+
+
+def _hash_and_write(
+    verifier: Verifier, out: BinaryIO, chunk: bytes, written: Callable[[], None] | None
+) -> None:
     verifier.update(chunk)
     out.write(chunk)
+    if written is not None:
+        written()
 
 
-async def absorb(chunks: AsyncIterable[bytes], verifier: Verifier, out: BinaryIO) -> None:
+async def absorb(
+    chunks: AsyncIterable[bytes],
+    verifier: Verifier,
+    out: BinaryIO,
+    written: Callable[[], None] | None = None,
+) -> None:
     """Hash and write every chunk in a worker thread (hashlib and file writes release the GIL)
     while the event loop receives the next one: one chunk in flight, so memory stays flat.
-    Whatever the worker raised (``DigestMismatch`` once too long, ``OSError``) is raised."""
+    ``written`` is called in that thread after each write. Whatever the worker raised
+    (``DigestMismatch`` once too long, ``OSError``) is raised."""
     loop = asyncio.get_running_loop()
     pending: asyncio.Future[None] | None = None
     try:
@@ -82,7 +125,7 @@ async def absorb(chunks: AsyncIterable[bytes], verifier: Verifier, out: BinaryIO
             if pending is not None:
                 job, pending = pending, None
                 await job
-            pending = loop.run_in_executor(None, _hash_and_write, verifier, out, chunk)
+            pending = loop.run_in_executor(None, _hash_and_write, verifier, out, chunk, written)
         if pending is not None:
             job, pending = pending, None
             await job
@@ -120,12 +163,19 @@ class DirectorySink:
             return True
         return False
 
-    async def write(self, digest: Digest, size: int, chunks: AsyncIterable[bytes]) -> None:
+    async def write(
+        self,
+        digest: Digest,
+        size: int,
+        chunks: AsyncIterable[bytes],
+        *,
+        authenticated: bool = False,
+    ) -> None:
         """Stream into a temporary file beside the blob; renamed into place once verified."""
         path = self.layout.blob_path(digest)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        verifier = Verifier(digest, size)
+        verifier = checker(digest, size, authenticated)
         try:
             with os.fdopen(fd, "wb") as out:
                 await absorb(chunks, verifier, out)
@@ -163,6 +213,7 @@ class TarSink:
         self._present: set[Digest] = set()
         self._old_entries: list[dict[str, Any]] = []
         self._out: BinaryIO | None = None
+        self._behind: WriteBehind | None = None
 
     def open(self) -> TarSink:
         """Start, or resume, the ``.part`` file."""
@@ -177,6 +228,7 @@ class TarSink:
             self._out = self.partial.open("wb")
         if self._out.tell() == 0:
             self._append(LAYOUT_FILE, [LAYOUT_MARKER], len(LAYOUT_MARKER))
+        self._behind = WriteBehind(self._out)
         return self
 
     def _scan(self) -> int:
@@ -203,14 +255,21 @@ class TarSink:
         """Whether a verified member of the blob is in the tar."""
         return digest in self._present
 
-    async def write(self, digest: Digest, size: int, chunks: AsyncIterable[bytes]) -> None:
+    async def write(
+        self,
+        digest: Digest,
+        size: int,
+        chunks: AsyncIterable[bytes],
+        *,
+        authenticated: bool = False,
+    ) -> None:
         """Append the blob's member; on a mismatch the tar is cut back to before it."""
         out = self._opened()
         start = out.tell()
-        verifier = Verifier(digest, size)
+        verifier = checker(digest, size, authenticated)
         try:
             out.write(_member(f"blobs/{digest.algorithm}/{digest.encoded}", size))
-            await absorb(chunks, verifier, out)
+            await absorb(chunks, verifier, out, self._behind)
             verifier.verify()
             out.write(_padding(size))
         except BaseException:

@@ -23,6 +23,7 @@ from mirror.bundle.export import Exporter, Planner
 from mirror.bundle.sink import DirectorySink, TarSink
 from mirror.cli.cachedir import add_cache_flags, cache_errors
 from mirror.cli.progress import Progress
+from mirror.errors import DigestMismatch
 from mirror.oci.reflist import ImageRef, ReferenceListError, read_reference_list
 
 if TYPE_CHECKING:
@@ -158,7 +159,7 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.st
     for a resume), 2 bad arguments or the cache could not be opened."""
     try:
         return asyncio.run(export(args, out, err))
-    except FetchFailed as exc:
+    except (FetchFailed, DigestMismatch) as exc:
         print(f"mirror export: {exc} (run again to resume)", file=err)
         return 1
     except ReferenceListError as exc:

@@ -21,6 +21,7 @@ from mirror.app.build import build_app
 from mirror.cli import export as export_cli
 from mirror.cli.main import parser
 from mirror.config import Config
+from mirror.errors import DigestMismatch
 from mirror.oci.digest import Digest
 from mirror.testing.images import BuiltImage, build_image, random_layer
 from mirror.testing.loopback import serve_on_loopback
@@ -161,3 +162,42 @@ async def test_a_cached_blob_that_fails_its_check_is_refetched_not_exported(
     assert again["from_store"] == sum(len(b.read_bytes()) for b in image.blobs()) - len(
         big.read_bytes()
     )
+
+
+async def test_a_plaintext_store_blob_is_hashed_so_a_flipped_byte_is_never_exported(
+    image: BuiltImage, tmp_path: Path
+) -> None:
+    # Only the encrypted store's chunks carry a tag; a plaintext file is hashed as it is
+    # written to the bundle, and one that no longer matches fails the export, kept nowhere.
+    upstream_seen: list[str] = []
+    _, upstream_app = await upstream_of(image, upstream_seen)
+    big = max(image.blobs(), key=lambda b: len(b.read_bytes()))
+    async with serve_on_loopback(upstream_app) as upstream:
+        config = write_config(tmp_path, upstream)
+        text = config.read_text().replace("[encryption]\n", "[encryption]\nenabled = false\n")
+        config.write_text(text)
+        await export(config, tmp_path / "cold.tar", [])
+        stored = [p for p in (tmp_path / "data").rglob("*") if big.digest.split(":")[1] in p.name]
+        assert len(stored) == 1, stored
+        plain = bytearray(stored[0].read_bytes())
+        assert plain == big.read_bytes()  # plaintext on disk: nothing authenticates it
+        plain[len(plain) // 2] ^= 0xFF
+        stored[0].write_bytes(bytes(plain))
+        bundle = tmp_path / "again.tar"
+        args = parser().parse_args(["export", REF, "-o", str(bundle), "--config", str(config)])
+        with pytest.raises(DigestMismatch) as refused:
+            await export_cli.export(args, io.StringIO(), io.StringIO(), build_app)
+
+    assert big.digest in str(refused.value)
+    assert not bundle.exists()
+    assert big.digest not in bundle_blobs_of_part(tmp_path / "again.tar.part")
+
+
+def bundle_blobs_of_part(part: Path) -> dict[str, bytes]:
+    """The whole blob members of an unfinished bundle (``.part``) by digest."""
+    with part.open("rb") as handle, tarfile.open(fileobj=handle, mode="r:") as archive:
+        return {
+            m.name.removeprefix("blobs/").replace("/", ":"): archive.extractfile(m).read()  # type: ignore[union-attr]
+            for m in archive.getmembers()
+            if m.name.startswith("blobs/")
+        }
