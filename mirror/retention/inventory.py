@@ -114,6 +114,7 @@ def _repository(
     pulls = {Digest.parse(d): at for d, at in snapshot.pulls(upstream, repo).items()}
     records = _Manifests(snapshot)
     digests = set(repo_tags) | set(pulls)
+    records.load_reachable(digests)
     _add_children(digests, records)
     # When each digest last lost a tag (moves are recorded oldest first).
     untagged_at = {
@@ -156,6 +157,22 @@ class _Manifests:
     def __init__(self, snapshot: Snapshot) -> None:
         self._snapshot = snapshot
         self._records: dict[Digest, ManifestRecord | None] = {}
+
+    def load_reachable(self, digests: Iterable[Digest]) -> None:
+        """Look up ``digests`` and everything their records reference, transitively, a
+        level at a time in batched queries (instead of one query per digest)."""
+        frontier = {d for d in digests if d not in self._records}
+        while frontier:
+            found = self._snapshot.manifests(str(d) for d in frontier)
+            for digest in frontier:
+                self._records[digest] = found.get(str(digest))
+            frontier = {
+                reference
+                for digest in frontier
+                if (record := self._records[digest]) is not None
+                for reference in record.referenced()
+                if reference not in self._records
+            }
 
     def _lookup(self, digest: Digest) -> ManifestRecord | None:
         if digest not in self._records:

@@ -5,6 +5,7 @@ repository's records in memory, never the whole cache."""
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -12,8 +13,6 @@ from pathlib import Path
 from typing import Protocol
 
 from mirror.db.metadata import ManifestRecord, TagRecord
-from mirror.errors import RegistryError
-from mirror.oci.digest import Digest
 
 SCHEMA = """
 CREATE TABLE manifest (digest TEXT PRIMARY KEY, media_type TEXT, size INTEGER,
@@ -29,8 +28,12 @@ SELECT upstream, repo FROM tag JOIN manifest USING (digest)
 UNION SELECT upstream, repo FROM pull JOIN manifest USING (digest)
 ORDER BY 1, 2
 """
+# What ``Digest.parse`` accepts.
+_DIGEST = re.compile(r"sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128}")
 # Rows inserted per statement while the snapshot is spilled.
 BATCH = 5_000
+# Digests looked up per statement (under SQLite's limit on parameters).
+LOOKUP = 500
 
 
 class SnapshotRecords(Protocol):
@@ -102,6 +105,22 @@ class Snapshot:
         )
         return dict(self._db.execute(query, (upstream, repo)))
 
+    def manifests(self, digests: Iterable[str]) -> dict[str, ManifestRecord]:
+        """The records of those of ``digests`` that are cached manifests."""
+        found: dict[str, ManifestRecord] = {}
+        wanted = list(digests)
+        for start in range(0, len(wanted), LOOKUP):
+            chunk = wanted[start : start + LOOKUP]
+            query = (
+                "SELECT digest, media_type, size, cached_at, refs FROM manifest"
+                f" WHERE digest IN ({','.join('?' * len(chunk))})"
+            )
+            for digest, media_type, size, cached_at, refs in self._db.execute(query, chunk):
+                found[digest] = ManifestRecord(
+                    media_type, size, tuple(refs.split("\n")) if refs else (), cached_at
+                )
+        return found
+
     def manifest(self, digest: str) -> ManifestRecord | None:
         """The record of cached manifest ``digest``, or ``None``."""
         query = "SELECT media_type, size, cached_at, refs FROM manifest WHERE digest=?"
@@ -117,12 +136,10 @@ class Snapshot:
         self._path.unlink(missing_ok=True)
 
 
-def _digest(text: str) -> str | None:
-    """``text`` as a digest's canonical string, or ``None`` if it is not a digest."""
-    try:
-        return str(Digest.parse(text))
-    except RegistryError:
-        return None
+def _digest(text: object) -> str | None:
+    """``text`` as a digest's canonical string, or ``None`` if it is not a digest (what
+    ``Digest.parse`` accepts, whose canonical string is the text itself)."""
+    return text if isinstance(text, str) and _DIGEST.fullmatch(text) else None
 
 
 def _row(key: tuple[str, ...], value: object) -> tuple[object, ...] | None:
@@ -131,7 +148,7 @@ def _row(key: tuple[str, ...], value: object) -> tuple[object, ...] | None:
     if kind == "manifest" and len(key) == 2 and isinstance(value, ManifestRecord):
         digest = _digest(key[1])
         # Only the references that are digests (as ``ManifestRecord.referenced`` reads them).
-        refs = "\n".join(str(d) for d in value.referenced())
+        refs = "\n".join(r for r in value.references if _digest(r) is not None)
         return (
             None
             if digest is None
