@@ -157,6 +157,8 @@ class _Manifests:
     def __init__(self, snapshot: Snapshot) -> None:
         self._snapshot = snapshot
         self._records: dict[Digest, ManifestRecord | None] = {}
+        # What each looked-up manifest references, parsed once.
+        self._references: dict[Digest, tuple[Digest, ...]] = {}
 
     def load_reachable(self, digests: Iterable[Digest]) -> None:
         """Look up ``digests`` and everything their records reference, transitively, a
@@ -165,12 +167,12 @@ class _Manifests:
         while frontier:
             found = self._snapshot.manifests(str(d) for d in frontier)
             for digest in frontier:
-                self._records[digest] = found.get(str(digest))
+                record = self._records[digest] = found.get(str(digest))
+                self._references[digest] = record.referenced() if record is not None else ()
             frontier = {
                 reference
                 for digest in frontier
-                if (record := self._records[digest]) is not None
-                for reference in record.referenced()
+                for reference in self._references[digest]
                 if reference not in self._records
             }
 
@@ -184,8 +186,10 @@ class _Manifests:
 
     def __getitem__(self, digest: Digest) -> tuple[Digest, ...]:
         """What cached manifest ``digest`` references."""
-        record = self._lookup(digest)
-        return record.referenced() if record is not None else ()
+        if digest not in self._references:
+            record = self._lookup(digest)
+            self._references[digest] = record.referenced() if record is not None else ()
+        return self._references[digest]
 
     def record(self, digest: Digest) -> ManifestRecord:
         """The record of cached manifest ``digest``."""
