@@ -110,8 +110,8 @@ def _repository(
     metadata: InventoryRecords, snapshot: Snapshot, upstream: str, repo: str, now: float
 ) -> Iterator[Image]:
     """The images of one repository."""
-    repo_tags = {Digest.parse(d): tags for d, tags in snapshot.tags(upstream, repo).items()}
-    pulls = {Digest.parse(d): at for d, at in snapshot.pulls(upstream, repo).items()}
+    repo_tags = {_checked(d): tags for d, tags in snapshot.tags(upstream, repo).items()}
+    pulls = {_checked(d): at for d, at in snapshot.pulls(upstream, repo).items()}
     records = _Manifests(snapshot)
     digests = set(repo_tags) | set(pulls)
     records.load_reachable(digests)
@@ -168,7 +168,10 @@ class _Manifests:
             found = self._snapshot.manifests(str(d) for d in frontier)
             for digest in frontier:
                 record = self._records[digest] = found.get(str(digest))
-                self._references[digest] = record.referenced() if record is not None else ()
+                # The snapshot keeps only references that are digests (``referenced``'s).
+                self._references[digest] = (
+                    tuple(map(_checked, record.references)) if record is not None else ()
+                )
             frontier = {
                 reference
                 for digest in frontier
@@ -196,6 +199,13 @@ class _Manifests:
         record = self._lookup(digest)
         assert record is not None, digest
         return record
+
+
+def _checked(text: str) -> Digest:
+    """The digest of a string the snapshot already checked (``Digest.parse`` without its
+    regular expression again: the canonical string is the text itself)."""
+    algorithm, _, encoded = text.partition(":")
+    return Digest(algorithm, encoded)
 
 
 def _parsed(text: str) -> Digest | None:
