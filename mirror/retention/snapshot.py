@@ -15,13 +15,19 @@ from typing import Protocol
 from mirror.db.metadata import ManifestRecord, TagRecord
 
 SCHEMA = """
-CREATE TABLE manifest (digest TEXT PRIMARY KEY, media_type TEXT, size INTEGER,
-    cached_at REAL, refs TEXT) WITHOUT ROWID;
+CREATE TABLE manifest (digest TEXT, media_type TEXT, size INTEGER, cached_at REAL, refs TEXT);
 CREATE TABLE tag (upstream TEXT, repo TEXT, tag TEXT, digest TEXT);
-CREATE TABLE pull (upstream TEXT, repo TEXT, digest TEXT, at REAL,
-    PRIMARY KEY (upstream, repo, digest)) WITHOUT ROWID;
+CREATE TABLE pull (upstream TEXT, repo TEXT, digest TEXT, at REAL);
 """
-INDEXES = "CREATE INDEX tag_repo ON tag (upstream, repo);"
+# Built once after the bulk insert (sorting once beats inserting into B-trees in random
+# order). Keys are unique in the metadata database, so every manifest and pull is too.
+INDEXES = (
+    "CREATE UNIQUE INDEX manifest_digest ON manifest (digest)",
+    "CREATE UNIQUE INDEX pull_key ON pull (upstream, repo, digest)",
+    "CREATE INDEX tag_repo ON tag (upstream, repo)",
+)
+# Page cache of the temporary index, KiB (indexes are sorted within it).
+CACHE_KIB = 32 * 1024
 # Repositories with at least one tag or last pull of a cached manifest, in name order.
 REPOSITORIES = """
 SELECT upstream, repo FROM tag JOIN manifest USING (digest)
@@ -57,15 +63,18 @@ class Snapshot:
         self._path = Path(name)
         # Read back from whichever worker thread the run continues on, one at a time.
         self._db = sqlite3.connect(name, check_same_thread=False, isolation_level=None)
-        self._db.executescript("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;" + SCHEMA)
+        self._db.executescript(
+            f"PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA cache_size=-{CACHE_KIB};"
+            + SCHEMA
+        )
         self._spill(metadata)
 
     def _spill(self, metadata: SnapshotRecords) -> None:
         rows: dict[str, list[tuple[object, ...]]] = {"manifest": [], "tag": [], "pull": []}
         insert = {
-            "manifest": "INSERT OR REPLACE INTO manifest VALUES (?, ?, ?, ?, ?)",
+            "manifest": "INSERT INTO manifest VALUES (?, ?, ?, ?, ?)",
             "tag": "INSERT INTO tag VALUES (?, ?, ?, ?)",
-            "pull": "INSERT OR REPLACE INTO pull VALUES (?, ?, ?, ?)",
+            "pull": "INSERT INTO pull VALUES (?, ?, ?, ?)",
         }
         self._db.execute("BEGIN")
         for key, value in metadata.records(("manifest", "tag", "pull")):
@@ -77,11 +86,16 @@ class Snapshot:
             if len(batch) >= BATCH:
                 self._db.executemany(insert[key[0]], batch)
                 batch.clear()
-        pending = [(*where, when) for where, when in metadata.pending_pulls().items()]
-        rows["pull"].extend(row for row in pending if _digest(row[2]) is not None)
         for kind, batch in rows.items():
             self._db.executemany(insert[kind], batch)
-        self._db.execute(INDEXES)
+        for index in INDEXES:
+            self._db.execute(index)
+        # Pulls not flushed yet replace the stored ones.
+        pending = [(*where, when) for where, when in metadata.pending_pulls().items()]
+        self._db.executemany(
+            "INSERT OR REPLACE INTO pull VALUES (?, ?, ?, ?)",
+            [row for row in pending if _digest(row[2]) is not None],
+        )
         self._db.execute("COMMIT")
 
     def repositories(self) -> Iterator[tuple[str, str]]:
