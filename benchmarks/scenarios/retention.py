@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from benchmarks.bench import Bench
-from benchmarks.bulk_metadata import BulkMetadata
+from benchmarks.bulk_metadata import BulkMetadata, Template, pickled
 from mirror.db.metadata import ManifestRecord, TagMove, TagRecord
 from mirror.oci.digest import Digest
 
@@ -32,24 +32,26 @@ def _digest(text: str) -> Digest:
 
 
 def populate(data_dir: Path, images: int, now: float) -> None:
-    """Write ``images`` tagged, pulled manifests (two layers each) into the metadata store,
-    one repository per transaction: the records a mirror keeps after pulling them."""
+    """Write ``images`` tagged, pulled manifests (two layers each) into the metadata store in
+    one transaction: the records a mirror keeps after pulling them."""
     layers = [str(_digest(f"layer-{i}")) for i in range(LAYERS)]
+    a, b, c = ("sha256:" + ch * 64 for ch in "abc")
+    manifest = Template(pickled(ManifestRecord(OCI, 900, (a, b), now - 86400)), (a, b))
+    tag = Template(pickled(TagRecord(c, OCI, 900, now)), (c,))
     bulk = BulkMetadata(data_dir / "metadata")
     try:
         for r in range(min(REPOSITORIES, images)):
             repo = f"team{r}/app"
             history = []
             for i in range(r, images, REPOSITORIES):
-                digest = str(_digest(f"manifest-{i}"))
+                digest = "sha256:" + hashlib.sha256(f"manifest-{i}".encode()).hexdigest()
                 refs = (layers[i % LAYERS], layers[(i * 7) % LAYERS])
-                bulk.add(("manifest", digest), ManifestRecord(OCI, 900, refs, now - 86400))
-                bulk.add(("tag", UPSTREAM, repo, f"v{i}"), TagRecord(digest, OCI, 900, now))
+                bulk.add_pickled(("manifest", digest), manifest.fill(*refs))
+                bulk.add_pickled(("tag", UPSTREAM, repo, f"v{i}"), tag.fill(digest))
                 bulk.add(("pull", UPSTREAM, repo, digest), now - i)
                 history.append(TagMove(f"v{i}", None, digest, now))
             bulk.add(("tag-history", UPSTREAM, repo), tuple(history))
             bulk.add(("repo", UPSTREAM, repo), True)
-            bulk.commit()
     finally:
         bulk.close()
 

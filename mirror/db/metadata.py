@@ -7,6 +7,7 @@ flushed every few seconds (and at close), so a crash loses at most one flush int
 from __future__ import annotations
 
 import logging
+import pickle
 import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
@@ -14,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import diskcache
+from diskcache.core import MODE_PICKLE, MODE_RAW
 
-from mirror.db.pickled import disk_naming, stored_in
+from mirror.db.pickled import classes, disk_naming, loads_classes, stored_in
 from mirror.db.roles import (
     CachedResponses,
     Eviction,
@@ -404,14 +406,16 @@ class Metadata(
         return len(keys)
 
     def records(
-        self, kinds: Iterable[str], batch: int = 2_000
+        self, kinds: Iterable[str], batch: int = 20_000
     ) -> Iterator[tuple[tuple[str, ...], object]]:
         """Every ``(key, record)`` whose key kind is one of ``kinds``, read in one pass over
         the database in short read transactions (retention's snapshot; batched last pulls are
-        not included)."""
+        not included). Rows are decoded here rather than through diskcache's ``Disk``: the
+        same pickles, read without its per-row overhead."""
         wanted = set(kinds)
         cache: Any = self._db
         disk = cache._disk
+        found = classes(_DISK.NAMES)
         select = (
             "SELECT rowid, key, raw, mode, filename, value FROM Cache"
             " WHERE rowid > ? ORDER BY rowid LIMIT ?"
@@ -420,8 +424,14 @@ class Metadata(
         while rows := cache._sql(select, (last, batch)).fetchall():
             last = rows[-1][0]
             for _, raw_key, raw, mode, filename, value in rows:
-                key = disk.get(raw_key, raw)
-                if isinstance(key, tuple) and key and key[0] in wanted:
+                key = raw_key if raw else pickle.loads(raw_key)
+                if not (isinstance(key, tuple) and key and key[0] in wanted):
+                    continue
+                if mode == MODE_RAW:
+                    yield key, value
+                elif mode == MODE_PICKLE and value is not None:
+                    yield key, loads_classes(value, found)
+                else:
                     yield key, disk.fetch(mode, filename, value, False)
 
     def pending_pulls(self) -> dict[tuple[str, str, str], float]:

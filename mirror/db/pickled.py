@@ -65,7 +65,17 @@ def dumps(value: object, protocol: int, names: Mapping[type, StoredName]) -> byt
 
 def loads(data: bytes, names: Mapping[type, StoredName]) -> Any:
     """The value pickled in ``data``; stored names come back as their renamed classes."""
-    return _Unpickler(io.BytesIO(data), {stored: cls for cls, stored in names.items()}).load()
+    return _Unpickler(io.BytesIO(data), classes(names)).load()
+
+
+def classes(names: Mapping[type, StoredName]) -> dict[StoredName, type]:
+    """The classes by their stored names (what ``loads_classes`` reads with)."""
+    return {stored: cls for cls, stored in names.items()}
+
+
+def loads_classes(data: bytes, found: Mapping[StoredName, type]) -> Any:
+    """``loads`` with the stored names already inverted (``classes``), for reading many."""
+    return _Unpickler(io.BytesIO(data), found).load()
 
 
 class NamingDisk(diskcache.Disk):  # type: ignore[misc]  # diskcache has no type hints

@@ -110,10 +110,11 @@ def _repository(
     metadata: InventoryRecords, snapshot: Snapshot, upstream: str, repo: str, now: float
 ) -> Iterator[Image]:
     """The images of one repository."""
-    repo_tags = {Digest.parse(d): tags for d, tags in snapshot.tags(upstream, repo).items()}
-    pulls = {Digest.parse(d): at for d, at in snapshot.pulls(upstream, repo).items()}
+    repo_tags = {_checked(d): tags for d, tags in snapshot.tags(upstream, repo).items()}
+    pulls = {_checked(d): at for d, at in snapshot.pulls(upstream, repo).items()}
     records = _Manifests(snapshot)
     digests = set(repo_tags) | set(pulls)
+    records.load_reachable(digests)
     _add_children(digests, records)
     # When each digest last lost a tag (moves are recorded oldest first).
     untagged_at = {
@@ -156,6 +157,27 @@ class _Manifests:
     def __init__(self, snapshot: Snapshot) -> None:
         self._snapshot = snapshot
         self._records: dict[Digest, ManifestRecord | None] = {}
+        # What each looked-up manifest references, parsed once.
+        self._references: dict[Digest, tuple[Digest, ...]] = {}
+
+    def load_reachable(self, digests: Iterable[Digest]) -> None:
+        """Look up ``digests`` and everything their records reference, transitively, a
+        level at a time in batched queries (instead of one query per digest)."""
+        frontier = {d for d in digests if d not in self._records}
+        while frontier:
+            found = self._snapshot.manifests(str(d) for d in frontier)
+            for digest in frontier:
+                record = self._records[digest] = found.get(str(digest))
+                # The snapshot keeps only references that are digests (``referenced``'s).
+                self._references[digest] = (
+                    tuple(map(_checked, record.references)) if record is not None else ()
+                )
+            frontier = {
+                reference
+                for digest in frontier
+                for reference in self._references[digest]
+                if reference not in self._records
+            }
 
     def _lookup(self, digest: Digest) -> ManifestRecord | None:
         if digest not in self._records:
@@ -167,14 +189,23 @@ class _Manifests:
 
     def __getitem__(self, digest: Digest) -> tuple[Digest, ...]:
         """What cached manifest ``digest`` references."""
-        record = self._lookup(digest)
-        return record.referenced() if record is not None else ()
+        if digest not in self._references:
+            record = self._lookup(digest)
+            self._references[digest] = record.referenced() if record is not None else ()
+        return self._references[digest]
 
     def record(self, digest: Digest) -> ManifestRecord:
         """The record of cached manifest ``digest``."""
         record = self._lookup(digest)
         assert record is not None, digest
         return record
+
+
+def _checked(text: str) -> Digest:
+    """The digest of a string the snapshot already checked (``Digest.parse`` without its
+    regular expression again: the canonical string is the text itself)."""
+    algorithm, _, encoded = text.partition(":")
+    return Digest(algorithm, encoded)
 
 
 def _parsed(text: str) -> Digest | None:

@@ -9,6 +9,40 @@ from typing import Any
 
 # Stands for the images in the report's head, to be cut out of its JSON text.
 _MARK = "\u0000images\u0000"
+# How a line's members are indented inside the report's ``images`` (json's own layout).
+_MEMBER = ",\n      "
+_ITEM = ",\n        "
+
+
+def _scalar(value: object) -> str:
+    """``value`` as json writes it (str and int by their C paths)."""
+    if type(value) is str:
+        return json.encoder.encode_basestring_ascii(value)
+    if value is None:
+        return "null"
+    if type(value) is int:
+        return int.__repr__(value)
+    return json.dumps(value)
+
+
+def _member(name: str, value: object) -> str:
+    """``"name": value`` as ``json.dumps(indent=2)`` lays it out at a line's depth."""
+    if type(value) is list and all(type(v) is str for v in value):
+        items = _ITEM.join(map(json.encoder.encode_basestring_ascii, value))
+        text = "[\n        " + items + "\n      ]" if value else "[]"
+    elif type(value) in (list, dict):
+        text = json.dumps(value, indent=2).replace("\n", "\n      ")
+    else:
+        text = _scalar(value)
+    return json.encoder.encode_basestring_ascii(name) + ": " + text
+
+
+def line_json(line: dict[str, Any]) -> str:
+    """One report line as ``json.dumps(line, indent=2)`` indented into ``images`` gives it
+    (written directly: json's indenting encoder is pure Python, ~10x slower)."""
+    if not line:
+        return "{}"
+    return "{\n      " + _MEMBER.join(_member(k, v) for k, v in line.items()) + "\n    }"
 
 
 async def json_chunks(
@@ -23,8 +57,7 @@ async def json_chunks(
     async for batch in batches:
         pieces = []
         for line in batch:
-            item = json.dumps(line, indent=2).replace("\n", "\n    ")
-            pieces.append(("[\n    " if first else ",\n    ") + item)
+            pieces.append(("[\n    " if first else ",\n    ") + line_json(line))
             first = False
         if pieces:
             yield "".join(pieces)
