@@ -28,9 +28,12 @@ class Processes:
         """Call ``stop`` at :meth:`close`."""
         self._stops.append((name, stop))
 
-    def remove(self, name_prefix: str) -> None:
-        """Forget entries whose name starts with ``name_prefix`` (already stopped)."""
-        self._stops = [(n, s) for n, s in self._stops if not n.startswith(name_prefix)]
+    def remove(self, name: str) -> None:
+        """Forget the entries registered as ``name`` (already stopped); a process's entry is
+        ``name (pid N)``, so ``mirror-1`` never matches ``mirror-10``."""
+        self._stops = [
+            (n, s) for n, s in self._stops if n != name and not n.startswith(f"{name} (pid ")
+        ]
 
     def close(self) -> None:
         """Stop everything still registered; a failure to stop one does not skip the others."""
