@@ -151,9 +151,18 @@ def _pulls(bench: Bench, target: Target, temperature: str, *, verify: bool) -> N
     r.add(
         NUMBER, case, target.label, "server cores busy", "cores", cpu / wall, higher_is_better=False
     )
+    r.add(
+        NUMBER,
+        case,
+        target.label,
+        "client cores busy",
+        "cores",
+        float(out["cpu"]) / wall,
+        higher_is_better=False,
+    )
     bench.progress(
         f"  {target.label}, {case}: {expected / wall / 1e6:.0f} MB/s, "
-        f"server CPU {cpu / wall:.2f} cores"
+        f"server CPU {cpu / wall:.2f} cores, client {float(out['cpu']) / wall:.2f}"
     )
 
 
