@@ -53,13 +53,19 @@ class Bench:
         return self.work / f"{kind}-{self._serial}"
 
     def mirror(
-        self, variant: MirrorVariant | None = None, tag_ttl: float | None = None
+        self,
+        variant: MirrorVariant | None = None,
+        tag_ttl: float | None = None,
+        port: int | None = None,
     ) -> MirrorServer:
-        """A fresh mirror (empty cache) in front of the upstream, started."""
+        """A fresh mirror (empty cache) in front of the upstream, started (on ``port`` if
+        given: a tier replica must know its own URL before it starts)."""
         variant = variant or MirrorVariant("mirror", self.settings.mirror_args)
         server = MirrorServer(
             self._next_dir("mirror"), self.upstream.host, self.upstream.url, variant, tag_ttl
         )
+        if port is not None:
+            server.port = port
         return server.start(self.processes)
 
     def stop_mirror(self, server: MirrorServer) -> None:

@@ -155,6 +155,24 @@ def loadgen(
     return result
 
 
+def image_pulls(
+    base: str, repo: str, tag: str, clients: int, verify: bool, timeout: float
+) -> dict[str, Any]:
+    """``clients`` concurrent whole-image pulls by :mod:`benchmarks.imagepull` in its own
+    process; returns its JSON summary (``wall``, ``bytes``, ``blobs``, ``bad``)."""
+    argv = [sys.executable, "-m", "benchmarks.imagepull", "--base", base, "--repo", repo]
+    argv += ["--tag", tag, "--clients", str(clients)] + (["--verify"] if verify else [])
+    done = subprocess.run(
+        argv, cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"imagepull failed: {done.stderr.strip()[-2000:]}")
+    result: dict[str, Any] = json.loads(done.stdout)
+    if result["bad"]:
+        raise RuntimeError(f"image pulls from {base} went wrong: {result['bad'][:3]}")
+    return result
+
+
 def _stat_fields(pid: int) -> list[str] | None:
     try:
         with open(f"/proc/{pid}/stat") as stat:

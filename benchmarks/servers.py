@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -121,6 +122,18 @@ class MirrorServer:
     def name(self) -> str:
         return f"mirror {self.base_dir.name}"
 
+    def wait_for_log(self, text: str, within: float = START_TIMEOUT) -> None:
+        """Wait until the log holds ``text`` (``mirror listening on ... (2 workers``: the
+        first worker answers ``/v2/`` before the supervisor has started the others)."""
+        deadline = time.monotonic() + within
+        log = self.base_dir / "mirror.log"
+        while text not in log.read_text(errors="replace"):
+            if self.process is None or self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited before logging {text!r}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name} did not log {text!r} within {within} s")
+            time.sleep(0.05)
+
     def stop(self, processes: Processes, *, remove_data: bool = True) -> None:
         """Stop the process by PID and (by default) delete its data directory."""
         if self.process is not None:
@@ -175,3 +188,67 @@ class Nginx:
         processes.add_process("nginx", self.process)
         wait_http(f"{self.url}/", self.process, START_TIMEOUT, "nginx")
         return self
+
+
+TIER_MAIN = """\
+{user}daemon off;
+worker_processes auto;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {prefix}/body;
+    proxy_temp_path {prefix}/proxy;
+    fastcgi_temp_path {prefix}/fastcgi;
+    uwsgi_temp_path {prefix}/uwsgi;
+    scgi_temp_path {prefix}/scgi;
+    include {prefix}/http.conf;
+}}
+"""
+
+
+@dataclass
+class TierFront:
+    """nginx in front of a tier: the ``http`` configuration ``mirror tier nginx-config``
+    renders (the digest ring), one worker per core, no access log."""
+
+    prefix: Path
+    servers: tuple[str, ...]
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, processes: Processes) -> TierFront:
+        """Write both files into ``prefix``, start nginx and wait for ``GET /v2/``."""
+        from mirror.tier.nginx import NginxTier, render
+
+        self.prefix.mkdir(parents=True, exist_ok=True)
+        tier = NginxTier(self.servers, listen=f"127.0.0.1:{self.port}")
+        (self.prefix / "http.conf").write_text(render(tier))
+        user = "user root;\n" if os.geteuid() == 0 else ""
+        conf = self.prefix / "nginx.conf"
+        conf.write_text(TIER_MAIN.format(user=user, prefix=self.prefix))
+        with (self.prefix / "stderr.log").open("ab") as log:
+            self.process = subprocess.Popen(
+                ["nginx", "-c", str(conf), "-p", str(self.prefix)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        processes.add_process(self.name, self.process)
+        wait_http(f"{self.url}/v2/", self.process, START_TIMEOUT, self.name)
+        return self
+
+    @property
+    def name(self) -> str:
+        return f"tier nginx {self.prefix.name}"
+
+    def stop(self, processes: Processes) -> None:
+        """Stop nginx by PID."""
+        if self.process is not None:
+            stop_process(self.process)
+            processes.remove(self.name)

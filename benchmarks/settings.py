@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 MiB = 1024 * 1024
-ALL_SCENARIOS = (1, 2, 3, 4, 5, 6, 7, 8, 9)
+ALL_SCENARIOS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11)
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,10 @@ class Settings:
     # The mirror's ``auth.hash_cost`` in scenario 8 (None: its default); quick mode lowers it
     # so that logins cost nothing on a loaded CI machine.
     auth_hash_cost: int | None = None
+    # Scenario 10: concurrent whole-image pulls through the tier of 3 and through one replica.
+    tier_clients: int = 48
+    # Scenario 11: concurrent warm pulls of the large blob (and the cold herd) with 2 workers.
+    worker_clients: int = 16
     # Seconds per load-generator cell (after ``load_warmup``).
     load_duration: float = 2.0
     load_warmup: float = 0.3
@@ -69,6 +73,8 @@ class Settings:
                 push_size=4 * MiB,
                 push_chunk=256 * 1024,
                 auth_hash_cost=256,
+                tier_clients=4,
+                worker_clients=4,
             )
         base.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**base)  # type: ignore[arg-type]

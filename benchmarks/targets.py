@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from benchmarks.results import DISTRIBUTION, NGINX, PROXY, Check, Results
-from benchmarks.scenarios import manifests, pushes
+from benchmarks.scenarios import manifests, pushes, tier, workers
 
 MIRROR = "mirror"
 
@@ -249,6 +249,48 @@ def _scenario8(r: Results) -> list[Check]:
     return checks
 
 
+def _scenario10(r: Results) -> list[Check]:
+    """The tier's correctness: each blob fetched from upstream once across the tier, upstream
+    bytes 1.0x the image. (Its throughput and requests/s have no target: they are reported
+    against one replica.)"""
+    tier_label = tier.TIER
+    return [
+        _fact_check(
+            r, 10, "tier cold pulls: every blob fetched upstream exactly once", tier_label, "blobs"
+        ),
+        _fact_check(r, 10, "tier cold pulls: upstream bytes = 1.0x", tier_label, "upstream bytes"),
+    ]
+
+
+def _scenario11(r: Results) -> list[Check]:
+    """Issue 15 item 5 with ``--workers 2``."""
+    n = sorted({m.case for m in r.measurements if m.scenario == 11 and m.case.endswith("warm")})
+    head = f"HEAD by tag, warm, {workers.CONNECTIONS} conn"
+    checks = [
+        _fact_check(r, 11, "2 workers, cold: exactly 1 upstream GET", workers.WORKERS2, "upstream"),
+        _limit_check(
+            r,
+            11,
+            "2 workers: 16-connection tag p99 ≤ 2 ms",
+            (head, workers.WORKERS2, "p99"),
+            2.0,
+            "ms",
+        ),
+    ]
+    for case in n:
+        checks.append(
+            _ratio_check(
+                r,
+                11,
+                f"2 workers, {case}: ≥ 0.9x nginx aggregate",
+                (case, workers.WORKERS2, "aggregate throughput"),
+                (case, NGINX, "aggregate throughput"),
+                0.9,
+            )
+        )
+    return checks
+
+
 def evaluate(r: Results, herd_size: int, clients: int) -> list[Check]:
     """Every target of issues 6 and 11 for the scenarios that ran."""
     scenarios: dict[int, Callable[[], list[Check]]] = {
@@ -260,6 +302,8 @@ def evaluate(r: Results, herd_size: int, clients: int) -> list[Check]:
         6: lambda: _scenario6(r, clients),
         7: lambda: _scenario7(r),
         8: lambda: _scenario8(r),
+        10: lambda: _scenario10(r),
+        11: lambda: _scenario11(r),
     }
     ran = set(r.scenarios_run)
     return [check for n, checks in scenarios.items() if n in ran for check in checks()]

@@ -14,10 +14,24 @@ from benchmarks.scenarios import (
     memory,
     pushes,
     retention,
+    tier,
     warm_blob,
+    workers,
 )
 
 SCENARIOS: dict[int, ModuleType] = {
     m.NUMBER: m
-    for m in (warm_blob, cold_blob, herd, manifests, images, memory, retention, pushes, bundles)
+    for m in (
+        warm_blob,
+        cold_blob,
+        herd,
+        manifests,
+        images,
+        memory,
+        retention,
+        pushes,
+        bundles,
+        tier,
+        workers,
+    )
 }

@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 
 from benchmarks.bench import rotated
-from benchmarks.procs import stop_process, wait_http
+from benchmarks.procs import Processes, stop_process, wait_http
 from benchmarks.pushclient import SyntheticBlob
 from benchmarks.results import DISTRIBUTION, PROXY, Results
+from benchmarks.scenarios import tier, workers
 from benchmarks.scenarios.pushes import SINK, SKOPEO_CASE
 from benchmarks.settings import ALL_SCENARIOS
 from tests.peers.ports import free_port
@@ -84,7 +85,7 @@ def test_push_client_ceiling_against_the_discard_server(tmp_path: Path) -> None:
         stop_process(sink)
 
 
-@pytest.mark.timeout(480)
+@pytest.mark.timeout(600)
 def test_quick_run_measures_every_scenario(tmp_path: Path) -> None:
     missing = [name for name in NEEDED if shutil.which(name) is None]
     if missing:
@@ -105,7 +106,7 @@ def test_quick_run_measures_every_scenario(tmp_path: Path) -> None:
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
-        timeout=460,
+        timeout=580,
         check=False,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -149,6 +150,15 @@ def test_quick_run_measures_every_scenario(tmp_path: Path) -> None:
         assert facts(8, target, "8 concurrent") == [8]
         assert len(facts(8, target, "")) == 4
     assert "| 8 | mirror, encryption on (default), 8 concurrent 4 MiB pushes: peak RSS" in table
+    # The tier of 3 (scenario 10): every blob of the cold image fetched upstream exactly once
+    # across the tier while all clients pulled through nginx, and no byte more.
+    assert facts(10, tier.TIER, "blobs not fetched from upstream exactly once") == [0]
+    assert facts(10, tier.TIER, "upstream bytes / image bytes") == [1.0]
+    assert facts(10, tier.ONE, "blobs not fetched from upstream exactly once") == [0]
+    # Two workers (scenario 11): the cold herd, spread over both processes, is one upstream GET.
+    assert facts(11, workers.WORKERS2, "upstream GETs of the blob") == [1]
+    assert facts(11, workers.WORKERS2, "tag HEAD non-200") == [0]
+    assert "| 11 | 2 workers: 16-connection tag p99 ≤ 2 ms" in table
     # Every reference took part where the issue compares against it.
     targets = {(m.scenario, m.target) for m in results.measurements}
     for scenario, target in [
@@ -161,9 +171,24 @@ def test_quick_run_measures_every_scenario(tmp_path: Path) -> None:
         (6, PROXY),
         (8, DISTRIBUTION),
         (8, SINK),
+        (10, tier.TIER),
+        (10, tier.ONE),
+        (11, "nginx sendfile"),
+        (11, workers.WORKERS2),
+        (11, workers.WORKERS1),
     ]:
         assert (scenario, target) in targets
     assert len(results.checks) >= 10
     if importlib.util.find_spec("matplotlib") is not None:
         for png in ("throughput.png", "latency_cdf.png", "image_pulls.png"):
             assert (out / png).stat().st_size > 1000
+
+
+def test_forgetting_one_stopped_server_keeps_the_entries_of_the_others() -> None:
+    stopped: list[str] = []
+    processes = Processes()
+    for name in ("mirror mirror-1", "mirror mirror-10", "push sink"):
+        processes.add_callback(name, lambda name=name: stopped.append(name))  # type: ignore[misc]
+    processes.remove("mirror mirror-1")
+    processes.close()
+    assert sorted(stopped) == ["mirror mirror-10", "push sink"]
