@@ -56,6 +56,15 @@ def worker_pids(server: MirrorServe) -> dict[int, int]:
     return {int(i): int(pid) for i, pid in _SERVING.findall(server.log())}
 
 
+def holds_sockets(pid: int) -> bool:
+    """Whether process ``pid`` still has open files (an exited process, zombie or reaped,
+    has none)."""
+    try:
+        return any(Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:
+        return False
+
+
 def alive(pid: int) -> bool:
     """Whether process ``pid`` exists (reaped children do not)."""
     return Path(f"/proc/{pid}").exists()
@@ -114,6 +123,13 @@ async def test_a_killed_worker_is_restarted_and_the_port_keeps_serving(
     before = worker_pids(server)
     assert sorted(before) == [0, 1]
     os.kill(before[1], signal.SIGKILL)
+    # SIGKILL is delivered asynchronously: until the process has exited (its sockets closed;
+    # a zombie holds none), the kernel may still queue a new connection on its listening
+    # socket, and such a connection is reset. Wait for the exit, not for the restart.
+    deadline = time.monotonic() + 10
+    while holds_sockets(before[1]):
+        assert time.monotonic() < deadline, server.log()
+        await asyncio.sleep(0.02)
     # Meanwhile the other worker answers every new connection on the shared port.
     assert await asyncio.gather(*(get_blob(server.url, digest) for _ in range(8))) == [digest] * 8
     deadline = time.monotonic() + 30
