@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -20,7 +19,7 @@ import asyncpg
 
 from mirror.db.identity.codec import CodecError, decode, encode
 from mirror.db.postgres.connect import Listener
-from mirror.db.postgres.shared import SharedDatabase
+from mirror.db.postgres.shared import LockedTransactions, SharedDatabase
 
 CHANNEL = "mirror_identity"
 # The advisory lock key of identity transactions ("ident").
@@ -73,7 +72,7 @@ class PostgresRecords:
         self._db = database
         self._watch = _Watch(database.origin)
         self._listener = Listener(database.settings, self._watch, CHANNEL)
-        self._local = threading.local()
+        self._tx = LockedTransactions(database, IDENTITY_LOCK)
 
     @classmethod
     def open(cls, database: SharedDatabase) -> PostgresRecords:
@@ -114,46 +113,13 @@ class PostgresRecords:
         """Every key, in one query."""
         return iter([_store_key(row) for row in self._execute("fetch", _KEYS)])
 
-    @contextlib.contextmanager
-    def transact(self) -> Iterator[None]:
+    def transact(self) -> contextlib.AbstractContextManager[None]:
         """A transaction of this thread's calls, serialised across the tier; nested calls
         join the outer one."""
-        if getattr(self._local, "connection", None) is not None:
-            yield
-            return
-        connection, transaction = self._db.call(self._begin())
-        self._local.connection = connection
-        try:
-            yield
-        except BaseException:
-            self._local.connection = None
-            self._db.call(self._end(connection, transaction, commit=False))
-            raise
-        self._local.connection = None
-        self._db.call(self._end(connection, transaction, commit=True))
-
-    async def _begin(self) -> tuple[asyncpg.Connection, Any]:
-        connection = await self._db.pool.acquire()
-        transaction = connection.transaction()
-        try:
-            await transaction.start()
-            await connection.execute("SELECT pg_advisory_xact_lock($1)", IDENTITY_LOCK)
-        except BaseException:
-            await self._db.pool.release(connection)
-            raise
-        return connection, transaction
-
-    async def _end(self, connection: asyncpg.Connection, transaction: Any, *, commit: bool) -> None:
-        try:
-            await (transaction.commit() if commit else transaction.rollback())
-        finally:
-            await self._db.pool.release(connection)
+        return self._tx.transact()
 
     def _execute(self, method: str, query: str, *args: Any) -> Any:
-        connection = getattr(self._local, "connection", None)
-        if connection is None:
-            return self._db.run(method, query, *args)
-        return self._db.call(getattr(connection, method)(query, *args))
+        return self._tx.execute(method, query, *args)
 
     def close(self) -> None:
         """Stop listening and disconnect."""

@@ -12,13 +12,13 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import asyncpg
 
 from mirror.db.postgres.connect import Listener
-from mirror.db.postgres.shared import SharedDatabase
+from mirror.db.postgres.shared import LockedTransactions, SharedDatabase
 from mirror.db.retention import POLICIES, UNREFERENCED, Attachment, PolicyState
 from mirror.retention.policy import RetentionPolicy
 
@@ -74,7 +74,7 @@ class PostgresRetention:
 
     def __init__(self, database: SharedDatabase) -> None:
         self._db = database
-        self._local = threading.local()
+        self._tx = LockedTransactions(database, STATE_LOCK)
         self._run: asyncpg.Connection | None = None
         self._run_guard = threading.Lock()
         self._watch = _Watch(database.origin)
@@ -116,45 +116,13 @@ class PostgresRetention:
         self._execute("execute", _SET, key, json.dumps(encode(key, value)))
         return True
 
-    @contextlib.contextmanager
-    def transact(self) -> Iterator[None]:
-        """A transaction of this thread's calls, serialised across the tier."""
-        if getattr(self._local, "connection", None) is not None:
-            yield
-            return
-        connection, transaction = self._db.call(self._begin())
-        self._local.connection = connection
-        try:
-            yield
-        except BaseException:
-            self._local.connection = None
-            self._db.call(self._end(connection, transaction, commit=False))
-            raise
-        self._local.connection = None
-        self._db.call(self._end(connection, transaction, commit=True))
-
-    async def _begin(self) -> tuple[asyncpg.Connection, Any]:
-        connection = await self._db.pool.acquire()
-        transaction = connection.transaction()
-        try:
-            await transaction.start()
-            await connection.execute("SELECT pg_advisory_xact_lock($1)", STATE_LOCK)
-        except BaseException:
-            await self._db.pool.release(connection)
-            raise
-        return connection, transaction
-
-    async def _end(self, connection: asyncpg.Connection, transaction: Any, *, commit: bool) -> None:
-        try:
-            await (transaction.commit() if commit else transaction.rollback())
-        finally:
-            await self._db.pool.release(connection)
+    def transact(self) -> contextlib.AbstractContextManager[None]:
+        """A transaction of this thread's calls, serialised across the tier; nested calls
+        join the outer one."""
+        return self._tx.transact()
 
     def _execute(self, method: str, query: str, *args: Any) -> Any:
-        connection = getattr(self._local, "connection", None)
-        if connection is None:
-            return self._db.run(method, query, *args)
-        return self._db.call(getattr(connection, method)(query, *args))
+        return self._tx.execute(method, query, *args)
 
     # The run lock -----------------------------------------------------------------------
 

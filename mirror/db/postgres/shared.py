@@ -4,8 +4,10 @@ their caller for one round trip and fail as ``MetadataUnavailable``."""
 
 from __future__ import annotations
 
+import contextlib
 import secrets
-from collections.abc import Coroutine
+import threading
+from collections.abc import Coroutine, Iterator
 from typing import Any, TypeVar
 
 import asyncpg
@@ -75,3 +77,54 @@ class SharedDatabase:
                 self.thread.call(self._pool.close(), self.settings.call_timeout)
         finally:
             self.thread.close()
+
+
+class LockedTransactions:
+    """Transactions of one thread's calls on ``database``, serialised across the tier by the
+    advisory lock ``lock`` (taken inside each transaction); calls outside one run alone."""
+
+    def __init__(self, database: SharedDatabase, lock: int) -> None:
+        self._db = database
+        self._lock = lock
+        self._local = threading.local()
+
+    @contextlib.contextmanager
+    def transact(self) -> Iterator[None]:
+        """A transaction of this thread's calls; nested calls join the outer one."""
+        if getattr(self._local, "connection", None) is not None:
+            yield
+            return
+        connection, transaction = self._db.call(self._begin())
+        self._local.connection = connection
+        try:
+            yield
+        except BaseException:
+            self._local.connection = None
+            self._db.call(self._end(connection, transaction, commit=False))
+            raise
+        self._local.connection = None
+        self._db.call(self._end(connection, transaction, commit=True))
+
+    def execute(self, method: str, query: str, *args: Any) -> Any:
+        """Run ``query`` with asyncpg's ``method``, inside this thread's transaction if any."""
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            return self._db.run(method, query, *args)
+        return self._db.call(getattr(connection, method)(query, *args))
+
+    async def _begin(self) -> tuple[asyncpg.Connection, Any]:
+        connection = await self._db.pool.acquire()
+        transaction = connection.transaction()
+        try:
+            await transaction.start()
+            await connection.execute("SELECT pg_advisory_xact_lock($1)", self._lock)
+        except BaseException:
+            await self._db.pool.release(connection)
+            raise
+        return connection, transaction
+
+    async def _end(self, connection: asyncpg.Connection, transaction: Any, *, commit: bool) -> None:
+        try:
+            await (transaction.commit() if commit else transaction.rollback())
+        finally:
+            await self._db.pool.release(connection)
