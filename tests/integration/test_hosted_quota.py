@@ -611,3 +611,24 @@ async def test_skopeo_copy_into_a_loopback_seeding_station(
         ) as resp:
             assert resp.status == 403
             assert "cache" in error(await resp.json())["message"]
+
+
+async def test_prewarm_is_for_operators_only_and_refuses_bad_bodies(start: Start) -> None:
+    # The pre-warm endpoint sits on the admin API: it fetches into the shared cache, so only a
+    # system administrator may ask; a tenancy administrator (of any tenancy) or a member may not.
+    mirror = await start()
+    body = {"images": ["docker.io/library/alpine:3.20"], "concurrency": 1}
+    status, _ = await call(mirror, "POST", "/admin/v1/prewarm", "anonymous", json_body=body)
+    assert status == 401
+    for who in ("acme-boss", "other-boss", "acme-pusher"):
+        status, answer = await call(mirror, "POST", "/admin/v1/prewarm", who, json_body=body)
+        assert (status, error(answer)["code"]) == (403, "DENIED"), who
+    for bad in ({"images": "alpine"}, {"images": ["alpine"], "concurrency": 0}, {"images": []}):
+        status, answer = await call(
+            mirror, "POST", "/admin/v1/prewarm", "admin-operator", json_body=bad
+        )
+        assert (status, error(answer)["code"]) == (400, "REQUEST_INVALID"), bad
+    status, answer = await call(
+        mirror, "POST", "/admin/v1/prewarm", "admin-operator", data=b"{not json"
+    )
+    assert (status, error(answer)["code"]) == (400, "REQUEST_INVALID")
