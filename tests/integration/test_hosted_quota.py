@@ -623,7 +623,12 @@ async def test_prewarm_is_for_operators_only_and_refuses_bad_bodies(start: Start
     for who in ("acme-boss", "other-boss", "acme-pusher"):
         status, answer = await call(mirror, "POST", "/admin/v1/prewarm", who, json_body=body)
         assert (status, error(answer)["code"]) == (403, "DENIED"), who
-    for bad in ({"images": "alpine"}, {"images": ["alpine"], "concurrency": 0}, {"images": []}):
+    bad_bodies: list[dict[str, Any]] = [
+        {"images": "alpine"},
+        {"images": ["alpine"], "concurrency": 0},
+        {"images": []},
+    ]
+    for bad in bad_bodies:
         status, answer = await call(
             mirror, "POST", "/admin/v1/prewarm", "admin-operator", json_body=bad
         )
