@@ -372,7 +372,7 @@ class Resources:
         )
         app[SERVICES] = Services(self.router, blobs, manifests, listing, metadata, self.metrics)
         app[PREWARM] = Prewarmer(self.router, manifests, blobs, self.metrics, self.clock)
-        app[QUOTAS] = quotas_of(self.config, self.metrics)
+        app[QUOTAS] = quotas_of(self.config, self.metrics, self.clock)
         if copies is not None:
             app[HOSTED_COPIES] = copies
             app[HOSTED_DIGESTS] = hosted_digests(metadata)
@@ -387,6 +387,7 @@ class Resources:
             yield
         finally:
             await blobs.close()
+            app[QUOTAS].close()
 
     async def hosted_repair(self, app: web.Application) -> AsyncIterator[None]:
         """On a tier, the background repair of hosted copies every ``tier.repair_interval``."""

@@ -3,25 +3,39 @@ sizes, repository records), at start and after each retention collection."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from mirror.app.metadata import postgres_settings
 from mirror.auth.access import RepoRef
 from mirror.auth.service import AuthService
 from mirror.blobstore.interface import BlobStore
+from mirror.clock import Clock
 from mirror.config.model import Config
+from mirror.db.postgres.quota import PostgresQuotaRecords
+from mirror.db.postgres.shared import SharedDatabase
 from mirror.db.roles import MetadataStore
 from mirror.hosted.names import HOSTED_PREFIX
-from mirror.hosted.quota import Limits, Quotas
+from mirror.hosted.quota import Limits, Quotas, TenancyQuotas
 from mirror.hosted.quota_metrics import PrometheusQuotaMetrics
+from mirror.hosted.tier_quota import TierQuotas
 from mirror.metrics import Metrics
 from mirror.oci.digest import Digest
 
 
-def quotas_of(config: Config, metrics: Metrics) -> Quotas:
-    """The quotas of ``config``'s ``[hosted]`` defaults, overrides in the data directory."""
+def quotas_of(config: Config, metrics: Metrics, clock: Clock) -> TenancyQuotas:
+    """The quotas of ``config``'s ``[hosted]`` defaults: this node's, overrides in the data
+    directory, or with ``[metadata] backend = "postgres"`` the tier's, in the shared database
+    (a reservation nobody freed lapses after ``storage.upload_timeout``)."""
     hosted = config.hosted
     default = Limits(hosted.tenancy_max_bytes or None, hosted.tenancy_max_repositories or None)
+    if config.metadata.backend == "postgres":
+        database = SharedDatabase.open(postgres_settings(config, os.environ), "quotas")
+        records = PostgresQuotaRecords(database)
+        published = PrometheusQuotaMetrics(metrics)
+        timeout = config.storage.upload_timeout
+        return TierQuotas(default, records, clock, timeout=timeout, metrics=published)
     overrides = Path(config.storage.data_dir) / "hosted-quotas.json"
     return Quotas(default, overrides, PrometheusQuotaMetrics(metrics))
 
@@ -45,7 +59,7 @@ def _repositories(metadata: MetadataStore, auth: AuthService | None) -> Iterator
 
 
 async def load_quotas(
-    quotas: Quotas, metadata: MetadataStore, store: BlobStore, auth: AuthService | None
+    quotas: TenancyQuotas, metadata: MetadataStore, store: BlobStore, auth: AuthService | None
 ) -> None:
     """Rebuild every tenancy's usage from the metadata store, the blob store and (auth on)
     the identity store's repository records."""

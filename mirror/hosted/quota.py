@@ -110,6 +110,82 @@ class _Tenancy:
             self.stored -= self.sizes.pop(digest, 0)
 
 
+class Held(Protocol):
+    """Bytes held for one push in flight (a ``with`` block gives them back unless committed)."""
+
+    def commit(self, repo: str, digest: Digest) -> None:
+        """The object is stored and linked to ``repo``: count it, free the reservation."""
+        ...
+
+    def release(self) -> None:
+        """Give the reserved bytes back (once)."""
+        ...
+
+    def __enter__(self) -> Held: ...
+
+    def __exit__(self, *_: object) -> None: ...
+
+
+class TenancyQuotas(Protocol):
+    """Every tenancy's hosted usage and limits, and the admission of pushes against them: one
+    node's (``Quotas``, in memory) or a tier's (``mirror.hosted.tier_quota.TierQuotas``)."""
+
+    default: Limits
+
+    async def load(
+        self,
+        links: Callable[[], Iterable[tuple[str, str, Digest]]],
+        size_of: Callable[[Digest], Awaitable[int | None]],
+        repositories: Callable[[], Iterable[tuple[str, str]]] = ...,
+    ) -> None:
+        """Rebuild (or complete) usage from persisted facts."""
+        ...
+
+    def usage(self, tenancy: str) -> Usage:
+        """What ``tenancy`` stores now, and its limits."""
+        ...
+
+    def tenancies(self) -> list[str]:
+        """The tenancies that store something or have a limit of their own."""
+        ...
+
+    def admit_repository(self, tenancy: str, repo: str) -> None:
+        """Count a new repository; 403 ``DENIED`` over the repository quota."""
+        ...
+
+    def reserve(self, tenancy: str, repo: str, digest: Digest, size: int) -> Held:
+        """Hold ``size`` bytes for ``digest`` on its way into ``repo``; 403 ``DENIED``."""
+        ...
+
+    def unlinked(self, tenancy: str, repo: str, digest: Digest) -> None:
+        """``repo`` no longer links ``digest``."""
+        ...
+
+    def forget_repository(self, tenancy: str, repo: str) -> None:
+        """A deleted repository leaves the count."""
+        ...
+
+    def forget_tenancy(self, tenancy: str) -> None:
+        """A deleted tenancy: its usage, override and metric series go."""
+        ...
+
+    def limits(self, tenancy: str) -> Limits:
+        """The override for ``tenancy``, else the default."""
+        ...
+
+    def set_limits(self, tenancy: str, limits: Limits | None) -> Limits:
+        """Set (``None``: remove) ``tenancy``'s override."""
+        ...
+
+    def publish_all(self) -> None:
+        """Bring every tenancy's gauges up to date (before a scrape)."""
+        ...
+
+    def close(self) -> None:
+        """Release what the quotas hold open."""
+        ...
+
+
 class Reservation:
     """Bytes held for a push in flight; ``commit`` turns them into a link, ``release`` (or
     leaving the ``with`` block without commit) gives them back."""
@@ -282,6 +358,12 @@ class Quotas:
         _write_overrides(self._path, self._overrides)
         self._publish(tenancy)
         return self.limits(tenancy)
+
+    def publish_all(self) -> None:
+        """Usage is published as it changes here: nothing to bring up to date."""
+
+    def close(self) -> None:
+        """Nothing is held open."""
 
     def _publish(self, tenancy: str) -> None:
         if self._metrics is not None:

@@ -28,7 +28,7 @@ from mirror.db.roles import (
 from mirror.errors import ErrorCode, RegistryError
 from mirror.hosted.manifests import PushedManifest, check_manifest
 from mirror.hosted.names import REFERRERS, hosted_key
-from mirror.hosted.quota import Quotas
+from mirror.hosted.quota import TenancyQuotas
 from mirror.oci.digest import Digest, is_digest
 from mirror.oci.media import (
     OCI_INDEX,
@@ -90,7 +90,7 @@ class HostedRepositories:
         store: BlobStore,
         metadata: HostedRecords,
         clock: Clock,
-        quotas: Quotas,
+        quotas: TenancyQuotas,
         *,
         max_manifest_bytes: int,
     ) -> None:

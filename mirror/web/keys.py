@@ -17,7 +17,7 @@ from mirror.auth.service import AuthService
 from mirror.blobstore.capacity import CapacityLimit
 from mirror.db.roles import MetadataStore
 from mirror.errors import ErrorCode, RegistryError
-from mirror.hosted.quota import Quotas
+from mirror.hosted.quota import TenancyQuotas
 from mirror.hosted.repositories import HostedRepositories
 from mirror.hosted.uploads import UploadStore
 from mirror.metrics import Metrics
@@ -50,7 +50,7 @@ RETENTION = web.AppKey("retention", RetentionService)
 # Hosted repositories' content (pushed manifests and tags).
 HOSTED = web.AppKey("hosted", HostedRepositories)
 # Per-tenancy quotas of hosted repositories (usage, limits, reservations).
-QUOTAS = web.AppKey("quotas", Quotas)
+QUOTAS = web.AppKey("quotas", TenancyQuotas)
 METRICS_ACCESS = web.AppKey("metrics_access", str)
 # The blob store under its capacity limit, the metadata store and the upstream clients.
 CACHE = web.AppKey("cache", CapacityLimit)

@@ -6,7 +6,7 @@ from aiohttp import web
 
 from mirror.errors import ErrorCode, RegistryError
 from mirror.web.admin.identity import as_system_admin
-from mirror.web.keys import METRICS_ACCESS, UPSTREAMS, services
+from mirror.web.keys import METRICS_ACCESS, QUOTAS, UPSTREAMS, services
 from mirror.web.registry.readiness import OFFLINE_CHECK, metadata_problem, upstream_problems
 
 
@@ -33,6 +33,9 @@ async def metrics(request: web.Request) -> web.Response:
         raise RegistryError(ErrorCode.RESOURCE_UNKNOWN, "metrics are turned off (server.metrics)")
     if access != "anonymous":
         as_system_admin(request)
+    if QUOTAS in request.app:
+        # On a tier the usage gauges follow the shared count, read as the scrape comes.
+        request.app[QUOTAS].publish_all()
     body, content_type = services(request).metrics.exposition(request.headers.get("Accept", ""))
     return web.Response(body=body, headers={"Content-Type": content_type})
 
