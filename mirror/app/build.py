@@ -22,7 +22,7 @@ from aiohttp import web
 
 from mirror.app.auth import open_auth, print_once
 from mirror.app.limit_metrics import LimitMetrics
-from mirror.app.metadata import open_metadata, open_retention_state
+from mirror.app.metadata import open_metadata, open_retention_state, open_shared_audit
 from mirror.app.quotas import load_quotas, quotas_of
 from mirror.app.stores import BlobStoreImpl, open_store
 from mirror.app.tier import blob_sources, hosted_digests, open_replica, repair_periodically
@@ -142,7 +142,7 @@ def retention_of(
         metadata,
         cache,
         open_retention_state(config, data_dir / "retention"),
-        AuditLog(audit or data_dir / "retention" / "audit.jsonl", clock),
+        AuditLog(audit or data_dir / "retention" / "audit.jsonl", clock, open_shared_audit(config)),
         metrics,
         clock,
         in_use=in_use,

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from mirror.config import Config, ConfigError
 from mirror.db.metadata import Metadata
+from mirror.db.postgres.audit import PostgresAudit
 from mirror.db.postgres.connect import PostgresSettings
 from mirror.db.postgres.metadata import PostgresMetadata
 from mirror.db.postgres.retention import PostgresRetention
@@ -71,3 +72,15 @@ def open_retention_state(
     except BaseException:
         database.close()
         raise
+
+
+def open_shared_audit(
+    config: Config, environ: Mapping[str, str] | None = None
+) -> PostgresAudit | None:
+    """With ``[metadata] backend = "postgres"`` the tier's audit log, rows naming this replica
+    by ``tier.self`` (else ``server.listen``); otherwise ``None`` (the file alone)."""
+    if config.metadata.backend != "postgres":
+        return None
+    settings = postgres_settings(config, os.environ if environ is None else environ)
+    database = SharedDatabase.open(settings, "audit")
+    return PostgresAudit(database, config.tier.self or config.server.listen)

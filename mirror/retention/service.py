@@ -476,8 +476,11 @@ class RetentionService:
         return self._audit.read()
 
     def close(self) -> None:
-        """Close the retention state's database."""
-        self._state.close()
+        """Close the retention state's and the shared audit log's database connections."""
+        try:
+            self._state.close()
+        finally:
+            self._audit.close()
 
 
 def _finished(tasks: set[asyncio.Task[None]]) -> Callable[[asyncio.Task[None]], None]:

@@ -12,6 +12,7 @@ it; without auth it is open, like the rest of a loopback or node-local mirror.
     DELETE /admin/v1/retention/policies/{policy}/repositories/{repo}
     POST   /admin/v1/retention/runs                                   {"dry_run": true}
     GET    /admin/v1/retention/capacity
+    GET    /admin/v1/retention/audit                                  the audit log (a tier's whole)
 """
 
 from __future__ import annotations
@@ -151,6 +152,12 @@ async def capacity(request: web.Request) -> web.Response:
     )
 
 
+async def audit(request: web.Request) -> web.Response:
+    """``GET .../audit``: runs and deletions with their reasons, oldest first; on a tier every
+    replica's, each line naming the ``replica`` that acted."""
+    return web.json_response({"events": retention(request).audit_events()})
+
+
 def add_admin_routes(app: web.Application) -> None:
     """Register the admin API."""
     r = app.router
@@ -166,3 +173,4 @@ def add_admin_routes(app: web.Application) -> None:
     r.add_delete(repos, detach)
     r.add_post(f"{PREFIX}/runs", run)
     r.add_get(f"{PREFIX}/capacity", capacity)
+    r.add_get(f"{PREFIX}/audit", audit)
