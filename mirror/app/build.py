@@ -22,7 +22,12 @@ from aiohttp import web
 
 from mirror.app.auth import open_auth, print_once
 from mirror.app.limit_metrics import LimitMetrics
-from mirror.app.metadata import open_metadata, open_retention_state, open_shared_audit
+from mirror.app.metadata import (
+    open_metadata,
+    open_retention_state,
+    open_shared_audit,
+    upload_owners_of,
+)
 from mirror.app.quotas import load_quotas, quotas_of
 from mirror.app.stores import BlobStoreImpl, open_store
 from mirror.app.tier import blob_sources, hosted_digests, open_replica, repair_periodically
@@ -76,9 +81,11 @@ from mirror.web.keys import (
 from mirror.web.middleware import common_headers, errors_middleware
 from mirror.web.registry.routes import add_routes
 from mirror.web.registry.seeding import install_seeding
+from mirror.web.registry.upload_owners import UPLOAD_OWNERS
 from mirror.web.routes import install_auth
 from mirror.web.tier import TIER, add_tier_routes
 from mirror.web.tier_hosted import HOSTED_COPIES, HOSTED_DIGESTS, add_hosted_routes
+from mirror.web.tier_uploads import add_upload_routes
 
 log = logging.getLogger(__name__)
 
@@ -332,7 +339,14 @@ class Resources:
         async with open_replica(self.config.tier, self.clock, shared_store=shared) as replica:
             if replica is not None:
                 app[TIER] = replica
-            yield
+            owners = upload_owners_of(self.config) if replica is not None and not shared else None
+            if owners is not None:
+                app[UPLOAD_OWNERS] = owners
+            try:
+                yield
+            finally:
+                if owners is not None:
+                    owners.close()
 
     async def services(self, app: web.Application) -> AsyncIterator[None]:
         """``SERVICES``: the pull-through services behind the routes (fills still running
@@ -523,6 +537,7 @@ def build_app(
     if config.tier.enabled:
         add_tier_routes(app)
         add_hosted_routes(app)
+        add_upload_routes(app)
     if config.console.enabled:
         console = config.console
         add_console(

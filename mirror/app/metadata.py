@@ -18,6 +18,7 @@ from mirror.db.postgres.connect import PostgresSettings
 from mirror.db.postgres.metadata import PostgresMetadata
 from mirror.db.postgres.retention import PostgresRetention
 from mirror.db.postgres.shared import SharedDatabase
+from mirror.db.postgres.uploads import PostgresUploadSessions
 from mirror.db.retention import RetentionStore
 from mirror.db.roles import MetadataStore
 
@@ -84,3 +85,14 @@ def open_shared_audit(
     settings = postgres_settings(config, os.environ if environ is None else environ)
     database = SharedDatabase.open(settings, "audit")
     return PostgresAudit(database, config.tier.self or config.server.listen)
+
+
+def upload_owners_of(
+    config: Config, environ: Mapping[str, str] | None = None
+) -> PostgresUploadSessions | None:
+    """With ``[metadata] backend = "postgres"`` the tier's table of upload sessions (which
+    replica holds each); otherwise ``None`` (a session is this replica's alone)."""
+    if config.metadata.backend != "postgres":
+        return None
+    settings = postgres_settings(config, os.environ if environ is None else environ)
+    return PostgresUploadSessions(SharedDatabase.open(settings, "uploads"))

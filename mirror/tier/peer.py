@@ -11,7 +11,7 @@ walk or goes upstream itself; a ``BLOB_UNKNOWN`` from the owner is upstream's an
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterable, Sequence
+from collections.abc import AsyncIterable, Mapping, Sequence
 
 import aiohttp
 from yarl import URL
@@ -139,6 +139,23 @@ class PeerClient:
             ) as resp:
                 if resp.status not in (200, 201):
                     raise PeerUnavailable(server, f"refused the copy: {resp.status}")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise PeerUnavailable(server, connection_failure(exc)) from exc
+
+    async def send(
+        self,
+        server: str,
+        method: str,
+        url: URL,
+        body: AsyncIterable[bytes] | None,
+        headers: Mapping[str, str],
+    ) -> aiohttp.ClientResponse:
+        """A signed request to the peer (an upload session's request it holds); the caller
+        reads and releases the response."""
+        try:
+            return await self._session.request(
+                method, url, data=body, headers={**headers, **self._headers(method, url)}
+            )
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise PeerUnavailable(server, connection_failure(exc)) from exc
 

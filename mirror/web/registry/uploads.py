@@ -33,6 +33,7 @@ from mirror.web.keys import (
     services,
 )
 from mirror.web.registry.seeding import on_loopback, seeded_repository
+from mirror.web.registry.upload_owners import claim, elsewhere, ended
 from mirror.web.tier_hosted import HOSTED_COPIES
 
 _CONTENT_RANGE = re.compile(r"(?:bytes[ =])?([0-9]{1,18})-([0-9]{1,18})(?:/(?:[0-9]+|\*))?")
@@ -151,6 +152,7 @@ async def start(request: web.Request) -> web.Response:
             await _commit(request, ref, session, digest)
         return _created(request, name, digest)
     session = _store(request).start(ref.tenancy, ref.name)
+    claim(request, session)
     return _accepted(session, 0, name)
 
 
@@ -249,6 +251,9 @@ async def _write(request: web.Request, session: Session) -> int:
 async def patch(request: web.Request) -> web.Response:
     """``PATCH <location>``: a streamed or ``Content-Range`` chunk (202 with ``Range``)."""
     ref = hosted_of(request)
+    forwarded = await elsewhere(request, ref)
+    if forwarded is not None:
+        return forwarded
     session = _session(request, ref)
     async with _store(request).lock(session.uuid):
         session = _session(request, ref)
@@ -259,18 +264,25 @@ async def patch(request: web.Request) -> web.Response:
 async def finish(request: web.Request) -> web.Response:
     """``PUT <location>?digest=``: the last chunk (optional) and the commit (201)."""
     ref = hosted_of(request)
+    forwarded = await elsewhere(request, ref)
+    if forwarded is not None:
+        return forwarded
     session = _session(request, ref)
     async with _store(request).lock(session.uuid):
         session = _session(request, ref)
         digest = _digest_param(request)
         await _write(request, session)
         await _commit(request, ref, session, digest)
+    ended(request, session.uuid)
     return _created(request, request.match_info["name"], digest)
 
 
 async def status(request: web.Request) -> web.Response:
     """``GET <location>``: the session's progress (204 with ``Range``)."""
     ref = hosted_of(request)
+    forwarded = await elsewhere(request, ref)
+    if forwarded is not None:
+        return forwarded
     session = _session(request, ref)
     return _accepted(session, session.offset(), request.match_info["name"], status=204)
 
@@ -278,7 +290,11 @@ async def status(request: web.Request) -> web.Response:
 async def cancel(request: web.Request) -> web.Response:
     """``DELETE <location>``: end the session and remove its data (204)."""
     ref = hosted_of(request)
+    forwarded = await elsewhere(request, ref)
+    if forwarded is not None:
+        return forwarded
     session = _session(request, ref)
     async with _store(request).lock(session.uuid):
         _store(request).discard(_session(request, ref))
+    ended(request, session.uuid)
     return web.Response(status=204)
