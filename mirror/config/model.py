@@ -71,7 +71,9 @@ class StorageConfig:
     # I/O chunk size when reading from upstream and serving from disk (1 MiB is the sweet spot).
     chunk_size: int = 1 * MiB
     # Seconds an upload session (uploads/<uuid>/ in the data directory) may stay idle before
-    # it is unknown (BLOB_UPLOAD_UNKNOWN) and its files are swept. Must be positive.
+    # it is unknown (BLOB_UPLOAD_UNKNOWN) and its files are swept. Must be positive. On a tier
+    # also the longest a hosted-quota reservation nobody freed is held (a dead replica's go
+    # with its connections).
     upload_timeout: float = 86400.0
 
 
