@@ -178,9 +178,11 @@ async def _mount(
         return None
     if held is not None:
         await replicated(request, digest)
-    # No await from the check to the link: concurrent pushes cannot pass the quota together.
-    request.app[QUOTAS].reserve(ref.tenancy, ref.name, digest, size).commit(ref.name, digest)
+    # No await from the check to the link: concurrent pushes cannot pass the quota together;
+    # linked before the reservation commits, so a tier's count never misses it in between.
+    reservation = request.app[QUOTAS].reserve(ref.tenancy, ref.name, digest, size)
     metadata.link(hosted_key(ref.tenancy), ref.name, [digest])
+    reservation.commit(ref.name, digest)
     return digest
 
 
