@@ -103,6 +103,17 @@ class Placement:
                 return server
         return self.self_server  # unreachable: this replica is on every walk
 
+    def passed_over(self, digest: Digest | str, server: str) -> list[str]:
+        """The replicas before ``server`` on the digest's walk: what a request to ``server``
+        names as skipped (found down or tried), so that ``server`` serves it rather than
+        sending the asker back to a replica only the asker knows is down."""
+        before: list[str] = []
+        for replica in self.ring.walk(str(digest)):
+            if replica == server:
+                break
+            before.append(replica)
+        return before
+
     def peer_for(self, digest: Digest | str, skip: Collection[str] = ()) -> str | None:
         """The peer to read ``digest`` from; ``None`` when this replica serves it itself (it
         owns it, or stands in for the owner and those before it on the walk, all down)."""
