@@ -48,6 +48,11 @@ def add(commands: Any) -> None:
         default=2000,
         help="milliseconds between health checks of each replica",
     )
+    sub.choices["haproxy-config"].add_argument(
+        "--resolve",
+        action="store_true",
+        help="resolve the replicas' names again at run time (DNS names such as a StatefulSet's)",
+    )
 
     repair = sub.add_parser(
         "repair",
@@ -104,7 +109,11 @@ def _balancer_config(args: argparse.Namespace) -> int:
     if args.tier_command == "haproxy-config":
         text = haproxy.render(
             haproxy.HAProxyTier(
-                servers, listen=args.listen, weights=weights, check_interval=args.check_interval
+                servers,
+                listen=args.listen,
+                weights=weights,
+                check_interval=args.check_interval,
+                resolve=args.resolve,
             )
         )
     else:
