@@ -124,6 +124,13 @@ def declared_policies(
     return declared
 
 
+def audit_log(config: Config, clock: Clock) -> AuditLog:
+    """The deletions' audit log (``retention.audit_log``, or the data directory's)."""
+    path = config.retention.audit_log
+    data_dir = Path(config.storage.data_dir)
+    return AuditLog(Path(path) if path else data_dir / "retention" / "audit.jsonl", clock)
+
+
 def retention_of(
     config: Config,
     metadata: MetadataStore,
@@ -137,12 +144,11 @@ def retention_of(
     (``router`` resolves the policies' repositories; by default the configured one)."""
     settings = config.retention
     data_dir = Path(config.storage.data_dir)
-    audit = Path(settings.audit_log) if settings.audit_log else None
     service = RetentionService(
         metadata,
         cache,
         open_retention_state(config, data_dir / "retention"),
-        AuditLog(audit or data_dir / "retention" / "audit.jsonl", clock),
+        audit_log(config, clock),
         metrics,
         clock,
         in_use=in_use,
@@ -343,7 +349,8 @@ class Resources:
         tag_ttl = math.inf if cache.offline else cache.tag_ttl
         self.metrics.offline.set(1 if cache.offline else 0)
         replica = app.get(TIER)
-        copies = None if replica is None else replica.hosted_copies(capped)
+        audit = audit_log(self.config, self.clock)
+        copies = None if replica is None else replica.hosted_copies(capped, audit)
         blobs = BlobService(
             capped,
             blob_sources(pool.get, replica, copies),
