@@ -405,7 +405,8 @@ class TierConfig:
     # push is answered only once that many replicas hold it (at most len(replicas)).
     hosted_replication: int = 2
     # Seconds between the background repair passes that restore the copies this replica
-    # should hold (after a replica was lost or replaced); ``mirror tier repair`` runs one now.
+    # should hold (after a replica was lost or replaced) and remove its copies beyond the
+    # factor once the holders prove theirs; ``mirror tier repair`` runs one now.
     repair_interval: float = 300.0
 
     @property
