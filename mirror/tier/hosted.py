@@ -101,6 +101,7 @@ class HostedCopies:
         factor: int,
         audit: Audit | None = None,
         nonce: Callable[[int], bytes] = os.urandom,
+        remove_extras: bool = True,
     ) -> None:
         self._store = store
         self._placement = placement
@@ -108,6 +109,9 @@ class HostedCopies:
         self.factor = min(factor, len(placement.ring.members))
         self._audit = audit
         self._nonce = nonce
+        # Off when the replicas share one disk (the workers of one server): a copy another
+        # replica "holds" there is this very file.
+        self._remove_extras = remove_extras
 
     @property
     def self_server(self) -> str:
@@ -234,7 +238,7 @@ class HostedCopies:
         report = RepairReport()
         hosted = list(dict.fromkeys(digests))
         held = await self._inventories(hosted, report)
-        whole = len(held) == len(self._placement.servers)
+        whole = self._remove_extras and len(held) == len(self._placement.servers)
         for digest in hosted:
             report.checked += 1
             holders = self._live_holders(digest, held)

@@ -38,7 +38,12 @@ class Replica:
         """The replication of hosted blobs held in ``store``, this replica's disk (removals
         of extra copies recorded in ``audit``)."""
         return HostedCopies(
-            store, self.placement, self.peers, factor=self.hosted_replication, audit=audit
+            store,
+            self.placement,
+            self.peers,
+            factor=self.hosted_replication,
+            audit=audit,
+            remove_extras=not self.shared_store,
         )
 
     def keeps(self, digest: Digest) -> bool:

@@ -65,7 +65,9 @@ async def extra_copy(aiohttp_server: Any, tmp_path: Path) -> AsyncIterator[Calla
     holder claim the blob with other bytes. Returns (report, audit, store)."""
     sessions: list[aiohttp.ClientSession] = []
 
-    async def run(liar: bool) -> tuple[RepairReport, Audit, FilesystemBlobStore]:
+    async def run(
+        liar: bool, shared_disk: bool = False
+    ) -> tuple[RepairReport, Audit, FilesystemBlobStore]:
         data = os.urandom(50_000)
         digest = Digest.parse("sha256:" + hashlib.sha256(data).hexdigest())
         while True:  # three ports on which this replica is third on the digest's walk
@@ -83,7 +85,9 @@ async def extra_copy(aiohttp_server: Any, tmp_path: Path) -> AsyncIterator[Calla
         sessions.append(session)
         peers = PeerClient(session, PeerSigner(SECRET, ManualClock()), placement.self_server)
         audit = Audit()
-        copies = HostedCopies(store, placement, peers, factor=2, audit=audit)
+        copies = HostedCopies(
+            store, placement, peers, factor=2, audit=audit, remove_extras=not shared_disk
+        )
         report = await copies.repair([digest])
         return report, audit, store
 
@@ -107,6 +111,16 @@ async def test_a_holder_that_only_claims_the_blob_keeps_the_copy_here(
     extra_copy: Callable[[bool], Any],
 ) -> None:
     report, audit, store = await extra_copy(True)
+    assert report.removed == 0
+    assert len(list(store.digests())) == 1
+    assert audit.events == []
+
+
+async def test_replicas_sharing_one_disk_never_remove_a_copy(
+    extra_copy: Callable[..., Any],
+) -> None:
+    # The workers of one server: the holders' "copies" are this very file.
+    report, audit, store = await extra_copy(False, shared_disk=True)
     assert report.removed == 0
     assert len(list(store.digests())) == 1
     assert audit.events == []
