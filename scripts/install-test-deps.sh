@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install everything the test suite needs on Debian 12: the real peers (CNCF distribution,
-# skopeo, containerd, nginx, curl, PostgreSQL for the shared metadata store) and the real
+# skopeo, containerd, nginx and HAProxy in front of a tier, curl, PostgreSQL for the shared
+# metadata store) and the real
 # clients (docker.io for dockerd, podman, buildah, chromium for the console's browser tests;
 # the CRI path is containerd's own plugin; mmdebstrap makes the container image's base from
 # the Debian archive) from Debian (the clients take about 20 s), the project with its test and
@@ -12,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/apt.sh
 need=()
-for pkg in docker-registry skopeo containerd runc nginx-light curl docker.io podman umoci \
+for pkg in docker-registry skopeo containerd runc nginx-light haproxy curl docker.io podman umoci \
     buildah postgresql chromium chromium-driver mmdebstrap; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done

@@ -131,6 +131,15 @@ def declared_policies(
     return declared
 
 
+def audit_log(config: Config, clock: Clock) -> AuditLog:
+    """The deletions' audit log (``retention.audit_log``, or the data directory's), on a tier
+    over PostgreSQL also the tier's shared one (the caller closes it)."""
+    path = config.retention.audit_log
+    data_dir = Path(config.storage.data_dir)
+    file = Path(path) if path else data_dir / "retention" / "audit.jsonl"
+    return AuditLog(file, clock, open_shared_audit(config))
+
+
 def retention_of(
     config: Config,
     metadata: MetadataStore,
@@ -144,12 +153,11 @@ def retention_of(
     (``router`` resolves the policies' repositories; by default the configured one)."""
     settings = config.retention
     data_dir = Path(config.storage.data_dir)
-    audit = Path(settings.audit_log) if settings.audit_log else None
     service = RetentionService(
         metadata,
         cache,
         open_retention_state(config, data_dir / "retention"),
-        AuditLog(audit or data_dir / "retention" / "audit.jsonl", clock, open_shared_audit(config)),
+        audit_log(config, clock),
         metrics,
         clock,
         in_use=in_use,
@@ -357,7 +365,8 @@ class Resources:
         tag_ttl = math.inf if cache.offline else cache.tag_ttl
         self.metrics.offline.set(1 if cache.offline else 0)
         replica = app.get(TIER)
-        copies = None if replica is None else replica.hosted_copies(capped)
+        audit = audit_log(self.config, self.clock)
+        copies = None if replica is None else replica.hosted_copies(capped, audit)
         blobs = BlobService(
             capped,
             blob_sources(pool.get, replica, copies),
@@ -402,6 +411,7 @@ class Resources:
         finally:
             await blobs.close()
             app[QUOTAS].close()
+            audit.close()
 
     async def hosted_repair(self, app: web.Application) -> AsyncIterator[None]:
         """On a tier, the background repair of hosted copies every ``tier.repair_interval``."""

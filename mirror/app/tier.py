@@ -48,7 +48,9 @@ async def open_replica(
         yield None
         return
     signer = PeerSigner(read_secret(tier.secret_file), clock)
-    placement = Placement(tier.replicas, tier.self, clock, down_for=tier.peer_down_for)
+    placement = Placement(
+        tier.replicas, tier.self, clock, down_for=tier.peer_down_for, balancer=tier.balancer
+    )
     timeout = aiohttp.ClientTimeout(
         total=None, sock_connect=tier.peer_connect_timeout, sock_read=tier.peer_read_timeout
     )

@@ -1,4 +1,5 @@
-"""``mirror tier``: tools for running replicas as a tier (``nginx-config``, ``repair``)."""
+"""``mirror tier``: tools for running replicas as a tier (``nginx-config``, ``haproxy-config``,
+``repair``)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from mirror.app.tier import read_secret
 from mirror.cli.cachedir import add_cache_flags, run_on_cache
 from mirror.clock import SystemClock
 from mirror.config import Config
-from mirror.tier.nginx import NginxTier, render
-from mirror.tier.placement import server_of
+from mirror.tier import haproxy, nginx
+from mirror.tier.haproxy_ring import HAProxyRing
+from mirror.tier.placement import replica_entry, ring_members, server_of
 from mirror.tier.repair_call import repair_tier
 from mirror.tier.signing import PeerSigner
 
@@ -22,20 +24,34 @@ def add(commands: Any) -> None:
     """Add ``mirror tier`` and its subcommands."""
     tier = commands.add_parser("tier", help="run replicas as a regional tier")
     sub = tier.add_subparsers(dest="tier_command", required=True)
-    nginx = sub.add_parser(
-        "nginx-config",
-        help="print the nginx configuration that hashes requests onto the replicas' ring",
-    )
-    nginx.add_argument(
-        "--replica",
-        action="append",
-        required=True,
-        metavar="URL",
-        help="a replica's URL, as in [tier] replicas (repeat for each replica)",
-    )
-    nginx.add_argument("--listen", default="127.0.0.1:5000", help="nginx's listen address")
-    nginx.add_argument(
+    for name, balancer in (("nginx-config", "nginx"), ("haproxy-config", "HAProxy")):
+        config = sub.add_parser(
+            name,
+            help=f"print the {balancer} configuration that hashes requests onto the replicas' ring",
+        )
+        config.add_argument(
+            "--replica",
+            action="append",
+            required=True,
+            metavar="URL",
+            help="a replica as in [tier] replicas, 'URL' or 'URL weight=N' (repeat for each)",
+        )
+        config.add_argument(
+            "--listen", default="127.0.0.1:5000", help=f"{balancer}'s listen address"
+        )
+    sub.choices["nginx-config"].add_argument(
         "--fail-timeout", type=int, default=10, help="seconds a failed replica is passed over"
+    )
+    sub.choices["haproxy-config"].add_argument(
+        "--check-interval",
+        type=int,
+        default=2000,
+        help="milliseconds between health checks of each replica",
+    )
+    sub.choices["haproxy-config"].add_argument(
+        "--resolve",
+        action="store_true",
+        help="resolve the replicas' names again at run time (DNS names such as a StatefulSet's)",
     )
 
     repair = sub.add_parser(
@@ -52,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     """Run a ``mirror tier`` subcommand."""
     if args.tier_command == "repair":
         return run_on_cache(args, lambda config: _repair(config, args.timeout), sys.stderr)
-    return _nginx_config(args)
+    return _balancer_config(args)
 
 
 def _repair(config: Config, timeout: float) -> int:
@@ -64,22 +80,47 @@ def _repair(config: Config, timeout: float) -> int:
         return 2
     signer = PeerSigner(read_secret(tier.secret_file), SystemClock())
     sender = server_of(tier.self)
-    reports = asyncio.run(repair_tier(tier.replicas, signer, sender, per_replica=timeout))
+    urls = [replica_entry(entry)[0] for entry in tier.replicas]
+    reports = asyncio.run(repair_tier(urls, signer, sender, per_replica=timeout))
     for report in reports:
         print(json.dumps(report, sort_keys=True))
     return 0 if all("error" not in r and not r.get("missing") for r in reports) else 1
 
 
-def _nginx_config(args: argparse.Namespace) -> int:
-    """Print the nginx configuration for the given replicas."""
+def _balancer_config(args: argparse.Namespace) -> int:
+    """Print the nginx or HAProxy configuration for the given replicas."""
+    command = f"mirror tier {args.tier_command}"
     try:
-        servers = [server_of(url) for url in args.replica]
+        members = ring_members(args.replica)
     except ValueError as exc:
-        print(f"mirror tier nginx-config: {exc}", file=sys.stderr)
+        print(f"{command}: {exc}", file=sys.stderr)
         return 2
+    servers = [m.server for m in members]
     if len(set(servers)) != len(servers):
-        print("mirror tier nginx-config: a replica is given twice", file=sys.stderr)
+        print(f"{command}: a replica is given twice", file=sys.stderr)
         return 2
-    tier = NginxTier(servers, listen=args.listen, fail_timeout=args.fail_timeout)
-    sys.stdout.write(render(tier))
+    if args.tier_command == "haproxy-config":
+        try:
+            HAProxyRing(members)  # refuses two servers that would get one HAProxy id
+        except ValueError as exc:
+            print(f"{command}: {exc}", file=sys.stderr)
+            return 2
+    weights = {m.server: m.weight for m in members if m.weight != 1}
+    if args.tier_command == "haproxy-config":
+        text = haproxy.render(
+            haproxy.HAProxyTier(
+                servers,
+                listen=args.listen,
+                weights=weights,
+                check_interval=args.check_interval,
+                resolve=args.resolve,
+            )
+        )
+    else:
+        text = nginx.render(
+            nginx.NginxTier(
+                servers, listen=args.listen, weights=weights, fail_timeout=args.fail_timeout
+            )
+        )
+    sys.stdout.write(text)
     return 0

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from mirror.oci.names import NAME_PATTERN, is_host
 from mirror.oci.reflist import ReferenceListError, parse_reference
-from mirror.tier.placement import server_of
+from mirror.tier.placement import BALANCERS, make_ring, replica_entry, ring_members, server_of
 from mirror.upstream.addresses import HostPattern
 
 MiB = 1024 * 1024
@@ -384,9 +384,14 @@ class PrewarmConfig:
 class TierConfig:
     """``[tier]``: this server as one replica of a regional tier (no replicas: standalone)."""
 
-    # Every replica's URL, as the load balancer's server list names them (http://host:port);
-    # the same list, in any order, on every replica and in nginx (``mirror tier nginx-config``).
+    # Every replica's URL, as the load balancer's server list names them (http://host:port),
+    # optionally with its share of the ring: "http://host:port weight=2" (1 to 256, default
+    # 1: a replica with twice the disk takes twice the digests); the same list, in any order,
+    # on every replica and in the load balancer (``mirror tier nginx-config``/``haproxy-config``).
     replicas: tuple[str, ...] = ()
+    # Whose consistent-hash ring places the digests: "nginx" (``hash ... consistent``) or
+    # "haproxy" (``hash-type consistent``); the load balancer in front of the replicas.
+    balancer: str = "nginx"
     # This replica's URL: one of ``replicas``.
     self: str = ""
     # File holding the secret every replica shares (at least 16 bytes); it signs peer requests.
@@ -402,7 +407,8 @@ class TierConfig:
     # push is answered only once that many replicas hold it (at most len(replicas)).
     hosted_replication: int = 2
     # Seconds between the background repair passes that restore the copies this replica
-    # should hold (after a replica was lost or replaced); ``mirror tier repair`` runs one now.
+    # should hold (after a replica was lost or replaced) and remove its copies beyond the
+    # factor once the holders prove theirs; ``mirror tier repair`` runs one now.
     repair_interval: float = 300.0
 
     @property
@@ -419,6 +425,7 @@ class TierConfig:
         servers = [_tier_server(f"tier.replicas[{i}]", u) for i, u in enumerate(self.replicas)]
         if len(set(servers)) != len(servers):
             raise ConfigError(f"tier.replicas: a replica is listed twice: {servers}")
+        self._check_ring()
         if not self.self:
             raise ConfigError("tier.self: required when tier.replicas is set")
         if _tier_server("tier.self", self.self) not in servers:
@@ -434,10 +441,20 @@ class TierConfig:
                 f"tier.hosted_replication: must be between 1 and the {len(servers)} replicas"
             )
 
+    def _check_ring(self) -> None:
+        """Raise ``ConfigError`` unless the balancer is known and its ring takes the replicas."""
+        if self.balancer not in BALANCERS:
+            choices = ", ".join(BALANCERS)
+            raise ConfigError(f"tier.balancer: one of {choices}, got {self.balancer!r}")
+        try:
+            make_ring(self.balancer, ring_members(self.replicas))
+        except ValueError as exc:
+            raise ConfigError(f"tier.replicas: {exc}") from None
 
-def _tier_server(key: str, url: str) -> str:
+
+def _tier_server(key: str, entry: str) -> str:
     try:
-        return server_of(url)
+        return server_of(replica_entry(entry)[0])
     except ValueError as exc:
         raise ConfigError(f"{key}: {exc}") from None
 

@@ -12,8 +12,8 @@ The output is an ``http``-context snippet (``/etc/nginx/conf.d/mirror-tier.conf`
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 DIGEST_RE = r"sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128}"
 
@@ -24,6 +24,9 @@ class NginxTier:
 
     servers: Sequence[str]
     listen: str = "127.0.0.1:5000"
+    # A server's share of the ring when not 1 (``[tier] replicas`` "URL weight=N"): nginx
+    # gives it 160 * N points, as the replicas' ring does.
+    weights: Mapping[str, int] = field(default_factory=dict)
     upstream_name: str = "mirror_tier"
     # Seconds until a replica that failed is tried again (nginx ``fail_timeout``).
     fail_timeout: int = 10
@@ -35,7 +38,8 @@ def render(tier: NginxTier) -> str:
     """The nginx ``http``-context configuration for ``tier``."""
     name = tier.upstream_name
     servers = "\n".join(
-        f"    server {server} max_fails=1 fail_timeout={tier.fail_timeout}s;"
+        f"    server {server}{_weight(tier.weights.get(server, 1))} max_fails=1"
+        f" fail_timeout={tier.fail_timeout}s;"
         for server in tier.servers
     )
     return f"""\
@@ -78,3 +82,7 @@ server {{
     }}
 }}
 """
+
+
+def _weight(weight: int) -> str:
+    return "" if weight == 1 else f" weight={weight}"

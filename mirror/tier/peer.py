@@ -18,6 +18,7 @@ from yarl import URL
 
 from mirror.errors import ErrorCode, RegistryError
 from mirror.oci.digest import Digest
+from mirror.tier.inventory import INVENTORY_PATH, PROOF_PATH, parse_inventory
 from mirror.tier.signing import HEADER, PeerSigner
 from mirror.upstream.client import UpstreamBlob
 from mirror.upstream.status import connection_failure
@@ -57,6 +58,16 @@ def hosted_url(base: URL, digest: Digest | str, size: int | None = None) -> URL:
     """The peer's internal URL of hosted blob ``digest`` (``size``: of a copy sent to it)."""
     url = base.with_path(HOSTED_PATH.format(digest=digest))
     return url if size is None else url.with_query({"size": str(size)})
+
+
+def inventory_url(base: URL) -> URL:
+    """The peer's inventory of hosted copies."""
+    return base.with_path(INVENTORY_PATH)
+
+
+def proof_url(base: URL, digest: Digest | str, nonce: bytes) -> URL:
+    """The peer's content proof of ``digest`` for ``nonce``."""
+    return base.with_path(PROOF_PATH.format(digest=digest)).with_query({"nonce": nonce.hex()})
 
 
 class PeerBlob(UpstreamBlob):
@@ -156,6 +167,31 @@ class PeerClient:
             return await self._session.request(
                 method, url, data=body, headers={**headers, **self._headers(method, url)}
             )
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise PeerUnavailable(server, connection_failure(exc)) from exc
+
+    async def inventory(self, server: str, url: URL) -> set[str]:
+        """The hosted digests the peer holds on its own disk (its inventory, streamed)."""
+        try:
+            async with self._session.get(url, headers=self._headers("GET", url)) as resp:
+                if resp.status != 200:
+                    raise PeerUnavailable(server, f"inventory answered {resp.status}")
+                return await parse_inventory(resp.content)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise PeerUnavailable(server, connection_failure(exc)) from exc
+        except (RegistryError, UnicodeDecodeError) as exc:
+            raise PeerUnavailable(server, f"malformed inventory: {exc}") from exc
+
+    async def proof(self, server: str, url: URL) -> str | None:
+        """The peer's content proof of a blob for the nonce in ``url``; ``None`` when it
+        does not hold the blob."""
+        try:
+            async with self._session.get(url, headers=self._headers("GET", url)) as resp:
+                if resp.status == 404:
+                    return None
+                if resp.status != 200:
+                    raise PeerUnavailable(server, f"proof answered {resp.status}")
+                return (await resp.text()).strip()
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise PeerUnavailable(server, connection_failure(exc)) from exc
 

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 
 from yarl import URL
 
 from mirror.clock import Clock
 from mirror.oci.digest import Digest
-from mirror.tier.ring import HashRing, Member
+from mirror.tier.haproxy_ring import HAProxyRing
+from mirror.tier.ring import HashRing, Member, Ring
 
 # Seconds a peer that failed to answer is passed over before it is tried again.
 DOWN_FOR = 10.0
+# The load balancers whose ring the replicas can compute (``tier.balancer``).
+BALANCERS = ("nginx", "haproxy")
 
 
 def server_of(url: str) -> str:
@@ -23,17 +26,54 @@ def server_of(url: str) -> str:
     return f"{host}:{parsed.port}"
 
 
+def replica_entry(entry: str) -> tuple[str, int]:
+    """A ``[tier] replicas`` entry, ``URL`` or ``URL weight=N``: its URL and weight."""
+    url, _, rest = entry.strip().partition(" ")
+    rest = rest.strip()
+    if not rest:
+        return url, 1
+    name, _, value = rest.partition("=")
+    if name != "weight" or not value.isdigit():
+        raise ValueError(f"a replica is 'URL' or 'URL weight=N', got {entry!r}")
+    return url, int(value)
+
+
+def ring_members(replicas: Iterable[str]) -> list[Member]:
+    """The ring members of ``[tier] replicas`` entries (``ValueError`` naming a bad one)."""
+    members = []
+    for entry in replicas:
+        url, weight = replica_entry(entry)
+        members.append(Member(server_of(url), weight))
+    return members
+
+
+def make_ring(balancer: str, members: Iterable[Member]) -> Ring:
+    """The ring of load balancer ``balancer`` (one of :data:`BALANCERS`) over ``members``."""
+    if balancer == "nginx":
+        return HashRing(members)
+    if balancer == "haproxy":
+        return HAProxyRing(members)
+    raise ValueError(f"a balancer is one of {', '.join(BALANCERS)}, got {balancer!r}")
+
+
 class Placement:
     """The tier as one replica sees it: who owns a digest, and each peer's URL and health."""
 
     def __init__(
-        self, replicas: Sequence[str], self_url: str, clock: Clock, *, down_for: float = DOWN_FOR
+        self,
+        replicas: Sequence[str],
+        self_url: str,
+        clock: Clock,
+        *,
+        down_for: float = DOWN_FOR,
+        balancer: str = "nginx",
     ) -> None:
-        self._urls = {server_of(url): URL(url.rstrip("/")) for url in replicas}
-        self.self_server = server_of(self_url)
+        urls = [replica_entry(entry)[0] for entry in replicas]
+        self._urls = {server_of(url): URL(url.rstrip("/")) for url in urls}
+        self.self_server = server_of(replica_entry(self_url)[0])
         if self.self_server not in self._urls:
             raise ValueError(f"this replica {self_url!r} is not one of the replicas")
-        self.ring = HashRing(Member(server) for server in self._urls)
+        self.ring = make_ring(balancer, ring_members(replicas))
         self._clock = clock
         self._down_for = down_for
         self._down_until: dict[str, float] = {}
@@ -46,6 +86,11 @@ class Placement:
         """Whether this replica owns ``digest``."""
         return self.owner(digest) == self.self_server
 
+    @property
+    def servers(self) -> tuple[str, ...]:
+        """Every replica's server string."""
+        return tuple(self._urls)
+
     def url(self, server: str) -> URL:
         """The base URL of replica ``server``."""
         return self._urls[server]
@@ -57,6 +102,17 @@ class Placement:
             if server == self.self_server or not (server in skip or self.is_down(server)):
                 return server
         return self.self_server  # unreachable: this replica is on every walk
+
+    def passed_over(self, digest: Digest | str, server: str) -> list[str]:
+        """The replicas before ``server`` on the digest's walk: what a request to ``server``
+        names as skipped (found down or tried), so that ``server`` serves it rather than
+        sending the asker back to a replica only the asker knows is down."""
+        before: list[str] = []
+        for replica in self.ring.walk(str(digest)):
+            if replica == server:
+                break
+            before.append(replica)
+        return before
 
     def peer_for(self, digest: Digest | str, skip: Collection[str] = ()) -> str | None:
         """The peer to read ``digest`` from; ``None`` when this replica serves it itself (it

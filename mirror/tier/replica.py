@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from mirror.blobstore.interface import BlobStore
 from mirror.oci.digest import Digest
-from mirror.tier.hosted import HostedCopies
+from mirror.tier.hosted import Audit, HostedCopies
 from mirror.tier.peer import PeerClient
 from mirror.tier.placement import Placement
 from mirror.tier.signing import PeerSigner
@@ -34,9 +34,17 @@ class Replica:
         """Where the blobs of upstream ``key`` are read from on this replica."""
         return TierSource(key, upstream, self.placement, self.peers)
 
-    def hosted_copies(self, store: BlobStore) -> HostedCopies:
-        """The replication of hosted blobs held in ``store``, this replica's disk."""
-        return HostedCopies(store, self.placement, self.peers, factor=self.hosted_replication)
+    def hosted_copies(self, store: BlobStore, audit: Audit | None = None) -> HostedCopies:
+        """The replication of hosted blobs held in ``store``, this replica's disk (removals
+        of extra copies recorded in ``audit``)."""
+        return HostedCopies(
+            store,
+            self.placement,
+            self.peers,
+            factor=self.hosted_replication,
+            audit=audit,
+            remove_extras=not self.shared_store,
+        )
 
     def keeps(self, digest: Digest) -> bool:
         """Whether a fill of ``digest`` on this replica is cached."""

@@ -21,8 +21,11 @@ import struct
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 POINTS_PER_WEIGHT = 160
+# A weight is a server's share of the ring: nginx takes any, HAProxy at most 256.
+MAX_WEIGHT = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,8 +38,26 @@ class Member:
     def __post_init__(self) -> None:
         if not self.server:
             raise ValueError("a ring member needs a server string")
-        if self.weight < 1:
-            raise ValueError(f"ring member {self.server!r}: weight must be >= 1")
+        if not 1 <= self.weight <= MAX_WEIGHT:
+            raise ValueError(f"ring member {self.server!r}: weight must be 1 to {MAX_WEIGHT}")
+
+
+class Ring(Protocol):
+    """A load balancer's consistent-hash ring as the replicas compute it."""
+
+    @property
+    def members(self) -> tuple[Member, ...]:
+        """The servers with their weights, in configuration order."""
+        ...
+
+    def owner(self, key: str) -> str:
+        """The server the load balancer sends ``key`` to while every server is up."""
+        ...
+
+    def walk(self, key: str) -> Iterator[str]:
+        """Every server, in the order the load balancer picks them for ``key`` as servers
+        before them on the walk go down (the owner first)."""
+        ...
 
 
 def split_server(server: str) -> tuple[bytes, bytes]:
@@ -68,16 +89,22 @@ def key_hash(key: str) -> int:
     return zlib.crc32(key.encode())
 
 
+def distinct_members(members: Iterable[Member]) -> tuple[Member, ...]:
+    """``members`` as a tuple; ``ValueError`` when empty or when a server is listed twice."""
+    listed = tuple(members)
+    if not listed:
+        raise ValueError("a ring needs at least one member")
+    names = [m.server for m in listed]
+    if len(set(names)) != len(names):
+        raise ValueError(f"ring members must be distinct: {names}")
+    return listed
+
+
 class HashRing:
     """Servers on nginx's consistent-hash ring; ``owner`` and ``walk`` answer as nginx does."""
 
     def __init__(self, members: Iterable[Member]) -> None:
-        self.members = tuple(members)
-        if not self.members:
-            raise ValueError("a ring needs at least one member")
-        names = [m.server for m in self.members]
-        if len(set(names)) != len(names):
-            raise ValueError(f"ring members must be distinct: {names}")
+        self.members = distinct_members(members)
         points: dict[int, str] = {}
         for member in self.members:
             for point in member_points(member):

@@ -53,7 +53,8 @@ class TierSource:
         """The size: from the replica that serves the digest, else upstream."""
         tried: list[str] = []
         while (peer := self._placement.peer_for(digest, tried)) is not None:
-            url = peer_url(self._placement.url(peer), self._key, repo, digest, tried)
+            skip = self._placement.passed_over(digest, peer)
+            url = peer_url(self._placement.url(peer), self._key, repo, digest, skip)
             try:
                 return await self._peers.head_blob(peer, url)
             except PeerUnavailable as exc:
@@ -63,7 +64,8 @@ class TierSource:
     async def _from_peer(self, repo: str, digest: Digest | str, offset: int) -> PeerBlob | None:
         tried: list[str] = []
         while (peer := self._placement.peer_for(digest, tried)) is not None:
-            url = peer_url(self._placement.url(peer), self._key, repo, digest, tried)
+            skip = self._placement.passed_over(digest, peer)
+            url = peer_url(self._placement.url(peer), self._key, repo, digest, skip)
             try:
                 blob = await self._peers.open_blob(peer, url, offset)
             except PeerUnavailable as exc:

@@ -5,7 +5,10 @@ not hold the blob: the asking replica tries the next one on the walk; never an u
 ``PUT ?size=N`` takes a copy: streamed into the store, hashed as it arrives, and kept only
 when digest and size match (400 ``DIGEST_INVALID`` otherwise, nothing kept); a copy already
 held is answered 200 (idempotent). ``POST /_tier/repair`` runs one repair pass here and
-answers its report. Every request must be signed with the tier secret.
+answers its report. ``GET /_tier/inventory`` streams the hosted digests this replica holds,
+sorted, one per line; ``GET /_tier/proof/<digest>?nonce=<64 hex>`` answers ``sha256(nonce ||
+content)`` of this replica's copy (404 ``BLOB_UNKNOWN`` when it holds none). Every request
+must be signed with the tier secret.
 """
 
 from __future__ import annotations
@@ -17,6 +20,13 @@ from mirror.errors import DigestMismatch, ErrorCode, RegistryError
 from mirror.oci.digest import Digest
 from mirror.oci.ranges import parse_range, resolve_range
 from mirror.tier.hosted import CHUNK, HostedCopies, HostedDigests
+from mirror.tier.inventory import (
+    INVENTORY_PATH,
+    NONCE_BYTES,
+    PROOF_PATH,
+    content_proof,
+    inventory_lines,
+)
 from mirror.tier.peer import HOSTED_PATH
 from mirror.tier.repair_call import REPAIR_PATH
 from mirror.tier.signing import HEADER
@@ -108,8 +118,39 @@ async def repair(request: web.Request) -> web.Response:
     return web.json_response({"replica": replica, **report.as_dict()})
 
 
+async def inventory(request: web.Request) -> web.StreamResponse:
+    """The hosted digests this replica holds on its own disk, sorted, one per line."""
+    _signed(request)
+    store = request.app[CACHE]
+    hosted = dict.fromkeys(request.app[HOSTED_DIGESTS]())
+    held = [digest for digest in hosted if await store.stat(digest) is not None]
+    response = web.StreamResponse(headers={"Content-Type": "text/plain; charset=ascii"})
+    await response.prepare(request)
+    for line in inventory_lines(held):
+        await response.write(line)
+    await response.write_eof()
+    return response
+
+
+async def proof(request: web.Request) -> web.Response:
+    """``sha256(nonce || content)`` of this replica's copy of a blob."""
+    _signed(request)
+    digest = Digest.parse(request.match_info["digest"])
+    text = request.query.get("nonce", "")
+    if len(text) != 2 * NONCE_BYTES or not all(c in "0123456789abcdef" for c in text):
+        raise RegistryError(
+            ErrorCode.REQUEST_INVALID, f"a proof needs ?nonce= of {NONCE_BYTES} bytes, hex"
+        )
+    answer = await content_proof(request.app[CACHE], digest, bytes.fromhex(text))
+    if answer is None:
+        raise RegistryError(ErrorCode.BLOB_UNKNOWN, detail={"digest": str(digest)})
+    return web.Response(text=answer)
+
+
 def add_hosted_routes(app: web.Application) -> None:
     """Register the hosted-copy routes (HEAD comes with GET)."""
     app.router.add_get(HOSTED_PATH, held_blob)
     app.router.add_put(HOSTED_PATH, take_copy)
     app.router.add_post(REPAIR_PATH, repair)
+    app.router.add_get(INVENTORY_PATH, inventory)
+    app.router.add_get(PROOF_PATH, proof)

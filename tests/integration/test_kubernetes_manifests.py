@@ -18,6 +18,8 @@ import yaml
 from kubernetes_validate import utils as kubernetes_validate
 
 from mirror.config.load import load_config
+from mirror.tier.haproxy import HAProxyTier
+from mirror.tier.haproxy import render as render_haproxy
 
 pytestmark = pytest.mark.integration
 
@@ -27,7 +29,12 @@ MIRROR_UID = 10001
 REPLICAS = 3
 # Node-local pods need the "privileged" Pod Security level (hostNetwork, hostPath); the tier
 # keeps "restricted" in its own namespace.
-NAMESPACES = {"node-local": "mirror-node", "regional": "mirror", "regional-with-postgres": "mirror"}
+NAMESPACES = {
+    "node-local": "mirror-node",
+    "regional": "mirror",
+    "regional-haproxy": "mirror",
+    "regional-with-postgres": "mirror",
+}
 POD_SECURITY = {"mirror-node": "privileged", "mirror": "restricted"}
 # The one container allowed to run as root: it writes the node's containerd hosts.toml files
 # (a root-owned host directory) and hands the hostPath cache to the mirror's UID.
@@ -84,7 +91,7 @@ def run_as(pod: Manifest, container: Manifest, key: str) -> Any:
 
 
 def test_every_overlay_is_tested() -> None:
-    assert OVERLAYS == ["node-local", "regional", "regional-with-postgres"]
+    assert OVERLAYS == ["node-local", "regional", "regional-haproxy", "regional-with-postgres"]
 
 
 def test_every_overlay_validates_against_the_newest_kubernetes_schemas(
@@ -257,6 +264,25 @@ def test_nginx_hashes_on_the_digest_and_retries_the_next_statefulset_replica() -
         assert f'"http://{server}:5016"' in replica_config["data"]["mirror.toml"]
 
 
+def test_the_haproxy_overlay_runs_the_generated_ring_and_the_replicas_compute_it() -> None:
+    manifests = kustomize("regional-haproxy")
+    deployment = named(manifests, "Deployment", "mirror-lb")
+    pod = deployment["spec"]["template"]["spec"]
+    assert [c["name"] for c in pod["containers"]] == ["haproxy"]
+    config_map = named(manifests, "ConfigMap", pod["volumes"][0]["configMap"]["name"])
+    statefulset = named(manifests, "StatefulSet", "mirror")
+    headless = statefulset["spec"]["serviceName"]
+    servers = [f"mirror-{i}.{headless}.mirror.svc.cluster.local:5016" for i in range(REPLICAS)]
+    tier = HAProxyTier(servers, listen="0.0.0.0:8080", resolve=True)
+    assert config_map["data"]["haproxy.cfg"] == render_haproxy(tier)
+    (mirror,) = [c for c in statefulset["spec"]["template"]["spec"]["containers"]]
+    env = {e["name"]: e.get("value") for e in mirror["env"]}
+    assert env["MIRROR_TIER_BALANCER"] == "haproxy"
+    replica_config = named(manifests, "ConfigMap", _config_name(statefulset))
+    for server in servers:
+        assert f'"http://{server}"' in replica_config["data"]["mirror.toml"]
+
+
 def _config_name(statefulset: Manifest) -> str:
     volumes = statefulset["spec"]["template"]["spec"]["volumes"]
     return str(next(v for v in volumes if v["name"] == "config")["configMap"]["name"])
@@ -291,7 +317,7 @@ def test_network_policies_deny_by_default_and_open_the_replica_port_to_nginx_and
     assert ingress["ports"] == [{"protocol": "TCP", "port": 5016}]
 
 
-@pytest.mark.parametrize("overlay", ["node-local", "regional"])
+@pytest.mark.parametrize("overlay", ["node-local", "regional", "regional-haproxy"])
 def test_the_shipped_mirror_toml_is_accepted_by_the_mirror_as_the_pods_run_it(
     overlay: str, tmp_path: Path
 ) -> None:
@@ -310,8 +336,14 @@ def test_the_shipped_mirror_toml_is_accepted_by_the_mirror_as_the_pods_run_it(
         "PGPASSWORD": "secret",
     }
     names = {e["name"] for e in mirror.get("env", ())}
-    loaded = load_config(path, environ={k: v for k, v in environ.items() if k in names})
-    if overlay == "regional":
+    literal = {
+        e["name"]: e["value"] for e in mirror.get("env", ()) if "$(" not in e.get("value", "$(")
+    }
+    given = {k: v for k, v in environ.items() if k in names}
+    loaded = load_config(path, environ=given | literal)
+    if overlay == "regional-haproxy":
+        assert loaded.tier.balancer == "haproxy"
+    if overlay.startswith("regional"):
         assert loaded.metadata.backend == "postgres"
         assert loaded.tier.enabled and loaded.tier.self in loaded.tier.replicas
         mounts = {m["mountPath"] for m in mirror["volumeMounts"]}

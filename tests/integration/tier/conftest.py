@@ -40,6 +40,7 @@ url = "{upstream_url}"
 replicas = {replicas}
 self = "http://127.0.0.1:{port}"
 secret_file = "{secret}"
+balancer = "{balancer}"
 """
 
 
@@ -62,10 +63,11 @@ class Tier:
         return [replica.url for replica in self.replicas.values()]
 
 
-@pytest.fixture
-async def tier(tmp_path: Path, upstream_registry: Registry) -> AsyncIterator[Tier]:
-    if nginx_binary() is None:
-        pytest.skip("nginx is not installed")
+def cache_replicas(
+    tmp_path: Path, upstream_registry: Registry, balancer: str = "nginx"
+) -> dict[str, MirrorServe]:
+    """Three caching replicas of ``upstream_registry`` (not started), by server string, whose
+    ring is ``balancer``'s."""
     ports = [free_port() for _ in range(3)]
     urls = [f"http://127.0.0.1:{port}" for port in ports]
     secret = tmp_path / "tier.secret"
@@ -80,8 +82,17 @@ async def tier(tmp_path: Path, upstream_registry: Registry) -> AsyncIterator[Tie
             replicas=json.dumps(urls),
             port=port,
             secret=secret,
+            balancer=balancer,
         )
         replicas[f"127.0.0.1:{port}"] = MirrorServe(base, config, port=port)
+    return replicas
+
+
+@pytest.fixture
+async def tier(tmp_path: Path, upstream_registry: Registry) -> AsyncIterator[Tier]:
+    if nginx_binary() is None:
+        pytest.skip("nginx is not installed")
+    replicas = cache_replicas(tmp_path, upstream_registry)
     front = free_port()
     servers = list(replicas)
     nginx = Nginx(

@@ -4,7 +4,8 @@ answer with their own address, hundreds of digests and repositories, and a dead 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -35,9 +36,16 @@ def digests(n: int) -> list[str]:
 class Front(Nginx):
     """nginx with the generated tier config on ``front`` and echoing backends beside it."""
 
-    def __init__(self, prefix: Path, servers: list[str], backends: list[int]) -> None:
+    def __init__(
+        self,
+        prefix: Path,
+        servers: list[str],
+        backends: list[int],
+        weights: Mapping[str, int] | None = None,
+    ) -> None:
         self.front = free_port()
-        conf = render(NginxTier(servers, listen=f"127.0.0.1:{self.front}"))
+        tier = NginxTier(servers, listen=f"127.0.0.1:{self.front}", weights=weights or {})
+        conf = render(tier)
         conf += "".join(BACKEND.format(port=port) for port in backends)
         super().__init__(prefix, conf, [self.front, *backends])
 
@@ -101,6 +109,19 @@ def test_with_a_server_down_nginx_moves_to_the_next_server_of_our_walk(tmp_path:
             expected = next(s for s in tier.walk(key) if s != dead)
             assert answered_by(nginx, f"/v2/r/blobs/{key}") == expected
         assert any(tier.owner(k) == dead for k in keys)
+
+
+def test_weighted_servers_get_their_share_where_our_ring_puts_it(tmp_path: Path) -> None:
+    ports = [free_port() for _ in range(3)]
+    servers = [f"127.0.0.1:{port}" for port in ports]
+    weights = {servers[0]: 3, servers[1]: 1, servers[2]: 2}
+    with Front(tmp_path / "nginx", servers, ports, weights) as nginx:
+        tier = HashRing(Member(s, weights[s]) for s in servers)
+        keys = digests(600)
+        got = {k: answered_by(nginx, f"/v2/r/blobs/{k}") for k in keys}
+    assert got == {k: tier.owner(k) for k in keys}
+    share = Counter(got.values())
+    assert share[servers[0]] > share[servers[2]] > share[servers[1]], share
 
 
 def test_the_peer_route_is_refused_to_clients(three: tuple[Front, list[str]]) -> None:

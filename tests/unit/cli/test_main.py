@@ -183,3 +183,10 @@ def test_a_command_imports_no_other_subcommand() -> None:
     assert "mirror.cli.export" in loaded
     for other in ("check", "admin", "serve", "retention", "importer", "cache"):
         assert f"'mirror.cli.{other}'" not in loaded, loaded
+
+
+def test_tier_lists_its_subcommands(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        parser().parse_args(["tier", "--help"])
+    assert done.value.code == 0
+    assert "{nginx-config,haproxy-config,repair}" in capsys.readouterr().out
