@@ -47,6 +47,17 @@ def _reason(exc: OSError) -> str:
     return errno.errorcode.get(exc.errno or 0, "OSError")
 
 
+# The bytes a fill takes from upstream at a time (a whole number of chunks): each piece costs a
+# hash job, a seal-and-write job and a wake-up of every reader, so per MiB the fill's overhead
+# falls with the piece's size; its memory is a few pieces (see ``Fill``'s recent chunks).
+FILL_PIECE = 4 * 1024 * 1024
+
+
+def fill_piece(chunk_size: int) -> int:
+    """The fill's piece: ``FILL_PIECE`` rounded up to a multiple of ``chunk_size``."""
+    return -(-max(FILL_PIECE, chunk_size) // chunk_size) * chunk_size
+
+
 # Looks up the client of an upstream by its canonical host.
 Upstreams = Callable[[str], UpstreamClient]
 # Looks up where the blobs of an upstream are read from (its client, or a tier's placement).
@@ -349,7 +360,7 @@ class BlobService:
             client,
             target.repo,
             fill.digest,
-            chunk_size=self._chunk_size,
+            chunk_size=fill_piece(self._chunk_size),
             resume_attempts=self._resume_attempts,
             on_resume=self._metrics.fills_resumed.inc,
         )

@@ -99,21 +99,23 @@ async def coalesced(chunks: AsyncIterable[bytes], size: int) -> AsyncGenerator[b
 
     A socket hands over whatever arrived (often 64-256 KiB); every piece costs a hash job,
     a sealed-chunk write and a wake-up of each reader, so whole pieces cut that overhead by
-    the ratio, and pieces the size of a sealed chunk take the writer's no-copy path. Bytes
-    not yet in a whole piece are dropped if the stream breaks (a resume refetches them).
+    the ratio, and pieces the size of a sealed chunk take the writer's no-copy path. Each byte
+    is copied once (the join of a piece; a chunk that straddles two pieces is cut by views).
+    Bytes not yet in a whole piece are dropped if the stream breaks (a resume refetches them).
     """
-    held: list[bytes] = []
+    held: list[bytes | memoryview] = []
     length = 0
     async for chunk in chunks:
         if not held and len(chunk) == size:
             yield chunk
             continue
-        held.append(chunk)
-        length += len(chunk)
-        while length >= size:
-            joined = b"".join(held)
-            yield joined[:size]
-            rest = joined[size:]
-            held, length = ([rest] if rest else []), len(rest)
+        view = memoryview(chunk)
+        while length + len(view) >= size:
+            need = size - length
+            yield b"".join([*held, view[:need]])
+            held, length, view = [], 0, view[need:]
+        if view:
+            held.append(view)
+            length += len(view)
     if length:
         yield b"".join(held)
