@@ -47,15 +47,18 @@ def _reason(exc: OSError) -> str:
     return errno.errorcode.get(exc.errno or 0, "OSError")
 
 
-# The bytes a fill takes from upstream at a time (a whole number of chunks): each piece costs a
-# hash job, a seal-and-write job and a wake-up of every reader, so per MiB the fill's overhead
-# falls with the piece's size; its memory is a few pieces (see ``Fill``'s recent chunks).
+# The most bytes a fill takes from upstream at a time (its pieces grow from one chunk to this):
+# each piece costs a hash job, a seal-and-write job and a wake-up of every reader, so per MiB
+# the fill's overhead falls with the piece's size; its memory is a few pieces (see ``Fill``).
 FILL_PIECE = 4 * 1024 * 1024
 
 
 def fill_piece(chunk_size: int) -> int:
-    """The fill's piece: ``FILL_PIECE`` rounded up to a multiple of ``chunk_size``."""
-    return -(-max(FILL_PIECE, chunk_size) // chunk_size) * chunk_size
+    """The fill's largest piece: ``chunk_size`` doubled until it is at least ``FILL_PIECE``."""
+    piece = chunk_size
+    while piece < FILL_PIECE:
+        piece *= 2
+    return piece
 
 
 # Looks up the client of an upstream by its canonical host.
@@ -360,7 +363,8 @@ class BlobService:
             client,
             target.repo,
             fill.digest,
-            chunk_size=fill_piece(self._chunk_size),
+            chunk_size=self._chunk_size,
+            piece_size=fill_piece(self._chunk_size),
             resume_attempts=self._resume_attempts,
             on_resume=self._metrics.fills_resumed.inc,
         )

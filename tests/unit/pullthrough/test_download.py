@@ -214,3 +214,31 @@ async def test_coalesced_cuts_any_chunks_into_whole_pieces_and_a_short_last_one(
     assert b"".join(pieces) == data
     assert all(len(piece) == 1000 for piece in pieces[:-1])
     assert 0 < len(pieces[-1]) <= 1000
+
+
+@pytest.mark.parametrize(
+    "sizes",
+    [
+        pytest.param([16384], id="one-chunk"),
+        pytest.param([300] * 54 + [184], id="small-chunks"),
+        pytest.param([1000, 2000, 4000, 4000, 4000, 1384], id="exactly-the-pieces"),
+    ],
+)
+async def test_coalesced_pieces_grow_from_the_first_size_to_the_largest(
+    sizes: list[int],
+) -> None:
+    # The first byte goes out after one small piece; the bulk moves in large ones.
+    chunks, offset = [], 0
+    for size in sizes:
+        chunks.append(BLOB[offset : offset + size])
+        offset += size
+    assert b"".join(chunks) == BLOB
+
+    async def source() -> AsyncIterator[bytes]:
+        for chunk in chunks:
+            yield chunk
+
+    pieces = [bytes(piece) async for piece in coalesced(source(), 1000, 4000)]
+
+    assert b"".join(pieces) == BLOB
+    assert [len(piece) for piece in pieces] == [1000, 2000, 4000, 4000, 4000, 1384]
