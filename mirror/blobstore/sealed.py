@@ -28,6 +28,7 @@ from mirror.crypto.envelope import (
     aead,
     open_chunk,
     seal_chunk,
+    seal_chunk_into,
     wrap_key,
 )
 from mirror.crypto.keys import Kek
@@ -43,7 +44,7 @@ class ChunkView:
     size: int
     sealed: int
     final: bool
-    tail: tuple[bytes, ...] = ()
+    tail: tuple[bytes | memoryview, ...] = ()
 
 
 def pwrite_all(fd: int, data: bytes | bytearray | memoryview, offset: int) -> None:
@@ -53,6 +54,22 @@ def pwrite_all(fd: int, data: bytes | bytearray | memoryview, offset: int) -> No
         written = os.pwrite(fd, view, offset)
         view = view[written:]
         offset += written
+
+
+def _whole_chunks(
+    held: list[bytes | memoryview], chunk: bytes, count: int, chunk_size: int
+) -> tuple[list[bytes | memoryview], memoryview]:
+    """The first ``count`` whole chunks of ``held`` followed by ``chunk``, and the rest. When
+    ``held`` is empty or one whole chunk (a fill's pieces are whole chunks), the chunks are views
+    of the pieces themselves: nothing is joined or copied."""
+    view = memoryview(chunk)
+    if all(len(piece) == chunk_size for piece in held):
+        own = count - len(held)
+        chunks = [view[j * chunk_size : (j + 1) * chunk_size] for j in range(own)]
+        return [*held, *chunks], view[own * chunk_size :]
+    data = memoryview(b"".join([*held, chunk]))
+    chunks = [data[j * chunk_size : (j + 1) * chunk_size] for j in range(count)]
+    return list(chunks), data[count * chunk_size :]
 
 
 class ChunkReader:
@@ -155,8 +172,10 @@ class SealedWriter:
         self._cipher = aead(cipher, self._data_key)
         self._fd = os.open(temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         self._sealed = 0
-        self._tail: list[bytes] = []
+        self._tail: list[bytes | memoryview] = []
         self._tail_length = 0
+        # The sealed chunks of one write, reused from write to write.
+        self._out = bytearray()
         self._size: int | None = None
         self._done = False
 
@@ -168,37 +187,35 @@ class SealedWriter:
         return ChunkView(size, self._sealed, False, tuple(self._tail))
 
     async def write(self, chunk: bytes) -> None:
-        """Append ``chunk``: whole chunks are sealed and written, the rest held; ``OSError`` when
-        the disk refuses."""
+        """Append ``chunk``: whole chunks are sealed and written, the rest held (by reference:
+        the caller never changes a chunk it handed over); ``OSError`` when the disk refuses."""
         chunk_size = self._layout.chunk_size
         if self._tail_length + len(chunk) <= chunk_size:
             if chunk:
-                self._tail.append(bytes(chunk))
+                self._tail.append(chunk)
                 self._tail_length += len(chunk)
             return
+        # Every chunk completed except the newest (a byte of the next one may never come: the
+        # last chunk is sealed, flagged last, at commit) is sealed and written in one job.
+        count = (self._tail_length + len(chunk) - 1) // chunk_size
+        plains, rest = _whole_chunks(self._tail, chunk, count, chunk_size)
         loop = asyncio.get_running_loop()
-        if len(self._tail) == 1 and self._tail_length == chunk_size and len(chunk) <= chunk_size:
-            # The steady state of a fill whose pieces are whole chunks: seal the held chunk (more
-            # data follows, so it is not the last) and hold the new one, without copying either.
-            await loop.run_in_executor(self._executor, self._seal, self._tail[0], self._sealed, 1)
-            self._sealed += 1
-            self._tail, self._tail_length = [bytes(chunk)], len(chunk)
-            return
-        data = b"".join([*self._tail, chunk])
-        count = (len(data) - 1) // chunk_size
-        await loop.run_in_executor(self._executor, self._seal, data, self._sealed, count)
+        await loop.run_in_executor(self._executor, self._seal, plains, self._sealed)
         # Only now, on the loop, do readers see the new chunks.
-        rest = data[count * chunk_size :]
         self._sealed += count
         self._tail, self._tail_length = [rest], len(rest)
 
-    def _seal(self, data: bytes, first: int, count: int) -> None:
-        size = self._layout.chunk_size
-        view = memoryview(data)
-        for j in range(count):
-            plain = view[j * size : (j + 1) * size]
-            sealed = seal_chunk(self._cipher, self._digest, first + j, False, plain)
-            pwrite_all(self._fd, sealed, self._layout.offset(first + j))
+    def _seal(self, plains: list[bytes | memoryview], first: int) -> None:
+        """Seal ``plains`` (chunks ``first``, ``first + 1``, ...) into one reused buffer and
+        write it with one call: consecutive chunks are consecutive in the file."""
+        step = self._layout.chunk_size + TAG_SIZE
+        if len(self._out) != step * len(plains):
+            self._out = bytearray(step * len(plains))
+        out = memoryview(self._out)
+        for j, plain in enumerate(plains):
+            sealed = out[j * step : (j + 1) * step]
+            seal_chunk_into(self._cipher, self._digest, first + j, False, plain, sealed)
+        pwrite_all(self._fd, out, self._layout.offset(first))
 
     def reader(self) -> ChunkReader:
         """A reader of the chunks sealed so far (held bytes included), under the data key."""

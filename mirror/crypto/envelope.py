@@ -103,7 +103,7 @@ def seal_chunk_into(
     index: int,
     last: bool,
     plain: bytes | bytearray | memoryview,
-    out: bytearray,
+    out: bytearray | memoryview,
 ) -> None:
     """``seal_chunk`` into ``out`` (``len(plain) + TAG_SIZE`` bytes): no allocation per chunk."""
     cipher.encrypt_into(chunk_nonce(index), plain, chunk_aad(digest, index, last), out)

@@ -47,6 +47,22 @@ def _reason(exc: OSError) -> str:
     return errno.errorcode.get(exc.errno or 0, "OSError")
 
 
+# The most bytes a fill takes from upstream at a time (its pieces grow from one chunk to this):
+# each piece costs a hash job, a seal-and-write job and a wake-up of every reader, so per MiB
+# the fill's CPU falls with the piece's size; but a reader gets a piece only once it is sealed,
+# and on a loaded 2-core machine 4 MiB pieces cut a single pull's throughput by a third to a
+# half for 8-12% less CPU (docs/benchmarks.md, interleaved A/B), so the default stays at 1 MiB.
+FILL_PIECE = 1024 * 1024
+
+
+def fill_piece(chunk_size: int) -> int:
+    """The fill's largest piece: ``chunk_size`` doubled until it is at least ``FILL_PIECE``."""
+    piece = chunk_size
+    while piece < FILL_PIECE:
+        piece *= 2
+    return piece
+
+
 # Looks up the client of an upstream by its canonical host.
 Upstreams = Callable[[str], UpstreamClient]
 # Looks up where the blobs of an upstream are read from (its client, or a tier's placement).
@@ -350,6 +366,7 @@ class BlobService:
             target.repo,
             fill.digest,
             chunk_size=self._chunk_size,
+            piece_size=fill_piece(self._chunk_size),
             resume_attempts=self._resume_attempts,
             on_resume=self._metrics.fills_resumed.inc,
         )

@@ -19,7 +19,8 @@ class Download:
 
     A transfer that breaks mid-blob (``UpstreamUnavailable``) is resumed with ``Range`` from
     the last byte absorbed, up to ``resume_attempts`` times; the hash carries on over the
-    resumed bytes. ``on_resume`` is told of each resume.
+    resumed bytes. ``on_resume`` is told of each resume. The pieces yielded start at
+    ``chunk_size`` bytes and double up to ``piece_size`` (see ``coalesced``).
     """
 
     def __init__(
@@ -30,12 +31,14 @@ class Download:
         *,
         chunk_size: int,
         resume_attempts: int,
+        piece_size: int | None = None,
         on_resume: Callable[[], None] = lambda: None,
     ) -> None:
         self._client = client
         self._repo = repo
         self._digest = digest
         self._chunk_size = chunk_size
+        self._piece_size = piece_size or chunk_size
         self._resume_attempts = resume_attempts
         self._on_resume = on_resume
 
@@ -74,7 +77,9 @@ class Download:
                         )
                     # Hashed in a worker thread while the fill writes the chunk and the next
                     # one arrives.
-                    pieces = coalesced(blob.iter_chunks(self._chunk_size), self._chunk_size)
+                    pieces = coalesced(
+                        blob.iter_chunks(self._piece_size), self._chunk_size, self._piece_size
+                    )
                     stream = verified(pieces, verifier, in_thread=True)
                     async with aclosing(stream):
                         async for chunk in stream:
@@ -94,26 +99,36 @@ class Download:
                 )
 
 
-async def coalesced(chunks: AsyncIterable[bytes], size: int) -> AsyncGenerator[bytes, None]:
-    """``chunks`` regrouped into pieces of exactly ``size`` bytes (the last one shorter).
+async def coalesced(
+    chunks: AsyncIterable[bytes], size: int, largest: int | None = None
+) -> AsyncGenerator[bytes, None]:
+    """``chunks`` regrouped into pieces of exactly ``size`` bytes (the last one shorter); with
+    ``largest``, each piece twice the size of the one before, up to ``largest`` (a multiple of
+    ``size`` by a power of two keeps every piece a whole number of ``size`` chunks).
 
     A socket hands over whatever arrived (often 64-256 KiB); every piece costs a hash job,
     a sealed-chunk write and a wake-up of each reader, so whole pieces cut that overhead by
-    the ratio, and pieces the size of a sealed chunk take the writer's no-copy path. Bytes
-    not yet in a whole piece are dropped if the stream breaks (a resume refetches them).
+    the ratio, and pieces of whole sealed chunks take the writer's no-copy path. Growing from
+    ``size`` keeps the first byte as early as pieces of ``size`` would (a small blob, or a slow
+    upstream, is not held back for a large piece). Each byte is copied once (the join of a
+    piece; a chunk that straddles two pieces is cut by views). Bytes not yet in a whole piece
+    are dropped if the stream breaks (a resume refetches them).
     """
-    held: list[bytes] = []
+    held: list[bytes | memoryview] = []
     length = 0
     async for chunk in chunks:
         if not held and len(chunk) == size:
             yield chunk
+            size = min(2 * size, largest or size)
             continue
-        held.append(chunk)
-        length += len(chunk)
-        while length >= size:
-            joined = b"".join(held)
-            yield joined[:size]
-            rest = joined[size:]
-            held, length = ([rest] if rest else []), len(rest)
+        view = memoryview(chunk)
+        while length + len(view) >= size:
+            need = size - length
+            yield b"".join([*held, view[:need]])
+            held, length, view = [], 0, view[need:]
+            size = min(2 * size, largest or size)
+        if view:
+            held.append(view)
+            length += len(view)
     if length:
         yield b"".join(held)

@@ -182,8 +182,12 @@ class Fill:
             self._recent_bytes -= len(dropped)
 
     def _recalled(self, offset: int, length: int) -> bytes | None:
+        """Up to ``length`` bytes at ``offset`` from the newest chunks (to the end of the one
+        holding ``offset``; the chunk itself when asked for all of it), or ``None``."""
         for start, data in reversed(self._recent):
             if start <= offset < start + len(data):
+                if offset == start and length >= len(data):
+                    return data
                 return data[offset - start : offset - start + length]
         return None
 
@@ -311,9 +315,12 @@ class Fill:
     ) -> AsyncGenerator[bytes, None]:
         offset = first
         while offset <= last:
-            available = await self._wait_beyond(offset)
-            length = min(chunk_size, available - offset, last - offset + 1)
-            data = await self._read(reader, temp, offset, length)
+            available = min(await self._wait_beyond(offset), last + 1)
+            # What is still in memory goes out as it was received (a whole piece, no copy).
+            data = self._recalled(offset, available - offset)
+            if data is None:
+                length = min(chunk_size, available - offset)
+                data = await self._read(reader, temp, offset, length)
             if not data:
                 raise FillFailed(self.digest, EOFError("temp file shorter than written"))
             offset += len(data)
@@ -324,9 +331,6 @@ class Fill:
     async def _read(
         self, reader: list[RangeReader], temp: list[bool], offset: int, length: int
     ) -> bytes:
-        recent = self._recalled(offset, length)
-        if recent is not None:
-            return recent
         if self._superseded and temp[0]:
             # The same verified bytes are installed: read them from there instead.
             temp[0] = False

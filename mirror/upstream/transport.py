@@ -42,8 +42,9 @@ Sleep = Callable[[float], Awaitable[None]]
 USER_AGENT = f"oci-mirror/{__version__}"
 MAX_REDIRECTS = 5
 # Bytes aiohttp buffers per upstream response before it pauses reading (it pauses at twice
-# this): one fill piece, so a 1 MiB read is usually there whole.
-READ_BUFSIZE = 1024 * 1024
+# this): a few fill pieces, so a piece is usually there whole and the upstream keeps sending
+# while the loop waits for the previous piece to be hashed and sealed.
+READ_BUFSIZE = 4 * 1024 * 1024
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
 
@@ -146,8 +147,8 @@ class Transport:
             timeout=timeout,
             # Bytes must reach the digest check exactly as stored upstream.
             auto_decompress=False,
-            # A blob body is read in whole 1 MiB pieces (the fill's piece size) instead of
-            # aiohttp's 64 KiB: far fewer pause/resume rounds and joins per MiB.
+            # A blob body is read in whole pieces (the fill's piece size) instead of aiohttp's
+            # 64 KiB: far fewer pause/resume rounds and joins per MiB.
             read_bufsize=READ_BUFSIZE,
             headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"},
             middlewares=(self._guard.middleware,) if self._guard is not None else (),

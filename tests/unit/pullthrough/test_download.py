@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from aiohttp import web
@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestServer
 
 from mirror.errors import DigestMismatch, UpstreamUnavailable
 from mirror.oci.digest import Digest
-from mirror.pullthrough.download import Download
+from mirror.pullthrough.download import Download, coalesced
 from mirror.upstream import UpstreamClient, UpstreamEndpoint
 
 ServerFactory = Callable[[web.Application], Awaitable[TestServer]]
@@ -180,3 +180,65 @@ async def test_a_download_arrives_in_whole_pieces_of_the_chunk_size(
 
     assert [len(p) for p in pieces] == [5000, 5000, 5000, len(BLOB) - 15000]
     assert b"".join(pieces) == BLOB
+
+
+async def _pieces_of(chunks: list[bytes], size: int) -> list[bytes]:
+    async def source() -> AsyncIterator[bytes]:
+        for chunk in chunks:
+            yield chunk
+
+    return [bytes(piece) async for piece in coalesced(source(), size)]
+
+
+@pytest.mark.parametrize(
+    "sizes",
+    [
+        pytest.param([1000] * 16, id="whole-pieces"),
+        pytest.param([300] * 60, id="small-chunks-straddling-pieces"),
+        pytest.param([2500, 7, 4993, 1, 1999], id="chunks-larger-than-a-piece"),
+        pytest.param([16000], id="one-chunk-of-many-pieces"),
+        pytest.param([999, 1, 1000, 1001], id="around-the-boundary"),
+    ],
+)
+async def test_coalesced_cuts_any_chunks_into_whole_pieces_and_a_short_last_one(
+    sizes: list[int],
+) -> None:
+    chunks, offset = [], 0
+    for size in sizes:
+        chunks.append(BLOB[offset : offset + size])
+        offset += size
+    data = b"".join(chunks)
+
+    pieces = await _pieces_of(chunks, 1000)
+
+    assert b"".join(pieces) == data
+    assert all(len(piece) == 1000 for piece in pieces[:-1])
+    assert 0 < len(pieces[-1]) <= 1000
+
+
+@pytest.mark.parametrize(
+    "sizes",
+    [
+        pytest.param([16384], id="one-chunk"),
+        pytest.param([300] * 54 + [184], id="small-chunks"),
+        pytest.param([1000, 2000, 4000, 4000, 4000, 1384], id="exactly-the-pieces"),
+    ],
+)
+async def test_coalesced_pieces_grow_from_the_first_size_to_the_largest(
+    sizes: list[int],
+) -> None:
+    # The first byte goes out after one small piece; the bulk moves in large ones.
+    chunks, offset = [], 0
+    for size in sizes:
+        chunks.append(BLOB[offset : offset + size])
+        offset += size
+    assert b"".join(chunks) == BLOB
+
+    async def source() -> AsyncIterator[bytes]:
+        for chunk in chunks:
+            yield chunk
+
+    pieces = [bytes(piece) async for piece in coalesced(source(), 1000, 4000)]
+
+    assert b"".join(pieces) == BLOB
+    assert [len(piece) for piece in pieces] == [1000, 2000, 4000, 4000, 4000, 1384]

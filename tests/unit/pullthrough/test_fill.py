@@ -297,3 +297,29 @@ async def test_a_hostile_upstream_never_completes_a_range_of_wrong_bytes(
         with pytest.raises(FillFailed):
             await reader.task
         assert len(reader.received) < last + 1 - first  # its last piece never left
+
+
+async def test_a_reader_at_the_head_gets_the_pieces_as_they_were_received(
+    store: FilesystemBlobStore, data: bytes
+) -> None:
+    # A fill keeping its newest chunks in memory (as BlobService wires it): a reader at the head
+    # sends each piece whole, as received, whatever its own read size; nothing is read back.
+    digest = Digest.of(data)
+    fill = Fill(digest, store.create(digest), lambda: store.open(digest))
+    pieces: list[bytes] = []
+
+    async def read() -> None:
+        async for piece in fill.stream(0, SIZE - 1, 16):
+            pieces.append(piece)
+
+    reading = asyncio.create_task(read())
+    await asyncio.sleep(0)
+    fill.started(SIZE)
+    for offset in range(0, SIZE, 300):
+        await fill.append(data[offset : offset + 300])
+        await asyncio.sleep(0.01)
+    assert await fill.complete()
+    await reading
+
+    assert b"".join(pieces) == data
+    assert [len(piece) for piece in pieces] == [300, 300, 300, 100]
