@@ -26,21 +26,27 @@ import math
 import signal
 import sys
 from collections import deque
-from dataclasses import dataclass, field
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import cast
 
 MiB = 1024 * 1024
+
+
+# The most one read hands over (uvloop's and asyncio's socket read size): how far past the
+# window one direction may be before it stops reading.
+READ_CHUNK = 256 * 1024
 
 
 @dataclass(frozen=True)
 class LinkSpec:
     """The link: one-way delay (s), rate per direction (bytes/s, 0: unlimited), the bucket's
-    burst (bytes), bytes in flight per connection and direction, and the read size."""
+    burst (bytes), and the bytes in flight per connection and direction."""
 
     delay: float = 0.020
     rate: float = 100e6
     burst: int = 128 * 1024
     window: int = 4 * MiB
-    read_size: int = 256 * 1024
 
 
 class TokenBucket:
@@ -73,61 +79,177 @@ class Counters:
     peak_in_flight: int = 0
 
 
-@dataclass
-class _Direction:
-    """One direction of one connection: a reader, the delay line, a writer."""
+class _Pipe:
+    """One direction of one connection: what ``source`` reads is written to ``sink`` at its
+    release time (``None`` in the line is the EOF); ``source`` pauses while ``window`` bytes
+    are in flight, the line while ``sink`` pushes back."""
 
-    reader: asyncio.StreamReader
-    writer: asyncio.StreamWriter
-    bucket: TokenBucket
-    spec: LinkSpec
-    not_before: float
-    counters: Counters
-    passed: int = 0
-    _line: deque[tuple[float, bytes]] = field(default_factory=deque)
-    _in_flight: int = 0
-    _space: asyncio.Event = field(default_factory=asyncio.Event)
-    _queued: asyncio.Event = field(default_factory=asyncio.Event)
+    def __init__(
+        self, bucket: TokenBucket, spec: LinkSpec, not_before: float, counters: Counters
+    ) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._bucket = bucket
+        self._spec = spec
+        self._not_before = not_before
+        self._counters = counters
+        self.source: asyncio.Transport | None = None
+        self.sink: asyncio.Transport | None = None
+        self._line: deque[tuple[float, bytes | None]] = deque()
+        self._in_flight = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._sink_paused = False
+        self._source_paused = False
+        self.passed = 0
+        self.done = False
+        self.on_done: Callable[[], None] = lambda: None
 
-    async def take_in(self) -> None:
-        """Read until EOF, stamping each piece with its release time; EOF is queued as ``b""``."""
-        loop = asyncio.get_running_loop()
-        while True:
-            while self._in_flight >= self.spec.window:
-                self._space.clear()
-                await self._space.wait()
-            data = await self.reader.read(self.spec.read_size)
-            now = loop.time()
-            passed = self.bucket.book(len(data), now) if data else now
-            self._line.append((max(passed + self.spec.delay, self.not_before), data))
+    def feed(self, data: bytes | None) -> None:
+        """Queue ``data`` (``None``: EOF) at its release time."""
+        now = self._loop.time()
+        passed = self._bucket.book(len(data), now) if data else now
+        self._line.append((max(passed + self._spec.delay, self._not_before), data))
+        if data:
             self._in_flight += len(data)
-            self.counters.peak_in_flight = max(self.counters.peak_in_flight, self._in_flight)
-            self._queued.set()
-            if not data:
-                return
+            self._counters.peak_in_flight = max(self._counters.peak_in_flight, self._in_flight)
+            if self._in_flight >= self._spec.window and self.source is not None:
+                self.source.pause_reading()
+                self._source_paused = True
+        self.schedule()
 
-    async def give_out(self) -> None:
-        """Write each piece at its release time; at EOF half-close (or close) the writer."""
-        loop = asyncio.get_running_loop()
-        while True:
-            while not self._line:
-                self._queued.clear()
-                await self._queued.wait()
-            at, data = self._line.popleft()
-            wait = at - loop.time()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            if not data:
-                if self.writer.can_write_eof():
-                    self.writer.write_eof()
-                else:
-                    self.writer.close()
+    def schedule(self) -> None:
+        """Arm the timer for the head of the line (once the sink exists and takes bytes)."""
+        if self._timer is None and self._line and self.sink is not None and not self._sink_paused:
+            self._timer = self._loop.call_at(self._line[0][0], self._release)
+
+    def sink_paused(self, paused: bool) -> None:
+        """The sink's write buffer is full (``True``) or drained again."""
+        self._sink_paused = paused
+        if not paused:
+            self.schedule()
+
+    def _release(self) -> None:
+        self._timer = None
+        now = self._loop.time()
+        assert self.sink is not None
+        while self._line and self._line[0][0] <= now and not self._sink_paused:
+            _, data = self._line.popleft()
+            if data is None:
+                if self.sink.can_write_eof():
+                    self.sink.write_eof()
+                self.done = True
+                self.on_done()
                 return
-            self.writer.write(data)
-            await self.writer.drain()
-            self._in_flight -= len(data)
+            self.sink.write(data)
             self.passed += len(data)
-            self._space.set()
+            self._in_flight -= len(data)
+        if self._source_paused and self._in_flight < self._spec.window and self.source:
+            self._source_paused = False
+            self.source.resume_reading()
+        self.schedule()
+
+    def cancel(self) -> None:
+        """Drop what is queued (the connection is cut)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._line.clear()
+
+
+class _Side(asyncio.Protocol):
+    """One socket of a relayed connection: what it reads feeds ``inbound``; its write flow
+    control holds ``outbound``."""
+
+    def __init__(self, connection: _Connection, inbound: _Pipe, outbound: _Pipe) -> None:
+        self._connection = connection
+        self._inbound = inbound
+        self._outbound = outbound
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # A TCP transport (uvloop's is not an ``asyncio.Transport`` subclass, but is one).
+        self.transport = cast(asyncio.Transport, transport)
+        self._inbound.source = self.transport
+        self._outbound.sink = self.transport
+        self._outbound.schedule()
+
+    def data_received(self, data: bytes) -> None:
+        self._inbound.feed(data)
+
+    def eof_received(self) -> bool:
+        self._inbound.feed(None)
+        return True  # keep the socket open for writing: a half-close
+
+    def pause_writing(self) -> None:
+        self._outbound.sink_paused(True)
+
+    def resume_writing(self) -> None:
+        self._outbound.sink_paused(False)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._connection.lost(exc)
+
+
+class _Connection:
+    """One client connection and its connection to the target, ``delay`` after the accept."""
+
+    def __init__(self, relay: Relay) -> None:
+        loop = asyncio.get_running_loop()
+        self._relay = relay
+        accepted, delay = loop.time(), relay.spec.delay
+        counters = relay.counters
+        counters.connections += 1
+        # The handshake: SYN-ACK back at 2 d, the client's first segment at the target at 3 d.
+        self.up = _Pipe(relay.up, relay.spec, accepted + 3 * delay, counters)
+        self.down = _Pipe(relay.down, relay.spec, accepted + 2 * delay, counters)
+        self.up.on_done = self.down.on_done = self._maybe_finished
+        self.client = _Side(self, inbound=self.up, outbound=self.down)
+        self.target: _Side | None = None
+        self._closed = False
+        loop.call_later(delay, self._connect)
+
+    def _connect(self) -> None:
+        if not self._closed:
+            self._relay.spawn(self._open_target())
+
+    async def _open_target(self) -> None:
+        loop = asyncio.get_running_loop()
+        target = _Side(self, inbound=self.down, outbound=self.up)
+        try:
+            await loop.create_connection(lambda: target, *self._relay.target)
+        except OSError:
+            self._relay.counters.failed_connects += 1
+            self.close()
+            return
+        self.target = target
+        if self._closed:
+            self.close()
+
+    def _maybe_finished(self) -> None:
+        if self.up.done and self.down.done:
+            self.close(abort=False)
+
+    def lost(self, exc: Exception | None) -> None:
+        """A socket closed: a reset (or a close before both EOFs passed) cuts the other one."""
+        if exc is not None or not (self.up.done and self.down.done):
+            self.close()
+
+    def close(self, abort: bool = True) -> None:
+        """Close both sockets (``abort``: at once, dropping what is queued)."""
+        if self._closed and not abort:
+            return
+        self._closed = True
+        counters = self._relay.counters
+        counters.bytes_up, self.up.passed = counters.bytes_up + self.up.passed, 0
+        counters.bytes_down, self.down.passed = counters.bytes_down + self.down.passed, 0
+        for pipe in (self.up, self.down):
+            pipe.cancel()
+        for side in (self.client, self.target):
+            if side is not None and side.transport is not None:
+                if abort:
+                    side.transport.abort()
+                else:
+                    side.transport.close()
+        self._relay.forget(self)
 
 
 class Relay:
@@ -137,67 +259,44 @@ class Relay:
         self.target = target
         self.spec = spec or LinkSpec()
         self.counters = Counters()
-        self._up = TokenBucket(self.spec.rate, self.spec.burst)
-        self._down = TokenBucket(self.spec.rate, self.spec.burst)
+        self.up = TokenBucket(self.spec.rate, self.spec.burst)
+        self.down = TokenBucket(self.spec.rate, self.spec.burst)
         self._server: asyncio.Server | None = None
+        self._connections: set[_Connection] = set()
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self, port: int = 0) -> int:
         """Listen on 127.0.0.1:``port`` (0: any free port); returns the port."""
-        self._server = await asyncio.start_server(self._accepted, "127.0.0.1", port)
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(self._accepted, "127.0.0.1", port)
         return int(self._server.sockets[0].getsockname()[1])
+
+    def _accepted(self) -> _Side:
+        connection = _Connection(self)
+        self._connections.add(connection)
+        return connection.client
+
+    def spawn(self, work: Coroutine[object, object, None]) -> None:
+        """Run ``work`` as a task the relay keeps (and cancels at :meth:`close`)."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def forget(self, connection: _Connection) -> None:
+        """``connection`` closed."""
+        self._connections.discard(connection)
 
     async def close(self) -> None:
         """Stop listening and cut every relayed connection."""
         if self._server is not None:
             self._server.close()
+        for connection in list(self._connections):
+            connection.close()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._server is not None:
             await self._server.wait_closed()
-
-    async def _accepted(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        try:
-            await self._relay(reader, writer)
-        finally:
-            self._tasks.discard(task)
-
-    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """Connect to the target after the SYN's delay, then pump both ways until both ended."""
-        loop = asyncio.get_running_loop()
-        accepted = loop.time()
-        self.counters.connections += 1
-        delay = self.spec.delay
-        target: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
-        try:
-            await asyncio.sleep(delay)
-            try:
-                target = await asyncio.open_connection(*self.target)
-            except OSError:
-                self.counters.failed_connects += 1
-                return
-            up = _Direction(
-                reader, target[1], self._up, self.spec, accepted + 3 * delay, self.counters
-            )
-            down = _Direction(
-                target[0], writer, self._down, self.spec, accepted + 2 * delay, self.counters
-            )
-            try:
-                async with asyncio.TaskGroup() as pumps:
-                    for step in (up.take_in, up.give_out, down.take_in, down.give_out):
-                        pumps.create_task(step())
-            finally:
-                self.counters.bytes_up += up.passed
-                self.counters.bytes_down += down.passed
-        except* OSError:
-            pass  # a reset on either side: both are cut below
-        finally:
-            for w in (writer, *([target[1]] if target else [])):
-                w.transport.abort()
 
 
 async def _serve(target: tuple[str, int], port: int, spec: LinkSpec) -> Counters:

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from benchmarks.wan import LinkSpec, MiB, Relay, TokenBucket
+from benchmarks.wan import READ_CHUNK, LinkSpec, MiB, Relay, TokenBucket
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -166,13 +166,13 @@ async def test_a_reader_that_stops_reading_holds_at_most_the_window_in_flight() 
         except TimeoutError:
             writer.transport.abort()
 
-    spec = LinkSpec(delay=0.001, rate=0, window=window, read_size=64 * 1024)
+    spec = LinkSpec(delay=0.001, rate=0, window=window)
     async with _link(flood, spec) as link:
         _reader, writer = await link.connect()  # never reads
         await asyncio.sleep(2.0)
         peak = link.relay.counters.peak_in_flight
         writer.close()
-    assert peak <= window + spec.read_size
+    assert peak <= window + READ_CHUNK
     # What the target got rid of: the window plus the kernel's socket buffers, not 1.5 s of
     # loopback (gigabytes).
     assert wrote < 128 * MiB
