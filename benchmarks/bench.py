@@ -57,13 +57,14 @@ class Bench:
         variant: MirrorVariant | None = None,
         tag_ttl: float | None = None,
         port: int | None = None,
+        upstream_url: str | None = None,
     ) -> MirrorServer:
         """A fresh mirror (empty cache) in front of the upstream, started (on ``port`` if
-        given: a tier replica must know its own URL before it starts)."""
+        given: a tier replica must know its own URL before it starts; reaching the upstream
+        at ``upstream_url`` if given, e.g. through a WAN link)."""
         variant = variant or MirrorVariant("mirror", self.settings.mirror_args)
-        server = MirrorServer(
-            self._next_dir("mirror"), self.upstream.host, self.upstream.url, variant, tag_ttl
-        )
+        url = upstream_url or self.upstream.url
+        server = MirrorServer(self._next_dir("mirror"), self.upstream.host, url, variant, tag_ttl)
         if port is not None:
             server.port = port
         return server.start(self.processes)
@@ -72,9 +73,12 @@ class Bench:
         """Stop a mirror and delete its cache."""
         server.stop(self.processes)
 
-    def proxy(self) -> Registry:
-        """A fresh distribution pull-through proxy (empty cache) in front of the upstream."""
-        registry = Registry(self._next_dir("proxy"), proxy_remote_url=self.upstream.url)
+    def proxy(self, remote_url: str | None = None) -> Registry:
+        """A fresh distribution pull-through proxy (empty cache) in front of the upstream
+        (reached at ``remote_url`` if given)."""
+        registry = Registry(
+            self._next_dir("proxy"), proxy_remote_url=remote_url or self.upstream.url
+        )
         registry.start_sync()
         self.processes.add_callback(f"proxy {registry.root_dir.name}", registry.stop_sync)
         return registry

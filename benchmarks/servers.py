@@ -252,3 +252,47 @@ class TierFront:
         if self.process is not None:
             stop_process(self.process)
             processes.remove(self.name)
+
+
+@dataclass
+class WanLink:
+    """``python -m benchmarks.wan``: a WAN-like link (delay each way, shared rate) in front of
+    ``target`` (``HOST:PORT``), in its own process so it never shares a core's GIL with the
+    harness."""
+
+    target: str
+    delay: float
+    rate: float
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}"
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def start(self, processes: Processes, log: Path) -> WanLink:
+        """Start, register with ``processes`` and wait until ``/v2/`` answers through it."""
+        argv = [sys.executable, "-m", "benchmarks.wan", "--port", str(self.port)]
+        argv += ["--target", self.target, "--delay", str(self.delay), "--rate", str(self.rate)]
+        with log.open("ab") as out:
+            self.process = subprocess.Popen(
+                argv, cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=out, stderr=out
+            )
+        processes.add_process("wan link", self.process)
+        wait_http(f"{self.url}/v2/", self.process, START_TIMEOUT, "wan link")
+        return self
+
+    def stop(self, processes: Processes) -> None:
+        """Stop it by PID (it writes its byte counters to its log)."""
+        if self.process is not None:
+            stop_process(self.process)
+            processes.remove("wan link")

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 MiB = 1024 * 1024
-ALL_SCENARIOS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11)
+ALL_SCENARIOS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13)
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,10 @@ class Settings:
     tier_clients: int = 48
     # Scenario 11: concurrent warm pulls of the large blob (and the cold herd) with 2 workers.
     worker_clients: int = 16
+    # Scenario 13: the WAN link in front of the upstream, one-way delay (s) and rate per
+    # direction (bytes/s, shared by every connection).
+    wan_delay: float = 0.020
+    wan_rate: float = 100e6
     # Seconds per load-generator cell (after ``load_warmup``).
     load_duration: float = 2.0
     load_warmup: float = 0.3

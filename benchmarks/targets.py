@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from benchmarks.results import DISTRIBUTION, NGINX, PROXY, Check, Results
-from benchmarks.scenarios import manifests, pushes, tier, workers
+from benchmarks.scenarios import manifests, pushes, tier, wan_upstream, workers
 
 MIRROR = "mirror"
 
@@ -291,6 +291,28 @@ def _scenario11(r: Results) -> list[Check]:
     return checks
 
 
+def _scenario13(r: Results) -> list[Check]:
+    """Issue 15 item 4: through the WAN link, a cold pull through the mirror takes at most
+    1.05x the direct pull's time (median of the per-repetition ratios), fetching each byte
+    once."""
+    checks = []
+    for case in (wan_upstream.BLOB_CASE, wan_upstream.IMAGE_CASE):
+        checks.append(
+            _limit_check(
+                r,
+                13,
+                f"{case}: mirror time ≤ 1.05x direct",
+                (case, MIRROR, "time ÷ direct"),
+                1.05,
+                "x",
+            )
+        )
+        checks.append(
+            _fact_check(r, 13, f"{case}: upstream bytes = 1.0x", MIRROR, f"{case}: upstream bytes")
+        )
+    return checks
+
+
 def evaluate(r: Results, herd_size: int, clients: int) -> list[Check]:
     """Every target of issues 6 and 11 for the scenarios that ran."""
     scenarios: dict[int, Callable[[], list[Check]]] = {
@@ -304,6 +326,7 @@ def evaluate(r: Results, herd_size: int, clients: int) -> list[Check]:
         8: lambda: _scenario8(r),
         10: lambda: _scenario10(r),
         11: lambda: _scenario11(r),
+        13: lambda: _scenario13(r),
     }
     ran = set(r.scenarios_run)
     return [check for n, checks in scenarios.items() if n in ran for check in checks()]

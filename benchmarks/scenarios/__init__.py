@@ -15,6 +15,7 @@ from benchmarks.scenarios import (
     pushes,
     retention,
     tier,
+    wan_upstream,
     warm_blob,
     workers,
 )
@@ -33,5 +34,6 @@ SCENARIOS: dict[int, ModuleType] = {
         bundles,
         tier,
         workers,
+        wan_upstream,
     )
 }

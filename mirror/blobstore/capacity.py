@@ -246,6 +246,11 @@ class CappedWriter:
         await self._inner.commit()
         self._end(self._limit.footprint(self._written))
 
+    def prepare(self) -> None:
+        """Prepare the inner writer's publication (nothing, if it cannot publish)."""
+        if isinstance(self._inner, Publishing):
+            self._inner.prepare()
+
     async def publish(self) -> None:
         """Publish the inner writer (commit it, if it cannot publish) and settle the claim."""
         if isinstance(self._inner, Publishing):

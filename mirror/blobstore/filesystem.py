@@ -14,7 +14,7 @@ from pathlib import Path
 
 from mirror.blobstore.install import Installer, install, publish
 from mirror.blobstore.interface import put_whole
-from mirror.blobstore.pending import PendingSync
+from mirror.blobstore.pending import EarlyEntry, PendingSync
 from mirror.blobstore.staging import PlainStaged
 from mirror.oci.digest import Digest
 
@@ -62,6 +62,7 @@ class FileWriter:
         self.temp_path = store.tmp_dir / f"{digest.encoded}.{secrets.token_hex(8)}"
         self._fd = os.open(self.temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         self._done = False
+        self._early: EarlyEntry | None = None
 
     async def write(self, chunk: bytes) -> None:
         """Append ``chunk`` to the temp file; raises ``OSError`` (e.g. ENOSPC) when the disk
@@ -81,6 +82,8 @@ class FileWriter:
 
     async def commit(self) -> None:
         """Durably install the temp file under the digest's path (fsync, rename, dir fsync)."""
+        if self._early is not None:
+            self._early.drop()  # a durable commit needs no journal entry
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._store.executor, self._commit)
 
@@ -89,13 +92,19 @@ class FileWriter:
         self._done = True  # the installer consumes the fd (and the temp file on failure)
         installer(self._fd, self.temp_path, final)
 
+    def prepare(self) -> None:
+        """Record the journal entry of the coming :meth:`publish` now, in the background."""
+        if self._early is None:
+            self._early = EarlyEntry(self._store.pending, self._digest, self._store.executor)
+
     async def publish(self) -> None:
         """Install the temp file under the digest's path now; fsynced in the background (the
         store's durability journal lists it until then)."""
         pending, digest = self._store.pending, self._digest
+        entry = await self._early.entry() if self._early is not None else None
 
         def published(fd: int, temp_path: Path, final_path: Path) -> None:
-            publish(fd, temp_path, final_path, pending, digest)
+            publish(fd, temp_path, final_path, pending, digest, entry)
 
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._store.executor, self._commit, published)
@@ -106,6 +115,8 @@ class FileWriter:
             self._done = True
             os.close(self._fd)
             self.temp_path.unlink(missing_ok=True)
+            if self._early is not None:
+                self._early.drop()
 
 
 class FilesystemBlobStore:

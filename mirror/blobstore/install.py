@@ -37,17 +37,23 @@ def install(fd: int, temp_path: Path, final_path: Path) -> None:
 
 
 def publish(
-    fd: int, temp_path: Path, final_path: Path, pending: PendingSync, digest: Digest
+    fd: int,
+    temp_path: Path,
+    final_path: Path,
+    pending: PendingSync,
+    digest: Digest,
+    entry: Path | None = None,
 ) -> None:
     """Make ``temp_path`` visible as ``final_path`` now and durable later: list the object in
-    the durability journal ``pending``, rename it, and hand ``fd`` to the journal's thread,
-    which fsyncs it and its directory, then drops the entry (a crash in between gets the
-    object re-verified at start-up).
+    the durability journal ``pending`` (unless ``entry`` lists it already, made durable
+    earlier), rename it, and hand ``fd`` to the journal's thread, which fsyncs it and its
+    directory, then drops the entry (a crash in between gets the object re-verified at
+    start-up).
 
     ``fd`` is consumed whatever happens; on failure the temp file is removed.
     """
     try:
-        entry = pending.record(digest)
+        entry = entry or pending.record(digest)
         try:
             final_path.parent.mkdir(parents=True, exist_ok=True)
             os.rename(temp_path, final_path)

@@ -63,6 +63,12 @@ class BlobWriter(Protocol):
 class Publishing(Protocol):
     """A writer that can end with ``publish``: visible now, durable shortly after."""
 
+    def prepare(self) -> None:
+        """Announce that this writer will end with ``publish``: its durability-journal entry is
+        made durable in the background from now on, while the bytes arrive, so that
+        ``publish`` costs a rename and not a (directory) fsync on the pull's critical path."""
+        ...
+
     async def publish(self) -> None:
         """Make the verified object visible under its digest at once, and durable in the
         background (the store's durability journal re-verifies it after a crash)."""

@@ -11,6 +11,7 @@ hashes to its digest, deleted otherwise. So a crash never leaves a torn object t
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import secrets
@@ -104,6 +105,30 @@ class PendingSync:
                 discarded += 1
             entry.unlink(missing_ok=True)
         return discarded
+
+
+class EarlyEntry:
+    """One publication's journal entry, recorded in ``executor`` from the moment its writer
+    knows it will publish, while the object's bytes still arrive: the publication then costs a
+    rename, and the entry is still durable before that rename, as the journal needs."""
+
+    def __init__(self, pending: PendingSync, digest: Digest, executor: Executor | None) -> None:
+        loop = asyncio.get_running_loop()
+        self._job: asyncio.Future[Path] = loop.run_in_executor(executor, pending.record, digest)
+
+    async def entry(self) -> Path:
+        """The durable entry (waiting for its fsync if it still runs); ``OSError`` when the
+        journal refused it."""
+        return await asyncio.shield(self._job)
+
+    def drop(self) -> None:
+        """The object will not be published: remove the entry, once it exists."""
+        self._job.add_done_callback(_drop_entry)
+
+
+def _drop_entry(job: asyncio.Future[Path]) -> None:
+    if not job.cancelled() and job.exception() is None:
+        job.result().unlink(missing_ok=True)
 
 
 def _make_durable(fd: int, final_path: Path, entry: Path) -> None:

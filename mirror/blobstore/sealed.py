@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from mirror.blobstore.install import Installer, install, publish
-from mirror.blobstore.pending import PendingSync
+from mirror.blobstore.pending import EarlyEntry, PendingSync
 from mirror.crypto.envelope import (
     AEAD,
     DATA_KEY_SIZE,
@@ -178,6 +178,7 @@ class SealedWriter:
         self._out = bytearray()
         self._size: int | None = None
         self._done = False
+        self._early: EarlyEntry | None = None
 
     def view(self) -> ChunkView:
         """A consistent snapshot of what is readable (taken on the event loop)."""
@@ -232,7 +233,14 @@ class SealedWriter:
 
     async def commit(self) -> None:
         """Seal the last chunk, write the header and install the file durably under the digest."""
+        if self._early is not None:
+            self._early.drop()  # a durable commit needs no journal entry
         await self._finish(install)
+
+    def prepare(self) -> None:
+        """Record the journal entry of the coming :meth:`publish` now, in the background."""
+        if self._early is None and self._pending is not None:
+            self._early = EarlyEntry(self._pending, Digest.parse(self._digest), self._executor)
 
     async def publish(self) -> None:
         """Seal the last chunk, write the header and install the file under the digest now;
@@ -242,9 +250,10 @@ class SealedWriter:
         if pending is None:
             await self.commit()
             return
+        entry = await self._early.entry() if self._early is not None else None
 
         def published(fd: int, temp_path: Path, final_path: Path) -> None:
-            publish(fd, temp_path, final_path, pending, digest)
+            publish(fd, temp_path, final_path, pending, digest, entry)
 
         await self._finish(published)
 
@@ -275,3 +284,5 @@ class SealedWriter:
             self._done = True
             os.close(self._fd)
             self.temp_path.unlink(missing_ok=True)
+            if self._early is not None:
+                self._early.drop()

@@ -21,6 +21,7 @@ from mirror.blobstore.interface import (
     BlobStore,
     BlobWriter,
     FileBacked,
+    Publishing,
     RangeReader,
     iter_range,
 )
@@ -341,6 +342,9 @@ class BlobService:
             log.warning("cannot cache %s (%s); streaming it uncached", digest, exc)
             self._metrics.uncached_streams.labels(_reason(exc)).inc()
             writer = None
+        if isinstance(writer, Publishing):
+            # Its journal entry is made durable while the bytes arrive, not at the digest match.
+            writer.prepare()
 
         def spilled(exc: OSError) -> None:
             log.warning("cannot cache %s (%s); relaying it uncached", digest, exc)

@@ -110,6 +110,10 @@ class Authenticator:
         self._on_response = on_response
         self._basic_challenged = False
         self._tokens: Lru[str, Token] = Lru(MAX_TOKENS)
+        # The upstream's Bearer challenge (realm and service, no scope) once it sent one: a
+        # token for a scope not seen yet is then fetched before the first request, not after
+        # its 401 (a round trip per new repository, 40 ms over a WAN).
+        self._bearer: Challenge | None = None
         # A lock per scope being fetched, with how many wait on it: dropped when none do.
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
 
@@ -121,6 +125,19 @@ class Authenticator:
         if self._basic_challenged:
             return self._basic
         return None
+
+    async def up_front(self, session: aiohttp.ClientSession, scope: str) -> str | None:
+        """:meth:`authorization`, or, for a new scope of an upstream that has challenged with
+        Bearer before, a token fetched now for it (``None`` if that fails: the request then
+        goes without, and its 401 is answered as usual)."""
+        known = self.authorization(scope)
+        if known is not None or self._bearer is None:
+            return known
+        try:
+            return (await self.token(session, self._bearer, scope)).header
+        except RegistryError as exc:
+            log.info("token for %s up front failed (%s); asking without", scope, exc)
+            return None
 
     async def answer(
         self,
@@ -137,6 +154,8 @@ class Authenticator:
         for challenge in challenges:
             if challenge.scheme == "bearer" and challenge.realm:
                 token = await self.token(session, challenge, scope, rejected=rejected)
+                params = {k: v for k, v in challenge.params.items() if k in ("realm", "service")}
+                self._bearer = Challenge("bearer", params)
                 return token.header
         for challenge in challenges:
             if challenge.scheme == "basic" and self._basic and self._basic != rejected:

@@ -202,7 +202,7 @@ class Transport:
         """
         if self.offline:
             raise MirrorOffline(unknown, self.endpoint.host)
-        attempts = _Attempts(self._auth.authorization(scope))
+        attempts = _Attempts(await self._auth.up_front(self.session, scope))
         while True:
             resp = await self._attempt(method, url, headers or {}, attempts, lane)
             if resp is None:

@@ -17,7 +17,7 @@ from benchmarks.bench import rotated
 from benchmarks.procs import Processes, stop_process, wait_http
 from benchmarks.pushclient import SyntheticBlob
 from benchmarks.results import DISTRIBUTION, PROXY, Results
-from benchmarks.scenarios import tier, workers
+from benchmarks.scenarios import tier, wan_upstream, workers
 from benchmarks.scenarios.pushes import SINK, SKOPEO_CASE
 from benchmarks.settings import ALL_SCENARIOS
 from tests.peers.ports import free_port
@@ -159,6 +159,7 @@ def test_quick_run_measures_every_scenario(tmp_path: Path) -> None:
     assert facts(11, workers.WORKERS2, "upstream GETs of the blob") == [1]
     assert facts(11, workers.WORKERS2, "tag HEAD non-200") == [0]
     assert "| 11 | 2 workers: 16-connection tag p99 ≤ 2 ms" in table
+    _assert_wan_facts(results)
     # Every reference took part where the issue compares against it.
     targets = {(m.scenario, m.target) for m in results.measurements}
     for scenario, target in [
@@ -176,12 +177,29 @@ def test_quick_run_measures_every_scenario(tmp_path: Path) -> None:
         (11, "nginx sendfile"),
         (11, workers.WORKERS2),
         (11, workers.WORKERS1),
+        (13, wan_upstream.DIRECT),
+        (13, PROXY),
     ]:
         assert (scenario, target) in targets
     assert len(results.checks) >= 10
     if importlib.util.find_spec("matplotlib") is not None:
         for png in ("throughput.png", "latency_cdf.png", "image_pulls.png"):
             assert (out / png).stat().st_size > 1000
+
+
+def _assert_wan_facts(results: Results) -> None:
+    """Scenario 13 (the WAN link): every client got every byte, direct and through both
+    caches, and the mirror fetched each byte from upstream exactly once."""
+    for case in (wan_upstream.BLOB_CASE, wan_upstream.IMAGE_CASE):
+        got = {
+            (f.target, f.name.removeprefix(f"{case}: ")): f.value
+            for f in results.facts
+            if f.scenario == 13 and f.name.startswith(case)
+        }
+        for target in wan_upstream.TARGETS:
+            assert got[(target, "client bytes / content bytes")] == 1.0, (case, target)
+        assert got[("mirror", "upstream bytes / content bytes")] == 1.0, case
+        assert got[(PROXY, "upstream bytes / content bytes")] >= 1.0, case
 
 
 def test_forgetting_one_stopped_server_keeps_the_entries_of_the_others() -> None:

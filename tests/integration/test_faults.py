@@ -136,6 +136,32 @@ async def test_client_disconnect_mid_fill_does_not_cancel_the_fill(
     assert fake.count("GET", digest) == 1, "the second pull must be warm"
 
 
+async def test_a_cold_fill_is_listed_in_the_durability_journal_while_its_bytes_arrive(
+    faulty: Mirror, fake: FakeUpstream
+) -> None:
+    """The journal entry's fsync runs beside the download, so that the digest match costs a
+    rename and not a directory fsync before the response may complete (a round trip's worth
+    on a loaded disk, for every layer of a cold pull)."""
+    data = os.urandom(2 * 1024 * 1024)
+    digest = fake.add_blob(data)
+    fake.blob_mode[digest] = "slow"
+    fake.slow_delay = 0.05  # 32 pieces: 1.6 s of transfer
+    entry = f"sha256-{digest.removeprefix('sha256:')}."
+    url = f"{faulty.url}/v2/team/app/blobs/{digest}"
+    async with aiohttp.ClientSession() as http:
+        async with http.get(url) as resp:
+            assert resp.status == 200
+            await resp.content.readexactly(64 * 1024)
+            deadline = time.monotonic() + 1.0
+            journal = faulty.data_dir / "pending"
+            # Polling the directory: there is no event to wait on from outside the mirror.
+            while not any(p.name.startswith(entry) for p in journal.iterdir()):
+                assert time.monotonic() < deadline, "not listed while the bytes arrive"
+                await asyncio.sleep(0.01)
+            assert faulty.metric("mirror_fills_committed_total") == 0
+            assert await resp.read() == data[64 * 1024 :]
+
+
 async def test_upstream_down_serves_stale_tag_and_fails_fast_for_uncached(
     faulty: Mirror, fake: FakeUpstream, fake_server: Any
 ) -> None:

@@ -219,3 +219,57 @@ async def test_a_durable_commit_is_never_listed(
 
     assert listed(store) == []
     assert await read_whole(store, digest) == data
+
+
+async def eventually_listed(store: Store, digests: list[Digest]) -> None:
+    """Wait (at most 10 s: a loaded disk's fsync) until the journal lists exactly ``digests``."""
+    want = sorted(map(str, digests))
+    for _ in range(1000):
+        if sorted(map(str, listed(store))) == want:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"the journal lists {listed(store)}, not {digests}")
+
+
+async def test_a_prepared_writer_lists_its_object_while_the_bytes_arrive(
+    tmp_path: Path, open_store: Callable[[Path], Store], data: bytes, held: HeldThread
+) -> None:
+    store = open_store(tmp_path / "cache")
+    hold_journal(store, held)
+    digest = Digest.of(data)
+    writer = store.create(digest)
+    assert isinstance(writer, Publishing)
+    writer.prepare()  # what a cache fill does when it starts
+    await writer.write(data[:1000])
+
+    # Listed before the publication (the entry must be durable before the rename) while the
+    # object is not visible yet: the entry's fsync ran beside the download, so the
+    # publication itself costs a rename.
+    await eventually_listed(store, [digest])
+    assert await store.stat(digest) is None
+    await writer.write(data[1000:])
+    await writer.publish()
+    assert await read_whole(store, digest) == data
+    assert listed(store) == [digest]  # one entry, until the background fsync ran
+    held.release()
+    journal(store).drain()
+    assert listed(store) == []
+
+
+async def test_an_aborted_or_committed_prepared_writer_leaves_no_entry(
+    tmp_path: Path, open_store: Callable[[Path], Store], data: bytes
+) -> None:
+    store = open_store(tmp_path / "cache")
+    good, bad = Digest.of(data[::-1]), Digest.of(data)
+    aborted, committed = store.create(bad), store.create(good)
+    for writer, body in ((aborted, data), (committed, data[::-1])):
+        assert isinstance(writer, Publishing)
+        writer.prepare()
+        await writer.write(body)
+    await eventually_listed(store, [bad, good])
+
+    await aborted.abort()  # the upstream's bytes did not match
+    await committed.commit()  # durable at once: the journal is not needed
+    await eventually_listed(store, [])
+    assert await store.stat(bad) is None
+    assert await read_whole(store, good) == data[::-1]

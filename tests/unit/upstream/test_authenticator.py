@@ -374,3 +374,21 @@ async def test_tokens_kept_are_bounded_by_scope_count(aiohttp_server: ServerFact
     assert again.header != first.header
     assert len(upstream.token_requests) == MAX_TOKENS + 2
     assert not authenticator._locks
+
+
+async def test_a_new_repository_gets_its_token_before_its_first_request(
+    aiohttp_server: ServerFactory,
+) -> None:
+    """Once the upstream challenged with Bearer, a new scope's token is fetched up front: no
+    unauthenticated attempt and no 401 round trip per new repository."""
+    upstream = TokenUpstream()
+    server = await aiohttp_server(upstream.app())
+    async with UpstreamClient(endpoint_for(server)) as client:
+        await client.get_tags("a/one")
+        assert upstream.registry_auth == [None, "Bearer 1:repository:a/one:pull:"]
+        await client.get_tags("a/two")
+        await client.get_tags("a/two")
+    assert upstream.registry_auth[2:] == ["Bearer 2:repository:a/two:pull:"] * 2
+    # The token request names the new scope, not the one of the first challenge.
+    assert upstream.token_requests[1]["query"]["scope"] == "repository:a/two:pull"
+    assert len(upstream.token_requests) == 2
