@@ -566,11 +566,14 @@ class _RowReader:
 
     def add(self, out: SnapshotRows, key: tuple[Any, ...], mode: int, name: Any, raw: Any) -> None:
         """Add the row of record ``key`` (nothing for a malformed one)."""
-        value = self._value(mode, name, raw)
         kind = key[0]
-        if kind == "pull" and len(key) == 4 and value is not None:
-            out.pulls.append((key[1], key[2], key[3], float(value)))
-        elif kind == "manifest" and len(key) == 2 and _is(value, ManifestRecord):
+        if kind == "pull":
+            value = raw if mode == MODE_RAW else self._value(mode, name, raw)
+            if len(key) == 4 and value is not None:
+                out.pulls.append((key[1], key[2], key[3], float(value)))
+            return
+        value = self._value(mode, name, raw)
+        if kind == "manifest" and len(key) == 2 and _is(value, ManifestRecord):
             media_type, size, cached_at, references = (value[i] for i in self._m)
             out.manifests.append((key[1], media_type, size, cached_at, references))
         elif kind == "tag" and len(key) == 4 and _is(value, TagRecord):

@@ -28,7 +28,6 @@ CREATE TABLE untagged (repo INTEGER, digest TEXT, at REAL);
 # order). Keys are unique in the metadata database, so every manifest and pull is too. The
 # manifest and tag indexes cover what a repository's images are read with.
 INDEXES = (
-    "CREATE UNIQUE INDEX manifest_digest ON manifest (digest)",
     "CREATE INDEX manifest_facts ON manifest (digest, media_type, size, cached_at)",
     "CREATE UNIQUE INDEX pull_key ON pull (repo, digest)",
     "CREATE INDEX tag_repo ON tag (repo, digest, tag)",
@@ -55,7 +54,7 @@ FROM (
     UNION ALL SELECT digest, NULL, at FROM pull WHERE repo = ?1
   ) GROUP BY digest
 ) d
-JOIN manifest m INDEXED BY manifest_facts ON m.digest = d.digest
+JOIN manifest m ON m.digest = d.digest
 ORDER BY d.digest
 """
 # The same columns for cached manifests by digest (an index's children: no tag, no pull).
