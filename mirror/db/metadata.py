@@ -444,26 +444,34 @@ class Metadata(
                 else:
                     yield key, disk.fetch(mode, filename, value, False)
 
-    def snapshot_rows(self, batch: int = 20_000) -> Iterator[SnapshotRows]:
+    def snapshot_rows(self, batch: int = 5_000) -> Iterator[SnapshotRows]:
         """Every manifest, tag, last pull and move of a tag away from a digest as plain rows,
         ``batch`` database rows at a time in short read transactions (retention's snapshot;
         batched last pulls are not included). Records are read as their fields' values
-        (``loads_fields``), never built: a million images are read in seconds."""
+        (``loads_fields``), never built. The pass reads through a connection of its own with
+        a small page cache and no memory map: the store's would keep ~100 MiB of a large
+        database's pages in the process once the pass had touched them."""
         cache: Any = self._db
         rows = _RowReader(cache._disk)
         select = (
             "SELECT rowid, key, raw, mode, filename, value FROM Cache"
             " WHERE rowid > ? ORDER BY rowid LIMIT ?"
         )
-        last = 0
-        while found := cache._sql(select, (last, batch)).fetchall():
-            last = found[-1][0]
-            out = SnapshotRows()
-            for _, raw_key, raw, mode, filename, value in found:
-                key = raw_key if raw else pickle.loads(raw_key)
-                if isinstance(key, tuple) and key and key[0] in _SNAPSHOT_KINDS:
-                    rows.add(out, key, mode, filename, value)
-            yield out
+        db = sqlite3.connect(str(self.directory / diskcache.core.DBNAME), isolation_level=None)
+        try:
+            db.execute("PRAGMA mmap_size = 0")
+            db.execute(f"PRAGMA cache_size = -{PASS_CACHE_KIB}")
+            last = 0
+            while found := db.execute(select, (last, batch)).fetchall():
+                last = found[-1][0]
+                out = SnapshotRows()
+                for _, raw_key, raw, mode, filename, value in found:
+                    key = raw_key if raw else pickle.loads(raw_key)
+                    if isinstance(key, tuple) and key and key[0] in _SNAPSHOT_KINDS:
+                        rows.add(out, key, mode, filename, value)
+                yield out
+        finally:
+            db.close()
 
     def pending_pulls(self) -> dict[tuple[str, str, str], float]:
         """Last pulls batched in memory and not flushed yet, by ``(upstream, repo, digest)``."""
@@ -532,6 +540,8 @@ class Metadata(
             self._db.close()
 
 
+# Page cache of a snapshot's pass over the database, KiB (each page is read once).
+PASS_CACHE_KIB = 2048
 # The record kinds a retention snapshot reads.
 _SNAPSHOT_KINDS = frozenset(("manifest", "tag", "pull", "tag-history"))
 # Records read as their fields (``FieldList``s) for snapshots.
