@@ -45,6 +45,7 @@ from mirror.crypto.keys import KeyringError
 from mirror.db.lock import DataDirLock, DataDirLocked
 from mirror.errors import RegistryError
 from mirror.metrics import Metrics
+from mirror.retention.lines import line_dict
 from mirror.retention.names import resolve_policy_repository
 from mirror.retention.policy import parse_edit, parse_policy
 from mirror.retention.report import json_chunks
@@ -197,7 +198,7 @@ async def _print_dry_run(service: RetentionService, out: TextIO, as_json: bool) 
             return
         images = selected = 0
         async for batch in run.batches:
-            for line in batch:
+            for line in map(line_dict, batch):
                 out.write(format_line(line, dry_run=True) + "\n")
                 selected += line["action"] == "delete"
             images += len(batch)

@@ -11,13 +11,22 @@ import pickle
 import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
+from dataclasses import fields as dataclass_fields
 from pathlib import Path
 from typing import Any
 
 import diskcache
 from diskcache.core import MODE_PICKLE, MODE_RAW
 
-from mirror.db.pickled import classes, disk_naming, loads_classes, stored_in
+from mirror.db.pickled import (
+    FieldList,
+    classes,
+    disk_naming,
+    field_lists,
+    loads_classes,
+    loads_fields,
+    stored_in,
+)
 from mirror.db.roles import (
     CachedResponses,
     Eviction,
@@ -26,6 +35,7 @@ from mirror.db.roles import (
     MetadataUnavailable,
     Pulls,
     Repositories,
+    SnapshotRows,
     TagHistory,
     Tags,
     Upstreams,
@@ -434,6 +444,35 @@ class Metadata(
                 else:
                     yield key, disk.fetch(mode, filename, value, False)
 
+    def snapshot_rows(self, batch: int = 5_000) -> Iterator[SnapshotRows]:
+        """Every manifest, tag, last pull and move of a tag away from a digest as plain rows,
+        ``batch`` database rows at a time in short read transactions (retention's snapshot;
+        batched last pulls are not included). Records are read as their fields' values
+        (``loads_fields``), never built. The pass reads through a connection of its own with
+        a small page cache and no memory map: the store's would keep ~100 MiB of a large
+        database's pages in the process once the pass had touched them."""
+        cache: Any = self._db
+        rows = _RowReader(cache._disk)
+        select = (
+            "SELECT rowid, key, raw, mode, filename, value FROM Cache"
+            " WHERE rowid > ? ORDER BY rowid LIMIT ?"
+        )
+        db = sqlite3.connect(str(self.directory / diskcache.core.DBNAME), isolation_level=None)
+        try:
+            db.execute("PRAGMA mmap_size = 0")
+            db.execute(f"PRAGMA cache_size = -{PASS_CACHE_KIB}")
+            last = 0
+            while found := db.execute(select, (last, batch)).fetchall():
+                last = found[-1][0]
+                out = SnapshotRows()
+                for _, raw_key, raw, mode, filename, value in found:
+                    key = raw_key if raw else pickle.loads(raw_key)
+                    if isinstance(key, tuple) and key and key[0] in _SNAPSHOT_KINDS:
+                        rows.add(out, key, mode, filename, value)
+                yield out
+        finally:
+            db.close()
+
     def pending_pulls(self) -> dict[tuple[str, str, str], float]:
         """Last pulls batched in memory and not flushed yet, by ``(upstream, repo, digest)``."""
         return dict(self._pending_pulls)
@@ -499,6 +538,65 @@ class Metadata(
             log.warning("could not keep %d last-pull times at close: %s", lost, exc)
         finally:
             self._db.close()
+
+
+# Page cache of a snapshot's pass over the database, KiB (each page is read once).
+PASS_CACHE_KIB = 2048
+# The record kinds a retention snapshot reads.
+_SNAPSHOT_KINDS = frozenset(("manifest", "tag", "pull", "tag-history"))
+# Records read as their fields (``FieldList``s) for snapshots.
+_FIELDS = field_lists(_DISK.NAMES)
+
+
+def _position(cls: type, name: str) -> int:
+    """Where field ``name`` of record class ``cls`` is in its pickled state."""
+    return [f.name for f in dataclass_fields(cls)].index(name)
+
+
+class _RowReader:
+    """Turns stored records into a snapshot's rows (``Metadata.snapshot_rows``)."""
+
+    def __init__(self, disk: Any) -> None:
+        self._disk = disk
+        self._m = [
+            _position(ManifestRecord, n) for n in ("media_type", "size", "cached_at", "references")
+        ]
+        self._t = _position(TagRecord, "digest")
+        self._from, self._at = _position(TagMove, "from_digest"), _position(TagMove, "at")
+
+    def _value(self, mode: int, filename: str | None, value: Any) -> Any:
+        if mode == MODE_RAW:
+            return value
+        if mode == MODE_PICKLE and value is not None:
+            return loads_fields(value, _FIELDS)
+        if mode == MODE_PICKLE:
+            with open(f"{self._disk._directory}/{filename}", "rb") as reader:
+                return loads_fields(reader.read(), _FIELDS)
+        return self._disk.fetch(mode, filename, value, False)
+
+    def add(self, out: SnapshotRows, key: tuple[Any, ...], mode: int, name: Any, raw: Any) -> None:
+        """Add the row of record ``key`` (nothing for a malformed one)."""
+        kind = key[0]
+        if kind == "pull":
+            value = raw if mode == MODE_RAW else self._value(mode, name, raw)
+            if len(key) == 4 and value is not None:
+                out.pulls.append((key[1], key[2], key[3], float(value)))
+            return
+        value = self._value(mode, name, raw)
+        if kind == "manifest" and len(key) == 2 and _is(value, ManifestRecord):
+            media_type, size, cached_at, references = (value[i] for i in self._m)
+            out.manifests.append((key[1], media_type, size, cached_at, references))
+        elif kind == "tag" and len(key) == 4 and _is(value, TagRecord):
+            out.tags.append((key[1], key[2], key[3], value[self._t]))
+        elif kind == "tag-history" and len(key) == 3 and isinstance(value, tuple):
+            for move in value:
+                if _is(move, TagMove) and move[self._from] is not None:
+                    out.untagged.append((key[1], key[2], move[self._from], move[self._at]))
+
+
+def _is(value: object, record: type) -> bool:
+    """Whether ``value`` is the fields of a ``record`` (``isinstance`` of the record built)."""
+    return isinstance(value, FieldList) and value.record is record
 
 
 def _digest_or_none(text: str) -> Digest | None:

@@ -10,6 +10,7 @@ touches.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -167,8 +168,30 @@ class Upstreams(Protocol):
         ...
 
 
+@dataclass(slots=True)
+class SnapshotRows:
+    """A batch of the records retention judges by, as plain rows (no record objects): what a
+    snapshot of a million images is read as. Strings are as stored (unchecked)."""
+
+    # (digest, media_type, size, cached_at, references)
+    manifests: list[tuple[str, str, int, float, tuple[str, ...]]] = field(default_factory=list)
+    # (upstream, repo, tag, digest)
+    tags: list[tuple[str, str, str, str]] = field(default_factory=list)
+    # (upstream, repo, digest, last pull); batched last pulls are not included.
+    pulls: list[tuple[str, str, str, float]] = field(default_factory=list)
+    # (upstream, repo, digest, at): a tag moved away from ``digest`` (or was removed), each
+    # repository's oldest first.
+    untagged: list[tuple[str, str, str, float]] = field(default_factory=list)
+
+
 class Snapshots(Protocol):
     """Whole-store reads in one pass, for retention's snapshot of the cache."""
+
+    def snapshot_rows(self) -> Iterator[SnapshotRows]:
+        """Every manifest, tag, last pull and move of a tag away from a digest, in batches
+        of plain rows, in one pass (retention's snapshot; batched last pulls are not
+        included)."""
+        ...
 
     def records(self, kinds: Iterable[str]) -> Iterator[tuple[tuple[str, ...], object]]:
         """Every ``(key, record)`` of the kinds asked (``manifest``, ``tag``, ``pull``), keyed

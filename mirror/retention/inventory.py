@@ -9,10 +9,10 @@ index is a pull of the index), and a tag on the index tags its children.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from mirror.db.metadata import ManifestRecord
 from mirror.db.roles import Manifests, Pulls, TagHistory, Tags
@@ -20,6 +20,9 @@ from mirror.errors import RegistryError
 from mirror.oci.digest import Digest
 from mirror.retention.names import policy_name
 from mirror.retention.snapshot import Snapshot, SnapshotRecords
+
+# A digest, or its text.
+T = TypeVar("T", Digest, str)
 
 
 class InventoryRecords(Tags, Manifests, Pulls, TagHistory, SnapshotRecords, Protocol):
@@ -110,8 +113,8 @@ def _repository(
     metadata: InventoryRecords, snapshot: Snapshot, upstream: str, repo: str, now: float
 ) -> Iterator[Image]:
     """The images of one repository."""
-    repo_tags = {_checked(d): tags for d, tags in snapshot.tags(upstream, repo).items()}
-    pulls = {_checked(d): at for d, at in snapshot.pulls(upstream, repo).items()}
+    repo_tags = {checked(d): tags for d, tags in snapshot.tags(upstream, repo).items()}
+    pulls = {checked(d): at for d, at in snapshot.pulls(upstream, repo).items()}
     records = _Manifests(snapshot)
     digests = set(repo_tags) | set(pulls)
     records.load_reachable(digests)
@@ -170,7 +173,7 @@ class _Manifests:
                 record = self._records[digest] = found.get(str(digest))
                 # The snapshot keeps only references that are digests (``referenced``'s).
                 self._references[digest] = (
-                    tuple(map(_checked, record.references)) if record is not None else ()
+                    tuple(map(checked, record.references)) if record is not None else ()
                 )
             frontier = {
                 reference
@@ -201,7 +204,7 @@ class _Manifests:
         return record
 
 
-def _checked(text: str) -> Digest:
+def checked(text: str) -> Digest:
     """The digest of a string the snapshot already checked (``Digest.parse`` without its
     regular expression again: the canonical string is the text itself)."""
     algorithm, _, encoded = text.partition(":")
@@ -230,20 +233,27 @@ def _add_children(digests: set[Digest], references: References) -> None:
 def _groups(digests: Iterable[Digest], references: References) -> list[tuple[Digest, ...]]:
     """Connected components of the parent/child relation among ``digests``, each in digest
     order, in the order of their first digests."""
-    members = set(digests)
-    parent = {d: d for d in members}
+    return groups_of(digests, references.__getitem__)
 
-    def root(d: Digest) -> Digest:
+
+def groups_of(members: Iterable[T], references: Callable[[T], Iterable[T]]) -> list[tuple[T, ...]]:
+    """Connected components of the relation ``references`` (parent to children) among
+    ``members`` (digests, or their text), each in digest order, in the order of their first
+    digests."""
+    within = set(members)
+    parent = {d: d for d in within}
+
+    def root(d: T) -> T:
         while parent[d] != d:
             parent[d] = parent[parent[d]]
             d = parent[d]
         return d
 
-    for digest in members:
-        for reference in references[digest]:
-            if reference in members:
+    for digest in within:
+        for reference in references(digest):
+            if reference in within:
                 parent[root(reference)] = root(digest)
-    groups: dict[Digest, list[Digest]] = defaultdict(list)
-    for digest in sorted(members, key=str):
+    groups: dict[T, list[T]] = defaultdict(list)
+    for digest in sorted(within, key=str):
         groups[root(digest)].append(digest)
     return sorted((tuple(g) for g in groups.values()), key=lambda g: [str(d) for d in g])

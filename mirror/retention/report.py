@@ -7,6 +7,8 @@ import json
 from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any
 
+from mirror.retention.lines import FIELDS, Line
+
 # Stands for the images in the report's head, to be cut out of its JSON text.
 _MARK = "\u0000images\u0000"
 # How a line's members are indented inside the report's ``images`` (json's own layout).
@@ -45,8 +47,42 @@ def line_json(line: dict[str, Any]) -> str:
     return "{\n      " + _MEMBER.join(_member(k, v) for k, v in line.items()) + "\n    }"
 
 
+# ``line_json``'s layout of a line's members, their values to fill in.
+_LINE = "{\n      " + _MEMBER.join(f'"{name}": %s' for name in FIELDS) + "\n    }"
+
+
+def _text(value: object) -> str:
+    return json.encoder.encode_basestring_ascii(value) if type(value) is str else _scalar(value)
+
+
+def line_text(line: Line) -> str:
+    """``line_json`` of the line's JSON object, laid out from the tuple directly."""
+    name, digest, media_type, size, tags, pull, tagged, cached, policy, *rest = line
+    action, rule, reason, cooling = rest
+    listed = (
+        "[\n        " + _ITEM.join(map(json.encoder.encode_basestring_ascii, tags)) + "\n      ]"
+        if tags
+        else "[]"
+    )
+    return _LINE % (
+        _text(name),
+        _text(digest),
+        _text(media_type),
+        _text(size),
+        listed,
+        _text(pull),
+        _text(tagged),
+        _text(cached),
+        _text(policy),
+        _text(action),
+        _text(rule),
+        _text(reason),
+        _text(cooling),
+    )
+
+
 async def json_chunks(
-    head: dict[str, Any], batches: AsyncIterable[list[dict[str, Any]]]
+    head: dict[str, Any], batches: AsyncIterable[list[Line]]
 ) -> AsyncIterator[str]:
     """The report ``head`` with ``images`` the lines of ``batches``, as indented JSON text in
     pieces (exactly the text of ``json.dumps`` with ``indent=2`` of the whole report)."""
@@ -57,7 +93,7 @@ async def json_chunks(
     async for batch in batches:
         pieces = []
         for line in batch:
-            pieces.append(("[\n    " if first else ",\n    ") + line_json(line))
+            pieces.append(("[\n    " if first else ",\n    ") + line_text(line))
             first = False
         if pieces:
             yield "".join(pieces)

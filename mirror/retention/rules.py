@@ -66,6 +66,17 @@ def not_tagged(image: Image, days: float, now: float) -> Verdict:
 
 
 CRITERIA = {"not_pulled_days": not_pulled, "not_tagged_days": not_tagged}
+# The rule and reason of a policy without criteria.
+RETAINS_ALL = ("retains-all", "policy has no criteria: retains everything")
+
+
+def uniform(policy: RetentionPolicy) -> tuple[str, str] | None:
+    """The rule and reason ``decide`` gives every image under ``policy`` when they depend on
+    nothing about the image (no exempt tags and no criteria: it retains everything), else
+    ``None`` (so a run can judge such a repository without looking at its images one by one)."""
+    if policy.exempt_tags or policy.criteria():
+        return None
+    return RETAINS_ALL
 
 
 def decide(
@@ -81,9 +92,7 @@ def decide(
         )
     criteria = policy.criteria()
     if not criteria:
-        return Decision(
-            image, policy.name, False, "retains-all", "policy has no criteria: retains everything"
-        )
+        return Decision(image, policy.name, False, *RETAINS_ALL)
     verdicts = [CRITERIA[name](image, days, now) for name, days in criteria.items()]
     matched = [v for v in verdicts if v.matched]
     if policy.match == "all":

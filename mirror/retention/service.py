@@ -8,7 +8,7 @@ import functools
 import itertools
 import logging
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -24,9 +24,11 @@ from mirror.metrics import Metrics
 from mirror.oci.digest import Digest
 from mirror.retention.audit import AuditLog, iso
 from mirror.retention.collector import Collector, CollectorRecords, Outcome
-from mirror.retention.inventory import Inventory, InventoryRecords, images
+from mirror.retention.inventory import Inventory, InventoryRecords
+from mirror.retention.lines import Governing, Line, report_lines
 from mirror.retention.policy import PolicyEdit, RetentionPolicy
 from mirror.retention.rules import Decision, decide, least_recently_pulled
+from mirror.retention.snapshot import Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +136,7 @@ class DryRun:
     """A dry run being streamed: its report's head, and its lines in batches."""
 
     head: dict[str, Any]
-    batches: AsyncIterator[list[dict[str, Any]]]
+    batches: AsyncIterator[list[Line]]
 
 
 class RetentionRecords(InventoryRecords, CollectorRecords, Protocol):
@@ -257,18 +259,12 @@ class RetentionService:
             run_id = f"{int(now)}-{secrets.token_hex(3)}"
             state = self._state.state()
             governing = functools.lru_cache(maxsize=4096)(state.governing)
-            found = images(self._metadata, now, self.scratch)
+            found = self._lines(governing, now)
 
-            def take() -> list[dict[str, Any]]:
-                lines = []
-                for image in itertools.islice(found, batch):
-                    policy, since = governing(image.repository)
-                    lines.append(
-                        decision_json(decide(image, policy, since, now, self.cooling_period))
-                    )
-                return lines
+            def take() -> list[Line]:
+                return list(itertools.islice(found, batch))
 
-            async def batches() -> AsyncIterator[list[dict[str, Any]]]:
+            async def batches() -> AsyncIterator[list[Line]]:
                 # Off the event loop: a large cache takes seconds to read, and pulls go on.
                 while lines := await asyncio.to_thread(take):
                     yield lines
@@ -278,6 +274,14 @@ class RetentionService:
                 yield DryRun(report_head(run_id, trigger, True, now, Outcome()), batches())
             finally:
                 found.close()
+
+    def _lines(self, governing: Governing, now: float) -> Generator[Line]:
+        """Every image's report line, from a snapshot spilled when the first is asked for."""
+        snapshot = Snapshot(self._metadata, self.scratch)
+        try:
+            yield from report_lines(snapshot, governing, now, self.cooling_period)
+        finally:
+            snapshot.close()
 
     @asynccontextmanager
     async def _tier_run(self) -> AsyncIterator[None]:

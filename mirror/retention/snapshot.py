@@ -4,40 +4,69 @@ repository's records in memory, never the whole cache."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sqlite3
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
-from mirror.db.metadata import ManifestRecord, TagRecord
+from mirror.db.metadata import ManifestRecord
+from mirror.db.roles import SnapshotRows
 
+# Repositories are numbered as the pass meets them (``repo``), so rows carry an integer.
 SCHEMA = """
+CREATE TABLE repo (id INTEGER PRIMARY KEY, upstream TEXT, repo TEXT);
 CREATE TABLE manifest (digest TEXT, media_type TEXT, size INTEGER, cached_at REAL, refs TEXT);
-CREATE TABLE tag (upstream TEXT, repo TEXT, tag TEXT, digest TEXT);
-CREATE TABLE pull (upstream TEXT, repo TEXT, digest TEXT, at REAL);
+CREATE TABLE tag (repo INTEGER, tag TEXT, digest TEXT);
+CREATE TABLE pull (repo INTEGER, digest TEXT, at REAL);
+CREATE TABLE untagged (repo INTEGER, digest TEXT, at REAL);
 """
 # Built once after the bulk insert (sorting once beats inserting into B-trees in random
-# order). Keys are unique in the metadata database, so every manifest and pull is too.
+# order). Keys are unique in the metadata database, so every manifest and pull is too. The
+# manifest and tag indexes cover what a repository's images are read with.
 INDEXES = (
-    "CREATE UNIQUE INDEX manifest_digest ON manifest (digest)",
-    "CREATE UNIQUE INDEX pull_key ON pull (upstream, repo, digest)",
-    "CREATE INDEX tag_repo ON tag (upstream, repo)",
+    "CREATE INDEX manifest_facts ON manifest (digest, media_type, size, cached_at)",
+    "CREATE UNIQUE INDEX pull_key ON pull (repo, digest)",
+    "CREATE INDEX tag_repo ON tag (repo, digest, tag)",
+    "CREATE INDEX untagged_repo ON untagged (repo)",
+    # Which references of each cached manifest are cached manifests (an index's children).
+    """CREATE TABLE child AS SELECT m.digest AS parent, r.value AS child
+       FROM manifest m, json_each(m.refs) r JOIN manifest c ON c.digest = r.value""",
+    "CREATE INDEX child_parent ON child (parent)",
 )
 # Page cache of the temporary index, KiB (indexes are sorted within it).
 CACHE_KIB = 32 * 1024
-# Repositories with at least one tag or last pull of a cached manifest, in name order.
-REPOSITORIES = """
-SELECT upstream, repo FROM tag JOIN manifest USING (digest)
-UNION SELECT upstream, repo FROM pull JOIN manifest USING (digest)
-ORDER BY 1, 2
+# Every repository with a tag or a last pull, in name order (one without a cached manifest
+# among them has no images).
+REPOSITORIES = "SELECT id, upstream, repo FROM repo ORDER BY upstream, repo"
+# A repository's images, in digest order: the digests its tags and last pulls name that are
+# cached manifests, each with its tags there (newline-separated), its last pull there, and
+# the references of its record that are cached manifests too (newline-separated).
+IMAGES = """
+SELECT d.digest, m.media_type, m.size, m.cached_at, d.tags, d.at,
+  (SELECT group_concat(child, char(10)) FROM child WHERE parent = d.digest)
+FROM (
+  SELECT digest, group_concat(tag, char(10)) AS tags, max(at) AS at FROM (
+    SELECT digest, tag, NULL AS at FROM tag WHERE repo = ?1
+    UNION ALL SELECT digest, NULL, at FROM pull WHERE repo = ?1
+  ) GROUP BY digest
+) d
+JOIN manifest m ON m.digest = d.digest
+ORDER BY d.digest
 """
+# The same columns for cached manifests by digest (an index's children: no tag, no pull).
+CHILDREN = """
+SELECT m.digest, m.media_type, m.size, m.cached_at, NULL, NULL,
+  (SELECT group_concat(child, char(10)) FROM child WHERE parent = m.digest)
+FROM manifest m WHERE m.digest IN ({})
+"""
+# A row of ``IMAGES``: digest, media type, size, cached at, tags, last pull, children.
+ImageRow = tuple[str, str, int, float, str | None, float | None, str | None]
 # What ``Digest.parse`` accepts.
 _DIGEST = re.compile(r"sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128}")
-# Rows inserted per statement while the snapshot is spilled.
-BATCH = 5_000
 # Digests looked up per statement (under SQLite's limit on parameters).
 LOOKUP = 500
 
@@ -45,8 +74,8 @@ LOOKUP = 500
 class SnapshotRecords(Protocol):
     """The metadata a snapshot is read from: every record in one pass, and batched pulls."""
 
-    def records(self, kinds: Iterable[str]) -> Iterator[tuple[tuple[str, ...], object]]:
-        """Every ``(key, record)`` of those kinds, in one pass."""
+    def snapshot_rows(self) -> Iterator[SnapshotRows]:
+        """Every manifest, tag, last pull and move away from a digest, in batches of rows."""
         ...
 
     def pending_pulls(self) -> dict[tuple[str, str, str], float]:
@@ -61,6 +90,8 @@ class Snapshot:
         handle, name = tempfile.mkstemp(prefix="retention-", suffix=".db", dir=directory)
         os.close(handle)
         self._path = Path(name)
+        # The number of each ``(upstream, repo)`` (the ``repo`` table's).
+        self._ids: dict[tuple[str, str], int] = {}
         # Read back from whichever worker thread the run continues on, one at a time.
         self._db = sqlite3.connect(name, check_same_thread=False, isolation_level=None)
         self._db.executescript(
@@ -70,54 +101,60 @@ class Snapshot:
         self._spill(metadata)
 
     def _spill(self, metadata: SnapshotRecords) -> None:
-        rows: dict[str, list[tuple[object, ...]]] = {"manifest": [], "tag": [], "pull": []}
-        insert = {
-            "manifest": "INSERT INTO manifest VALUES (?, ?, ?, ?, ?)",
-            "tag": "INSERT INTO tag VALUES (?, ?, ?, ?)",
-            "pull": "INSERT INTO pull VALUES (?, ?, ?, ?)",
-        }
-        self._db.execute("BEGIN")
-        for key, value in metadata.records(("manifest", "tag", "pull")):
-            row = _row(key, value)
-            if row is None:
-                continue
-            batch = rows[key[0]]
-            batch.append(row)
-            if len(batch) >= BATCH:
-                self._db.executemany(insert[key[0]], batch)
-                batch.clear()
-        for kind, batch in rows.items():
-            self._db.executemany(insert[kind], batch)
+        db = self._db
+        ids = self._ids
+        db.execute("BEGIN")
+        for rows in metadata.snapshot_rows():
+            db.executemany("INSERT INTO manifest VALUES (?, ?, ?, ?, ?)", _manifests(rows))
+            db.executemany("INSERT INTO tag VALUES (?, ?, ?)", _numbered(ids, rows.tags, 3))
+            db.executemany("INSERT INTO pull VALUES (?, ?, ?)", _numbered(ids, rows.pulls, 2))
+            db.executemany(
+                "INSERT INTO untagged VALUES (?, ?, ?)", _numbered(ids, rows.untagged, 2)
+            )
         for index in INDEXES:
-            self._db.execute(index)
+            db.execute(index)
         # Pulls not flushed yet replace the stored ones.
         pending = [(*where, when) for where, when in metadata.pending_pulls().items()]
-        self._db.executemany(
-            "INSERT OR REPLACE INTO pull VALUES (?, ?, ?, ?)",
-            [row for row in pending if _digest(row[2]) is not None],
-        )
-        self._db.execute("COMMIT")
+        db.executemany("INSERT OR REPLACE INTO pull VALUES (?, ?, ?)", _numbered(ids, pending, 2))
+        db.executemany("INSERT INTO repo VALUES (?, ?, ?)", ((i, *r) for r, i in ids.items()))
+        db.execute("COMMIT")
 
     def repositories(self) -> Iterator[tuple[str, str]]:
-        """Every ``(upstream, repo)`` with an image, in name order."""
-        yield from self._db.execute(REPOSITORIES)
+        """Every ``(upstream, repo)`` with a tag or a last pull, in name order."""
+        for _, upstream, repo in self._db.execute(REPOSITORIES):
+            yield upstream, repo
+
+    def images(self, upstream: str, repo: str) -> list[ImageRow]:
+        """The images of ``repo`` as ``IMAGES`` rows, in digest order."""
+        number = self._ids.get((upstream, repo))
+        return [] if number is None else self._db.execute(IMAGES, (number,)).fetchall()
+
+    def children(self, digests: Iterable[str]) -> list[ImageRow]:
+        """``IMAGES`` rows (without tags or pulls) of those of ``digests`` that are cached."""
+        found: list[ImageRow] = []
+        wanted = list(digests)
+        for start in range(0, len(wanted), LOOKUP):
+            chunk = wanted[start : start + LOOKUP]
+            found += self._db.execute(CHILDREN.format(",".join("?" * len(chunk))), chunk)
+        return found
+
+    def untagged(self, upstream: str, repo: str) -> dict[str, float]:
+        """When each digest of ``repo`` last lost a tag (the latest move recorded)."""
+        query = "SELECT digest, at FROM untagged WHERE repo=? ORDER BY rowid"
+        return dict(self._db.execute(query, (self._ids.get((upstream, repo)),)))
 
     def tags(self, upstream: str, repo: str) -> dict[str, list[str]]:
         """The tags of ``repo`` by the cached manifest they point at."""
         found: dict[str, list[str]] = {}
-        query = (
-            "SELECT tag, digest FROM tag JOIN manifest USING (digest) WHERE upstream=? AND repo=?"
-        )
-        for tag, digest in self._db.execute(query, (upstream, repo)):
+        query = "SELECT tag, digest FROM tag JOIN manifest USING (digest) WHERE repo=?"
+        for tag, digest in self._db.execute(query, (self._ids.get((upstream, repo)),)):
             found.setdefault(digest, []).append(tag)
         return found
 
     def pulls(self, upstream: str, repo: str) -> dict[str, float]:
         """The last pull of each cached manifest of ``repo``."""
-        query = (
-            "SELECT digest, at FROM pull JOIN manifest USING (digest) WHERE upstream=? AND repo=?"
-        )
-        return dict(self._db.execute(query, (upstream, repo)))
+        query = "SELECT digest, at FROM pull JOIN manifest USING (digest) WHERE repo=?"
+        return dict(self._db.execute(query, (self._ids.get((upstream, repo)),)))
 
     def manifests(self, digests: Iterable[str]) -> dict[str, ManifestRecord]:
         """The records of those of ``digests`` that are cached manifests."""
@@ -130,9 +167,7 @@ class Snapshot:
                 f" WHERE digest IN ({','.join('?' * len(chunk))})"
             )
             for digest, media_type, size, cached_at, refs in self._db.execute(query, chunk):
-                found[digest] = ManifestRecord(
-                    media_type, size, tuple(refs.split("\n")) if refs else (), cached_at
-                )
+                found[digest] = ManifestRecord(media_type, size, tuple(json.loads(refs)), cached_at)
         return found
 
     def manifest(self, digest: str) -> ManifestRecord | None:
@@ -142,7 +177,7 @@ class Snapshot:
         if row is None:
             return None
         media_type, size, cached_at, refs = row
-        return ManifestRecord(media_type, size, tuple(refs.split("\n")) if refs else (), cached_at)
+        return ManifestRecord(media_type, size, tuple(json.loads(refs)), cached_at)
 
     def close(self) -> None:
         """Drop the index."""
@@ -150,28 +185,27 @@ class Snapshot:
         self._path.unlink(missing_ok=True)
 
 
-def _digest(text: object) -> str | None:
-    """``text`` as a digest's canonical string, or ``None`` if it is not a digest (what
-    ``Digest.parse`` accepts, whose canonical string is the text itself)."""
-    return text if isinstance(text, str) and _DIGEST.fullmatch(text) else None
+def _numbered(
+    ids: dict[tuple[str, str], int], rows: Iterable[tuple[Any, ...]], at: int
+) -> Iterator[tuple[Any, ...]]:
+    """Those of ``rows`` (``upstream, repo, ...``) whose ``at``-th column is a digest (the
+    others name nothing cached), their repository numbered (new ones added to ``ids``)."""
+    match = _DIGEST.fullmatch
+    for row in rows:
+        if type(row[at]) is str and match(row[at]):
+            where = (row[0], row[1])
+            number = ids.get(where)
+            if number is None:
+                number = ids[where] = len(ids) + 1
+            yield (number, *row[2:])
 
 
-def _row(key: tuple[str, ...], value: object) -> tuple[object, ...] | None:
-    """The index row of one metadata record (``None``: malformed, nothing is cached under it)."""
-    kind = key[0]
-    if kind == "manifest" and len(key) == 2 and isinstance(value, ManifestRecord):
-        digest = _digest(key[1])
-        # Only the references that are digests (as ``ManifestRecord.referenced`` reads them).
-        refs = "\n".join(r for r in value.references if _digest(r) is not None)
-        return (
-            None
-            if digest is None
-            else (digest, value.media_type, value.size, value.cached_at, refs)
-        )
-    if kind == "tag" and len(key) == 4 and isinstance(value, TagRecord):
-        digest = _digest(value.digest)
-        return None if digest is None else (key[1], key[2], key[3], digest)
-    if kind == "pull" and len(key) == 4 and value is not None:
-        digest = _digest(key[3])
-        return None if digest is None else (key[1], key[2], digest, float(value))  # type: ignore[arg-type]
-    return None
+def _manifests(rows: SnapshotRows) -> Iterator[tuple[object, ...]]:
+    """The index rows of a batch's manifest records: only those under a digest, with only the
+    references that are digests (as ``ManifestRecord.referenced`` reads them), as a JSON
+    array (digests need no escaping)."""
+    match = _DIGEST.fullmatch
+    for digest, media_type, size, cached_at, references in rows.manifests:
+        if type(digest) is str and match(digest):
+            refs = '","'.join(r for r in references if type(r) is str and match(r))
+            yield digest, media_type, size, cached_at, f'["{refs}"]' if refs else "[]"

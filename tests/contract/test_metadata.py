@@ -270,3 +270,26 @@ def test_a_snapshot_reads_manifests_tags_and_pulls_keyed_alike(store: MetadataSt
     store.flush()
     assert store.pending_pulls() == {}
     assert dict(store.records(("pull",))) == {("pull", "h", "r", str(A)): 42.0}
+
+
+def test_snapshot_rows_are_every_record_retention_judges_by_as_plain_rows(
+    store: MetadataStore,
+) -> None:
+    store.set_manifest(A, ManifestRecord(OCI, 10, (str(B),), 5.0))
+    store.set_tag("h", "r", "v1", tag(A, 1.0))
+    store.set_tag("h", "r", "v1", tag(B, 2.0))  # moves away from A
+    store.set_tag("h", "r", "v2", tag(A, 3.0))
+    store.delete_tag("h", "r", "v2", 4.0)  # removed from A
+    store.record_pull("h", "r", A, 42.0)
+    store.flush()
+    store.record_pull("h", "r", B, 43.0)  # pending: not part of the rows
+    manifests, tags, pulls, untagged = [], [], [], []
+    for rows in store.snapshot_rows():
+        manifests += rows.manifests
+        tags += rows.tags
+        pulls += rows.pulls
+        untagged += rows.untagged
+    assert manifests == [(str(A), OCI, 10, 5.0, (str(B),))]
+    assert tags == [("h", "r", "v1", str(B))]
+    assert pulls == [("h", "r", str(A), 42.0)]
+    assert untagged == [("h", "r", str(A), 2.0), ("h", "r", str(A), 4.0)]

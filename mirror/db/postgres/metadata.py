@@ -33,7 +33,7 @@ from mirror.db.postgres.connect import Listener, PostgresSettings, open_pool
 from mirror.db.postgres.memo import SharedMemo
 from mirror.db.postgres.migrate import migrate
 from mirror.db.postgres.queries import Q
-from mirror.db.roles import MetadataStore, MetadataUnavailable
+from mirror.db.roles import MetadataStore, MetadataUnavailable, SnapshotRows
 from mirror.errors import RegistryError
 from mirror.oci.digest import Digest
 
@@ -389,6 +389,21 @@ class PostgresMetadata(MetadataStore):
         if "pull" in wanted:
             for row in self._run("fetch", Q.pulls):
                 yield ("pull", row[0], row[1], row[2]), float(row[3])
+
+    def snapshot_rows(self) -> Iterator[SnapshotRows]:
+        """Every manifest, tag, last pull and move of a tag away from a digest as plain rows,
+        a table at a time (retention's snapshot; batched last pulls are not included)."""
+        manifests = self._run("fetch", Q.manifests)
+        yield SnapshotRows(manifests=[(r[0], r[1], r[2], r[4], tuple(r[3])) for r in manifests])
+        del manifests
+        tags = self._run("fetch", Q.tags)
+        yield SnapshotRows(tags=[(r[0], r[1], r[2], r[3]) for r in tags])
+        del tags
+        pulls = self._run("fetch", Q.pulls)
+        yield SnapshotRows(pulls=[(r[0], r[1], r[2], float(r[3])) for r in pulls])
+        del pulls
+        moves = self._run("fetch", Q.untagged)
+        yield SnapshotRows(untagged=[(r[0], r[1], r[2], r[3]) for r in moves])
 
     def pending_pulls(self) -> dict[tuple[str, str, str], float]:
         """Last pulls batched in memory and not flushed yet, by ``(upstream, repo, digest)``."""

@@ -54,6 +54,11 @@ class Q:
         "SELECT tag, from_digest, to_digest, at FROM tag_moves"
         " WHERE upstream = $1 AND repo = $2 ORDER BY id"
     )
+    # Every move of a tag away from a digest, each repository's oldest first.
+    untagged = (
+        "SELECT upstream, repo, from_digest, at FROM tag_moves"
+        " WHERE from_digest IS NOT NULL ORDER BY upstream, repo, id"
+    )
     evict_tags = (
         "DELETE FROM tags WHERE upstream = $1 AND repo = $2 AND digest = $3"
         " AND ($4::text[] IS NULL OR tag = ANY($4::text[])) RETURNING tag"

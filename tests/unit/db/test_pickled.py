@@ -6,12 +6,21 @@ from __future__ import annotations
 import pickle
 import sqlite3
 from dataclasses import dataclass
+from dataclasses import fields as dataclass_fields
 from pathlib import Path
 
 import diskcache
 
 from mirror.db.identity.records import AccessPolicy
-from mirror.db.pickled import StoredName, disk_naming, dumps, loads
+from mirror.db.pickled import (
+    FieldList,
+    StoredName,
+    disk_naming,
+    dumps,
+    field_lists,
+    loads,
+    loads_fields,
+)
 from mirror.db.retention import Attachment, PolicyState, RetentionStore
 from mirror.retention.policy import RetentionPolicy
 
@@ -98,3 +107,16 @@ def test_the_bytes_name_the_former_classes() -> None:
     assert b"AccessPolicy" not in dumps(
         access, 5, {AccessPolicy: ("mirror.identity.records", "Policy")}
     )
+
+
+def test_a_record_is_read_as_its_fields_under_its_stored_and_its_own_name() -> None:
+    unpickler = field_lists(NAMES)
+    record = Renamed("a", 2.0)
+    for data in (dumps(record, 5, NAMES), pickle.dumps(record, protocol=5)):
+        fields = loads_fields(data, unpickler)
+        assert isinstance(fields, FieldList) and fields.record is Renamed
+        assert fields == [getattr(record, f.name) for f in dataclass_fields(Renamed)]
+    # Records of other classes, inside other values too, are read whole.
+    other = (RetentionPolicy("x"), Renamed("c"))
+    read = loads_fields(pickle.dumps(other, protocol=5), unpickler)
+    assert read[0] == RetentionPolicy("x") and read[1] == ["c", None]

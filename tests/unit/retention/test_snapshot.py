@@ -10,7 +10,8 @@ from typing import Any
 
 from mirror.db.metadata import ManifestRecord, Metadata, TagRecord
 from mirror.oci.digest import Digest
-from mirror.retention.report import line_json
+from mirror.retention.lines import Line, line_dict
+from mirror.retention.report import line_json, line_text
 from mirror.retention.snapshot import Snapshot
 
 OCI = "application/vnd.oci.image.manifest.v1+json"
@@ -50,3 +51,18 @@ def test_a_line_is_laid_out_as_json_indents_it_inside_the_report() -> None:
     ]
     for line in lines:
         assert line_json(line) == json.dumps(line, indent=2).replace("\n", "\n    ")
+
+
+KEEP = ("keep", "retains-all", 'say "why"', None)
+WHY = ("last pulled 3.0 days ago", "2027-01-01T00:00:00Z")
+
+
+def test_a_line_tuple_is_laid_out_as_its_json_object() -> None:
+    digest = "sha256:" + "a" * 64
+    at = "2026-01-01T00:00:00Z"
+    lines: list[Line] = [
+        (*("docker.io/a/b", digest, OCI, 10, ["v1", "v\u00e9"], at, None, None, "global"), *KEEP),
+        (*("hosted/x", digest, OCI, 0, [], None, None, at, "stale", "delete", "not-pulled"), *WHY),
+    ]
+    for line in lines:
+        assert line_text(line) == line_json(line_dict(line))
