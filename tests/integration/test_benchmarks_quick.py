@@ -17,7 +17,7 @@ from benchmarks.bench import rotated
 from benchmarks.procs import Processes, stop_process, wait_http
 from benchmarks.pushclient import SyntheticBlob
 from benchmarks.results import DISTRIBUTION, PROXY, Results
-from benchmarks.scenarios import tier, workers
+from benchmarks.scenarios import lanes, tier, workers
 from benchmarks.scenarios.pushes import SINK, SKOPEO_CASE
 from benchmarks.settings import ALL_SCENARIOS
 from tests.peers.ports import free_port
@@ -159,6 +159,20 @@ def test_quick_run_measures_every_scenario(tmp_path: Path) -> None:
     assert facts(11, workers.WORKERS2, "upstream GETs of the blob") == [1]
     assert facts(11, workers.WORKERS2, "tag HEAD non-200") == [0]
     assert "| 11 | 2 workers: 16-connection tag p99 ≤ 2 ms" in table
+    # Per-upstream limits (scenario 12): 8 cold fills under a 4-connection cap, measured at the
+    # upstream: never more than 4 requests or connections, never more than 3 blob transfers
+    # (the fourth slot is the metadata lane's), each blob fetched once, every tag HEAD 200.
+    for name in (
+        "upstream requests in flight above the cap",
+        "upstream TCP connections above the cap",
+        "upstream blob GETs in flight above cap - 1",
+        "blobs not fetched from upstream exactly once",
+        "tag HEAD non-200 answers",
+    ):
+        assert facts(12, lanes.LABEL, name) == [0], name
+    assert 1 <= facts(12, lanes.LABEL, "upstream blob GETs in flight at once (peak)")[0] <= 3
+    assert 1 <= facts(12, lanes.LABEL, "upstream TCP connections at once (peak")[0] <= 4
+    assert "| 12 | 16-connection tag HEAD p99 during 8 cold fills ≤ 5 ms" in table
     # Every reference took part where the issue compares against it.
     targets = {(m.scenario, m.target) for m in results.measurements}
     for scenario, target in [
@@ -176,6 +190,7 @@ def test_quick_run_measures_every_scenario(tmp_path: Path) -> None:
         (11, "nginx sendfile"),
         (11, workers.WORKERS2),
         (11, workers.WORKERS1),
+        (12, lanes.LABEL),
     ]:
         assert (scenario, target) in targets
     assert len(results.checks) >= 10
