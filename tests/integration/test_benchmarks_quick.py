@@ -190,6 +190,7 @@ def test_quick_run_measures_every_scenario(tmp_path: Path) -> None:
         (11, "nginx sendfile"),
         (11, workers.WORKERS2),
         (11, workers.WORKERS1),
+        (11, workers.CEILING),
         (12, lanes.LABEL),
     ]:
         assert (scenario, target) in targets
