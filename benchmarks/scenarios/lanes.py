@@ -91,7 +91,9 @@ def _once(bench: Bench, server: MirrorServer, digests: list[str], rep: int) -> N
     mark, log_mark = bench.mark(), bench.upstream.log_path.stat().st_size
     fills: list[tuple[float, list[Download]]] = []
     failed: list[BaseException] = []
-    thread = threading.Thread(target=_fill, args=(urls, s.transfer_timeout, fills, failed))
+    # Only CAP - 1 fills transfer at once: the last ones wait for the first to finish.
+    timeout = s.transfer_timeout * -(-FILLS // (CAP - 1))
+    thread = threading.Thread(target=_fill, args=(urls, timeout, fills, failed))
     running_after = []
     port = urlsplit(bench.upstream.url).port or 80
     with ConnectionSampler(port) as sampler:
@@ -99,7 +101,7 @@ def _once(bench: Bench, server: MirrorServer, digests: list[str], rep: int) -> N
         for conns in rotated(CONNECTIONS, rep):
             ok = _heads(bench, server, conns, during_case(conns)) and ok
             running_after.append(thread.is_alive())
-        thread.join(s.transfer_timeout + 10)
+        thread.join(timeout + 10)
     if failed or not fills:
         raise RuntimeError(f"the cold fills failed: {failed[:1]!r}")
     wall, downloads = fills[0]
