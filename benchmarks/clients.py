@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -62,10 +62,17 @@ def curl(url: str, timeout: float) -> Download:
 def curl_many(url: str, count: int, timeout: float) -> tuple[float, list[Download]]:
     """``count`` concurrent downloads of ``url``; returns the wall time from the first start
     to the last exit and each download. Raises ``RuntimeError`` if any failed."""
+    return curl_each([url] * count, timeout)
+
+
+def curl_each(urls: list[str], timeout: float) -> tuple[float, list[Download]]:
+    """One download of each of ``urls``, all at once; returns the wall time from the first
+    start to the last exit and each download. Raises ``RuntimeError`` if any failed."""
     procs: list[subprocess.Popen[bytes]] = []
+    count = len(urls)
     try:
         started = time.perf_counter()
-        for _ in range(count):
+        for url in urls:
             procs.append(
                 subprocess.Popen(
                     curl_argv(url, timeout), stdout=subprocess.PIPE, stderr=subprocess.PIPE
@@ -245,6 +252,7 @@ class PushRun:
     size: int
     wall: float
     verified: int
+    digests: list[str] = field(default_factory=list)
 
     @property
     def rate(self) -> float:
@@ -289,6 +297,7 @@ def push_blobs(
         size,
         float(doc["wall"]),
         int(doc["verified"]),
+        [str(d) for d in doc["digests"]],
     )
 
 

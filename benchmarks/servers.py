@@ -28,6 +28,9 @@ class MirrorVariant:
     label: str
     args: tuple[str, ...] = ()
     toml: str = ""
+    # Extra keys of the upstream's ``[[upstreams]]`` table (``max_connections = 4``): the
+    # upstream is then configured in the TOML instead of by ``--upstream``.
+    upstream_toml: str = ""
 
 
 def encryption_supported() -> bool:
@@ -80,20 +83,20 @@ class MirrorServer:
     def argv(self) -> list[str]:
         """``python -m mirror serve ...`` (uvloop, as the CLI always runs)."""
         argv = [sys.executable, "-m", "mirror", "serve"]
-        if self.variant.toml:
+        toml = self.variant.toml
+        if self.variant.upstream_toml:
+            toml += (
+                f'\n[[upstreams]]\nhost = "{self.upstream_host}"\nurl = "{self.upstream_url}"\n'
+                f"{self.variant.upstream_toml}"
+            )
+        if toml:
             config = self.base_dir / "mirror.toml"
-            config.write_text(self.variant.toml)
+            config.write_text(toml)
             argv += ["--config", str(config)]
-        argv += [
-            "--listen",
-            self.host,
-            "--data-dir",
-            str(self.data_dir),
-            "--upstream",
-            f"{self.upstream_host}={self.upstream_url}",
-            "--default-upstream",
-            self.upstream_host,
-        ]
+        argv += ["--listen", self.host, "--data-dir", str(self.data_dir)]
+        if not self.variant.upstream_toml:
+            argv += ["--upstream", f"{self.upstream_host}={self.upstream_url}"]
+        argv += ["--default-upstream", self.upstream_host]
         if self.tag_ttl is not None:
             argv += ["--tag-ttl", str(self.tag_ttl)]
         return [*argv, *self.variant.args]

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 MiB = 1024 * 1024
-ALL_SCENARIOS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13)
+ALL_SCENARIOS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13)
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from benchmarks.results import DISTRIBUTION, NGINX, PROXY, Check, Results
-from benchmarks.scenarios import manifests, pushes, tier, wan_upstream, workers
+from benchmarks.scenarios import lanes, manifests, pushes, tier, wan_upstream, workers
 
 MIRROR = "mirror"
 
@@ -291,6 +291,32 @@ def _scenario11(r: Results) -> list[Check]:
     return checks
 
 
+def _scenario12(r: Results) -> list[Check]:
+    """Issue 15 item 6: tag HEAD p99 during the cold fills under the cap, and the caps held
+    at the upstream."""
+    checks = [
+        _limit_check(
+            r,
+            12,
+            f"{conns}-connection tag HEAD p99 during {lanes.FILLS} cold fills ≤ 5 ms",
+            (lanes.during_case(conns), lanes.LABEL, "p99"),
+            5.0,
+            "ms",
+        )
+        for conns in lanes.CONNECTIONS
+    ]
+    for text, prefix in (
+        (f"≤ {lanes.CAP} requests in flight at the upstream", "upstream requests in flight above"),
+        (f"≤ {lanes.CAP} TCP connections at the upstream", "upstream TCP connections above"),
+        (
+            f"≤ {lanes.CAP - 1} blob GETs in flight at the upstream",
+            "upstream blob GETs in flight above",
+        ),
+    ):
+        checks.append(_fact_check(r, 12, text, lanes.LABEL, prefix))
+    return checks
+
+
 def _scenario13(r: Results) -> list[Check]:
     """Issue 15 item 4: through the WAN link, a cold pull through the mirror takes at most
     1.05x the direct pull's time (median of the per-repetition ratios), fetching each byte
@@ -326,6 +352,7 @@ def evaluate(r: Results, herd_size: int, clients: int) -> list[Check]:
         8: lambda: _scenario8(r),
         10: lambda: _scenario10(r),
         11: lambda: _scenario11(r),
+        12: lambda: _scenario12(r),
         13: lambda: _scenario13(r),
     }
     ran = set(r.scenarios_run)

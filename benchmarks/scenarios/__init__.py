@@ -1,5 +1,5 @@
-"""One module per scenario of issue 6 (and 8, of issue 11); each has ``NUMBER``, ``TITLE``
-and ``run(bench)``."""
+"""One module per scenario of issue 6 (and 8, of issue 11; 10-13 of issues 14 and 15); each
+has ``NUMBER``, ``TITLE`` and ``run(bench)``."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from benchmarks.scenarios import (
     cold_blob,
     herd,
     images,
+    lanes,
     manifests,
     memory,
     pushes,
@@ -34,6 +35,7 @@ SCENARIOS: dict[int, ModuleType] = {
         bundles,
         tier,
         workers,
+        lanes,
         wan_upstream,
     )
 }

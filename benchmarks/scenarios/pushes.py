@@ -108,7 +108,8 @@ def _distribution(bench: Bench) -> Target:
     )
 
 
-def _sink(bench: Bench) -> Target:
+def start_sink(bench: Bench) -> Target:
+    """The discard server (:mod:`benchmarks.sink`), started and registered for cleanup."""
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "benchmarks.sink", "--port", str(port)],
@@ -130,7 +131,7 @@ def _start(bench: Bench, label: str, variants: dict[str, MirrorVariant]) -> Targ
     if label == DISTRIBUTION:
         return _distribution(bench)
     if label == SINK:
-        return _sink(bench)
+        return start_sink(bench)
     return _mirror(bench, variants[label])
 
 

@@ -9,6 +9,7 @@ from benchmarks.bench import Bench, blob_gets, rotated
 from benchmarks.clients import cpu_seconds, curl, curl_many, loadgen
 from benchmarks.results import NGINX
 from benchmarks.scenarios.manifests import ACCEPT
+from benchmarks.scenarios.pushes import start_sink
 from benchmarks.seed import INDEX_REPO, LARGE_REPO, TAG
 from benchmarks.servers import MirrorServer, MirrorVariant
 
@@ -16,6 +17,9 @@ NUMBER = 11
 TITLE = "Two worker processes (mirror serve --workers 2)"
 WORKERS2 = "mirror, 2 workers"
 WORKERS1 = "mirror, 1 worker"
+# benchmarks.sink answers every HEAD at once from one raw asyncio protocol: the tag HEAD row
+# against it is the load generator's own ceiling on this machine, in this run.
+CEILING = "discard server (loadgen ceiling)"
 CONNECTIONS = 16
 # The console keeps sessions in one process's memory: more than one worker needs it off.
 NO_CONSOLE = "[console]\nenabled = false\n"
@@ -36,29 +40,40 @@ def start_workers(bench: Bench, count: int) -> MirrorServer:
 
 def run(bench: Bench) -> None:
     """Per repetition: the cold herd through a fresh 2-worker mirror, then warm pulls from it,
-    from one worker and from nginx in rotating order, then the tag HEAD load."""
+    from one worker and from nginx in rotating order, then the tag HEAD load (and the same
+    load against the discard server)."""
     s = bench.settings
-    for rep in range(s.reps):
-        two = start_workers(bench, 2)
-        one = bench.mirror(MirrorVariant(WORKERS1, s.mirror_args, NO_CONSOLE))
-        try:
-            _cold(bench, two)
-            urls = {
-                NGINX: bench.nginx_url(bench.seeded.large.digest),
-                WORKERS2: bench.blob_url(two.url, LARGE_REPO, bench.seeded.large.digest),
-                WORKERS1: bench.blob_url(one.url, LARGE_REPO, bench.seeded.large.digest),
-            }
-            curl(urls[WORKERS1], s.transfer_timeout)  # warm the single worker's cache
-            assert bench.nginx.process is not None
-            pids = {NGINX: bench.nginx.process.pid, WORKERS2: two.pid, WORKERS1: one.pid}
-            for label in rotated(list(urls), rep):
-                _warm(bench, label, urls[label], pids[label])
-            for label, server in rotated([(WORKERS2, two), (WORKERS1, one)], rep):
-                _manifests(bench, label, server)
-        finally:
-            bench.stop_mirror(two)
-            bench.stop_mirror(one)
-        bench.progress(f"  rep {rep + 1}/{s.reps} done")
+    sink = start_sink(bench)
+    try:
+        for rep in range(s.reps):
+            _rep(bench, rep, sink.url)
+    finally:
+        sink.stop()
+
+
+def _rep(bench: Bench, rep: int, sink_url: str) -> None:
+    s = bench.settings
+    two = start_workers(bench, 2)
+    one = bench.mirror(MirrorVariant(WORKERS1, s.mirror_args, NO_CONSOLE))
+    try:
+        _cold(bench, two)
+        urls = {
+            NGINX: bench.nginx_url(bench.seeded.large.digest),
+            WORKERS2: bench.blob_url(two.url, LARGE_REPO, bench.seeded.large.digest),
+            WORKERS1: bench.blob_url(one.url, LARGE_REPO, bench.seeded.large.digest),
+        }
+        curl(urls[WORKERS1], s.transfer_timeout)  # warm the single worker's cache
+        assert bench.nginx.process is not None
+        pids = {NGINX: bench.nginx.process.pid, WORKERS2: two.pid, WORKERS1: one.pid}
+        for label in rotated(list(urls), rep):
+            _warm(bench, label, urls[label], pids[label])
+        bases = [(WORKERS2, two.url), (WORKERS1, one.url), (CEILING, sink_url)]
+        for label, base in rotated(bases, rep):
+            _manifests(bench, label, base)
+    finally:
+        bench.stop_mirror(two)
+        bench.stop_mirror(one)
+    bench.progress(f"  rep {rep + 1}/{s.reps} done")
 
 
 def _cold(bench: Bench, server: MirrorServer) -> None:
@@ -100,9 +115,9 @@ def _warm(bench: Bench, label: str, url: str, pid: int) -> None:
     bench.progress(f"  {label}, {case}: {rate:.0f} MB/s, server CPU {cpu / wall:.2f} cores")
 
 
-def _manifests(bench: Bench, label: str, server: MirrorServer) -> None:
+def _manifests(bench: Bench, label: str, base: str) -> None:
     s, r = bench.settings, bench.results
-    url = f"{server.url}/v2/{INDEX_REPO}/manifests/{TAG}"
+    url = f"{base}/v2/{INDEX_REPO}/manifests/{TAG}"
     # Each worker asks upstream for a cold tag once: a discarded pass over 16 connections
     # (spread over both workers by the kernel) warms them all before the measured one.
     loadgen(url, "HEAD", [ACCEPT], CONNECTIONS, 1.0, 0.0)

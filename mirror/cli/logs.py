@@ -9,8 +9,11 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
+import sys
+import traceback
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -64,10 +67,70 @@ class DropParserTracebacks(logging.Filter):
         return not isinstance(exc, HttpProcessingError)
 
 
+class BatchedStreamHandler(logging.StreamHandler[TextIO]):
+    """A ``StreamHandler`` that, on an event loop's thread, writes the lines of one loop
+    iteration with one write and flush when the iteration ends (under load, one system call
+    for many access lines instead of one per line); from any other thread, at once, after
+    what is pending, so the order is kept. Lines still pending at exit are written by
+    ``logging.shutdown``'s flush."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        super().__init__(stream)
+        self._pending: list[str] = []
+        self._scheduled = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Queue the formatted line; write it now unless an event loop runs in this thread."""
+        try:
+            self._pending.append(self.format(record) + self.terminator)
+        except Exception:
+            self.handleError(record)
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.flush()
+            return
+        if not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self._write_pending)
+
+    def _write_pending(self) -> None:
+        """The end of the loop iteration: write what it logged (a failing stream is reported
+        as ``Handler.handleError`` reports it, never raised into the loop)."""
+        try:
+            self.flush()
+        except Exception:
+            if logging.raiseExceptions:
+                traceback.print_exc(file=sys.stderr)
+
+    def flush(self) -> None:
+        """Write every pending line in one go, then flush the stream."""
+        with self.lock:  # type: ignore[union-attr]  # created by Handler.__init__
+            self._scheduled = False
+            if self._pending:
+                text = "".join(self._pending)
+                self._pending.clear()
+                self.stream.write(text)
+            if hasattr(self.stream, "flush"):
+                self.stream.flush()
+
+
+def skip_unused_record_fields() -> None:
+    """Stop filling the record fields neither format shows (the caller's file and line, the
+    thread, the process), as the logging HOWTO's "Optimization" section describes: on a small
+    manifest request that work was a third of the access line's cost."""
+    logging._srcfile = None  # the HOWTO's documented switch
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
+
+
 def configure(level: str, fmt: str, stream: TextIO | None = None) -> None:
     """Send every record at ``level`` and above to ``stream`` (stderr) in ``fmt``; like
     ``logging.basicConfig``, leaves a process that already configured logging as it is."""
-    handler = logging.StreamHandler(stream)
+    skip_unused_record_fields()
+    handler = BatchedStreamHandler(stream)
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
     logging.basicConfig(level=level, handlers=[handler])
     server = logging.getLogger("aiohttp.server")

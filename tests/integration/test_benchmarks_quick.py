@@ -17,7 +17,7 @@ from benchmarks.bench import rotated
 from benchmarks.procs import Processes, stop_process, wait_http
 from benchmarks.pushclient import SyntheticBlob
 from benchmarks.results import DISTRIBUTION, PROXY, Results
-from benchmarks.scenarios import tier, wan_upstream, workers
+from benchmarks.scenarios import lanes, tier, wan_upstream, workers
 from benchmarks.scenarios.pushes import SINK, SKOPEO_CASE
 from benchmarks.settings import ALL_SCENARIOS
 from tests.peers.ports import free_port
@@ -85,7 +85,8 @@ def test_push_client_ceiling_against_the_discard_server(tmp_path: Path) -> None:
         stop_process(sink)
 
 
-@pytest.mark.timeout(600)
+# Thirteen scenarios in quick mode: about 4 min on an idle machine, 7 at load 16.
+@pytest.mark.timeout(1200)
 def test_quick_run_measures_every_scenario(tmp_path: Path) -> None:
     missing = [name for name in NEEDED if shutil.which(name) is None]
     if missing:
@@ -106,7 +107,7 @@ def test_quick_run_measures_every_scenario(tmp_path: Path) -> None:
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
-        timeout=580,
+        timeout=1180,
         check=False,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -159,6 +160,20 @@ def test_quick_run_measures_every_scenario(tmp_path: Path) -> None:
     assert facts(11, workers.WORKERS2, "upstream GETs of the blob") == [1]
     assert facts(11, workers.WORKERS2, "tag HEAD non-200") == [0]
     assert "| 11 | 2 workers: 16-connection tag p99 ≤ 2 ms" in table
+    # Per-upstream limits (scenario 12): 8 cold fills under a 4-connection cap, measured at the
+    # upstream: never more than 4 requests or connections, never more than 3 blob transfers
+    # (the fourth slot is the metadata lane's), each blob fetched once, every tag HEAD 200.
+    for name in (
+        "upstream requests in flight above the cap",
+        "upstream TCP connections above the cap",
+        "upstream blob GETs in flight above cap - 1",
+        "blobs not fetched from upstream exactly once",
+        "tag HEAD non-200 answers",
+    ):
+        assert facts(12, lanes.LABEL, name) == [0], name
+    assert 1 <= facts(12, lanes.LABEL, "upstream blob GETs in flight at once (peak)")[0] <= 3
+    assert 1 <= facts(12, lanes.LABEL, "upstream TCP connections at once (peak")[0] <= 4
+    assert "| 12 | 16-connection tag HEAD p99 during 8 cold fills ≤ 5 ms" in table
     _assert_wan_facts(results)
     # Every reference took part where the issue compares against it.
     targets = {(m.scenario, m.target) for m in results.measurements}
@@ -177,6 +192,8 @@ def test_quick_run_measures_every_scenario(tmp_path: Path) -> None:
         (11, "nginx sendfile"),
         (11, workers.WORKERS2),
         (11, workers.WORKERS1),
+        (11, workers.CEILING),
+        (12, lanes.LABEL),
         (13, wan_upstream.DIRECT),
         (13, PROXY),
     ]:

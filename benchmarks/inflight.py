@@ -1,0 +1,122 @@
+"""What the upstream saw at once: requests in flight, from ``docker-registry``'s own log, and
+TCP connections it held, sampled from ``/proc/net/tcp``.
+
+The registry writes one logrus line per finished request to stderr (``registry.log``)::
+
+    time="2026-12-01T11:54:08.055117893Z" level=info msg="response completed" ...
+    http.request.method=GET ... http.request.uri=/v2/r/blobs/sha256:... ...
+    http.response.duration=14.916101ms http.response.status=200 ...
+
+so each request is the interval ``[time - duration, time]`` as the upstream measured it, and
+the peak overlap of those intervals is the most requests it served at once.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+_LINE = re.compile(
+    r'^time="(?P<time>[^"]+)" .*msg="response completed" .*'
+    r"http\.request\.method=(?P<method>[A-Z]+) .*http\.request\.uri=(?P<uri>\S+) .*"
+    r"http\.response\.duration=(?P<duration>\S+)"
+)
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_UNIT = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+ESTABLISHED = "01"
+
+
+@dataclass(frozen=True, slots=True)
+class Served:
+    """One request the upstream served, from its start to its end (epoch seconds)."""
+
+    method: str
+    uri: str
+    start: float
+    end: float
+
+
+def go_duration(text: str) -> float:
+    """Seconds in a Go ``time.Duration`` string (``1m2.5s``, ``14.9ms``, ``850µs``)."""
+    parts = _DURATION_PART.findall(text)
+    if not parts:
+        raise ValueError(f"not a Go duration: {text!r}")
+    return sum(float(n) * _UNIT[unit] for n, unit in parts)
+
+
+def _epoch(stamp: str) -> float:
+    """RFC 3339 with nanoseconds (Python parses microseconds: the rest is cut)."""
+    head, _, frac = stamp.rstrip("Z").partition(".")
+    base = datetime.fromisoformat(head + "+00:00").timestamp()
+    return base + (float(f"0.{frac}") if frac else 0.0)
+
+
+def parse_served(text: str) -> list[Served]:
+    """The finished requests in a registry log's ``text``; other lines are ignored."""
+    served = []
+    for line in text.splitlines():
+        match = _LINE.match(line)
+        if match:
+            end = _epoch(match["time"])
+            start = end - go_duration(match["duration"])
+            served.append(Served(match["method"], match["uri"], start, end))
+    return served
+
+
+def peak_overlap(served: list[Served]) -> int:
+    """The most requests of ``served`` in flight at the same instant (an end at the instant
+    another starts does not overlap it)."""
+    events = sorted([(s.start, 1) for s in served] + [(s.end, -1) for s in served])
+    peak = current = 0
+    for _, step in events:
+        current += step
+        peak = max(peak, current)
+    return peak
+
+
+def established(port: int, table: str = "/proc/net/tcp") -> int:
+    """How many ESTABLISHED TCP sockets have local port ``port`` (the server's side)."""
+    count = 0
+    with open(table) as tcp:
+        next(tcp)
+        for line in tcp:
+            fields = line.split()
+            if fields[3] == ESTABLISHED and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                count += 1
+    return count
+
+
+class ConnectionSampler:
+    """Samples :func:`established` for ``port`` every ``interval`` seconds; ``peak`` after."""
+
+    def __init__(self, port: int, interval: float = 0.01) -> None:
+        self.port = port
+        self.interval = interval
+        self.peak = 0
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, established(self.port))
+            self.samples += 1
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> ConnectionSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def read_from(path: Path, mark: int) -> str:
+    """The text of ``path`` after byte ``mark``."""
+    with path.open("rb") as log:
+        log.seek(mark)
+        return log.read().decode(errors="replace")

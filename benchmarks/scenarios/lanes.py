@@ -1,0 +1,148 @@
+"""Scenario 12: per-upstream limits (issue 15, item 6). A fresh mirror with
+``max_connections = 4`` for the upstream and tag TTL 0 (so every tag ``HEAD`` is revalidated
+upstream, through the metadata lane) answers tag ``HEAD``\\ s from the load generator, first
+idle, then while 8 cold fills of distinct large blobs run. Facts, measured at the upstream:
+never more than 4 requests in flight (its own log) nor 4 TCP connections (``/proc/net/tcp``),
+never more than 3 blob transfers (one slot is the metadata lane's), and each blob fetched once."""
+
+from __future__ import annotations
+
+import threading
+from urllib.parse import urlsplit
+
+from benchmarks.bench import Bench, blob_gets, rotated
+from benchmarks.clients import Download, curl_each, loadgen, push_blobs
+from benchmarks.inflight import ConnectionSampler, parse_served, peak_overlap, read_from
+from benchmarks.scenarios.manifests import ACCEPT
+from benchmarks.seed import INDEX_REPO, TAG
+from benchmarks.servers import MirrorServer, MirrorVariant
+
+NUMBER = 12
+TITLE = "Tag HEAD during cold fills under a 4-connection cap"
+LABEL = "mirror, max_connections = 4"
+CAP = 4
+FILLS = 8
+CONNECTIONS = (1, 16)
+LANES_REPO = "bench/lanes"
+# Salts of the pushed blobs: distinct from scenario 8's pushes (0...).
+SALT = 12_000
+
+
+def idle_case(conns: int) -> str:
+    """The case of tag HEADs with nothing else running."""
+    return f"HEAD by tag, TTL 0, {conns} conn, idle"
+
+
+def during_case(conns: int) -> str:
+    """The case of tag HEADs while the cold fills run."""
+    return f"HEAD by tag, TTL 0, {conns} conn, during {FILLS} cold fills"
+
+
+def run(bench: Bench) -> None:
+    """Push the blobs upstream once; per repetition, a fresh capped mirror, the idle HEAD
+    load, then the fills with the HEAD load beside them."""
+    s = bench.settings
+    pushed = push_blobs(
+        bench.upstream.url,
+        LANES_REPO,
+        s.large_size,
+        concurrency=FILLS,
+        salt=SALT,
+        verify=False,
+        timeout=s.transfer_timeout,
+    )
+    bench.progress(f"  pushed {FILLS} blobs of {s.large_size} bytes to {LANES_REPO}")
+    variant = MirrorVariant(LABEL, s.mirror_args, upstream_toml=f"max_connections = {CAP}\n")
+    for rep in range(s.reps):
+        server = bench.mirror(variant, tag_ttl=0)
+        try:
+            _once(bench, server, pushed.digests, rep)
+        finally:
+            bench.stop_mirror(server)
+        bench.progress(f"  rep {rep + 1}/{s.reps} done")
+
+
+def _heads(bench: Bench, server: MirrorServer, conns: int, case: str | None) -> bool:
+    """One load-generator cell of tag HEADs, recorded under ``case`` (None: a warm-up, not
+    recorded); whether all were 200."""
+    s, r = bench.settings, bench.results
+    url = f"{server.url}/v2/{INDEX_REPO}/manifests/{TAG}"
+    out = loadgen(url, "HEAD", [ACCEPT], conns, s.load_duration, s.load_warmup)
+    statuses, requests = out["statuses"], out["requests"]
+    assert isinstance(statuses, dict) and isinstance(requests, int)
+    for metric, key, unit, higher in (
+        ("p50", "p50_ms", "ms", False),
+        ("p99", "p99_ms", "ms", False),
+        ("requests/s", "rps", "req/s", True),
+    ):
+        value = out[key]
+        assert isinstance(value, float)
+        if case is not None:
+            r.add(NUMBER, case, LABEL, metric, unit, value, higher_is_better=higher)
+    return requests > 0 and int(statuses.get("200", 0)) == requests
+
+
+def _once(bench: Bench, server: MirrorServer, digests: list[str], rep: int) -> None:
+    s, r = bench.settings, bench.results
+    ok = _heads(bench, server, 1, None)  # the first HEAD fetches the manifest
+    for conns in rotated(CONNECTIONS, rep):
+        ok = _heads(bench, server, conns, idle_case(conns)) and ok
+    urls = [bench.blob_url(server.url, LANES_REPO, d) for d in digests]
+    mark, log_mark = bench.mark(), bench.upstream.log_path.stat().st_size
+    fills: list[tuple[float, list[Download]]] = []
+    failed: list[BaseException] = []
+    # Only CAP - 1 fills transfer at once: the last ones wait for the first to finish.
+    timeout = s.transfer_timeout * -(-FILLS // (CAP - 1))
+    thread = threading.Thread(target=_fill, args=(urls, timeout, fills, failed))
+    running_after = []
+    port = urlsplit(bench.upstream.url).port or 80
+    with ConnectionSampler(port) as sampler:
+        thread.start()
+        for conns in rotated(CONNECTIONS, rep):
+            ok = _heads(bench, server, conns, during_case(conns)) and ok
+            running_after.append(thread.is_alive())
+        thread.join(timeout + 10)
+    if failed or not fills:
+        raise RuntimeError(f"the cold fills failed: {failed[:1]!r}")
+    wall, downloads = fills[0]
+    if any(d.size != s.large_size for d in downloads):
+        raise RuntimeError("a cold fill got the wrong number of bytes")
+    entries = bench.settle(mark)
+    served = parse_served(read_from(bench.upstream.log_path, log_mark))
+    blobs = [x for x in served if x.method == "GET" and "/blobs/" in x.uri]
+    peak_requests, peak_blobs = peak_overlap(served), peak_overlap(blobs)
+    once = sum(len(blob_gets(entries, d)) != 1 for d in digests)
+    rate = FILLS * s.large_size / wall / 1e6
+    r.add(NUMBER, f"{FILLS} cold fills", LABEL, "aggregate", "MB/s", rate, higher_is_better=True)
+    r.fact(NUMBER, LABEL, "tag HEAD non-200 answers (any cell)", float(not ok), 0)
+    r.fact(NUMBER, LABEL, "blobs not fetched from upstream exactly once", once, 0)
+    over = {
+        "upstream requests in flight above the cap": peak_requests - CAP,
+        "upstream TCP connections above the cap": sampler.peak - CAP,
+        "upstream blob GETs in flight above cap - 1": peak_blobs - (CAP - 1),
+    }
+    for name, excess in over.items():
+        r.fact(NUMBER, LABEL, name, max(0, excess), 0)
+    r.fact(NUMBER, LABEL, "upstream requests in flight at once (peak)", peak_requests)
+    r.fact(NUMBER, LABEL, "upstream blob GETs in flight at once (peak)", peak_blobs)
+    r.fact(NUMBER, LABEL, "upstream TCP connections at once (peak, sampled)", sampler.peak)
+    # With 16 MiB blobs (--quick) the fills may end before the HEAD load does.
+    expected = None if s.quick else 1
+    r.fact(NUMBER, LABEL, "fills running after every HEAD cell", all(running_after), expected)
+    bench.progress(
+        f"  {FILLS} fills {wall:.1f} s ({rate:.0f} MB/s); upstream peaks: {peak_requests} "
+        f"requests, {peak_blobs} blob GETs, {sampler.peak} connections ({sampler.samples} samples)"
+    )
+
+
+def _fill(
+    urls: list[str],
+    timeout: float,
+    out: list[tuple[float, list[Download]]],
+    failed: list[BaseException],
+) -> None:
+    """The cold fills, in a thread beside the HEAD load."""
+    try:
+        out.append(curl_each(urls, timeout))
+    except BaseException as exc:  # handed to the scenario's thread
+        failed.append(exc)
