@@ -15,10 +15,10 @@ import json
 from collections.abc import AsyncGenerator, Callable, Collection
 from contextlib import aclosing
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from mirror.bundle.cached import CachedBlobs
-from mirror.bundle.client import RegistryClient
+from mirror.bundle.cached import CachedBlob
+from mirror.bundle.fetched import FetchedManifest
 from mirror.bundle.sink import BundleSink
 from mirror.oci.digest import Digest
 from mirror.oci.layout import REF_NAME
@@ -27,6 +27,31 @@ from mirror.oci.reflist import ImageRef
 
 # Called with (bytes done, bytes total) as the export goes.
 OnProgress = Callable[[int, int], None]
+
+
+class ImageSource(Protocol):
+    """Where an export reads images: the mirror over HTTP (``RegistryClient``), or its cache
+    with the serving path behind it."""
+
+    async def manifest(self, host: str, repo: str, reference: str) -> FetchedManifest:
+        """The manifest ``reference`` of ``host/repo``, hashed; raises ``FetchFailed``."""
+        ...
+
+    async def referrers(self, host: str, repo: str, digest: Digest) -> list[dict[str, Any]]:
+        """The descriptors of the manifests whose subject is ``digest``."""
+        ...
+
+    def blob(self, host: str, repo: str, digest: Digest) -> AsyncGenerator[bytes, None]:
+        """The blob's bytes in chunks (the caller verifies them as they pass)."""
+        ...
+
+
+class StoredBlobs(Protocol):
+    """Blobs read from a blob store directly (``CachedBlobs``)."""
+
+    async def open(self, digest: Digest) -> CachedBlob | None:
+        """The blob's bytes, or ``None`` when the store holds no sound copy."""
+        ...
 
 
 @dataclass
@@ -75,7 +100,7 @@ class Planner:
     """Walks images through ``client``: the platforms ``wanted`` (all if empty), and the
     referrers of each image when ``referrers`` is set."""
 
-    def __init__(self, client: RegistryClient, wanted: Collection[str], referrers: bool) -> None:
+    def __init__(self, client: ImageSource, wanted: Collection[str], referrers: bool) -> None:
         self._client = client
         self._wanted = wanted
         self._referrers = referrers
@@ -151,10 +176,10 @@ class Exporter:
     """Writes planned images into ``sink``: blobs from ``cached`` when it holds them, the rest
     (and every blob without ``cached``) from ``client``."""
 
-    client: RegistryClient
+    client: ImageSource
     sink: BundleSink
     on_progress: OnProgress = lambda done, total: None
-    cached: CachedBlobs | None = None
+    cached: StoredBlobs | None = None
     written: int = 0
     reused: int = 0
     from_store: int = 0
