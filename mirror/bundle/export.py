@@ -19,11 +19,16 @@ from typing import Any, Protocol
 
 from mirror.bundle.cached import CachedBlob
 from mirror.bundle.fetched import FetchedManifest
+from mirror.bundle.readahead import Opened, read_ahead
 from mirror.bundle.sink import BundleSink
 from mirror.oci.digest import Digest
 from mirror.oci.layout import REF_NAME
 from mirror.oci.media import INDEX_TYPES
 from mirror.oci.reflist import ImageRef
+
+# One thing to write: its digest, the image it is taken from, its size, and its body when
+# it is a manifest (kept in memory by the plan).
+Job = tuple[Digest, ImageRef, int, bytes | None]
 
 # Called with (bytes done, bytes total) as the export goes.
 OnProgress = Callable[[int, int], None]
@@ -180,6 +185,8 @@ class Exporter:
     sink: BundleSink
     on_progress: OnProgress = lambda done, total: None
     cached: StoredBlobs | None = None
+    # How many blobs are read at once, ahead of the one being written (``read_ahead``).
+    depth: int = 4
     written: int = 0
     reused: int = 0
     from_store: int = 0
@@ -193,18 +200,18 @@ class Exporter:
                 jobs.setdefault(digest, (plan.source, len(body), body))
             for digest, size in plan.blobs.items():
                 jobs.setdefault(digest, (plan.source, size, None))
-        todo = {d: job for d, job in jobs.items() if not self._kept(d, job[1])}
-        total = sum(size for _, size, _ in todo.values())
+        todo = [(d, *job) for d, job in jobs.items() if not self._kept(d, job[1])]
+        total = sum(size for _, _, size, _ in todo)
         self.on_progress(0, total)
         done = 0
-        for digest, (source, size, small) in todo.items():
-            if small is not None:
-                await self.sink.write(digest, size, _one(small))
-            else:
-                await self._blob(source, digest, size)
-            done += size
-            self.written += size
-            self.on_progress(done, total)
+        async with aclosing(read_ahead(todo, self._open, depth=self.depth)) as turns:
+            async for turn in turns:
+                digest, _, size, _ = turn.job
+                async with aclosing(turn.chunks) as chunks:
+                    await self.sink.write(digest, size, chunks, authenticated=turn.authenticated)
+                done += size
+                self.written += size
+                self.on_progress(done, total)
         entries = self.sink.finish(index_entries(plans))
         return {
             "images": [plan.summary() for plan in plans],
@@ -222,17 +229,17 @@ class Exporter:
             return True
         return False
 
-    async def _blob(self, source: ImageRef, digest: Digest, size: int) -> None:
-        """The blob from the store when it holds it (authenticated chunks of the encrypted
-        store are not hashed again), else through the mirror (hashed as written)."""
+    async def _open(self, job: Job) -> Opened:
+        """The job's bytes: a manifest's body; a blob from the store when it holds it
+        (authenticated chunks of the encrypted store are not hashed again), else through the
+        mirror (hashed as written)."""
+        digest, source, _, small = job
+        if small is not None:
+            return Opened(_one(small))
         local = await self.cached.open(digest) if self.cached is not None else None
         if local is not None:
-            async with aclosing(self._counted(local.chunks)) as chunks:
-                await self.sink.write(digest, size, chunks, authenticated=local.authenticated)
-            return
-        remote = self.client.blob(source.registry, source.repository, digest)
-        async with aclosing(remote):
-            await self.sink.write(digest, size, remote)
+            return Opened(self._counted(local.chunks), local.authenticated)
+        return Opened(self.client.blob(source.registry, source.repository, digest))
 
     async def _counted(self, chunks: AsyncGenerator[bytes, None]) -> AsyncGenerator[bytes, None]:
         async with aclosing(chunks):

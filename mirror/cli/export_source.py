@@ -10,6 +10,7 @@ never runs beside a server on the same cache, as before.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import AsyncGenerator, Callable
 from contextlib import AsyncExitStack, aclosing
@@ -49,6 +50,8 @@ class CacheSource:
         self._stored: StoredManifests | None = None
         self._blobs: CachedBlobs | None = None
         self._client: RegistryClient | None = None
+        # Blobs are opened by several reads at once: the mirror is started by the first.
+        self._starting = asyncio.Lock()
 
     @property
     def served(self) -> bool:
@@ -107,8 +110,12 @@ class CacheSource:
 
     async def _serve(self) -> RegistryClient:
         """The client of the in-process mirror, started the first time it is needed."""
-        if self._client is not None:
+        async with self._starting:
+            if self._client is None:
+                self._client = await self._start_mirror()
             return self._client
+
+    async def _start_mirror(self) -> RegistryClient:
         import aiohttp
 
         from mirror.bundle.client import TIMEOUT, RegistryClient
@@ -121,8 +128,7 @@ class CacheSource:
         session = aiohttp.ClientSession(timeout=TIMEOUT)
         self._stack.push_async_callback(session.close)
         self._blobs = CachedBlobs(app[CACHE])
-        self._client = RegistryClient(session, url)
-        return self._client
+        return RegistryClient(session, url)
 
     async def manifest(self, host: str, repo: str, reference: str) -> FetchedManifest:
         """From the cache when it answers alone, else through the mirror."""
