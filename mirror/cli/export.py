@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from mirror.bundle.export import Exporter, ImageSource, Planner, StoredBlobs
 from mirror.bundle.fetched import FetchFailed
@@ -24,6 +24,11 @@ from mirror.cli.export_source import BuildApp
 from mirror.cli.progress import Progress
 from mirror.errors import DigestMismatch
 from mirror.oci.reflist import ImageRef, ReferenceListError, read_reference_list
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from mirror.config import Config
 
 
 def add(commands: Any) -> None:
@@ -90,12 +95,16 @@ async def mirror_source(
     from mirror.cli.cachedir import config_of
     from mirror.cli.export_source import CacheSource
 
-    if build is None:
-        from mirror.app.build import build_app
-
-        build = build_app
-    async with CacheSource(config_of(args), build) as cache:
+    async with CacheSource(config_of(args), build or _build_app) as cache:
         yield MirrorSource(cache, cache)
+
+
+def _build_app(config: Config) -> web.Application:
+    """``build_app``, imported only when the cache cannot answer alone (it loads the whole
+    server: stores, metadata, auth, console, retention)."""
+    from mirror.app.build import build_app
+
+    return build_app(config)
 
 
 def references_of(args: argparse.Namespace, stdin: TextIO) -> list[ImageRef]:
