@@ -15,16 +15,19 @@ import json
 from collections.abc import AsyncGenerator, Callable, Collection
 from contextlib import aclosing
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from mirror.bundle.cached import CachedBlob
-from mirror.bundle.fetched import FetchedManifest
 from mirror.bundle.readahead import Opened, read_ahead
 from mirror.bundle.sink import BundleSink
 from mirror.oci.digest import Digest
 from mirror.oci.layout import REF_NAME
 from mirror.oci.media import INDEX_TYPES
 from mirror.oci.reflist import ImageRef
+
+if TYPE_CHECKING:
+    # Only named: ``--mirror`` exports read no store (and load no cipher).
+    from mirror.bundle.cached import CachedBlob
+    from mirror.bundle.fetched import FetchedManifest
 
 # One thing to write: its digest, the image it is taken from, its size, and its body when
 # it is a manifest (kept in memory by the plan).

@@ -20,7 +20,6 @@ from mirror.bundle.export import Exporter, ImageSource, Planner, StoredBlobs
 from mirror.bundle.fetched import FetchFailed
 from mirror.bundle.sink import DirectorySink, TarSink
 from mirror.cli.cachedir import add_cache_flags, cache_errors
-from mirror.cli.export_source import BuildApp
 from mirror.cli.progress import Progress
 from mirror.errors import DigestMismatch
 from mirror.oci.reflist import ImageRef, ReferenceListError, read_reference_list
@@ -28,6 +27,7 @@ from mirror.oci.reflist import ImageRef, ReferenceListError, read_reference_list
 if TYPE_CHECKING:
     from aiohttp import web
 
+    from mirror.cli.export_source import BuildApp
     from mirror.config import Config
 
 
