@@ -12,6 +12,7 @@ every read still running.
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
@@ -94,28 +95,44 @@ class Ready(Generic[Job]):
     authenticated: bool
 
 
+def _always(job: object) -> bool:
+    return True
+
+
 async def read_ahead(
-    jobs: Sequence[Job], opener: Opener[Job], *, depth: int = 4, buffered: int = 1
+    jobs: Sequence[Job],
+    opener: Opener[Job],
+    *,
+    depth: int = 4,
+    buffered: int = 1,
+    ahead: Callable[[Job], bool] = _always,
 ) -> AsyncGenerator[Ready[Job], None]:
     """Each job in order, its blob read by ``opener`` up to ``depth`` jobs ahead of the one
-    the caller is writing (``depth`` 1: one at a time). Use under ``aclosing``."""
+    the caller is writing (``depth`` 1: one at a time); a job ``ahead`` refuses is read only
+    at its own turn. Use under ``aclosing``."""
     if depth < 1:
         raise ValueError("depth must be at least 1")
-    running: list[_Reading[Job]] = []
+    window: list[tuple[Job, _Reading[Job] | None]] = []
+    upcoming = iter(jobs)
     try:
-        running.extend(_Reading(job, opener, buffered) for job in jobs[:depth])
-        for job in jobs[depth:]:
-            yield await _turn(running[0])
-            running.pop(0)
-            running.append(_Reading(job, opener, buffered))
-        while running:
-            yield await _turn(running[0])
-            running.pop(0)
+        while True:
+            for job in itertools.islice(upcoming, depth - len(window)):
+                early = _Reading(job, opener, buffered) if ahead(job) else None
+                window.append((job, early))
+            if not window:
+                return
+            job, reading = window[0]
+            if reading is None:
+                reading = _Reading(job, opener, buffered)
+                window[0] = (job, reading)
+            yield await _turn(reading)
+            window.pop(0)
     finally:
         # The one being written (if the caller left early) and every read ahead.
-        for reading in running:
+        started = [reading for _, reading in window if reading is not None]
+        for reading in started:
             reading.task.cancel()
-        await asyncio.gather(*(r.task for r in running), return_exceptions=True)
+        await asyncio.gather(*(r.task for r in started), return_exceptions=True)
 
 
 async def _turn(reading: _Reading[Job]) -> Ready[Job]:

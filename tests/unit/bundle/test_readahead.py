@@ -106,3 +106,26 @@ async def test_depth_below_one_is_refused() -> None:
         async with aclosing(read_ahead(["a"], Source().open, depth=0)) as turns:
             async for _ in turns:
                 pass
+
+
+async def test_a_job_not_read_ahead_starts_only_at_its_turn() -> None:
+    source = Source()
+    started: list[str] = []
+
+    async def opener(job: str) -> Opened:
+        started.append(job)
+        return await source.open(job)
+
+    order: list[tuple[str, list[str]]] = []
+    turns = read_ahead(list("abcd"), opener, depth=4, ahead=lambda job: job != "c")
+    async with aclosing(turns) as ready:
+        async for turn in ready:
+            await asyncio.sleep(0.01)  # every read ahead has begun by now
+            order.append((turn.job, list(started)))
+            async with aclosing(turn.chunks) as chunks:
+                async for _ in chunks:
+                    pass
+
+    # "c" (a large blob) was opened only once the writer reached it; the others ahead.
+    assert [seen for job, seen in order if job in "ab"] == [["a", "b", "d"], ["a", "b", "d"]]
+    assert order[2] == ("c", ["a", "b", "d", "c"])
