@@ -7,6 +7,7 @@ instead."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import random
@@ -82,6 +83,17 @@ async def export(config: Path, bundle: Path, seen: list[str]) -> dict[str, Any]:
     return manifest
 
 
+async def settled(data_dir: Path) -> None:
+    """Wait until every fill is durable (its journal entry gone), so a byte changed on disk
+    afterwards is not re-verified away by the next start's recovery, but found by the reader."""
+    pending = data_dir / "pending"
+    for _ in range(200):
+        if not pending.exists() or not any(pending.iterdir()):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"fills still not durable: {list(pending.iterdir())}")
+
+
 def bundle_blobs(bundle: Path) -> dict[str, bytes]:
     """The blob members of a bundle tar by digest."""
     with tarfile.open(bundle) as archive:
@@ -154,7 +166,9 @@ async def test_a_cached_blob_that_fails_its_check_is_refetched_not_exported(
     async with serve_on_loopback(upstream_app) as upstream:
         config = write_config(tmp_path, upstream)
         await export(config, tmp_path / "cold.tar", [])
-        stored = [p for p in (tmp_path / "data").rglob("*") if big.digest.split(":")[1] in p.name]
+        await settled(tmp_path / "data")
+        blobs = (tmp_path / "data" / "blobs").rglob("*")
+        stored = [p for p in blobs if big.digest.split(":")[1] in p.name]
         assert len(stored) == 1, stored
         sealed = bytearray(stored[0].read_bytes())
         sealed[len(sealed) // 3] ^= 0xFF  # one byte of the first sealed chunk's ciphertext
@@ -182,7 +196,9 @@ async def test_a_plaintext_store_blob_is_hashed_so_a_flipped_byte_is_never_expor
         text = config.read_text().replace("[encryption]\n", "[encryption]\nenabled = false\n")
         config.write_text(text)
         await export(config, tmp_path / "cold.tar", [])
-        stored = [p for p in (tmp_path / "data").rglob("*") if big.digest.split(":")[1] in p.name]
+        await settled(tmp_path / "data")
+        blobs = (tmp_path / "data" / "blobs").rglob("*")
+        stored = [p for p in blobs if big.digest.split(":")[1] in p.name]
         assert len(stored) == 1, stored
         plain = bytearray(stored[0].read_bytes())
         assert plain == big.read_bytes()  # plaintext on disk: nothing authenticates it

@@ -24,6 +24,7 @@ from tests.integration.test_bundle_export_cache import (
     bundle_blobs,
     export,
     image_blobs,
+    settled,
     upstream_of,
     write_config,
 )
@@ -95,6 +96,7 @@ async def test_a_tampered_manifest_of_a_plaintext_cache_is_refused_never_exporte
         text = config.read_text().replace("[encryption]\n", "[encryption]\nenabled = false\n")
         config.write_text(text)
         await export(config, tmp_path / "cold.tar", [])
+        await settled(tmp_path / "data")
         digest = image.manifest.digest.split(":")[1]
         stored = [p for p in (tmp_path / "data" / "blobs").rglob(digest)]
         assert len(stored) == 1, stored
