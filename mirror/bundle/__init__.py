@@ -2,5 +2,6 @@
 
 ``references`` parses what to export, ``sink`` writes a layout resumably, ``source`` reads one
 (directory or tar, ours or skopeo's), ``export`` walks images through a registry client of
-the mirror, and ``imports`` places verified images into the cache or hosted repositories.
+the mirror (or ``stored``: its cache read directly), ``readahead`` overlaps their reads, and
+``imports`` places verified images into the cache or hosted repositories.
 """

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from mirror.blobstore.interface import BlobStore, RangeReader, iter_range
 from mirror.blobstore.sealed import ChunkReader
-from mirror.bundle.client import CHUNK, FetchFailed
+from mirror.bundle.fetched import CHUNK, FetchFailed
 from mirror.errors import CorruptObject
 from mirror.oci.digest import Digest
 

@@ -7,35 +7,16 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 
+from mirror.bundle.fetched import CHUNK, FetchedManifest, FetchFailed
 from mirror.oci.digest import Digest
 from mirror.oci.media import MANIFEST_TYPES, MAX_MANIFEST_BYTES
 
-# What a blob is read in: whole pieces this large (not whatever the socket had), so the
-# per-chunk costs (a thread hand-off, a hash call, a write) are paid once per 4 MiB.
-CHUNK = 4 * 1024 * 1024
-
-
-class FetchFailed(Exception):
-    """The mirror did not give what was asked for; ``what`` names it, ``reason`` says why."""
-
-    def __init__(self, what: str, reason: str) -> None:
-        super().__init__(f"{what}: {reason}")
-        self.what = what
-        self.reason = reason
-
-
-@dataclass(frozen=True, slots=True)
-class FetchedManifest:
-    """A manifest body that hashed to ``digest``."""
-
-    digest: Digest
-    media_type: str
-    body: bytes
+# A blob may take long; only a stalled read fails.
+TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=300)
 
 
 class RegistryClient:

@@ -15,18 +15,52 @@ import json
 from collections.abc import AsyncGenerator, Callable, Collection
 from contextlib import aclosing
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from mirror.bundle.cached import CachedBlobs
-from mirror.bundle.client import RegistryClient
+from mirror.bundle.fetched import CHUNK
+from mirror.bundle.readahead import Opened, read_ahead
 from mirror.bundle.sink import BundleSink
 from mirror.oci.digest import Digest
 from mirror.oci.layout import REF_NAME
 from mirror.oci.media import INDEX_TYPES
 from mirror.oci.reflist import ImageRef
 
+if TYPE_CHECKING:
+    # Only named: ``--mirror`` exports read no store (and load no cipher).
+    from mirror.bundle.cached import CachedBlob
+    from mirror.bundle.fetched import FetchedManifest
+
+# One thing to write: its digest, the image it is taken from, its size, and its body when
+# it is a manifest (kept in memory by the plan).
+Job = tuple[Digest, ImageRef, int, bytes | None]
+
 # Called with (bytes done, bytes total) as the export goes.
 OnProgress = Callable[[int, int], None]
+
+
+class ImageSource(Protocol):
+    """Where an export reads images: the mirror over HTTP (``RegistryClient``), or its cache
+    with the serving path behind it."""
+
+    async def manifest(self, host: str, repo: str, reference: str) -> FetchedManifest:
+        """The manifest ``reference`` of ``host/repo``, hashed; raises ``FetchFailed``."""
+        ...
+
+    async def referrers(self, host: str, repo: str, digest: Digest) -> list[dict[str, Any]]:
+        """The descriptors of the manifests whose subject is ``digest``."""
+        ...
+
+    def blob(self, host: str, repo: str, digest: Digest) -> AsyncGenerator[bytes, None]:
+        """The blob's bytes in chunks (the caller verifies them as they pass)."""
+        ...
+
+
+class StoredBlobs(Protocol):
+    """Blobs read from a blob store directly (``CachedBlobs``)."""
+
+    async def open(self, digest: Digest) -> CachedBlob | None:
+        """The blob's bytes, or ``None`` when the store holds no sound copy."""
+        ...
 
 
 @dataclass
@@ -75,7 +109,7 @@ class Planner:
     """Walks images through ``client``: the platforms ``wanted`` (all if empty), and the
     referrers of each image when ``referrers`` is set."""
 
-    def __init__(self, client: RegistryClient, wanted: Collection[str], referrers: bool) -> None:
+    def __init__(self, client: ImageSource, wanted: Collection[str], referrers: bool) -> None:
         self._client = client
         self._wanted = wanted
         self._referrers = referrers
@@ -151,10 +185,12 @@ class Exporter:
     """Writes planned images into ``sink``: blobs from ``cached`` when it holds them, the rest
     (and every blob without ``cached``) from ``client``."""
 
-    client: RegistryClient
+    client: ImageSource
     sink: BundleSink
     on_progress: OnProgress = lambda done, total: None
-    cached: CachedBlobs | None = None
+    cached: StoredBlobs | None = None
+    # How many blobs are read at once, ahead of the one being written (``read_ahead``).
+    depth: int = 4
     written: int = 0
     reused: int = 0
     from_store: int = 0
@@ -168,18 +204,18 @@ class Exporter:
                 jobs.setdefault(digest, (plan.source, len(body), body))
             for digest, size in plan.blobs.items():
                 jobs.setdefault(digest, (plan.source, size, None))
-        todo = {d: job for d, job in jobs.items() if not self._kept(d, job[1])}
-        total = sum(size for _, size, _ in todo.values())
+        todo = [(d, *job) for d, job in jobs.items() if not self._kept(d, job[1])]
+        total = sum(size for _, _, size, _ in todo)
         self.on_progress(0, total)
         done = 0
-        for digest, (source, size, small) in todo.items():
-            if small is not None:
-                await self.sink.write(digest, size, _one(small))
-            else:
-                await self._blob(source, digest, size)
-            done += size
-            self.written += size
-            self.on_progress(done, total)
+        async with aclosing(read_ahead(todo, self._open, depth=self.depth, ahead=_small)) as turns:
+            async for turn in turns:
+                digest, _, size, _ = turn.job
+                async with aclosing(turn.chunks) as chunks:
+                    await self.sink.write(digest, size, chunks, authenticated=turn.authenticated)
+                done += size
+                self.written += size
+                self.on_progress(done, total)
         entries = self.sink.finish(index_entries(plans))
         return {
             "images": [plan.summary() for plan in plans],
@@ -197,23 +233,30 @@ class Exporter:
             return True
         return False
 
-    async def _blob(self, source: ImageRef, digest: Digest, size: int) -> None:
-        """The blob from the store when it holds it (authenticated chunks of the encrypted
-        store are not hashed again), else through the mirror (hashed as written)."""
+    async def _open(self, job: Job) -> Opened:
+        """The job's bytes: a manifest's body; a blob from the store when it holds it
+        (authenticated chunks of the encrypted store are not hashed again), else through the
+        mirror (hashed as written)."""
+        digest, source, _, small = job
+        if small is not None:
+            return Opened(_one(small))
         local = await self.cached.open(digest) if self.cached is not None else None
         if local is not None:
-            async with aclosing(self._counted(local.chunks)) as chunks:
-                await self.sink.write(digest, size, chunks, authenticated=local.authenticated)
-            return
-        remote = self.client.blob(source.registry, source.repository, digest)
-        async with aclosing(remote):
-            await self.sink.write(digest, size, remote)
+            return Opened(self._counted(local.chunks), local.authenticated)
+        return Opened(self.client.blob(source.registry, source.repository, digest))
 
     async def _counted(self, chunks: AsyncGenerator[bytes, None]) -> AsyncGenerator[bytes, None]:
         async with aclosing(chunks):
             async for chunk in chunks:
                 self.from_store += len(chunk)
                 yield chunk
+
+
+def _small(job: Job) -> bool:
+    """Whether a job is read ahead of its turn: one piece at most (a manifest, a config, most
+    layers of a many-layer image). A larger blob is read only at its turn: fetched early
+    beside the one being written, it slowed a cold export of one large layer by a third."""
+    return job[2] <= CHUNK
 
 
 async def _one(body: bytes) -> AsyncGenerator[bytes, None]:

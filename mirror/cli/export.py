@@ -1,6 +1,7 @@
 """``mirror export``: write the images of a list of references as an OCI image layout (a tar,
 or a directory with ``--dir``), from a running mirror (``--mirror URL``) or from the cache
-of ``--config`` served in-process (from the cache, or from its upstreams when connected)."""
+of ``--config`` (read directly; the configured mirror is served in-process only for what the
+cache cannot answer alone, filling from its upstreams when connected)."""
 
 from __future__ import annotations
 
@@ -9,17 +10,14 @@ import asyncio
 import json
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-import aiohttp
-
-from mirror.bundle.cached import CachedBlobs
-from mirror.bundle.client import FetchFailed, RegistryClient
-from mirror.bundle.export import Exporter, Planner
+from mirror.bundle.export import Exporter, ImageSource, Planner, StoredBlobs
+from mirror.bundle.fetched import FetchFailed
 from mirror.bundle.sink import DirectorySink, TarSink
 from mirror.cli.cachedir import add_cache_flags, cache_errors
 from mirror.cli.progress import Progress
@@ -29,13 +27,8 @@ from mirror.oci.reflist import ImageRef, ReferenceListError, read_reference_list
 if TYPE_CHECKING:
     from aiohttp import web
 
+    from mirror.cli.export_source import BuildApp
     from mirror.config import Config
-
-# How the in-process mirror is built from the configuration (``build_app``; tests count).
-BuildApp = Callable[["Config"], "web.Application"]
-
-# A blob may take long; only a stalled read fails.
-TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=300)
 
 
 def add(commands: Any) -> None:
@@ -78,33 +71,40 @@ def add(commands: Any) -> None:
 
 @dataclass(frozen=True, slots=True)
 class MirrorSource:
-    """Where an export reads: the mirror's URL, and its blob store when it runs in-process."""
+    """Where an export reads: images, and the blob store read directly when there is one."""
 
-    url: str
-    cached: CachedBlobs | None = None
+    images: ImageSource
+    cached: StoredBlobs | None = None
 
 
 @asynccontextmanager
 async def mirror_source(
     args: argparse.Namespace, build: BuildApp | None = None
 ) -> AsyncIterator[MirrorSource]:
-    """The running mirror, or the configured mirror served on loopback meanwhile (it holds
-    the data directory's lock while it runs) with its blob store read directly."""
+    """The running mirror (``--mirror``: aiohttp and no server imported), or the configured
+    cache read directly, with the configured mirror served on loopback only for what the
+    cache cannot answer alone (``CacheSource``)."""
     if args.mirror:
-        yield MirrorSource(args.mirror)
+        import aiohttp
+
+        from mirror.bundle.client import TIMEOUT, RegistryClient
+
+        async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
+            yield MirrorSource(RegistryClient(session, args.mirror))
         return
-    # Imported only for this: an export from a running mirror starts without the server.
     from mirror.cli.cachedir import config_of
-    from mirror.testing.loopback import serve_on_loopback
-    from mirror.web.keys import CACHE
+    from mirror.cli.export_source import CacheSource
 
-    if build is None:
-        from mirror.app.build import build_app
+    async with CacheSource(config_of(args), build or _build_app) as cache:
+        yield MirrorSource(cache, cache)
 
-        build = build_app
-    app = build(config_of(args))
-    async with serve_on_loopback(app) as url:
-        yield MirrorSource(url, CachedBlobs(app[CACHE]))
+
+def _build_app(config: Config) -> web.Application:
+    """``build_app``, imported only when the cache cannot answer alone (it loads the whole
+    server: stores, metadata, auth, console, retention)."""
+    from mirror.app.build import build_app
+
+    return build_app(config)
 
 
 def references_of(args: argparse.Namespace, stdin: TextIO) -> list[ImageRef]:
@@ -135,14 +135,10 @@ async def export(
 
     started = time.monotonic()
     try:
-        async with (
-            mirror_source(args, build) as mirror,
-            aiohttp.ClientSession(timeout=TIMEOUT) as session,
-        ):
-            client = RegistryClient(session, mirror.url)
-            planner = Planner(client, args.platform, args.referrers)
+        async with mirror_source(args, build) as mirror:
+            planner = Planner(mirror.images, args.platform, args.referrers)
             plans = [await planner.plan(ref) for ref in references]
-            manifest = await Exporter(client, sink, show, mirror.cached).write(plans)
+            manifest = await Exporter(mirror.images, sink, show, mirror.cached).write(plans)
     finally:
         if progress is not None:
             progress.close()

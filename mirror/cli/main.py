@@ -6,7 +6,6 @@ import argparse
 import importlib
 import sys
 from collections.abc import Iterator, Mapping
-from importlib import metadata
 from typing import Any, Protocol
 
 from mirror.cli import logs
@@ -74,10 +73,26 @@ _VALUED = ("--log-level", "--log-format")
 
 def version() -> str:
     """The installed version of the mirror (``unknown`` when run from a bare source tree)."""
+    # Imported here: reading the package metadata costs start-up time no other flag needs.
+    from importlib import metadata
+
     try:
         return metadata.version("mirror")
     except metadata.PackageNotFoundError:
         return "unknown"
+
+
+class _Version(argparse.Action):
+    """``--version``: the version is looked up only when asked for."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        kwargs.setdefault("help", "show the version and exit")
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> None:
+        # To stdout, as argparse's own ``version`` action prints.
+        sys.stdout.write(f"mirror {version()}\n")
+        parser.exit()
 
 
 def _add_logging_flags(parser: argparse.ArgumentParser, *, top: bool) -> None:
@@ -121,7 +136,7 @@ def parser(only: str | None = None) -> argparse.ArgumentParser:
     """The command-line grammar: every subcommand, or ``only`` that one (what ``main`` parses
     with, so a command imports no other subcommand's modules)."""
     top = argparse.ArgumentParser(prog="mirror", description=DESCRIPTION)
-    top.add_argument("--version", action="version", version=f"mirror {version()}")
+    top.add_argument("--version", action=_Version)
     _add_logging_flags(top, top=True)
     commands = top.add_subparsers(dest="command", required=True)
     for name in [only] if only else SUBCOMMANDS:

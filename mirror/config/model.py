@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from mirror.oci.names import NAME_PATTERN, is_host
 from mirror.oci.reflist import ReferenceListError, parse_reference
 from mirror.tier.placement import BALANCERS, make_ring, replica_entry, ring_members, server_of
-from mirror.upstream.addresses import HostPattern
+from mirror.upstream.hosts import HostPattern
 
 MiB = 1024 * 1024
 _TENANCY = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
