@@ -12,6 +12,7 @@ from mirror.oci.ranges import parse_range
 from mirror.pullthrough.fill import FillFailed
 from mirror.web.keys import services, target
 from mirror.web.middleware import client_gone, note_disconnect
+from mirror.web.registry.sealed_send import send_sealed_range
 from mirror.web.registry.sendfile import send_file_range, socket_fd
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,8 @@ async def blob(request: web.Request) -> web.StreamResponse:
     sent = 0
     try:
         await response.prepare(request)
-        sock = socket_fd(request.transport) if body.file is not None else None
+        direct = body.file is not None or body.sealed is not None
+        sock = socket_fd(request.transport) if direct else None
         if body.file is not None and sock is not None and request.transport is not None:
             # A plaintext cached file: the kernel copies it to the socket (zero-copy).
             sent = await send_file_range(
@@ -50,6 +52,9 @@ async def blob(request: web.Request) -> web.StreamResponse:
                 body.file.length,
                 body.file.sent,
             )
+        elif body.sealed is not None and sock is not None and request.transport is not None:
+            # A sealed cached file: decrypted into reused buffers and written to the socket.
+            sent = await send_sealed_range(request.transport, sock, body.sealed)
         else:
             async for chunk in body.chunks:
                 await response.write(chunk)

@@ -33,7 +33,7 @@ def socket_fd(transport: asyncio.BaseTransport | None) -> int | None:
     return fd if fd >= 0 else None
 
 
-async def _emptied(transport: asyncio.Transport) -> None:
+async def emptied(transport: asyncio.Transport) -> None:
     """Return once the transport has handed every buffered byte (the headers) to the kernel."""
     while transport.get_write_buffer_size() > 0:
         if transport.is_closing():
@@ -41,7 +41,7 @@ async def _emptied(transport: asyncio.Transport) -> None:
         await asyncio.sleep(0.0005)
 
 
-async def _writable(fd: int) -> None:
+async def writable(fd: int) -> None:
     """Wait until the socket behind ``fd`` can take more bytes."""
     loop = asyncio.get_running_loop()
     ready: asyncio.Future[None] = loop.create_future()
@@ -68,7 +68,7 @@ async def send_file_range(
     """Send ``length`` bytes of ``file_fd`` from ``first`` on the connection; returns the bytes
     sent. Raises ``ConnectionResetError`` if the client goes away (the transport is aborted) and
     ``EOFError`` if the file ended early."""
-    await _emptied(transport)
+    await emptied(transport)
     loop = asyncio.get_running_loop()
     dup = os.dup(sock_fd)
     offset, end = first, first + length
@@ -78,7 +78,7 @@ async def send_file_range(
             try:
                 sent = await loop.run_in_executor(None, os.sendfile, dup, file_fd, offset, step)
             except BlockingIOError:
-                await _writable(dup)
+                await writable(dup)
                 continue
             except OSError as exc:
                 transport.abort()
