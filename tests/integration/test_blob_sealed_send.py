@@ -6,6 +6,7 @@ sender, and a TLS listener falls back to the streamed path."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
 import ssl
@@ -15,14 +16,17 @@ from typing import Any
 import aiohttp
 import pytest
 
+from mirror.app.build import build_app
 from mirror.blobstore.encrypted import EncryptedBlobStore
 from mirror.blobstore.keyring import CacheKeys
 from mirror.blobstore.sealed import ChunkReader
+from mirror.config import load_config
 from mirror.crypto.envelope import AES_256_GCM, HEADER_SIZE, TAG_SIZE
 from mirror.crypto.sources import KeyFile
 from mirror.errors import CorruptObject
 from mirror.oci.digest import Digest
 from mirror.pullthrough.blobs import SealedSpan
+from mirror.web.accesslog import AccessLogger
 from mirror.web.registry.sealed_send import pieces, send_sealed_range
 from mirror.web.registry.sendfile import socket_fd
 from tests.peers.tls import CertAuthority, make_test_ca
@@ -155,6 +159,45 @@ async def test_a_tls_listener_sends_encrypted_blobs_through_the_stream(
     first, last = PIECE - 10, 2 * PIECE + 9
     range_header = {"Range": f"bytes={first}-{last}"}
     assert await get(url, range_header, client_tls) == (206, data[first : last + 1])
+
+
+class Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fields: list[dict[str, Any]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.fields.append(record.__dict__["access"])
+
+
+@pytest.mark.parametrize("encrypted", [True, False], ids=["encryption-on", "encryption-off"])
+async def test_the_access_log_counts_a_warm_body_sent_on_the_socket(
+    aiohttp_server: Any, fake: FakeUpstream, tmp_path: Path, encrypted: bool
+) -> None:
+    upstream = await aiohttp_server(fake.app(), host="127.0.0.1")
+    config = load_config(
+        overrides={
+            "storage": {"data_dir": str(tmp_path / "data")},
+            "encryption": {"kek_file": str(tmp_path / "kek"), "enabled": encrypted},
+            "upstreams": [{"host": FAKE_HOST, "url": f"http://127.0.0.1:{upstream.port}"}],
+            "default_upstream": FAKE_HOST,
+        },
+        environ={},
+    )
+    logger = logging.getLogger(f"test.access.{encrypted}")
+    logger.setLevel(logging.INFO)
+    records = Records()
+    logger.addHandler(records)
+    server = await aiohttp_server(
+        build_app(config), host="127.0.0.1", access_log=logger, access_log_class=AccessLogger
+    )
+    data = os.urandom(SIZE)
+    url = f"http://127.0.0.1:{server.port}/v2/team/app/blobs/{fake.add_blob(data)}"
+    assert await get(url) == (200, data)  # cold
+    assert await get(url) == (200, data)  # warm: past aiohttp's writer
+    assert await get(url, {"Range": "bytes=10-99"}) == (206, data[10:100])
+
+    assert [f["bytes"] for f in records.fields] == [SIZE, SIZE, 90]
 
 
 # send_sealed_range on its own, against a client socket this test controls -----------------
