@@ -4,8 +4,8 @@ The streamed path pays per 1 MiB chunk a fresh ``bytes`` from the decryption, a 
 the event loop, aiohttp's writer and the transport's buffer. Here, once aiohttp wrote the
 headers and the transport's buffer is empty, the body goes out in pieces of whole chunks
 decrypted in place into one of two reused buffers (``Decrypting.read_into``, a worker thread)
-and written with ``os.writev`` on a duplicate of the socket's descriptor (another worker
-thread; the GIL is released in both), piece N+1 decrypted while piece N is sent. A piece is
+and written with a non-blocking ``os.writev`` on a duplicate of the socket's descriptor, from
+the loop (the GIL is released in both), piece N+1 decrypted while piece N is sent. A piece is
 sent only after every chunk in it passed its tag check; a full socket is waited for on the
 loop (no thread blocks on a slow client). Nothing else writes to the connection meanwhile: the
 handler owns it until it returns.
@@ -69,11 +69,13 @@ def _after(views: list[memoryview], count: int) -> list[memoryview]:
 async def _send(transport: asyncio.Transport, fd: int, views: list[memoryview]) -> int:
     """Send every byte of ``views``; raises ``ConnectionResetError`` (after aborting the
     transport) when the client went away."""
-    loop = asyncio.get_running_loop()
     total, sent, rest = sum(len(v) for v in views), 0, views
     while True:
         try:
-            sent += await settled(loop.run_in_executor(None, _write_some, fd, rest))
+            # On the loop itself: a write to a socket releases the GIL for its copy and never
+            # blocks (the socket is non-blocking), and a hand-off to a thread per write (often
+            # several per piece, each wait for room ending one) cost more than the copy.
+            sent += _write_some(fd, rest)
         except OSError as exc:
             transport.abort()
             raise ConnectionResetError(f"client went away: {exc}") from exc
