@@ -107,6 +107,38 @@ async def test_a_warm_encrypted_blob_is_sent_byte_exact(
     assert mirror.metric("mirror_bytes_served_from_cache_total") - before == expected
 
 
+async def test_one_kept_alive_connection_carries_warm_bodies_one_after_another(
+    mirror_factory: MirrorFactory, aiohttp_server: Any, fake: FakeUpstream
+) -> None:
+    # The route writes the body past aiohttp: the next response on the connection must still
+    # start exactly where this one ended.
+    mirror = await encrypted_mirror(mirror_factory, aiohttp_server, fake)
+    data, small = os.urandom(SIZE), os.urandom(1000)
+    url = f"{mirror.url}/v2/team/app/blobs/{fake.add_blob(data)}"
+    small_url = f"{mirror.url}/v2/team/app/blobs/{fake.add_blob(small)}"
+    assert await get(url) == (200, data)
+    assert await get(small_url) == (200, small)
+    created: list[int] = []
+
+    async def on_create(*_args: Any) -> None:
+        created.append(1)
+
+    tracing = aiohttp.TraceConfig()
+    tracing.on_connection_create_end.append(on_create)
+    connector = aiohttp.TCPConnector(limit=1)
+    async with aiohttp.ClientSession(connector=connector, trace_configs=[tracing]) as http:
+        for headers, expected in [
+            (None, data),
+            ({"Range": f"bytes={PIECE - 1}-{PIECE}"}, data[PIECE - 1 : PIECE + 1]),
+            (None, small),
+            (None, data),
+        ]:
+            target = small_url if expected is small else url
+            async with http.get(target, headers=headers) as resp:
+                assert await resp.read() == expected
+    assert created == [1]  # one connection, kept alive throughout
+
+
 def tamper(path: Path, chunk: int) -> int:
     """Flip a byte inside sealed chunk ``chunk`` of the file; the plaintext offset it starts at."""
     where = HEADER_SIZE + chunk * (CHUNK + TAG_SIZE) + 100

@@ -92,7 +92,9 @@ async def send_sealed_range(transport: asyncio.Transport, sock_fd: int, span: Se
     goes away."""
     await emptied(transport)
     reader, end = span.reader, span.first + span.length
-    buffers = (reader.buffer(reader.piece), reader.buffer(reader.piece))
+    # Sized for what this span needs: a small blob's body is all in its head.
+    room = min(reader.piece, span.length)
+    buffers = (reader.buffer(room), reader.buffer(room)) if room else ()
     dup = os.dup(sock_fd)
     sent = 0
     ahead: asyncio.Future[list[memoryview]] | None = None
