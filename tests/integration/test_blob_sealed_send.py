@@ -10,6 +10,8 @@ import logging
 import os
 import socket
 import ssl
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -383,3 +385,49 @@ async def test_a_cancelled_send_waits_for_its_threads_and_closes_its_descriptor(
     assert 0 < len(client.received) < SIZE
     assert bytes(client.received) == data[: len(client.received)]
     assert open_fds() <= fds
+
+
+class CountingExecutor(ThreadPoolExecutor):
+    """A real thread pool that knows how many of its jobs are running or queued."""
+
+    def __init__(self) -> None:
+        super().__init__(max_workers=4)
+        self.lock = threading.Lock()
+        self.in_flight = 0
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
+        with self.lock:
+            self.in_flight += 1
+
+        def run() -> Any:
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                with self.lock:
+                    self.in_flight -= 1
+
+        return super().submit(run)
+
+
+async def test_a_cancelled_send_returns_only_once_its_thread_jobs_are_done(
+    tmp_path: Path,
+) -> None:
+    # A decryption still running in a thread would write into a buffer (and read a file
+    # descriptor) the caller frees as soon as the cancellation reaches it.
+    pool = CountingExecutor()
+    asyncio.get_running_loop().set_default_executor(pool)
+    data = os.urandom(SIZE)
+    _, reader = await open_reader(tmp_path, data)
+    for attempt in range(20):
+        client = Client()
+        server, transport, fd = await connect(client)
+        span = SealedSpan(b"", reader, 0, SIZE, lambda _n: None)
+        task = asyncio.ensure_future(send_sealed_range(transport, fd, span))
+        await asyncio.sleep(0.002 * attempt)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert pool.in_flight == 0
+        transport.abort()
+        server.close()
+    await reader.close()

@@ -15,24 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Awaitable, Iterator
-from typing import TypeVar
+from collections.abc import Iterator
 
 from mirror.pullthrough.blobs import SealedSpan
-from mirror.web.registry.sendfile import emptied, writable
-
-T = TypeVar("T")
-
-
-async def settled(job: Awaitable[T]) -> T:
-    """Await ``job`` (work in a thread); if the caller is cancelled, wait for the thread to
-    finish first: it may still be using a buffer or a descriptor the caller is about to free."""
-    future = asyncio.ensure_future(job)
-    try:
-        return await asyncio.shield(future)
-    except asyncio.CancelledError:
-        await asyncio.gather(future, return_exceptions=True)
-        raise
+from mirror.web.registry.sendfile import emptied, settled, writable
 
 
 def pieces(first: int, end: int, step: int) -> Iterator[tuple[int, int]]:

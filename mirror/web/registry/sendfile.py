@@ -13,7 +13,22 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+async def settled(job: Awaitable[T]) -> T:
+    """Await ``job`` (work in a thread); if the caller is cancelled, wait for the thread to
+    finish first: it may still be using a buffer or a descriptor the caller is about to free."""
+    future = asyncio.ensure_future(job)
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        await asyncio.gather(future, return_exceptions=True)
+        raise
+
 
 # Most bytes one ``sendfile`` call is asked for (it returns earlier once the socket is full).
 SENDFILE_STEP = 16 * 1024 * 1024
@@ -76,7 +91,9 @@ async def send_file_range(
         while offset < end:
             step = min(SENDFILE_STEP, end - offset)
             try:
-                sent = await loop.run_in_executor(None, os.sendfile, dup, file_fd, offset, step)
+                sent = await settled(
+                    loop.run_in_executor(None, os.sendfile, dup, file_fd, offset, step)
+                )
             except BlockingIOError:
                 await writable(dup)
                 continue
