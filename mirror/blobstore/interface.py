@@ -36,6 +36,26 @@ class FileBacked(Protocol):
         ...
 
 
+@runtime_checkable
+class Decrypting(Protocol):
+    """A reader of a committed sealed object that decrypts into the caller's buffers: a sender
+    reuses two buffers instead of a new ``bytes`` per chunk."""
+
+    @property
+    def piece(self) -> int:
+        """Plaintext bytes per ``read_into`` that keeps each read on chunk boundaries."""
+        ...
+
+    def buffer(self, length: int) -> bytearray:
+        """A buffer ``read_into`` can decrypt any ``length`` bytes into."""
+        ...
+
+    async def read_into(self, offset: int, end: int, buf: bytearray) -> list[memoryview]:
+        """The bytes ``offset..end`` (exclusive) as views of ``buf``, every chunk's tag checked;
+        raises ``CorruptObject`` (the object is evicted) and then returns nothing."""
+        ...
+
+
 class BlobWriter(Protocol):
     """A new object being written. Exactly one of ``commit`` or ``abort`` ends it."""
 

@@ -27,6 +27,7 @@ from mirror.crypto.envelope import (
     Layout,
     aead,
     open_chunk,
+    open_chunk_into,
     seal_chunk,
     seal_chunk_into,
     wrap_key,
@@ -54,6 +55,11 @@ def pwrite_all(fd: int, data: bytes | bytearray | memoryview, offset: int) -> No
         written = os.pwrite(fd, view, offset)
         view = view[written:]
         offset += written
+
+
+# Plaintext bytes a ``read_into`` covers at most (whole chunks): large enough that the thread
+# hand-offs per piece cost little, small enough that two buffers per connection stay small.
+PIECE = 2 * 1024 * 1024
 
 
 def _whole_chunks(
@@ -133,6 +139,50 @@ class ChunkReader:
         plain = open_chunk(self._cipher, self._digest, index, last, sealed, self._version)
         self._cached = (index, plain)
         return plain
+
+    @property
+    def piece(self) -> int:
+        """Plaintext bytes per ``read_into`` that keeps reads on chunk boundaries: whole
+        chunks, as many as fit in ``PIECE`` (at least one)."""
+        size = self._layout.chunk_size
+        return size * max(1, PIECE // size)
+
+    def buffer(self, length: int) -> bytearray:
+        """A buffer that ``read_into`` can decrypt any ``length`` bytes into (the sealed chunks
+        they touch, tags included)."""
+        size = self._layout.chunk_size
+        return bytearray((length // size + 2) * (size + TAG_SIZE))
+
+    async def read_into(self, offset: int, end: int, buf: bytearray) -> list[memoryview]:
+        """The plaintext bytes ``offset..end`` (exclusive) of a committed object, as views of
+        ``buf``: each chunk is read into ``buf`` and decrypted in place, in a worker thread, and
+        only a chunk whose tag verified is returned; one that fails is reported as corrupt."""
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, self._read_into, offset, end, buf)
+        except CorruptObject as exc:
+            self._on_corrupt(self._fd, exc)
+            raise
+
+    def _read_into(self, offset: int, end: int, buf: bytearray) -> list[memoryview]:
+        view = self._view()
+        if not view.final or end > view.size:
+            raise ValueError(f"read_into needs committed bytes; {end} > {view.size} or filling")
+        size = self._layout.chunk_size
+        room = memoryview(buf)
+        plains = []
+        for index in range(offset // size, (end - 1) // size + 1):
+            last = index == view.sealed - 1
+            length = view.size - index * size if last else size
+            sealed = room[: length + TAG_SIZE]
+            if os.preadv(self._fd, [sealed], self._layout.offset(index)) != len(sealed):
+                raise CorruptObject(self._digest, f"chunk {index} is truncated")
+            plain = sealed[:length]
+            open_chunk_into(self._cipher, self._digest, index, last, sealed, plain, self._version)
+            start = index * size
+            plains.append(plain[max(offset - start, 0) : min(end - start, length)])
+            room = room[len(sealed) :]
+        return plains
 
     async def close(self) -> None:
         """Close the file descriptor (a second call does nothing)."""

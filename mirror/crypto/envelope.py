@@ -119,6 +119,26 @@ def open_chunk(
         raise CorruptObject(digest, f"chunk {index} failed its tag check") from None
 
 
+def open_chunk_into(
+    cipher: AEAD,
+    digest: str,
+    index: int,
+    last: bool,
+    sealed: memoryview,
+    out: memoryview,
+    version: int = VERSION,
+) -> None:
+    """``open_chunk`` into ``out`` (``len(sealed) - TAG_SIZE`` bytes; it may be the start of
+    ``sealed``: in place). Raises ``CorruptObject`` when the tag does not verify, and then
+    ``out`` holds bytes that must never be used."""
+    try:
+        cipher.decrypt_into(
+            chunk_nonce(index), sealed, chunk_aad(digest, index, last, version), out
+        )
+    except InvalidTag:
+        raise CorruptObject(digest, f"chunk {index} failed its tag check") from None
+
+
 @dataclass(frozen=True, slots=True)
 class Layout:
     """Where chunks live for a given chunk size."""

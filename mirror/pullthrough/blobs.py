@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from mirror.blobstore.interface import (
     BlobStore,
     BlobWriter,
+    Decrypting,
     FileBacked,
     Publishing,
     RangeReader,
@@ -84,15 +85,30 @@ class FileSpan:
 
 
 @dataclass(frozen=True, slots=True)
+class SealedSpan:
+    """A warm encrypted body as the route may send it from its own buffers instead of
+    iterating ``chunks``: ``head`` (decrypted and checked already), then ``length`` bytes from
+    ``first`` decrypted by ``reader`` (the body owns it); ``sent`` counts them."""
+
+    head: bytes
+    reader: Decrypting
+    first: int
+    length: int
+    sent: Callable[[int], None]
+
+
+@dataclass(frozen=True, slots=True)
 class BlobBody:
     """A blob ready to send: its size, the range answered (``None`` for all), and the bytes
-    (``file``: the same bytes as a file span, for a zero-copy send)."""
+    (``file``: the same bytes as a file span, for a zero-copy send; ``sealed``: as a sealed
+    span, for a send without the stream's copies)."""
 
     size: int
     range: ByteRange | None
     chunks: AsyncGenerator[bytes, None]
     from_cache: bool
     file: FileSpan | None = None
+    sealed: SealedSpan | None = None
 
 
 class BlobService:
@@ -201,12 +217,13 @@ class BlobService:
             await reader.close()
 
         chunks = Guarded(self._warm(reader, head, first + len(head), last), close_warm)
-        span = None
+        span, sealed, count = None, None, self._metrics.bytes_from_cache.inc
         if isinstance(reader, FileBacked):
-            span = FileSpan(
-                reader.fileno(), first, last + 1 - first, self._metrics.bytes_from_cache.inc
-            )
-        return BlobBody(size, byte_range, chunks, True, span)
+            span = FileSpan(reader.fileno(), first, last + 1 - first, count)
+        elif isinstance(reader, Decrypting):
+            rest = first + len(head)
+            sealed = SealedSpan(head, reader, rest, last + 1 - rest, count)
+        return BlobBody(size, byte_range, chunks, True, span, sealed)
 
     async def _open_missing(
         self,

@@ -19,7 +19,7 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web_protocol import ERROR
 
 from mirror.metrics import Metrics
-from mirror.web.keys import ELAPSED, PRINCIPAL
+from mirror.web.keys import ELAPSED, PRINCIPAL, SENT_DIRECT
 
 # The route label of requests that could not be parsed as HTTP.
 UNPARSABLE = "unparsable"
@@ -35,8 +35,11 @@ def header_bytes(request: web.BaseRequest, response: web.StreamResponse) -> int:
 
 
 def body_bytes(request: web.BaseRequest, response: web.StreamResponse) -> int:
-    """Bytes of the body sent: aiohttp's ``body_length`` counts the headers too."""
-    return max(0, response.body_length - header_bytes(request, response))
+    """Bytes of the body sent: aiohttp's ``body_length`` counts the headers too, and not what
+    a handler wrote to the socket itself."""
+    written = max(0, response.body_length - header_bytes(request, response))
+    direct: int = request.get(SENT_DIRECT, 0)
+    return written + direct
 
 
 def unparsable_reason(response: web.StreamResponse) -> str:

@@ -71,6 +71,8 @@ HOSTED_REPO = web.RequestKey("hosted_repo", RepoRef)
 PRINCIPAL = web.RequestKey("principal", Principal)
 # Seconds the handler took, with perf_counter resolution (the loop clock ticks in ms on uvloop).
 ELAPSED = web.RequestKey("elapsed", float)
+# Body bytes a handler wrote to the socket itself (sendfile, sealed sends): aiohttp never saw them.
+SENT_DIRECT = web.RequestKey("sent_direct", int)
 
 
 def services(request: web.Request) -> Services:

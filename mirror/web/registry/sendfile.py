@@ -13,7 +13,22 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+async def settled(job: Awaitable[T]) -> T:
+    """Await ``job`` (work in a thread); if the caller is cancelled, wait for the thread to
+    finish first: it may still be using a buffer or a descriptor the caller is about to free."""
+    future = asyncio.ensure_future(job)
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        await asyncio.gather(future, return_exceptions=True)
+        raise
+
 
 # Most bytes one ``sendfile`` call is asked for (it returns earlier once the socket is full).
 SENDFILE_STEP = 16 * 1024 * 1024
@@ -33,7 +48,7 @@ def socket_fd(transport: asyncio.BaseTransport | None) -> int | None:
     return fd if fd >= 0 else None
 
 
-async def _emptied(transport: asyncio.Transport) -> None:
+async def emptied(transport: asyncio.Transport) -> None:
     """Return once the transport has handed every buffered byte (the headers) to the kernel."""
     while transport.get_write_buffer_size() > 0:
         if transport.is_closing():
@@ -41,7 +56,7 @@ async def _emptied(transport: asyncio.Transport) -> None:
         await asyncio.sleep(0.0005)
 
 
-async def _writable(fd: int) -> None:
+async def writable(fd: int) -> None:
     """Wait until the socket behind ``fd`` can take more bytes."""
     loop = asyncio.get_running_loop()
     ready: asyncio.Future[None] = loop.create_future()
@@ -68,7 +83,7 @@ async def send_file_range(
     """Send ``length`` bytes of ``file_fd`` from ``first`` on the connection; returns the bytes
     sent. Raises ``ConnectionResetError`` if the client goes away (the transport is aborted) and
     ``EOFError`` if the file ended early."""
-    await _emptied(transport)
+    await emptied(transport)
     loop = asyncio.get_running_loop()
     dup = os.dup(sock_fd)
     offset, end = first, first + length
@@ -76,9 +91,11 @@ async def send_file_range(
         while offset < end:
             step = min(SENDFILE_STEP, end - offset)
             try:
-                sent = await loop.run_in_executor(None, os.sendfile, dup, file_fd, offset, step)
+                sent = await settled(
+                    loop.run_in_executor(None, os.sendfile, dup, file_fd, offset, step)
+                )
             except BlockingIOError:
-                await _writable(dup)
+                await writable(dup)
                 continue
             except OSError as exc:
                 transport.abort()
