@@ -254,18 +254,24 @@ class Client:
     """A TCP client of a connection whose server side the test drives: it reads slowly, or
     hangs up after ``stop_after`` bytes."""
 
-    def __init__(self, stop_after: int | None = None) -> None:
+    def __init__(self, stop_after: int | None = None, *, pause: float = 0.001) -> None:
         self.received = bytearray()
         self.done = asyncio.Event()
         self.stop_after = stop_after
+        self.pause = pause
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while chunk := await reader.read(256 * 1024):
+        if self.pause > 0.001:
+            # A slow reader with a small window: the kernel cannot take the whole body on its
+            # behalf, so the sender is still mid-body when the test acts.
+            sock = writer.transport.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        while chunk := await reader.read(256 * 1024 if self.pause <= 0.001 else 64 * 1024):
             self.received.extend(chunk)
             if self.stop_after is not None and len(self.received) >= self.stop_after:
                 writer.transport.abort()  # a reset, as a cancelled pull does
                 break
-            await asyncio.sleep(0.001)
+            await asyncio.sleep(self.pause)
         writer.close()
         self.done.set()
 
@@ -366,7 +372,7 @@ async def test_a_cancelled_send_waits_for_its_threads_and_closes_its_descriptor(
     data = os.urandom(SIZE)
     _, reader = await open_reader(tmp_path, data)
     fds = open_fds()
-    client = Client(stop_after=None)
+    client = Client(stop_after=None, pause=0.01)
     server, transport, fd = await connect(client)
     span = SealedSpan(b"", reader, 0, SIZE, lambda _n: None)
     task = asyncio.ensure_future(send_sealed_range(transport, fd, span))
@@ -419,7 +425,7 @@ async def test_a_cancelled_send_returns_only_once_its_thread_jobs_are_done(
     data = os.urandom(SIZE)
     _, reader = await open_reader(tmp_path, data)
     for attempt in range(20):
-        client = Client()
+        client = Client(pause=0.01)
         server, transport, fd = await connect(client)
         span = SealedSpan(b"", reader, 0, SIZE, lambda _n: None)
         task = asyncio.ensure_future(send_sealed_range(transport, fd, span))
