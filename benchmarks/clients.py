@@ -10,9 +10,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from benchmarks.procs import stop_process
 from benchmarks.servers import REPO_ROOT
@@ -215,11 +216,12 @@ def proc_status_kib(pid: int, field_name: str) -> int:
     return 0
 
 
-class RssSampler:
-    """Samples ``VmRSS`` of ``pid`` every ``interval`` seconds in a thread; ``peak`` in KiB."""
+class PeakSampler:
+    """Samples ``measure()`` every ``interval`` seconds in a thread while entered; ``peak`` is
+    the largest value seen, ``samples`` how many were taken."""
 
-    def __init__(self, pid: int, interval: float = 0.02) -> None:
-        self.pid = pid
+    def __init__(self, measure: Callable[[], int], interval: float) -> None:
+        self.measure = measure
         self.interval = interval
         self.peak = 0
         self.samples = 0
@@ -228,17 +230,25 @@ class RssSampler:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, proc_status_kib(self.pid, "VmRSS"))
+            self.peak = max(self.peak, self.measure())
             self.samples += 1
             self._stop.wait(self.interval)
 
-    def __enter__(self) -> RssSampler:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+
+
+class RssSampler(PeakSampler):
+    """Samples ``VmRSS`` of ``pid`` every ``interval`` seconds in a thread; ``peak`` in KiB."""
+
+    def __init__(self, pid: int, interval: float = 0.02) -> None:
+        super().__init__(lambda: proc_status_kib(pid, "VmRSS"), interval)
+        self.pid = pid
 
 
 @dataclass(frozen=True)

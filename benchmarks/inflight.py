@@ -14,10 +14,11 @@ the peak overlap of those intervals is the most requests it served at once.
 from __future__ import annotations
 
 import re
-import threading
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+
+from benchmarks.clients import PeakSampler
 
 _LINE = re.compile(
     r'^time="(?P<time>[^"]+)" .*msg="response completed" .*'
@@ -89,30 +90,12 @@ def established(port: int, table: str = "/proc/net/tcp") -> int:
     return count
 
 
-class ConnectionSampler:
+class ConnectionSampler(PeakSampler):
     """Samples :func:`established` for ``port`` every ``interval`` seconds; ``peak`` after."""
 
     def __init__(self, port: int, interval: float = 0.01) -> None:
+        super().__init__(lambda: established(port), interval)
         self.port = port
-        self.interval = interval
-        self.peak = 0
-        self.samples = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, established(self.port))
-            self.samples += 1
-            self._stop.wait(self.interval)
-
-    def __enter__(self) -> ConnectionSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def read_from(path: Path, mark: int) -> str:
