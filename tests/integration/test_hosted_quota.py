@@ -545,6 +545,15 @@ async def test_a_policy_on_a_hosted_repository_deletes_its_unpulled_image(start:
         if size is not None and mirror.linked("acme/team/app", digest_of(blob)):
             held += size
     assert after == held >= len(kept) + sum(map(len, kept_blobs))
+    # The audit log names what was deleted, for the operator alone: another tenancy's
+    # administrator, this tenancy's own and an anonymous caller learn nothing from it.
+    status, body = await call(mirror, "GET", "/admin/v1/retention/audit", "admin-operator")
+    assert status == 200
+    evicted = [e for e in body["events"] if e["event"] == "evict-image"]
+    assert [e["repository"] for e in evicted] == ["acme/team/app"]
+    for who, refused in (("acme-boss", 403), ("other-boss", 403), ("anonymous", 401)):
+        status, body = await call(mirror, "GET", "/admin/v1/retention/audit", who)
+        assert status == refused and body["errors"][0]["code"] in {"DENIED", "UNAUTHORIZED"}
 
 
 # Seeding station ------------------------------------------------------------------------
