@@ -41,12 +41,28 @@ def parser() -> argparse.ArgumentParser:
     )
     again = commands.add_parser("report", help="re-render results.md and plots from results.json")
     again.add_argument("dir", type=Path, help="a results folder written by 'run'")
+    readme = commands.add_parser(
+        "readme", help="regenerate README.md's benchmark table from a run's results.json"
+    )
+    readme.add_argument("dir", type=Path, help="a results folder written by 'run'")
+    readme.add_argument("--readme", type=Path, default=Path("README.md"))
+    readme.add_argument(
+        "--published",
+        default="benchmarks/published/results.md",
+        help="where the run's whole report is committed (the README links it)",
+    )
     return top
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run and print the Markdown report; exit 1 if a scenario failed or a fact was violated."""
     args = parser().parse_args(argv)
+    if args.command == "readme":
+        from benchmarks.readme import regenerate
+
+        regenerate(args.dir, args.readme, args.published)
+        print(args.readme)
+        return 0
     if args.command == "report":
         from benchmarks.results import Results
         from benchmarks.runner import render
