@@ -102,6 +102,16 @@ class Report:
         """The report's line for each image (those spared during the run say so)."""
         return [line_dict(line) for line in self.images]
 
+    def head(self) -> dict[str, Any]:
+        """The report without its images (``json_chunks`` adds them)."""
+        return report_head(self.run_id, self.trigger, self.dry_run, self.started_at, self.outcome)
+
+    async def batches(self, size: int = 1_000) -> AsyncIterator[list[Line]]:
+        """The report's lines read back ``size`` at a time (never all in memory)."""
+        lines = iter(self.images)
+        while batch := list(itertools.islice(lines, size)):
+            yield batch
+
 
 def report_head(
     run_id: str, trigger: str, dry_run: bool, started_at: float, outcome: Outcome
