@@ -123,6 +123,8 @@ class Collector:
         for repository in self._hosted:
             self._links.update(repository.links)
         self._steps = 0
+        # The repositories evictions took images from (``forget_empty`` looks at them).
+        self._touched: set[tuple[str, str]] = set()
         self._now = now
         self._previously_deferred = state.deferred()
 
@@ -153,10 +155,10 @@ class Collector:
         return self._snapshot.manifest(str(digest)) or self._metadata.manifest(digest)
 
     async def evict(self, decisions: Iterable[Decision]) -> None:
-        """Evict every image of ``decisions`` (one group at a time), then collect."""
+        """Evict every image of ``decisions`` (one group at a time), then collect
+        (``forget_empty`` afterwards)."""
         spared: set[tuple[str, str, tuple[Digest, ...]]] = set()
         cleared: set[tuple[str, str, tuple[Digest, ...]]] = set()
-        touched: set[tuple[str, str]] = set()
         for decision in decisions:
             image = decision.image
             group = (image.upstream, image.repo, image.group)
@@ -166,7 +168,7 @@ class Collector:
                 continue
             cleared.add(group)
             tags = self._metadata.evict_image(image.upstream, image.repo, image.digest, image.tags)
-            touched.add((image.upstream, image.repo))
+            self._touched.add((image.upstream, image.repo))
             if image.upstream.startswith(HOSTED_PREFIX):
                 # A hosted image a policy deletes leaves its repository for good.
                 if self._metadata.drop_link(image.upstream, image.repo, image.digest):
@@ -186,8 +188,13 @@ class Collector:
                 reason=decision.reason,
             )
             await self._release(image.digest, f"evicted {image.name}")
-        if touched:
-            self._metadata.forget_empty_repositories(touched)
+
+    def forget_empty(self) -> None:
+        """Forget the repositories this run's evictions left empty (one pass over the
+        metadata, so once a run: it leaves the catalog)."""
+        if self._touched:
+            self._metadata.forget_empty_repositories(self._touched)
+            self._touched = set()
 
     async def collect_deferred(self) -> None:
         """Retry blobs deferred by earlier runs that are still unreferenced (in use then, or

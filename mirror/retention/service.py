@@ -343,6 +343,7 @@ class RetentionService:
             await collector.collect_hosted(self.hosted_grace)
             while (repository := await asyncio.to_thread(next, judged, None)) is not None:
                 report.images.extend(await _evicted(collector, repository))
+            collector.forget_empty()
             collector.save_deferred()
         finally:
             snapshot.close()
@@ -482,6 +483,7 @@ class RetentionService:
                 Decision(i, governing[i.repository].name, True, "capacity-lru", reason)
                 for i in group
             )
+        collector.forget_empty()
         collector.save_deferred()
         await self._collected()
         released = collector.released()
