@@ -42,26 +42,6 @@ from mirror.retention.spill import ReportLines
 log = logging.getLogger(__name__)
 
 
-def decision_json(decision: Decision, *, action: str | None = None) -> dict[str, Any]:
-    """One line of a run report."""
-    image = decision.image
-    return {
-        "repository": image.repository,
-        "digest": str(image.digest),
-        "media_type": image.media_type,
-        "size": image.size,
-        "tags": list(image.tags),
-        "last_pull": iso(image.last_pull),
-        "last_tagged": iso(image.last_tagged),
-        "cached_at": iso(image.cached_at),
-        "policy": decision.policy,
-        "action": action or ("delete" if decision.delete else "keep"),
-        "rule": decision.rule,
-        "reason": decision.reason,
-        "cooling_until": iso(decision.cooling_until),
-    }
-
-
 @dataclass(frozen=True, slots=True)
 class PolicyStatus:
     """A policy as the admin API shows it: with its repositories and, while it lasts, the end
