@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import tracemalloc
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +21,12 @@ from mirror.db.retention import RetentionStore
 from mirror.metrics import Metrics
 from mirror.oci.digest import Digest
 from mirror.retention.audit import AuditLog
+from mirror.retention.inventory import Inventory
 from mirror.retention.policy import PolicyEdit
 from mirror.retention.service import RetentionService
+from mirror.retention.snapshot import Snapshot
 
-from .every_rule import DAY, HUB, IMAGE, digest, normalised, normalised_run, service, stock
+from .every_rule import DAY, HUB, IMAGE, NOW, digest, normalised, normalised_run, service, stock
 
 # Written by ``every_rule.py --delete`` run on the code before streaming (``git archive``).
 EXPECTED = Path(__file__).parents[2] / "data" / "retention" / "every-rule-run.json"
@@ -195,3 +198,26 @@ async def test_a_store_failing_midway_leaves_the_deleted_deleted_and_the_rest_fo
     finally:
         for opened in (clean, failing, clean_metadata, metadata):
             opened.close()
+
+
+def test_a_digests_count_is_its_images_and_the_records_referring_to_it(tmp_path: Path) -> None:
+    """The count the collector reads from the snapshot is the one it counted over the whole
+    inventory before: one per repository holding the digest as an image (tagged, pulled or an
+    index's child), one per manifest record referring to it."""
+    names: list[str] = []
+    retention, metadata = service(tmp_path, names)
+    try:
+        inventory = Inventory.load(metadata, NOW)
+        counted: Counter[Digest] = Counter(i.digest for i in inventory.images)
+        for references in inventory.references.values():
+            counted.update(references)
+        snapshot = Snapshot(metadata, tmp_path)
+        try:
+            for d in {digest(n) for n in [*names, "not cached"]}:
+                assert snapshot.references(str(d)) == counted[d], d
+        finally:
+            snapshot.close()
+        assert max(counted.values()) > 1  # the shared layer, and index children
+    finally:
+        retention.close()
+        metadata.close()
