@@ -85,6 +85,9 @@ class Admin(Protocol):
     def dry_run(self, out: TextIO, as_json: bool) -> None:
         """Print a dry run's report to ``out`` (as JSON, or as lines)."""
 
+    def print_run(self, out: TextIO, as_json: bool) -> None:
+        """Apply the policies now; print the run's report to ``out`` (as JSON, or as lines)."""
+
 
 class RemoteAdmin:
     """The retention part of a running server's admin API, through ``client``."""
@@ -135,6 +138,11 @@ class RemoteAdmin:
     def dry_run(self, out: TextIO, as_json: bool) -> None:
         """A dry run on the server, printed once its answer is complete."""
         report = self.run(True)
+        print(json.dumps(report, indent=2) if as_json else format_report(report), file=out)
+
+    def print_run(self, out: TextIO, as_json: bool) -> None:
+        """A run on the server, printed once its answer is complete."""
+        report = self.run(False)
         print(json.dumps(report, indent=2) if as_json else format_report(report), file=out)
 
 
@@ -188,6 +196,11 @@ class LocalAdmin:
         """A dry run on the data directory, printed as it goes (one repository in memory)."""
         asyncio.run(_print_dry_run(self._service, out, as_json))
 
+    def print_run(self, out: TextIO, as_json: bool) -> None:
+        """A run on the data directory, its report printed from where the run spilled it
+        (the same text as ``json.dumps``, never all of it in memory)."""
+        asyncio.run(_print_run(self._service, out, as_json))
+
 
 async def _print_dry_run(service: RetentionService, out: TextIO, as_json: bool) -> None:
     async with service.dry_run() as run:
@@ -203,6 +216,24 @@ async def _print_dry_run(service: RetentionService, out: TextIO, as_json: bool) 
                 selected += line["action"] == "delete"
             images += len(batch)
         out.write(f"dry run: {images} images, {selected} would be deleted\n")
+
+
+async def _print_run(service: RetentionService, out: TextIO, as_json: bool) -> None:
+    report = await service.run(dry_run=False)
+    if as_json:
+        async for chunk in json_chunks(report.head(), report.batches()):
+            out.write(chunk)
+        out.write("\n")
+        return
+    head = report.head()
+    async for batch in report.batches():
+        for line in map(line_dict, batch):
+            out.write(format_line(line, dry_run=False) + "\n")
+    out.write(
+        f"run {head['run']}: {report.images.count} images, {head['evicted']} evicted, "
+        f"{len(head['deleted'])} objects deleted, {head['bytes_freed']} bytes freed, "
+        f"{len(head['deferred'])} deferred (in use)\n"
+    )
 
 
 @contextmanager
@@ -310,8 +341,7 @@ def dispatch(admin: Admin, args: argparse.Namespace) -> None:
         admin.dry_run(sys.stdout, args.json)
         return
     if args.retention_command == "run":
-        report = admin.run(args.dry_run)
-        print(json.dumps(report, indent=2) if args.json else format_report(report))
+        admin.print_run(sys.stdout, args.json)
         return
     verb = args.policy_command
     if verb == "list":

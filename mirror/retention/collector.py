@@ -3,8 +3,10 @@
 Evicting an image forgets it in its repository (its tags there, its last pull). Its manifest
 goes once no image in any repository and no remaining manifest refers to it; a blob goes once
 no remaining manifest refers to it and no client is reading it (else it is deferred to a later
-run). References are counted once per run from a snapshot, and rechecked where a concurrent
-pull could have changed them: an image pulled since the snapshot is not evicted.
+run). References are counted from the run's snapshot, a digest's count read from it when the
+run first touches the digest (so a run holds the counts of what it deletes, never of the whole
+cache), and rechecked where a concurrent pull could have changed them: an image pulled since
+the snapshot is not evicted.
 
 Hosted repositories are collected too: links there that no present manifest refers to (see
 ``hosted_gc``) are dropped once unreferenced for a grace period, then released like evicted
@@ -22,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from mirror.blobstore.interface import BlobStore
-from mirror.db.metadata import CachedResponse, RepositoryRecords
+from mirror.db.metadata import CachedResponse, ManifestRecord, RepositoryRecords
 from mirror.db.retention import RetentionStore
 from mirror.db.roles import CachedResponses, Eviction, Links, Manifests, Pulls
 from mirror.errors import RegistryError
@@ -31,8 +33,8 @@ from mirror.metrics import Metrics
 from mirror.oci.digest import Digest
 from mirror.retention.audit import AuditLog
 from mirror.retention.hosted_gc import Garbage, HostedRepository, garbage, hosted_repositories
-from mirror.retention.inventory import Inventory
 from mirror.retention.rules import Decision
+from mirror.retention.snapshot import Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +91,7 @@ class Collector:
 
     def __init__(
         self,
-        inventory: Inventory,
+        snapshot: Snapshot,
         metadata: CollectorRecords,
         store: BlobStore,
         state: RetentionStore,
@@ -101,7 +103,7 @@ class Collector:
         run_id: str,
         now: float,
     ) -> None:
-        self._inventory = inventory
+        self._snapshot = snapshot
         self._metadata = metadata
         self._store = store
         self._state = state
@@ -111,16 +113,18 @@ class Collector:
         self._trigger = trigger
         self._run_id = run_id
         self.outcome = Outcome()
-        self._own_pulls = {(i.upstream, i.repo, i.digest): i.own_pull for i in inventory.images}
-        self._counts: Counter[Digest] = Counter(i.digest for i in inventory.images)
-        for references in inventory.references.values():
-            self._counts.update(references)
+        # The reference counts of the digests this run touched (the others are the
+        # snapshot's, read on first touch).
+        self._counts: dict[Digest, int] = {}
         # A blob linked in a hosted repository is held there (pushed, perhaps before the
         # manifest that will refer to it): nothing upstream could bring it back.
         self._hosted = hosted_repositories(metadata.repository_records(HOSTED_PREFIX))
+        self._links: Counter[Digest] = Counter()
         for repository in self._hosted:
-            self._counts.update(repository.links)
+            self._links.update(repository.links)
         self._steps = 0
+        # The repositories evictions took images from (``forget_empty`` looks at them).
+        self._touched: set[tuple[str, str]] = set()
         self._now = now
         self._previously_deferred = state.deferred()
 
@@ -129,15 +133,32 @@ class Collector:
         image = decision.image
         for digest in image.group:
             now = self._metadata.last_pull(image.upstream, image.repo, digest)
-            if now is not None and now != self._own_pulls.get((image.upstream, image.repo, digest)):
+            if now is None:
+                continue
+            if now != self._snapshot.own_pull(image.upstream, image.repo, str(digest)):
                 return True
         return False
 
+    def _count(self, digest: Digest) -> int:
+        """The references to ``digest`` left (the snapshot's, less what the run dropped)."""
+        count = self._counts.get(digest)
+        if count is None:
+            return self._snapshot.references(str(digest)) + self._links[digest]
+        return count
+
+    def _drop(self, digest: Digest) -> None:
+        """One reference to ``digest`` fewer (its count held from now on)."""
+        self._counts[digest] = self._count(digest) - 1
+
+    def _cached_manifest(self, digest: Digest) -> ManifestRecord | None:
+        """The record of ``digest`` in the snapshot, or cached since."""
+        return self._snapshot.manifest(str(digest)) or self._metadata.manifest(digest)
+
     async def evict(self, decisions: Iterable[Decision]) -> None:
-        """Evict every image of ``decisions`` (one group at a time), then collect."""
+        """Evict every image of ``decisions`` (one group at a time), then collect
+        (``forget_empty`` afterwards)."""
         spared: set[tuple[str, str, tuple[Digest, ...]]] = set()
         cleared: set[tuple[str, str, tuple[Digest, ...]]] = set()
-        touched: set[tuple[str, str]] = set()
         for decision in decisions:
             image = decision.image
             group = (image.upstream, image.repo, image.group)
@@ -147,11 +168,11 @@ class Collector:
                 continue
             cleared.add(group)
             tags = self._metadata.evict_image(image.upstream, image.repo, image.digest, image.tags)
-            touched.add((image.upstream, image.repo))
+            self._touched.add((image.upstream, image.repo))
             if image.upstream.startswith(HOSTED_PREFIX):
                 # A hosted image a policy deletes leaves its repository for good.
                 if self._metadata.drop_link(image.upstream, image.repo, image.digest):
-                    self._counts[image.digest] -= 1
+                    self._drop(image.digest)
                     self._metadata.bury(image.upstream, image.repo, image.digest, self._now)
             self.outcome.evicted.append(decision)
             self._metrics.evictions.labels(self._trigger, decision.rule).inc()
@@ -167,14 +188,19 @@ class Collector:
                 reason=decision.reason,
             )
             await self._release(image.digest, f"evicted {image.name}")
-        if touched:
-            self._metadata.forget_empty_repositories(touched)
+
+    def forget_empty(self) -> None:
+        """Forget the repositories this run's evictions left empty (one pass over the
+        metadata, so once a run: it leaves the catalog)."""
+        if self._touched:
+            self._metadata.forget_empty_repositories(self._touched)
+            self._touched = set()
 
     async def collect_deferred(self) -> None:
         """Retry blobs deferred by earlier runs that are still unreferenced (in use then, or
         not yet cached: a client that already had the manifest may fill them after it went)."""
         for digest, since in sorted(self._previously_deferred.items(), key=_by_digest):
-            if self._counts[digest] <= 0 and digest not in self._inventory.manifests:
+            if self._count(digest) <= 0 and self._snapshot.manifest(str(digest)) is None:
                 expired = self._now - since > DEFERRED_GRACE
                 await self._delete_blob(digest, "deferred from an earlier run", retry=expired)
 
@@ -189,7 +215,7 @@ class Collector:
         for digest in list(self._store.digests()):
             if enough():
                 break
-            if self._counts[digest] > 0 or digest in self._inventory.manifests:
+            if self._count(digest) > 0 or self._snapshot.manifest(str(digest)) is not None:
                 continue
             if self._metadata.manifest(digest) is not None or self._in_use(digest):
                 continue  # a manifest cached after the snapshot, or a blob being served
@@ -213,15 +239,15 @@ class Collector:
 
     async def _release(self, digest: Digest, reason: str) -> None:
         """Drop one reference to ``digest``; delete it when none is left."""
-        self._counts[digest] -= 1
+        self._drop(digest)
         await self._collect(digest, reason)
 
     async def _collect(self, digest: Digest, reason: str) -> None:
         """Delete ``digest`` if nothing references it (a manifest: its record too, then
         release what it references)."""
-        if self._counts[digest] > 0 or self._linked_again(digest):
+        if self._count(digest) > 0 or self._linked_again(digest):
             return
-        record = self._inventory.manifests.get(digest) or self._metadata.manifest(digest)
+        record = self._cached_manifest(digest)
         if record is None:
             await self._delete_blob(digest, reason)
             return
@@ -269,7 +295,7 @@ class Collector:
         for digest in sorted(due, key=str):
             if not self._metadata.drop_link(repository.upstream, repository.repo, digest):
                 continue
-            self._counts[digest] -= 1
+            self._drop(digest)
             self.outcome.unlinked.append((repository.name, digest))
             self._audit.write(
                 "unlink-hosted",
@@ -295,14 +321,14 @@ class Collector:
         return done
 
     def _is_manifest(self, digest: Digest) -> bool:
-        return digest in self._inventory.manifests or self._metadata.manifest(digest) is not None
+        return self._cached_manifest(digest) is not None
 
     def _edges(self, repository: HostedRepository) -> Callable[[Digest], list[Digest]]:
         """What a digest refers to in ``repository``: a manifest's references and the
         referrers pushed there with it as their subject."""
 
         def edges(digest: Digest) -> list[Digest]:
-            record = self._inventory.manifests.get(digest) or self._metadata.manifest(digest)
+            record = self._cached_manifest(digest)
             if record is None:
                 return []
             where = (REFERRERS, repository.upstream, repository.repo, str(digest))

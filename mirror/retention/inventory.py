@@ -103,10 +103,15 @@ def images(
     ``directory``: memory holds one repository's records, whatever the cache's size."""
     snapshot = Snapshot(metadata, directory)
     try:
-        for upstream, repo in snapshot.repositories():
-            yield from _repository(metadata, snapshot, upstream, repo, now)
+        yield from snapshot_images(metadata, snapshot, now)
     finally:
         snapshot.close()
+
+
+def snapshot_images(metadata: InventoryRecords, snapshot: Snapshot, now: float) -> Iterator[Image]:
+    """``images`` of a snapshot already taken."""
+    for upstream, repo in snapshot.repositories():
+        yield from _repository(metadata, snapshot, upstream, repo, now)
 
 
 def _repository(

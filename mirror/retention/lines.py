@@ -10,7 +10,7 @@ from mirror.retention.audit import iso
 from mirror.retention.inventory import Image, checked, groups_of
 from mirror.retention.names import policy_name
 from mirror.retention.policy import RetentionPolicy
-from mirror.retention.rules import decide, uniform
+from mirror.retention.rules import Decision, decide, uniform
 from mirror.retention.snapshot import ImageRow, Snapshot
 
 # A report line: repository, digest, media type, size, tags, last pull, last tagged,
@@ -55,14 +55,35 @@ def line_dict(line: Line) -> dict[str, object]:
     return dict(zip(FIELDS, line, strict=True))
 
 
+# A judged image: its report line, and its decision when that is to delete it.
+Judged = tuple[Line, Decision | None]
+
+
 def report_lines(
     snapshot: Snapshot, governing: Governing, now: float, cooling_period: float
 ) -> Iterator[Line]:
     """Every image's report line, repositories in name order, groups in digest order."""
+    for judged in repositories_judged(snapshot, governing, now, cooling_period):
+        for line, _ in judged:
+            yield line
+
+
+def repositories_judged(
+    snapshot: Snapshot, governing: Governing, now: float, cooling_period: float
+) -> Iterator[list[Judged]]:
+    """Each repository's images judged (one list per repository, in name order): what a dry
+    run reports and a deleting run deletes."""
     judged = _Run(now, cooling_period)
     for upstream, repo in snapshot.repositories():
         policy, since = governing(policy_name(upstream, repo))
-        yield from judged.repository(snapshot, upstream, repo, policy, since)
+        yield list(judged.repository(snapshot, upstream, repo, policy, since))
+
+
+def spared(line: Line) -> Line:
+    """The line of an image selected but pulled while the run was deciding (so kept)."""
+    *head, _, _, reason, cooling = line
+    kept = (*head, "keep", "pulled-during-run", f"pulled while the run was deciding ({reason})")
+    return (*kept, cooling)  # type: ignore[return-value]
 
 
 class _Run:
@@ -75,8 +96,8 @@ class _Run:
 
     def repository(
         self, snapshot: Snapshot, upstream: str, repo: str, policy: RetentionPolicy, since: float
-    ) -> Iterator[Line]:
-        """The lines of one repository's images."""
+    ) -> Iterator[Judged]:
+        """The lines of one repository's images, with the decisions to delete."""
         rows = snapshot.images(upstream, repo)
         untagged_at = snapshot.untagged(upstream, repo)
         groups = _grouped(snapshot, rows) if any(r[6] for r in rows) else [(r,) for r in rows]
@@ -88,6 +109,7 @@ class _Run:
             pull_iso = iso(last_pull)
             tagged_iso = self.now_iso if last_tagged == self.now else iso(last_tagged)
             for row in group:
+                chosen = None
                 if same is not None:
                     action, rule, reason, cooling = "keep", *same, None
                 else:
@@ -95,10 +117,12 @@ class _Run:
                     d = decide(image, policy, since, self.now, self.cooling_period)
                     action = "delete" if d.delete else "keep"
                     rule, reason, cooling = d.rule, d.reason, iso(d.cooling_until)
-                yield (
+                    chosen = d if d.delete else None
+                line: Line = (
                     *(name, row[0], row[1], row[2], tags, pull_iso, tagged_iso, iso(row[3])),
                     *(policy.name, action, rule, reason, cooling),
                 )
+                yield line, chosen
 
     def _facts(self, group: tuple[ImageRow, ...], untagged_at: dict[str, float]) -> _Facts:
         """A group's tags, last pull, when it last had a tag, and since when it has had none

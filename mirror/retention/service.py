@@ -10,7 +10,7 @@ import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -24,33 +24,22 @@ from mirror.metrics import Metrics
 from mirror.oci.digest import Digest
 from mirror.retention.audit import AuditLog, iso
 from mirror.retention.collector import Collector, CollectorRecords, Outcome
-from mirror.retention.inventory import Inventory, InventoryRecords
-from mirror.retention.lines import Governing, Line, report_lines
+from mirror.retention.inventory import InventoryRecords, snapshot_images
+from mirror.retention.lines import (
+    Governing,
+    Judged,
+    Line,
+    line_dict,
+    report_lines,
+    repositories_judged,
+    spared,
+)
 from mirror.retention.policy import PolicyEdit, RetentionPolicy
-from mirror.retention.rules import Decision, decide, least_recently_pulled
+from mirror.retention.rules import Decision, least_recently_pulled
 from mirror.retention.snapshot import Snapshot
+from mirror.retention.spill import ReportLines
 
 log = logging.getLogger(__name__)
-
-
-def decision_json(decision: Decision, *, action: str | None = None) -> dict[str, Any]:
-    """One line of a run report."""
-    image = decision.image
-    return {
-        "repository": image.repository,
-        "digest": str(image.digest),
-        "media_type": image.media_type,
-        "size": image.size,
-        "tags": list(image.tags),
-        "last_pull": iso(image.last_pull),
-        "last_tagged": iso(image.last_tagged),
-        "cached_at": iso(image.cached_at),
-        "policy": decision.policy,
-        "action": action or ("delete" if decision.delete else "keep"),
-        "rule": decision.rule,
-        "reason": decision.reason,
-        "cooling_until": iso(decision.cooling_until),
-    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,13 +62,14 @@ class PolicyStatus:
 
 @dataclass
 class Report:
-    """The result of a retention run: every image's decision, and what was deleted."""
+    """The result of a retention run: every image's line (kept on disk), and what was
+    deleted."""
 
     run_id: str
     trigger: str
     dry_run: bool
     started_at: float
-    decisions: list[Decision]
+    images: ReportLines
     outcome: Outcome = field(default_factory=Outcome)
 
     def as_json(self) -> dict[str, Any]:
@@ -90,20 +80,17 @@ class Report:
 
     def lines(self) -> list[dict[str, Any]]:
         """The report's line for each image (those spared during the run say so)."""
-        spared = {id(d) for d in self.outcome.spared}
-        lines = []
-        for decision in self.decisions:
-            if id(decision) in spared:
-                kept = replace(
-                    decision,
-                    delete=False,
-                    rule="pulled-during-run",
-                    reason=f"pulled while the run was deciding ({decision.reason})",
-                )
-                lines.append(decision_json(kept))
-            else:
-                lines.append(decision_json(decision))
-        return lines
+        return [line_dict(line) for line in self.images]
+
+    def head(self) -> dict[str, Any]:
+        """The report without its images (``json_chunks`` adds them)."""
+        return report_head(self.run_id, self.trigger, self.dry_run, self.started_at, self.outcome)
+
+    async def batches(self, size: int = 1_000) -> AsyncIterator[list[Line]]:
+        """The report's lines read back ``size`` at a time (never all in memory)."""
+        lines = iter(self.images)
+        while batch := list(itertools.islice(lines, size)):
+            yield batch
 
 
 def report_head(
@@ -234,9 +221,9 @@ class RetentionService:
 
     # Runs -------------------------------------------------------------------------------
 
-    def _collector(self, inventory: Inventory, trigger: str, run_id: str, now: float) -> Collector:
+    def _collector(self, snapshot: Snapshot, trigger: str, run_id: str, now: float) -> Collector:
         return Collector(
-            inventory,
+            snapshot,
             self._metadata,
             self._store,
             self._state,
@@ -312,50 +299,63 @@ class RetentionService:
             return report
 
     async def _run(self, dry_run: bool, trigger: str) -> tuple[Report, dict[Digest, float]]:
-        """The run of ``run``, under both locks; the report, and what it left to the tier."""
+        """The run of ``run``, under both locks; the report, and what it left to the tier.
+        Judged a repository at a time from a snapshot (the dry run's judging), each
+        repository's selected images evicted before the next is judged: memory holds one
+        repository's records and what the run deleted, never the whole cache. A run stopped
+        midway has deleted what it deleted; the next run judges the rest again."""
         now = self._clock.now()
         run_id = f"{int(now)}-{secrets.token_hex(3)}"
+        governing = functools.lru_cache(maxsize=4096)(self._state.state().governing)
         # Off the event loop: a large cache takes seconds to read, and pulls go on meanwhile.
-        inventory = await asyncio.to_thread(Inventory.load, self._metadata, now)
-        state = self._state.state()
-        decisions = []
-        for image in inventory.images:
-            policy, since = state.governing(image.repository)
-            decisions.append(decide(image, policy, since, now, self.cooling_period))
-        report = Report(run_id, trigger, dry_run, now, decisions)
-        self._metrics.retention_runs.labels(trigger, "dry-run" if dry_run else "run").inc()
-        if dry_run:
-            return report, {}
-        collector = self._collector(inventory, trigger, run_id, now)
-        await collector.collect_deferred()
-        # Hosted garbage first: the snapshot of hosted links is the collector's own.
-        await collector.collect_hosted(self.hosted_grace)
-        await collector.evict(d for d in decisions if d.delete)
-        collector.save_deferred()
+        snapshot = await asyncio.to_thread(Snapshot, self._metadata, self.scratch)
+        try:
+            report = Report(run_id, trigger, dry_run, now, ReportLines(self.scratch))
+            self._metrics.retention_runs.labels(trigger, "dry-run" if dry_run else "run").inc()
+            judged = repositories_judged(snapshot, governing, now, self.cooling_period)
+            if dry_run:
+                while (repository := await asyncio.to_thread(next, judged, None)) is not None:
+                    report.images.extend(line for line, _ in repository)
+                return report, {}
+            collector = self._collector(snapshot, trigger, run_id, now)
+            await collector.collect_deferred()
+            # Hosted garbage first: the snapshot of hosted links is the collector's own.
+            await collector.collect_hosted(self.hosted_grace)
+            while (repository := await asyncio.to_thread(next, judged, None)) is not None:
+                report.images.extend(await _evicted(collector, repository))
+            collector.forget_empty()
+            collector.save_deferred()
+        finally:
+            snapshot.close()
         released = collector.released()
         await self._collected()
         report.outcome = collector.outcome
         self._reclaimed(collector.outcome)
+        self._audit_run(report)
+        return report, released
+
+    def _audit_run(self, report: Report) -> None:
+        """The audit line and the log line of a deleting run."""
+        outcome = report.outcome
         self._audit.write(
             "run",
-            run=run_id,
-            trigger=trigger,
-            images=len(decisions),
-            evicted=len(collector.outcome.evicted),
-            spared=len(collector.outcome.spared),
-            bytes_freed=collector.outcome.bytes_freed,
-            hosted_unlinked=len(collector.outcome.unlinked),
-            hosted_reclaimed=collector.outcome.reclaimed,
+            run=report.run_id,
+            trigger=report.trigger,
+            images=report.images.count,
+            evicted=len(outcome.evicted),
+            spared=len(outcome.spared),
+            bytes_freed=outcome.bytes_freed,
+            hosted_unlinked=len(outcome.unlinked),
+            hosted_reclaimed=outcome.reclaimed,
         )
         log.info(
             "retention run %s (%s): %d images, %d evicted, %d bytes freed",
-            run_id,
-            trigger,
-            len(decisions),
-            len(collector.outcome.evicted),
-            collector.outcome.bytes_freed,
+            report.run_id,
+            report.trigger,
+            report.images.count,
+            len(outcome.evicted),
+            outcome.bytes_freed,
         )
-        return report, released
 
     def _reclaimed(self, outcome: Outcome) -> None:
         """Tell ``on_reclaimed`` what the hosted collection freed, tenancy by tenancy."""
@@ -393,10 +393,13 @@ class RetentionService:
         async with self._lock:
             now = self._clock.now()
             run_id = f"{int(now)}-{secrets.token_hex(3)}"
-            inventory = await asyncio.to_thread(Inventory.load, self._metadata, now)
-            collector = self._collector(inventory, "tier", run_id, now)
-            await collector.collect_deferred()
-            collector.save_deferred()
+            snapshot = await asyncio.to_thread(Snapshot, self._metadata, self.scratch)
+            try:
+                collector = self._collector(snapshot, "tier", run_id, now)
+                await collector.collect_deferred()
+                collector.save_deferred()
+            finally:
+                snapshot.close()
             await self._collected()
 
     def follow_tier(self) -> Callable[[], Awaitable[None]]:
@@ -427,16 +430,28 @@ class RetentionService:
         now = self._clock.now()
         run_id = f"{int(now)}-{secrets.token_hex(3)}"
         # Off the event loop: a large cache takes seconds to read, and pulls go on meanwhile.
-        inventory = await asyncio.to_thread(Inventory.load, self._metadata, now)
+        snapshot = await asyncio.to_thread(Snapshot, self._metadata, self.scratch)
+        try:
+            return await self._evict_from(snapshot, capacity, target, now, run_id)
+        finally:
+            snapshot.close()
+
+    async def _evict_from(
+        self, snapshot: Snapshot, capacity: CapacityLimit, target: int, now: float, run_id: str
+    ) -> dict[Digest, float]:
+        """``_evict_to`` from ``snapshot`` (least recently pulled first across the whole
+        cache: this one holds every image's facts)."""
+        listed = functools.partial(snapshot_images, self._metadata, snapshot, now)
+        images = await asyncio.to_thread(lambda: tuple(listed()))
         state = self._state.state()
-        governing = {i.repository: state.governing(i.repository)[0] for i in inventory.images}
-        collector = self._collector(inventory, "capacity", run_id, now)
+        governing = {i.repository: state.governing(i.repository)[0] for i in images}
+        collector = self._collector(snapshot, "capacity", run_id, now)
         self._metrics.retention_runs.labels("capacity", "run").inc()
         await collector.collect_deferred()
         # Objects no cached manifest refers to go before any image does.
         await collector.collect_orphans(lambda: capacity.total <= target)
         # Hosted images are not a cache: nothing upstream could bring them back.
-        cached = [i for i in inventory.images if not i.upstream.startswith(hosted_key(""))]
+        cached = [i for i in images if not i.upstream.startswith(hosted_key(""))]
         for group in least_recently_pulled(cached, governing):
             if capacity.total <= target:
                 break
@@ -448,6 +463,7 @@ class RetentionService:
                 Decision(i, governing[i.repository].name, True, "capacity-lru", reason)
                 for i in group
             )
+        collector.forget_empty()
         collector.save_deferred()
         await self._collected()
         released = collector.released()
@@ -496,3 +512,14 @@ def _finished(tasks: set[asyncio.Task[None]]) -> Callable[[asyncio.Task[None]], 
             log.error("retention sweep of the tier's releases failed", exc_info=task.exception())
 
     return done
+
+
+async def _evicted(collector: Collector, repository: list[Judged]) -> list[Line]:
+    """Evict the images of one judged repository selected for deletion; its report lines
+    (an image pulled while the run was deciding is kept, and its line says so)."""
+    before = len(collector.outcome.spared)
+    await collector.evict(decision for _, decision in repository if decision is not None)
+    kept = {id(decision) for decision in collector.outcome.spared[before:]}
+    if not kept:
+        return [line for line, _ in repository]
+    return [spared(line) if id(decision) in kept else line for line, decision in repository]

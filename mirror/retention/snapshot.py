@@ -65,6 +65,29 @@ FROM manifest m WHERE m.digest IN ({})
 """
 # A row of ``IMAGES``: digest, media type, size, cached at, tags, last pull, children.
 ImageRow = tuple[str, str, int, float, str | None, float | None, str | None]
+# What a deleting run counts references with, built when it first asks (a dry run needs
+# none): every reference of every record, and the indexes that find a digest's referrers.
+COUNTING = (
+    """CREATE TABLE ref AS SELECT r.value AS child FROM manifest m, json_each(m.refs) r""",
+    "CREATE INDEX ref_child ON ref (child)",
+    "CREATE INDEX child_child ON child (child)",
+    "CREATE INDEX tag_digest ON tag (digest)",
+    "CREATE INDEX pull_digest ON pull (digest, repo)",
+)
+# How many repositories hold cached manifest ?1 as an image (tagged or pulled there, or a
+# child of one that is, transitively) plus how many records reference it: what the run's
+# reference count of a digest starts at (hosted links aside).
+REFERENCES = """
+WITH RECURSIVE up(d) AS (
+  SELECT ?1 UNION SELECT c.parent FROM child c JOIN up ON c.child = up.d
+)
+SELECT
+  (SELECT count(*) FROM (
+     SELECT t.repo FROM tag t JOIN up ON t.digest = up.d
+     UNION SELECT p.repo FROM pull p JOIN up ON p.digest = up.d
+   ) WHERE EXISTS (SELECT 1 FROM manifest WHERE digest = ?1))
+  + (SELECT count(*) FROM ref WHERE child = ?1)
+"""
 # What ``Digest.parse`` accepts.
 _DIGEST = re.compile(r"sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128}")
 # Digests looked up per statement (under SQLite's limit on parameters).
@@ -92,6 +115,8 @@ class Snapshot:
         self._path = Path(name)
         # The number of each ``(upstream, repo)`` (the ``repo`` table's).
         self._ids: dict[tuple[str, str], int] = {}
+        # Whether ``COUNTING``'s table and indexes are built.
+        self._counting = False
         # Read back from whichever worker thread the run continues on, one at a time.
         self._db = sqlite3.connect(name, check_same_thread=False, isolation_level=None)
         self._db.executescript(
@@ -178,6 +203,21 @@ class Snapshot:
             return None
         media_type, size, cached_at, refs = row
         return ManifestRecord(media_type, size, tuple(json.loads(refs)), cached_at)
+
+    def references(self, digest: str) -> int:
+        """How many images (one per repository holding it) and records refer to ``digest``
+        in the snapshot (a deleting run's reference count, before hosted links)."""
+        if not self._counting:
+            for statement in COUNTING:
+                self._db.execute(statement)
+            self._counting = True
+        return int(self._db.execute(REFERENCES, (digest,)).fetchone()[0])
+
+    def own_pull(self, upstream: str, repo: str, digest: str) -> float | None:
+        """The last pull of ``digest`` in ``repo`` when the snapshot was taken."""
+        query = "SELECT at FROM pull WHERE repo=? AND digest=?"
+        row = self._db.execute(query, (self._ids.get((upstream, repo)), digest)).fetchone()
+        return None if row is None else float(row[0])
 
     def close(self) -> None:
         """Drop the index."""

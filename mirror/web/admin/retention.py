@@ -122,7 +122,13 @@ async def run(request: web.Request) -> web.StreamResponse:
     if dry_run:
         return await _stream_dry_run(request)
     report = await retention(request).run(dry_run=dry_run, trigger="api")
-    return web.json_response(report.as_json())
+    # The report's lines are read back from where the run spilled them, as they are sent.
+    response = web.StreamResponse(headers={"Content-Type": "application/json; charset=utf-8"})
+    await response.prepare(request)
+    async for chunk in json_chunks(report.head(), report.batches()):
+        await response.write(chunk.encode())
+    await response.write_eof()
+    return response
 
 
 async def _stream_dry_run(request: web.Request) -> web.StreamResponse:

@@ -1,7 +1,8 @@
 """A small cache on which a dry run meets every retention rule: not pulled, not tagged,
 exempt tags, the cooling period, a hosted repository, an index group, a global default and
 per-repository policies. Run as a script (``python -m tests.unit.retention.every_rule DIR``)
-it prints the dry run's report, so the expected report can come from another version."""
+it prints the dry run's report (with ``--delete``, a deleting run's report and audit events,
+the cache's objects stocked first), so the expected report can come from another version."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mirror.blobstore.filesystem import FilesystemBlobStore
+from mirror.blobstore.interface import BlobStore
 from mirror.clock import ManualClock
 from mirror.db.metadata import ManifestRecord, Metadata, TagRecord
 from mirror.db.retention import RetentionStore
@@ -35,10 +37,13 @@ def digest(name: str) -> Digest:
     return Digest.parse("sha256:" + hashlib.sha256(name.encode()).hexdigest())
 
 
-def populate(metadata: Metadata) -> None:
-    """The images of the fixture, written through the metadata store's own calls."""
+def populate(metadata: Metadata) -> list[str]:
+    """The images of the fixture, written through the metadata store's own calls; the names
+    whose digests they cache (the content of each object is its name)."""
+    names = ["layer"]
 
     def manifest(name: str, age_days: float, refs: tuple[str, ...] = (), kind: str = IMAGE) -> str:
+        names.append(name)
         d = digest(name)
         metadata.set_manifest(d, ManifestRecord(kind, 500 + len(name), refs, NOW - age_days * DAY))
         return str(d)
@@ -76,6 +81,7 @@ def populate(metadata: Metadata) -> None:
     pull(HOSTED, "app", manifest("hosted-old", 90), 90)
     metadata.flush()
     pull(HUB, "lib/global", str(digest("lib/global-stale")), 2)  # batched, not flushed
+    return names
 
 
 def policies(state: RetentionStore) -> None:
@@ -95,18 +101,30 @@ def policies(state: RetentionStore) -> None:
     state.attach("hosted", "acme/app", NOW - 100 * DAY)
 
 
-def service(data_dir: Path) -> tuple[RetentionService, Metadata]:
-    """A retention service over a fresh fixture in ``data_dir``."""
+async def stock(data_dir: Path, names: list[str]) -> None:
+    """Put the fixture's objects in the cache of ``data_dir`` (each one's content is its
+    name)."""
+    store = FilesystemBlobStore(data_dir)
+    for name in names:
+        await store.put(digest(name), name.encode())
+
+
+def service(
+    data_dir: Path, names: list[str] | None = None, store: BlobStore | None = None
+) -> tuple[RetentionService, Metadata]:
+    """A retention service over a fresh fixture in ``data_dir`` (the names of its objects
+    appended to ``names``), on ``store`` (the data directory's files by default)."""
     metadata = Metadata(data_dir / "metadata")
     state = RetentionStore(data_dir / "retention")
-    populate(metadata)
+    written = populate(metadata)
+    if names is not None:
+        names += written
     policies(state)
     clock = ManualClock(NOW)
     audit = AuditLog(data_dir / "audit.log", clock)
-    store = FilesystemBlobStore(data_dir)
     retention = RetentionService(
         metadata,
-        store,
+        store or FilesystemBlobStore(data_dir),
         state,
         audit,
         Metrics(),
@@ -122,9 +140,24 @@ def normalised(report: dict[str, Any]) -> dict[str, Any]:
     return report | {"run": "RUN"}
 
 
-async def _main(data_dir: Path) -> None:
-    retention, metadata = service(data_dir)
+def normalised_run(report: dict[str, Any], events: list[dict[str, Any]]) -> dict[str, Any]:
+    """A deleting run's report and audit events without its random run id."""
+    run = report["run"]
+    return {
+        "report": normalised(report),
+        "audit": [e | {"run": "RUN"} if e.get("run") == run else e for e in events],
+    }
+
+
+async def _main(data_dir: Path, delete: bool) -> None:
+    names: list[str] = []
+    retention, metadata = service(data_dir, names)
     try:
+        if delete:
+            await stock(data_dir, names)
+            report = (await retention.run(dry_run=False)).as_json()
+            print(json.dumps(normalised_run(report, retention.audit_events()), indent=2))
+            return
         report = (await retention.run(dry_run=True)).as_json()
         print(json.dumps(normalised(report), indent=2))
     finally:
@@ -133,4 +166,4 @@ async def _main(data_dir: Path) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(_main(Path(sys.argv[1])))
+    asyncio.run(_main(Path(sys.argv[1]), "--delete" in sys.argv[2:]))
