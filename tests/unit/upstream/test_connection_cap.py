@@ -6,8 +6,10 @@ tokens, and meets connections the upstream closed after keep-alive."""
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import pytest
 from aiohttp import web
@@ -15,6 +17,7 @@ from aiohttp import web
 from mirror.oci.digest import Digest
 from mirror.upstream import UpstreamClient, UpstreamEndpoint
 from mirror.upstream.limits import UpstreamLimits
+from tests.peers.tls import CertAuthority, make_test_ca
 
 BLOB = bytes(range(256)) * 4096 * 4  # 4 MiB: far more than one read, so a stop leaves a rest
 BLOB_DIGEST = Digest.of(BLOB)
@@ -67,7 +70,7 @@ class HeldConnections:
 
 async def blob(request: web.Request) -> web.StreamResponse:
     if request.headers.get("Authorization") != f"Bearer {TOKEN}":
-        realm = f"http://{request.host}/token"
+        realm = f"{request.scheme}://{request.host}/token"
         challenge = f'Bearer realm="{realm}",service="test",scope="repository:r:pull"'
         return web.Response(status=401, headers={"WWW-Authenticate": challenge})
     return web.Response(body=BLOB)
@@ -83,9 +86,12 @@ async def token(request: web.Request) -> web.Response:
 
 
 @asynccontextmanager
-async def counted_upstream(keepalive: float = 75.0) -> AsyncIterator[tuple[str, HeldConnections]]:
+async def counted_upstream(
+    keepalive: float = 75.0, tls: ssl.SSLContext | None = None
+) -> AsyncIterator[tuple[str, HeldConnections]]:
     """An upstream on 127.0.0.1 (blobs behind a Bearer challenge, tags, its token realm on
-    the same origin) and what it counts; it closes a connection idle for ``keepalive`` s."""
+    the same origin) and what it counts; it closes a connection idle for ``keepalive`` s and
+    speaks TLS with ``tls``."""
     app = web.Application()
     app.router.add_get("/v2/r/blobs/{digest}", blob)
     app.router.add_route("*", "/v2/r/manifests/{reference}", manifest)
@@ -96,19 +102,22 @@ async def counted_upstream(keepalive: float = 75.0) -> AsyncIterator[tuple[str, 
     loop = asyncio.get_running_loop()
     factory = runner.server
     assert factory is not None
-    server = await loop.create_server(lambda: CountedProtocol(factory(), held), "127.0.0.1", 0)
+    server = await loop.create_server(
+        lambda: CountedProtocol(factory(), held), "127.0.0.1", 0, ssl=tls
+    )
     try:
         port = server.sockets[0].getsockname()[1]
-        yield f"http://127.0.0.1:{port}", held
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{port}", held
     finally:
         server.close()
         await runner.cleanup()
 
 
-def capped(url: str, cap: int) -> UpstreamClient:
-    host = url.removeprefix("http://")
+def capped(url: str, cap: int, ca: CertAuthority | None = None) -> UpstreamClient:
+    host = url.split("://", 1)[1]
     limits = UpstreamLimits(max_connections=cap)
-    return UpstreamClient(UpstreamEndpoint(host=host, url=url, limits=limits))
+    ca_file = str(ca.ca_cert) if ca else None
+    return UpstreamClient(UpstreamEndpoint(host=host, url=url, limits=limits, ca_file=ca_file))
 
 
 async def stop_mid_body(client: UpstreamClient) -> None:
@@ -139,6 +148,18 @@ async def test_a_connection_closed_mid_body_is_gone_before_the_next_one_opens() 
     async with counted_upstream() as (url, held), capped(url, 1) as client:
         await repeat(10, stop_mid_body, client)  # each a break, then a new GET at once
     assert held.total >= 10, "every stop mid-body closed its connection"
+    assert held.peak == 1
+
+
+async def test_tls_connections_closed_mid_body_stay_under_the_cap(tmp_path: Path) -> None:
+    # A TLS transport waits for the upstream's close_notify before it closes its socket.
+    ca = make_test_ca(tmp_path)
+    async with (
+        counted_upstream(tls=ca.server_context()) as (url, held),
+        capped(url, 1, ca) as client,
+    ):
+        await repeat(5, stop_mid_body, client)
+    assert held.total >= 5
     assert held.peak == 1
 
 
