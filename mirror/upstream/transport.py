@@ -14,6 +14,7 @@ import logging
 import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 from yarl import URL
@@ -23,6 +24,7 @@ from mirror.errors import ErrorCode, RegistryError, UpstreamUnavailable
 from mirror.upstream.addresses import GuardedResolver, RuleHosts, refusal
 from mirror.upstream.authenticator import Authenticator, OnResponse, parse_challenges
 from mirror.upstream.breaker import CircuitBreaker
+from mirror.upstream.connector import CappedConnector, SocketGate
 from mirror.upstream.endpoint import UpstreamEndpoint
 from mirror.upstream.limits import Lane, Limiter
 from mirror.upstream.offline import MirrorOffline
@@ -92,7 +94,8 @@ class Transport:
     (``cache.offline``) is the choke point of offline mode: no session is ever opened and every
     request raises :class:`~mirror.upstream.offline.MirrorOffline` before anything is sent.
     ``limiter`` enforces the upstream's limits (:mod:`mirror.upstream.limits`): the connection
-    cap is also the session's pool size, so the upstream never sees more connections.
+    cap is also the session's pool size, and its sockets pass ``sockets`` from connect until
+    really closed (:mod:`mirror.upstream.connector`), so the upstream never sees more.
     """
 
     def __init__(
@@ -125,6 +128,8 @@ class Transport:
         self._on_response = on_response
         cap = limiter.limits.max_connections if limiter is not None else 0
         self._max_connections = cap or max_connections
+        # The cap counts sockets to the upstream until they are closed, not requests.
+        self.sockets = SocketGate(cap) if cap else None
         self._origin = endpoint.base_url.origin()
         self._session: aiohttp.ClientSession | None = None
 
@@ -133,8 +138,15 @@ class Transport:
         if self._session is not None or self.offline:
             return
         self._resolver = self._guard.resolver() if self._guard is not None else None
-        connector = aiohttp.TCPConnector(
-            limit=self._max_connections, ssl=_ssl_setting(self.endpoint), resolver=self._resolver
+        options: dict[str, Any] = {
+            "limit": self._max_connections,
+            "ssl": _ssl_setting(self.endpoint),
+            "resolver": self._resolver,
+        }
+        connector = (
+            CappedConnector(self._origin, self.sockets, **options)
+            if self.sockets is not None
+            else aiohttp.TCPConnector(**options)
         )
         # sock_connect, not connect: waiting for a free pooled connection is not a network fault.
         timeout = aiohttp.ClientTimeout(

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import socket
 import time
+from pathlib import Path
 
 import pytest
 
 from benchmarks.inflight import (
+    ESTABLISHED,
     ConnectionSampler,
     established,
     go_duration,
@@ -83,3 +85,26 @@ def test_the_server_side_of_established_connections_is_counted() -> None:
             for sock in clients + accepted:
                 sock.close()
         assert sampler.peak == 3
+
+
+TABLE_HEAD = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid\n"
+
+
+def row(n: int, local: str, remote: str, state: str) -> str:
+    return f"{n:4}: {local} {remote} {state} 00000000:00000000 00:00000000 00000000 0 0 1\n"
+
+
+def test_a_connection_listed_twice_by_a_torn_read_counts_once(tmp_path: Path) -> None:
+    # Port 0x1F90 = 8080: two connections to it, one of them listed twice (the row at a
+    # read's resume point), one in TIME_WAIT, and a client-side row whose peer is 8080.
+    rows = [
+        row(0, "0100007F:1F90", "00000000:0000", "0A"),
+        row(1, "0100007F:1F90", "0100007F:C350", ESTABLISHED),
+        row(2, "0100007F:1F90", "0100007F:C351", ESTABLISHED),
+        row(3, "0100007F:1F90", "0100007F:C351", ESTABLISHED),
+        row(4, "0100007F:1F90", "0100007F:C352", "06"),
+        row(5, "0100007F:C350", "0100007F:1F90", ESTABLISHED),
+    ]
+    table = tmp_path / "tcp"
+    table.write_text(TABLE_HEAD + "".join(rows))
+    assert established(8080, str(table)) == 2
