@@ -148,10 +148,13 @@ class ChunkReader:
         return size * max(1, PIECE // size)
 
     def buffer(self, length: int) -> bytearray:
-        """A buffer that ``read_into`` can decrypt any ``length`` bytes into (the sealed chunks
-        they touch, tags included)."""
+        """A buffer that ``read_into`` can decrypt up to ``length`` bytes into, when they lie
+        within one ``piece`` (as ``pieces`` cuts them): the sealed chunks they touch, tags
+        included. (A piece window holds ``piece / chunk_size`` chunks, so a 2 MiB piece needs
+        two 1 MiB chunks, not four: 16 warm pulls hold 64 MiB less.)"""
         size = self._layout.chunk_size
-        return bytearray((length // size + 2) * (size + TAG_SIZE))
+        chunks = min(self.piece // size, length // size + 2)
+        return bytearray(chunks * (size + TAG_SIZE))
 
     async def read_into(self, offset: int, end: int, buf: bytearray) -> list[memoryview]:
         """The plaintext bytes ``offset..end`` (exclusive) of a committed object, as views of
@@ -169,9 +172,12 @@ class ChunkReader:
         if not view.final or end > view.size:
             raise ValueError(f"read_into needs committed bytes; {end} > {view.size} or filling")
         size = self._layout.chunk_size
+        first, final = offset // size, (end - 1) // size
+        if (final - first + 1) * (size + TAG_SIZE) > len(buf):
+            raise ValueError(f"read_into of {offset}..{end} needs a larger buffer than {len(buf)}")
         room = memoryview(buf)
         plains = []
-        for index in range(offset // size, (end - 1) // size + 1):
+        for index in range(first, final + 1):
             last = index == view.sealed - 1
             length = view.size - index * size if last else size
             sealed = room[: length + TAG_SIZE]

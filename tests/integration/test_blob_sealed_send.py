@@ -437,3 +437,24 @@ async def test_a_cancelled_send_returns_only_once_its_thread_jobs_are_done(
         transport.abort()
         server.close()
     await reader.close()
+
+
+@pytest.mark.parametrize("first", [0, 1, CHUNK - 1, CHUNK + 5, 2 * 1024 * 1024 - 3])
+async def test_a_piece_buffer_holds_exactly_the_chunks_of_one_piece(
+    tmp_path: Path, first: int
+) -> None:
+    # Two reused buffers per warm pull: each as large as one piece's chunks (tags included),
+    # and every piece of any range, as ``pieces`` cuts it, decrypts into it exactly.
+    data = os.urandom(SIZE)
+    _, reader = await open_reader(tmp_path, data)
+    buf = reader.buffer(reader.piece)
+    assert len(buf) == (reader.piece // CHUNK) * (CHUNK + TAG_SIZE)
+    got = bytearray()
+    for start, stop in pieces(first, SIZE, reader.piece):
+        got += b"".join(await reader.read_into(start, stop, buf))
+    assert bytes(got) == data[first:]
+    # Bytes across two pieces do not fit one piece's buffer: refused as a mistake of the
+    # caller, never reported as a corrupt object.
+    with pytest.raises(ValueError):
+        await reader.read_into(reader.piece - 1, 2 * reader.piece, buf)
+    await reader.close()
