@@ -91,6 +91,15 @@ async def server(tmp_path: Path, upstream_registry: Registry) -> AsyncIterator[M
         await serve.stop()
 
 
+async def get_blob_retrying(url: str, digest: str) -> str:
+    """``get_blob``, once more after a connection reset at connect."""
+    try:
+        return await get_blob(url, digest)
+    except aiohttp.ClientConnectorError:
+        await asyncio.sleep(0.1)
+        return await get_blob(url, digest)
+
+
 async def get_blob(url: str, digest: str) -> str:
     """GET the blob on a connection of its own; the sha256 digest of the body."""
     async with (
@@ -130,8 +139,11 @@ async def test_a_killed_worker_is_restarted_and_the_port_keeps_serving(
     while holds_sockets(before[1]):
         assert time.monotonic() < deadline, server.log()
         await asyncio.sleep(0.02)
-    # Meanwhile the other worker answers every new connection on the shared port.
-    assert await asyncio.gather(*(get_blob(server.url, digest) for _ in range(8))) == [digest] * 8
+    # Meanwhile the other worker answers every new connection on the shared port. (A
+    # connection the kernel had already put in the dead worker's queue is reset:
+    # net.ipv4.tcp_migrate_req is 0 by default. Such a pull is retried once, as clients do.)
+    pulls = (get_blob_retrying(server.url, digest) for _ in range(8))
+    assert await asyncio.gather(*pulls) == [digest] * 8
     deadline = time.monotonic() + 30
     while worker_pids(server)[1] == before[1]:
         assert time.monotonic() < deadline, server.log()
