@@ -365,8 +365,12 @@ class Resources:
         tag_ttl = math.inf if cache.offline else cache.tag_ttl
         self.metrics.offline.set(1 if cache.offline else 0)
         replica = app.get(TIER)
-        audit = audit_log(self.config, self.clock)
-        copies = None if replica is None else replica.hosted_copies(capped, audit)
+        # Only the hosted copies of a tier write here (a removed extra copy): off a tier, no
+        # audit log, and no connection to the shared one, is opened for it.
+        audit, copies = None, None
+        if replica is not None:
+            audit = audit_log(self.config, self.clock)
+            copies = replica.hosted_copies(capped, audit)
         blobs = BlobService(
             capped,
             blob_sources(pool.get, replica, copies),
@@ -411,7 +415,8 @@ class Resources:
         finally:
             await blobs.close()
             app[QUOTAS].close()
-            audit.close()
+            if audit is not None:
+                audit.close()
 
     async def hosted_repair(self, app: web.Application) -> AsyncIterator[None]:
         """On a tier, the background repair of hosted copies every ``tier.repair_interval``."""
