@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support.expected_conditions import staleness_of
 from selenium.webdriver.support.wait import WebDriverWait
 
 from mirror.db.identity.records import ADMINISTRATORS
@@ -33,12 +35,33 @@ def sign_in(driver: WebDriver, base: str, login: str, token: str) -> None:
     driver.get(f"{base}/console/login")
     driver.find_element(By.ID, "username").send_keys(login)
     driver.find_element(By.ID, "token").send_keys(token)
-    driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
-    WebDriverWait(driver, 10).until(lambda d: "/console/login" not in d.current_url)
+    button = driver.find_element(By.CSS_SELECTOR, "form button[type=submit]")
+    button.click()
+    wait_for_next_page(driver, button)
+    assert "/console/login" not in driver.current_url
+
+
+def wait_for_next_page(driver: WebDriver, left: WebElement) -> None:
+    """Wait until the page that held `left` is gone and the next one has loaded, so no lookup
+    finds an element of the page being left (Chromium 156 can return from a click before the
+    navigation begins)."""
+    WebDriverWait(driver, 10).until(staleness_of(left))
+    WebDriverWait(driver, 10).until(
+        lambda d: d.execute_script("return document.readyState") == "complete"
+    )
 
 
 def click(driver: WebDriver, text: str) -> None:
-    driver.find_element(By.XPATH, f"//button[normalize-space()='{text}']").click()
+    """Every console button submits a form: click it and wait for the page it leads to."""
+    button = driver.find_element(By.XPATH, f"//button[normalize-space()='{text}']")
+    button.click()
+    wait_for_next_page(driver, button)
+
+
+def follow(driver: WebDriver, text: str) -> None:
+    link = driver.find_element(By.LINK_TEXT, text)
+    link.click()
+    wait_for_next_page(driver, link)
 
 
 def admin_journey(driver: WebDriver, mirror: AuthMirror, layout: Path) -> None:
@@ -82,7 +105,7 @@ def admin_journey(driver: WebDriver, mirror: AuthMirror, layout: Path) -> None:
     assert "30" in line or "pulled" in line  # the reason names its rule's facts
     # Delete, with the confirmation step.
     driver.get(f"{base}/console/t/admin/repositories/app")
-    driver.find_element(By.LINK_TEXT, "Delete…").click()
+    follow(driver, "Delete…")
     driver.find_element(By.ID, "confirm").send_keys("app")
     click(driver, "Delete repository")
     assert "No repositories yet" in driver.page_source
@@ -100,6 +123,7 @@ def outsider_journey(driver: WebDriver, mirror: AuthMirror, login: str, token: s
     driver.get(f"{base}/console/t/beta/repositories")
     # A forged form (her own valid CSRF token) posted at another tenancy's repository.
     csrf = driver.find_element(By.NAME, "csrf").get_attribute("value")
+    page = driver.find_element(By.TAG_NAME, "html")
     driver.execute_script(
         "const f = document.createElement('form'); f.method = 'post';"
         "f.action = '/console/t/admin/repositories/kept/visibility';"
@@ -109,6 +133,7 @@ def outsider_journey(driver: WebDriver, mirror: AuthMirror, login: str, token: s
         "document.body.appendChild(f); f.submit();",
         csrf,
     )
+    wait_for_next_page(driver, page)
     assert "DENIED" in driver.page_source
 
 
