@@ -262,6 +262,7 @@ class Client:
     def __init__(self, stop_after: int | None = None, *, pause: float = 0.001) -> None:
         self.received = bytearray()
         self.done = asyncio.Event()
+        self.started = asyncio.Event()  # set once the first bytes of the body arrived
         self.stop_after = stop_after
         self.pause = pause
 
@@ -273,6 +274,7 @@ class Client:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
         while chunk := await reader.read(256 * 1024 if self.pause <= 0.001 else 64 * 1024):
             self.received.extend(chunk)
+            self.started.set()
             if self.stop_after is not None and len(self.received) >= self.stop_after:
                 writer.transport.abort()  # a reset, as a cancelled pull does
                 break
@@ -381,7 +383,8 @@ async def test_a_cancelled_send_waits_for_its_threads_and_closes_its_descriptor(
     server, transport, fd = await connect(client)
     span = SealedSpan(b"", reader, 0, SIZE, lambda _n: None)
     task = asyncio.ensure_future(send_sealed_range(transport, fd, span))
-    await asyncio.sleep(0.05)  # mid-body: the slow client has read part of it
+    async with asyncio.timeout(30):  # mid-body: the slow client has read part of it
+        await client.started.wait()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
