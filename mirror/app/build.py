@@ -74,11 +74,12 @@ from mirror.web.keys import (
     QUOTAS,
     RETENTION,
     SERVICES,
+    STOPPING,
     UPLOADS,
     UPSTREAMS,
     Services,
 )
-from mirror.web.middleware import common_headers, errors_middleware
+from mirror.web.middleware import common_headers, errors_middleware, note_stopping
 from mirror.web.registry.routes import add_routes
 from mirror.web.registry.seeding import install_seeding
 from mirror.web.registry.upload_owners import UPLOAD_OWNERS
@@ -567,5 +568,7 @@ def build_app(
     if app[ANONYMOUS_PUSH]:
         install_seeding(app)
     app.on_response_prepare.append(common_headers)
+    app[STOPPING] = asyncio.Event()
+    app.on_shutdown.append(note_stopping)
     app.cleanup_ctx.extend(resources.contexts())
     return app
