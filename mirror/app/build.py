@@ -50,7 +50,7 @@ from mirror.pullthrough.leases import Leases
 from mirror.pullthrough.listing import ListingService
 from mirror.pullthrough.manifests import ManifestService
 from mirror.pullthrough.prewarm import Prewarmer, Sleep
-from mirror.retention.audit import AuditLog
+from mirror.retention.audit import AuditLog, prune_periodically
 from mirror.retention.names import resolve_policy_repository
 from mirror.retention.policy import RetentionPolicy
 from mirror.retention.service import RetentionService
@@ -148,9 +148,10 @@ def retention_of(
     metrics: Metrics,
     clock: Clock,
     in_use: Callable[[Digest], bool],
+    audit: AuditLog,
     router: Router | None = None,
 ) -> RetentionService:
-    """The retention service over the data directory's retention state and audit log
+    """The retention service over the data directory's retention state and ``audit``
     (``router`` resolves the policies' repositories; by default the configured one)."""
     settings = config.retention
     data_dir = Path(config.storage.data_dir)
@@ -158,7 +159,7 @@ def retention_of(
         metadata,
         cache,
         open_retention_state(config, data_dir / "retention"),
-        audit_log(config, clock),
+        audit,
         metrics,
         clock,
         in_use=in_use,
@@ -473,9 +474,15 @@ class Resources:
         when ``retention.interval`` is set."""
         config, metrics, clock, router = self.config, self.metrics, self.clock, self.router
         capped, metadata, held = app[CACHE], app[METADATA], self.leases.held
-        retention = retention_of(config, metadata, capped, metrics, clock, held, router)
+        audit = audit_log(config, clock)
+        retention = retention_of(config, metadata, capped, metrics, clock, held, audit, router)
         async with contextlib.AsyncExitStack() as opened:
             opened.callback(retention.close)
+            keep = config.retention.audit_keep_days * 86400
+            if keep > 0 and self.runs_jobs:
+                # Events older than retention.audit_keep_days: pruned now and every 6 h.
+                job = prune_periodically(audit, keep, clock, self.sleep)
+                await opened.enter_async_context(running(job))
             capped.evictor = retention.evict_to
             # What the collector reclaimed leaves the tenancies' usage.
             retention.after_collect = lambda: load_quotas(
