@@ -65,6 +65,7 @@ from mirror.web.admin.prewarm import add_prewarm_routes
 from mirror.web.admin.retention import add_admin_routes
 from mirror.web.keys import (
     ANONYMOUS_PUSH,
+    AUDIT,
     AUTH,
     CACHE,
     HOSTED,
@@ -151,8 +152,9 @@ def retention_of(
     audit: AuditLog,
     router: Router | None = None,
 ) -> RetentionService:
-    """The retention service over the data directory's retention state and ``audit``
-    (``router`` resolves the policies' repositories; by default the configured one)."""
+    """The retention service over the data directory's retention state and ``audit`` (the
+    caller's to close; ``router`` resolves the policies' repositories; by default the
+    configured one)."""
     settings = config.retention
     data_dir = Path(config.storage.data_dir)
     service = RetentionService(
@@ -250,6 +252,7 @@ class Resources:
             self.metadata,
             self.upstreams,
             self.tier,
+            self.audit,
             self.services,
             self.uploads,
             *auth,
@@ -358,6 +361,22 @@ class Resources:
                 if owners is not None:
                     owners.close()
 
+    async def audit(self, app: web.Application) -> AsyncIterator[None]:
+        """``AUDIT``: the deletions' audit log, one for the retention service and a tier's
+        hosted copies (on PostgreSQL one pool); pruned of events older than
+        ``retention.audit_keep_days`` at start and every 6 h by the process running the jobs."""
+        audit = audit_log(self.config, self.clock)
+        try:
+            app[AUDIT] = audit
+            keep = self.config.retention.audit_keep_days * 86400
+            if keep > 0 and self.runs_jobs:
+                async with running(prune_periodically(audit, keep, self.clock, self.sleep)):
+                    yield
+            else:
+                yield
+        finally:
+            audit.close()
+
     async def services(self, app: web.Application) -> AsyncIterator[None]:
         """``SERVICES``: the pull-through services behind the routes (fills still running
         are cancelled on close)."""
@@ -367,12 +386,8 @@ class Resources:
         tag_ttl = math.inf if cache.offline else cache.tag_ttl
         self.metrics.offline.set(1 if cache.offline else 0)
         replica = app.get(TIER)
-        # Only the hosted copies of a tier write here (a removed extra copy): off a tier, no
-        # audit log, and no connection to the shared one, is opened for it.
-        audit, copies = None, None
-        if replica is not None:
-            audit = audit_log(self.config, self.clock)
-            copies = replica.hosted_copies(capped, audit)
+        # The hosted copies of a tier write to the audit log (a removed extra copy).
+        copies = None if replica is None else replica.hosted_copies(capped, app[AUDIT])
         blobs = BlobService(
             capped,
             blob_sources(pool.get, replica, copies),
@@ -417,8 +432,6 @@ class Resources:
         finally:
             await blobs.close()
             app[QUOTAS].close()
-            if audit is not None:
-                audit.close()
 
     async def hosted_repair(self, app: web.Application) -> AsyncIterator[None]:
         """On a tier, the background repair of hosted copies every ``tier.repair_interval``."""
@@ -474,15 +487,10 @@ class Resources:
         when ``retention.interval`` is set."""
         config, metrics, clock, router = self.config, self.metrics, self.clock, self.router
         capped, metadata, held = app[CACHE], app[METADATA], self.leases.held
-        audit = audit_log(config, clock)
+        audit = app[AUDIT]
         retention = retention_of(config, metadata, capped, metrics, clock, held, audit, router)
         async with contextlib.AsyncExitStack() as opened:
             opened.callback(retention.close)
-            keep = config.retention.audit_keep_days * 86400
-            if keep > 0 and self.runs_jobs:
-                # Events older than retention.audit_keep_days: pruned now and every 6 h.
-                job = prune_periodically(audit, keep, clock, self.sleep)
-                await opened.enter_async_context(running(job))
             capped.evictor = retention.evict_to
             # What the collector reclaimed leaves the tenancies' usage.
             retention.after_collect = lambda: load_quotas(

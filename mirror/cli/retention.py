@@ -273,6 +273,7 @@ def local_admin(config: Config, *, for_run: bool) -> Iterator[LocalAdmin]:
             yield LocalAdmin(config, service)
         finally:
             service.close()
+            audit.close()
     finally:
         if for_run:
             lock.release()

@@ -26,6 +26,7 @@ from mirror.pullthrough.blobs import BlobService
 from mirror.pullthrough.listing import ListingService
 from mirror.pullthrough.manifests import ManifestService
 from mirror.pullthrough.prewarm import Prewarmer
+from mirror.retention.audit import AuditLog
 from mirror.retention.service import RetentionService
 from mirror.upstream.pool import UpstreamPool
 from mirror.upstream.routing import Router, Target
@@ -61,6 +62,8 @@ UPSTREAMS = web.AppKey("upstreams", UpstreamPool)
 # (``server.allow_anonymous_push``).
 UPLOADS = web.AppKey("uploads", UploadStore)
 ANONYMOUS_PUSH = web.AppKey("anonymous_push", bool)
+# The deletions' audit log (retention, a tier's hosted copies): one per process.
+AUDIT = web.AppKey("audit", AuditLog)
 # Pre-warming images into the cache (the admin API and the scheduled list).
 PREWARM = web.AppKey("prewarm", Prewarmer)
 

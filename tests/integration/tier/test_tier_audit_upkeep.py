@@ -1,6 +1,7 @@
 """Issue 14, the tier's audit log kept in bounds: a replica (a real ``mirror serve`` over
 PostgreSQL) prunes the events older than ``retention.audit_keep_days`` from ``audit_events``
-as it starts."""
+as it starts, and opens one pool for its audit log, shared by retention and the hosted copies
+(its connections counted in ``pg_stat_activity`` by ``application_name``)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,21 @@ from tests.peers.ports import free_port
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 DAY = 86400.0
+
+
+async def audit_connections(dsn: str) -> dict[str, int]:
+    """The database's connections whose ``application_name`` is an audit log's pool, by name
+    (one name per pool: ``mirror-audit-<random>``)."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        rows = await connection.fetch(
+            "SELECT application_name, count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND application_name LIKE 'mirror-audit-%' "
+            "GROUP BY application_name"
+        )
+    finally:
+        await connection.close()
+    return {row[0]: row[1] for row in rows}
 
 
 async def audit_rows(dsn: str) -> list[str]:
@@ -73,3 +89,19 @@ async def test_a_replica_prunes_the_events_older_than_the_limit_as_it_starts(
         assert rows == ["younger"]
     finally:
         await server.stop()
+
+
+async def test_a_replica_opens_one_pool_for_its_audit_log(
+    tmp_path: Path, postgres_dsn: str
+) -> None:
+    server = replica(tmp_path, postgres_dsn)
+    await server.start()
+    try:
+        pools = await audit_connections(postgres_dsn)
+    finally:
+        await server.stop()
+
+    # One pool, retention's and the hosted copies' log alike, of one idle connection (the
+    # pool's minimum); it closes with the replica.
+    assert list(pools.values()) == [1], (pools, server.log())
+    assert await audit_connections(postgres_dsn) == {}
