@@ -29,18 +29,16 @@ def pieces(first: int, end: int, step: int) -> Iterator[tuple[int, int]]:
         first = stop
 
 
-def _write_some(fd: int, views: list[memoryview]) -> int:
-    """``writev`` until everything went out or the socket is full; the bytes written."""
+def _write_some(fd: int, views: list[memoryview], on_sent: Callable[[int], None]) -> int:
+    """``writev`` until everything went out or the socket is full; the bytes written, each
+    write's told to ``on_sent`` as it goes (a write that fails later leaves them counted)."""
     total = 0
     while views:
         try:
             written = os.writev(fd, views)
         except BlockingIOError:
             return total
-        except OSError:
-            if total:
-                return total  # these went out: counted; the next write reports the error
-            raise
+        on_sent(written)
         total += written
         views = _after(views, written)
     return total
@@ -68,13 +66,10 @@ async def _send(
             # On the loop itself: a write to a socket releases the GIL for its copy and never
             # blocks (the socket is non-blocking), and a hand-off to a thread per write (often
             # several per piece, each wait for room ending one) cost more than the copy.
-            written = _write_some(fd, rest)
+            sent += _write_some(fd, rest, on_sent)
         except OSError as exc:
             transport.abort()
             raise ConnectionResetError(f"client went away: {exc}") from exc
-        if written:
-            sent += written
-            on_sent(written)
         if sent == total:
             return total
         rest = _after(views, sent)
