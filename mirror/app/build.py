@@ -50,7 +50,7 @@ from mirror.pullthrough.leases import Leases
 from mirror.pullthrough.listing import ListingService
 from mirror.pullthrough.manifests import ManifestService
 from mirror.pullthrough.prewarm import Prewarmer, Sleep
-from mirror.retention.audit import AuditLog
+from mirror.retention.audit import AuditLog, prune_periodically
 from mirror.retention.names import resolve_policy_repository
 from mirror.retention.policy import RetentionPolicy
 from mirror.retention.service import RetentionService
@@ -65,6 +65,7 @@ from mirror.web.admin.prewarm import add_prewarm_routes
 from mirror.web.admin.retention import add_admin_routes
 from mirror.web.keys import (
     ANONYMOUS_PUSH,
+    AUDIT,
     AUTH,
     CACHE,
     HOSTED,
@@ -74,11 +75,12 @@ from mirror.web.keys import (
     QUOTAS,
     RETENTION,
     SERVICES,
+    STOPPING,
     UPLOADS,
     UPSTREAMS,
     Services,
 )
-from mirror.web.middleware import common_headers, errors_middleware
+from mirror.web.middleware import common_headers, errors_middleware, note_stopping
 from mirror.web.registry.routes import add_routes
 from mirror.web.registry.seeding import install_seeding
 from mirror.web.registry.upload_owners import UPLOAD_OWNERS
@@ -147,17 +149,19 @@ def retention_of(
     metrics: Metrics,
     clock: Clock,
     in_use: Callable[[Digest], bool],
+    audit: AuditLog,
     router: Router | None = None,
 ) -> RetentionService:
-    """The retention service over the data directory's retention state and audit log
-    (``router`` resolves the policies' repositories; by default the configured one)."""
+    """The retention service over the data directory's retention state and ``audit`` (the
+    caller's to close; ``router`` resolves the policies' repositories; by default the
+    configured one)."""
     settings = config.retention
     data_dir = Path(config.storage.data_dir)
     service = RetentionService(
         metadata,
         cache,
         open_retention_state(config, data_dir / "retention"),
-        audit_log(config, clock),
+        audit,
         metrics,
         clock,
         in_use=in_use,
@@ -248,6 +252,7 @@ class Resources:
             self.metadata,
             self.upstreams,
             self.tier,
+            self.audit,
             self.services,
             self.uploads,
             *auth,
@@ -356,6 +361,22 @@ class Resources:
                 if owners is not None:
                     owners.close()
 
+    async def audit(self, app: web.Application) -> AsyncIterator[None]:
+        """``AUDIT``: the deletions' audit log, one for the retention service and a tier's
+        hosted copies (on PostgreSQL one pool); pruned of events older than
+        ``retention.audit_keep_days`` at start and every 6 h by the process running the jobs."""
+        audit = audit_log(self.config, self.clock)
+        try:
+            app[AUDIT] = audit
+            keep = self.config.retention.audit_keep_days * 86400
+            if keep > 0 and self.runs_jobs:
+                async with running(prune_periodically(audit, keep, self.clock, self.sleep)):
+                    yield
+            else:
+                yield
+        finally:
+            audit.close()
+
     async def services(self, app: web.Application) -> AsyncIterator[None]:
         """``SERVICES``: the pull-through services behind the routes (fills still running
         are cancelled on close)."""
@@ -365,12 +386,8 @@ class Resources:
         tag_ttl = math.inf if cache.offline else cache.tag_ttl
         self.metrics.offline.set(1 if cache.offline else 0)
         replica = app.get(TIER)
-        # Only the hosted copies of a tier write here (a removed extra copy): off a tier, no
-        # audit log, and no connection to the shared one, is opened for it.
-        audit, copies = None, None
-        if replica is not None:
-            audit = audit_log(self.config, self.clock)
-            copies = replica.hosted_copies(capped, audit)
+        # The hosted copies of a tier write to the audit log (a removed extra copy).
+        copies = None if replica is None else replica.hosted_copies(capped, app[AUDIT])
         blobs = BlobService(
             capped,
             blob_sources(pool.get, replica, copies),
@@ -415,8 +432,6 @@ class Resources:
         finally:
             await blobs.close()
             app[QUOTAS].close()
-            if audit is not None:
-                audit.close()
 
     async def hosted_repair(self, app: web.Application) -> AsyncIterator[None]:
         """On a tier, the background repair of hosted copies every ``tier.repair_interval``."""
@@ -472,7 +487,8 @@ class Resources:
         when ``retention.interval`` is set."""
         config, metrics, clock, router = self.config, self.metrics, self.clock, self.router
         capped, metadata, held = app[CACHE], app[METADATA], self.leases.held
-        retention = retention_of(config, metadata, capped, metrics, clock, held, router)
+        audit = app[AUDIT]
+        retention = retention_of(config, metadata, capped, metrics, clock, held, audit, router)
         async with contextlib.AsyncExitStack() as opened:
             opened.callback(retention.close)
             capped.evictor = retention.evict_to
@@ -567,5 +583,7 @@ def build_app(
     if app[ANONYMOUS_PUSH]:
         install_seeding(app)
     app.on_response_prepare.append(common_headers)
+    app[STOPPING] = asyncio.Event()
+    app.on_shutdown.append(note_stopping)
     app.cleanup_ctx.extend(resources.contexts())
     return app

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Protocol, TextIO
 from urllib.parse import quote
 
-from mirror.app.build import retention_of, router_of
+from mirror.app.build import audit_log, retention_of, router_of
 from mirror.app.metadata import open_metadata
 from mirror.app.stores import open_store
 from mirror.blobstore.capacity import CapacityLimit
@@ -266,11 +266,14 @@ def local_admin(config: Config, *, for_run: bool) -> Iterator[LocalAdmin]:
             low=limits.low_watermark,
         )
         # No server runs while ``run`` holds the exclusive lock, so nothing is being served.
-        service = retention_of(config, metadata, capped, Metrics(), SystemClock(), lambda _d: False)
+        clock = SystemClock()
+        audit = audit_log(config, clock)
+        service = retention_of(config, metadata, capped, Metrics(), clock, lambda _d: False, audit)
         try:
             yield LocalAdmin(config, service)
         finally:
             service.close()
+            audit.close()
     finally:
         if for_run:
             lock.release()

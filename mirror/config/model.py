@@ -6,6 +6,7 @@ Every problem is reported as a ``ConfigError`` that names the offending key.
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 from dataclasses import dataclass, field
 
@@ -292,6 +293,9 @@ class RetentionConfig:
     low_watermark: float = 0.8
     # JSON-lines audit log of every deletion; "" means <data_dir>/retention/audit.jsonl.
     audit_log: str = ""
+    # Days audit events are kept (the file's, and on a tier the shared table's); older ones
+    # are pruned at start and every 6 h by one replica at a time. 0 keeps them for ever.
+    audit_keep_days: float = 400.0
     # Policies declared here; the config file wins over API edits at each start.
     policies: tuple[PolicyConfig, ...] = ()
 
@@ -300,10 +304,17 @@ class RetentionConfig:
         for name in ("interval", "cooling_period", "max_size"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"retention.{name}: must not be negative")
+        if not 0 <= self.audit_keep_days < math.inf:
+            raise ConfigError(
+                "retention.audit_keep_days: must be a number of days >= 0 (0 keeps for ever)"
+            )
         if not 0 < self.low_watermark <= self.high_watermark <= 1:
             raise ConfigError(
                 "retention.low_watermark: need 0 < low_watermark <= high_watermark <= 1"
             )
+        self._check_policies()
+
+    def _check_policies(self) -> None:
         names: set[str] = set()
         for i, policy in enumerate(self.policies):
             key = f"retention.policies[{i}]"

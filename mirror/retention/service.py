@@ -496,11 +496,9 @@ class RetentionService:
         return self._audit.read()
 
     def close(self) -> None:
-        """Close the retention state's and the shared audit log's database connections."""
-        try:
-            self._state.close()
-        finally:
-            self._audit.close()
+        """Close the retention state's database connections (the audit log is its opener's
+        to close: on a server, other services write to it too)."""
+        self._state.close()
 
 
 def _finished(tasks: set[asyncio.Task[None]]) -> Callable[[asyncio.Task[None]], None]:

@@ -19,10 +19,12 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web_protocol import ERROR
 
 from mirror.metrics import Metrics
-from mirror.web.keys import ELAPSED, PRINCIPAL, SENT_DIRECT
+from mirror.web.keys import ELAPSED, OUTCOME, PRINCIPAL, SENT_DIRECT
 
 # The route label of requests that could not be parsed as HTTP.
 UNPARSABLE = "unparsable"
+# The outcome of an answer that went out in full.
+COMPLETE = "complete"
 
 
 def header_bytes(request: web.BaseRequest, response: web.StreamResponse) -> int:
@@ -53,7 +55,8 @@ def unparsable_reason(response: web.StreamResponse) -> str:
 
 
 class AccessLogger(AbstractAccessLogger):
-    """``REMOTE "METHOD PATH?QUERY" STATUS BODY-BYTES MILLISECONDSms "USER-AGENT"``.
+    """``REMOTE "METHOD PATH?QUERY" STATUS BODY-BYTES MILLISECONDSms "USER-AGENT"``, then
+    ``client_gone`` or ``cancelled`` when the answer did not go out in full.
 
     ``metrics`` (set by :func:`access_logger_class`) counts unparsable requests; ``lines``
     off keeps only those (``server.access_log = false``).
@@ -73,11 +76,12 @@ class AccessLogger(AbstractAccessLogger):
         if not self.lines:
             return
         # The handler's own measure when it ran through the middleware (finer than ``time``).
-        user = ""
+        user, outcome = "", COMPLETE
         if isinstance(request, web.Request):
             time = request.get(ELAPSED, time)
             principal = request.get(PRINCIPAL)
             user = principal.subject if principal is not None else ""
+            outcome = request.get(OUTCOME, COMPLETE)
         fields: dict[str, Any] = {
             "remote": request.remote,
             "method": request.method,
@@ -87,9 +91,10 @@ class AccessLogger(AbstractAccessLogger):
             "duration_ms": round(time * 1000, 2),
             "user_agent": request.headers.get("User-Agent", "-"),
             "user": user,
+            "outcome": outcome,
         }
         self.logger.info(
-            '%s "%s %s" %d %d %.2fms "%s"',
+            '%s "%s %s" %d %d %.2fms "%s"%s',
             fields["remote"],
             fields["method"],
             fields["path"],
@@ -97,6 +102,7 @@ class AccessLogger(AbstractAccessLogger):
             fields["bytes"],
             time * 1000,
             fields["user_agent"],
+            "" if outcome == COMPLETE else " " + outcome,
             extra={"access": fields},
         )
 

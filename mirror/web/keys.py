@@ -7,6 +7,7 @@ contexts). ``RequestKey``: what a middleware hands on to the handlers and the ac
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -25,6 +26,7 @@ from mirror.pullthrough.blobs import BlobService
 from mirror.pullthrough.listing import ListingService
 from mirror.pullthrough.manifests import ManifestService
 from mirror.pullthrough.prewarm import Prewarmer
+from mirror.retention.audit import AuditLog
 from mirror.retention.service import RetentionService
 from mirror.upstream.pool import UpstreamPool
 from mirror.upstream.routing import Router, Target
@@ -60,8 +62,13 @@ UPSTREAMS = web.AppKey("upstreams", UpstreamPool)
 # (``server.allow_anonymous_push``).
 UPLOADS = web.AppKey("uploads", UploadStore)
 ANONYMOUS_PUSH = web.AppKey("anonymous_push", bool)
+# The deletions' audit log (retention, a tier's hosted copies): one per process.
+AUDIT = web.AppKey("audit", AuditLog)
 # Pre-warming images into the cache (the admin API and the scheduled list).
 PREWARM = web.AppKey("prewarm", Prewarmer)
+
+# Set once the server is stopping (``on_shutdown``): what cancels a handler from then on.
+STOPPING = web.AppKey("stopping", asyncio.Event)
 
 # The target resolved by the auth middleware (tenancy repositories and their rules), if any.
 TARGET = web.RequestKey("target", Target)
@@ -73,6 +80,10 @@ PRINCIPAL = web.RequestKey("principal", Principal)
 ELAPSED = web.RequestKey("elapsed", float)
 # Body bytes a handler wrote to the socket itself (sendfile, sealed sends): aiohttp never saw them.
 SENT_DIRECT = web.RequestKey("sent_direct", int)
+# How an answer ended when not in full (``client_gone``, ``cancelled``), for the access line.
+OUTCOME = web.RequestKey("outcome", str)
+# The response whose headers went out, so a cancelled handler's access line can name it.
+PREPARED = web.RequestKey("prepared", web.StreamResponse)
 
 
 def services(request: web.Request) -> Services:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -11,19 +12,25 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from mirror.errors import DigestMismatch, ErrorCode, RegistryError
-from mirror.web.keys import ELAPSED, SERVICES
+from mirror.web.accesslog import body_bytes
+from mirror.web.keys import ELAPSED, OUTCOME, PREPARED, SERVICES, STOPPING
 
 log = logging.getLogger(__name__)
 
 # The status requests are counted with when the client left before its answer was sent.
 CLIENT_CLOSED_REQUEST = 499
+# Outcomes of answers that did not go out in full (the access line's last field).
+CLIENT_GONE = "client_gone"
+CANCELLED = "cancelled"
 
 # What an ``ns`` naming a registry host (with an optional port) can look like.
 _HOST = re.compile(r"[A-Za-z0-9.\-_:\[\]]{1,255}")
 
 
 async def common_headers(request: web.Request, response: web.StreamResponse) -> None:
-    """``on_response_prepare``: the API version on every answer, ``OCI-Namespace`` echoed."""
+    """``on_response_prepare``: the API version on every answer, ``OCI-Namespace`` echoed;
+    the response noted for the access line of a handler cancelled after its headers."""
+    request[PREPARED] = response
     response.headers["Docker-Distribution-API-Version"] = "registry/2.0"
     ns = request.query.get("ns")
     # Echoed only when it can be a registry host: anything else (a control character, a
@@ -60,7 +67,8 @@ def client_gone(request: web.Request) -> bool:
 
 def note_disconnect(request: web.Request, what: str) -> None:
     """Record a client that went away mid-answer: one INFO line and a count (normal traffic,
-    not an error: clients cancel pulls, time out and retry)."""
+    not an error: clients cancel pulls, time out and retry), and the access line says so."""
+    request[OUTCOME] = CLIENT_GONE
     log.info(
         "client %s disconnected during %s %s: %s",
         request.remote,
@@ -114,7 +122,34 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         response = error_response(request, RegistryError(ErrorCode.UNKNOWN))
+    except asyncio.CancelledError:
+        record_cancelled(request, route_name, time.perf_counter() - started)
+        raise
     elapsed = time.perf_counter() - started
     request[ELAPSED] = elapsed
     metrics.observe_request(route_name, request.method, response.status, elapsed)
     return response
+
+
+def record_cancelled(request: web.Request, route_name: str, elapsed: float) -> None:
+    """Count and log a request whose handler was cancelled (the server stopping, or
+    ``handler_cancellation`` after a hang-up): aiohttp writes no access line for it. The line
+    names the status whose headers went out (else 499) and the body bytes really sent."""
+    request[ELAPSED] = elapsed
+    response = request.get(PREPARED) or web.Response(status=CLIENT_CLOSED_REQUEST)
+    if body_bytes(request, response) != response.content_length:
+        # Cancelled after the last byte went out (a hang-up at once) is still a full answer.
+        stopping = STOPPING in request.app and request.app[STOPPING].is_set()
+        gone = client_gone(request) and not stopping
+        request[OUTCOME] = CLIENT_GONE if gone else CANCELLED
+    request.app[SERVICES].metrics.observe_request(
+        route_name, request.method, response.status, elapsed
+    )
+    loop = asyncio.get_running_loop()
+    request.protocol.log_access(request, response, loop.time() - elapsed)
+
+
+async def note_stopping(app: web.Application) -> None:
+    """``on_shutdown``: the server is stopping, so a handler cancelled from now on was cut
+    by the stop (outcome ``cancelled``), not by its client."""
+    app[STOPPING].set()

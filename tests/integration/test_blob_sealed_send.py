@@ -61,16 +61,12 @@ async def encrypted_mirror(
 async def get(
     url: str, headers: dict[str, str] | None = None, ssl_context: ssl.SSLContext | None = None
 ) -> tuple[int, bytes]:
-    """GET ``url``, then ``/v2/`` on the same kept-alive connection: once that answers, the
-    server has finished the first request (its counters and access line), which a client
-    hanging up at once would race."""
-    connector = aiohttp.TCPConnector(ssl=ssl_context or True, limit=1)
-    async with aiohttp.ClientSession(connector=connector) as http:
-        async with http.get(url, headers=headers) as resp:
-            answer = resp.status, await resp.read()
-        async with http.get(url.split("/v2/", 1)[0] + "/v2/") as resp:
-            await resp.read()
-        return answer
+    connector = aiohttp.TCPConnector(ssl=ssl_context) if ssl_context else None
+    async with (
+        aiohttp.ClientSession(connector=connector) as http,
+        http.get(url, headers=headers) as resp,
+    ):
+        return resp.status, await resp.read()
 
 
 RANGES = [
@@ -203,9 +199,20 @@ class Records(logging.Handler):
     def __init__(self) -> None:
         super().__init__()
         self.fields: list[dict[str, Any]] = []
+        self.logged = asyncio.Event()
 
     def emit(self, record: logging.LogRecord) -> None:
         self.fields.append(record.__dict__["access"])
+        self.logged.set()
+
+    async def blob_lines(self, count: int) -> list[dict[str, Any]]:
+        """The blob requests' fields once ``count`` were logged (a line is written once the
+        handler returned, or was cancelled by the hang-up: just after the client's last byte)."""
+        async with asyncio.timeout(10):
+            while len(blobs := [f for f in self.fields if "/blobs/" in f["path"]]) < count:
+                self.logged.clear()
+                await self.logged.wait()
+        return blobs
 
 
 @pytest.mark.parametrize("encrypted", [True, False], ids=["encryption-on", "encryption-off"])
@@ -235,8 +242,12 @@ async def test_the_access_log_counts_a_warm_body_sent_on_the_socket(
     assert await get(url) == (200, data)  # warm: past aiohttp's writer
     assert await get(url, {"Range": "bytes=10-99"}) == (206, data[10:100])
 
-    blobs = [f for f in records.fields if "/blobs/" in f["path"]]
-    assert [f["bytes"] for f in blobs] == [SIZE, SIZE, 90]
+    blobs = await records.blob_lines(3)
+    assert [(f["bytes"], f["outcome"]) for f in blobs] == [
+        (SIZE, "complete"),
+        (SIZE, "complete"),
+        (90, "complete"),
+    ]
 
 
 # send_sealed_range on its own, against a client socket this test controls -----------------
@@ -466,3 +477,26 @@ async def test_a_piece_buffer_holds_exactly_the_chunks_of_one_piece(
     with pytest.raises(ValueError):
         await reader.read_into(reader.piece - 1, 2 * reader.piece, buf)
     await reader.close()
+
+
+@pytest.mark.parametrize("stop_after", [64 * 1024, 1024 * 1024, PIECE + 1], ids=str)
+async def test_a_send_cut_short_counts_every_byte_the_client_got(
+    tmp_path: Path, stop_after: int
+) -> None:
+    # The count follows each write, not each piece: the part of a piece that went out before
+    # the client left is counted too (the access line and the served-bytes metric).
+    data = os.urandom(SIZE)
+    _, reader = await open_reader(tmp_path, data)
+    client = Client(stop_after=stop_after)
+    server, transport, fd = await connect(client)
+    counted: list[int] = []
+    span = SealedSpan(b"", reader, 0, SIZE, counted.append)
+    async with asyncio.timeout(10):
+        with pytest.raises(ConnectionResetError):
+            await send_sealed_range(transport, fd, span)
+        await client.done.wait()
+    await reader.close()
+    server.close()
+
+    assert len(client.received) <= sum(counted) < SIZE
+    assert bytes(client.received) == data[: len(client.received)]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from mirror.pullthrough.blobs import SealedSpan
 from mirror.web.registry.sendfile import emptied, settled, writable
@@ -29,14 +29,16 @@ def pieces(first: int, end: int, step: int) -> Iterator[tuple[int, int]]:
         first = stop
 
 
-def _write_some(fd: int, views: list[memoryview]) -> int:
-    """``writev`` until everything went out or the socket is full; the bytes written."""
+def _write_some(fd: int, views: list[memoryview], on_sent: Callable[[int], None]) -> int:
+    """``writev`` until everything went out or the socket is full; the bytes written, each
+    write's told to ``on_sent`` as it goes (a write that fails later leaves them counted)."""
     total = 0
     while views:
         try:
             written = os.writev(fd, views)
         except BlockingIOError:
             return total
+        on_sent(written)
         total += written
         views = _after(views, written)
     return total
@@ -52,16 +54,19 @@ def _after(views: list[memoryview], count: int) -> list[memoryview]:
     return rest
 
 
-async def _send(transport: asyncio.Transport, fd: int, views: list[memoryview]) -> int:
-    """Send every byte of ``views``; raises ``ConnectionResetError`` (after aborting the
-    transport) when the client went away."""
+async def _send(
+    transport: asyncio.Transport, fd: int, views: list[memoryview], on_sent: Callable[[int], None]
+) -> int:
+    """Send every byte of ``views``, telling ``on_sent`` each write's count as it goes out (so
+    a send cut short still counts what the kernel took); raises ``ConnectionResetError``
+    (after aborting the transport) when the client went away."""
     total, sent, rest = sum(len(v) for v in views), 0, views
     while True:
         try:
             # On the loop itself: a write to a socket releases the GIL for its copy and never
             # blocks (the socket is non-blocking), and a hand-off to a thread per write (often
             # several per piece, each wait for room ending one) cost more than the copy.
-            sent += _write_some(fd, rest)
+            sent += _write_some(fd, rest, on_sent)
         except OSError as exc:
             transport.abort()
             raise ConnectionResetError(f"client went away: {exc}") from exc
@@ -86,8 +91,7 @@ async def send_sealed_range(transport: asyncio.Transport, sock_fd: int, span: Se
     ahead: asyncio.Future[list[memoryview]] | None = None
     try:
         if span.head:
-            sent += await _send(transport, dup, [memoryview(span.head)])
-            span.sent(len(span.head))
+            sent += await _send(transport, dup, [memoryview(span.head)], span.sent)
         parts = pieces(span.first, end, reader.piece)
         turn = 0
 
@@ -103,9 +107,7 @@ async def send_sealed_range(transport: asyncio.Transport, sock_fd: int, span: Se
             turn += 1
             # The other buffer was sent in full: decrypt the next piece into it meanwhile.
             ahead = start()
-            count = await _send(transport, dup, views)
-            sent += count
-            span.sent(count)
+            sent += await _send(transport, dup, views, span.sent)
     finally:
         if ahead is not None:
             # Not cancelled: a decryption in a thread must finish before its buffer and file go.

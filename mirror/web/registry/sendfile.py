@@ -90,10 +90,13 @@ async def send_file_range(
     try:
         while offset < end:
             step = min(SENDFILE_STEP, end - offset)
+            job = loop.run_in_executor(None, os.sendfile, dup, file_fd, offset, step)
             try:
-                sent = await settled(
-                    loop.run_in_executor(None, os.sendfile, dup, file_fd, offset, step)
-                )
+                sent = await settled(job)
+            except asyncio.CancelledError:
+                if not job.cancelled() and job.exception() is None:
+                    on_sent(job.result())  # these went out before the cancel: counted
+                raise
             except BlockingIOError:
                 await writable(dup)
                 continue

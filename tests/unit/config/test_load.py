@@ -389,6 +389,11 @@ def test_example_file_states_the_defaults() -> None:
             id="low-above-high",
         ),
         pytest.param({"high_watermark": 1.5}, "retention.low_watermark", id="high-above-one"),
+        pytest.param({"audit_keep_days": -1}, "retention.audit_keep_days", id="negative-keep"),
+        pytest.param(
+            {"audit_keep_days": float("inf")}, "retention.audit_keep_days", id="infinite-keep"
+        ),
+        pytest.param({"audit_keep_days": float("nan")}, "retention.audit_keep_days", id="nan-keep"),
         pytest.param({"policies": {"name": "x"}}, "retention.policies", id="not-an-array"),
         pytest.param({"policies": [{}]}, "retention.policies[0].name: required", id="no-name"),
         pytest.param(
@@ -466,3 +471,9 @@ def test_hosted_quotas_default_to_unlimited() -> None:
     assert (hosted.tenancy_max_bytes, hosted.tenancy_max_repositories) == (0, 0)
     set_ = load_config(overrides={"hosted": {"tenancy_max_bytes": 10}}, environ={}).hosted
     assert set_.tenancy_max_bytes == 10
+
+
+def test_audit_events_are_kept_400_days_unless_configured() -> None:
+    assert Config().retention.audit_keep_days == 400
+    config = load_config(environ={"MIRROR_RETENTION_AUDIT_KEEP_DAYS": "0"})
+    assert config.retention.audit_keep_days == 0  # for ever
