@@ -51,10 +51,9 @@ def _reason(exc: OSError) -> str:
 
 # The most bytes a fill takes from upstream at a time (its pieces grow from one chunk to this):
 # each piece costs a hash job, a seal-and-write job and a wake-up of every reader, so per MiB
-# the fill's CPU falls with the piece's size; but a reader gets a piece only once it is sealed,
-# and on a loaded 2-core machine 4 MiB pieces cut a single pull's throughput by a third to a
-# half for 8-12% less CPU (docs/benchmarks.md, interleaved A/B), so the default stays at 1 MiB.
-FILL_PIECE = 1024 * 1024
+# the fill's CPU falls with the piece's size. Readers get a piece as soon as it arrived (not
+# once it is sealed and written), so a larger piece no longer delays them by its sealing.
+FILL_PIECE = 4 * 1024 * 1024
 
 
 def fill_piece(chunk_size: int) -> int:

@@ -23,6 +23,9 @@ import aiohttp
 # Bodies at least this long are received by :class:`PieceReceiver` (a smaller one keeps its
 # pooled connection: a fresh TLS handshake costs more than the copies it would save).
 TAKEOVER_MIN = 8 * 1024 * 1024
+# Bytes of whole pieces received ahead of the consumer before the reading pauses (as aiohttp's
+# buffer before: the upstream keeps sending while a piece is hashed and sealed).
+AHEAD = 8 * 1024 * 1024
 
 
 def grown(first: int, largest: int) -> Iterator[int]:

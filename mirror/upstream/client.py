@@ -23,7 +23,7 @@ from mirror.errors import ErrorCode, RegistryError, UpstreamUnavailable
 from mirror.oci.digest import Digest
 from mirror.upstream.addresses import RuleHosts
 from mirror.upstream.authenticator import Authenticator, OnResponse
-from mirror.upstream.body import regrouped, taken_over
+from mirror.upstream.body import AHEAD, regrouped, taken_over
 from mirror.upstream.breaker import CircuitBreaker
 from mirror.upstream.endpoint import UpstreamEndpoint
 from mirror.upstream.limits import Lane, Limiter, LimitObserver
@@ -79,7 +79,7 @@ class UpstreamBlob:
         one before up to ``largest`` (the last one shorter). A large body is received straight
         into its pieces (:mod:`mirror.upstream.body`) and its connection closed at the end; a
         broken or stalled transfer raises UpstreamUnavailable."""
-        direct = None if self._skip else taken_over(self._response, first, largest, 2 * largest)
+        direct = None if self._skip else taken_over(self._response, first, largest, AHEAD)
         if direct is None:
             async for piece in regrouped(self.iter_chunks(largest), first, largest):
                 yield piece
