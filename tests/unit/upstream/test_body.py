@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import ssl
 from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +20,7 @@ from mirror.oci.digest import Digest
 from mirror.pullthrough.download import Download
 from mirror.upstream import UpstreamClient, UpstreamEndpoint
 from mirror.upstream.body import TAKEOVER_MIN
+from tests.peers.tls import CertAuthority, make_test_ca
 
 MiB = 1024 * 1024
 BLOB = os.urandom(TAKEOVER_MIN + 3 * MiB + 12345)
@@ -49,7 +52,11 @@ class Connections:
 
 
 async def upstream(
-    body: bytes, announced: int, *, then: Behaviour | None = None
+    body: bytes,
+    announced: int,
+    *,
+    then: Behaviour | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> tuple[asyncio.Server, Connections]:
     """A one-route HTTP/1.1 server answering every GET with ``body`` under a Content-Length of
     ``announced``."""
@@ -72,7 +79,7 @@ async def upstream(
             connections.ended()
             writer.close()
 
-    return await asyncio.start_server(handle, "127.0.0.1", 0), connections
+    return await asyncio.start_server(handle, "127.0.0.1", 0, ssl=tls), connections
 
 
 async def hang_up(writer: asyncio.StreamWriter) -> None:
@@ -80,10 +87,15 @@ async def hang_up(writer: asyncio.StreamWriter) -> None:
     await writer.wait_closed()
 
 
-def client(server: asyncio.Server, read_timeout: float = 5.0) -> UpstreamClient:
+def client(
+    server: asyncio.Server, read_timeout: float = 5.0, ca: CertAuthority | None = None
+) -> UpstreamClient:
     port = server.sockets[0].getsockname()[1]
     endpoint = UpstreamEndpoint(
-        host=f"127.0.0.1:{port}", url=f"http://127.0.0.1:{port}", read_timeout=read_timeout
+        host=f"127.0.0.1:{port}",
+        url=f"{'https' if ca else 'http'}://127.0.0.1:{port}",
+        read_timeout=read_timeout,
+        ca_file=str(ca.ca_cert) if ca else None,
     )
     return UpstreamClient(endpoint)
 
@@ -107,6 +119,19 @@ def test_a_large_body_arrives_whole_in_growing_pieces(run: Runner) -> None:
         assert second == first
         # A taken-over connection is closed, never handed to the next request.
         assert connections.accepted == 2
+
+    run(main())
+
+
+@pytest.mark.parametrize("run", RUNNERS)
+def test_a_large_body_over_tls_arrives_whole(run: Runner, tmp_path: Path) -> None:
+    ca = make_test_ca(tmp_path)
+
+    async def main() -> None:
+        server, connections = await upstream(BLOB, len(BLOB), tls=ca.server_context())
+        async with server, client(server, ca=ca) as upstream_client:
+            assert b"".join(await pieces(upstream_client)) == BLOB
+            await asyncio.wait_for(connections.none_open.wait(), 5)
 
     run(main())
 
