@@ -192,6 +192,7 @@ def taken_over(
     prefix = response.content.read_nowait()
     stall = old.read_timeout
     old.read_timeout = None
+    old.force_close()  # however the response ends, its connection goes back to no pool
     old.pause_reading()  # also drops aiohttp's read timer, which would close the connection
     remaining = length - response.content.total_bytes + len(prefix)
     receiver = PieceReceiver(remaining, grown(first, largest), ahead, old)
