@@ -2,8 +2,9 @@
 
 aiohttp hands a body over as a ``bytes`` object per socket read: uvloop copies each read out of
 its receive buffer, the HTTP parser copies the body part out of that, and reading a whole piece
-joins the reads (a third copy). A cold fill of a large blob spent more than half of the event
-loop's CPU on those copies and the Python work per read (docs/benchmarks.md). Once the response
+joins the reads (a third copy). In a cold fill of a large blob those copies were 29% of the
+event loop thread's time (``perf``), aiohttp's Python work per read more (docs/benchmarks.md,
+session 20). Once the response
 headers are parsed, :func:`taken_over` moves the connection to a ``BufferedProtocol`` that
 receives the rest of a ``Content-Length`` body into the piece being filled (the kernel copies
 into it, nothing else does); the connection is closed afterwards, never pooled again.
