@@ -51,9 +51,10 @@ def _reason(exc: OSError) -> str:
 
 # The most bytes a fill takes from upstream at a time (its pieces grow from one chunk to this):
 # each piece costs a hash job, a seal-and-write job and a wake-up of every reader, so per MiB
-# the fill's CPU falls with the piece's size; but a reader gets a piece only once it is sealed,
-# and on a loaded 2-core machine 4 MiB pieces cut a single pull's throughput by a third to a
-# half for 8-12% less CPU (docs/benchmarks.md, interleaved A/B), so the default stays at 1 MiB.
+# the fill's CPU falls with the piece's size; but on a loaded 2-core machine larger pieces cut
+# a single pull's throughput (4 MiB pieces: 0.26-0.33x the proxy against 0.45-0.57x, session
+# 19; and again with each piece sent before it is sealed and with 16 MiB read ahead: 37-58
+# against 79-85 MB/s, session 20, docs/benchmarks.md), so the default stays at 1 MiB.
 FILL_PIECE = 1024 * 1024
 
 

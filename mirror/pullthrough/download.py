@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 
 from mirror.errors import DigestMismatch, UpstreamUnavailable
@@ -20,7 +20,7 @@ class Download:
     A transfer that breaks mid-blob (``UpstreamUnavailable``) is resumed with ``Range`` from
     the last byte absorbed, up to ``resume_attempts`` times; the hash carries on over the
     resumed bytes. ``on_resume`` is told of each resume. The pieces yielded start at
-    ``chunk_size`` bytes and double up to ``piece_size`` (see ``coalesced``).
+    ``chunk_size`` bytes and double up to ``piece_size`` (see ``UpstreamBlob.pieces``).
     """
 
     def __init__(
@@ -77,9 +77,7 @@ class Download:
                         )
                     # Hashed in a worker thread while the fill writes the chunk and the next
                     # one arrives.
-                    pieces = coalesced(
-                        blob.iter_chunks(self._piece_size), self._chunk_size, self._piece_size
-                    )
+                    pieces = blob.pieces(self._chunk_size, self._piece_size)
                     stream = verified(pieces, verifier, in_thread=True)
                     async with aclosing(stream):
                         async for chunk in stream:
@@ -97,38 +95,3 @@ class Download:
                     attempt,
                     exc,
                 )
-
-
-async def coalesced(
-    chunks: AsyncIterable[bytes], size: int, largest: int | None = None
-) -> AsyncGenerator[bytes, None]:
-    """``chunks`` regrouped into pieces of exactly ``size`` bytes (the last one shorter); with
-    ``largest``, each piece twice the size of the one before, up to ``largest`` (a multiple of
-    ``size`` by a power of two keeps every piece a whole number of ``size`` chunks).
-
-    A socket hands over whatever arrived (often 64-256 KiB); every piece costs a hash job,
-    a sealed-chunk write and a wake-up of each reader, so whole pieces cut that overhead by
-    the ratio, and pieces of whole sealed chunks take the writer's no-copy path. Growing from
-    ``size`` keeps the first byte as early as pieces of ``size`` would (a small blob, or a slow
-    upstream, is not held back for a large piece). Each byte is copied once (the join of a
-    piece; a chunk that straddles two pieces is cut by views). Bytes not yet in a whole piece
-    are dropped if the stream breaks (a resume refetches them).
-    """
-    held: list[bytes | memoryview] = []
-    length = 0
-    async for chunk in chunks:
-        if not held and len(chunk) == size:
-            yield chunk
-            size = min(2 * size, largest or size)
-            continue
-        view = memoryview(chunk)
-        while length + len(view) >= size:
-            need = size - length
-            yield b"".join([*held, view[:need]])
-            held, length, view = [], 0, view[need:]
-            size = min(2 * size, largest or size)
-        if view:
-            held.append(view)
-            length += len(view)
-    if length:
-        yield b"".join(held)

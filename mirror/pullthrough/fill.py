@@ -155,20 +155,23 @@ class Fill:
                 await self._stop_caching(exc)
 
     async def append(self, chunk: bytes) -> None:
-        """Write ``chunk`` to the cache, or relay it once the disk refused; then publish it.
+        """Publish ``chunk`` to the readers, then write it to the cache (or relay it once the
+        disk refused). The caller appends one chunk at a time.
 
-        Waits while a relaying fill's slowest reader lags more than the relay limit.
+        Readers get the chunk from memory while it is sealed and written (the newest chunk is
+        always among the remembered ones), so a client's bytes never wait for the disk. Waits
+        while a relaying fill's slowest reader lags more than the relay limit.
         """
+        self._remember(chunk)
+        self._written += len(chunk)
+        self._notify()
         if self._writer is not None:
             try:
                 await self._writer.write(chunk)
             except OSError as exc:
-                await self._stop_caching(exc)
-        if self._writer is None:
+                await self._stop_caching(exc, unstored=chunk)
+        else:
             self._tail.append(chunk)
-        self._remember(chunk)
-        self._written += len(chunk)
-        self._notify()
         while self._writer is None and len(self._tail) > self._relay_limit and self._tail.readers:
             await asyncio.shield(self._consumed)
 
@@ -191,12 +194,15 @@ class Fill:
                 return data[offset - start : offset - start + length]
         return None
 
-    async def _stop_caching(self, reason: OSError) -> None:
-        """Drop the temp file; from now on the blob is relayed from memory."""
+    async def _stop_caching(self, reason: OSError, unstored: bytes = b"") -> None:
+        """Drop the temp file; from now on the blob is relayed from memory, starting with
+        ``unstored`` (the published chunk the disk refused)."""
         writer, self._writer = self._writer, None
         self._spilled = reason
-        self._disk_end = self._written
-        self._tail.reset(self._written)
+        self._disk_end = self._written - len(unstored)
+        self._tail.reset(self._disk_end)
+        if unstored:
+            self._tail.append(unstored)
         if writer is not None:
             await writer.abort()
         if self._on_spill is not None:

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 from yarl import URL
@@ -23,6 +23,7 @@ from mirror.errors import ErrorCode, RegistryError, UpstreamUnavailable
 from mirror.oci.digest import Digest
 from mirror.upstream.addresses import RuleHosts
 from mirror.upstream.authenticator import Authenticator, OnResponse
+from mirror.upstream.body import AHEAD, regrouped, taken_over
 from mirror.upstream.breaker import CircuitBreaker
 from mirror.upstream.endpoint import UpstreamEndpoint
 from mirror.upstream.limits import Lane, Limiter, LimitObserver
@@ -72,6 +73,32 @@ class UpstreamBlob:
         self._response = response
         self._skip = skip
         self._transport = transport
+
+    async def pieces(self, first: int, largest: int) -> AsyncIterator[bytes]:
+        """The body from ``offset`` on in whole pieces: ``first`` bytes, then each twice the
+        one before up to ``largest`` (the last one shorter). A large body is received straight
+        into its pieces (:mod:`mirror.upstream.body`) and its connection closed at the end; a
+        broken or stalled transfer raises UpstreamUnavailable."""
+        direct = None if self._skip else taken_over(self._response, first, largest, AHEAD)
+        if direct is None:
+            async for piece in regrouped(self.iter_chunks(largest), first, largest):
+                yield piece
+            return
+        try:
+            async for received in direct:
+                if self._transport is not None:
+                    await self._transport.transferred(len(received))
+                # A bytearray that nothing changes once yielded: it passes wherever bytes do
+                # (hash, seal, send, join), and converting it would be the copy saved.
+                yield cast(bytes, received)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise UpstreamUnavailable(
+                f"upstream blob transfer failed: {connection_failure(exc)}",
+                detail={"upstream_step": "blob transfer"},
+            ) from exc
+        finally:
+            await direct.aclose()
+            self._response.close()  # the connection was taken over: never pooled again
 
     async def iter_chunks(self, chunk_size: int = DEFAULT_CHUNK_SIZE) -> AsyncIterator[bytes]:
         """The body from ``offset`` on; a broken or stalled transfer raises UpstreamUnavailable."""

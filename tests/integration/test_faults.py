@@ -56,11 +56,16 @@ def cache_is_empty(mirror: Mirror) -> bool:
     return mirror.cached_blob_files() == [] and os.listdir(mirror.data_dir / "tmp") == []
 
 
+# Blobs of 8 MiB and more are received straight into pieces (mirror/upstream/body.py).
+SIZES = [pytest.param(300_000, id="small"), pytest.param(9 * 1024 * 1024 + 7, id="large")]
+
+
+@pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize("mode", ["corrupt", "truncate"], ids=["wrong-bytes", "hang-up"])
 async def test_bad_upstream_blob_aborts_the_response_and_caches_nothing(
-    faulty: Mirror, fake: FakeUpstream, mode: str
+    faulty: Mirror, fake: FakeUpstream, mode: str, size: int
 ) -> None:
-    data = os.urandom(300_000)
+    data = os.urandom(size)
     digest = fake.add_blob(data)
     fake.blob_mode[digest] = mode
     url = f"{faulty.url}/v2/team/app/blobs/{digest}"
@@ -350,10 +355,11 @@ async def test_pulls_are_recorded_for_retention(faulty: Mirror, fake: FakeUpstre
     assert metadata.flush() == 0
 
 
+@pytest.mark.parametrize("size", [pytest.param(1_000_000, id="small"), *SIZES[1:]])
 async def test_a_transfer_broken_mid_blob_is_resumed_with_range(
-    faulty: Mirror, fake: FakeUpstream
+    faulty: Mirror, fake: FakeUpstream, size: int
 ) -> None:
-    data = os.urandom(1_000_000)
+    data = os.urandom(size)
     digest = fake.add_blob(data)
     fake.blob_mode[digest] = "truncate-once"
     status, body, _ = await fetch(f"{faulty.url}/v2/team/app/blobs/{digest}")

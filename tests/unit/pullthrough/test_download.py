@@ -12,8 +12,9 @@ from aiohttp.test_utils import TestServer
 
 from mirror.errors import DigestMismatch, UpstreamUnavailable
 from mirror.oci.digest import Digest
-from mirror.pullthrough.download import Download, coalesced
+from mirror.pullthrough.download import Download
 from mirror.upstream import UpstreamClient, UpstreamEndpoint
+from mirror.upstream.body import regrouped
 
 ServerFactory = Callable[[web.Application], Awaitable[TestServer]]
 
@@ -189,7 +190,7 @@ async def _pieces_of(chunks: list[bytes], size: int) -> list[bytes]:
         for chunk in chunks:
             yield chunk
 
-    return [bytes(piece) async for piece in coalesced(source(), size)]
+    return [bytes(piece) async for piece in regrouped(source(), size)]
 
 
 @pytest.mark.parametrize(
@@ -202,7 +203,7 @@ async def _pieces_of(chunks: list[bytes], size: int) -> list[bytes]:
         pytest.param([999, 1, 1000, 1001], id="around-the-boundary"),
     ],
 )
-async def test_coalesced_cuts_any_chunks_into_whole_pieces_and_a_short_last_one(
+async def test_regrouped_cuts_any_chunks_into_whole_pieces_and_a_short_last_one(
     sizes: list[int],
 ) -> None:
     chunks, offset = [], 0
@@ -226,7 +227,7 @@ async def test_coalesced_cuts_any_chunks_into_whole_pieces_and_a_short_last_one(
         pytest.param([1000, 2000, 4000, 4000, 4000, 1384], id="exactly-the-pieces"),
     ],
 )
-async def test_coalesced_pieces_grow_from_the_first_size_to_the_largest(
+async def test_regrouped_pieces_grow_from_the_first_size_to_the_largest(
     sizes: list[int],
 ) -> None:
     # The first byte goes out after one small piece; the bulk moves in large ones.
@@ -240,7 +241,7 @@ async def test_coalesced_pieces_grow_from_the_first_size_to_the_largest(
         for chunk in chunks:
             yield chunk
 
-    pieces = [bytes(piece) async for piece in coalesced(source(), 1000, 4000)]
+    pieces = [bytes(piece) async for piece in regrouped(source(), 1000, 4000)]
 
     assert b"".join(pieces) == BLOB
     assert [len(piece) for piece in pieces] == [1000, 2000, 4000, 4000, 4000, 1384]

@@ -11,6 +11,7 @@ from typing import cast
 import pytest
 
 from mirror.blobstore.filesystem import FilesystemBlobStore
+from mirror.blobstore.interface import BlobWriter
 from mirror.oci.digest import Digest
 from mirror.pullthrough.fill import Fill, FillFailed
 
@@ -323,3 +324,46 @@ async def test_a_reader_at_the_head_gets_the_pieces_as_they_were_received(
 
     assert b"".join(pieces) == data
     assert [len(piece) for piece in pieces] == [300, 300, 300, 100]
+
+
+class SlowDisk:
+    """A real store writer whose writes wait until ``proceed`` is set: a disk slower than the
+    network."""
+
+    def __init__(self, writer: BlobWriter) -> None:
+        self._writer = writer
+        self.proceed = asyncio.Event()
+
+    async def write(self, chunk: bytes) -> None:
+        await self.proceed.wait()
+        await self._writer.write(chunk)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._writer, name)
+
+
+async def test_a_reader_gets_a_piece_before_the_disk_has_written_it_but_completes_after(
+    store: FilesystemBlobStore, data: bytes
+) -> None:
+    # A client is sent each piece as it arrives from upstream, while it is still being sealed
+    # and written; its response still completes only once the blob verified and was stored.
+    digest = Digest.of(data)
+    disk = SlowDisk(store.create(digest))
+    fill = Fill(digest, cast(BlobWriter, disk), lambda: store.open(digest))
+    reader = Reader(fill, 0, SIZE - 1, 64)
+    fill.started(SIZE)
+    writing = asyncio.create_task(fill.append(data[:600]))
+    await reader.until_received(600)
+    assert not writing.done()  # the disk has not taken the piece yet
+    disk.proceed.set()
+    await writing
+    await fill.append(data[600:])
+    await asyncio.sleep(0.05)
+    assert not reader.task.done()  # the last piece waits for the verdict
+    assert await fill.complete()
+    assert await reader.task == data
+    opened = await store.open(digest)
+    assert opened is not None
+    stored, _ = opened
+    assert await stored.read(0, SIZE) == data
+    await stored.close()
