@@ -10,9 +10,9 @@ reuses the same few.
 
 from __future__ import annotations
 
-# Idle buffers kept at most (a chunked pull has 8 ranges of 2 buffers in flight): 16 of 2 MiB
-# and tags each, 32 MiB at most, held only after a burst of warm sends.
-KEEP = 16
+# Idle buffers kept at most (a chunked pull has 8 ranges of 3 buffers in flight: the head and
+# two for the rest): 24 of 2 MiB and tags each, 48 MiB at most, held only after a burst.
+KEEP = 24
 
 
 class BufferPool:
