@@ -345,11 +345,20 @@ def _range_get(conn: Any, path: str, start: int, end: int, errors: list[str]) ->
     return body
 
 
-def ranged_pull(url: str, size: int, piece: int, workers: int, timeout: float) -> tuple[float, str]:
+@dataclass(frozen=True)
+class RangedPull:
+    """A chunked ``Range`` pull: its wall time, when its first wave (the first ``workers``
+    pieces) had all completed, and the sha256 of the pieces in order."""
+
+    seconds: float
+    first_wave: float
+    digest: str
+
+
+def ranged_pull(url: str, size: int, piece: int, workers: int, timeout: float) -> RangedPull:
     """Fetch ``url`` (``size`` bytes) as containerd 2.1 / SOCI do: ``workers`` concurrent
     ``Range`` requests of ``piece`` bytes, each worker taking the next piece when done.
-    Returns the wall time and the sha256 of the pieces in order; raises ``RuntimeError``
-    unless every piece answered 206 with exactly its bytes."""
+    Raises ``RuntimeError`` unless every piece answered 206 with exactly its bytes."""
     import hashlib
     import http.client
     import queue
@@ -360,6 +369,8 @@ def ranged_pull(url: str, size: int, piece: int, workers: int, timeout: float) -
     for start in range(0, size, piece):
         todo.put(start)
     got: dict[int, bytes] = {}
+    # When each piece had been received, from the start.
+    done_at: dict[int, float] = {}
     errors: list[str] = []
     lock = threading.Lock()
 
@@ -374,6 +385,7 @@ def ranged_pull(url: str, size: int, piece: int, workers: int, timeout: float) -
                 body = _range_get(conn, parts.path, start, min(start + piece, size) - 1, errors)
                 with lock:
                     got[start] = body
+                    done_at[start] = time.perf_counter() - started
         except OSError as exc:
             errors.append(repr(exc))
         finally:
@@ -388,7 +400,8 @@ def ranged_pull(url: str, size: int, piece: int, workers: int, timeout: float) -
     wall = time.perf_counter() - started
     if errors:
         raise RuntimeError(f"ranged pull failed: {errors[:3]}")
+    first_wave = max(done_at[start] for start in sorted(done_at)[:workers])
     whole = hashlib.sha256()
     for start in sorted(got):
         whole.update(got.pop(start))
-    return wall, "sha256:" + whole.hexdigest()
+    return RangedPull(wall, first_wave, "sha256:" + whole.hexdigest())

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
 from pathlib import Path
 
+from mirror.blobstore.buffers import BufferPool
 from mirror.blobstore.filesystem import FilesystemBlobStore
 from mirror.blobstore.interface import put_whole
 from mirror.blobstore.keyring import CacheKeys
@@ -61,6 +62,8 @@ class EncryptedBlobStore:
         self.chunk_size = chunk_size
         self._random_bytes = random_bytes
         self._on_corrupt = on_corrupt
+        # Decryption buffers of warm sends, reused from request to request.
+        self.buffers = BufferPool()
 
     # Checks --------------------------------------------------------------------------------
 
@@ -177,6 +180,7 @@ class EncryptedBlobStore:
             self.executor,
             lambda bad_fd, exc: self.evict(digest, bad_fd, exc),
             header.version,
+            self.buffers,
         )
         return reader, header.plain_size
 

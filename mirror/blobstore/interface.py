@@ -47,7 +47,8 @@ class Decrypting(Protocol):
         ...
 
     def buffer(self, length: int) -> bytearray:
-        """A buffer ``read_into`` can decrypt any ``length`` bytes into."""
+        """A buffer ``read_into`` can decrypt any ``length`` bytes into, lent until the reader
+        closes (it may be lent again then: nothing may use it, or a view of it, after)."""
         ...
 
     async def read_into(self, offset: int, end: int, buf: bytearray) -> list[memoryview]:

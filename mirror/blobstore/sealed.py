@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from mirror.blobstore.buffers import BufferPool
 from mirror.blobstore.install import Installer, install, publish
 from mirror.blobstore.pending import EarlyEntry, PendingSync
 from mirror.crypto.envelope import (
@@ -79,7 +81,11 @@ def _whole_chunks(
 
 
 class ChunkReader:
-    """A ``RangeReader`` that decrypts only the chunks a read covers (one chunk cached)."""
+    """A ``RangeReader`` that decrypts only the chunks a read covers (one chunk cached).
+
+    Given a ``pool``, the buffers it lends for ``read_into`` come from there and go back when it
+    closes, unless a decryption into them is still running in a thread.
+    """
 
     def __init__(
         self,
@@ -91,6 +97,7 @@ class ChunkReader:
         executor: Executor | None,
         on_corrupt: Callable[[int, CorruptObject], None],
         version: int = VERSION,
+        pool: BufferPool | None = None,
     ) -> None:
         self._fd = fd
         self._version = version
@@ -101,6 +108,11 @@ class ChunkReader:
         self._executor = executor
         self._on_corrupt = on_corrupt
         self._cached: tuple[int, bytes] | None = None
+        self._pool = pool
+        self._lent: list[bytearray] = []
+        # ``read_into`` jobs whose thread has not finished (a cancelled waiter does not stop it).
+        self._running = 0
+        self._running_lock = threading.Lock()
 
     async def read(self, offset: int, length: int) -> bytes:
         """Up to ``length`` plaintext bytes at ``offset``, decrypting (and authenticating) whole
@@ -154,18 +166,31 @@ class ChunkReader:
         two 1 MiB chunks, not four: 16 warm pulls hold 64 MiB less.)"""
         size = self._layout.chunk_size
         chunks = min(self.piece // size, length // size + 2)
-        return bytearray(chunks * (size + TAG_SIZE))
+        if self._pool is None:
+            return bytearray(chunks * (size + TAG_SIZE))
+        buf = self._pool.take(chunks * (size + TAG_SIZE))
+        self._lent.append(buf)
+        return buf
 
     async def read_into(self, offset: int, end: int, buf: bytearray) -> list[memoryview]:
         """The plaintext bytes ``offset..end`` (exclusive) of a committed object, as views of
         ``buf``: each chunk is read into ``buf`` and decrypted in place, in a worker thread, and
         only a chunk whose tag verified is returned; one that fails is reported as corrupt."""
         loop = asyncio.get_running_loop()
+        with self._running_lock:
+            self._running += 1
         try:
-            return await loop.run_in_executor(self._executor, self._read_into, offset, end, buf)
+            return await loop.run_in_executor(self._executor, self._job, offset, end, buf)
         except CorruptObject as exc:
             self._on_corrupt(self._fd, exc)
             raise
+
+    def _job(self, offset: int, end: int, buf: bytearray) -> list[memoryview]:
+        try:
+            return self._read_into(offset, end, buf)
+        finally:
+            with self._running_lock:
+                self._running -= 1
 
     def _read_into(self, offset: int, end: int, buf: bytearray) -> list[memoryview]:
         view = self._view()
@@ -191,10 +216,17 @@ class ChunkReader:
         return plains
 
     async def close(self) -> None:
-        """Close the file descriptor (a second call does nothing)."""
+        """Close the file descriptor (a second call does nothing) and give the lent buffers
+        back to the pool, if no thread still decrypts into one."""
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+        lent, self._lent = self._lent, []
+        with self._running_lock:
+            idle = self._running == 0
+        if self._pool is not None and idle:
+            for buf in lent:
+                self._pool.give(buf)
 
 
 class SealedWriter:

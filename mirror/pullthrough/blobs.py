@@ -91,7 +91,7 @@ class SealedSpan:
     iterating ``chunks``: ``head`` (decrypted and checked already), then ``length`` bytes from
     ``first`` decrypted by ``reader`` (the body owns it); ``sent`` counts them."""
 
-    head: bytes
+    head: bytes | memoryview
     reader: Decrypting
     first: int
     length: int
@@ -204,7 +204,7 @@ class BlobService:
             # plaintext file has no check to fail: it may go out with sendfile instead.)
             plain = isinstance(reader, FileBacked)
             length = 0 if plain else min(self._chunk_size, last - first + 1)
-            head = await reader.read(first, length) if length else b""
+            head = await _head(reader, first, length) if length else b""
         except CorruptObject:
             await reader.close()
             return None
@@ -277,13 +277,15 @@ class BlobService:
         return (self._upstreams(target.upstream).endpoint, digest)
 
     async def _warm(
-        self, reader: RangeReader, head: bytes, first: int, last: int
+        self, reader: RangeReader, head: bytes | memoryview, first: int, last: int
     ) -> AsyncGenerator[bytes, None]:
         """The rest of a cached blob after ``head``; a chunk that fails its check raises
         ``CorruptObject`` (the store evicted it; the route cuts the connection)."""
         if head:
             self._metrics.bytes_from_cache.inc(len(head))
-            yield head
+            # A copy: a transport may keep what it could not send yet, and the reused buffer
+            # behind a view goes back to its pool when the reader closes.
+            yield bytes(head) if isinstance(head, memoryview) else head
         async for chunk in iter_range(reader, first, last, self._chunk_size):
             self._metrics.bytes_from_cache.inc(len(chunk))
             yield chunk
@@ -450,6 +452,18 @@ class BlobService:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+async def _head(reader: RangeReader, first: int, length: int) -> bytes | memoryview:
+    """The first bytes of a warm body (up to ``length``), checked before any header is sent. A
+    sealed object's are decrypted into a buffer its store reuses (a chunked pull's hundred
+    ranges would fault in fresh memory for each), up to the end of the piece holding ``first``
+    (what one such buffer holds)."""
+    if not isinstance(reader, Decrypting):
+        return await reader.read(first, length)
+    end = min(first + length, (first // reader.piece + 1) * reader.piece)
+    views = await reader.read_into(first, end, reader.buffer(end - first))
+    return views[0] if len(views) == 1 else b"".join(views)
 
 
 async def _window(chunks: AsyncIterator[bytes], first: int, last: int) -> AsyncIterator[bytes]:

@@ -10,6 +10,9 @@ from typing import Any
 import aiohttp
 import pytest
 
+from mirror.blobstore.encrypted import EncryptedBlobStore
+from mirror.web.keys import CACHE
+
 from .conftest import Mirror, MirrorFactory
 from .fake_upstream import FakeUpstream
 
@@ -84,3 +87,30 @@ async def test_a_hostile_upstream_never_completes_a_range_of_wrong_bytes(
     # Every range, the one holding the wrong byte and those of right bytes alike, is cut.
     assert all(isinstance(r, aiohttp.ClientPayloadError) for r in results), results
     assert mirror.cached_blob_files() == []
+
+
+async def test_the_warm_ranges_of_a_chunked_pull_reuse_the_same_decryption_buffers(
+    mirror_factory: MirrorFactory, aiohttp_server: Any, fake: FakeUpstream
+) -> None:
+    # Once the blob is cached, every range is a request of its own: each decrypts into buffers
+    # its store lends and takes back, so a run of them allocates no new ones.
+    server = await aiohttp_server(fake.app(), host="127.0.0.1")
+    mirror = await mirror_factory(
+        {FAKE_HOST: f"http://127.0.0.1:{server.port}"}, encryption={"chunk_size": 64 * 1024}
+    )
+    data = os.urandom(SIZE)
+    digest = fake.add_blob(data)
+    url = f"{mirror.url}/v2/team/app/blobs/{digest}"
+    assert (await ranged_pull(url, SIZE, workers=1))[0][0] == 206  # the cold pull fills it
+    store = mirror.app[CACHE].inner
+    assert isinstance(store, EncryptedBlobStore)
+    pool = store.buffers
+    after_one = pool.idle
+    assert after_one > 0
+
+    got = await ranged_pull(url, SIZE, workers=1)
+
+    assert {start: body for start, (_, body) in got.items()} == {
+        start: data[start : start + PIECE] for start in range(0, SIZE, PIECE)
+    }
+    assert pool.idle == after_one  # lent again, not joined by new ones

@@ -179,6 +179,29 @@ async def test_failure_after_every_byte_was_written_withholds_the_last_chunk(
     assert bytes(reader.received) == data[first : last + 1 - 50]
 
 
+async def test_ranges_whose_bytes_all_arrived_complete_at_the_digest_match(
+    fill: Fill, data: bytes
+) -> None:
+    # A chunked pull's first wave: every byte of these ranges is written, but none of them is
+    # verified-safe before the whole blob matched its digest; then they all complete at once.
+    producer = Producer(fill, data, pause_at=SIZE)
+    producing = asyncio.create_task(producer.commit())
+    await producer.reached.wait()
+    ranges = [(0, 99), (100, 299), (900, SIZE - 1)]
+    readers = [Reader(fill, first, last, 50) for first, last in ranges]
+    for reader, (first, last) in zip(readers, ranges, strict=True):
+        await reader.until_received(last + 1 - first - 50)
+    await asyncio.sleep(0.01)
+    assert not any(reader.task.done() for reader in readers)
+
+    producer.resume.set()
+    await producing
+
+    async with asyncio.timeout(2):
+        got = await asyncio.gather(*(reader.task for reader in readers))
+    assert got == [data[first : last + 1] for first, last in ranges]
+
+
 async def test_every_reader_fails_when_the_fill_fails_midway(fill: Fill, data: bytes) -> None:
     error = ConnectionResetError("upstream reset")
     producer = Producer(fill, data, pause_at=4 * CHUNK)
