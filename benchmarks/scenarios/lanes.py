@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from contextlib import nullcontext
 from urllib.parse import urlsplit
 
 from benchmarks.bench import Bench, blob_gets, rotated
 from benchmarks.clients import Download, curl_each, loadgen, push_blobs
 from benchmarks.inflight import ConnectionSampler, parse_served, peak_overlap, read_from
+from benchmarks.loadgen import USER_AGENT as LOADGEN_AGENT
 from benchmarks.scenarios.manifests import ACCEPT
 from benchmarks.scenarios.pushes import start_sink
 from benchmarks.seed import INDEX_REPO, TAG
@@ -96,13 +98,22 @@ def _heads(bench: Bench, base: str, conns: int, case: str | None, label: str = L
     return requests > 0 and int(statuses.get("200", 0)) == requests
 
 
-def _cells(bench: Bench, bases: dict[str, str], rep: int, case: Callable[[int], str]) -> bool:
+def _cells(
+    bench: Bench,
+    bases: dict[str, str],
+    rep: int,
+    case: Callable[[int], str],
+    sampler: ConnectionSampler | None = None,
+) -> bool:
     """Every connection count against every target, in rotating order; whether the mirror
-    answered every HEAD with 200."""
+    answered every HEAD with 200. The load generator's own connections to the upstream are
+    not the mirror's: ``sampler`` does not count them."""
     ok = True
     for conns in rotated(CONNECTIONS, rep):
         for label in rotated(list(bases), rep):
-            answered = _heads(bench, bases[label], conns, case(conns), label)
+            direct = sampler.excluded() if sampler and label == UPSTREAM else nullcontext()
+            with direct:
+                answered = _heads(bench, bases[label], conns, case(conns), label)
             ok = ok and (answered or label != LABEL)
     return ok
 
@@ -124,7 +135,7 @@ def _once(
     port = urlsplit(bench.upstream.url).port or 80
     with ConnectionSampler(port) as sampler:
         thread.start()
-        ok = _cells(bench, bases, rep, during_case) and ok
+        ok = _cells(bench, bases, rep, during_case, sampler) and ok
         running_after.append(thread.is_alive())
         thread.join(timeout + 10)
     if failed or not fills:
@@ -133,7 +144,8 @@ def _once(
     if any(d.size != s.large_size for d in downloads):
         raise RuntimeError("a cold fill got the wrong number of bytes")
     entries = bench.settle(mark)
-    served = parse_served(read_from(bench.upstream.log_path, log_mark))
+    logged = parse_served(read_from(bench.upstream.log_path, log_mark))
+    served = [x for x in logged if x.agent != LOADGEN_AGENT]  # the mirror's requests only
     blobs = [x for x in served if x.method == "GET" and "/blobs/" in x.uri]
     peak_requests, peak_blobs = peak_overlap(served), peak_overlap(blobs)
     once = sum(len(blob_gets(entries, d)) != 1 for d in digests)
