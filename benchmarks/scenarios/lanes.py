@@ -13,9 +13,12 @@ how much of a p99 is the mirror's own."""
 from __future__ import annotations
 
 import threading
+import urllib.request
 from collections.abc import Callable
 from contextlib import nullcontext
 from urllib.parse import urlsplit
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.bench import Bench, blob_gets, rotated
 from benchmarks.clients import Download, curl_each, loadgen, push_blobs
@@ -138,6 +141,9 @@ def _once(
         ok = _cells(bench, bases, rep, during_case, sampler) and ok
         running_after.append(thread.is_alive())
         thread.join(timeout + 10)
+    waits, waited = metadata_waits(server.url)
+    r.fact(NUMBER, LABEL, "metadata requests that waited for a connection slot", waits, 0)
+    r.fact(NUMBER, LABEL, "seconds metadata requests waited for a connection slot", waited)
     if failed or not fills:
         raise RuntimeError(f"the cold fills failed: {failed[:1]!r}")
     wall, downloads = fills[0]
@@ -170,6 +176,23 @@ def _once(
         f"  {FILLS} fills {wall:.1f} s ({rate:.0f} MB/s); upstream peaks: {peak_requests} "
         f"requests, {peak_blobs} blob GETs, {sampler.peak} connections ({sampler.samples} samples)"
     )
+
+
+def metadata_waits(base: str) -> tuple[float, float]:
+    """How many metadata-lane requests waited for an upstream connection slot, and how long in
+    all, from the mirror's ``/metrics``."""
+    with urllib.request.urlopen(f"{base}/metrics", timeout=30) as resp:
+        text = resp.read().decode()
+    totals = {"mirror_upstream_limit_waits_total": 0.0}
+    totals["mirror_upstream_limit_wait_seconds_total"] = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            lane, limit = sample.labels.get("lane"), sample.labels.get("limit")
+            if sample.name in totals and (lane, limit) == ("metadata", "connections"):
+                totals[sample.name] += sample.value
+    return totals["mirror_upstream_limit_waits_total"], totals[
+        "mirror_upstream_limit_wait_seconds_total"
+    ]
 
 
 def _fill(
