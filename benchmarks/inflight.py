@@ -14,6 +14,8 @@ the peak overlap of those intervals is the most requests it served at once.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -22,8 +24,9 @@ from benchmarks.clients import PeakSampler
 
 _LINE = re.compile(
     r'^time="(?P<time>[^"]+)" .*msg="response completed" .*'
-    r"http\.request\.method=(?P<method>[A-Z]+) .*http\.request\.uri=(?P<uri>\S+) .*"
-    r"http\.response\.duration=(?P<duration>\S+)"
+    r"http\.request\.method=(?P<method>[A-Z]+) .*http\.request\.uri=(?P<uri>\S+) "
+    r'(?:.*?http\.request\.useragent=(?P<agent>"[^"]*"|\S+))?'
+    r".*http\.response\.duration=(?P<duration>\S+)"
 )
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 _UNIT = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -38,6 +41,8 @@ class Served:
     uri: str
     start: float
     end: float
+    # The client's User-Agent ("" when the line has none).
+    agent: str = ""
 
 
 def go_duration(text: str) -> float:
@@ -63,7 +68,8 @@ def parse_served(text: str) -> list[Served]:
         if match:
             end = _epoch(match["time"])
             start = end - go_duration(match["duration"])
-            served.append(Served(match["method"], match["uri"], start, end))
+            agent = (match["agent"] or "").strip('"')
+            served.append(Served(match["method"], match["uri"], start, end, agent))
     return served
 
 
@@ -101,11 +107,29 @@ def established(port: int, table: str = "/proc/net/tcp") -> int:
 
 
 class ConnectionSampler(PeakSampler):
-    """Samples :func:`established` for ``port`` every ``interval`` seconds; ``peak`` after."""
+    """Samples :func:`established` for ``port`` every ``interval`` seconds; ``peak`` after.
+    Within ``excluded()`` nothing is counted (another client's connections to the port)."""
 
     def __init__(self, port: int, interval: float = 0.01) -> None:
-        super().__init__(lambda: established(port), interval)
+        super().__init__(self._count, interval)
         self.port = port
+        self._exclusions = 0  # how many exclusions began: a scan across one is dropped
+        self._excluding = False
+
+    def _count(self) -> int:
+        began = (self._exclusions, self._excluding)
+        count = established(self.port)
+        return count if began == (self._exclusions, False) and not self._excluding else 0
+
+    @contextmanager
+    def excluded(self) -> Iterator[None]:
+        """Count nothing while inside (a scan that overlapped the start is dropped too)."""
+        self._exclusions += 1
+        self._excluding = True
+        try:
+            yield
+        finally:
+            self._excluding = False
 
 
 def read_from(path: Path, mark: int) -> str:

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 MAX_REQUESTS = 2_000_000
+# What the load generator's requests say they are (a registry's log tells them apart).
+USER_AGENT = "mirror-bench-loadgen"
 
 
 @dataclass
@@ -84,7 +86,7 @@ async def _connection(
 
 def build_request(method: str, path: str, host: str, headers: list[str]) -> bytes:
     """The request bytes, sent unchanged on every iteration."""
-    lines = [f"{method} {path} HTTP/1.1", f"Host: {host}", "User-Agent: mirror-bench-loadgen"]
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {host}", f"User-Agent: {USER_AGENT}"]
     lines += headers
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 

@@ -200,9 +200,15 @@ async def start_worker_sites(config: Config, runner: web.AppRunner, slot: Worker
 async def serve(config: Config, worker: WorkerSlot | None = None) -> None:
     """Run the mirror (or one ``worker`` of it) until SIGINT or SIGTERM."""
     from mirror.app.build import build_app
+    from mirror.app.threads import open_threads, thread_count
     from mirror.metrics import Metrics
 
     metrics = Metrics()
+    # The loop's blocking work (a fill's hashing, sealing and writes) in threads below its
+    # priority, all started now: mirror/app/threads.py says why.
+    asyncio.get_running_loop().set_default_executor(
+        open_threads(thread_count(os.cpu_count()), config.server.thread_nice)
+    )
     runner = runner_of(config, build_app(config, metrics=metrics, worker=worker), metrics)
     await runner.setup()
     try:

@@ -57,6 +57,10 @@ class ServerConfig:
     # the digests and the others read a cold blob from its owner, so each digest is still
     # fetched from upstream once (docs/architecture.md, "Workers").
     workers: int | str = 1
+    # How much lower (Linux nice, 0-19) the scheduling priority of the threads that hash, seal
+    # and write blobs is than the event loop's, which answers requests: with fewer cores than
+    # busy threads, a tag HEAD is answered before a fill's next chunk is sealed. 0: the same.
+    thread_nice: int = 10
 
     def worker_count(self, cpus: int | None) -> int:
         """How many worker processes ``workers`` asks for (``cpus``: ``os.cpu_count()``)."""
@@ -542,6 +546,8 @@ class Config:
         _validate_metrics(self.server.metrics, self.auth.enabled)
         if not self.server.keepalive_timeout > 0:
             raise ConfigError("server.keepalive_timeout: must be positive")
+        if not 0 <= self.server.thread_nice <= 19:
+            raise ConfigError("server.thread_nice: must be 0-19 (a Linux nice increment)")
         if not self.storage.upload_timeout > 0:
             raise ConfigError("storage.upload_timeout: must be positive")
         if self.server.allow_anonymous_push:

@@ -162,13 +162,15 @@ def test_quick_run_measures_every_scenario(tmp_path: Path) -> None:
     assert "| 11 | 2 workers: 16-connection tag p99 ≤ 2 ms" in table
     # Per-upstream limits (scenario 12): 8 cold fills under a 4-connection cap, measured at the
     # upstream: never more than 4 requests or connections, never more than 3 blob transfers
-    # (the fourth slot is the metadata lane's), each blob fetched once, every tag HEAD 200.
+    # (the fourth slot is the metadata lane's), each blob fetched once, every tag HEAD 200, and
+    # no metadata request waited for a connection slot (the mirror's own count).
     for name in (
         "upstream requests in flight above the cap",
         "upstream TCP connections above the cap",
         "upstream blob GETs in flight above cap - 1",
         "blobs not fetched from upstream exactly once",
         "tag HEAD non-200 answers",
+        "metadata requests that waited for a connection slot",
     ):
         assert facts(12, lanes.LABEL, name) == [0], name
     assert 1 <= facts(12, lanes.LABEL, "upstream blob GETs in flight at once (peak)")[0] <= 3
@@ -194,6 +196,8 @@ def test_quick_run_measures_every_scenario(tmp_path: Path) -> None:
         (11, workers.WORKERS1),
         (11, workers.CEILING),
         (12, lanes.LABEL),
+        (12, lanes.UPSTREAM),
+        (12, lanes.CEILING),
         (13, wan_upstream.DIRECT),
         (13, PROXY),
     ]:
