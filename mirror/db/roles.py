@@ -193,6 +193,12 @@ class Snapshots(Protocol):
         included)."""
         ...
 
+    def summary_database(self) -> Path | None:
+        """The SQLite file whose ``mirror.db.summary`` tables hold what ``snapshot_rows``
+        gives, kept in step with every write (a snapshot copies them in SQL), or ``None``
+        (a snapshot reads ``snapshot_rows``)."""
+        ...
+
     def records(self, kinds: Iterable[str]) -> Iterator[tuple[tuple[str, ...], object]]:
         """Every ``(key, record)`` of the kinds asked (``manifest``, ``tag``, ``pull``), keyed
         as ``("manifest", digest)``, ``("tag", upstream, repo, tag)``, ``("pull", upstream,

@@ -405,6 +405,10 @@ class PostgresMetadata(MetadataStore):
         moves = self._run("fetch", Q.untagged)
         yield SnapshotRows(untagged=[(r[0], r[1], r[2], r[3]) for r in moves])
 
+    def summary_database(self) -> Path | None:
+        """None: the shared database's tables are read as ``snapshot_rows``."""
+        return None
+
     def pending_pulls(self) -> dict[tuple[str, str, str], float]:
         """Last pulls batched in memory and not flushed yet, by ``(upstream, repo, digest)``."""
         return dict(self._pending_pulls)
