@@ -374,10 +374,17 @@ class Metadata(
         return {(h, r, Digest.parse(d)): when for (h, r, d), when in found.items()}
 
     def evict_image(
-        self, upstream: str, repo: str, digest: Digest, tags: Iterable[str] | None = None
+        self,
+        upstream: str,
+        repo: str,
+        digest: Digest,
+        tags: Iterable[str] | None = None,
+        *,
+        history: bool = True,
     ) -> tuple[str, ...]:
-        """Forget image ``digest`` in ``repo``: its tags there, its last pull and its tag
-        history; returns the tags removed. The manifest record is the caller's to delete.
+        """Forget image ``digest`` in ``repo``: its tags there, its last pull and (unless
+        ``history`` is false: ``prune_history`` later) its tag history; returns the tags
+        removed. The manifest record is the caller's to delete.
 
         ``tags`` names the tags that may point at it (from a retention snapshot), sparing a
         scan of the whole database; ``None`` scans.
@@ -387,23 +394,40 @@ class Metadata(
         else:
             keys = [("tag", upstream, repo, tag) for tag in tags]
         stored = str(digest)
-        removed: list[str] = []
         with self._db.transact():
-            for key in keys:
-                record = self._db.get(key)
-                if isinstance(record, TagRecord) and record.digest == stored:
-                    self._db.delete(key)
-                    self._summary.tag(upstream, repo, key[3], None)
-                    self._tags.drop((upstream, repo, key[3]))
-                    removed.append(key[3])
+            removed = self._untag(upstream, repo, stored, keys)
             self._pending_pulls.pop((upstream, repo, stored), None)
             self._db.delete(("pull", upstream, repo, stored))
             self._summary.drop_pull(upstream, repo, stored)
+            if history:
+                self.prune_history(upstream, repo, (digest,))
+        return removed
+
+    def prune_history(self, upstream: str, repo: str, digests: Iterable[Digest]) -> None:
+        """Forget the moves of ``repo``'s tags to or from ``digests`` (evicted images'): the
+        history is read and written once, however many."""
+        gone = {str(digest) for digest in digests}
+        with self._db.transact():
             history = self.tag_history(upstream, repo)
-            kept = tuple(m for m in history if stored not in (m.from_digest, m.to_digest))
+            kept = tuple(
+                m for m in history if m.from_digest not in gone and m.to_digest not in gone
+            )
             if kept != history:
                 self._db.set(("tag-history", upstream, repo), kept)
                 self._summary.history(upstream, repo, _moves(kept))
+
+    def _untag(
+        self, upstream: str, repo: str, stored: str, keys: Iterable[tuple[str, ...]]
+    ) -> tuple[str, ...]:
+        """Delete those tag records of ``keys`` that point at ``stored``; their tags."""
+        removed: list[str] = []
+        for key in keys:
+            record = self._db.get(key)
+            if isinstance(record, TagRecord) and record.digest == stored:
+                self._db.delete(key)
+                self._summary.tag(upstream, repo, key[3], None)
+                self._tags.drop((upstream, repo, key[3]))
+                removed.append(key[3])
         return tuple(sorted(removed))
 
     def forget_empty_repositories(self, candidates: Iterable[tuple[str, str]]) -> set[str]:

@@ -148,10 +148,21 @@ class Eviction(Protocol):
     """Forgetting images and the repositories they leave empty."""
 
     def evict_image(
-        self, upstream: str, repo: str, digest: Digest, tags: Iterable[str] | None = None
+        self,
+        upstream: str,
+        repo: str,
+        digest: Digest,
+        tags: Iterable[str] | None = None,
+        *,
+        history: bool = True,
     ) -> tuple[str, ...]:
-        """Forget image ``digest`` in ``repo`` (its tags there, last pull, tag history);
-        returns the tags removed."""
+        """Forget image ``digest`` in ``repo`` (its tags there, last pull, and unless
+        ``history`` is false its tag moves); returns the tags removed."""
+        ...
+
+    def prune_history(self, upstream: str, repo: str, digests: Iterable[Digest]) -> None:
+        """Forget the tag moves of ``repo`` to or from ``digests`` (once for many evicted
+        images: each ``evict_image(..., history=False)`` leaves them)."""
         ...
 
     def forget_empty_repositories(self, candidates: Iterable[tuple[str, str]]) -> set[str]:
