@@ -10,18 +10,16 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from mirror.db.summary import DIGEST
 from mirror.retention.snapshot import LOOKUP, ImageRow, Snapshot, SnapshotRecords
 
-# The cached manifests a manifest's references name (newline-separated), as ``IMAGES`` reads
-# them from a snapshot's ``child`` table.
-_CHILDREN = """(SELECT group_concat(c.digest, char(10)) FROM json_each(m.refs) r
-  JOIN src.retention_manifest c ON c.digest = r.value)"""
-# ``snapshot.IMAGES`` of a repository ``?1/?2``, over the summary and the batched pulls.
-IMAGES = f"""
-SELECT d.digest, m.media_type, m.size, m.cached_at, d.tags, d.at, {_CHILDREN}
+# ``snapshot.IMAGES`` of a repository ``?1/?2``, over the summary and the batched pulls, but
+# for the last column: the manifest's references (``refs``, a JSON array of digests), whose
+# cached manifests ``_children`` looks up once a repository.
+IMAGES = """
+SELECT d.digest, m.media_type, m.size, m.cached_at, d.tags, d.at, m.refs
 FROM (
   SELECT digest, group_concat(tag, char(10)) AS tags, max(at) AS at FROM (
     SELECT digest, tag, NULL AS at FROM src.retention_tag WHERE upstream = ?1 AND repo = ?2
@@ -35,10 +33,12 @@ JOIN src.retention_manifest m ON m.digest = d.digest
 ORDER BY d.digest
 """
 # ``snapshot.CHILDREN``: the same columns for cached manifests by digest.
-CHILDREN = f"""
-SELECT m.digest, m.media_type, m.size, m.cached_at, NULL, NULL, {_CHILDREN}
-FROM src.retention_manifest m WHERE m.digest IN ({{}})
+CHILDREN = """
+SELECT m.digest, m.media_type, m.size, m.cached_at, NULL, NULL, m.refs
+FROM src.retention_manifest m WHERE m.digest IN ({})
 """
+# Which of some digests are cached manifests.
+CACHED = "SELECT digest FROM src.retention_manifest WHERE digest IN ({})"
 # The repository after ``(?1, ?2)`` in name order with a row in ``{}``.
 NEXT = "SELECT upstream, repo FROM {} WHERE (upstream, repo) > (?1, ?2) ORDER BY 1, 2 LIMIT 1"
 # Where a repository's images are named: tags, stored pulls, batched pulls.
@@ -111,15 +111,31 @@ class SummaryView:
 
     def images(self, upstream: str, repo: str) -> list[ImageRow]:
         """The images of ``repo`` as ``snapshot.IMAGES`` rows, in digest order."""
-        return self._db.execute(IMAGES, (upstream, repo)).fetchall()
+        return self._children(self._db.execute(IMAGES, (upstream, repo)).fetchall())
 
     def children(self, digests: Iterable[str]) -> list[ImageRow]:
         """``IMAGES`` rows (without tags or pulls) of those of ``digests`` that are cached."""
-        found: list[ImageRow] = []
+        return self._children(self._lookup(CHILDREN, digests))
+
+    def _lookup(self, query: str, digests: Iterable[str]) -> list[Any]:
+        """The rows of ``query`` (``IN ({})``) for ``digests``, ``LOOKUP`` at a time."""
+        found: list[Any] = []
         wanted = list(digests)
         for start in range(0, len(wanted), LOOKUP):
             chunk = wanted[start : start + LOOKUP]
-            found += self._db.execute(CHILDREN.format(",".join("?" * len(chunk))), chunk)
+            found += self._db.execute(query.format(",".join("?" * len(chunk))), chunk)
+        return found
+
+    def _children(self, rows: list[tuple[Any, ...]]) -> list[ImageRow]:
+        """``rows`` with their references (the last column) replaced by those that are cached
+        manifests, newline-separated, in order (``None``: none), as a snapshot's ``child``
+        table gives them; every distinct reference looked up once."""
+        refs = [_digests(row[6]) for row in rows]
+        cached = {d for (d,) in self._lookup(CACHED, {r for listed in refs for r in listed})}
+        found: list[ImageRow] = []
+        for row, listed in zip(rows, refs, strict=True):
+            children = [r for r in listed if r in cached] if cached else ()
+            found.append((*row[:6], "\n".join(children) if children else None))
         return found
 
     def untagged(self, upstream: str, repo: str) -> dict[str, float]:
@@ -133,6 +149,12 @@ class SummaryView:
     def close(self) -> None:
         """End the read transaction."""
         self._db.close()
+
+
+def _digests(refs: str) -> list[str]:
+    """The digests of a summary's ``refs`` (``summary.refs_json``: digests need no
+    escaping)."""
+    return refs[2:-2].split('","') if refs != "[]" else []
 
 
 def dry_run_source(metadata: SnapshotRecords, scratch: Path | None) -> ImageSource:
