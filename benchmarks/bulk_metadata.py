@@ -1,7 +1,8 @@
 """Writing a large metadata store fast, for retention benchmarks: every row inserted in one
 SQLite transaction (``executemany``, no journal, the key index and diskcache's counting
-triggers rebuilt once at the end) instead of one ``Metadata`` call per record, so a million
-images take about a minute rather than hours.
+triggers rebuilt once at the end, retention's summary tables rebuilt from the rows when the
+store next opens) instead of one ``Metadata`` call per record, so a million images take
+minutes rather than hours.
 
 Keys are encoded by ``key_bytes``, the exact bytes diskcache's ``Disk.put`` stores for a tuple
 of short strings (``pickletools.optimize`` costs ~100 us a key); records are pickled by the
@@ -25,6 +26,7 @@ from diskcache.core import MODE_PICKLE, MODE_RAW
 from mirror.db import metadata
 from mirror.db.metadata import Metadata
 from mirror.db.pickled import dumps
+from mirror.db.summary import FORGET
 
 INSERT = (
     "INSERT INTO Cache(key, raw, store_time, expire_time, access_time, access_count,"
@@ -39,6 +41,8 @@ SETUP = (
     "DROP INDEX Cache_expire_time",
     "DROP TRIGGER Settings_count_insert",
     "DROP TRIGGER Settings_size_insert",
+    # Retention's summary is rebuilt from the rows when ``close`` opens the store.
+    FORGET,
 )
 FINISH = (
     "CREATE UNIQUE INDEX Cache_key_raw ON Cache(key, raw)",
@@ -139,5 +143,6 @@ class BulkMetadata:
         for statement in FINISH:
             self._db.execute(statement)
         self._db.close()
-        # diskcache recreates its triggers (IF NOT EXISTS) and WAL mode when it opens.
+        # diskcache recreates its triggers (IF NOT EXISTS) and WAL mode when it opens, the
+        # store retention's summary of the rows.
         Metadata(self._directory).close()

@@ -6,6 +6,7 @@ flushed every few seconds (and at close), so a crash loses at most one flush int
 
 from __future__ import annotations
 
+import json
 import logging
 import pickle
 import sqlite3
@@ -40,6 +41,7 @@ from mirror.db.roles import (
     Tags,
     Upstreams,
 )
+from mirror.db.summary import Summary, SummaryRows
 from mirror.errors import RegistryError
 from mirror.lru import Lru
 from mirror.oci.digest import Digest
@@ -149,9 +151,24 @@ class Metadata(
         self._db = diskcache.Cache(
             str(directory), disk=_DISK, eviction_policy="none", size_limit=2**62
         )
+        cache: Any = self._db
+        # Retention's tables, written through the store's connection of the calling thread
+        # (so inside the transaction that writes the records they summarise).
+        self._summary = Summary(lambda: cache._con)
         self._pending_pulls: dict[tuple[str, str, str], float] = {}
         self._tags: Lru[tuple[str, str, str], TagRecord] = Lru(memo_size)
         self._manifests: Lru[Digest, ManifestRecord] = Lru(memo_size)
+        self._ensure_summary()
+
+    def _ensure_summary(self) -> None:
+        """Build retention's summary from the records when the database has none (written
+        before there was one) or another version of it, in one transaction."""
+        if self._summary.current():
+            return
+        with self._db.transact(retry=True):
+            if not self._summary.current():
+                log.info("building the retention summary of %s", self.directory)
+                self._summary.rebuild(self._summary_batches())
 
     # Tags -------------------------------------------------------------------------------
 
@@ -169,12 +186,14 @@ class Metadata(
     def set_tag(self, upstream: str, repo: str, tag: str, record: TagRecord) -> None:
         """Record where a tag points, and that the repository is cached."""
         old = self.tag(upstream, repo, tag)
-        self._db.set(("tag", upstream, repo, tag), record)
+        with self._db.transact():
+            self._db.set(("tag", upstream, repo, tag), record)
+            if old is None or old.digest != record.digest:
+                self._summary.tag(upstream, repo, tag, record.digest)
+                previous = old.digest if old else None
+                move = TagMove(tag, previous, record.digest, record.fetched_at)
+                self._record_move(upstream, repo, move)
         self._tags.put((upstream, repo, tag), record)
-        if old is None or old.digest != record.digest:
-            previous = old.digest if old else None
-            move = TagMove(tag, previous, record.digest, record.fetched_at)
-            self._record_move(upstream, repo, move)
         self.add_repository(upstream, repo)
 
     def delete_tag(self, upstream: str, repo: str, tag: str, at: float) -> TagRecord | None:
@@ -182,9 +201,11 @@ class Metadata(
         old = self.tag(upstream, repo, tag)
         if old is None:
             return None
-        self._db.delete(("tag", upstream, repo, tag))
+        with self._db.transact():
+            self._db.delete(("tag", upstream, repo, tag))
+            self._summary.tag(upstream, repo, tag, None)
+            self._record_move(upstream, repo, TagMove(tag, old.digest, None, at))
         self._tags.drop((upstream, repo, tag))
-        self._record_move(upstream, repo, TagMove(tag, old.digest, None, at))
         return old
 
     def touch_tag(self, upstream: str, repo: str, tag: str, fetched_at: float) -> None:
@@ -210,13 +231,24 @@ class Metadata(
 
     def set_manifest(self, digest: Digest, record: ManifestRecord) -> None:
         """Record a cached manifest."""
-        self._db.set(("manifest", str(digest)), record)
+        summarised = (
+            str(digest),
+            record.media_type,
+            record.size,
+            record.cached_at,
+            record.references,
+        )
+        with self._db.transact():
+            self._db.set(("manifest", str(digest)), record)
+            self._summary.manifest(summarised)
         self._manifests.put(digest, record)
 
     def delete_manifest(self, digest: Digest) -> None:
         """Forget a manifest (nothing happens if it is not cached)."""
         self._manifests.drop(digest)
-        self._db.delete(("manifest", str(digest)))
+        with self._db.transact():
+            self._db.delete(("manifest", str(digest)))
+            self._summary.drop_manifest(str(digest))
 
     # Repositories -----------------------------------------------------------------------
 
@@ -305,7 +337,12 @@ class Metadata(
         key = ("tag-history", upstream, repo)
         with self._db.transact():
             history = self.tag_history(upstream, repo)
-            self._db.set(key, (*history, move)[-TAG_HISTORY_LIMIT:])
+            kept = (*history, move)[-TAG_HISTORY_LIMIT:]
+            self._db.set(key, kept)
+            if len(kept) > len(history):
+                self._summary.append_move(upstream, repo, len(history), (move.from_digest, move.at))
+            else:
+                self._summary.history(upstream, repo, _moves(kept))
 
     def tag_history(self, upstream: str, repo: str) -> tuple[TagMove, ...]:
         """Every recorded move of a tag of ``repo``, oldest first."""
@@ -337,10 +374,17 @@ class Metadata(
         return {(h, r, Digest.parse(d)): when for (h, r, d), when in found.items()}
 
     def evict_image(
-        self, upstream: str, repo: str, digest: Digest, tags: Iterable[str] | None = None
+        self,
+        upstream: str,
+        repo: str,
+        digest: Digest,
+        tags: Iterable[str] | None = None,
+        *,
+        history: bool = True,
     ) -> tuple[str, ...]:
-        """Forget image ``digest`` in ``repo``: its tags there, its last pull and its tag
-        history; returns the tags removed. The manifest record is the caller's to delete.
+        """Forget image ``digest`` in ``repo``: its tags there, its last pull and (unless
+        ``history`` is false: ``prune_history`` later) its tag history; returns the tags
+        removed. The manifest record is the caller's to delete.
 
         ``tags`` names the tags that may point at it (from a retention snapshot), sparing a
         scan of the whole database; ``None`` scans.
@@ -350,20 +394,40 @@ class Metadata(
         else:
             keys = [("tag", upstream, repo, tag) for tag in tags]
         stored = str(digest)
-        removed: list[str] = []
         with self._db.transact():
-            for key in keys:
-                record = self._db.get(key)
-                if isinstance(record, TagRecord) and record.digest == stored:
-                    self._db.delete(key)
-                    self._tags.drop((upstream, repo, key[3]))
-                    removed.append(key[3])
+            removed = self._untag(upstream, repo, stored, keys)
             self._pending_pulls.pop((upstream, repo, stored), None)
             self._db.delete(("pull", upstream, repo, stored))
+            self._summary.drop_pull(upstream, repo, stored)
+            if history:
+                self.prune_history(upstream, repo, (digest,))
+        return removed
+
+    def prune_history(self, upstream: str, repo: str, digests: Iterable[Digest]) -> None:
+        """Forget the moves of ``repo``'s tags to or from ``digests`` (evicted images'): the
+        history is read and written once, however many."""
+        gone = {str(digest) for digest in digests}
+        with self._db.transact():
             history = self.tag_history(upstream, repo)
-            kept = tuple(m for m in history if stored not in (m.from_digest, m.to_digest))
+            kept = tuple(
+                m for m in history if m.from_digest not in gone and m.to_digest not in gone
+            )
             if kept != history:
                 self._db.set(("tag-history", upstream, repo), kept)
+                self._summary.history(upstream, repo, _moves(kept))
+
+    def _untag(
+        self, upstream: str, repo: str, stored: str, keys: Iterable[tuple[str, ...]]
+    ) -> tuple[str, ...]:
+        """Delete those tag records of ``keys`` that point at ``stored``; their tags."""
+        removed: list[str] = []
+        for key in keys:
+            record = self._db.get(key)
+            if isinstance(record, TagRecord) and record.digest == stored:
+                self._db.delete(key)
+                self._summary.tag(upstream, repo, key[3], None)
+                self._tags.drop((upstream, repo, key[3]))
+                removed.append(key[3])
         return tuple(sorted(removed))
 
     def forget_empty_repositories(self, candidates: Iterable[tuple[str, str]]) -> set[str]:
@@ -384,6 +448,7 @@ class Metadata(
             for upstream, repo in empty:
                 self._db.delete(("repo", upstream, repo))
                 self._db.delete(("tag-history", upstream, repo))
+                self._summary.history(upstream, repo, ())
             for key in responses:
                 if (key[2], key[3]) in empty:
                     self._db.delete(key)
@@ -411,6 +476,7 @@ class Metadata(
                 self._db.delete(key)
                 if key[0] == "tag" and len(key) == 4:
                     self._tags.drop((key[1], key[2], key[3]))
+            self._summary.forget_upstream(upstream)
         for pending in [k for k in self._pending_pulls if k[0] == upstream]:
             del self._pending_pulls[pending]
         return len(keys)
@@ -445,33 +511,54 @@ class Metadata(
                     yield key, disk.fetch(mode, filename, value, False)
 
     def snapshot_rows(self, batch: int = 5_000) -> Iterator[SnapshotRows]:
-        """Every manifest, tag, last pull and move of a tag away from a digest as plain rows,
-        ``batch`` database rows at a time in short read transactions (retention's snapshot;
-        batched last pulls are not included). Records are read as their fields' values
-        (``loads_fields``), never built. The pass reads through a connection of its own with
-        a small page cache and no memory map: the store's would keep ~100 MiB of a large
-        database's pages in the process once the pass had touched them."""
+        """Every manifest, tag, last pull and move of a tag away from a digest (those under a
+        digest) as plain rows, ``batch`` at a time, read from retention's summary tables in
+        one read transaction (batched last pulls are not included). The pass reads through a
+        connection of its own with a small page cache and no memory map: the store's would
+        keep a large database's pages in the process once the pass had touched them."""
+        db = self._pass_connection()
+        try:
+            db.execute("BEGIN")
+            for query, kind in _SUMMARY_ROWS:
+                cursor = db.execute(query)
+                while found := cursor.fetchmany(batch):
+                    if kind == "manifests":
+                        found = [(*row[:4], tuple(json.loads(row[4]))) for row in found]
+                    yield SnapshotRows(**{kind: found})
+            db.execute("COMMIT")
+        finally:
+            db.close()
+
+    def summary_database(self) -> Path | None:
+        """The SQLite file holding retention's summary tables (``mirror.db.summary``), in
+        step with every record: what a snapshot copies without decoding a record."""
+        return self.directory / str(diskcache.core.DBNAME)
+
+    def _pass_connection(self) -> sqlite3.Connection:
+        db = sqlite3.connect(str(self.directory / diskcache.core.DBNAME), isolation_level=None)
+        db.execute("PRAGMA mmap_size = 0")
+        db.execute(f"PRAGMA cache_size = -{PASS_CACHE_KIB}")
+        return db
+
+    def _summary_batches(self, batch: int = 5_000) -> Iterator[SummaryRows]:
+        """Retention's summary of every record, ``batch`` database rows at a time, read
+        through the store's connection (inside the rebuild's transaction). Records are read
+        as their fields' values (``loads_fields``), never built."""
         cache: Any = self._db
         rows = _RowReader(cache._disk)
         select = (
             "SELECT rowid, key, raw, mode, filename, value FROM Cache"
             " WHERE rowid > ? ORDER BY rowid LIMIT ?"
         )
-        db = sqlite3.connect(str(self.directory / diskcache.core.DBNAME), isolation_level=None)
-        try:
-            db.execute("PRAGMA mmap_size = 0")
-            db.execute(f"PRAGMA cache_size = -{PASS_CACHE_KIB}")
-            last = 0
-            while found := db.execute(select, (last, batch)).fetchall():
-                last = found[-1][0]
-                out = SnapshotRows()
-                for _, raw_key, raw, mode, filename, value in found:
-                    key = raw_key if raw else pickle.loads(raw_key)
-                    if isinstance(key, tuple) and key and key[0] in _SNAPSHOT_KINDS:
-                        rows.add(out, key, mode, filename, value)
-                yield out
-        finally:
-            db.close()
+        last = 0
+        while found := cache._sql(select, (last, batch)).fetchall():
+            last = found[-1][0]
+            out = SummaryRows()
+            for _, raw_key, raw, mode, filename, value in found:
+                key = raw_key if raw else pickle.loads(raw_key)
+                if isinstance(key, tuple) and key and key[0] in _SNAPSHOT_KINDS:
+                    rows.add(out, key, mode, filename, value)
+            yield out
 
     def pending_pulls(self) -> dict[tuple[str, str, str], float]:
         """Last pulls batched in memory and not flushed yet, by ``(upstream, repo, digest)``."""
@@ -522,6 +609,7 @@ class Metadata(
                 with self._db.transact():
                     for (upstream, repo, digest), when in pending.items():
                         self._db.set(("pull", upstream, repo, digest), when)
+                    self._summary.pulls((*key, when) for key, when in pending.items())
         except BaseException:
             # Pulls noted since the batch was taken are newer: they win.
             self._pending_pulls = {**pending, **self._pending_pulls}
@@ -542,8 +630,15 @@ class Metadata(
 
 # Page cache of a snapshot's pass over the database, KiB (each page is read once).
 PASS_CACHE_KIB = 2048
-# The record kinds a retention snapshot reads.
+# The record kinds retention's summary is made of.
 _SNAPSHOT_KINDS = frozenset(("manifest", "tag", "pull", "tag-history"))
+# ``snapshot_rows``'s reads of the summary, and which rows each gives.
+_SUMMARY_ROWS = (
+    ("SELECT digest, media_type, size, cached_at, refs FROM retention_manifest", "manifests"),
+    ("SELECT upstream, repo, tag, digest FROM retention_tag", "tags"),
+    ("SELECT upstream, repo, digest, at FROM retention_pull", "pulls"),
+    ("SELECT upstream, repo, digest, at FROM retention_untagged", "untagged"),
+)
 # Records read as their fields (``FieldList``s) for snapshots.
 _FIELDS = field_lists(_DISK.NAMES)
 
@@ -574,24 +669,35 @@ class _RowReader:
                 return loads_fields(reader.read(), _FIELDS)
         return self._disk.fetch(mode, filename, value, False)
 
-    def add(self, out: SnapshotRows, key: tuple[Any, ...], mode: int, name: Any, raw: Any) -> None:
-        """Add the row of record ``key`` (nothing for a malformed one)."""
+    def add(self, out: SummaryRows, key: tuple[Any, ...], mode: int, name: Any, raw: Any) -> None:
+        """Add the summary rows of record ``key`` (none for a malformed one)."""
         kind = key[0]
         if kind == "pull":
             value = raw if mode == MODE_RAW else self._value(mode, name, raw)
             if len(key) == 4 and value is not None:
-                out.pulls.append((key[1], key[2], key[3], float(value)))
+                out.pull(key[1], key[2], key[3], float(value))
             return
         value = self._value(mode, name, raw)
         if kind == "manifest" and len(key) == 2 and _is(value, ManifestRecord):
             media_type, size, cached_at, references = (value[i] for i in self._m)
-            out.manifests.append((key[1], media_type, size, cached_at, references))
+            out.manifest((key[1], media_type, size, cached_at, references))
         elif kind == "tag" and len(key) == 4 and _is(value, TagRecord):
-            out.tags.append((key[1], key[2], key[3], value[self._t]))
+            out.tag(key[1], key[2], key[3], value[self._t])
         elif kind == "tag-history" and len(key) == 3 and isinstance(value, tuple):
-            for move in value:
-                if _is(move, TagMove) and move[self._from] is not None:
-                    out.untagged.append((key[1], key[2], move[self._from], move[self._at]))
+            # Every move keeps its place (``seq``), a malformed one naming no digest.
+            out.history(
+                key[1],
+                key[2],
+                [
+                    (move[self._from], move[self._at]) if _is(move, TagMove) else (None, None)
+                    for move in value
+                ],
+            )
+
+
+def _moves(history: Iterable[TagMove]) -> list[tuple[str | None, float]]:
+    """The fields of ``history``'s moves that the summary keeps, in order."""
+    return [(move.from_digest, move.at) for move in history]
 
 
 def _is(value: object, record: type) -> bool:

@@ -148,10 +148,21 @@ class Eviction(Protocol):
     """Forgetting images and the repositories they leave empty."""
 
     def evict_image(
-        self, upstream: str, repo: str, digest: Digest, tags: Iterable[str] | None = None
+        self,
+        upstream: str,
+        repo: str,
+        digest: Digest,
+        tags: Iterable[str] | None = None,
+        *,
+        history: bool = True,
     ) -> tuple[str, ...]:
-        """Forget image ``digest`` in ``repo`` (its tags there, last pull, tag history);
-        returns the tags removed."""
+        """Forget image ``digest`` in ``repo`` (its tags there, last pull, and unless
+        ``history`` is false its tag moves); returns the tags removed."""
+        ...
+
+    def prune_history(self, upstream: str, repo: str, digests: Iterable[Digest]) -> None:
+        """Forget the tag moves of ``repo`` to or from ``digests`` (once for many evicted
+        images: each ``evict_image(..., history=False)`` leaves them)."""
         ...
 
     def forget_empty_repositories(self, candidates: Iterable[tuple[str, str]]) -> set[str]:
@@ -191,6 +202,12 @@ class Snapshots(Protocol):
         """Every manifest, tag, last pull and move of a tag away from a digest, in batches
         of plain rows, in one pass (retention's snapshot; batched last pulls are not
         included)."""
+        ...
+
+    def summary_database(self) -> Path | None:
+        """The SQLite file whose ``mirror.db.summary`` tables hold what ``snapshot_rows``
+        gives, kept in step with every write (a snapshot copies them in SQL), or ``None``
+        (a snapshot reads ``snapshot_rows``)."""
         ...
 
     def records(self, kinds: Iterable[str]) -> Iterator[tuple[tuple[str, ...], object]]:

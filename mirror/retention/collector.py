@@ -156,38 +156,54 @@ class Collector:
 
     async def evict(self, decisions: Iterable[Decision]) -> None:
         """Evict every image of ``decisions`` (one group at a time), then collect
-        (``forget_empty`` afterwards)."""
+        (``forget_empty`` afterwards). Each repository's tag history is pruned of the evicted
+        images once, at the end (even if a deletion fails midway), not once an image."""
         spared: set[tuple[str, str, tuple[Digest, ...]]] = set()
         cleared: set[tuple[str, str, tuple[Digest, ...]]] = set()
-        for decision in decisions:
-            image = decision.image
-            group = (image.upstream, image.repo, image.group)
-            if group not in cleared and (group in spared or self.pulled_since_snapshot(decision)):
-                spared.add(group)
-                self.outcome.spared.append(decision)
-                continue
-            cleared.add(group)
-            tags = self._metadata.evict_image(image.upstream, image.repo, image.digest, image.tags)
-            self._touched.add((image.upstream, image.repo))
-            if image.upstream.startswith(HOSTED_PREFIX):
-                # A hosted image a policy deletes leaves its repository for good.
-                if self._metadata.drop_link(image.upstream, image.repo, image.digest):
-                    self._drop(image.digest)
-                    self._metadata.bury(image.upstream, image.repo, image.digest, self._now)
-            self.outcome.evicted.append(decision)
-            self._metrics.evictions.labels(self._trigger, decision.rule).inc()
-            self._audit.write(
-                "evict-image",
-                run=self._run_id,
-                trigger=self._trigger,
-                repository=image.repository,
-                digest=str(image.digest),
-                tags_removed=list(tags),
-                policy=decision.policy,
-                rule=decision.rule,
-                reason=decision.reason,
-            )
-            await self._release(image.digest, f"evicted {image.name}")
+        evicted: dict[tuple[str, str], list[Digest]] = {}
+        try:
+            for decision in decisions:
+                image = decision.image
+                group = (image.upstream, image.repo, image.group)
+                if group not in cleared and (
+                    group in spared or self.pulled_since_snapshot(decision)
+                ):
+                    spared.add(group)
+                    self.outcome.spared.append(decision)
+                    continue
+                cleared.add(group)
+                evicted.setdefault((image.upstream, image.repo), []).append(image.digest)
+                await self._evict(decision)
+        finally:
+            for (upstream, repo), digests in evicted.items():
+                self._metadata.prune_history(upstream, repo, digests)
+
+    async def _evict(self, decision: Decision) -> None:
+        """Forget one image (its tag moves aside) and collect what it leaves."""
+        image = decision.image
+        tags = self._metadata.evict_image(
+            image.upstream, image.repo, image.digest, image.tags, history=False
+        )
+        self._touched.add((image.upstream, image.repo))
+        if image.upstream.startswith(HOSTED_PREFIX):
+            # A hosted image a policy deletes leaves its repository for good.
+            if self._metadata.drop_link(image.upstream, image.repo, image.digest):
+                self._drop(image.digest)
+                self._metadata.bury(image.upstream, image.repo, image.digest, self._now)
+        self.outcome.evicted.append(decision)
+        self._metrics.evictions.labels(self._trigger, decision.rule).inc()
+        self._audit.write(
+            "evict-image",
+            run=self._run_id,
+            trigger=self._trigger,
+            repository=image.repository,
+            digest=str(image.digest),
+            tags_removed=list(tags),
+            policy=decision.policy,
+            rule=decision.rule,
+            reason=decision.reason,
+        )
+        await self._release(image.digest, f"evicted {image.name}")
 
     def forget_empty(self) -> None:
         """Forget the repositories this run's evictions left empty (one pass over the

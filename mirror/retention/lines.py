@@ -11,7 +11,8 @@ from mirror.retention.inventory import Image, checked, groups_of
 from mirror.retention.names import policy_name
 from mirror.retention.policy import RetentionPolicy
 from mirror.retention.rules import Decision, decide, uniform
-from mirror.retention.snapshot import ImageRow, Snapshot
+from mirror.retention.snapshot import ImageRow
+from mirror.retention.view import ImageSource
 
 # A report line: repository, digest, media type, size, tags, last pull, last tagged,
 # cached at, policy, action, rule, reason, cooling until (times as ISO 8601 text).
@@ -60,7 +61,7 @@ Judged = tuple[Line, Decision | None]
 
 
 def report_lines(
-    snapshot: Snapshot, governing: Governing, now: float, cooling_period: float
+    snapshot: ImageSource, governing: Governing, now: float, cooling_period: float
 ) -> Iterator[Line]:
     """Every image's report line, repositories in name order, groups in digest order."""
     for judged in repositories_judged(snapshot, governing, now, cooling_period):
@@ -69,7 +70,7 @@ def report_lines(
 
 
 def repositories_judged(
-    snapshot: Snapshot, governing: Governing, now: float, cooling_period: float
+    snapshot: ImageSource, governing: Governing, now: float, cooling_period: float
 ) -> Iterator[list[Judged]]:
     """Each repository's images judged (one list per repository, in name order): what a dry
     run reports and a deleting run deletes."""
@@ -95,7 +96,12 @@ class _Run:
         self.cooling_period = cooling_period
 
     def repository(
-        self, snapshot: Snapshot, upstream: str, repo: str, policy: RetentionPolicy, since: float
+        self,
+        snapshot: ImageSource,
+        upstream: str,
+        repo: str,
+        policy: RetentionPolicy,
+        since: float,
     ) -> Iterator[Judged]:
         """The lines of one repository's images, with the decisions to delete."""
         rows = snapshot.images(upstream, repo)
@@ -162,7 +168,7 @@ def _image(
     )
 
 
-def _grouped(snapshot: Snapshot, rows: list[ImageRow]) -> list[tuple[ImageRow, ...]]:
+def _grouped(snapshot: ImageSource, rows: list[ImageRow]) -> list[tuple[ImageRow, ...]]:
     """The rows of a repository with children (an index's), their children's rows added
     (transitively), as groups: connected components, each in digest order, in the order of
     their first digests (``inventory``'s groups)."""

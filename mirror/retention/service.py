@@ -38,6 +38,7 @@ from mirror.retention.policy import PolicyEdit, RetentionPolicy
 from mirror.retention.rules import Decision, least_recently_pulled
 from mirror.retention.snapshot import Snapshot
 from mirror.retention.spill import ReportLines
+from mirror.retention.view import dry_run_source
 
 log = logging.getLogger(__name__)
 
@@ -263,12 +264,13 @@ class RetentionService:
                 found.close()
 
     def _lines(self, governing: Governing, now: float) -> Generator[Line]:
-        """Every image's report line, from a snapshot spilled when the first is asked for."""
-        snapshot = Snapshot(self._metadata, self.scratch)
+        """Every image's report line, read from the store's summary (or a snapshot spilled)
+        when the first is asked for."""
+        source = dry_run_source(self._metadata, self.scratch)
         try:
-            yield from report_lines(snapshot, governing, now, self.cooling_period)
+            yield from report_lines(source, governing, now, self.cooling_period)
         finally:
-            snapshot.close()
+            source.close()
 
     @asynccontextmanager
     async def _tier_run(self) -> AsyncIterator[None]:
@@ -307,16 +309,20 @@ class RetentionService:
         now = self._clock.now()
         run_id = f"{int(now)}-{secrets.token_hex(3)}"
         governing = functools.lru_cache(maxsize=4096)(self._state.state().governing)
+        report = Report(run_id, trigger, dry_run, now, ReportLines(self.scratch))
+        self._metrics.retention_runs.labels(trigger, "dry-run" if dry_run else "run").inc()
+        if dry_run:
+            lines = self._lines(governing, now)
+            try:
+                while batch := await asyncio.to_thread(list, itertools.islice(lines, 1_000)):
+                    report.images.extend(batch)
+            finally:
+                lines.close()
+            return report, {}
         # Off the event loop: a large cache takes seconds to read, and pulls go on meanwhile.
         snapshot = await asyncio.to_thread(Snapshot, self._metadata, self.scratch)
         try:
-            report = Report(run_id, trigger, dry_run, now, ReportLines(self.scratch))
-            self._metrics.retention_runs.labels(trigger, "dry-run" if dry_run else "run").inc()
             judged = repositories_judged(snapshot, governing, now, self.cooling_period)
-            if dry_run:
-                while (repository := await asyncio.to_thread(next, judged, None)) is not None:
-                    report.images.extend(line for line, _ in repository)
-                return report, {}
             collector = self._collector(snapshot, trigger, run_id, now)
             await collector.collect_deferred()
             # Hosted garbage first: the snapshot of hosted links is the collector's own.

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sqlite3
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -15,6 +14,7 @@ from typing import Any, Protocol
 
 from mirror.db.metadata import ManifestRecord
 from mirror.db.roles import SnapshotRows
+from mirror.db.summary import DIGEST, refs_json
 
 # Repositories are numbered as the pass meets them (``repo``), so rows carry an integer.
 SCHEMA = """
@@ -37,6 +37,26 @@ INDEXES = (
        FROM manifest m, json_each(m.refs) r JOIN manifest c ON c.digest = r.value""",
     "CREATE INDEX child_parent ON child (parent)",
 )
+# A snapshot of a store with retention's summary tables (``mirror.db.summary``): copied in
+# one read transaction of the store's database (attached as ``src``), rows under a digest
+# only (the summary keeps no others), each repository numbered once.
+COPY = (
+    """INSERT INTO manifest SELECT digest, media_type, size, cached_at, refs
+       FROM src.retention_manifest""",
+    """INSERT INTO repo (upstream, repo) SELECT upstream, repo FROM src.retention_tag
+       UNION SELECT upstream, repo FROM src.retention_pull
+       UNION SELECT upstream, repo FROM src.retention_untagged""",
+    "CREATE UNIQUE INDEX repo_name ON repo (upstream, repo)",
+    """INSERT INTO tag SELECT r.id, t.tag, t.digest
+       FROM src.retention_tag t JOIN repo r USING (upstream, repo)""",
+    """INSERT INTO pull SELECT r.id, p.digest, p.at
+       FROM src.retention_pull p JOIN repo r USING (upstream, repo)""",
+    """INSERT INTO untagged SELECT r.id, u.digest, u.at
+       FROM src.retention_untagged u JOIN repo r USING (upstream, repo)
+       ORDER BY u.upstream, u.repo, u.seq""",
+)
+# Page cache of a copy's reads of the store's database, KiB (each page is read once).
+SOURCE_CACHE_KIB = 2048
 # Page cache of the temporary index, KiB (indexes are sorted within it).
 CACHE_KIB = 32 * 1024
 # Every repository with a tag or a last pull, in name order (one without a cached manifest
@@ -88,8 +108,6 @@ SELECT
    ) WHERE EXISTS (SELECT 1 FROM manifest WHERE digest = ?1))
   + (SELECT count(*) FROM ref WHERE child = ?1)
 """
-# What ``Digest.parse`` accepts.
-_DIGEST = re.compile(r"sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128}")
 # Digests looked up per statement (under SQLite's limit on parameters).
 LOOKUP = 500
 
@@ -99,6 +117,11 @@ class SnapshotRecords(Protocol):
 
     def snapshot_rows(self) -> Iterator[SnapshotRows]:
         """Every manifest, tag, last pull and move away from a digest, in batches of rows."""
+        ...
+
+    def summary_database(self) -> Path | None:
+        """The SQLite file of the store's summary tables (copied), or ``None`` (the rows of
+        ``snapshot_rows`` are inserted)."""
         ...
 
     def pending_pulls(self) -> dict[tuple[str, str, str], float]:
@@ -128,7 +151,42 @@ class Snapshot:
     def _spill(self, metadata: SnapshotRecords) -> None:
         db = self._db
         ids = self._ids
-        db.execute("BEGIN")
+        source = metadata.summary_database()
+        if source is None:
+            db.execute("BEGIN")
+            self._insert(metadata)
+        else:
+            self._copy(source)
+            db.execute("BEGIN")
+        for index in INDEXES:
+            db.execute(index)
+        # Pulls not flushed yet replace the stored ones.
+        pending = [(*where, when) for where, when in metadata.pending_pulls().items()]
+        db.executemany("INSERT OR REPLACE INTO pull VALUES (?, ?, ?)", _numbered(ids, pending, 2))
+        db.executemany(
+            "INSERT OR IGNORE INTO repo VALUES (?, ?, ?)", ((i, *r) for r, i in ids.items())
+        )
+        db.execute("COMMIT")
+
+    def _copy(self, source: Path) -> None:
+        """Copy the summary tables of database ``source`` (in one read transaction of it)."""
+        db = self._db
+        db.execute("ATTACH DATABASE ? AS src", (str(source),))
+        try:
+            db.execute(f"PRAGMA src.cache_size = -{SOURCE_CACHE_KIB}")
+            db.execute("BEGIN")
+            for statement in COPY:
+                db.execute(statement)
+            db.execute("COMMIT")
+        finally:
+            db.execute("DETACH DATABASE src")
+        for number, upstream, repo in db.execute("SELECT id, upstream, repo FROM repo"):
+            self._ids[(upstream, repo)] = number
+
+    def _insert(self, metadata: SnapshotRecords) -> None:
+        """Insert the rows of ``metadata.snapshot_rows``."""
+        db = self._db
+        ids = self._ids
         for rows in metadata.snapshot_rows():
             db.executemany("INSERT INTO manifest VALUES (?, ?, ?, ?, ?)", _manifests(rows))
             db.executemany("INSERT INTO tag VALUES (?, ?, ?)", _numbered(ids, rows.tags, 3))
@@ -136,13 +194,6 @@ class Snapshot:
             db.executemany(
                 "INSERT INTO untagged VALUES (?, ?, ?)", _numbered(ids, rows.untagged, 2)
             )
-        for index in INDEXES:
-            db.execute(index)
-        # Pulls not flushed yet replace the stored ones.
-        pending = [(*where, when) for where, when in metadata.pending_pulls().items()]
-        db.executemany("INSERT OR REPLACE INTO pull VALUES (?, ?, ?)", _numbered(ids, pending, 2))
-        db.executemany("INSERT INTO repo VALUES (?, ?, ?)", ((i, *r) for r, i in ids.items()))
-        db.execute("COMMIT")
 
     def repositories(self) -> Iterator[tuple[str, str]]:
         """Every ``(upstream, repo)`` with a tag or a last pull, in name order."""
@@ -230,7 +281,7 @@ def _numbered(
 ) -> Iterator[tuple[Any, ...]]:
     """Those of ``rows`` (``upstream, repo, ...``) whose ``at``-th column is a digest (the
     others name nothing cached), their repository numbered (new ones added to ``ids``)."""
-    match = _DIGEST.fullmatch
+    match = DIGEST.fullmatch
     for row in rows:
         if type(row[at]) is str and match(row[at]):
             where = (row[0], row[1])
@@ -244,8 +295,7 @@ def _manifests(rows: SnapshotRows) -> Iterator[tuple[object, ...]]:
     """The index rows of a batch's manifest records: only those under a digest, with only the
     references that are digests (as ``ManifestRecord.referenced`` reads them), as a JSON
     array (digests need no escaping)."""
-    match = _DIGEST.fullmatch
+    match = DIGEST.fullmatch
     for digest, media_type, size, cached_at, references in rows.manifests:
         if type(digest) is str and match(digest):
-            refs = '","'.join(r for r in references if type(r) is str and match(r))
-            yield digest, media_type, size, cached_at, f'["{refs}"]' if refs else "[]"
+            yield digest, media_type, size, cached_at, refs_json(references)

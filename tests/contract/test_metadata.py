@@ -186,6 +186,30 @@ def test_evict_image_removes_only_its_tags_its_pull_and_its_history(
     assert store.tag_history("h", "r") == (TagMove("other", None, str(B), 100.0),)
 
 
+@pytest.mark.parametrize("scan", [True, False], ids=["scanning", "with-snapshot-tags"])
+def test_evicting_images_and_pruning_their_history_once_is_evicting_them_one_by_one(
+    store: MetadataStore, scan: bool
+) -> None:
+    for name, target in (("old", A), ("latest", A), ("latest", B), ("other", B), ("c", C)):
+        store.set_tag("h", "r", name, tag(target))
+    store.set_tag("h", "q", "old", tag(A))
+    for digest, at in ((A, 1.0), (B, 2.0), (C, 3.0)):
+        store.record_pull("h", "r", digest, at)
+    store.flush()
+    store.record_pull("h", "r", B, 4.0)  # batched, not flushed
+    names = None if scan else ("old", "latest", "other", "c")
+    assert store.evict_image("h", "r", A, names, history=False) == ("old",)
+    assert store.evict_image("h", "r", B, names, history=False) == ("latest", "other")
+    assert len(store.tag_history("h", "r")) == 5  # left for the pruning
+    store.prune_history("h", "r", (A, B))
+    assert [store.tag("h", "r", n) for n in ("old", "latest", "other")] == [None] * 3
+    assert store.tag("h", "r", "c") == tag(C) and store.tag("h", "q", "old") == tag(A)
+    assert store.last_pull("h", "r", A) is None and store.last_pull("h", "r", B) is None
+    assert store.last_pull("h", "r", C) == 3.0
+    assert store.tag_history("h", "r") == (TagMove("c", None, str(C), 100.0),)
+    assert store.tag_history("h", "q") == (TagMove("old", None, str(A), 100.0),)
+
+
 def test_forget_empty_repositories_keeps_those_with_tags_or_pulls(store: MetadataStore) -> None:
     answer = CachedResponse(b"{}", "application/json", (), 1.0)
     store.set_tag("h", "tagged", "v1", tag(A))

@@ -283,27 +283,39 @@ class PostgresMetadata(MetadataStore):
         return tuple(TagMove(row[0], row[1], row[2], row[3]) for row in rows)
 
     def evict_image(
-        self, upstream: str, repo: str, digest: Digest, tags: Iterable[str] | None = None
+        self,
+        upstream: str,
+        repo: str,
+        digest: Digest,
+        tags: Iterable[str] | None = None,
+        *,
+        history: bool = True,
     ) -> tuple[str, ...]:
         """Forget image ``digest`` in ``repo``: its tags there (those of ``tags`` if given),
-        its last pull and its tag moves, in one transaction; returns the tags removed."""
+        its last pull and (unless ``history`` is false) its tag moves, in one transaction;
+        returns the tags removed."""
         stored = str(digest)
         self._pending_pulls.pop((upstream, repo, stored), None)
         names = None if tags is None else list(tags)
-        removed = self._call(self._evict(upstream, repo, stored, names))
+        removed = self._call(self._evict(upstream, repo, stored, names, history))
         for tag in removed:
             self._memo.drop("tag", (upstream, repo, tag))
         return tuple(sorted(removed))
 
     async def _evict(
-        self, upstream: str, repo: str, stored: str, tags: list[str] | None
+        self, upstream: str, repo: str, stored: str, tags: list[str] | None, history: bool
     ) -> list[str]:
         assert self._pool is not None
         async with self._pool.acquire() as connection, connection.transaction():
             rows = await connection.fetch(Q.evict_tags, upstream, repo, stored, tags)
             await connection.execute(Q.drop_pull, upstream, repo, stored)
-            await connection.execute(Q.drop_moves_of, upstream, repo, stored)
+            if history:
+                await connection.execute(Q.drop_moves_of, upstream, repo, stored)
             return [row[0] for row in rows]
+
+    def prune_history(self, upstream: str, repo: str, digests: Iterable[Digest]) -> None:
+        """Forget the tag moves of ``repo`` to or from ``digests``, in one statement."""
+        self._run("execute", Q.drop_moves_of_all, upstream, repo, [str(d) for d in digests])
 
     def forget_empty_repositories(self, candidates: Iterable[tuple[str, str]]) -> set[str]:
         """Forget those of ``candidates`` with no tag or last pull left (here or batched in
@@ -404,6 +416,10 @@ class PostgresMetadata(MetadataStore):
         del pulls
         moves = self._run("fetch", Q.untagged)
         yield SnapshotRows(untagged=[(r[0], r[1], r[2], r[3]) for r in moves])
+
+    def summary_database(self) -> Path | None:
+        """None: the shared database's tables are read as ``snapshot_rows``."""
+        return None
 
     def pending_pulls(self) -> dict[tuple[str, str, str], float]:
         """Last pulls batched in memory and not flushed yet, by ``(upstream, repo, digest)``."""

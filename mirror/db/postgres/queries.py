@@ -68,6 +68,10 @@ class Q:
         "DELETE FROM tag_moves WHERE upstream = $1 AND repo = $2"
         " AND (from_digest = $3 OR to_digest = $3)"
     )
+    drop_moves_of_all = (
+        "DELETE FROM tag_moves WHERE upstream = $1 AND repo = $2"
+        " AND (from_digest = ANY($3::text[]) OR to_digest = ANY($3::text[]))"
+    )
     forget_empty = """
         WITH c AS (SELECT DISTINCT * FROM unnest($1::text[], $2::text[]) AS c(upstream, repo)),
         empty AS (
