@@ -19,6 +19,7 @@ from pathlib import Path
 from mirror.blobstore.filesystem import FilesystemBlobStore
 from mirror.blobstore.interface import put_whole
 from mirror.blobstore.keyring import CacheKeys
+from mirror.blobstore.piece_budget import PieceBudget
 from mirror.blobstore.sealed import ChunkReader, ChunkView, SealedWriter
 from mirror.blobstore.sealed_staging import KEY, SealedStaged, new_data_key
 from mirror.crypto.envelope import (
@@ -61,6 +62,8 @@ class EncryptedBlobStore:
         self.chunk_size = chunk_size
         self._random_bytes = random_bytes
         self._on_corrupt = on_corrupt
+        # The piece buffers of this process's warm sends of sealed objects, shared out.
+        self.pieces = PieceBudget()
 
     # Checks --------------------------------------------------------------------------------
 
@@ -177,6 +180,7 @@ class EncryptedBlobStore:
             self.executor,
             lambda bad_fd, exc: self.evict(digest, bad_fd, exc),
             header.version,
+            self.pieces,
         )
         return reader, header.plain_size
 

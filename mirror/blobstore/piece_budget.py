@@ -1,0 +1,66 @@
+"""The memory that the warm sealed sends of one process hold in piece buffers, shared out.
+
+A warm encrypted send decrypts its object piece by piece (whole chunks) into a few reused
+buffers. Large pieces cost less: measured on the bench machine (AMD EPYC, 2 vCPUs), sending
+1 GiB in 4 MiB pieces took 1.09-1.18 CPU-s against 1.25-1.50 in 2 MiB pieces (fewer, larger
+socket writes; benchmarks/published/profiles/warm.md). But 16 concurrent pulls holding two
+4 MiB pieces each peaked at 218 MiB RSS against a target of 200. So the process has one
+budget: a send alone takes large pieces, concurrent sends share what is left, and a send never
+waits for memory (at the least it gets one chunk per buffer, past the budget).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from mirror.crypto.envelope import TAG_SIZE
+
+MiB = 1024 * 1024
+# The largest piece a send takes (whole chunks, at least one).
+LARGEST_PIECE = 4 * MiB
+# The piece buffers of every send of the process together (past it: one chunk per buffer).
+TOTAL = 64 * MiB
+
+
+@dataclass(frozen=True, slots=True)
+class Pieces:
+    """What one send was given: its piece size (whole chunks) and its reused buffers, each
+    able to hold the sealed chunks (tags included) of any one piece of the send."""
+
+    size: int
+    buffers: list[bytearray]
+
+
+class PieceBudget:
+    """The bytes of piece buffers the warm sealed sends of a process hold at once (used from
+    the event loop only)."""
+
+    def __init__(self, total: int = TOTAL, largest: int = LARGEST_PIECE) -> None:
+        self._total = total
+        self._largest = largest
+        self._taken = 0
+
+    @property
+    def taken(self) -> int:
+        """Bytes of buffers the sends hold now."""
+        return self._taken
+
+    @contextmanager
+    def pieces(self, chunk_size: int, length: int, count: int) -> Iterator[Pieces]:
+        """Up to ``count`` buffers for a send of ``length`` bytes in ``chunk_size`` chunks,
+        held until the block ends (after every thread using them finished)."""
+        step = chunk_size + TAG_SIZE
+        free = max(0, self._total - self._taken)
+        chunks = max(1, min(self._largest // chunk_size, free // (count * step)))
+        size = chunks * chunk_size
+        # A short send needs fewer buffers, and fewer chunks in each (it may start mid-chunk).
+        count = min(count, -(-length // size) + 1) if length else 0
+        room = min(chunks, length // chunk_size + 2) * step
+        taken = count * room
+        self._taken += taken
+        try:
+            yield Pieces(size, [bytearray(room) for _ in range(count)])
+        finally:
+            self._taken -= taken
