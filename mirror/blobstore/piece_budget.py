@@ -1,13 +1,12 @@
 """The memory that the warm sealed sends of one process hold in piece buffers, shared out.
 
 A warm encrypted send decrypts its object piece by piece (whole chunks) into a few reused
-buffers. Large pieces cost less: measured on the bench machine (AMD EPYC, 2 vCPUs), sending
-1 GiB in 4 MiB pieces took 1.09-1.18 CPU-s against 1.25-1.50 in 2 MiB pieces (fewer, larger
-socket writes; benchmarks/published/profiles/warm.md). But 16 concurrent pulls holding two
-4 MiB pieces each peaked at 218 MiB RSS against a target of 200. So the process has one
-budget: a send alone takes large pieces, concurrent sends share what is left, and a send never
-waits for memory (at the least it gets one chunk per buffer, past the budget).
-"""
+buffers. Large pieces cost less: on the bench machine (AMD EPYC, 2 vCPUs, load 13-16), one
+send of 512 MiB in 4 MiB pieces took 1.09-1.32 CPU-s per GiB against 1.22-1.53 in 2 MiB pieces
+(8 and 16 MiB: no less than 4; see benchmarks/published/profiles/warm.md). But 16 concurrent
+pulls holding two 4 MiB pieces each peaked at 218 MiB RSS against a target of 200. So the
+process has one budget: a send alone takes large pieces, concurrent sends share what is left,
+and a send never waits for memory (at the least it gets one chunk per buffer, past the budget)."""
 
 from __future__ import annotations
 
