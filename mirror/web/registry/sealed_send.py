@@ -6,10 +6,11 @@ headers and the transport's buffer is empty, the body goes out in pieces of whol
 decrypted in place into one of a few reused buffers (``Decrypting.read_into``, in worker
 threads) and written with a non-blocking ``os.writev`` on a duplicate of the socket's
 descriptor, from the loop (the GIL is released in both). While piece N is written, pieces
-N+1..N+depth are decrypted, in parallel: the decryption is most of the work, and one thread
-decrypting beside the writing loop left a core idle. A piece is sent only after every chunk in
-it passed its tag check, and pieces go out in order; a full socket is waited for on the loop
-(no thread blocks on a slow client). Nothing else writes to the connection meanwhile: the
+N+1..N+depth are decrypted (``DEPTH``). The piece size and the buffers come from the process's
+budget (``mirror.blobstore.piece_budget``): 4 MiB pieces for a send alone, which cost less CPU
+per byte than smaller ones, smaller ones when many sends share it. A piece is sent only after
+every chunk in it passed its tag check, and pieces go out in order; a full socket is waited
+for on the loop (no thread blocks on a slow client). Nothing else writes to the connection meanwhile: the
 handler owns it until it returns.
 """
 
