@@ -10,8 +10,8 @@ N+1..N+depth are decrypted (``DEPTH``). The piece size and the buffers come from
 budget (``mirror.blobstore.piece_budget``): 4 MiB pieces for a send alone, which cost less CPU
 per byte than smaller ones, smaller ones when many sends share it. A piece is sent only after
 every chunk in it passed its tag check, and pieces go out in order; a full socket is waited
-for on the loop (no thread blocks on a slow client). Nothing else writes to the connection meanwhile: the
-handler owns it until it returns.
+for on the loop (no thread blocks on a slow client). Nothing else writes to the connection
+meanwhile: the handler owns it until it returns.
 """
 
 from __future__ import annotations
