@@ -1,12 +1,15 @@
 """The memory that the warm sealed sends of one process hold in piece buffers, shared out.
 
 A warm encrypted send decrypts its object piece by piece (whole chunks) into a few reused
-buffers. Large pieces cost less: on the bench machine (AMD EPYC, 2 vCPUs, load 13-16), one
-send of 512 MiB in 4 MiB pieces took 1.09-1.32 CPU-s per GiB against 1.22-1.53 in 2 MiB pieces
-(8 and 16 MiB: no less than 4; see benchmarks/published/profiles/warm.md). But 16 concurrent
-pulls holding two 4 MiB pieces each peaked at 218 MiB RSS against a target of 200. So the
-process has one budget: a send alone takes large pieces, concurrent sends share what is left,
-and a send never waits for memory (at the least it gets one chunk per buffer, past the budget)."""
+buffers, so memory grows with the sends: 16 concurrent pulls holding two 4 MiB pieces each
+peaked at 218 MiB RSS against a target of 200, and nothing bounded 100 pulls. So the process
+has one budget: sends take pieces of up to ``LARGEST_PIECE`` while it lasts, later ones share
+what is left, and a send never waits for memory (at the least it gets one chunk per buffer,
+past the budget). Larger pieces cost less CPU per byte in isolation (one send of 512 MiB:
+1.09-1.32 CPU-s/GiB in 4 MiB pieces, 1.22-1.53 in 2 MiB), but in the warm benchmark they
+lost throughput (0.34x and 0.38x nginx against 0.50x and 0.64x for 2 MiB, two interleaved
+runs; longer waits for each decrypted piece, the socket idle meanwhile, is the likely cause,
+not measured), so pieces stay at 2 MiB (benchmarks/published/profiles/warm.md)."""
 
 from __future__ import annotations
 
@@ -18,9 +21,10 @@ from mirror.crypto.envelope import TAG_SIZE
 
 MiB = 1024 * 1024
 # The largest piece a send takes (whole chunks, at least one).
-LARGEST_PIECE = 4 * MiB
-# The piece buffers of every send of the process together (past it: one chunk per buffer).
-TOTAL = 64 * MiB
+LARGEST_PIECE = 2 * MiB
+# The piece buffers of every send of the process together (past it: one chunk per buffer):
+# 16 sends of two 2 MiB pieces, their tags included.
+TOTAL = 65 * MiB
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,11 +7,10 @@ decrypted in place into one of a few reused buffers (``Decrypting.read_into``, i
 threads) and written with a non-blocking ``os.writev`` on a duplicate of the socket's
 descriptor, from the loop (the GIL is released in both). While piece N is written, pieces
 N+1..N+depth are decrypted (``DEPTH``). The piece size and the buffers come from the process's
-budget (``mirror.blobstore.piece_budget``): 4 MiB pieces for a send alone, which cost less CPU
-per byte than smaller ones, smaller ones when many sends share it. A piece is sent only after
-every chunk in it passed its tag check, and pieces go out in order; a full socket is waited
-for on the loop (no thread blocks on a slow client). Nothing else writes to the connection
-meanwhile: the handler owns it until it returns.
+budget (``mirror.blobstore.piece_budget``): 2 MiB pieces, smaller ones once many sends share
+it. A piece is sent only after every chunk in it passed its tag check, and pieces go out in
+order; a full socket is waited for on the loop (no thread blocks on a slow client). Nothing
+else writes to the connection meanwhile: the handler owns it until it returns.
 """
 
 from __future__ import annotations
