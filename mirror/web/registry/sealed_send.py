@@ -89,7 +89,7 @@ async def send_sealed_range(
     any byte of a chunk that fails its tag (the caller aborts the connection) and
     ``ConnectionResetError`` if the client goes away."""
     await emptied(transport)
-    with span.reader.pieces(span.length, depth + 1) as given:
+    with span.reader.pieces(span.length, max(1, depth) + 1) as given:
         return await _send_pieces(transport, sock_fd, span, given)
 
 
@@ -106,19 +106,24 @@ async def _send_pieces(
         if span.head:
             sent += await _send(transport, dup, [memoryview(span.head)])
             span.sent(len(span.head))
+        # All buffers but one start decrypting; the last is free for the piece after them.
+        free = given.buffers[-1:]
         # Buffers first: zip must not take a piece it then has no buffer for.
-        for buf, (first, stop) in zip(given.buffers, parts, strict=False):
+        for buf, (first, stop) in zip(given.buffers[:-1], parts, strict=False):
             ahead.append((reader.read_into(first, stop, buf), buf))
         while ahead:
             views = await settled(ahead[0][0])
-            _, buf = ahead.popleft()
+            _, done = ahead.popleft()
+            # As soon as a piece is decrypted the next one starts, into the buffer that went
+            # out last (in full): the decrypting thread never waits for a write.
+            following = next(parts, None) if free else None
+            if following is not None:
+                buf = free.pop()
+                ahead.append((reader.read_into(*following, buf), buf))
             written = await _send(transport, dup, views)
             sent += written
             span.sent(written)
-            # That buffer went out in full: the next piece is decrypted into it.
-            following = next(parts, None)
-            if following is not None:
-                ahead.append((reader.read_into(*following, buf), buf))
+            free.append(done)
     finally:
         await drained(job for job, _ in ahead)
         os.close(dup)
