@@ -6,10 +6,10 @@ peaked at 218 MiB RSS against a target of 200, and nothing bounded 100 pulls. So
 has one budget: sends take pieces of up to ``LARGEST_PIECE`` while it lasts, later ones share
 what is left, and a send never waits for memory (at the least it gets one chunk per buffer,
 past the budget). Larger pieces cost less CPU per byte in isolation (one send of 512 MiB:
-1.09-1.32 CPU-s/GiB in 4 MiB pieces, 1.22-1.53 in 2 MiB), but in the warm benchmark they
-lost throughput (0.34x and 0.38x nginx against 0.50x and 0.64x for 2 MiB, two interleaved
-runs; longer waits for each decrypted piece, the socket idle meanwhile, is the likely cause,
-not measured), so pieces stay at 2 MiB (benchmarks/published/profiles/warm.md)."""
+1.09-1.32 CPU-s/GiB in 4 MiB pieces, 1.22-1.53 in 2 MiB), but they were tried in the warm
+benchmark only together with a pipeline order that lost throughput on its own (next piece
+started after a write, not after a decryption), so pieces stay at 2 MiB until measured alone
+(benchmarks/published/profiles/warm.md)."""
 
 from __future__ import annotations
 
