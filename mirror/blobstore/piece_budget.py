@@ -6,10 +6,9 @@ peaked at 218 MiB RSS against a target of 200, and nothing bounded 100 pulls. So
 has one budget: sends take pieces of up to ``LARGEST_PIECE`` while it lasts, later ones share
 what is left, and a send never waits for memory (at the least it gets one chunk per buffer,
 past the budget). Larger pieces cost less CPU per byte in isolation (one send of 512 MiB:
-1.09-1.32 CPU-s/GiB in 4 MiB pieces, 1.22-1.53 in 2 MiB), but they were tried in the warm
-benchmark only together with a pipeline order that lost throughput on its own (next piece
-started after a write, not after a decryption), so pieces stay at 2 MiB until measured alone
-(benchmarks/published/profiles/warm.md)."""
+1.09-1.32 CPU-s/GiB in 4 MiB pieces, 1.22-1.53 in 2 MiB), but in the warm benchmark of the
+whole server they gave nothing over 2 MiB (842-983 against 990-1,251 MB/s, 0.93-1.02 against
+1.01-1.05 CPU-s/GiB), so pieces stay at 2 MiB (benchmarks/published/profiles/warm.md)."""
 
 from __future__ import annotations
 
