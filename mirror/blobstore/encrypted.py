@@ -16,10 +16,11 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
 from pathlib import Path
 
-from mirror.blobstore.buffers import BufferPool
 from mirror.blobstore.filesystem import FilesystemBlobStore
 from mirror.blobstore.interface import put_whole
 from mirror.blobstore.keyring import CacheKeys
+from mirror.blobstore.buffers import BufferPool
+from mirror.blobstore.piece_budget import PieceBudget
 from mirror.blobstore.sealed import ChunkReader, ChunkView, SealedWriter
 from mirror.blobstore.sealed_staging import KEY, SealedStaged, new_data_key
 from mirror.crypto.envelope import (
@@ -62,8 +63,10 @@ class EncryptedBlobStore:
         self.chunk_size = chunk_size
         self._random_bytes = random_bytes
         self._on_corrupt = on_corrupt
-        # Decryption buffers of warm sends, reused from request to request.
+        # Decryption buffers of warm sends, reused from request to request, and the budget
+        # of piece buffers this process's warm sends of sealed objects share.
         self.buffers = BufferPool()
+        self.pieces = PieceBudget(pool=self.buffers)
 
     # Checks --------------------------------------------------------------------------------
 
@@ -180,7 +183,7 @@ class EncryptedBlobStore:
             self.executor,
             lambda bad_fd, exc: self.evict(digest, bad_fd, exc),
             header.version,
-            self.buffers,
+            self.pieces,
         )
         return reader, header.plain_size
 

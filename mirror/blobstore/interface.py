@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
-from typing import Protocol, runtime_checkable
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from mirror.oci.digest import Digest
+
+if TYPE_CHECKING:
+    from mirror.blobstore.piece_budget import Pieces
 
 
 class RangeReader(Protocol):
@@ -39,21 +43,17 @@ class FileBacked(Protocol):
 @runtime_checkable
 class Decrypting(Protocol):
     """A reader of a committed sealed object that decrypts into the caller's buffers: a sender
-    reuses two buffers instead of a new ``bytes`` per chunk."""
+    reuses a few buffers instead of a new ``bytes`` per chunk."""
 
-    @property
-    def piece(self) -> int:
-        """Plaintext bytes per ``read_into`` that keeps each read on chunk boundaries."""
+    def pieces(self, length: int, count: int) -> AbstractContextManager[Pieces]:
+        """A piece size and up to ``count`` buffers for sending ``length`` bytes, held until
+        the block ends."""
         ...
 
-    def buffer(self, length: int) -> bytearray:
-        """A buffer ``read_into`` can decrypt any ``length`` bytes into, lent until the reader
-        closes (it may be lent again then: nothing may use it, or a view of it, after)."""
-        ...
-
-    async def read_into(self, offset: int, end: int, buf: bytearray) -> list[memoryview]:
-        """The bytes ``offset..end`` (exclusive) as views of ``buf``, every chunk's tag checked;
-        raises ``CorruptObject`` (the object is evicted) and then returns nothing."""
+    def read_into(self, offset: int, end: int, buf: bytearray) -> asyncio.Future[list[memoryview]]:
+        """The bytes ``offset..end`` (exclusive) as views of ``buf``, every chunk's tag checked,
+        decrypted in a thread started at once (never cancel it); raises ``CorruptObject`` (the
+        object is evicted) and then returns nothing."""
         ...
 
 

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import os
-import threading
 from collections.abc import Callable
 from concurrent.futures import Executor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from mirror.blobstore.buffers import BufferPool
 from mirror.blobstore.install import Installer, install, publish
 from mirror.blobstore.pending import EarlyEntry, PendingSync
+from mirror.blobstore.piece_budget import PieceBudget, Pieces
 from mirror.crypto.envelope import (
     AEAD,
     DATA_KEY_SIZE,
@@ -59,11 +59,6 @@ def pwrite_all(fd: int, data: bytes | bytearray | memoryview, offset: int) -> No
         offset += written
 
 
-# Plaintext bytes a ``read_into`` covers at most (whole chunks): large enough that the thread
-# hand-offs per piece cost little, small enough that two buffers per connection stay small.
-PIECE = 2 * 1024 * 1024
-
-
 def _whole_chunks(
     held: list[bytes | memoryview], chunk: bytes, count: int, chunk_size: int
 ) -> tuple[list[bytes | memoryview], memoryview]:
@@ -81,11 +76,7 @@ def _whole_chunks(
 
 
 class ChunkReader:
-    """A ``RangeReader`` that decrypts only the chunks a read covers (one chunk cached).
-
-    Given a ``pool``, the buffers it lends for ``read_into`` come from there and go back when it
-    closes, unless a decryption into them is still running in a thread.
-    """
+    """A ``RangeReader`` that decrypts only the chunks a read covers (one chunk cached)."""
 
     def __init__(
         self,
@@ -97,9 +88,10 @@ class ChunkReader:
         executor: Executor | None,
         on_corrupt: Callable[[int, CorruptObject], None],
         version: int = VERSION,
-        pool: BufferPool | None = None,
+        budget: PieceBudget | None = None,
     ) -> None:
         self._fd = fd
+        self._budget = budget or PieceBudget()
         self._version = version
         self._cipher = cipher
         self._digest = digest
@@ -108,11 +100,6 @@ class ChunkReader:
         self._executor = executor
         self._on_corrupt = on_corrupt
         self._cached: tuple[int, bytes] | None = None
-        self._pool = pool
-        self._lent: list[bytearray] = []
-        # ``read_into`` jobs whose thread has not finished (a cancelled waiter does not stop it).
-        self._running = 0
-        self._running_lock = threading.Lock()
 
     async def read(self, offset: int, length: int) -> bytes:
         """Up to ``length`` plaintext bytes at ``offset``, decrypting (and authenticating) whole
@@ -152,45 +139,26 @@ class ChunkReader:
         self._cached = (index, plain)
         return plain
 
-    @property
-    def piece(self) -> int:
-        """Plaintext bytes per ``read_into`` that keeps reads on chunk boundaries: whole
-        chunks, as many as fit in ``PIECE`` (at least one)."""
-        size = self._layout.chunk_size
-        return size * max(1, PIECE // size)
+    def pieces(self, length: int, count: int) -> AbstractContextManager[Pieces]:
+        """Up to ``count`` reused buffers for a ``read_into`` of ``length`` bytes piece by piece
+        (``pieces`` cut at multiples of the piece size), from the process's budget."""
+        return self._budget.pieces(self._layout.chunk_size, length, count)
 
-    def buffer(self, length: int) -> bytearray:
-        """A buffer that ``read_into`` can decrypt up to ``length`` bytes into, when they lie
-        within one ``piece`` (as ``pieces`` cuts them): the sealed chunks they touch, tags
-        included. (A piece window holds ``piece / chunk_size`` chunks, so a 2 MiB piece needs
-        two 1 MiB chunks, not four: 16 warm pulls hold 64 MiB less.)"""
-        size = self._layout.chunk_size
-        chunks = min(self.piece // size, length // size + 2)
-        if self._pool is None:
-            return bytearray(chunks * (size + TAG_SIZE))
-        buf = self._pool.take(chunks * (size + TAG_SIZE))
-        self._lent.append(buf)
-        return buf
-
-    async def read_into(self, offset: int, end: int, buf: bytearray) -> list[memoryview]:
+    def read_into(self, offset: int, end: int, buf: bytearray) -> asyncio.Future[list[memoryview]]:
         """The plaintext bytes ``offset..end`` (exclusive) of a committed object, as views of
-        ``buf``: each chunk is read into ``buf`` and decrypted in place, in a worker thread, and
-        only a chunk whose tag verified is returned; one that fails is reported as corrupt."""
+        ``buf``: each chunk is read into ``buf`` and decrypted in place, in a worker thread
+        started at once (no task per call: a send keeps several going), and only a chunk whose
+        tag verified is returned; one that fails is reported as corrupt. The future is never
+        to be cancelled: the thread would go on writing into ``buf``."""
         loop = asyncio.get_running_loop()
-        with self._running_lock:
-            self._running += 1
-        try:
-            return await loop.run_in_executor(self._executor, self._job, offset, end, buf)
-        except CorruptObject as exc:
-            self._on_corrupt(self._fd, exc)
-            raise
+        job = loop.run_in_executor(self._executor, self._read_into, offset, end, buf)
+        job.add_done_callback(self._report)
+        return job
 
-    def _job(self, offset: int, end: int, buf: bytearray) -> list[memoryview]:
-        try:
-            return self._read_into(offset, end, buf)
-        finally:
-            with self._running_lock:
-                self._running -= 1
+    def _report(self, job: asyncio.Future[list[memoryview]]) -> None:
+        error = None if job.cancelled() else job.exception()
+        if isinstance(error, CorruptObject):
+            self._on_corrupt(self._fd, error)
 
     def _read_into(self, offset: int, end: int, buf: bytearray) -> list[memoryview]:
         view = self._view()
@@ -216,17 +184,10 @@ class ChunkReader:
         return plains
 
     async def close(self) -> None:
-        """Close the file descriptor (a second call does nothing) and give the lent buffers
-        back to the pool, if no thread still decrypts into one."""
+        """Close the file descriptor (a second call does nothing)."""
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
-        lent, self._lent = self._lent, []
-        with self._running_lock:
-            idle = self._running == 0
-        if self._pool is not None and idle:
-            for buf in lent:
-                self._pool.give(buf)
 
 
 class SealedWriter:

@@ -91,7 +91,7 @@ class SealedSpan:
     iterating ``chunks``: ``head`` (decrypted and checked already), then ``length`` bytes from
     ``first`` decrypted by ``reader`` (the body owns it); ``sent`` counts them."""
 
-    head: bytes | memoryview
+    head: bytes
     reader: Decrypting
     first: int
     length: int
@@ -277,15 +277,13 @@ class BlobService:
         return (self._upstreams(target.upstream).endpoint, digest)
 
     async def _warm(
-        self, reader: RangeReader, head: bytes | memoryview, first: int, last: int
+        self, reader: RangeReader, head: bytes, first: int, last: int
     ) -> AsyncGenerator[bytes, None]:
         """The rest of a cached blob after ``head``; a chunk that fails its check raises
         ``CorruptObject`` (the store evicted it; the route cuts the connection)."""
         if head:
             self._metrics.bytes_from_cache.inc(len(head))
-            # A copy: a transport may keep what it could not send yet, and the reused buffer
-            # behind a view goes back to its pool when the reader closes.
-            yield bytes(head) if isinstance(head, memoryview) else head
+            yield head
         async for chunk in iter_range(reader, first, last, self._chunk_size):
             self._metrics.bytes_from_cache.inc(len(chunk))
             yield chunk
@@ -454,16 +452,22 @@ class BlobService:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
-async def _head(reader: RangeReader, first: int, length: int) -> bytes | memoryview:
+async def _head(reader: RangeReader, first: int, length: int) -> bytes:
     """The first bytes of a warm body (up to ``length``), checked before any header is sent. A
     sealed object's are decrypted into a buffer its store reuses (a chunked pull's hundred
     ranges would fault in fresh memory for each), up to the end of the piece holding ``first``
-    (what one such buffer holds)."""
+    (what one such buffer holds), and copied out: the buffer goes back when this returns."""
     if not isinstance(reader, Decrypting):
         return await reader.read(first, length)
-    end = min(first + length, (first // reader.piece + 1) * reader.piece)
-    views = await reader.read_into(first, end, reader.buffer(end - first))
-    return views[0] if len(views) == 1 else b"".join(views)
+    with reader.pieces(length, 1) as given:
+        end = min(first + length, (first // given.size + 1) * given.size)
+        job = reader.read_into(first, end, given.buffers[0])
+        try:
+            return b"".join(await asyncio.shield(job))
+        finally:
+            while not job.done():  # cancelled: the thread still writes into the buffer
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait([job])
 
 
 async def _window(chunks: AsyncIterator[bytes], first: int, last: int) -> AsyncIterator[bytes]:

@@ -6,11 +6,13 @@ sender, and a TLS listener falls back to the streamed path."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import socket
 import ssl
 import threading
+import tracemalloc
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ import pytest
 from mirror.app.build import build_app
 from mirror.blobstore.encrypted import EncryptedBlobStore
 from mirror.blobstore.keyring import CacheKeys
+from mirror.blobstore.piece_budget import LARGEST_PIECE, PieceBudget
 from mirror.blobstore.sealed import ChunkReader
 from mirror.config import load_config
 from mirror.crypto.envelope import AES_256_GCM, HEADER_SIZE, TAG_SIZE
@@ -40,8 +43,8 @@ pytestmark = pytest.mark.integration
 
 FAKE_HOST = "fake.test"
 CHUNK = 64 * 1024  # the sealed chunk size of these mirrors and stores
-SIZE = 5 * 1024 * 1024 + 17  # three 2 MiB pieces, the last one short
-PIECE = 2 * 1024 * 1024
+PIECE = LARGEST_PIECE  # the pieces of a send alone
+SIZE = 2 * PIECE + 1024 * 1024 + 17  # three pieces, the last one short
 
 
 @pytest.fixture
@@ -161,7 +164,7 @@ async def test_a_tampered_chunk_cuts_the_response_before_any_of_its_bytes(
     url = f"{mirror.url}/v2/team/app/blobs/{digest}"
     assert await get(url) == (200, data)
     (path,) = mirror.cached_blob_files()
-    bad_at = tamper(path, 40)  # in the second 2 MiB piece
+    bad_at = tamper(path, PIECE // CHUNK + 8)  # in the second piece
 
     received = bytearray()
     async with aiohttp.ClientSession() as http, http.get(url) as resp:
@@ -272,6 +275,7 @@ class Client:
 
     def __init__(self, stop_after: int | None = None, *, pause: float = 0.001) -> None:
         self.received = bytearray()
+        self.started = asyncio.Event()
         self.done = asyncio.Event()
         self.started = asyncio.Event()  # set once the first bytes of the body arrived
         self.stop_after = stop_after
@@ -338,16 +342,23 @@ async def test_a_slow_client_gets_the_head_and_every_byte_of_the_range(tmp_path:
     assert bytes(client.received) == data[first : SIZE - 1]
 
 
-async def test_a_chunk_failing_its_tag_is_never_sent(tmp_path: Path) -> None:
+@pytest.mark.parametrize("depth", [1, 2, 3], ids=["depth-1", "depth-2", "depth-3"])
+@pytest.mark.parametrize("bad_piece", [0, 1, 2], ids=["first-piece", "second", "third"])
+async def test_a_chunk_failing_its_tag_is_never_sent(
+    tmp_path: Path, depth: int, bad_piece: int
+) -> None:
+    # With depth > 1 the bad piece fails while an earlier one is still being written: the
+    # earlier ones (verified) go out in order, not one byte of the bad one nor after it.
     data = os.urandom(SIZE)
     store, reader = await open_reader(tmp_path, data)
-    bad_at = tamper(store.path(Digest.of(data)), 45)
-    client = Client()
+    bad_chunk = bad_piece * (PIECE // CHUNK) + 5
+    bad_at = tamper(store.path(Digest.of(data)), bad_chunk)
+    client = Client(pause=0.002)
     server, transport, fd = await connect(client)
     span = SealedSpan(b"", reader, 0, SIZE, lambda _n: None)
     try:
-        with pytest.raises(CorruptObject, match="chunk 45"):
-            await send_sealed_range(transport, fd, span)
+        with pytest.raises(CorruptObject, match=f"chunk {bad_chunk}"):
+            await send_sealed_range(transport, fd, span, depth)
     finally:
         await reader.close()
     transport.abort()  # what the route does on CorruptObject
@@ -355,9 +366,43 @@ async def test_a_chunk_failing_its_tag_is_never_sent(tmp_path: Path) -> None:
         await client.done.wait()
     server.close()
 
-    # The piece holding chunk 45 (from 2 MiB) was never sent, nor anything after it.
-    assert len(client.received) == PIECE <= bad_at
-    assert bytes(client.received) == data[:PIECE]
+    assert len(client.received) == bad_piece * PIECE <= bad_at
+    assert bytes(client.received) == data[: bad_piece * PIECE]
+    assert store.pieces.taken == 0  # the send's buffers went back to the budget
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3], ids=["depth-1", "depth-2", "depth-3"])
+@pytest.mark.parametrize(
+    "first, length",
+    [
+        pytest.param(0, SIZE, id="whole"),
+        pytest.param(CHUNK - 1, SIZE - CHUNK, id="mid-chunk-to-one-before-the-end"),
+        pytest.param(PIECE - 7, PIECE + 14, id="across-two-piece-boundaries"),
+        pytest.param(SIZE - 3, 3, id="tail"),
+    ],
+)
+async def test_every_depth_sends_the_range_byte_exact_and_in_order(
+    tmp_path: Path, depth: int, first: int, length: int
+) -> None:
+    data = os.urandom(SIZE)
+    store, reader = await open_reader(tmp_path, data)
+    client = Client()
+    server, transport, fd = await connect(client)
+    counted: list[int] = []
+    try:
+        sent = await send_sealed_range(
+            transport, fd, SealedSpan(b"", reader, first, length, counted.append), depth
+        )
+    finally:
+        await reader.close()
+    transport.close()
+    async with asyncio.timeout(10):
+        await client.done.wait()
+    server.close()
+
+    assert sent == sum(counted) == length
+    assert bytes(client.received) == data[first : first + length]
+    assert store.pieces.taken == 0
 
 
 async def test_a_client_leaving_mid_body_frees_the_sender(tmp_path: Path) -> None:
@@ -458,24 +503,120 @@ async def test_a_cancelled_send_returns_only_once_its_thread_jobs_are_done(
     await reader.close()
 
 
-@pytest.mark.parametrize("first", [0, 1, CHUNK - 1, CHUNK + 5, 2 * 1024 * 1024 - 3])
+@pytest.mark.parametrize("first", [0, 1, CHUNK - 1, CHUNK + 5, PIECE - 3])
 async def test_a_piece_buffer_holds_exactly_the_chunks_of_one_piece(
     tmp_path: Path, first: int
 ) -> None:
-    # Two reused buffers per warm pull: each as large as one piece's chunks (tags included),
-    # and every piece of any range, as ``pieces`` cuts it, decrypts into it exactly.
+    # Every piece of any range, as ``pieces`` cuts it, decrypts into one of the send's buffers,
+    # each as large as one piece's chunks (tags included).
     data = os.urandom(SIZE)
     _, reader = await open_reader(tmp_path, data)
-    buf = reader.buffer(reader.piece)
-    assert len(buf) == (reader.piece // CHUNK) * (CHUNK + TAG_SIZE)
-    got = bytearray()
-    for start, stop in pieces(first, SIZE, reader.piece):
-        got += b"".join(await reader.read_into(start, stop, buf))
-    assert bytes(got) == data[first:]
-    # Bytes across two pieces do not fit one piece's buffer: refused as a mistake of the
-    # caller, never reported as a corrupt object.
-    with pytest.raises(ValueError):
-        await reader.read_into(reader.piece - 1, 2 * reader.piece, buf)
+    with reader.pieces(SIZE - first, 2) as given:
+        assert given.size == PIECE
+        assert [len(b) for b in given.buffers] == [(PIECE // CHUNK) * (CHUNK + TAG_SIZE)] * 2
+        got = bytearray()
+        for start, stop in pieces(first, SIZE, given.size):
+            got += b"".join(await reader.read_into(start, stop, given.buffers[0]))
+        assert bytes(got) == data[first:]
+        # Bytes across two pieces do not fit one piece's buffer: refused as a mistake of the
+        # caller, never reported as a corrupt object.
+        with pytest.raises(ValueError):
+            await reader.read_into(given.size - 1, 2 * given.size, given.buffers[0])
+    await reader.close()
+
+
+class Discarding(Client):
+    """A client that reads slowly and keeps only the count and a hash of what it read."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+        self.hash = hashlib.sha256()
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sock = writer.transport.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        while chunk := await reader.read(64 * 1024):
+            self.count += len(chunk)
+            self.hash.update(chunk)
+            await asyncio.sleep(0.001)
+        writer.close()
+        self.done.set()
+
+
+async def test_sixteen_concurrent_sends_hold_at_most_the_budget_in_buffers(
+    tmp_path: Path,
+) -> None:
+    # What bounds the mirror's RSS at 16 concurrent warm pulls (benchmark scenario 6): the
+    # buffers of every send together stay within the process's budget, past it by at most one
+    # chunk per buffer for the sends that came when it was spent; each send gets its bytes.
+    data = os.urandom(SIZE)
+    store, first_reader = await open_reader(tmp_path, data)
+    await first_reader.close()
+    budget = PieceBudget(total=4 * PIECE)
+    store.pieces = budget
+    sends, buffers = 16, 2
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+
+        async def one() -> tuple[int, Discarding]:
+            opened = await store.open(Digest.of(data))
+            assert opened is not None
+            reader = opened[0]
+            assert isinstance(reader, ChunkReader)
+            client = Discarding()
+            server, transport, fd = await connect(client)
+            try:
+                span = SealedSpan(b"", reader, 0, SIZE, lambda _n: None)
+                sent = await send_sealed_range(transport, fd, span, buffers - 1)
+            finally:
+                await reader.close()
+            transport.close()
+            await client.done.wait()
+            server.close()
+            return sent, client
+
+        async with asyncio.timeout(60):
+            results = await asyncio.gather(*(one() for _ in range(sends)))
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+
+    digest = hashlib.sha256(data).hexdigest()
+    assert all(sent == c.count == SIZE and c.hash.hexdigest() == digest for sent, c in results)
+    least = buffers * (CHUNK + TAG_SIZE)
+    bound = 4 * PIECE + sends * least
+    # Besides the buffers, each connection's own objects (the clients' reads above all: the
+    # loop reads up to 256 KiB at a time) stay under 512 KiB; two 4 MiB pieces per send
+    # would be 128 MiB.
+    assert peak <= bound + sends * 512 * 1024
+    assert peak > 4 * PIECE  # the measure saw the buffers (it is not vacuous)
+    assert budget.taken == 0
+
+
+@pytest.mark.parametrize("depth", [1, 3], ids=["depth-1", "depth-3"])
+async def test_a_cancelled_deep_send_frees_its_buffers_once_its_threads_are_done(
+    tmp_path: Path, depth: int
+) -> None:
+    pool = CountingExecutor()
+    asyncio.get_running_loop().set_default_executor(pool)
+    data = os.urandom(SIZE)
+    store, reader = await open_reader(tmp_path, data)
+    for attempt in range(10):
+        client = Client(pause=0.01)
+        server, transport, fd = await connect(client)
+        span = SealedSpan(b"", reader, 0, SIZE, lambda _n: None)
+        task = asyncio.ensure_future(send_sealed_range(transport, fd, span, depth))
+        await asyncio.sleep(0.003 * attempt)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert pool.in_flight == 0  # no thread still decrypting into a buffer
+        assert store.pieces.taken == 0  # and every buffer is back in the budget
+        transport.abort()
+        server.close()
     await reader.close()
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -28,6 +28,21 @@ async def settled(job: Awaitable[T]) -> T:
     except asyncio.CancelledError:
         await asyncio.gather(future, return_exceptions=True)
         raise
+
+
+async def drained(jobs: Iterable[Awaitable[object]]) -> None:
+    """Wait until every one of ``jobs`` (work in threads) has finished, whatever it raised; a
+    cancellation meanwhile is re-raised only after that: the jobs may still be using buffers
+    or descriptors the caller is about to free."""
+    pending = asyncio.gather(*jobs, return_exceptions=True)
+    cancelled = False
+    while not pending.done():
+        try:
+            await asyncio.shield(pending)
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
 
 
 # Most bytes one ``sendfile`` call is asked for (it returns earlier once the socket is full).
