@@ -16,10 +16,10 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
 from pathlib import Path
 
+from mirror.blobstore.buffers import BufferPool
 from mirror.blobstore.filesystem import FilesystemBlobStore
 from mirror.blobstore.interface import put_whole
 from mirror.blobstore.keyring import CacheKeys
-from mirror.blobstore.buffers import BufferPool
 from mirror.blobstore.piece_budget import PieceBudget
 from mirror.blobstore.sealed import ChunkReader, ChunkView, SealedWriter
 from mirror.blobstore.sealed_staging import KEY, SealedStaged, new_data_key

@@ -3,7 +3,6 @@ is a hundred requests), and never lend a buffer a decryption thread may still wr
 
 from __future__ import annotations
 
-import asyncio
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
