@@ -167,7 +167,8 @@ class Metadata(
             return
         with self._db.transact(retry=True):
             if not self._summary.current():
-                log.info("building the retention summary of %s", self.directory)
+                if len(self._db):  # a new, empty store has nothing to build (nor to say)
+                    log.info("building the retention summary of %s", self.directory)
                 self._summary.rebuild(self._summary_batches())
 
     # Tags -------------------------------------------------------------------------------
