@@ -112,6 +112,17 @@ SELECT
 LOOKUP = 500
 
 
+def looked_up(db: sqlite3.Connection, query: str, digests: Iterable[str]) -> list[Any]:
+    """The rows of ``query`` (its ``IN ({})`` filled in) for ``digests``, ``LOOKUP`` at a
+    time."""
+    found: list[Any] = []
+    wanted = list(digests)
+    for start in range(0, len(wanted), LOOKUP):
+        chunk = wanted[start : start + LOOKUP]
+        found += db.execute(query.format(",".join("?" * len(chunk))), chunk)
+    return found
+
+
 class SnapshotRecords(Protocol):
     """The metadata a snapshot is read from: every record in one pass, and batched pulls."""
 
@@ -207,12 +218,7 @@ class Snapshot:
 
     def children(self, digests: Iterable[str]) -> list[ImageRow]:
         """``IMAGES`` rows (without tags or pulls) of those of ``digests`` that are cached."""
-        found: list[ImageRow] = []
-        wanted = list(digests)
-        for start in range(0, len(wanted), LOOKUP):
-            chunk = wanted[start : start + LOOKUP]
-            found += self._db.execute(CHILDREN.format(",".join("?" * len(chunk))), chunk)
-        return found
+        return looked_up(self._db, CHILDREN, digests)
 
     def untagged(self, upstream: str, repo: str) -> dict[str, float]:
         """When each digest of ``repo`` last lost a tag (the latest move recorded)."""
@@ -235,15 +241,10 @@ class Snapshot:
     def manifests(self, digests: Iterable[str]) -> dict[str, ManifestRecord]:
         """The records of those of ``digests`` that are cached manifests."""
         found: dict[str, ManifestRecord] = {}
-        wanted = list(digests)
-        for start in range(0, len(wanted), LOOKUP):
-            chunk = wanted[start : start + LOOKUP]
-            query = (
-                "SELECT digest, media_type, size, cached_at, refs FROM manifest"
-                f" WHERE digest IN ({','.join('?' * len(chunk))})"
-            )
-            for digest, media_type, size, cached_at, refs in self._db.execute(query, chunk):
-                found[digest] = ManifestRecord(media_type, size, tuple(json.loads(refs)), cached_at)
+        query = "SELECT digest, media_type, size, cached_at, refs FROM manifest"
+        query += " WHERE digest IN ({})"
+        for digest, media_type, size, cached_at, refs in looked_up(self._db, query, digests):
+            found[digest] = ManifestRecord(media_type, size, tuple(json.loads(refs)), cached_at)
         return found
 
     def manifest(self, digest: str) -> ManifestRecord | None:

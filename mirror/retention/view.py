@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from mirror.db.summary import DIGEST
-from mirror.retention.snapshot import LOOKUP, ImageRow, Snapshot, SnapshotRecords
+from mirror.retention.snapshot import ImageRow, Snapshot, SnapshotRecords, looked_up
 
 # ``snapshot.IMAGES`` of a repository ``?1/?2``, over the summary and the batched pulls, but
 # for the last column: the manifest's references (``refs``, a JSON array of digests), whose
@@ -115,23 +115,14 @@ class SummaryView:
 
     def children(self, digests: Iterable[str]) -> list[ImageRow]:
         """``IMAGES`` rows (without tags or pulls) of those of ``digests`` that are cached."""
-        return self._children(self._lookup(CHILDREN, digests))
-
-    def _lookup(self, query: str, digests: Iterable[str]) -> list[Any]:
-        """The rows of ``query`` (``IN ({})``) for ``digests``, ``LOOKUP`` at a time."""
-        found: list[Any] = []
-        wanted = list(digests)
-        for start in range(0, len(wanted), LOOKUP):
-            chunk = wanted[start : start + LOOKUP]
-            found += self._db.execute(query.format(",".join("?" * len(chunk))), chunk)
-        return found
+        return self._children(looked_up(self._db, CHILDREN, digests))
 
     def _children(self, rows: list[tuple[Any, ...]]) -> list[ImageRow]:
         """``rows`` with their references (the last column) replaced by those that are cached
         manifests, newline-separated, in order (``None``: none), as a snapshot's ``child``
         table gives them; every distinct reference looked up once."""
         refs = [_digests(row[6]) for row in rows]
-        cached = {d for (d,) in self._lookup(CACHED, {r for listed in refs for r in listed})}
+        cached = {d for (d,) in looked_up(self._db, CACHED, {r for listed in refs for r in listed})}
         found: list[ImageRow] = []
         for row, listed in zip(rows, refs, strict=True):
             children = [r for r in listed if r in cached] if cached else ()
