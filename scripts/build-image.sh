@@ -37,10 +37,14 @@ build_base() {
   fi
   mkdir -p "$ROOTFS_CACHE"
   local tar="$ROOTFS_CACHE/${DEBIAN_SUITE}-minbase-${PACKAGES//,/-}.tar"
-  if [ ! -s "$tar" ]; then
+  if [ ! -f "$tar" ] || [ ! -s "$tar" ]; then
     echo "base rootfs: mmdebstrap $DEBIAN_SUITE ($PACKAGES) -> $tar"
+    # A directory in the tarball's place is what an earlier build left when mmdebstrap was
+    # left to guess the format from the name "*.tar.part" (it made a directory): gone, and the
+    # format is said.
+    rm -rf "$tar" "$tar.part"
     # shellcheck disable=SC2086
-    mmdebstrap --variant=minbase --include="$PACKAGES" --quiet \
+    mmdebstrap --variant=minbase --include="$PACKAGES" --quiet --format=tar \
       "$DEBIAN_SUITE" "$tar.part" ${DEBIAN_MIRROR:-}
     mv "$tar.part" "$tar"
   fi

@@ -60,9 +60,14 @@ async def test_retention_runs_concurrent_with_20_pulls_of_the_images_they_evict(
             assert got[blob.digest] == blob.read_bytes()
     assert runs >= 2
     assert mirror.metric("mirror_retention_evictions_total", trigger="manual", rule="not-pulled")
-    # After a final run with no pull in flight, everything is collected (deferred ones too).
-    await mirror.retention.run(dry_run=False)
-    await mirror.retention.run(dry_run=False)
+    # With no pull in flight, the next runs collect everything (deferred ones too). A fill can
+    # still be installing its object when its client has read the last byte (seen in CI: three
+    # objects left after two runs back to back), so the runs are given a few seconds.
+    for _ in range(50):
+        await mirror.retention.run(dry_run=False)
+        if not mirror.cached_blob_files():
+            break
+        await asyncio.sleep(0.1)
     assert mirror.cached_blob_files() == []
 
 
