@@ -227,6 +227,29 @@ async def test_a_body_cut_short_logs_the_bytes_really_sent_and_that_the_client_w
     assert served.metric("mirror_client_disconnects_total", route=BLOB_ROUTE) == 1
 
 
+@pytest.mark.parametrize("cancelling", CANCELLING)
+async def test_a_cold_body_streamed_while_it_fills_and_cut_short_logs_the_bytes_sent(
+    runners: list[web.AppRunner], aiohttp_server: Any, tmp_path: Path, cancelling: bool
+) -> None:
+    # A cold blob goes out through aiohttp's writer, which counts a body only once its end is
+    # written: the handler keeps its own count, less what the transport still held.
+    served = await serve(
+        runners, aiohttp_server, tmp_path, encrypted=True, handler_cancellation=cancelling
+    )
+    data = os.urandom(SIZE_LARGE)
+    path = f"/v2/team/app/blobs/{served.fake.add_blob(data)}"
+
+    got = await hang_up_get(served.port, path, read=READ, reset=True)
+    assert got == data[:READ]
+
+    (line,) = await served.lines_for(1)
+    assert READ <= line["bytes"] < SIZE_LARGE
+    assert (line["status"], line["outcome"]) == (200, "client_gone")
+    assert served.records.lines[-1].endswith(" client_gone")
+    # The fill went on without its client: the next pull is warm and whole.
+    assert await hang_up_get(served.port, path, reset=False) == data
+
+
 @pytest.mark.parametrize("encrypted", ENCRYPTION)
 async def test_a_handler_cancelled_by_the_hang_up_still_gets_its_line_and_its_count(
     runners: list[web.AppRunner], aiohttp_server: Any, tmp_path: Path, encrypted: bool

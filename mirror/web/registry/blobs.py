@@ -13,7 +13,8 @@ from mirror.oci.digest import Digest
 from mirror.oci.ranges import parse_range
 from mirror.pullthrough.blobs import BlobBody
 from mirror.pullthrough.fill import FillFailed
-from mirror.web.keys import SENT_DIRECT, services, target
+from mirror.web.accesslog import body_bytes, streamed_out
+from mirror.web.keys import SENT_DIRECT, SENT_STREAMED, services, target
 from mirror.web.middleware import client_gone, note_disconnect
 from mirror.web.registry.sealed_send import send_sealed_range
 from mirror.web.registry.sendfile import send_file_range, socket_fd
@@ -47,11 +48,15 @@ async def blob(request: web.Request) -> web.StreamResponse:
             async for chunk in body.chunks:
                 await response.write(chunk)
                 sent += len(chunk)
+                request[SENT_STREAMED] = sent
     except ConnectionError:
         if not client_gone(request):
             raise
         # The client cancelled or timed out: what it got is its business; the fill goes on.
-        sent += request.get(SENT_DIRECT, 0)
+        # The access line's count is taken now, while the transport can still say how much
+        # of it never left.
+        request[SENT_STREAMED] = streamed_out(request)
+        sent = body_bytes(request, response)
         note_disconnect(request, f"{sent} of {response.content_length} bytes of {digest} sent")
         return response
     except (FillFailed, CorruptObject) as exc:
