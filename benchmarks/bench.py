@@ -4,15 +4,17 @@ mirrors and distribution proxies, plus reading the upstream's access log between
 from __future__ import annotations
 
 import shutil
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
 from benchmarks.procs import Processes
 from benchmarks.results import Results
-from benchmarks.seed import Seeded
+from benchmarks.seed import Seeded, seed
 from benchmarks.servers import MirrorServer, MirrorVariant, Nginx
 from benchmarks.settings import Settings
 from tests.peers.accesslog import AccessLogEntry, parse_access_log
@@ -158,3 +160,25 @@ def proxy_blob_path(registry: Registry, digest: str) -> Path:
 def blob_gets(entries: list[AccessLogEntry], digest: str) -> list[AccessLogEntry]:
     """The upstream ``GET``\\ s of blob ``digest`` among ``entries``."""
     return [e for e in entries if e.method == "GET" and f"/blobs/{digest}" in e.path]
+
+
+@contextmanager
+def large_layer_bench(name: str) -> Iterator[Bench]:
+    """A bench for the one-off tools (A/B runs, profiles): an upstream seeded with the large
+    layer (and two small ones) and nginx beside it, in a work directory removed afterwards."""
+    settings = Settings.for_mode(False, Path(tempfile.gettempdir()) / name)
+    processes = Processes()
+    work = Path(tempfile.mkdtemp(prefix=f"{name}-"))
+    try:
+        upstream = Registry(work / "upstream")
+        upstream.start_sync()
+        processes.add_callback("upstream registry", upstream.stop_sync)
+        seeded = seed(
+            upstream, work, large_size=settings.large_size, layer_count=2, layer_size=4096
+        )
+        nginx = Nginx(work / "nginx", upstream.storage_dir).start(processes)
+        results = Results(machine={}, settings={})
+        yield Bench(settings, work, processes, results, upstream, nginx, seeded, time.monotonic())
+    finally:
+        processes.close()
+        shutil.rmtree(work, ignore_errors=True)

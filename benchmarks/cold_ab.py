@@ -14,21 +14,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
-import tempfile
-import time
 from pathlib import Path
 
 from benchmarks import servers
-from benchmarks.bench import Bench, blob_gets, rotated
+from benchmarks.bench import Bench, blob_gets, large_layer_bench, rotated
 from benchmarks.clients import cpu_seconds, curl, ranged_pull
-from benchmarks.procs import Processes
-from benchmarks.results import Results
-from benchmarks.seed import LARGE_REPO, seed
-from benchmarks.servers import MirrorServer, Nginx
-from benchmarks.settings import Settings
-from tests.peers.registry import Registry
+from benchmarks.seed import LARGE_REPO
+from benchmarks.servers import MirrorServer
 
 PIECE = 8 * 1024 * 1024
 WORKERS = 8
@@ -104,19 +97,7 @@ def _proxy(bench: Bench) -> dict[str, float]:
 
 def run(trees: dict[str, Path], reps: int, prefix: str | None) -> None:
     """Seed once, then every repetition measures each tree and the proxy, order rotated."""
-    settings = Settings.for_mode(False, Path(tempfile.gettempdir()) / "cold-ab")
-    processes = Processes()
-    work = Path(tempfile.mkdtemp(prefix="cold-ab-"))
-    try:
-        upstream = Registry(work / "upstream")
-        upstream.start_sync()
-        processes.add_callback("upstream registry", upstream.stop_sync)
-        seeded = seed(
-            upstream, work, large_size=settings.large_size, layer_count=2, layer_size=4096
-        )
-        nginx = Nginx(work / "nginx", upstream.storage_dir).start(processes)
-        results = Results(machine={}, settings={})
-        bench = Bench(settings, work, processes, results, upstream, nginx, seeded, time.monotonic())
+    with large_layer_bench("cold-ab") as bench:
         for rep in range(reps):
             for label in rotated([*trees, "proxy"], rep):
                 row: dict[str, object] = {"rep": rep, "label": label, "load": os.getloadavg()[0]}
@@ -129,9 +110,6 @@ def run(trees: dict[str, Path], reps: int, prefix: str | None) -> None:
                     row.update({**cold, **ranged})
                     row["range_ratio"] = ranged["range_s"] / cold["cold_s"]
                 print(json.dumps(row), flush=True)
-    finally:
-        processes.close()
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def main() -> None:

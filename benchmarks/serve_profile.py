@@ -16,21 +16,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import signal
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.bench import Bench
+from benchmarks.bench import large_layer_bench
 from benchmarks.clients import cpu_seconds, curl
-from benchmarks.procs import Processes
-from benchmarks.results import Results
-from benchmarks.seed import LARGE_REPO, seed
-from benchmarks.servers import Nginx
-from benchmarks.settings import Settings
-from tests.peers.registry import Registry
+from benchmarks.seed import LARGE_REPO
 
 GiB = 1024**3
 
@@ -70,20 +63,8 @@ def _pull(url: str, pid: int, size: int, label: str) -> None:
 def run(profiler: str | None, cold: bool, pulls: int, out: Path) -> None:
     """Seed, fill one mirror, pull warm; profile the fill (``cold``) or the warm pulls."""
     out.mkdir(parents=True, exist_ok=True)
-    settings = Settings.for_mode(False, Path(tempfile.gettempdir()) / "serve-profile")
-    processes = Processes()
-    work = Path(tempfile.mkdtemp(prefix="serve-profile-"))
-    try:
-        upstream = Registry(work / "upstream")
-        upstream.start_sync()
-        processes.add_callback("upstream registry", upstream.stop_sync)
-        seeded = seed(
-            upstream, work, large_size=settings.large_size, layer_count=2, layer_size=4096
-        )
-        nginx = Nginx(work / "nginx", upstream.storage_dir).start(processes)
-        results = Results(machine={}, settings={})
-        bench = Bench(settings, work, processes, results, upstream, nginx, seeded, time.monotonic())
-        digest, size = seeded.large.digest, seeded.large.size
+    with large_layer_bench("serve-profile") as bench:
+        digest, size = bench.seeded.large.digest, bench.seeded.large.size
         server = bench.mirror()
         url = bench.blob_url(server.url, LARGE_REPO, digest)
         spy = _attach(profiler if cold else None, server.pid, out / "cold")
@@ -98,9 +79,6 @@ def run(profiler: str | None, cold: bool, pulls: int, out: Path) -> None:
             _pull(url, server.pid, size, "warm")
         _detach(spy)
         bench.stop_mirror(server)
-    finally:
-        processes.close()
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def main() -> None:
