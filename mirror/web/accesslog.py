@@ -39,19 +39,12 @@ def header_bytes(request: web.BaseRequest, response: web.StreamResponse) -> int:
 def body_bytes(request: web.BaseRequest, response: web.StreamResponse) -> int:
     """Bytes of the body sent: aiohttp's ``body_length`` counts the headers too, and not what
     a handler wrote to the socket itself; it is 0 until the end is written, so a streamed
-    answer cut short counts what its handler wrote, less what still sits in the transport."""
+    answer cut short counts what its handler recorded (``SENT_STREAMED``)."""
     direct: int = request.get(SENT_DIRECT, 0)
     if response.body_length:
         return max(0, response.body_length - header_bytes(request, response)) + direct
-    return streamed_out(request) + direct
-
-
-def streamed_out(request: web.BaseRequest) -> int:
-    """Body bytes the handler wrote through aiohttp's writer that left the transport."""
     streamed: int = request.get(SENT_STREAMED, 0)
-    transport = request.transport
-    unsent = transport.get_write_buffer_size() if transport is not None else 0
-    return max(0, streamed - unsent)
+    return streamed + direct
 
 
 def unparsable_reason(response: web.StreamResponse) -> str:

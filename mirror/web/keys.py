@@ -80,8 +80,9 @@ PRINCIPAL = web.RequestKey("principal", Principal)
 ELAPSED = web.RequestKey("elapsed", float)
 # Body bytes a handler wrote to the socket itself (sendfile, sealed sends): aiohttp never saw them.
 SENT_DIRECT = web.RequestKey("sent_direct", int)
-# Body bytes a handler wrote through aiohttp's writer so far (a streamed blob): aiohttp counts
-# them only once the end is written, so an answer cut short is counted from this.
+# Body bytes a handler wrote through aiohttp's writer so far (a streamed blob), less what the
+# transport still held when the client went away: aiohttp counts a body only once its end is
+# written, so an answer cut short is counted from this.
 SENT_STREAMED = web.RequestKey("sent_streamed", int)
 # How an answer ended when not in full (``client_gone``, ``cancelled``), for the access line.
 OUTCOME = web.RequestKey("outcome", str)

@@ -13,7 +13,7 @@ from mirror.oci.digest import Digest
 from mirror.oci.ranges import parse_range
 from mirror.pullthrough.blobs import BlobBody
 from mirror.pullthrough.fill import FillFailed
-from mirror.web.accesslog import body_bytes, streamed_out
+from mirror.web.accesslog import body_bytes
 from mirror.web.keys import SENT_DIRECT, SENT_STREAMED, services, target
 from mirror.web.middleware import client_gone, note_disconnect
 from mirror.web.registry.sealed_send import send_sealed_range
@@ -53,9 +53,11 @@ async def blob(request: web.Request) -> web.StreamResponse:
         if not client_gone(request):
             raise
         # The client cancelled or timed out: what it got is its business; the fill goes on.
-        # The access line's count is taken now, while the transport can still say how much
-        # of it never left.
-        request[SENT_STREAMED] = streamed_out(request)
+        # The access line's count is settled now, while the transport can still say how much
+        # of it never left (it may be gone when the line is written).
+        transport = request.transport
+        unsent = transport.get_write_buffer_size() if transport is not None else 0
+        request[SENT_STREAMED] = max(0, sent - unsent)
         sent = body_bytes(request, response)
         note_disconnect(request, f"{sent} of {response.content_length} bytes of {digest} sent")
         return response
