@@ -91,6 +91,11 @@ class CapacityLimit:
         self._background = asyncio.create_task(self.evictor(self.low_bytes))
         self._background.add_done_callback(_log_failure)
 
+    async def settled(self) -> None:
+        """Wait for a background eviction still running to end (its outcome is logged)."""
+        if self._background is not None:
+            await asyncio.gather(asyncio.shield(self._background), return_exceptions=True)
+
     async def close(self) -> None:
         """Cancel a background eviction still running and wait for it."""
         if self._background is not None:

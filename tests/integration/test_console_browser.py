@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
@@ -45,10 +47,27 @@ def wait_for_next_page(driver: WebDriver, left: WebElement) -> None:
     """Wait until the page that held `left` is gone and the next one has loaded, so no lookup
     finds an element of the page being left (Chromium 156 can return from a click before the
     navigation begins)."""
-    WebDriverWait(driver, 10).until(staleness_of(left))
-    WebDriverWait(driver, 10).until(
+    WebDriverWait(driver, 10).until(left_behind(left))
+    WebDriverWait(driver, 10, ignored_exceptions=(WebDriverException,)).until(
         lambda d: d.execute_script("return document.readyState") == "complete"
     )
+
+
+def left_behind(left: WebElement) -> Callable[[WebDriver], bool]:
+    """`staleness_of`, also when the driver says so in other words: mid-navigation Chromium
+    answers a lookup of the old page's node with "Node with given id does not belong to the
+    document", which is not a StaleElementReferenceException and escaped the wait."""
+    stale = staleness_of(left)
+
+    def gone(driver: WebDriver) -> bool:
+        try:
+            return stale(driver)
+        except WebDriverException as error:
+            if "does not belong to the document" in (error.msg or ""):
+                return True
+            raise
+
+    return gone
 
 
 def click(driver: WebDriver, text: str) -> None:

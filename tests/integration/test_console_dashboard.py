@@ -127,15 +127,18 @@ async def _the_journey(
         # Past the high watermark: the least recently pulled image is evicted.
         for tag, size in (("b", 400_000), ("c", 400_000)):
             await _pull(http, mirror.url, tag, _image(content, tag, os.urandom(size)))
-    for _ in range(200):  # eviction runs in the background once above the high mark
+    capacity = mirror.retention.capacity
+    assert capacity is not None
+    # Eviction runs in the background once above the high mark: the figures are read once it
+    # has ended (read midway, the page and the capacity would see different deletions).
+    for _ in range(200):
         if _total(mirror, "mirror_retention_evictions_total"):
             break
         await asyncio.sleep(0.05)
+    await capacity.settled()
     evictions = int(_total(mirror, "mirror_retention_evictions_total"))
     shown = _figures((await browser.get("/console/cache"))[1])
     assert evictions > 0 and shown["evictions"] == str(evictions)
-    capacity = mirror.retention.capacity
-    assert capacity is not None
     used = capacity.total
     assert shown["disk"].startswith(f"{human_size(used)} of {human_size(CAPACITY)}")
     assert shown["fills"] == str(int(mirror.metric("mirror_fills_in_progress")))
