@@ -51,11 +51,13 @@ def _reason(exc: OSError) -> str:
 
 # The most bytes a fill takes from upstream at a time (its pieces grow from one chunk to this):
 # each piece costs a hash job, a seal-and-write job and a wake-up of every reader, so per MiB
-# the fill's CPU falls with the piece's size; but on a loaded 2-core machine larger pieces cut
-# a single pull's throughput (4 MiB pieces: 0.26-0.33x the proxy against 0.45-0.57x, session
-# 19; and again with each piece sent before it is sealed and with 16 MiB read ahead: 37-58
-# against 79-85 MB/s, session 20, docs/benchmarks.md), so the default stays at 1 MiB.
-FILL_PIECE = 1024 * 1024
+# the fill's CPU falls with the piece's size; but on a loaded 2-core machine too large a piece
+# leaves the client's socket idle between pieces (4 MiB: 0.26-0.33x the proxy against
+# 0.45-0.57x with 1 MiB, session 19). 2 MiB won on quiet machines of both CPU kinds (cold_ab,
+# 1 MiB against 2 MiB: Intel 3.60 -> 3.37 CPU-s/GiB and 340 -> 363 MB/s over 6 pairs; AMD
+# 2.68 -> 2.27 CPU-s/GiB and 428 -> 503 MB/s over 4 pairs) and tied under load (71-82 against
+# 79-85 MB/s at load 13-14, session 20): docs/benchmarks.md.
+FILL_PIECE = 2 * 1024 * 1024
 
 
 def fill_piece(chunk_size: int) -> int:
