@@ -497,6 +497,10 @@ class Resources:
                 app[QUOTAS], metadata, capped, app.get(AUTH)
             )
             opened.push_async_callback(stop_eviction, capped)
+            # A blob a run deleted and a fill installed again is looked at by the next run.
+            blobs = app[SERVICES].blobs
+            blobs.on_filled = retention.refilled
+            opened.callback(setattr, blobs, "on_filled", None)
             # A tier's replica deletes what it holds when another replica's run released it.
             opened.push_async_callback(retention.follow_tier())
             app[RETENTION] = retention

@@ -144,6 +144,9 @@ class BlobService:
         self._leases = leases
         self._tasks: set[asyncio.Task[None]] = set()
         self._heads: SingleFlight[int] = SingleFlight()
+        # Told the digest of each blob a fill installed (retention hooks in here: a blob its
+        # run deleted and a client pulled again).
+        self.on_filled: Callable[[Digest], None] | None = None
 
     async def stat(self, target: Target, digest: Digest) -> int:
         """The blob's size: from the cache, a running fill, or an upstream ``HEAD``."""
@@ -422,6 +425,8 @@ class BlobService:
         else:
             if committed:
                 self._metrics.fills_committed.inc()
+                if self.on_filled is not None:
+                    self.on_filled(fill.digest)
         finally:
             self._metrics.fills_in_progress.dec()
             if self._fills.get(key) is fill:

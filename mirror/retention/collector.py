@@ -19,7 +19,7 @@ import asyncio
 import json
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -41,7 +41,8 @@ log = logging.getLogger(__name__)
 # Yield to the event loop after this many deletions (pulls keep being served during a run).
 YIELD_EVERY = 64
 # How long a blob that was not cached when it became garbage stays on the deferred list, in
-# case a client that already had its manifest fills it afterwards.
+# case a client that already had its manifest fills it afterwards (and how long a deleted blob
+# filled again is looked at again: ``RetentionService.refilled``).
 DEFERRED_GRACE = 3600.0
 
 
@@ -102,6 +103,7 @@ class Collector:
         trigger: str,
         run_id: str,
         now: float,
+        refilled: Mapping[Digest, float] | None = None,
     ) -> None:
         self._snapshot = snapshot
         self._metadata = metadata
@@ -126,7 +128,9 @@ class Collector:
         # The repositories evictions took images from (``forget_empty`` looks at them).
         self._touched: set[tuple[str, str]] = set()
         self._now = now
-        self._previously_deferred = state.deferred()
+        # Deferred by earlier runs, and the blobs they deleted that a fill installed again
+        # (``refilled``: each with when it was deleted), retried alike by ``collect_deferred``.
+        self._previously_deferred = {**(refilled or {}), **state.deferred()}
 
     def pulled_since_snapshot(self, decision: Decision) -> bool:
         """Whether a member of the image's group was pulled after the snapshot."""

@@ -20,10 +20,11 @@ from mirror.clock import Clock
 from mirror.db.retention import RetentionStore
 from mirror.errors import ErrorCode, RegistryError
 from mirror.hosted.names import hosted_key
+from mirror.lru import Lru
 from mirror.metrics import Metrics
 from mirror.oci.digest import Digest
 from mirror.retention.audit import AuditLog, iso
-from mirror.retention.collector import Collector, CollectorRecords, Outcome
+from mirror.retention.collector import DEFERRED_GRACE, Collector, CollectorRecords, Outcome
 from mirror.retention.inventory import InventoryRecords, snapshot_images
 from mirror.retention.lines import (
     Governing,
@@ -41,6 +42,9 @@ from mirror.retention.spill import ReportLines
 from mirror.retention.view import dry_run_source
 
 log = logging.getLogger(__name__)
+# How many recently deleted blobs a replica remembers for ``RetentionService.refilled`` (about
+# 100 bytes each; a run that deleted more remembers its last ones).
+DELETED_LATELY = 65_536
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +173,10 @@ class RetentionService:
         # Called after every run or eviction that deleted something for real (hosted quotas
         # recount what the tenancies still store).
         self.after_collect: Callable[[], Awaitable[None]] | None = None
+        # The blobs this replica's runs deleted lately, and when; and those of them a fill has
+        # installed again since (``refilled``), for the next run to look at.
+        self._deleted_lately: Lru[Digest, float] = Lru(DELETED_LATELY)
+        self._refilled: dict[Digest, float] = {}
 
     # Policies ---------------------------------------------------------------------------
 
@@ -222,7 +230,23 @@ class RetentionService:
 
     # Runs -------------------------------------------------------------------------------
 
+    def refilled(self, digest: Digest) -> None:
+        """A fill installed ``digest``. A client that held an evicted image's manifest can pull
+        its blobs after the run deleted them, and the fill then installs a blob no cached
+        manifest may refer to: one this replica deleted within ``DEFERRED_GRACE`` is looked at
+        again by the next run (deleted unless referenced again, or kept while in use)."""
+        deleted = self._deleted_lately.get(digest)
+        if deleted is not None and self._clock.now() - deleted <= DEFERRED_GRACE:
+            self._refilled[digest] = deleted
+
+    def _remember(self, collector: Collector, now: float) -> None:
+        """Note the blobs ``collector`` deleted (for ``refilled``)."""
+        for kind, digest, _ in collector.outcome.deleted:
+            if kind == "blob":
+                self._deleted_lately.put(digest, now)
+
     def _collector(self, snapshot: Snapshot, trigger: str, run_id: str, now: float) -> Collector:
+        refilled, self._refilled = self._refilled, {}
         return Collector(
             snapshot,
             self._metadata,
@@ -234,6 +258,7 @@ class RetentionService:
             trigger=trigger,
             run_id=run_id,
             now=now,
+            refilled=refilled,
         )
 
     @asynccontextmanager
@@ -331,6 +356,7 @@ class RetentionService:
                 report.images.extend(await _evicted(collector, repository))
             collector.forget_empty()
             collector.save_deferred()
+            self._remember(collector, now)
         finally:
             snapshot.close()
         released = collector.released()
@@ -404,6 +430,7 @@ class RetentionService:
                 collector = self._collector(snapshot, "tier", run_id, now)
                 await collector.collect_deferred()
                 collector.save_deferred()
+                self._remember(collector, now)
             finally:
                 snapshot.close()
             await self._collected()
@@ -471,6 +498,7 @@ class RetentionService:
             )
         collector.forget_empty()
         collector.save_deferred()
+        self._remember(collector, now)
         await self._collected()
         released = collector.released()
         if capacity.total > target:

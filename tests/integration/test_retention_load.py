@@ -4,9 +4,11 @@ evict, a cache size limit below the working set, and a disk that fills mid-blob.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from mirror.testing.images import random_layer
@@ -14,7 +16,14 @@ from tests.contract.fulldisk import FullDiskStore
 from tests.peers.registry import Registry
 
 from .conftest import MirrorFactory
-from .retention_helpers import assert_pulled, disk_usage, http_pull, push_image, skopeo_pull
+from .retention_helpers import (
+    assert_pulled,
+    disk_usage,
+    http_pull,
+    on_disk,
+    push_image,
+    skopeo_pull,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -69,6 +78,44 @@ async def test_retention_runs_concurrent_with_20_pulls_of_the_images_they_evict(
             break
         await asyncio.sleep(0.1)
     assert mirror.cached_blob_files() == []
+
+
+async def test_a_blob_pulled_again_after_its_image_was_evicted_goes_with_the_next_run(
+    mirror_factory: MirrorFactory,
+    upstream_registry: Registry,
+    rng: random.Random,
+    tmp_path: Path,
+) -> None:
+    """A client that held the evicted image's manifest pulls a layer after the run deleted it:
+    the fill installs a blob no cached manifest refers to, and the next run deletes it (before,
+    it stayed until the capacity limit, if there was one). A blob pulled by digest alone, never
+    deleted by a run, is a cache entry like any other and stays."""
+    mirror = await mirror_factory(
+        {upstream_registry.host: upstream_registry.url},
+        retention={
+            "cooling_period": 0,
+            "policies": [{"name": "all", "not_pulled_days": 0, "repositories": ["test/again"]}],
+        },
+    )
+    evicted = push_image(upstream_registry, tmp_path, "test/again", "v1", [random_layer(rng, 5000)])
+    other = push_image(upstream_registry, tmp_path, "test/again", "v2", [random_layer(rng, 6000)])
+    await http_pull(mirror, "test/again", "v1")
+    report = await mirror.retention.run(dry_run=False)
+    assert report.outcome is not None
+    assert [str(d.image.digest) for d in report.outcome.evicted] == [evicted.manifest_digest]
+    assert mirror.cached_blob_files() == []
+    layer, kept = evicted.layers[0], other.layers[0]
+    async with aiohttp.ClientSession() as http:
+        for blob in (layer, kept):  # by digest, with no manifest through the mirror
+            async with http.get(f"{mirror.url}/v2/test/again/blobs/{blob.digest}") as resp:
+                assert resp.status == 200 and await resp.read() == blob.read_bytes()
+    assert on_disk(mirror) == {layer.digest, kept.digest}
+    await mirror.retention.run(dry_run=False)
+    assert on_disk(mirror) == {kept.digest}
+    audit = (mirror.data_dir / "retention" / "audit.jsonl").read_text().splitlines()
+    again = [json.loads(line) for line in audit if layer.digest in line]
+    assert [e["event"] for e in again] == ["delete-blob", "delete-blob"]
+    assert again[1]["reason"] == "deferred from an earlier run"
 
 
 async def test_cache_limit_below_the_working_set_holds_while_pulls_succeed(
