@@ -104,6 +104,7 @@ class Collector:
         run_id: str,
         now: float,
         refilled: Mapping[Digest, float] | None = None,
+        on_deleted: Callable[[Digest], None] | None = None,
     ) -> None:
         self._snapshot = snapshot
         self._metadata = metadata
@@ -131,6 +132,8 @@ class Collector:
         # Deferred by earlier runs, and the blobs they deleted that a fill installed again
         # (``refilled``: each with when it was deleted), retried alike by ``collect_deferred``.
         self._previously_deferred = {**(refilled or {}), **state.deferred()}
+        # Told each blob this run deletes, as it goes (a fill may install it again at once).
+        self._on_deleted = on_deleted
 
     def pulled_since_snapshot(self, decision: Decision) -> bool:
         """Whether a member of the image's group was pulled after the snapshot."""
@@ -372,6 +375,8 @@ class Collector:
         if size is None or not await self._store.delete(digest):
             return False
         self.outcome.deleted.append((kind, digest, size))
+        if kind == "blob" and self._on_deleted is not None:
+            self._on_deleted(digest)
         self._metrics.objects_deleted.labels(kind).inc()
         self._metrics.bytes_freed.labels(self._trigger).inc(size)
         self._audit.write(

@@ -239,11 +239,13 @@ class RetentionService:
         if deleted is not None and self._clock.now() - deleted <= DEFERRED_GRACE:
             self._refilled[digest] = deleted
 
-    def _remember(self, collector: Collector, now: float) -> None:
-        """Note the blobs ``collector`` deleted (for ``refilled``)."""
-        for kind, digest, _ in collector.outcome.deleted:
-            if kind == "blob":
-                self._deleted_lately.put(digest, now)
+    def _deleted(self, now: float) -> Callable[[Digest], None]:
+        """What notes each blob a run deletes (for ``refilled``), the moment it is deleted."""
+
+        def deleted(digest: Digest) -> None:
+            self._deleted_lately.put(digest, now)
+
+        return deleted
 
     def _collector(self, snapshot: Snapshot, trigger: str, run_id: str, now: float) -> Collector:
         refilled, self._refilled = self._refilled, {}
@@ -259,6 +261,7 @@ class RetentionService:
             run_id=run_id,
             now=now,
             refilled=refilled,
+            on_deleted=self._deleted(now),
         )
 
     @asynccontextmanager
@@ -356,7 +359,6 @@ class RetentionService:
                 report.images.extend(await _evicted(collector, repository))
             collector.forget_empty()
             collector.save_deferred()
-            self._remember(collector, now)
         finally:
             snapshot.close()
         released = collector.released()
@@ -430,7 +432,6 @@ class RetentionService:
                 collector = self._collector(snapshot, "tier", run_id, now)
                 await collector.collect_deferred()
                 collector.save_deferred()
-                self._remember(collector, now)
             finally:
                 snapshot.close()
             await self._collected()
@@ -498,7 +499,6 @@ class RetentionService:
             )
         collector.forget_empty()
         collector.save_deferred()
-        self._remember(collector, now)
         await self._collected()
         released = collector.released()
         if capacity.total > target:
