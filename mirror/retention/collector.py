@@ -132,7 +132,7 @@ class Collector:
         # Deferred by earlier runs, and the blobs they deleted that a fill installed again
         # (``refilled``: each with when it was deleted), retried alike by ``collect_deferred``.
         self._previously_deferred = {**(refilled or {}), **state.deferred()}
-        # Told each blob this run deletes, as it goes (a fill may install it again at once).
+        # Told each blob this run is about to delete (a fill may install it again at once).
         self._on_deleted = on_deleted
 
     def pulled_since_snapshot(self, decision: Decision) -> bool:
@@ -372,11 +372,14 @@ class Collector:
 
     async def _delete_object(self, kind: str, digest: Digest, reason: str) -> bool:
         size = await self._store.stat(digest)
-        if size is None or not await self._store.delete(digest):
+        if size is None:
+            return False
+        if kind == "blob" and self._on_deleted is not None:
+            # Before the deletion: a fill can install the blob again before it returns.
+            self._on_deleted(digest)
+        if not await self._store.delete(digest):
             return False
         self.outcome.deleted.append((kind, digest, size))
-        if kind == "blob" and self._on_deleted is not None:
-            self._on_deleted(digest)
         self._metrics.objects_deleted.labels(kind).inc()
         self._metrics.bytes_freed.labels(self._trigger).inc(size)
         self._audit.write(

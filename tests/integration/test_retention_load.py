@@ -6,11 +6,14 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
 import pytest
 
+from mirror.blobstore.filesystem import FilesystemBlobStore
+from mirror.oci.digest import Digest
 from mirror.testing.images import random_layer
 from tests.contract.fulldisk import FullDiskStore
 from tests.peers.registry import Registry
@@ -116,6 +119,65 @@ async def test_a_blob_pulled_again_after_its_image_was_evicted_goes_with_the_nex
     again = [json.loads(line) for line in audit if layer.digest in line]
     assert [e["event"] for e in again] == ["delete-blob", "delete-blob"]
     assert again[1]["reason"] == "deferred from an earlier run"
+
+
+class PullDuringDelete(FilesystemBlobStore):
+    """The cache's files; once ``target`` is deleted, ``during`` runs before the deletion
+    returns (a client's pull landing in the middle of a retention run)."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.target: Digest | None = None
+        self.during: Callable[[], Awaitable[None]] | None = None
+
+    async def delete(self, digest: Digest) -> bool:
+        """Delete as the file store does, then let ``during`` run once for ``target``."""
+        deleted = await super().delete(digest)
+        if digest == self.target and self.during is not None:
+            during, self.during = self.during, None
+            await during()
+        return deleted
+
+
+async def test_a_blob_pulled_again_while_the_run_goes_on_goes_with_the_next_run(
+    mirror_factory: MirrorFactory,
+    upstream_registry: Registry,
+    rng: random.Random,
+    tmp_path: Path,
+) -> None:
+    """The same refill, landing between two deletions of one run (a real fill through the
+    mirror): the run noted the deletion as it made it, so the next run deletes the refill."""
+    stores: list[PullDuringDelete] = []
+
+    def store(root: Path) -> PullDuringDelete:
+        stores.append(PullDuringDelete(root))
+        return stores[-1]
+
+    mirror = await mirror_factory(
+        {upstream_registry.host: upstream_registry.url},
+        store_factory=store,
+        retention={
+            "cooling_period": 0,
+            "policies": [{"name": "all", "not_pulled_days": 0, "repositories": ["test/during"]}],
+        },
+    )
+    image = push_image(upstream_registry, tmp_path, "test/during", "v1", [random_layer(rng, 7000)])
+    await http_pull(mirror, "test/during", "v1")
+    layer = image.layers[0]
+    refilled: list[int] = []
+
+    async def pull_the_layer() -> None:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{mirror.url}/v2/test/during/blobs/{layer.digest}") as resp:
+                assert resp.status == 200 and await resp.read() == layer.read_bytes()
+        refilled.append(len(mirror.cached_blob_files()))
+
+    stores[0].target, stores[0].during = Digest.parse(layer.digest), pull_the_layer
+    await mirror.retention.run(dry_run=False)
+    assert refilled == [1]  # the layer was filled again while the run went on
+    assert on_disk(mirror) == {layer.digest}
+    await mirror.retention.run(dry_run=False)
+    assert mirror.cached_blob_files() == []
 
 
 async def test_cache_limit_below_the_working_set_holds_while_pulls_succeed(
