@@ -239,14 +239,6 @@ class RetentionService:
         if deleted is not None and self._clock.now() - deleted <= DEFERRED_GRACE:
             self._refilled[digest] = deleted
 
-    def _deleted(self, now: float) -> Callable[[Digest], None]:
-        """What notes each blob a run deletes (for ``refilled``), the moment it is deleted."""
-
-        def deleted(digest: Digest) -> None:
-            self._deleted_lately.put(digest, now)
-
-        return deleted
-
     def _collector(self, snapshot: Snapshot, trigger: str, run_id: str, now: float) -> Collector:
         refilled, self._refilled = self._refilled, {}
         return Collector(
@@ -261,7 +253,8 @@ class RetentionService:
             run_id=run_id,
             now=now,
             refilled=refilled,
-            on_deleted=self._deleted(now),
+            # Each blob the run deletes is noted (for ``refilled``) just before it goes.
+            on_deleted=lambda digest: self._deleted_lately.put(digest, now),
         )
 
     @asynccontextmanager

@@ -146,7 +146,7 @@ async def test_a_blob_pulled_again_while_the_run_goes_on_goes_with_the_next_run(
     tmp_path: Path,
 ) -> None:
     """The same refill, landing between two deletions of one run (a real fill through the
-    mirror): the run noted the deletion as it made it, so the next run deletes the refill."""
+    mirror): the run noted the blob just before deleting it, so the next run deletes the refill."""
     stores: list[PullDuringDelete] = []
 
     def store(root: Path) -> PullDuringDelete:
